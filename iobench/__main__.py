@@ -1,0 +1,5 @@
+import sys
+
+from iobench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,44 @@
+"""The ``iobench`` command: one ``cmd_<name>(args)`` per sub-command, dispatched in main()."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from iobench.errors import run_command
+
+# name: (module, function adding its arguments, command function, help line).
+# Modules are imported when the parser is built; they keep heavy imports
+# (matplotlib, ...) inside their command functions so start-up stays fast.
+COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "serve": ("servers.harness", "add_serve_arguments", "cmd_serve", "run one server model"),
+    "models": ("iobench.models", "add_arguments", "cmd_models", "list the server models"),
+    "client": ("iobench.client", "add_arguments", "cmd_client",
+               "interactive client: send lines, print the replies"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="iobench",
+        description="Benchmark I/O models: busy polling, polling with sleep, select, threads...",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, add_arguments, command, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        getattr(module, add_arguments)(command_parser)
+        command_parser.set_defaults(func=getattr(module, command))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args: Any = build_parser().parse_args(argv)
+    return run_command(args.func, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""The contract every server model implements, and the settings they all share.
+
+A model owns one thing: how it waits for sockets to become ready (spinning,
+sleeping, select, a thread blocked in recv, ...). Everything else is shared:
+the harness (``servers.harness``) parses options, binds the listening socket,
+prints the ready line and installs the signal handlers; ``servers.connection``
+holds the non-blocking read/transform/write code with backpressure.
+"""
+
+from __future__ import annotations
+
+import enum
+import socket
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+class Family(enum.StrEnum):
+    """The five I/O models of Stevens, UNIX Network Programming vol. 1, 6.2."""
+
+    BLOCKING = "blocking"
+    NONBLOCKING = "non-blocking"
+    MULTIPLEXING = "I/O multiplexing"
+    SIGNAL_DRIVEN = "signal-driven"
+    ASYNCHRONOUS = "asynchronous"
+
+
+class ParamError(ValueError):
+    """A model parameter is unknown or has a value the model cannot use."""
+
+
+def parse_duration(text: str) -> float:
+    """Parse ``"10ms"``, ``"100us"``, ``"0.5s"`` or plain seconds into seconds."""
+    text = text.strip().lower()
+    for suffix, scale in (("us", 1e-6), ("µs", 1e-6), ("ms", 1e-3), ("s", 1.0)):
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * scale
+    return float(text)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One tunable of a model: ``--param name=value`` on the command line."""
+
+    name: str
+    default: Any
+    help: str
+    parse: Callable[[str], Any] = str
+    minimum: float | None = None
+    unit: str = ""
+
+    def convert(self, raw: str | Any) -> Any:
+        try:
+            value = self.parse(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            raise ParamError(f"parameter {self.name!r}: cannot parse {raw!r}") from None
+        if self.minimum is not None and value < self.minimum:
+            raise ParamError(
+                f"parameter {self.name!r} must be >= {self.minimum}{self.unit}, got {raw!r}"
+            )
+        return value
+
+    def describe(self) -> str:
+        return f"{self.name}={self.default}{self.unit}"
+
+
+class ServerModel(ABC):
+    """A server that uppercase-echoes every byte on every connection.
+
+    The harness constructs the model with an already bound and listening
+    socket and the parsed parameters, then calls :meth:`serve` from the main
+    thread. :meth:`serve` runs until :meth:`shutdown` is called (from a signal
+    handler or another thread); it must then return promptly, within a few
+    hundred milliseconds, having closed every client connection. The harness
+    closes the listening socket.
+
+    Class attributes describe the model for ``iobench models`` and the report:
+
+    name         registry key, e.g. ``"busy-poll"``
+    family       the Stevens I/O model (:class:`Family`)
+    mechanism    how concurrency is had: one thread, thread per connection, ...
+    description  one line that says what the model does
+    params       the tunables, as :class:`Param` objects
+
+    Socket settings are the same for every model, so a comparison measures the
+    I/O model and nothing else.
+    """
+
+    name: ClassVar[str]
+    family: ClassVar[Family]
+    mechanism: ClassVar[str]
+    description: ClassVar[str]
+    params: ClassVar[tuple[Param, ...]] = ()
+
+    recv_size: ClassVar[int] = 64 * 1024
+    backlog: ClassVar[int] = 4096
+    tcp_nodelay: ClassVar[bool] = True
+    # Output a client has not read yet, per connection. Past it, the server
+    # stops reading from that client (backpressure), so a client that sends
+    # and never reads cannot make the server's memory grow without bound.
+    max_pending_output: ClassVar[int] = 1024 * 1024
+
+    def __init__(self, listener: socket.socket, **params: Any) -> None:
+        self.listener = listener
+        self.options = self.resolve_params(params)
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """Why this model cannot run here (a missing module or syscall), or None."""
+        return None
+
+    @classmethod
+    def resolve_params(cls, given: dict[str, Any]) -> dict[str, Any]:
+        """Defaults overlaid with ``given``, each converted and checked."""
+        known = {p.name: p for p in cls.params}
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            valid = ", ".join(known) or "none"
+            raise ParamError(
+                f"model {cls.name!r} has no parameter {unknown[0]!r} (valid: {valid})"
+            )
+        return {
+            name: param.convert(given[name]) if name in given else param.default
+            for name, param in known.items()
+        }
+
+    @classmethod
+    def configure_client_socket(cls, sock: socket.socket) -> None:
+        """Settings applied to every accepted connection, in every model."""
+        if cls.tcp_nodelay:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    @abstractmethod
+    def serve(self) -> None:
+        """Serve connections until :meth:`shutdown`; close them all, then return."""
+
+    @abstractmethod
+    def shutdown(self) -> None:
+        """Make :meth:`serve` return soon. Safe to call from a signal handler."""
+
+
+def transform(data: bytes) -> bytes:
+    """The protocol: every byte comes back ASCII-uppercased."""
+    return data.upper()

@@ -1,0 +1,105 @@
+"""The readiness loop shared by select, poll and epoll.
+
+The models differ only in the system call that waits until a socket is ready;
+the loop around it (accepting, reading, writing, watching for writability
+only while output is pending) is the same, so it lives here. A backend
+implements :meth:`watch`, :meth:`forget` and :meth:`wait`, in the manner of
+``selectors``.
+"""
+
+from __future__ import annotations
+
+import socket
+from abc import abstractmethod
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from servers.base import Family, ServerModel
+from servers.connection import Connection, accept_pending
+
+READ = 1
+WRITE = 2
+
+
+class ReadinessServer(ServerModel):
+    """One thread that sleeps in the kernel until some socket is ready."""
+
+    family: ClassVar[Family] = Family.MULTIPLEXING
+    mechanism: ClassVar[str] = "one thread, event loop"
+    # The highest descriptor the wait call can handle (select's FD_SETSIZE), or None.
+    max_fd: ClassVar[int | None] = None
+
+    def __init__(self, listener: socket.socket, **params: Any) -> None:
+        super().__init__(listener, **params)
+        self.connections: dict[int, Connection] = {}
+        self._running = True
+        # shutdown() writes a byte here to wake a loop that sleeps in wait().
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+
+    @abstractmethod
+    def watch(self, fd: int, events: int) -> None:
+        """Start watching ``fd``, or change what it is watched for (READ | WRITE, or 0)."""
+
+    @abstractmethod
+    def forget(self, fd: int) -> None:
+        """Stop watching ``fd`` (called before it is closed)."""
+
+    @abstractmethod
+    def wait(self) -> Iterable[tuple[int, int]]:
+        """Block until something is ready; return (fd, READ | WRITE) pairs."""
+
+    def serve(self) -> None:
+        listen_fd, wake_fd = self.listener.fileno(), self._wake_r.fileno()
+        self.listener.setblocking(False)
+        self.watch(listen_fd, READ)
+        self.watch(wake_fd, READ)
+        try:
+            while self._running:
+                for fd, events in self.wait():
+                    if fd == listen_fd:
+                        self._accept()
+                    elif fd == wake_fd:
+                        self._drain_wakeups()
+                    elif conn := self.connections.get(fd):
+                        self._service(conn, events)
+        finally:
+            for conn in self.connections.values():
+                conn.close()
+            self._wake_r.close()
+            self._wake_w.close()
+
+    def shutdown(self) -> None:
+        self._running = False
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:  # buffer full (a wake-up is already pending) or already closed
+            pass
+
+    def _accept(self) -> None:
+        for conn in accept_pending(self.listener, type(self), self.max_fd):
+            self.connections[conn.fd] = conn
+            conn.interest = READ
+            self.watch(conn.fd, READ)
+
+    def _service(self, conn: Connection, events: int) -> None:
+        if events & READ:
+            conn.on_readable()
+        if events & WRITE and not conn.closed:
+            conn.on_writable()
+        if conn.closed:
+            self.forget(conn.fd)
+            del self.connections[conn.fd]
+            return
+        interest = (READ if conn.wants_read else 0) | (WRITE if conn.wants_write else 0)
+        if interest != conn.interest:
+            conn.interest = interest
+            self.watch(conn.fd, interest)
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except BlockingIOError:
+            pass

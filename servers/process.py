@@ -1,0 +1,121 @@
+"""Start a server model in a child process and stop it again.
+
+Used by the tests and by the benchmark runner's local launcher. The child
+runs in its own process group, so stopping it reaches every process it forked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from typing import IO, Any
+
+READY_TIMEOUT = 10.0
+STOP_TIMEOUT = 3.0
+
+
+class ServerStartError(RuntimeError):
+    """The server exited, or printed no ready line in time."""
+
+
+class ServerProcess:
+    """A running ``python -m servers MODEL``; use as a context manager.
+
+    ``cpus``, if given, pins the server (and anything it forks) to those CPUs.
+    """
+
+    def __init__(self, model: str, params: dict[str, Any] | None = None, *,
+                 host: str = "127.0.0.1", port: int = 0, cpus: Iterable[int] | None = None,
+                 stderr: IO[bytes] | int | None = subprocess.PIPE,
+                 ready_timeout: float = READY_TIMEOUT) -> None:
+        command = [sys.executable, "-m", "servers", model, "--host", host, "--port", str(port)]
+        for name, value in (params or {}).items():
+            command += ["--param", f"{name}={value}"]
+        cpu_set = set(cpus) if cpus is not None else None
+
+        def pin() -> None:
+            if cpu_set:
+                os.sched_setaffinity(0, cpu_set)
+
+        self.model = model
+        self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=stderr, start_new_session=True, preexec_fn=pin)
+        try:
+            self.ready = self._await_ready(ready_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self.host: str = self.ready["host"]
+        self.port: int = self.ready["port"]
+        self.pid: int = self.proc.pid
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    def _await_ready(self, timeout: float) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        buffered = b""
+        while time.monotonic() < deadline:
+            readable, _, _ = select.select([fd], [], [], deadline - time.monotonic())
+            if not readable:
+                break
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                code = self.proc.wait()
+                raise ServerStartError(f"{self.model} exited with code {code} before it was "
+                                       f"ready: {self.stderr_text().strip()}")
+            buffered += chunk
+            line, sep, _ = buffered.partition(b"\n")
+            if sep:
+                ready = json.loads(line)
+                if ready.get("event") == "ready":
+                    return ready
+        raise ServerStartError(f"{self.model} printed no ready line within {timeout:.0f} s")
+
+    def stderr_text(self) -> str:
+        """What the server wrote to stderr (only once it has exited, else empty)."""
+        if self.proc.stderr is None or self.proc.poll() is None:
+            return ""
+        return self.proc.stderr.read().decode(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal(self, signum: int) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signum)
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
+        """SIGTERM the server; SIGKILL its whole process group if it lingers."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        # Whatever is left of the group (children a model forked) goes too.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        code = self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        return code
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        if self.proc.stderr:
+            self.proc.stderr.close()

@@ -1,0 +1,32 @@
+"""Helpers for tests that look at a server's process tree."""
+
+from __future__ import annotations
+
+import psutil
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    """The process and every descendant still alive."""
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def tree_rss(pid: int) -> int:
+    total = 0
+    for proc in process_tree(pid):
+        try:
+            total += proc.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    total = 0.0
+    for proc in process_tree(pid):
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total

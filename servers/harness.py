@@ -17,7 +17,6 @@ import os
 import resource
 import signal
 import socket
-import sys
 from typing import Any
 
 from iobench.addresses import format_target

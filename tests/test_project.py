@@ -1,0 +1,25 @@
+"""Project-wide checks: the public surface and the lint rules."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import servers
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_servers_exports() -> None:
+    for name in servers.__all__:
+        assert hasattr(servers, name), name
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed")
+def test_ruff_is_clean() -> None:
+    result = subprocess.run(["ruff", "check", "--quiet", str(ROOT)], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr

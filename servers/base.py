@@ -83,6 +83,7 @@ class ServerModel(ABC):
     mechanism    how concurrency is had: one thread, thread per connection, ...
     description  one line that says what the model does
     params       the tunables, as :class:`Param` objects
+    spins        True if the model never waits, so it burns CPU when idle
 
     Socket settings are the same for every model, so a comparison measures the
     I/O model and nothing else.
@@ -93,6 +94,9 @@ class ServerModel(ABC):
     mechanism: ClassVar[str]
     description: ClassVar[str]
     params: ClassVar[tuple[Param, ...]] = ()
+    # True for a model that never waits (busy-poll): it burns a core even when
+    # idle, by design, so idle-CPU checks leave it out.
+    spins: ClassVar[bool] = False
 
     recv_size: ClassVar[int] = 64 * 1024
     backlog: ClassVar[int] = 4096

@@ -23,6 +23,7 @@ class BusyPollServer(ServerModel):
         "Non-blocking sockets; tries accept() and recv() on every connection in a loop "
         "that never waits"
     )
+    spins: ClassVar[bool] = True
 
     def __init__(self, listener: Any, **params: Any) -> None:
         super().__init__(listener, **params)

@@ -19,6 +19,7 @@ class PollSleepServer(BusyPollServer):
     description: ClassVar[str] = (
         "The busy-poll loop, but a pass that finds nothing sleeps `interval` before the next"
     )
+    spins: ClassVar[bool] = False
     params: ClassVar[tuple[Param, ...]] = (
         Param("interval", 0.001, "sleep after an idle pass, seconds (10ms, 100us also work)",
               parse=parse_duration, minimum=0.0, unit="s"),

@@ -12,6 +12,8 @@ _MODELS: tuple[tuple[str, str], ...] = (
     ("servers.poll_sleep", "PollSleepServer"),
     ("servers.select_server", "SelectServer"),
     ("servers.threads", "ThreadPerConnectionServer"),
+    ("servers.poll_server", "PollServer"),
+    ("servers.epoll_server", "EpollServer"),
 )
 
 

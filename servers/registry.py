@@ -14,6 +14,8 @@ _MODELS: tuple[tuple[str, str], ...] = (
     ("servers.threads", "ThreadPerConnectionServer"),
     ("servers.poll_server", "PollServer"),
     ("servers.epoll_server", "EpollServer"),
+    ("servers.asyncio_server", "AsyncioServer"),
+    ("servers.uvloop_server", "UvloopServer"),
 )
 
 

@@ -1,0 +1,99 @@
+"""asyncio: the standard library's event loop, with a protocol per connection.
+
+Underneath it is readiness multiplexing (the selector loop waits in epoll on
+Linux); what the model adds is the mechanism, an event loop that calls back
+into :class:`UpperEchoProtocol`. Its flow control is the backpressure rule:
+when a transport's write buffer passes ``max_pending_output`` the loop calls
+``pause_writing()``, and the protocol stops reading that client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any, ClassVar, cast
+
+from servers.base import Family, ServerModel, transform
+
+
+class UpperEchoProtocol(asyncio.Protocol):
+    """One connection: uppercase what arrives, write it back, mind the buffer."""
+
+    def __init__(self, server: AsyncioServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        self.server.configure_client_socket(transport.get_extra_info("socket"))
+        limit = self.server.max_pending_output
+        self.transport.set_write_buffer_limits(high=limit, low=limit // 4)
+        self.server.transports.add(transport)
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(transform(data))
+
+    def eof_received(self) -> bool:
+        # False: the transport closes itself once the buffered output is sent.
+        return False
+
+    def pause_writing(self) -> None:
+        assert self.transport is not None
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        assert self.transport is not None
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.transports.discard(self.transport)
+
+
+class AsyncioServer(ServerModel):
+    name: ClassVar[str] = "asyncio"
+    family: ClassVar[Family] = Family.MULTIPLEXING
+    mechanism: ClassVar[str] = "one thread, event loop with callbacks"
+    description: ClassVar[str] = (
+        "asyncio's standard event loop with a Protocol per connection; readiness "
+        "multiplexing underneath (epoll on Linux), flow control by pause_writing()"
+    )
+
+    def __init__(self, listener: socket.socket, **params: Any) -> None:
+        super().__init__(listener, **params)
+        self.transports: set[asyncio.BaseTransport] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped: asyncio.Event | None = None
+        self._stop_requested = False
+
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop implementation: the one thing the uvloop model changes."""
+        return asyncio.new_event_loop()
+
+    def serve(self) -> None:
+        with asyncio.Runner(loop_factory=self.new_event_loop) as runner:
+            runner.run(self._serve())
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        if self._stop_requested:  # SIGTERM came before the loop ran
+            return
+        server = await self._loop.create_server(lambda: UpperEchoProtocol(self),
+                                                sock=self.listener, backlog=self.backlog)
+        try:
+            await self._stopped.wait()
+        finally:
+            server.close()
+            for transport in list(self.transports):
+                transport.abort()
+            await server.wait_closed()
+
+    def shutdown(self) -> None:
+        self._stop_requested = True
+        if self._loop is not None and self._stopped is not None:
+            # Thread-safe, and it writes to the loop's self-pipe, so a loop
+            # asleep in epoll_wait() wakes at once.
+            self._loop.call_soon_threadsafe(self._stopped.set)

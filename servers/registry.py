@@ -16,6 +16,7 @@ _MODELS: tuple[tuple[str, str], ...] = (
     ("servers.epoll_server", "EpollServer"),
     ("servers.asyncio_server", "AsyncioServer"),
     ("servers.uvloop_server", "UvloopServer"),
+    ("servers.threadpool", "ThreadPoolServer"),
 )
 
 

@@ -17,6 +17,8 @@ _MODELS: tuple[tuple[str, str], ...] = (
     ("servers.asyncio_server", "AsyncioServer"),
     ("servers.uvloop_server", "UvloopServer"),
     ("servers.threadpool", "ThreadPoolServer"),
+    ("servers.fork_server", "ForkServer"),
+    ("servers.prefork", "PreforkServer"),
 )
 
 

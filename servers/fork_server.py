@@ -1,0 +1,64 @@
+"""fork: one process per connection, the classic Unix server.
+
+The parent blocks in accept() and forks a child for each connection; the
+child serves it with blocking recv() and sendall() and exits when the client
+closes. The parent reaps children as SIGCHLD reports them, and on SIGTERM
+stops them all before it exits.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+from typing import Any, ClassVar
+
+from servers.base import Family, ServerModel, transform
+from servers.children import Children
+
+
+class ForkServer(ServerModel):
+    name: ClassVar[str] = "fork"
+    family: ClassVar[Family] = Family.BLOCKING
+    mechanism: ClassVar[str] = "process per connection"
+    description: ClassVar[str] = (
+        "Blocking sockets; the parent blocks in accept() and fork()s a child per connection "
+        "that blocks in recv()"
+    )
+
+    def __init__(self, listener: socket.socket, **params: Any) -> None:
+        super().__init__(listener, **params)
+        self._running = True
+        self.children = Children()
+
+    def serve(self) -> None:
+        signal.signal(signal.SIGCHLD, lambda signum, frame: self.children.reap())
+        self.listener.setblocking(True)
+        try:
+            while self._running:
+                try:
+                    sock, _ = self.listener.accept()
+                except OSError:  # shut down by shutdown() (EINVAL), or out of descriptors
+                    continue
+                with sock:  # the parent's copy; the child has its own
+                    self.configure_client_socket(sock)
+                    self.children.spawn(lambda sock=sock: self._serve_connection(sock))
+        finally:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            self.children.stop()
+
+    def _serve_connection(self, sock: socket.socket) -> None:
+        """The child: one blocking echo loop, then exit."""
+        self.listener.close()
+        try:
+            while data := sock.recv(self.recv_size):
+                sock.sendall(transform(data))
+        except OSError:  # reset by peer
+            pass
+
+    def shutdown(self) -> None:
+        self._running = False
+        try:
+            # Wakes the parent blocked in accept() with EINVAL.
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass

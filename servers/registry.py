@@ -19,6 +19,7 @@ _MODELS: tuple[tuple[str, str], ...] = (
     ("servers.threadpool", "ThreadPoolServer"),
     ("servers.fork_server", "ForkServer"),
     ("servers.prefork", "PreforkServer"),
+    ("servers.sigio", "SigioServer"),
 )
 
 

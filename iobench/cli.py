@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "models": ("iobench.models", "add_arguments", "cmd_models", "list the server models"),
     "client": ("iobench.client", "add_arguments", "cmd_client",
                "interactive client: send lines, print the replies"),
+    "load": ("loadgen.cli", "add_arguments", "cmd_load",
+             "drive a server with load and measure latency"),
 }
 
 

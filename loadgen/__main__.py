@@ -1,0 +1,18 @@
+"""``python -m loadgen --target HOST:PORT [...]``: the load generator on its own."""
+
+import argparse
+import sys
+
+from iobench.errors import run_command
+from loadgen.cli import add_arguments, cmd_load
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadgen",
+                                     description="Drive a server with load and measure latency.")
+    add_arguments(parser)
+    return run_command(cmd_load, parser.parse_args(), prog="python -m loadgen")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""``iobench load`` / ``python -m loadgen``: options, the run, the summary and the JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from iobench.errors import UsageError
+from loadgen.params import ARRIVALS, EXPECTS, MODES, LoadParams
+from loadgen.runner import WorkerFailed, run
+from loadgen.summary import format_summary
+
+STDOUT = "-"
+
+
+class TargetUnreachable(UsageError):
+    """No connection to the target could be made (refused, unreachable, timed out)."""
+
+    exit_code = 1
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = LoadParams(target="")
+    parser.add_argument("--target", required=True, metavar="HOST:PORT",
+                        help="server address, e.g. 127.0.0.1:8000 or [::1]:8000")
+    parser.add_argument("--connections", "-c", type=int, default=defaults.connections,
+                        metavar="C", help="connections, all opened before measuring "
+                        f"(default {defaults.connections})")
+    parser.add_argument("--duration", "-d", type=float, default=defaults.duration_s, metavar="S",
+                        help=f"measured seconds (default {defaults.duration_s:g})")
+    parser.add_argument("--warmup", type=float, default=defaults.warmup_s, metavar="S",
+                        help=f"seconds of load before measuring, discarded "
+                        f"(default {defaults.warmup_s:g})")
+    parser.add_argument("--size", type=int, default=defaults.size_bytes, metavar="B",
+                        help=f"message size in bytes (default {defaults.size_bytes})")
+    parser.add_argument("--mode", choices=MODES, default=defaults.mode,
+                        help="closed: send, wait for the reply, send again (peak throughput); "
+                        "open: send at --rate whatever the replies do (default closed)")
+    parser.add_argument("--rate", type=float, default=None, metavar="R",
+                        help="open loop: total requests per second over all connections")
+    parser.add_argument("--arrival", choices=ARRIVALS, default=defaults.arrival,
+                        help="open loop: evenly spaced or Poisson arrivals (default uniform)")
+    parser.add_argument("--workers", type=int, default=defaults.workers, metavar="K",
+                        help="worker processes; connections and rate are split among them "
+                        f"(default {defaults.workers})")
+    parser.add_argument("--timeout", type=float, default=defaults.timeout_s, metavar="S",
+                        help=f"per-request (and connect) time-out in seconds "
+                        f"(default {defaults.timeout_s:g})")
+    parser.add_argument("--expect", choices=EXPECTS, default=defaults.expect,
+                        help="upper: the iobench protocol (uppercase echo); echo: a plain "
+                        "echo server (default upper)")
+    parser.add_argument("--allow-errors", action="store_true",
+                        help="exit 0 even when requests failed (they are still counted)")
+    parser.add_argument("--json", nargs="?", const=STDOUT, default=None, metavar="PATH",
+                        help="write the result as JSON to PATH (or to stdout instead of "
+                        "the summary when PATH is left out)")
+
+
+def params_from_args(args: Any) -> LoadParams:
+    return LoadParams(target=args.target, mode=args.mode, connections=args.connections,
+                      duration_s=args.duration, warmup_s=args.warmup, size_bytes=args.size,
+                      rate_rps=args.rate, arrival=args.arrival, workers=args.workers,
+                      timeout_s=args.timeout, expect=args.expect).validate()
+
+
+def write_json(result: dict[str, Any], path: str) -> None:
+    """Write atomically: a reader never sees half a file."""
+    text = json.dumps(result, indent=2) + "\n"
+    if path == STDOUT:
+        sys.stdout.write(text)
+        return
+    target = Path(path)
+    try:
+        with tempfile.NamedTemporaryFile("w", dir=target.parent or ".", prefix=target.name,
+                                         suffix=".tmp", delete=False) as handle:
+            handle.write(text)
+        os.replace(handle.name, target)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def cmd_load(args: Any) -> int:
+    params = params_from_args(args)
+    if args.json not in (None, STDOUT):
+        parent = Path(args.json).parent
+        if not parent.is_dir():
+            raise UsageError(f"cannot write {args.json}: no directory {str(parent)!r}")
+    try:
+        result = run(params, allow_errors=args.allow_errors)
+    except WorkerFailed as exc:
+        print(f"load generator failed: {exc}", file=sys.stderr)
+        return 1
+    if args.json is not None:
+        write_json(result, args.json)
+    if result["client"]["connected"] == 0:
+        raise TargetUnreachable(f"cannot connect to {params.target}: {result['connect_error']}")
+    if args.json != STDOUT:
+        print(format_summary(result))
+    return 0 if result["ok"] else 1

@@ -1,0 +1,116 @@
+"""The parameters of one load run, checked once, before any socket is opened."""
+
+from __future__ import annotations
+
+import math
+import socket
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from iobench.addresses import format_target, parse_target
+from iobench.errors import UsageError
+
+Mode = Literal["closed", "open"]
+Arrival = Literal["uniform", "poisson"]
+Expect = Literal["upper", "echo"]
+
+MODES: tuple[Mode, ...] = ("closed", "open")
+ARRIVALS: tuple[Arrival, ...] = ("uniform", "poisson")
+EXPECTS: tuple[Expect, ...] = ("upper", "echo")
+
+# One message must fit the histogram's patience and the process's memory;
+# 64 MiB is far beyond any scenario the benchmark runs.
+MAX_SIZE_BYTES = 64 * 1024 * 1024
+# The histograms track latencies up to this many seconds (the format promises >= 60 s).
+MAX_LATENCY_S = 60.0
+
+
+@dataclass(frozen=True)
+class LoadParams:
+    """What to run: the exact parameters recorded in the JSON's ``params``."""
+
+    target: str
+    mode: Mode = "closed"
+    connections: int = 16
+    duration_s: float = 5.0
+    warmup_s: float = 1.0
+    size_bytes: int = 64
+    rate_rps: float | None = None
+    arrival: Arrival = "uniform"
+    workers: int = 1
+    timeout_s: float = 5.0
+    expect: Expect = "upper"
+    # Not part of the recorded params: the seed only shapes Poisson arrivals.
+    seed: int = field(default=0, compare=False)
+
+    def validate(self) -> LoadParams:
+        """Raise UsageError on the first thing that is wrong; return self so calls chain."""
+        parse_target(self.target)
+        if self.mode not in MODES:
+            raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.arrival not in ARRIVALS:
+            raise UsageError(f"--arrival must be one of {', '.join(ARRIVALS)}, "
+                             f"not {self.arrival!r}")
+        if self.expect not in EXPECTS:
+            raise UsageError(f"--expect must be one of {', '.join(EXPECTS)}, not {self.expect!r}")
+        if self.connections < 1:
+            raise UsageError(f"--connections must be at least 1, not {self.connections}")
+        if self.workers < 1:
+            raise UsageError(f"--workers must be at least 1, not {self.workers}")
+        if self.workers > self.connections:
+            raise UsageError(f"--workers {self.workers} is more than --connections "
+                             f"{self.connections}: every worker needs a connection")
+        if not 1 <= self.size_bytes <= MAX_SIZE_BYTES:
+            raise UsageError(f"--size must be 1-{MAX_SIZE_BYTES} bytes, not {self.size_bytes}")
+        for name, value in (("--duration", self.duration_s), ("--timeout", self.timeout_s)):
+            if not (math.isfinite(value) and value > 0):
+                raise UsageError(f"{name} must be a positive number of seconds, not {value}")
+        if not (math.isfinite(self.warmup_s) and self.warmup_s >= 0):
+            raise UsageError(f"--warmup must be zero or more seconds, not {self.warmup_s}")
+        if self.timeout_s > MAX_LATENCY_S:
+            raise UsageError(f"--timeout must be at most {MAX_LATENCY_S:.0f} s "
+                             f"(the histograms' range), not {self.timeout_s}")
+        if self.mode == "open":
+            if self.rate_rps is None:
+                raise UsageError("--mode open needs --rate R (total requests per second)")
+            if not (math.isfinite(self.rate_rps) and self.rate_rps > 0):
+                raise UsageError(f"--rate must be a positive number, not {self.rate_rps}")
+        else:
+            if self.rate_rps is not None:
+                raise UsageError("--rate applies to open loop only: add --mode open")
+            if self.arrival != "uniform":
+                raise UsageError("--arrival applies to open loop only: add --mode open")
+        return self
+
+    def record(self) -> dict[str, Any]:
+        """The ``params`` object of the JSON (field names fixed by docs/formats.md)."""
+        recorded = asdict(self)
+        del recorded["seed"]
+        return recorded
+
+
+@dataclass(frozen=True)
+class ResolvedTarget:
+    """A target resolved to one socket address, so every worker connects to the same one."""
+
+    text: str
+    family: int
+    sockaddr: tuple[Any, ...]
+
+
+def resolve_target(target: str) -> ResolvedTarget:
+    """Resolve ``HOST:PORT`` once; an unknown host is a UsageError naming it."""
+    host, port = parse_target(target)
+    text = format_target(host, port)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UsageError(f"cannot resolve {text}: {exc.strerror}") from None
+    family, _, _, _, sockaddr = infos[0]
+    return ResolvedTarget(text=text, family=family, sockaddr=tuple(sockaddr))
+
+
+def split_evenly(total: int, parts: int) -> list[int]:
+    """``total`` split into ``parts`` integers that differ by at most one."""
+    base, extra = divmod(total, parts)
+    return [base + (1 if index < extra else 0) for index in range(parts)]

@@ -1,0 +1,180 @@
+"""``run(params)``: split the load over worker processes, start them together, merge.
+
+With one worker the loop runs in the calling process (nothing to coordinate,
+and the CPU a caller pinned is the CPU it runs on). With more, each worker is
+a spawned process: it connects, reports how many connections it has, and
+waits; once every worker has reported, the parent hands out one start time
+(CLOCK_MONOTONIC is shared by all processes), so warm-up and the measured
+window line up across workers. Histograms come back encoded and are merged
+with HdrHistogram ``add``, never by averaging percentiles.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+import traceback
+from multiprocessing.connection import Connection as Pipe
+from typing import Any
+
+from loadgen.histograms import merge_encoded, summarize
+from loadgen.params import LoadParams, resolve_target, split_evenly
+from loadgen.worker import ERROR_KINDS, WorkerPlan, WorkerResult, run_worker
+
+SCHEMA = "iobench.load/1"
+EVENT_LOOP = "epoll"
+# Head start between handing out the start time and using it, so every worker
+# is waiting for it rather than late.
+START_DELAY_NS = 100_000_000
+# Spawning a worker imports the package; allow for a slow, busy machine.
+WORKER_START_S = 30.0
+# A worker whose CPU use during the window reaches this share of one core is
+# the bottleneck, not the server.
+SATURATED_CPU_PERCENT = 90.0
+# An open-loop run that sent fewer than this share of its target is behind.
+ON_SCHEDULE_RATIO = 0.95
+
+
+class WorkerFailed(RuntimeError):
+    """A worker process crashed or did not answer in time."""
+
+
+def make_plans(params: LoadParams) -> list[WorkerPlan]:
+    """Each worker's connections (global indices) and share of the rate."""
+    target = resolve_target(params.target)
+    plans = []
+    first = 0
+    for worker_index, count in enumerate(split_evenly(params.connections, params.workers)):
+        rate = None
+        if params.rate_rps is not None:
+            rate = params.rate_rps * count / params.connections
+        plans.append(WorkerPlan(
+            worker_index=worker_index, family=target.family, sockaddr=target.sockaddr,
+            target_text=target.text, connection_indices=tuple(range(first, first + count)),
+            mode=params.mode, size_bytes=params.size_bytes, expect=params.expect,
+            rate_rps=rate, total_rate_rps=params.rate_rps, arrival=params.arrival,
+            timeout_s=params.timeout_s, warmup_s=params.warmup_s,
+            duration_s=params.duration_s, seed=params.seed))
+        first += count
+    return plans
+
+
+def run(params: LoadParams, *, allow_errors: bool = False) -> dict[str, Any]:
+    """Run the load described by ``params``; return the load generator JSON as a dict.
+
+    Raises UsageError for bad parameters or an unresolvable host. A target
+    that refuses connections is not an exception: the result says so in
+    ``errors.connect`` and ``connect_error``, with ``ok`` false.
+    """
+    params.validate()
+    plans = make_plans(params)
+    results = [run_worker(plans[0], _start_now)] if len(plans) == 1 else _run_processes(plans)
+    return build_result(params, results, allow_errors=allow_errors)
+
+
+def _start_now(connected: int, first_error: str | None) -> int | None:
+    return time.monotonic_ns() + START_DELAY_NS // 10 if connected else None
+
+
+def _worker_main(plan: WorkerPlan, pipe: Pipe) -> None:
+    """A worker process: connect, report, wait for the start time, run, send the result."""
+
+    def await_start(connected: int, first_error: str | None) -> int | None:
+        pipe.send(("connected", connected, first_error))
+        return pipe.recv()
+
+    try:
+        pipe.send(("result", run_worker(plan, await_start)))
+    except BaseException:
+        pipe.send(("error", traceback.format_exc()))
+    finally:
+        pipe.close()
+
+
+def _receive(pipe: Pipe, timeout_s: float, worker_index: int) -> tuple[Any, ...]:
+    if not pipe.poll(timeout_s):
+        raise WorkerFailed(f"load worker {worker_index} did not answer within {timeout_s:.0f} s")
+    try:
+        message = pipe.recv()
+    except EOFError:
+        raise WorkerFailed(f"load worker {worker_index} exited without a result") from None
+    if message[0] == "error":
+        raise WorkerFailed(f"load worker {worker_index} failed:\n{message[1]}")
+    return message
+
+
+def _run_processes(plans: list[WorkerPlan]) -> list[WorkerResult]:
+    context = multiprocessing.get_context("spawn")
+    pipes: list[Pipe] = []
+    processes = []
+    try:
+        for plan in plans:
+            parent_end, child_end = context.Pipe()
+            process = context.Process(target=_worker_main, args=(plan, child_end),
+                                      name=f"loadgen-worker-{plan.worker_index}", daemon=True)
+            process.start()
+            child_end.close()
+            pipes.append(parent_end)
+            processes.append(process)
+        connect_wait = WORKER_START_S + plans[0].timeout_s
+        connected = sum(_receive(pipe, connect_wait, index)[1] for index, pipe in enumerate(pipes))
+        start_ns = time.monotonic_ns() + START_DELAY_NS if connected else None
+        for pipe in pipes:
+            pipe.send(start_ns)
+        plan = plans[0]
+        run_wait = WORKER_START_S + plan.warmup_s + plan.duration_s + 2 * plan.timeout_s
+        return [_receive(pipe, run_wait, index)[1] for index, pipe in enumerate(pipes)]
+    finally:
+        for process in processes:
+            process.join(timeout=1.0)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        for pipe in pipes:
+            pipe.close()
+
+
+def build_result(params: LoadParams, results: list[WorkerResult], *,
+                 allow_errors: bool = False) -> dict[str, Any]:
+    """The load generator JSON (docs/formats.md) from the workers' results."""
+    measured_s = max(result.measured_s for result in results)
+    requests = sum(result.requests for result in results)
+    throughput = requests / measured_s if measured_s else 0.0
+    errors = {kind: sum(result.errors[kind] for result in results) for kind in ERROR_KINDS}
+    errors["total"] = sum(errors.values())
+    cpu_percent = [round(100.0 * result.cpu_s / measured_s, 1) if measured_s else 0.0
+                   for result in results]
+    open_loop = params.mode == "open"
+    sent = sum(result.sent_in_window for result in results)
+    achieved = (sent / measured_s if measured_s else 0.0) if open_loop else throughput
+    behind = bool(open_loop and params.rate_rps and achieved < ON_SCHEDULE_RATIO * params.rate_rps)
+    latency = summarize(merge_encoded(r.histogram for r in results if r.histogram))
+    uncorrected = None
+    if open_loop:
+        uncorrected = summarize(merge_encoded(
+            r.histogram_uncorrected for r in results if r.histogram_uncorrected))
+    connected = sum(result.connected for result in results)
+    first_errors = [r.first_connect_error for r in results if r.first_connect_error]
+    return {
+        "schema": SCHEMA,
+        "params": params.record(),
+        "requests": requests,
+        "measured_s": round(measured_s, 6),
+        "throughput_rps": round(throughput, 1),
+        "latency": latency,
+        "latency_uncorrected": uncorrected,
+        "errors": errors,
+        "client": {
+            "workers": len(results),
+            "cpu_percent": cpu_percent,
+            "target_rate_rps": params.rate_rps,
+            "achieved_rate_rps": round(achieved, 1),
+            "max_schedule_lag_us": round(max(r.max_schedule_lag_us for r in results), 1),
+            "event_loop": EVENT_LOOP,
+            "connected": connected,
+        },
+        "client_saturated": any(cpu >= SATURATED_CPU_PERCENT for cpu in cpu_percent),
+        "behind_schedule": behind,
+        "connect_error": first_errors[0] if first_errors else None,
+        "ok": connected > 0 and (errors["total"] == 0 or allow_errors),
+    }

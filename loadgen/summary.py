@@ -1,0 +1,67 @@
+"""The human summary of a load run, in the spirit of wrk2's output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loadgen.histograms import PERCENTILES
+
+
+def format_us(value: float | None) -> str:
+    """Microseconds in the unit a reader takes in at a glance."""
+    if value is None:
+        return "-"
+    if value >= 1_000_000:
+        return f"{value / 1_000_000:.2f}s"
+    if value >= 1_000:
+        return f"{value / 1_000:.2f}ms"
+    return f"{value:.0f}us"
+
+
+def _latency_line(title: str, latency: dict[str, Any]) -> list[str]:
+    labels = [name.removesuffix("_us").replace("_", ".").removeprefix("p") + "%"
+              for name, _ in PERCENTILES]
+    values = [format_us(latency[name]) for name, _ in PERCENTILES]
+    lines = [f"  {title}"]
+    lines.append("    " + "  ".join(f"{label:>8}" for label in [*labels, "max", "mean"]))
+    lines.append("    " + "  ".join(f"{value:>8}" for value in
+                                    [*values, format_us(latency["max_us"]),
+                                     format_us(latency["mean_us"])]))
+    return lines
+
+
+def format_summary(result: dict[str, Any]) -> str:
+    """Several lines: what ran, the rate, latency percentiles, errors and warnings."""
+    params = result["params"]
+    client = result["client"]
+    mode = params["mode"]
+    header = (f"{mode} loop against {params['target']}: {params['connections']} connections, "
+              f"{params['size_bytes']} B messages, {params['workers']} worker(s), "
+              f"{params['duration_s']:g} s measured after {params['warmup_s']:g} s warm-up")
+    if mode == "open":
+        header += f", target {params['rate_rps']:g} req/s ({params['arrival']})"
+    lines = [header]
+    lines.append(f"  requests     {result['requests']} in {result['measured_s']:.3f} s")
+    lines.append(f"  throughput   {result['throughput_rps']:.1f} req/s")
+    if mode == "open":
+        lines.append(f"  sent rate    {client['achieved_rate_rps']:.1f} req/s of "
+                     f"{client['target_rate_rps']:g}, largest schedule lag "
+                     f"{format_us(client['max_schedule_lag_us'])}")
+    title = "latency (from intended send time)" if mode == "open" else "latency"
+    lines += _latency_line(title, result["latency"])
+    if result["latency_uncorrected"] is not None:
+        lines += _latency_line("latency, uncorrected (from actual send time)",
+                               result["latency_uncorrected"])
+    errors = result["errors"]
+    detail = ", ".join(f"{kind} {count}" for kind, count in errors.items()
+                       if kind != "total" and count)
+    lines.append(f"  errors       {errors['total']}" + (f" ({detail})" if detail else ""))
+    cpu = ", ".join(f"{value:.0f}%" for value in client["cpu_percent"])
+    lines.append(f"  client CPU   {cpu} per worker ({client['event_loop']} loop)")
+    if result["client_saturated"]:
+        lines.append("  WARNING: the load generator used nearly all its CPU: these figures "
+                     "may show the client's limit, not the server's")
+    if result["behind_schedule"]:
+        lines.append("  WARNING: the open loop could not keep its rate (sent "
+                     f"{client['achieved_rate_rps']:.0f} of {client['target_rate_rps']:g} req/s)")
+    return "\n".join(lines)

@@ -20,6 +20,7 @@ _MODELS: tuple[tuple[str, str], ...] = (
     ("servers.fork_server", "ForkServer"),
     ("servers.prefork", "PreforkServer"),
     ("servers.sigio", "SigioServer"),
+    ("servers.io_uring", "IoUringServer"),
 )
 
 

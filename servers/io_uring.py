@@ -1,0 +1,290 @@
+"""io-uring: completion-based I/O, Stevens' fifth (asynchronous) model.
+
+The other models ask "which socket is ready?" and then do the I/O
+themselves. This one hands the kernel the I/O itself, accept, recv into this
+buffer, send these bytes, through io_uring's submission queue, and later reads
+what was done from the completion queue. The loop never calls recv() or
+send(); it submits operations and reacts to their results, with one recv and
+at most one send in flight per connection. Backpressure: no new recv while a
+connection's unsent output is at ``max_pending_output``.
+
+Uses the ``liburing`` binding (``pip install iobench[io-uring]``).
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import socket
+import sys
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from servers.base import Family, ServerModel, transform
+from servers.connection import warn
+
+# How long a stopping server waits for the operations still in flight to
+# complete, once every socket is shut down, before it tears the ring down.
+DRAIN_TIMEOUT = 0.5
+RING_ENTRIES = 1024
+# The operations this model submits, as liburing.probe() names them.
+NEEDED_OPS = ("IORING_OP_ACCEPT", "IORING_OP_RECV", "IORING_OP_SEND")
+
+
+class Op(enum.IntEnum):
+    ACCEPT = 1
+    RECV = 2
+    SEND = 3
+    WAKE = 4
+
+
+class Stream:
+    """One client connection: its socket, unsent output and operations in flight."""
+
+    __slots__ = ("closed", "pending", "read_closed", "recv_posted", "sending", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.pending = bytearray()  # transformed output not yet handed to a send
+        self.sending = b""  # the bytes of the send in flight
+        self.recv_posted = False
+        self.read_closed = False
+        self.closed = False
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            # Operations in flight hold the socket open in the kernel; shutting
+            # it down makes them complete now rather than never.
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.sock.close()
+
+
+class IoUringServer(ServerModel):
+    name: ClassVar[str] = "io-uring"
+    family: ClassVar[Family] = Family.ASYNCHRONOUS
+    mechanism: ClassVar[str] = "one thread, completion queue"
+    description: ClassVar[str] = (
+        "io_uring: the kernel performs accept/recv/send submitted to a ring and reports "
+        "their results; the loop only waits for completions"
+    )
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        try:
+            import liburing
+        except ImportError:
+            return "the liburing binding is not installed (pip install iobench[io-uring])"
+        ring = liburing.Ring()
+        try:
+            liburing.io_uring_queue_init(8, ring)
+        except OSError as exc:
+            return f"io_uring_setup failed: {errno.errorcode.get(exc.errno, exc.errno)} " \
+                   f"({exc.strerror}){io_uring_sysctl_hint()}"
+        try:
+            supported = liburing.probe() or {}
+        finally:
+            liburing.io_uring_queue_exit(ring)
+        missing = [op for op in NEEDED_OPS if not supported.get(op)]
+        if missing:
+            return f"this kernel's io_uring lacks {', '.join(missing)}"
+        return None
+
+    def __init__(self, listener: socket.socket, **params: Any) -> None:
+        import liburing
+
+        super().__init__(listener, **params)
+        self.uring = liburing
+        self._running = True
+        # shutdown() writes a byte here; a recv is always in flight on the other end.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_w.setblocking(False)
+        self._wake_buffer = bytearray(64)
+        # Every operation in flight, by the user_data token its completion carries,
+        # with the buffer the kernel reads or fills: it must stay alive until then.
+        self._in_flight: dict[int, tuple[Op, Stream | None, bytes | bytearray]] = {}
+        self._next_token = 0
+        self.streams: set[Stream] = set()
+        self._ring = liburing.Ring()
+        self._cqe = liburing.Cqe()
+
+    def serve(self) -> None:
+        uring = self.uring
+        uring.io_uring_queue_init(RING_ENTRIES, self._ring)
+        try:
+            self._submit(Op.ACCEPT, None, b"",
+                         lambda sqe: uring.io_uring_prep_accept(sqe, self.listener.fileno()))
+            self._submit_wake_recv()
+            while self._running:
+                self._complete(self._wait())
+        finally:
+            self._close_all()
+            uring.io_uring_queue_exit(self._ring)
+            self._wake_r.close()
+            self._wake_w.close()
+
+    def shutdown(self) -> None:
+        self._running = False
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:  # a wake-up is already pending, or the loop is gone
+            pass
+
+    # -- the ring ---------------------------------------------------------
+
+    def _submit(self, op: Op, stream: Stream | None, buffer: bytes | bytearray,
+                prepare: Callable[[Any], None]) -> None:
+        """Queue one operation; it is submitted with the next wait."""
+        sqe = self.uring.io_uring_get_sqe(self._ring)
+        if sqe is None:  # submission queue full: hand it to the kernel, then retry
+            self.uring.io_uring_submit(self._ring)
+            sqe = self.uring.io_uring_get_sqe(self._ring)
+        prepare(sqe)
+        self._next_token += 1
+        sqe.user_data = self._next_token
+        self._in_flight[self._next_token] = (op, stream, buffer)
+
+    def _wait(self, timeout: float | None = None) -> list[tuple[int, int]]:
+        """Submit what is queued, wait for a completion; (token, result) pairs.
+
+        A failed operation's result is minus its errno, as the kernel reports it.
+        """
+        uring = self.uring
+        try:
+            if timeout is None:
+                uring.io_uring_submit_and_wait_timeout(self._ring, self._cqe, 1)
+            else:
+                uring.io_uring_submit_and_wait_timeout(self._ring, self._cqe, 1,
+                                                       uring.timespec(timeout))
+        except (InterruptedError, TimeoutError):  # a signal (SIGTERM), or the timeout
+            return []
+        completed = []
+        # One entry at a time: the binding's cqe[i] does not wrap at the end of
+        # the ring, so a batch read past it returns garbage.
+        for _ in range(uring.io_uring_cq_ready(self._ring)):
+            uring.io_uring_peek_cqe(self._ring, self._cqe)
+            entry = self._cqe[0]
+            try:
+                result = entry.res
+            except OSError as exc:
+                result = -(exc.errno or errno.EIO)
+            completed.append((entry.user_data, result))
+            uring.io_uring_cqe_seen(self._ring, entry)
+        return completed
+
+    def _complete(self, completed: list[tuple[int, int]]) -> None:
+        for token, result in completed:
+            op, stream, buffer = self._in_flight.pop(token)
+            if op is Op.ACCEPT:
+                self._accepted(result)
+            elif op is Op.WAKE:
+                if result > 0:
+                    self._submit_wake_recv()
+            elif stream is not None and not stream.closed:
+                if op is Op.RECV:
+                    self._received(stream, buffer, result)
+                else:
+                    self._sent(stream, buffer, result)
+
+    # -- what each completion means ---------------------------------------
+
+    def _accepted(self, result: int) -> None:
+        if not self._running:
+            if result >= 0:
+                socket.socket(fileno=result).close()
+            return
+        if result >= 0:
+            sock = socket.socket(fileno=result)
+            self.configure_client_socket(sock)
+            stream = Stream(sock)
+            self.streams.add(stream)
+            self._submit_recv(stream)
+        else:  # EMFILE, ECONNABORTED, ...: warn, and accept the next one
+            warn("accept", f"accept failed: {errno.errorcode.get(-result, -result)}")
+        self._submit(Op.ACCEPT, None, b"",
+                     lambda sqe: self.uring.io_uring_prep_accept(sqe, self.listener.fileno()))
+
+    def _received(self, stream: Stream, buffer: bytes | bytearray, result: int) -> None:
+        stream.recv_posted = False
+        if result < 0:  # reset by peer
+            self._close(stream)
+            return
+        if result == 0:
+            stream.read_closed = True
+        else:
+            stream.pending += transform(bytes(buffer[:result]))
+        self._advance(stream)
+
+    def _sent(self, stream: Stream, buffer: bytes | bytearray, result: int) -> None:
+        stream.sending = b""
+        if result < 0:
+            self._close(stream)
+            return
+        if result < len(buffer):  # a short send: the rest goes first next time
+            stream.pending[:0] = buffer[result:]
+        self._advance(stream)
+
+    def _advance(self, stream: Stream) -> None:
+        """Start the next send and the next recv, or close after a half-close."""
+        if stream.pending and not stream.sending:
+            data = stream.sending = bytes(stream.pending)
+            stream.pending.clear()
+            self._submit(Op.SEND, stream, data, lambda sqe: self.uring.io_uring_prep_send(
+                sqe, stream.sock.fileno(), data))
+        if stream.read_closed:
+            if not stream.sending:
+                self._close(stream)  # the peer half-closed and has all its bytes
+        elif not stream.recv_posted and \
+                len(stream.pending) + len(stream.sending) < self.max_pending_output:
+            self._submit_recv(stream)
+
+    def _submit_recv(self, stream: Stream) -> None:
+        buffer = bytearray(self.recv_size)
+        stream.recv_posted = True
+        self._submit(Op.RECV, stream, buffer, lambda sqe: self.uring.io_uring_prep_recv(
+            sqe, stream.sock.fileno(), buffer))
+
+    def _submit_wake_recv(self) -> None:
+        self._submit(Op.WAKE, None, self._wake_buffer, lambda sqe: self.uring.io_uring_prep_recv(
+            sqe, self._wake_r.fileno(), self._wake_buffer))
+
+    def _close(self, stream: Stream) -> None:
+        stream.close()
+        self.streams.discard(stream)
+
+    def _close_all(self) -> None:
+        """Close every connection and let the operations in flight finish.
+
+        The kernel may write into a recv buffer until its completion arrives,
+        so the buffers are kept until then (or until DRAIN_TIMEOUT).
+        """
+        for stream in list(self.streams):
+            self._close(stream)
+        for sock in (self.listener, self._wake_w):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # completes the accept and the wake recv
+            except OSError:
+                pass
+        rounds = 0
+        while self._in_flight and rounds < 100:
+            rounds += 1
+            completed = self._wait(DRAIN_TIMEOUT)
+            if not completed:
+                break
+            for token, _ in completed:
+                self._in_flight.pop(token, None)
+
+
+def io_uring_sysctl_hint() -> str:
+    """The kernel.io_uring_disabled setting, when it is what forbids io_uring."""
+    if not sys.platform.startswith("linux"):
+        return ""
+    try:
+        with open("/proc/sys/kernel/io_uring_disabled") as setting:
+            value = setting.read().strip()
+    except OSError:
+        return ""
+    return f" (kernel.io_uring_disabled={value})" if value != "0" else ""

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                "interactive client: send lines, print the replies"),
     "load": ("loadgen.cli", "add_arguments", "cmd_load",
              "drive a server with load and measure latency"),
+    "run": ("benchmarks.cli", "add_run_arguments", "cmd_run", "run the benchmark matrix"),
 }
 
 

@@ -1,0 +1,154 @@
+"""What ``iobench run`` shows while it runs and when it ends.
+
+On a terminal: a rich progress bar (cells done, the current cell, ETA from
+the planned cell lengths). Without one (CI=true, output piped): one plain
+line per finished cell on stderr, which reads well in a log. At the end, a
+short table per model and the failed cells with their reasons.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import defaultdict
+from typing import Any
+
+from benchmarks.profiles import Cell
+from benchmarks.runner import estimated_seconds
+
+
+def interactive() -> bool:
+    return sys.stderr.isatty() and os.environ.get("CI", "").lower() not in ("1", "true", "yes")
+
+
+class PlainProgress:
+    """One line per finished cell: ``[ 3/40] ok     closed/select/c16/s64  12345 rps``."""
+
+    def __init__(self, cells: list[Cell]) -> None:
+        self.total = len(cells)
+        self.done = 0
+
+    def cell_started(self, cell: Cell) -> None:
+        pass
+
+    def cell_finished(self, cell: Cell, record: dict[str, Any]) -> None:
+        self.done += 1
+        width = len(str(self.total))
+        print(f"[{self.done:{width}d}/{self.total}] {record['status']:<6} "
+              f"{cell.key} r{cell.repetition}  {headline(record)}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+class RichProgress:
+    """A progress bar whose ETA follows the planned seconds of the cells still to run."""
+
+    def __init__(self, cells: list[Cell]) -> None:
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.total = len(cells)
+        self.done = 0
+        self.progress = Progress(
+            TextColumn("[bold]{task.fields[count]}"), BarColumn(), TimeElapsedColumn(),
+            TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.description}"),
+            transient=False)
+        self.task = self.progress.add_task(
+            "", total=sum(estimated_seconds(c) for c in cells), count=self._count())
+        self.progress.start()
+
+    def _count(self) -> str:
+        return f"{self.done}/{self.total} cells"
+
+    def cell_started(self, cell: Cell) -> None:
+        self.progress.update(self.task, description=f"{cell.key} r{cell.repetition}")
+
+    def cell_finished(self, cell: Cell, record: dict[str, Any]) -> None:
+        self.done += 1
+        if record["status"] != "ok":
+            self.progress.console.print(f"[red]failed[/red] {cell.key}: {record['reason']}")
+        self.progress.update(self.task, advance=estimated_seconds(cell), count=self._count())
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def make_progress(cells: list[Cell]) -> PlainProgress | RichProgress:
+    return RichProgress(cells) if interactive() else PlainProgress(cells)
+
+
+def headline(record: dict[str, Any]) -> str:
+    """The one number that matters most for a cell, for the per-cell line."""
+    if record["status"] != "ok":
+        return record["reason"] or ""
+    metrics = record["metrics"]
+    if record["phase"] is not None and metrics["neighbour_ratio"] is not None:
+        return f"neighbour at {100 * metrics['neighbour_ratio']:.0f}% of solo"
+    if record["mode"] == "idle":
+        return f"server CPU {metrics['server_cpu_percent']:.1f}%"
+    return (f"{metrics['throughput_rps']:.0f} rps, p50 {metrics['p50_us']:.0f} us, "
+            f"server CPU {metrics['server_cpu_percent']:.1f}%")
+
+
+def summary_rows(cells: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Per model: idle CPU, peak throughput and its latency, CPU per request, neighbour."""
+    by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for cell in cells:
+        if cell["model"] is not None:
+            by_model[cell["model"]].append(cell)
+    rows = []
+    for model, group in by_model.items():
+        ok = [c for c in group if c["status"] == "ok"]
+        idle = [c["metrics"]["server_cpu_percent"] for c in ok
+                if c["scenario"] == "idle" and c["connections"] == 0]
+        closed = [c for c in ok if c["scenario"] == "closed"]
+        peak = max(closed, key=lambda c: c["metrics"]["throughput_rps"] or 0, default=None)
+        neighbour = [c["metrics"]["neighbour_ratio"] for c in ok
+                     if c["phase"] == "idle" and c["metrics"]["neighbour_ratio"] is not None]
+        rows.append({
+            "model": model,
+            "idle CPU %": _fmt(_median(idle), "{:.1f}"),
+            "peak rps": _fmt(peak and peak["metrics"]["throughput_rps"], "{:.0f}"),
+            "p50 us": _fmt(peak and peak["metrics"]["p50_us"], "{:.0f}"),
+            "p99 us": _fmt(peak and peak["metrics"]["p99_us"], "{:.0f}"),
+            "CPU us/req": _fmt(peak and peak["metrics"]["cpu_us_per_request"], "{:.1f}"),
+            "neighbour idle": _fmt(_median(neighbour), "{:.0%}"),
+            "failed": str(len(group) - len(ok)),
+        })
+    return rows
+
+
+def _median(values: list[float]) -> float | None:
+    values = sorted(v for v in values if v is not None)
+    return values[len(values) // 2] if values else None
+
+
+def _fmt(value: Any, pattern: str) -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def print_summary(document: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 120)
+    rows = summary_rows(document["cells"])
+    if rows:
+        table = Table(title=f"iobench run {document['run_id']} (peak = best closed-loop cell)")
+        for column in rows[0]:
+            table.add_column(column, justify="left" if column == "model" else "right")
+        for row in rows:
+            table.add_row(*row.values())
+        console.print(table)
+    failed = [c for c in document["cells"] if c["status"] != "ok"]
+    for cell in failed:
+        console.print(f"failed: {cell['key']} (repetition {cell['repetition']}): "
+                      f"{cell['reason']}", highlight=False, markup=False)

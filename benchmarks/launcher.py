@@ -1,0 +1,330 @@
+"""Where processes run: the one seam between the matrix logic and the machine.
+
+The runner asks a launcher to start a server, a load generator and the
+neighbour job, to open idle connections, and for a sampler of the processes
+it started; it never touches subprocess or pids itself. :class:`LocalLauncher`
+runs everything on this machine, pinned to the CPUs of its
+:class:`Placement`. A launcher that places processes on other hosts
+implements the same methods.
+
+Every process is started in its own session (so its process group holds
+everything it forks and a Ctrl-C on the terminal reaches only the runner),
+and is stopped by process group: SIGTERM, then SIGKILL after a timeout.
+The launcher remembers what it started, and :meth:`Launcher.stop_all` is the
+safety net the runner calls on the way out, whatever happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.sampler import Sampler
+from servers.process import ServerProcess, ServerStartError
+
+STOP_TIMEOUT_S = 3.0
+# How much of a process's stderr a failure reason quotes.
+STDERR_TAIL_CHARS = 600
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The CPUs the server side (server, neighbour) and the client side run on."""
+
+    server_cpus: list[int]
+    client_cpus: list[int]
+
+    def as_dict(self) -> dict[str, list[int]]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """One run of the load generator: the ``python -m loadgen`` options."""
+
+    target: str
+    mode: str  # closed | open
+    connections: int
+    duration_s: float
+    warmup_s: float
+    size_bytes: int
+    rate_rps: float | None = None
+    workers: int = 1
+    timeout_s: float = 5.0
+
+    def arguments(self, json_path: Path) -> list[str]:
+        args = ["--target", self.target, "--connections", str(self.connections),
+                "--duration", str(self.duration_s), "--warmup", str(self.warmup_s),
+                "--size", str(self.size_bytes), "--mode", self.mode,
+                "--workers", str(self.workers), "--timeout", str(self.timeout_s),
+                "--json", str(json_path)]
+        if self.rate_rps is not None:
+            args += ["--rate", f"{self.rate_rps:g}"]
+        return args
+
+
+@dataclass
+class LoadResult:
+    """How a load generator run ended: its exit code, its JSON (if any) and its stderr."""
+
+    returncode: int | None  # None: it did not finish in time and was killed
+    report: dict[str, Any] | None
+    stderr: str
+
+
+def tail(text: str, limit: int = STDERR_TAIL_CHARS) -> str:
+    """The end of ``text`` on one line, for a failure reason."""
+    text = " | ".join(line.strip() for line in text.strip().splitlines() if line.strip())
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
+class Process(ABC):
+    """A started process: its pid, whether it still runs, and how to stop it."""
+
+    pid: int
+    stopped: bool = False
+
+    @abstractmethod
+    def poll(self) -> int | None:
+        """The exit code, or None while it runs."""
+
+    @abstractmethod
+    def stop(self) -> int | None:
+        """Stop it and everything it forked; return its exit code."""
+
+    @abstractmethod
+    def stderr_text(self) -> str:
+        """What it wrote to stderr so far."""
+
+
+class Launcher(ABC):
+    """Starts the processes of a cell where they belong, and stops them."""
+
+    placement: Placement
+
+    @abstractmethod
+    def start_server(self, model: str, params: dict[str, Any]) -> ServerHandle:
+        """Start ``model`` and wait for its ready line (ServerStartError if none)."""
+
+    @abstractmethod
+    def start_load(self, spec: LoadSpec) -> LoadHandle:
+        """Start the load generator; collect it with :meth:`LoadHandle.result`."""
+
+    @abstractmethod
+    def start_neighbour(self, duration_s: float, delay_s: float = 0.0) -> NeighbourHandle:
+        """Start the reference job on the server's CPUs."""
+
+    @abstractmethod
+    def idle_connections(self, host: str, port: int, count: int
+                         ) -> contextlib.AbstractContextManager[list[socket.socket]]:
+        """Open ``count`` connections that send nothing, from the client side."""
+
+    @abstractmethod
+    def sampler(self) -> Sampler:
+        """A sampler that can read the processes this launcher starts."""
+
+    @abstractmethod
+    def stop_all(self) -> None:
+        """Stop every process started and not yet stopped."""
+
+
+class LocalProcess(Process):
+    """A local subprocess in its own session, pinned, with stdout/stderr in files."""
+
+    def __init__(self, command: list[str], cpus: list[int], workdir: Path, name: str) -> None:
+        cpu_set = set(cpus)
+
+        def pin() -> None:
+            os.sched_setaffinity(0, cpu_set)
+
+        self.stdout_path = workdir / f"{name}.stdout"
+        self.stderr_path = workdir / f"{name}.stderr"
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                         start_new_session=True, preexec_fn=pin)
+        self.pid = self.proc.pid
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def wait(self, timeout_s: float) -> int | None:
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
+        if not self.stopped:
+            self.stopped = True
+            stop_group(self.proc, timeout_s)
+        return self.proc.returncode
+
+    def stdout_text(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    def stderr_text(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+
+def stop_group(proc: subprocess.Popen[Any], timeout_s: float = STOP_TIMEOUT_S) -> int:
+    """SIGTERM the process; then SIGKILL whatever is left of its process group."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout_s)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    return proc.wait()
+
+
+class ServerHandle(Process):
+    """A running server model: where it listens, and its stderr (for failure reasons)."""
+
+    def __init__(self, server: ServerProcess, stderr_path: Path) -> None:
+        self.server = server
+        self.pid = server.pid
+        self.host, self.port = server.address
+        self.stderr_path = stderr_path
+        self.exit_code: int | None = None
+
+    def poll(self) -> int | None:
+        return self.server.proc.poll()
+
+    def stop(self) -> int | None:
+        if not self.stopped:
+            self.stopped = True
+            self.exit_code = self.server.stop()
+        return self.exit_code
+
+    def stderr_text(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+
+class LoadHandle:
+    """A running load generator; :meth:`result` waits for it (bounded) and reads its JSON."""
+
+    def __init__(self, process: LocalProcess, json_path: Path) -> None:
+        self.process = process
+        self.pid = process.pid
+        self.json_path = json_path
+
+    def result(self, timeout_s: float) -> LoadResult:
+        code = self.process.wait(timeout_s)
+        if code is None:
+            self.process.stop()
+        report = None
+        if code is not None and self.json_path.exists():
+            with contextlib.suppress(ValueError, OSError):
+                report = json.loads(self.json_path.read_text())
+        return LoadResult(code, report, self.process.stderr_text())
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+class NeighbourHandle:
+    """The running reference job; :meth:`ops_per_s` waits for its one JSON line."""
+
+    def __init__(self, process: LocalProcess) -> None:
+        self.process = process
+
+    def ops_per_s(self, timeout_s: float) -> float:
+        code = self.process.wait(timeout_s)
+        if code is None:
+            self.process.stop()
+            raise RuntimeError(f"neighbour job did not finish within {timeout_s:.0f} s")
+        if code != 0:
+            raise RuntimeError(f"neighbour job exited with code {code}: "
+                               f"{tail(self.process.stderr_text())}")
+        return float(json.loads(self.process.stdout_text())["ops_per_s"])
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+class LocalLauncher(Launcher):
+    """Runs every process on this machine, each pinned to its side's CPUs."""
+
+    def __init__(self, placement: Placement) -> None:
+        self.placement = placement
+        self._tmp = tempfile.TemporaryDirectory(prefix="iobench-run-")
+        self.workdir = Path(self._tmp.name)
+        self._started: list[Process] = []
+        self._count = 0
+
+    def _name(self, kind: str) -> str:
+        self._count += 1
+        return f"{self._count:05d}-{kind}"
+
+    def start_server(self, model: str, params: dict[str, Any]) -> ServerHandle:
+        stderr_path = self.workdir / f"{self._name('server')}.stderr"
+        with open(stderr_path, "wb") as stderr:
+            try:
+                server = ServerProcess(model, params, cpus=self.placement.server_cpus,
+                                       stderr=stderr)
+            except ServerStartError as exc:
+                detail = tail(stderr_path.read_text(errors="replace"))
+                raise ServerStartError(f"{exc} {detail}".strip()) from None
+        handle = ServerHandle(server, stderr_path)
+        self._started.append(handle)
+        return handle
+
+    def start_load(self, spec: LoadSpec) -> LoadHandle:
+        name = self._name("load")
+        json_path = self.workdir / f"{name}.json"
+        command = [sys.executable, "-m", "loadgen", *spec.arguments(json_path)]
+        process = LocalProcess(command, self.placement.client_cpus, self.workdir, name)
+        self._started.append(process)
+        return LoadHandle(process, json_path)
+
+    def start_neighbour(self, duration_s: float, delay_s: float = 0.0) -> NeighbourHandle:
+        command = [sys.executable, "-m", "benchmarks.neighbour", "--duration", str(duration_s),
+                   "--delay", str(delay_s)]
+        process = LocalProcess(command, self.placement.server_cpus, self.workdir,
+                               self._name("neighbour"))
+        self._started.append(process)
+        return NeighbourHandle(process)
+
+    @contextlib.contextmanager
+    def idle_connections(self, host: str, port: int, count: int) -> Iterator[list[socket.socket]]:
+        # Idle sockets cost no CPU, so the runner can hold them itself.
+        sockets: list[socket.socket] = []
+        try:
+            for _ in range(count):
+                sockets.append(socket.create_connection((host, port), timeout=5.0))
+            yield sockets
+        finally:
+            for sock in sockets:
+                sock.close()
+
+    def sampler(self) -> Sampler:
+        return Sampler()
+
+    def stop_all(self) -> None:
+        for started in reversed(self._started):
+            started.stop()
+        self._started.clear()
+
+    def forget_stopped(self) -> None:
+        """Drop the processes already stopped, so a long run does not grow the list."""
+        self._started = [p for p in self._started if not p.stopped]
+
+    def close(self) -> None:
+        self.stop_all()
+        self._tmp.cleanup()
+
+
+__all__ = ["Launcher", "LoadResult", "LoadSpec", "LocalLauncher", "Placement", "ServerStartError",
+           "tail"]

@@ -1,0 +1,58 @@
+"""The neighbour: a CPU-bound reference job that shares the server's CPU.
+
+It makes the cost of burnt CPU concrete. Alone on the server's CPU it does
+some number of operations per second; beside a server that waits in the
+kernel it should do nearly as many; beside a server that busy-polls, the
+scheduler splits the CPU between them and the neighbour loses work even
+though the server has no client at all.
+
+``python -m benchmarks.neighbour --duration S [--delay S]`` runs the loop for
+S seconds (after an optional delay, so it can line up with a measured load
+window) and prints one JSON line: ``{"ops": ..., "elapsed_s": ..., "ops_per_s": ...}``.
+The launcher starts it pinned to the server's CPUs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+# One operation: a fixed amount of pure-Python arithmetic, about 20-50 us on
+# current CPUs, so checking the clock once per operation costs nothing.
+OPERATION_SIZE = 500
+
+
+def one_operation() -> int:
+    total = 0
+    for i in range(OPERATION_SIZE):
+        total += i * i % 7
+    return total
+
+
+def work_for(duration_s: float) -> tuple[int, float]:
+    """Repeat the operation for ``duration_s``; return (operations done, seconds taken)."""
+    start = time.perf_counter()
+    deadline = start + duration_s
+    ops = 0
+    while time.perf_counter() < deadline:
+        one_operation()
+        ops += 1
+    return ops, time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.neighbour",
+                                     description="Run the CPU-bound reference job.")
+    parser.add_argument("--duration", type=float, required=True, help="seconds of work")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait first")
+    args = parser.parse_args(argv)
+    time.sleep(args.delay)
+    ops, elapsed = work_for(args.duration)
+    print(json.dumps({"ops": ops, "elapsed_s": elapsed, "ops_per_s": ops / elapsed}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

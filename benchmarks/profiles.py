@@ -1,0 +1,394 @@
+"""Profiles: the benchmark matrix as TOML, checked, and expanded into cells.
+
+A profile is a small TOML file (the built-in ones are ``benchmarks/profiles/
+quick.toml`` and ``full.toml``) with one table per scenario. Every key is
+checked against :data:`SCHEMA`, so a typo gives an error that names the key
+instead of a silently different matrix. :func:`expand` turns a checked
+profile into :class:`Cell` objects whose ``key`` is stable across runs, which
+is what ``--resume`` and ``iobench compare`` match on.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from iobench.errors import UsageError
+from servers.base import ParamError, ServerModel
+
+PROFILE_DIR = Path(__file__).with_name("profiles")
+BUILTIN_PROFILES = ("quick", "full")
+SCENARIOS = ("idle", "closed", "open", "interval", "neighbour")
+NEIGHBOUR_PHASES = ("solo", "idle", "load")
+
+Check = Callable[[str, Any], Any]
+
+
+def _number(minimum: float, *, integer: bool = False, strict: bool = False) -> Check:
+    kind = "an integer" if integer else "a number"
+    bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+
+    def check(where: str, value: Any) -> Any:
+        valid_type = isinstance(value, int) if integer else isinstance(value, int | float)
+        if isinstance(value, bool) or not valid_type:
+            raise ProfileError(f"{where} must be {kind}, got {value!r}")
+        if value < minimum or (strict and value == minimum):
+            raise ProfileError(f"{where} must be {bound}, got {value!r}")
+        return value if integer else float(value)
+
+    return check
+
+
+def _list_of(item: Check) -> Check:
+    def check(where: str, value: Any) -> list[Any]:
+        if not isinstance(value, list) or not value:
+            raise ProfileError(f"{where} must be a non-empty list, got {value!r}")
+        return [item(f"{where}[{i}]", v) for i, v in enumerate(value)]
+
+    return check
+
+
+def _text(where: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ProfileError(f"{where} must be a string, got {value!r}")
+    return value
+
+
+def _names(where: str, value: Any) -> list[str]:
+    if not isinstance(value, list):
+        raise ProfileError(f"{where} must be a list of model names, got {value!r}")
+    return [_text(f"{where}[{i}]", v) for i, v in enumerate(value)]
+
+
+def _phases(where: str, value: Any) -> list[str]:
+    phases = _names(where, value)
+    for phase in phases:
+        if phase not in NEIGHBOUR_PHASES:
+            raise ProfileError(f"{where}: unknown phase {phase!r} "
+                               f"(valid: {', '.join(NEIGHBOUR_PHASES)})")
+    return phases
+
+
+def _params(where: str, value: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(value, dict):
+        raise ProfileError(f"{where} must be a table of model = {{param = value}}")
+    for model, params in value.items():
+        if not isinstance(params, dict):
+            raise ProfileError(f"{where}.{model} must be a table of parameters, got {params!r}")
+    return value
+
+
+POSITIVE = _number(0, strict=True)
+NON_NEGATIVE = _number(0)
+COUNT = _number(1, integer=True)
+CONNECTIONS = _number(0, integer=True)
+SIZE = _number(1, integer=True)
+FRACTION = _number(0, strict=True)
+
+# section -> key -> (check, default). None as a default means "required".
+# The top level ("") holds the run-wide keys.
+SCHEMA: dict[str, dict[str, tuple[Check, Any]]] = {
+    "": {
+        "description": (_text, ""),
+        "repeat": (COUNT, 1),
+        "models": (_names, []),
+        "cell_timeout_s": (POSITIVE, 20.0),
+    },
+    "params": {},  # free-form: model name -> its parameters, checked by the model
+    "loadgen": {
+        "workers": (COUNT, 1),
+        "timeout_s": (POSITIVE, 5.0),
+    },
+    "idle": {
+        "connections": (_list_of(CONNECTIONS), [0, 100]),
+        "duration_s": (POSITIVE, 1.0),
+    },
+    "closed": {
+        "connections": (_list_of(COUNT), [16]),
+        "sizes_bytes": (_list_of(SIZE), [64]),
+        "duration_s": (POSITIVE, 1.5),
+        "warmup_s": (NON_NEGATIVE, 0.3),
+    },
+    "open": {
+        "rates_rps": (_list_of(POSITIVE), []),
+        "peak_fractions": (_list_of(FRACTION), []),
+        "connections": (COUNT, 4),
+        "size_bytes": (SIZE, 64),
+        "duration_s": (POSITIVE, 1.5),
+        "warmup_s": (NON_NEGATIVE, 0.3),
+    },
+    "interval": {
+        "model": (_text, "poll-sleep"),
+        "param": (_text, "interval"),
+        "values": (_list_of(POSITIVE), [0.0001, 0.001, 0.01]),
+        "references": (_names, []),
+        "rate_rps": (POSITIVE, 200.0),
+        "connections": (COUNT, 4),
+        "size_bytes": (SIZE, 64),
+        "duration_s": (POSITIVE, 1.5),
+        "warmup_s": (NON_NEGATIVE, 0.3),
+    },
+    "neighbour": {
+        "phases": (_phases, list(NEIGHBOUR_PHASES)),
+        "load_models": (_names, []),
+        "duration_s": (POSITIVE, 1.0),
+        "rate_rps": (POSITIVE, 200.0),
+        "connections": (COUNT, 4),
+        "size_bytes": (SIZE, 64),
+        "warmup_s": (NON_NEGATIVE, 0.3),
+    },
+}
+
+
+class ProfileError(UsageError):
+    """A profile that cannot be run: unreadable, or a key that is unknown or wrong."""
+
+
+@dataclass
+class Profile:
+    """A checked profile: the run-wide settings and the scenarios it has, with defaults."""
+
+    name: str
+    spec: dict[str, Any]
+
+    @property
+    def repeat(self) -> int:
+        return int(self.spec["repeat"])
+
+    def section(self, name: str) -> dict[str, Any] | None:
+        return self.spec.get(name)
+
+
+@dataclass
+class Cell:
+    """One point of the matrix, once per repetition: what to start and what load to apply."""
+
+    key: str
+    scenario: str
+    model: str | None
+    params: dict[str, Any]
+    mode: str  # "idle" (no load), "closed" or "open"
+    connections: int
+    size_bytes: int | None = None
+    rate_rps: float | None = None
+    peak_fraction: float | None = None  # open loop: a fraction of the model's closed peak
+    phase: str | None = None  # neighbour scenario: solo, idle or load
+    duration_s: float = 1.0
+    warmup_s: float = 0.0
+    repetition: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ident(self) -> tuple[str, int]:
+        """What makes a cell unique within a run."""
+        return self.key, self.repetition
+
+
+def load_profile(name_or_path: str) -> Profile:
+    """A built-in profile by name, or a TOML file by path, checked against SCHEMA."""
+    if name_or_path in BUILTIN_PROFILES:
+        path, name = PROFILE_DIR / f"{name_or_path}.toml", name_or_path
+    else:
+        path, name = Path(name_or_path), Path(name_or_path).stem
+        if not path.is_file():
+            raise ProfileError(f"no profile {name_or_path!r}: not one of "
+                               f"{', '.join(BUILTIN_PROFILES)} and no such file")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"cannot read profile {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"profile {path} is not valid TOML: {exc}") from None
+    return Profile(name, check_spec(raw, str(path)))
+
+
+def check_spec(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """``raw`` with every key checked and defaults filled in; ProfileError names a bad key."""
+    spec: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in SCHEMA and key:
+            if not isinstance(value, dict):
+                raise ProfileError(f"{where}: {key!r} must be a table ([{key}])")
+            spec[key] = _check_section(key, value, where)
+        elif key in SCHEMA[""]:
+            spec[key] = SCHEMA[""][key][0](f"{where}: key {key!r}", value)
+        else:
+            valid = ", ".join([*SCHEMA[""], *(f"[{s}]" for s in SCHEMA if s)])
+            raise ProfileError(f"{where}: unknown key {key!r} (valid: {valid})")
+    for key, (_, default) in SCHEMA[""].items():
+        spec.setdefault(key, default)
+    if "loadgen" not in spec:
+        spec["loadgen"] = _check_section("loadgen", {}, where)
+    if not any(s in spec for s in SCENARIOS):
+        raise ProfileError(f"{where}: no scenario; add at least one of "
+                           + ", ".join(f"[{s}]" for s in SCENARIOS))
+    if "open" in spec and bool(spec["open"]["rates_rps"]) == bool(spec["open"]["peak_fractions"]):
+        raise ProfileError(f"{where}: [open] needs exactly one of 'open.rates_rps' and "
+                           "'open.peak_fractions'")
+    if "open" in spec and spec["open"]["peak_fractions"] and "closed" not in spec:
+        raise ProfileError(f"{where}: 'open.peak_fractions' needs a [closed] section "
+                           "to measure the peak")
+    return spec
+
+
+def _check_section(section: str, raw: dict[str, Any], where: str) -> dict[str, Any]:
+    if section == "params":
+        return _params(f"{where}: [params]", raw)
+    schema = SCHEMA[section]
+    checked = {}
+    for key, value in raw.items():
+        if key not in schema:
+            raise ProfileError(f"{where}: unknown key '{section}.{key}' "
+                               f"(valid in [{section}]: {', '.join(schema)})")
+        checked[key] = schema[key][0](f"{where}: '{section}.{key}'", value)
+    for key, (_, default) in schema.items():
+        checked.setdefault(key, default)
+    return checked
+
+
+def select_models(profile: Profile, requested: Iterable[str] | None,
+                  registry: dict[str, type[ServerModel]], available: Iterable[str]) -> list[str]:
+    """The models to run: ``--models``, else the profile's list, else every available one.
+
+    A name nobody registered is a usage error wherever it appears in the
+    profile, and so are parameters a model does not have; asking explicitly
+    for a model that cannot run on this machine is one too.
+    """
+    available = list(available)
+    named = {"models": profile.spec["models"]}
+    for section, key in (("interval", "references"), ("neighbour", "load_models")):
+        if profile.section(section) is not None:
+            named[f"{section}.{key}"] = profile.spec[section][key]
+    if profile.section("interval") is not None:
+        named["interval.model"] = [profile.spec["interval"]["model"]]
+    named["params"] = list(profile.spec.get("params", {}))
+    for where, names in named.items():
+        for name in names:
+            if name not in registry:
+                raise ProfileError(f"unknown model {name!r} in '{where}'; "
+                                   f"valid models: {', '.join(registry)}")
+    for name, params in profile.spec.get("params", {}).items():
+        _check_model_params(registry[name], params, f"params.{name}")
+    if profile.section("interval") is not None:
+        interval = profile.spec["interval"]
+        _check_model_params(registry[interval["model"]],
+                            {interval["param"]: interval["values"][0]}, "interval.param")
+    names = list(requested or []) or list(profile.spec["models"])
+    if not names:
+        return available
+    for name in names:
+        if name not in registry:
+            raise ProfileError(f"unknown model {name!r}; valid models: {', '.join(registry)}")
+        if name not in available:
+            raise ProfileError(f"model {name!r} is not available on this machine: "
+                               f"{registry[name].unavailable_reason()}")
+    return list(dict.fromkeys(names))
+
+
+def _check_model_params(cls: type[ServerModel], params: dict[str, Any], where: str) -> None:
+    try:
+        cls.resolve_params(params)
+    except ParamError as exc:
+        raise ProfileError(f"'{where}': {exc}") from None
+
+
+def model_label(model: str, params: dict[str, Any]) -> str:
+    """``poll-sleep(interval=0.01)``: a model and its non-default parameters, for keys."""
+    if not params:
+        return model
+    return f"{model}({','.join(f'{k}={v}' for k, v in sorted(params.items()))})"
+
+
+def expand(profile: Profile, models: list[str]) -> list[Cell]:
+    """Every cell of the matrix, repetition by repetition, in the order they run.
+
+    Repetitions are the outer loop, so a slow drift of the machine spreads over
+    all cells instead of biasing the last ones. Within a repetition the closed
+    cells come before the open ones that take a fraction of their peak.
+    """
+    cells = []
+    for repetition in range(profile.repeat):
+        for scenario in SCENARIOS:
+            section = profile.section(scenario)
+            if section is not None:
+                for cell in _EXPANDERS[scenario](section, models, profile.spec.get("params", {})):
+                    cell.repetition = repetition
+                    cells.append(cell)
+    return cells
+
+
+def _idle(section: dict[str, Any], models: list[str], params: dict[str, Any]) -> Iterable[Cell]:
+    for model in models:
+        for connections in section["connections"]:
+            p = params.get(model, {})
+            yield Cell(f"idle/{model_label(model, p)}/c{connections}", "idle", model, p, "idle",
+                       connections, duration_s=section["duration_s"])
+
+
+def _closed(section: dict[str, Any], models: list[str], params: dict[str, Any]) -> Iterable[Cell]:
+    for model in models:
+        p = params.get(model, {})
+        for size in section["sizes_bytes"]:
+            for connections in section["connections"]:
+                yield Cell(f"closed/{model_label(model, p)}/c{connections}/s{size}", "closed",
+                           model, p, "closed", connections, size_bytes=size,
+                           duration_s=section["duration_s"], warmup_s=section["warmup_s"])
+
+
+def _open(section: dict[str, Any], models: list[str], params: dict[str, Any]) -> Iterable[Cell]:
+    connections, size = section["connections"], section["size_bytes"]
+    for model in models:
+        p = params.get(model, {})
+        label = model_label(model, p)
+        common = {"duration_s": section["duration_s"], "warmup_s": section["warmup_s"],
+                  "size_bytes": size}
+        for rate in section["rates_rps"]:
+            yield Cell(f"open/{label}/r{rate:g}/c{connections}/s{size}", "open", model, p,
+                       "open", connections, rate_rps=rate, **common)
+        for fraction in section["peak_fractions"]:
+            yield Cell(f"open/{label}/f{fraction:g}/c{connections}/s{size}", "open", model, p,
+                       "open", connections, peak_fraction=fraction, **common)
+
+
+def _interval(section: dict[str, Any], models: list[str],
+              params: dict[str, Any]) -> Iterable[Cell]:
+    swept = section["model"]
+    runs: list[tuple[str, dict[str, Any]]] = []
+    if swept in models:
+        runs += [(swept, {**params.get(swept, {}), section["param"]: value})
+                 for value in section["values"]]
+    runs += [(ref, params.get(ref, {})) for ref in section["references"] if ref in models]
+    rate, connections, size = section["rate_rps"], section["connections"], section["size_bytes"]
+    for model, p in runs:
+        yield Cell(f"interval/{model_label(model, p)}/r{rate:g}/c{connections}/s{size}",
+                   "interval", model, p, "open", connections, size_bytes=size, rate_rps=rate,
+                   duration_s=section["duration_s"], warmup_s=section["warmup_s"])
+
+
+def _neighbour(section: dict[str, Any], models: list[str],
+               params: dict[str, Any]) -> Iterable[Cell]:
+    phases, duration = section["phases"], section["duration_s"]
+    if "solo" in phases:
+        yield Cell("neighbour/solo", "neighbour", None, {}, "idle", 0, phase="solo",
+                   duration_s=duration)
+    load_models = section["load_models"] or models
+    rate, connections, size = section["rate_rps"], section["connections"], section["size_bytes"]
+    for model in models:
+        p = params.get(model, {})
+        label = model_label(model, p)
+        if "idle" in phases:
+            yield Cell(f"neighbour/{label}/idle", "neighbour", model, p, "idle", 0,
+                       phase="idle", duration_s=duration)
+        if "load" in phases and model in load_models:
+            yield Cell(f"neighbour/{label}/load/r{rate:g}/c{connections}/s{size}", "neighbour",
+                       model, p, "open", connections, size_bytes=size, rate_rps=rate,
+                       phase="load", duration_s=duration, warmup_s=section["warmup_s"])
+
+
+_EXPANDERS: dict[str, Callable[[dict[str, Any], list[str], dict[str, Any]], Iterable[Cell]]] = {
+    "idle": _idle, "closed": _closed, "open": _open, "interval": _interval,
+    "neighbour": _neighbour,
+}

@@ -1,0 +1,324 @@
+"""The matrix loop: run each cell through a launcher, record it, go on whatever happens.
+
+A cell that fails (the server does not start or dies, the load generator
+reports errors or hangs, idle connections are refused) is recorded with
+``status: failed`` and its reason, and the next cell runs. Ctrl-C (or
+SIGTERM) stops the loop: the cell in progress is abandoned, every process is
+stopped, and the finished cells stay on disk for ``--resume``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from benchmarks import metrics as m
+from benchmarks.launcher import Launcher, LoadSpec, ServerHandle, tail
+from benchmarks.profiles import Cell
+from benchmarks.sampler import Sampler
+from benchmarks.store import RunStore, utc_now
+from iobench.addresses import format_target
+from servers.process import ServerStartError
+
+# Idle connections: let the server accept them (and start threads) before measuring.
+IDLE_SETTLE_S = 0.3
+# Neighbour under load: the load generator starts (imports, connects) before the
+# neighbour's measured work begins, and runs a little longer than it.
+NEIGHBOUR_LOAD_LEAD_S = 0.5
+# Beyond its own duration: how long the neighbour job may take to start and report.
+LOAD_GRACE_S = 5.0
+# Start and stop overhead per cell, for the time estimate.
+CELL_OVERHEAD_S = 0.6
+
+
+class CellFailed(Exception):
+    """The cell cannot give valid numbers; the message is the recorded reason."""
+
+
+class Progress(Protocol):
+    def cell_started(self, cell: Cell) -> None: ...
+
+    def cell_finished(self, cell: Cell, record: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class Settings:
+    """Run-wide knobs from the profile."""
+
+    loadgen_workers: int = 1
+    loadgen_timeout_s: float = 5.0
+    cell_timeout_s: float = 20.0
+
+
+def estimated_seconds(cell: Cell) -> float:
+    return cell.warmup_s + cell.duration_s + CELL_OVERHEAD_S
+
+
+@dataclass
+class CellContext:
+    """What one cell's run gathers, turned into the recorded cell at the end."""
+
+    cell: Cell
+    origin_s: float
+    sampler: Sampler | None = None
+    server: ServerHandle | None = None
+    report: dict[str, Any] | None = None
+    window: tuple[float | None, float | None] = (None, None)
+    neighbour_ops_per_s: float | None = None
+    rate_rps: float | None = None
+
+
+class Runner:
+    """Runs cells through ``launcher`` and adds each to ``store`` as soon as it ends."""
+
+    def __init__(self, launcher: Launcher, store: RunStore, settings: Settings,
+                 progress: Progress | None = None) -> None:
+        self.launcher = launcher
+        self.store = store
+        self.settings = settings
+        self.progress = progress
+
+    def run(self, cells: list[Cell]) -> bool:
+        """Run the cells not yet in the store; False if interrupted."""
+        done = self.store.done()
+        interrupted = False
+        with interrupts_raise():
+            try:
+                for cell in cells:
+                    if cell.ident in done:
+                        continue
+                    if self.progress:
+                        self.progress.cell_started(cell)
+                    record = self.run_cell(cell)
+                    self.store.add(record)
+                    if self.progress:
+                        self.progress.cell_finished(cell, record)
+            except KeyboardInterrupt:
+                interrupted = True
+            finally:
+                self.launcher.stop_all()
+                self.store.finish(interrupted=interrupted)
+        return not interrupted
+
+    def run_cell(self, cell: Cell) -> dict[str, Any]:
+        context = CellContext(cell, time.monotonic(), rate_rps=cell.rate_rps)
+        started = utc_now()
+        reason = None
+        try:
+            self._run(context)
+        except CellFailed as exc:
+            reason = str(exc)
+        except ServerStartError as exc:
+            reason = f"server did not start: {exc}"
+        except Exception as exc:  # a defect or an OS failure: still only this cell fails
+            reason = f"{type(exc).__name__}: {exc}"
+        finally:
+            if context.sampler is not None:
+                context.sampler.stop()
+            if context.server is not None:
+                context.server.stop()
+            self.launcher.stop_all()
+        return self._record(context, started, reason)
+
+    def _run(self, context: CellContext) -> None:
+        cell = context.cell
+        if cell.phase == "solo":
+            context.neighbour_ops_per_s = self._neighbour(cell.duration_s)
+            return
+        if cell.peak_fraction is not None:
+            context.rate_rps = cell.peak_fraction * self._peak(cell)
+        assert cell.model is not None
+        context.server = self.launcher.start_server(cell.model, cell.params)
+        context.sampler = self.launcher.sampler()
+        context.sampler.watch("server", context.server.pid)
+        context.sampler.start()
+        if cell.mode == "idle":
+            self._idle(context)
+        else:
+            self._load(context)
+        self._check_server(context.server)
+
+    def _idle(self, context: CellContext) -> None:
+        cell, server, sampler = context.cell, context.server, context.sampler
+        assert server is not None and sampler is not None
+        with contextlib.ExitStack() as stack:
+            try:
+                sockets = stack.enter_context(
+                    self.launcher.idle_connections(server.host, server.port, cell.connections))
+            except OSError as exc:
+                raise CellFailed(f"cannot open {cell.connections} idle connections: "
+                                 f"{exc.strerror or exc}{self._stderr_note(server)}") from None
+            if cell.connections:
+                time.sleep(IDLE_SETTLE_S)
+            start = time.monotonic()
+            sampler.sample()
+            if cell.phase == "idle":
+                context.neighbour_ops_per_s = self._neighbour(cell.duration_s)
+            else:
+                time.sleep(cell.duration_s)
+            sampler.sample()
+            context.window = (start, time.monotonic())
+            closed = sum(1 for s in sockets if _peer_closed(s))
+            if closed:
+                raise CellFailed(f"the server closed {closed} of {cell.connections} idle "
+                                 f"connections{self._stderr_note(server)}")
+
+    def _load(self, context: CellContext) -> None:
+        cell, server, sampler = context.cell, context.server, context.sampler
+        assert server is not None and sampler is not None and cell.size_bytes is not None
+        duration = cell.duration_s + (NEIGHBOUR_LOAD_LEAD_S * 2 if cell.phase == "load" else 0)
+        spec = LoadSpec(format_target(server.host, server.port), cell.mode, cell.connections,
+                        duration, cell.warmup_s, cell.size_bytes, context.rate_rps,
+                        self.settings.loadgen_workers, self.settings.loadgen_timeout_s)
+        load = self.launcher.start_load(spec)
+        sampler.watch("client", load.pid)
+        if cell.phase == "load":
+            context.neighbour_ops_per_s = self._neighbour(
+                cell.duration_s, delay_s=cell.warmup_s + NEIGHBOUR_LOAD_LEAD_S)
+        timeout = cell.warmup_s + duration + self.settings.cell_timeout_s
+        result = load.result(timeout)
+        end = time.monotonic()
+        sampler.sample()
+        if result.returncode is None:
+            raise CellFailed(f"the load generator did not finish within {timeout:.0f} s"
+                             f"{self._stderr_note(server)}")
+        if result.report is None:
+            raise CellFailed(f"the load generator exited with code {result.returncode} and "
+                             f"wrote no report: {tail(result.stderr)}"
+                             f"{self._stderr_note(server)}")
+        context.report = result.report
+        measured = float(result.report.get("measured_s") or duration)
+        context.window = (end - measured, end)
+        self._check_server(server)
+        if not result.report.get("ok", True) or (result.report.get("errors") or {}).get("total"):
+            raise CellFailed(f"the load generator reported {m.error_summary(result.report)}"
+                             f"{self._stderr_note(server)}")
+        if result.returncode != 0:
+            raise CellFailed(f"the load generator exited with code {result.returncode}: "
+                             f"{tail(result.stderr)}")
+
+    def _neighbour(self, duration_s: float, delay_s: float = 0.0) -> float:
+        job = self.launcher.start_neighbour(duration_s, delay_s)
+        try:
+            return job.ops_per_s(delay_s + duration_s + LOAD_GRACE_S)
+        except RuntimeError as exc:
+            raise CellFailed(str(exc)) from None
+        finally:
+            job.stop()
+
+    def _peak(self, cell: Cell) -> float:
+        """The model's highest closed-loop throughput at this payload, in this repetition."""
+        peaks = [c["metrics"]["throughput_rps"] for c in self.store.cells
+                 if c["scenario"] == "closed" and c["status"] == "ok" and c["model"] == cell.model
+                 and c["params"] == cell.params and c["size_bytes"] == cell.size_bytes
+                 and c["repetition"] == cell.repetition and c["metrics"]["throughput_rps"]]
+        if not peaks:
+            raise CellFailed(f"no successful closed-loop cell of {cell.model} at "
+                             f"{cell.size_bytes} B to take {cell.peak_fraction:g} of its peak")
+        return max(peaks)
+
+    def _check_server(self, server: ServerHandle | None) -> None:
+        if server is not None and (code := server.poll()) is not None:
+            raise CellFailed(f"the server exited with code {code} during the cell"
+                             f"{self._stderr_note(server)}")
+
+    @staticmethod
+    def _stderr_note(server: ServerHandle | None) -> str:
+        text = tail(server.stderr_text()) if server is not None else ""
+        return f"; server stderr: {text}" if text else ""
+
+    def _record(self, context: CellContext, started: str, reason: str | None) -> dict[str, Any]:
+        cell = context.cell
+        metrics = m.empty_metrics()
+        flags: list[str] = []
+        samples: dict[str, Any] = {}
+        start_s, end_s = context.window
+        if context.sampler is not None:
+            server_stats = m.server_metrics(metrics, context.sampler.series["server"],
+                                            start_s, end_s)
+            if context.report is not None:
+                m.load_metrics(metrics, context.report, server_stats)
+                flags = m.load_flags(context.report, cell.mode, cell.connections)
+            m.client_metric_from_samples(metrics, context.sampler.series.get("client"),
+                                         start_s, end_s)
+            samples = self._samples(context)
+        if context.neighbour_ops_per_s is not None:
+            metrics["neighbour_ops_per_s"] = round(context.neighbour_ops_per_s, 1)
+            metrics["neighbour_ratio"] = self._neighbour_ratio(cell, context.neighbour_ops_per_s)
+        report = context.report
+        latency_uncorrected = (report or {}).get("latency_uncorrected") or {}
+        return {
+            "key": cell.key, "scenario": cell.scenario, "model": cell.model,
+            "params": cell.params, "mode": cell.mode, "connections": cell.connections,
+            "size_bytes": cell.size_bytes, "rate_rps": context.rate_rps,
+            "peak_fraction": cell.peak_fraction, "phase": cell.phase,
+            "repetition": cell.repetition,
+            "status": "failed" if reason else "ok", "reason": reason,
+            "placement": self.launcher.placement.as_dict(),
+            "started": started, "duration_s": round(time.monotonic() - context.origin_s, 3),
+            "metrics": metrics, "flags": flags,
+            "histogram": ((report or {}).get("latency") or {}).get("histogram"),
+            "histogram_uncorrected": latency_uncorrected.get("histogram"),
+            "samples": samples,
+            "load": m.strip_histograms(report) if report is not None else None,
+        }
+
+    @staticmethod
+    def _samples(context: CellContext) -> dict[str, Any]:
+        sampler = context.sampler
+        assert sampler is not None
+        samples = sampler.time_series("server", context.origin_s)
+        samples["system_t_s"] = [round(t - context.origin_s, 3) for t in sampler.system_t_s]
+        samples["system_cpu_percent"] = sampler.system_cpu_percent
+        client = sampler.time_series("client", context.origin_s)
+        if client:
+            samples["client_t_s"] = client["t_s"]
+            samples["client_cpu_percent"] = client["cpu_percent"]
+        return samples
+
+    def _neighbour_ratio(self, cell: Cell, ops_per_s: float) -> float | None:
+        """The neighbour's work rate relative to its solo rate in the same repetition."""
+        if cell.phase == "solo":
+            return 1.0
+        solo = [c["metrics"]["neighbour_ops_per_s"] for c in self.store.cells
+                if c["scenario"] == "neighbour" and c["phase"] == "solo"
+                and c["status"] == "ok" and c["repetition"] == cell.repetition]
+        return round(ops_per_s / solo[-1], 4) if solo else None
+
+
+def _peer_closed(sock: Any) -> bool:
+    """True if the server closed (or reset) this idle connection."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+@contextlib.contextmanager
+def interrupts_raise() -> Iterator[None]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt once; later ones are ignored.
+
+    Ignoring the second signal keeps a second Ctrl-C from breaking off the
+    cleanup that stops the processes of the cell in progress.
+    """
+    previous: dict[int, Callable[..., Any] | int | None] = {}
+
+    def handler(signum: int, frame: object) -> None:
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)

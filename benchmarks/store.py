@@ -1,0 +1,174 @@
+"""A run folder: ``results.json`` and ``results.csv``, written atomically after every cell.
+
+The format is specified in docs/formats.md. Both files are replaced whole
+(written to a temporary file in the same folder, then ``os.replace``), so a
+run interrupted at any moment leaves the last complete state, which
+``--resume`` continues from. Reading checks ``schema_version`` and says
+plainly what is wrong with a truncated or foreign file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from iobench.errors import UsageError
+
+SCHEMA_VERSION = 1
+RESULTS_JSON = "results.json"
+RESULTS_CSV = "results.csv"
+
+METRICS = (
+    "throughput_rps", "requests",
+    "p50_us", "p90_us", "p99_us", "p99_9_us", "max_us", "mean_us",
+    "server_cpu_percent", "server_user_percent", "server_system_percent",
+    "cpu_us_per_request",
+    "ctx_voluntary_per_request", "ctx_involuntary_per_request",
+    "ctx_voluntary_per_s", "ctx_involuntary_per_s",
+    "peak_rss_bytes", "peak_threads", "peak_fds",
+    "client_cpu_percent", "errors",
+    "neighbour_ops_per_s", "neighbour_ratio",
+)
+CSV_FIELDS = ("run_id", "key", "scenario", "model", "params", "mode", "connections", "size_bytes",
+              "rate_rps", "peak_fraction", "phase", "repetition", "status", "reason",
+              "server_cpus", "client_cpus", "started", "duration_s", *METRICS, "flags")
+
+
+class ResultsError(UsageError):
+    """A results folder that cannot be read or resumed."""
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def run_id_for(profile: str, now: datetime | None = None) -> str:
+    """``20261128T150000Z-quick``: the folder name of a run, sortable by time."""
+    return f"{(now or datetime.now(UTC)).strftime('%Y%m%dT%H%M%SZ')}-{profile}"
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so a reader sees the old file or the new, never half."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def csv_row(run_id: str, cell: dict[str, Any]) -> dict[str, Any]:
+    """The tidy CSV row of one cell: scalars, params as JSON, metrics, flags joined by ';'."""
+    placement = cell.get("placement") or {}
+    row: dict[str, Any] = {name: cell.get(name) for name in CSV_FIELDS}
+    row["run_id"] = run_id
+    row["params"] = json.dumps(cell.get("params") or {}, sort_keys=True)
+    row["server_cpus"] = " ".join(map(str, placement.get("server_cpus", [])))
+    row["client_cpus"] = " ".join(map(str, placement.get("client_cpus", [])))
+    metrics = cell.get("metrics") or {}
+    for name in METRICS:
+        row[name] = metrics.get(name)
+    row["flags"] = ";".join(cell.get("flags") or [])
+    return {k: "" if v is None else v for k, v in row.items()}
+
+
+def render_csv(run_id: str, cells: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for cell in cells:
+        writer.writerow(csv_row(run_id, cell))
+    return out.getvalue()
+
+
+class RunStore:
+    """The document of one run, kept in memory and on disk in step."""
+
+    def __init__(self, run_dir: Path, document: dict[str, Any]) -> None:
+        self.run_dir = run_dir
+        self.document = document
+
+    @classmethod
+    def create(cls, run_dir: Path, *, run_id: str, profile: str, environment: dict[str, Any],
+               matrix: dict[str, Any]) -> RunStore:
+        if (run_dir / RESULTS_JSON).exists():
+            raise ResultsError(f"{run_dir} already holds a run; use --resume {run_dir} to "
+                               "continue it, or choose another --out")
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ResultsError(f"cannot create {run_dir}: {exc.strerror}") from None
+        document = {
+            "schema_version": SCHEMA_VERSION, "run_id": run_id, "profile": profile,
+            "started": utc_now(), "finished": None, "interrupted": False,
+            "environment": environment, "matrix": matrix, "cells": [],
+        }
+        store = cls(run_dir, document)
+        store.write()
+        return store
+
+    @classmethod
+    def open(cls, run_dir: Path) -> RunStore:
+        """An existing run, checked; ResultsError says why it cannot be used."""
+        return cls(run_dir, read_results(run_dir))
+
+    @property
+    def cells(self) -> list[dict[str, Any]]:
+        return self.document["cells"]
+
+    def done(self) -> set[tuple[str, int]]:
+        """(key, repetition) of every recorded cell, ok or failed."""
+        return {(c["key"], c["repetition"]) for c in self.cells}
+
+    def add(self, cell: dict[str, Any]) -> None:
+        self.cells.append(cell)
+        self.write()
+
+    def finish(self, *, interrupted: bool) -> None:
+        self.document["finished"] = None if interrupted else utc_now()
+        self.document["interrupted"] = interrupted
+        self.write()
+
+    def write(self) -> None:
+        atomic_write(self.run_dir / RESULTS_JSON,
+                     json.dumps(self.document, indent=1, sort_keys=True) + "\n")
+        atomic_write(self.run_dir / RESULTS_CSV, render_csv(self.document["run_id"], self.cells))
+
+
+def read_results(run_dir: Path) -> dict[str, Any]:
+    """The ``results.json`` of ``run_dir``, or a ResultsError that says what is wrong."""
+    path = run_dir / RESULTS_JSON
+    if not run_dir.is_dir():
+        raise ResultsError(f"{run_dir} is not a folder")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ResultsError(f"{run_dir} has no {RESULTS_JSON}: not an iobench run folder") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"cannot read {path}: {exc}") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{path} is truncated or not JSON ({exc.msg} at line {exc.lineno}); "
+                           "it cannot be resumed") from None
+    if not isinstance(document, dict) or "schema_version" not in document:
+        raise ResultsError(f"{path} is not an iobench results file (no schema_version)")
+    if document["schema_version"] != SCHEMA_VERSION:
+        raise ResultsError(f"{path} has schema_version {document['schema_version']!r}; "
+                           f"this iobench reads version {SCHEMA_VERSION}")
+    missing = [k for k in ("run_id", "profile", "matrix", "cells", "environment")
+               if k not in document]
+    if missing or not isinstance(document.get("cells"), list):
+        raise ResultsError(f"{path} is not a complete iobench results file "
+                           f"(missing: {', '.join(missing) or 'cells list'})")
+    return document

@@ -2,7 +2,7 @@
 
 With one worker the loop runs in the calling process (nothing to coordinate,
 and the CPU a caller pinned is the CPU it runs on). With more, each worker is
-a spawned process: it connects, reports how many connections it has, and
+a fresh ``python -m loadgen.worker_process``: it connects, reports how many connections it has, and
 waits; once every worker has reported, the parent hands out one start time
 (CLOCK_MONOTONIC is shared by all processes), so warm-up and the measured
 window line up across workers. Histograms come back encoded and are merged
@@ -11,15 +11,23 @@ with HdrHistogram ``add``, never by averaging percentiles.
 
 from __future__ import annotations
 
-import multiprocessing
+import json
+import select
+import subprocess
+import sys
 import time
-import traceback
-from multiprocessing.connection import Connection as Pipe
 from typing import Any
 
 from loadgen.histograms import merge_encoded, summarize
 from loadgen.params import LoadParams, resolve_target, split_evenly
-from loadgen.worker import ERROR_KINDS, WorkerPlan, WorkerResult, run_worker
+from loadgen.worker import (
+    ERROR_KINDS,
+    WorkerPlan,
+    WorkerResult,
+    plan_to_json,
+    result_from_json,
+    run_worker,
+)
 
 SCHEMA = "iobench.load/1"
 EVENT_LOOP = "epoll"
@@ -76,62 +84,60 @@ def _start_now(connected: int, first_error: str | None) -> int | None:
     return time.monotonic_ns() + START_DELAY_NS // 10 if connected else None
 
 
-def _worker_main(plan: WorkerPlan, pipe: Pipe) -> None:
-    """A worker process: connect, report, wait for the start time, run, send the result."""
-
-    def await_start(connected: int, first_error: str | None) -> int | None:
-        pipe.send(("connected", connected, first_error))
-        return pipe.recv()
-
-    try:
-        pipe.send(("result", run_worker(plan, await_start)))
-    except BaseException:
-        pipe.send(("error", traceback.format_exc()))
-    finally:
-        pipe.close()
-
-
-def _receive(pipe: Pipe, timeout_s: float, worker_index: int) -> tuple[Any, ...]:
-    if not pipe.poll(timeout_s):
-        raise WorkerFailed(f"load worker {worker_index} did not answer within {timeout_s:.0f} s")
-    try:
-        message = pipe.recv()
-    except EOFError:
-        raise WorkerFailed(f"load worker {worker_index} exited without a result") from None
-    if message[0] == "error":
-        raise WorkerFailed(f"load worker {worker_index} failed:\n{message[1]}")
-    return message
+def _read_line(process: subprocess.Popen[str], deadline: float, worker_index: int) -> str:
+    """The worker's next line, or WorkerFailed if it dies or keeps silent past ``deadline``."""
+    assert process.stdout is not None
+    remaining = deadline - time.monotonic()
+    ready, _, _ = select.select([process.stdout], [], [], max(remaining, 0.0))
+    line = process.stdout.readline() if ready else ""
+    if line:
+        return line
+    if process.poll() is None:
+        raise WorkerFailed(f"load worker {worker_index} did not answer in time")
+    raise WorkerFailed(f"load worker {worker_index} exited with code {process.returncode}")
 
 
 def _run_processes(plans: list[WorkerPlan]) -> list[WorkerResult]:
-    context = multiprocessing.get_context("spawn")
-    pipes: list[Pipe] = []
-    processes = []
+    processes: list[subprocess.Popen[str]] = []
     try:
         for plan in plans:
-            parent_end, child_end = context.Pipe()
-            process = context.Process(target=_worker_main, args=(plan, child_end),
-                                      name=f"loadgen-worker-{plan.worker_index}", daemon=True)
-            process.start()
-            child_end.close()
-            pipes.append(parent_end)
+            process = subprocess.Popen([sys.executable, "-m", "loadgen.worker_process"],
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             processes.append(process)
-        connect_wait = WORKER_START_S + plans[0].timeout_s
-        connected = sum(_receive(pipe, connect_wait, index)[1] for index, pipe in enumerate(pipes))
-        start_ns = time.monotonic_ns() + START_DELAY_NS if connected else None
-        for pipe in pipes:
-            pipe.send(start_ns)
+            assert process.stdin is not None
+            process.stdin.write(plan_to_json(plan) + "\n")
+            process.stdin.flush()
         plan = plans[0]
-        run_wait = WORKER_START_S + plan.warmup_s + plan.duration_s + 2 * plan.timeout_s
-        return [_receive(pipe, run_wait, index)[1] for index, pipe in enumerate(pipes)]
+        deadline = time.monotonic() + WORKER_START_S + plan.timeout_s
+        connected = sum(json.loads(_read_line(process, deadline, index))["connected"]
+                        for index, process in enumerate(processes))
+        start_ns = time.monotonic_ns() + START_DELAY_NS if connected else None
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.write(json.dumps(start_ns) + "\n")
+            process.stdin.flush()
+        deadline = (time.monotonic() + WORKER_START_S + plan.warmup_s + plan.duration_s
+                    + 2 * plan.timeout_s)
+        return [result_from_json(_read_line(process, deadline, index))
+                for index, process in enumerate(processes)]
     finally:
         for process in processes:
-            process.join(timeout=1.0)
-            if process.is_alive():
-                process.kill()
-                process.join()
-        for pipe in pipes:
-            pipe.close()
+            _stop(process)
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    """Wait briefly for a worker that is done; kill one that is not."""
+    try:
+        process.wait(timeout=2.0)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    for stream in (process.stdin, process.stdout):
+        if stream is not None:
+            try:
+                stream.close()
+            except OSError:
+                pass
 
 
 def build_result(params: LoadParams, results: list[WorkerResult], *,

@@ -16,8 +16,10 @@ corrected, as wrk2 does), and the uncorrected latency from its actual send.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import heapq
+import json
 import os
 import random
 import resource
@@ -28,6 +30,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import psutil
 
@@ -78,6 +81,22 @@ class WorkerResult:
     histogram_uncorrected: str | None = None
     errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ERROR_KINDS, 0))
     first_connect_error: str | None = None
+
+
+def plan_to_json(plan: WorkerPlan) -> str:
+    """Plans and results cross to and from worker processes as JSON lines."""
+    return json.dumps(dataclasses.asdict(plan))
+
+
+def plan_from_json(text: str) -> WorkerPlan:
+    fields: dict[str, Any] = json.loads(text)
+    fields["sockaddr"] = tuple(fields["sockaddr"])
+    fields["connection_indices"] = tuple(fields["connection_indices"])
+    return WorkerPlan(**fields)
+
+
+def result_from_json(text: str) -> WorkerResult:
+    return WorkerResult(**json.loads(text))
 
 
 def make_payload(size_bytes: int) -> bytes:
@@ -282,6 +301,7 @@ class Worker:
         counts: dict[int, int] = {}
         self.result.requests = self._loop_closed(end_ns, counts)
         self.result.cpu_s = sum(process.cpu_times()[:2]) - cpu_start
+        self._drain_closed(end_ns + self.timeout_ns)
         self.result.sent_in_window = self.result.requests
         self.result.histogram = histogram_from_counts(counts).encode().decode("ascii")
 
@@ -352,6 +372,46 @@ class Worker:
                 next_sweep = now + SWEEP_INTERVAL_NS
         self.errors["mismatch"] += mismatches
         return completed
+
+    def _drain_closed(self, deadline_ns: int) -> None:
+        """Send nothing more; check the responses still owed, waiting up to ``deadline_ns``.
+
+        Not measured, but verified: a server that corrupts or stalls at the
+        very end of a run is caught too. What is still owed at the deadline
+        counts as a time-out.
+        """
+        by_fd = self.by_fd
+        now = time.monotonic_ns()
+        while now < deadline_ns and any(connection.busy for connection in by_fd.values()):
+            for fd, mask in self.epoll.poll((deadline_ns - now) / 1e9):
+                connection = by_fd.get(fd)
+                if connection is None:
+                    continue
+                if mask & EPOLLOUT:
+                    self._flush(connection)
+                    if not mask & ~EPOLLOUT or fd not in by_fd:
+                        continue
+                try:
+                    data = connection.recv(len(self.expected) - connection.got)
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    self._lost(connection, exc)
+                    continue
+                if not data:
+                    self._lost(connection, None)
+                elif not connection.busy:
+                    self._unexpected(connection)
+                elif self._partial(connection, data):
+                    connection.busy = False
+                    if connection.corrupt:
+                        connection.corrupt = False
+                        self.errors["mismatch"] += 1
+            now = time.monotonic_ns()
+        for connection in list(by_fd.values()):
+            if connection.busy:
+                self.errors["timeout"] += 1
+                self._close(connection)
 
     def _sweep_timeouts(self, now: int) -> int:
         """Drop connections whose request has waited longer than --timeout.

@@ -31,4 +31,8 @@ def serve(stdin: TextIO, stdout: TextIO) -> None:
 
 
 if __name__ == "__main__":
-    serve(sys.stdin, sys.stdout)
+    try:
+        serve(sys.stdin, sys.stdout)
+    except KeyboardInterrupt:
+        # Ctrl-C reaches the whole process group; the parent reports it once.
+        sys.exit(130)

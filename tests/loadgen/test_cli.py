@@ -1,0 +1,97 @@
+"""Bad input gives one clear line on stderr and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from iobench.cli import main
+from iobench.errors import UsageError
+from loadgen import LoadParams
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--connections", "0"], "--connections must be at least 1"),
+    (["--rate", "100"], "--rate applies to open loop only"),
+    (["--mode", "open"], "--mode open needs --rate"),
+    (["--mode", "open", "--rate", "-5"], "--rate must be a positive number"),
+    (["--arrival", "poisson"], "--arrival applies to open loop only"),
+    (["--workers", "3", "--connections", "2"], "every worker needs a connection"),
+    (["--size", "0"], "--size must be"),
+    (["--duration", "0"], "--duration must be a positive number"),
+    (["--timeout", "nan"], "--timeout must be a positive number"),
+    (["--warmup", "-1"], "--warmup must be zero or more"),
+])
+def test_bad_options(argv: list[str], message: str,
+                     capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["load", "--target", "127.0.0.1:9", *argv])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("iobench: error: ")
+    assert message in err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("target", ["nonsense", "127.0.0.1", "127.0.0.1:http", "::1:80",
+                                    "127.0.0.1:70000"])
+def test_an_unparsable_target(target: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["load", "--target", target]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("iobench: error: bad target")
+    assert err.count("\n") == 1
+
+
+def test_an_unknown_host(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["load", "--target", "no-such-host.invalid:80"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("iobench: error: cannot resolve no-such-host.invalid:80")
+
+
+def test_a_port_nobody_listens_on(tmp_path: Path) -> None:
+    port = free_port()
+    path = tmp_path / "load.json"
+    completed = subprocess.run(
+        [sys.executable, "-m", "loadgen", "--target", f"127.0.0.1:{port}", "--connections", "3",
+         "--json", str(path)], capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 1
+    assert completed.stderr == (f"python -m loadgen: error: cannot connect to 127.0.0.1:{port}: "
+                                "Connection refused\n")
+    result = json.loads(path.read_text())
+    assert result["ok"] is False
+    assert result["errors"]["connect"] == 3
+    assert result["errors"]["total"] == 3
+    assert result["requests"] == 0
+    assert result["latency"]["p99_us"] is None
+
+
+def test_a_json_path_in_a_missing_directory(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["load", "--target", "127.0.0.1:9", "--json", str(tmp_path / "no" / "x.json")])
+    assert code == 2
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_params_record_exactly_what_ran() -> None:
+    params = LoadParams(target="[::1]:8000", mode="open", rate_rps=250.0, arrival="poisson",
+                        connections=3, workers=3, seed=7)
+    assert params.validate().record() == {
+        "target": "[::1]:8000", "mode": "open", "connections": 3, "duration_s": 5.0,
+        "warmup_s": 1.0, "size_bytes": 64, "rate_rps": 250.0, "arrival": "poisson",
+        "workers": 3, "timeout_s": 5.0, "expect": "upper"}
+
+
+def test_validate_raises_usage_error() -> None:
+    with pytest.raises(UsageError, match="--connections"):
+        LoadParams(target="127.0.0.1:1", connections=-1).validate()

@@ -1,0 +1,119 @@
+"""Closed and open loop against each of the article's four models: no errors, full JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hdrh.histogram import HdrHistogram
+
+from loadgen import SCHEMA, LoadParams, run
+from servers.process import ServerProcess
+
+FOUR_MODELS = ["busy-poll", "poll-sleep", "select", "threads"]
+LATENCY_FIELDS = {"p50_us", "p90_us", "p99_us", "p99_9_us", "p99_99_us", "max_us", "mean_us",
+                  "histogram"}
+TOP_FIELDS = {"schema", "params", "requests", "measured_s", "throughput_rps", "latency",
+              "latency_uncorrected", "errors", "client", "client_saturated", "behind_schedule",
+              "ok"}
+PARAM_FIELDS = {"target", "mode", "connections", "duration_s", "warmup_s", "size_bytes",
+                "rate_rps", "arrival", "workers", "timeout_s", "expect"}
+ERROR_FIELDS = {"mismatch", "connect", "reset", "timeout", "short", "total"}
+CLIENT_FIELDS = {"workers", "cpu_percent", "target_rate_rps", "achieved_rate_rps",
+                 "max_schedule_lag_us"}
+
+
+@pytest.fixture(scope="module", params=FOUR_MODELS)
+def model_server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    with ServerProcess(request.param) as server:
+        yield server
+
+
+def target_of(server: ServerProcess) -> str:
+    host, port = server.address
+    return f"{host}:{port}"
+
+
+def check_latency(latency: dict[str, Any], requests: int) -> None:
+    assert set(latency) >= LATENCY_FIELDS
+    histogram = HdrHistogram.decode(latency["histogram"])
+    assert histogram.get_total_count() == requests
+    assert 0 < latency["p50_us"] <= latency["p90_us"] <= latency["p99_us"] \
+        <= latency["p99_9_us"] <= latency["p99_99_us"] <= latency["max_us"]
+    assert latency["p50_us"] == histogram.get_value_at_percentile(50)
+
+
+def check_format(result: dict[str, Any]) -> None:
+    assert set(result) >= TOP_FIELDS
+    assert result["schema"] == SCHEMA
+    assert set(result["params"]) == PARAM_FIELDS
+    assert set(result["errors"]) == ERROR_FIELDS
+    assert set(result["client"]) >= CLIENT_FIELDS
+    assert len(result["client"]["cpu_percent"]) == result["client"]["workers"]
+    assert result["throughput_rps"] == pytest.approx(result["requests"] / result["measured_s"],
+                                                     rel=1e-3)
+    check_latency(result["latency"], result["requests"])
+
+
+def test_closed_loop(model_server: ServerProcess) -> None:
+    result = run(LoadParams(target=target_of(model_server), connections=8, duration_s=0.6,
+                            warmup_s=0.2, size_bytes=100))
+    check_format(result)
+    assert result["ok"] is True
+    assert result["errors"]["total"] == 0
+    assert result["requests"] > 50
+    assert result["latency_uncorrected"] is None
+    assert result["params"]["mode"] == "closed"
+    assert result["measured_s"] == pytest.approx(0.6)
+
+
+def test_open_loop(model_server: ServerProcess) -> None:
+    rate = 500.0
+    result = run(LoadParams(target=target_of(model_server), mode="open", rate_rps=rate,
+                            connections=4, duration_s=0.6, warmup_s=0.2, arrival="poisson"))
+    check_format(result)
+    assert result["ok"] is True
+    assert result["errors"]["total"] == 0
+    check_latency(result["latency_uncorrected"], result["requests"])
+    assert result["client"]["target_rate_rps"] == rate
+    # Poisson arrivals: 300 expected in 0.6 s; a wide margin keeps it robust.
+    assert 150 < result["requests"] < 450
+    assert result["behind_schedule"] is False
+
+
+def test_python_m_loadgen_with_two_workers_writes_the_json(tmp_path: Path) -> None:
+    path = tmp_path / "out" / "load.json"
+    path.parent.mkdir()
+    with ServerProcess("select") as server:
+        completed = subprocess.run(
+            [sys.executable, "-m", "loadgen", "--target", target_of(server), "--workers", "2",
+             "--connections", "6", "--duration", "0.5", "--warmup", "0.2", "--mode", "open",
+             "--rate", "600", "--json", str(path)],
+            capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    assert "throughput" in completed.stdout
+    assert "latency (from intended send time)" in completed.stdout
+    result = json.loads(path.read_text())
+    check_format(result)
+    assert result["client"]["workers"] == 2
+    assert len(result["client"]["cpu_percent"]) == 2
+    assert result["params"]["workers"] == 2
+    assert result["params"]["rate_rps"] == 600.0
+    assert 200 < result["requests"] < 400
+    assert result["errors"]["total"] == 0
+
+
+def test_json_to_stdout_replaces_the_summary() -> None:
+    with ServerProcess("select") as server:
+        completed = subprocess.run(
+            [sys.executable, "-m", "loadgen", "--target", target_of(server), "--connections",
+             "2", "--duration", "0.3", "--warmup", "0", "--json"],
+            capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout)
+    check_format(result)

@@ -153,14 +153,22 @@ class IoUringServer(ServerModel):
         A failed operation's result is minus its errno, as the kernel reports it.
         """
         uring = self.uring
+        # Submit and wait in two calls: when one io_uring_enter() both submits
+        # and waits, a signal during the wait does not end it (the call reports
+        # what it submitted and liburing waits again), so SIGTERM would go
+        # unnoticed until some completion came.
+        uring.io_uring_submit(self._ring)
         try:
             if timeout is None:
-                uring.io_uring_submit_and_wait_timeout(self._ring, self._cqe, 1)
+                uring.io_uring_wait_cqe(self._ring, self._cqe)
             else:
-                uring.io_uring_submit_and_wait_timeout(self._ring, self._cqe, 1,
-                                                       uring.timespec(timeout))
-        except (InterruptedError, TimeoutError):  # a signal (SIGTERM), or the timeout
+                uring.io_uring_wait_cqe_timeout(self._ring, self._cqe, uring.timespec(timeout))
+        except InterruptedError:  # a signal: the caller looks at why
             return []
+        except OSError as exc:
+            if exc.errno == errno.ETIME:  # the timeout passed
+                return []
+            raise
         completed = []
         # One entry at a time: the binding's cqe[i] does not wrap at the end of
         # the ring, so a batch read past it returns garbage.

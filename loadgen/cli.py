@@ -12,8 +12,9 @@ from typing import Any
 
 from iobench.errors import UsageError
 from loadgen.params import ARRIVALS, EXPECTS, MODES, LoadParams
-from loadgen.runner import WorkerFailed, run
+from loadgen.runner import WorkerFailed, build_result, run
 from loadgen.summary import format_summary
+from loadgen.worker import WorkerResult
 
 STDOUT = "-"
 
@@ -84,6 +85,14 @@ def write_json(result: dict[str, Any], path: str) -> None:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+def failed_result(params: LoadParams, reason: str) -> dict[str, Any]:
+    """The JSON of a run that broke down before it could report (a worker crashed)."""
+    empty = [WorkerResult(worker_index=index) for index in range(params.workers)]
+    result = build_result(params, empty)
+    result["failure"] = reason
+    return result
+
+
 def cmd_load(args: Any) -> int:
     params = params_from_args(args)
     if args.json not in (None, STDOUT):
@@ -93,6 +102,9 @@ def cmd_load(args: Any) -> int:
     try:
         result = run(params, allow_errors=args.allow_errors)
     except WorkerFailed as exc:
+        # The caller still gets its JSON: nothing measured, ok false, and why.
+        if args.json is not None:
+            write_json(failed_result(params, str(exc)), args.json)
         print(f"load generator failed: {exc}", file=sys.stderr)
         return 1
     if args.json is not None:

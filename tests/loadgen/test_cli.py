@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+import loadgen.cli
 from iobench.cli import main
 from iobench.errors import UsageError
-from loadgen import LoadParams
+from loadgen import LoadParams, WorkerFailed
 
 
 def free_port() -> int:
@@ -95,3 +96,19 @@ def test_params_record_exactly_what_ran() -> None:
 def test_validate_raises_usage_error() -> None:
     with pytest.raises(UsageError, match="--connections"):
         LoadParams(target="127.0.0.1:1", connections=-1).validate()
+
+
+def test_a_crashed_worker_still_writes_the_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    def crash(params: LoadParams, *, allow_errors: bool) -> dict:
+        raise WorkerFailed("load worker 1 exited with code -9")
+
+    monkeypatch.setattr(loadgen.cli, "run", crash)
+    path = tmp_path / "load.json"
+    code = main(["load", "--target", "127.0.0.1:9", "--workers", "2", "--json", str(path)])
+    assert code == 1
+    assert "exited with code -9" in capsys.readouterr().err
+    result = json.loads(path.read_text())
+    assert result["ok"] is False
+    assert result["failure"] == "load worker 1 exited with code -9"
+    assert result["params"]["workers"] == 2

@@ -102,11 +102,16 @@ def describe(title: str, result: dict[str, Any]) -> str:
     latency = result["latency"]
     client = result["client"]
     cpu = ", ".join(f"{value:.0f}%" for value in client["cpu_percent"])
+    # CPU time per request tells the client's ceiling even when a busy machine
+    # (not the client) limited this run: about 1e6 / cpu_us_per_request req/s.
+    cpu_s = sum(client["cpu_percent"]) / 100 * result["measured_s"]
+    cpu_us_per_request = 1e6 * cpu_s / result["requests"] if result["requests"] else 0.0
     return (f"{title}\n  throughput {result['throughput_rps']:.0f} req/s"
             f" (target {client['target_rate_rps'] or '-'}, sent {client['achieved_rate_rps']:.0f})"
             f"\n  latency p50 {latency['p50_us']} us, p99 {latency['p99_us']} us,"
             f" p99.9 {latency['p99_9_us']} us, max {latency['max_us']} us"
-            f"\n  client CPU {cpu}, saturated {result['client_saturated']},"
+            f"\n  client CPU {cpu} ({cpu_us_per_request:.1f} us per request),"
+            f" saturated {result['client_saturated']},"
             f" behind schedule {result['behind_schedule']},"
             f" largest schedule lag {client['max_schedule_lag_us']:.0f} us,"
             f" errors {result['errors']['total']}")

@@ -113,3 +113,14 @@ def test_a_stalled_server_times_out(faulty_server: StartServer, tmp_path: Path,
     assert set(errors) == {"timeout"}
     assert errors["timeout"] >= CONNECTIONS
     assert result["ok"] is False
+
+
+@pytest.mark.parametrize("mode", [[], ["--mode", "open", "--rate", "40"]],
+                         ids=["closed", "open"])
+def test_a_corrupted_byte_inside_a_large_message(faulty_server: StartServer, tmp_path: Path,
+                                                 mode: list[str]) -> None:
+    # 200 kB messages arrive in many pieces; byte 300,000 is in the middle of the second.
+    code, result = load(faulty_server(corrupt_byte_at(300_000)), tmp_path, "--size", "200000",
+                        *mode)
+    assert code == 1
+    assert only_errors(result) == {"mismatch": CONNECTIONS}

@@ -13,6 +13,7 @@ import pytest
 from hdrh.histogram import HdrHistogram
 
 from loadgen import SCHEMA, LoadParams, run
+from loadgen.params import Mode
 from servers.process import ServerProcess
 
 FOUR_MODELS = ["busy-poll", "poll-sleep", "select", "threads"]
@@ -117,3 +118,14 @@ def test_json_to_stdout_replaces_the_summary() -> None:
     assert completed.returncode == 0, completed.stderr
     result = json.loads(completed.stdout)
     check_format(result)
+
+
+@pytest.mark.parametrize("mode", ["closed", "open"])
+def test_one_mebibyte_messages_in_many_pieces(mode: Mode) -> None:
+    with ServerProcess("select") as server:
+        result = run(LoadParams(target=target_of(server), mode=mode,
+                                rate_rps=40.0 if mode == "open" else None, connections=3,
+                                size_bytes=1 << 20, duration_s=0.5, warmup_s=0.1))
+    check_format(result)
+    assert result["errors"]["total"] == 0
+    assert result["requests"] >= 10

@@ -202,9 +202,22 @@ class ServerHandle(Process):
     def poll(self) -> int | None:
         return self.server.proc.poll()
 
+    def pause(self) -> None:
+        """Stop the whole server (SIGSTOP to its group): it holds no CPU until resumed."""
+        self._signal_group(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal_group(signal.SIGCONT)
+
+    def _signal_group(self, signum: int) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signum)
+
     def stop(self) -> int | None:
         if not self.stopped:
             self.stopped = True
+            self.resume()  # a stopped process would hold its SIGTERM until SIGKILL
             self.exit_code = self.server.stop()
         return self.exit_code
 
@@ -235,12 +248,16 @@ class LoadHandle:
 
 
 class NeighbourHandle:
-    """The running reference job; :meth:`ops_per_s` waits for its one JSON line."""
+    """The running reference job; :meth:`report` waits for its one JSON line."""
 
     def __init__(self, process: LocalProcess) -> None:
         self.process = process
 
-    def ops_per_s(self, timeout_s: float) -> float:
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def report(self, timeout_s: float) -> dict[str, Any]:
+        """What :func:`benchmarks.neighbour.work_for` returned; RuntimeError if it failed."""
         code = self.process.wait(timeout_s)
         if code is None:
             self.process.stop()
@@ -248,7 +265,7 @@ class NeighbourHandle:
         if code != 0:
             raise RuntimeError(f"neighbour job exited with code {code}: "
                                f"{tail(self.process.stderr_text())}")
-        return float(json.loads(self.process.stdout_text())["ops_per_s"])
+        return json.loads(self.process.stdout_text())
 
     def stop(self) -> None:
         self.process.stop()

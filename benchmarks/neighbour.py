@@ -8,8 +8,9 @@ though the server has no client at all.
 
 ``python -m benchmarks.neighbour --duration S [--delay S]`` runs the loop for
 S seconds (after an optional delay, so it can line up with a measured load
-window) and prints one JSON line: ``{"ops": ..., "elapsed_s": ..., "ops_per_s": ...}``.
-The launcher starts it pinned to the server's CPUs.
+window) and prints one JSON line: ``{"ops": ..., "elapsed_s": ..., "ops_per_s":
+..., "start_s": ..., "bucket_s": ..., "bucket_ops": [...]}``. The launcher
+starts it pinned to the server's CPUs.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ import argparse
 import json
 import sys
 import time
+from typing import Any
 
 # One operation: a fixed amount of pure-Python arithmetic, about 20-50 us on
 # current CPUs, so checking the clock once per operation costs nothing.
 OPERATION_SIZE = 500
+# Operations are counted per bucket of this length, so parts of a run can be compared.
+BUCKET_S = 0.01
 
 
 def one_operation() -> int:
@@ -31,15 +35,24 @@ def one_operation() -> int:
     return total
 
 
-def work_for(duration_s: float) -> tuple[int, float]:
-    """Repeat the operation for ``duration_s``; return (operations done, seconds taken)."""
-    start = time.perf_counter()
+def work_for(duration_s: float, bucket_s: float = BUCKET_S) -> dict[str, Any]:
+    """Repeat the operation for ``duration_s``, counting operations per ``bucket_s``.
+
+    The buckets let the runner compare slices of the same run (server running
+    or stopped); ``start_s`` is on the system-wide monotonic clock, which the
+    runner's clock shares.
+    """
+    start = time.monotonic()
     deadline = start + duration_s
+    buckets = [0] * (int(duration_s / bucket_s) + 1)
     ops = 0
-    while time.perf_counter() < deadline:
+    while (now := time.monotonic()) < deadline:
         one_operation()
+        buckets[int((now - start) / bucket_s)] += 1
         ops += 1
-    return ops, time.perf_counter() - start
+    elapsed = time.monotonic() - start
+    return {"ops": ops, "elapsed_s": elapsed, "ops_per_s": ops / elapsed, "start_s": start,
+            "bucket_s": bucket_s, "bucket_ops": buckets}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait first")
     args = parser.parse_args(argv)
     time.sleep(args.delay)
-    ops, elapsed = work_for(args.duration)
-    print(json.dumps({"ops": ops, "elapsed_s": elapsed, "ops_per_s": ops / elapsed}), flush=True)
+    print(json.dumps(work_for(args.duration)), flush=True)
     return 0
 
 

@@ -29,6 +29,11 @@ IDLE_SETTLE_S = 0.3
 # Neighbour under load: the load generator starts (imports, connects) before the
 # neighbour's measured work begins, and runs a little longer than it.
 NEIGHBOUR_LOAD_LEAD_S = 0.5
+# Idle phase of the neighbour scenario: the server is stopped and resumed in
+# slices this long; buckets of the neighbour's work are compared between them.
+NEIGHBOUR_SLICE_S = 0.05
+SLICE_MARGIN_S = 0.01
+MIN_SLICE_BUCKETS = 10
 # Beyond its own duration: how long the neighbour job may take to start and report.
 LOAD_GRACE_S = 5.0
 # Start and stop overhead per cell, for the time estimate.
@@ -69,6 +74,8 @@ class CellContext:
     report: dict[str, Any] | None = None
     window: tuple[float | None, float | None] = (None, None)
     neighbour_ops_per_s: float | None = None
+    # Idle phase: the neighbour's rate in the slices when the server was stopped.
+    neighbour_paused_ops_per_s: float | None = None
     rate_rps: float | None = None
 
 
@@ -157,7 +164,8 @@ class Runner:
             start = time.monotonic()
             sampler.sample()
             if cell.phase == "idle":
-                context.neighbour_ops_per_s = self._neighbour(cell.duration_s)
+                context.neighbour_ops_per_s, context.neighbour_paused_ops_per_s = \
+                    self._neighbour_beside(server, cell.duration_s)
             else:
                 time.sleep(cell.duration_s)
             sampler.sample()
@@ -204,11 +212,39 @@ class Runner:
     def _neighbour(self, duration_s: float, delay_s: float = 0.0) -> float:
         job = self.launcher.start_neighbour(duration_s, delay_s)
         try:
-            return job.ops_per_s(delay_s + duration_s + LOAD_GRACE_S)
+            return float(job.report(delay_s + duration_s + LOAD_GRACE_S)["ops_per_s"])
         except RuntimeError as exc:
             raise CellFailed(str(exc)) from None
         finally:
             job.stop()
+
+    def _neighbour_beside(self, server: ServerHandle, duration_s: float) -> tuple[float, float]:
+        """The neighbour's rate beside the idle server, and with the server stopped.
+
+        The server is stopped (SIGSTOP) and resumed in alternate slices while
+        the neighbour works; its operations in the two kinds of slice give a
+        paired comparison, in which the load others put on a shared machine
+        cancels out instead of landing on one side.
+        """
+        job = self.launcher.start_neighbour(duration_s)
+        paused: list[tuple[float, float]] = []
+        running: list[tuple[float, float]] = []
+        deadline = time.monotonic() + duration_s + LOAD_GRACE_S
+        try:
+            while job.running() and time.monotonic() < deadline:
+                for slices, toggle in ((paused, server.pause), (running, server.resume)):
+                    toggle()
+                    start = time.monotonic()
+                    time.sleep(NEIGHBOUR_SLICE_S)
+                    slices.append((start, time.monotonic()))
+            server.resume()
+            report = job.report(LOAD_GRACE_S)
+        except RuntimeError as exc:
+            raise CellFailed(str(exc)) from None
+        finally:
+            server.resume()
+            job.stop()
+        return slice_rate(report, running), slice_rate(report, paused)
 
     def _peak(self, cell: Cell) -> float:
         """The model's highest closed-loop throughput at this payload, in this repetition."""
@@ -248,7 +284,13 @@ class Runner:
             samples = self._samples(context)
         if context.neighbour_ops_per_s is not None:
             metrics["neighbour_ops_per_s"] = round(context.neighbour_ops_per_s, 1)
-            metrics["neighbour_ratio"] = self._neighbour_ratio(cell, context.neighbour_ops_per_s)
+            paused = context.neighbour_paused_ops_per_s
+            if paused:
+                metrics["neighbour_paused_ops_per_s"] = round(paused, 1)
+                metrics["neighbour_ratio"] = round(context.neighbour_ops_per_s / paused, 4)
+            else:
+                metrics["neighbour_ratio"] = self._neighbour_ratio(cell,
+                                                                   context.neighbour_ops_per_s)
         report = context.report
         latency_uncorrected = (report or {}).get("latency_uncorrected") or {}
         return {
@@ -288,6 +330,24 @@ class Runner:
                 if c["scenario"] == "neighbour" and c["phase"] == "solo"
                 and c["status"] == "ok" and c["repetition"] == cell.repetition]
         return round(ops_per_s / solo[-1], 4) if solo else None
+
+
+def slice_rate(report: dict[str, Any], slices: list[tuple[float, float]]) -> float:
+    """Operations per second in the neighbour's buckets that lie wholly inside ``slices``.
+
+    A bucket must start a little after its slice does: the signal that
+    stopped or resumed the server takes effect within a scheduler tick.
+    """
+    start, width = report["start_s"], report["bucket_s"]
+    ops = count = 0
+    for index, bucket_ops in enumerate(report["bucket_ops"]):
+        begin = start + index * width
+        if any(a + SLICE_MARGIN_S <= begin and begin + width <= b for a, b in slices):
+            ops += bucket_ops
+            count += 1
+    if count < MIN_SLICE_BUCKETS:
+        raise CellFailed(f"the neighbour job ran in too few whole slices ({count} buckets)")
+    return ops / (count * width)
 
 
 def _peer_closed(sock: Any) -> bool:

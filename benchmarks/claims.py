@@ -1,0 +1,297 @@
+"""The article's claims, each judged from a run's numbers.
+
+A verdict is computed, never written: each claim names the cells it needs,
+compares medians against the thresholds below, and says "holds", "does not
+hold", or "inconclusive" with the reason (cells missing, failed, or flagged so
+that the comparison cannot be trusted). The evidence lines quote the numbers
+the verdict was computed from, so a reader can check it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from benchmarks.presentation import format_duration_s, format_spread, plural
+from benchmarks.results_io import CellGroup, Run, Spread
+
+# Busy polling drives CPU up: idle busy-poll uses at least half a core and at
+# least ten times what select uses (select's figure floored at the sampler's
+# resolution, so a 0.0% reading does not make every ratio infinite).
+BUSY_POLL_MIN_IDLE_CPU_PERCENT = 50.0
+BUSY_POLL_MIN_CPU_RATIO_VS_SELECT = 10.0
+CPU_RESOLUTION_PERCENT = 0.1
+
+# Sleeping raises latency: a request that arrives during a sleep waits for the
+# rest of it, interval/2 on average; at least a quarter interval must show.
+MIN_ADDED_LATENCY_FRACTION_OF_INTERVAL = 0.25
+
+# Sleeping lowers throughput: poll-sleep at most 80% of select's closed-loop
+# throughput holds; 95% or more does not; in between is too small to call.
+THROUGHPUT_DROP_HOLDS = 0.20
+THROUGHPUT_DROP_NONE = 0.05
+
+# select watches many connections efficiently: with idle connections open its
+# CPU stays under 5% of a core, and with many busy connections its throughput
+# is at least 80% of thread-per-connection's.
+SELECT_MAX_IDLE_CPU_PERCENT = 5.0
+SELECT_MIN_THROUGHPUT_VS_THREADS = 0.80
+
+# Flags that make a latency or throughput figure untrustworthy.
+LATENCY_DISTRUST_FLAGS = frozenset({"errors", "behind_schedule"})
+THROUGHPUT_DISTRUST_FLAGS = frozenset({"errors"})
+
+
+def default_poll_interval_s() -> float:
+    """poll-sleep's default interval, from its declaration, not a copy of it."""
+    from servers.registry import get_model
+
+    params = {p.name: p.default for p in get_model("poll-sleep").params}
+    return float(params["interval"])
+
+
+class Verdict(enum.StrEnum):
+    HOLDS = "holds"
+    DOES_NOT_HOLD = "does not hold"
+    INCONCLUSIVE = "inconclusive"
+
+
+@dataclass
+class ClaimResult:
+    """One claim, its verdict, why, and the numbers behind it."""
+
+    claim: str
+    verdict: Verdict
+    reason: str
+    evidence: list[str] = field(default_factory=list)
+
+
+class Missing(Exception):
+    """A cell the claim needs is absent, failed or flagged; the message says which."""
+
+
+def find(run: Run, scenario: str, model: str,
+         where: Callable[[CellGroup], bool] = lambda g: True) -> list[CellGroup]:
+    return [g for g in run.scenario(scenario) if g.model == model and where(g)]
+
+
+def measured(group: CellGroup | None, metric: str, what: str,
+             distrust: frozenset[str] = frozenset()) -> Spread:
+    """The metric's spread, or Missing naming what is wrong with the cell."""
+    if group is None:
+        raise Missing(f"no {what} cell in this run")
+    if group.failed:
+        raise Missing(f"{what} failed ({'; '.join(group.failures)})")
+    bad = sorted(distrust & set(group.flags))
+    if bad:
+        raise Missing(f"{what} is flagged {', '.join(bad)}")
+    spread = group.metric(metric)
+    if spread is None:
+        raise Missing(f"{what} has no {metric}")
+    return spread
+
+
+def default_params(group: CellGroup) -> bool:
+    """A cell run with the model's default parameters (no sweep value)."""
+    interval = group.params.get("interval")
+    return interval is None or interval == default_poll_interval_s()
+
+
+def busy_polling_drives_cpu_up(run: Run) -> ClaimResult:
+    claim = "Busy polling drives CPU up"
+    evidence: list[str] = []
+    try:
+        busy = find(run, "idle", "busy-poll")
+        if not busy:
+            raise Missing("no idle busy-poll cell in this run")
+        verdicts = []
+        for group in sorted(busy, key=lambda g: g.connections or 0):
+            count = group.connections or 0
+            select = next(iter(find(run, "idle", "select",
+                                    lambda g, c=count: (g.connections or 0) == c)), None)
+            busy_cpu = measured(group, "server_cpu_percent", f"idle busy-poll, {count} conns")
+            select_cpu = measured(select, "server_cpu_percent", f"idle select, {count} conns")
+            ratio = busy_cpu.median / max(select_cpu.median, CPU_RESOLUTION_PERCENT)
+            evidence.append(
+                f"idle with {plural(count, 'connection')}: busy-poll "
+                f"{format_spread('server_cpu_percent', busy_cpu)} % of a core, select "
+                f"{format_spread('server_cpu_percent', select_cpu)} % ({ratio:,.0f}x)")
+            verdicts.append(busy_cpu.median >= BUSY_POLL_MIN_IDLE_CPU_PERCENT
+                            and ratio >= BUSY_POLL_MIN_CPU_RATIO_VS_SELECT)
+    except Missing as why:
+        return ClaimResult(claim, Verdict.INCONCLUSIVE, str(why), evidence)
+    rule = (f">= {BUSY_POLL_MIN_IDLE_CPU_PERCENT:g}% of a core and >= "
+            f"{BUSY_POLL_MIN_CPU_RATIO_VS_SELECT:g}x select's, idle")
+    if all(verdicts):
+        return ClaimResult(claim, Verdict.HOLDS, f"busy-poll uses {rule}", evidence)
+    return ClaimResult(claim, Verdict.DOES_NOT_HOLD, f"busy-poll does not use {rule}", evidence)
+
+
+def latency_pairs(run: Run) -> list[tuple[CellGroup, CellGroup | None]]:
+    """(poll-sleep, select at the same load) pairs: the interval sweep, else open loop."""
+    for scenario in ("interval", "open"):
+        sleepers = find(run, scenario, "poll-sleep")
+        if sleepers:
+            pairs = []
+            for group in sorted(sleepers, key=lambda g: g.params.get("interval") or 0):
+                select = next(iter(find(run, scenario, "select", lambda g, s=group: (
+                    g.rate_rps == s.rate_rps and g.connections == s.connections
+                    and g.size_bytes == s.size_bytes))), None)
+                pairs.append((group, select))
+            return pairs
+    return []
+
+
+def sleep_raises_latency(run: Run) -> ClaimResult:
+    claim = "Polling with a sleep raises latency"
+    pairs = latency_pairs(run)
+    if not pairs:
+        return ClaimResult(claim, Verdict.INCONCLUSIVE,
+                           "no poll-sleep cell in an 'interval' or 'open' scenario")
+    evidence: list[str] = []
+    judged: tuple[float, float] | None = None
+    default_pair = next((p for p in pairs if default_params(p[0])), pairs[-1])
+    try:
+        for sleeper, select in pairs:
+            interval = float(sleeper.params.get("interval") or default_poll_interval_s())
+            what = f"poll-sleep (interval={format_duration_s(interval)})"
+            sleeper_p50 = measured(sleeper, "p50_us", what, LATENCY_DISTRUST_FLAGS)
+            select_p50 = measured(select, "p50_us", "select at the same load",
+                                  LATENCY_DISTRUST_FLAGS)
+            added = sleeper_p50.median - select_p50.median
+            evidence.append(
+                f"{sleeper.scenario} loop at {sleeper.rate_rps or 0:,.0f} req/s: {what} p50 "
+                f"{format_spread('p50_us', sleeper_p50)} us vs select "
+                f"{format_spread('p50_us', select_p50)} us: +{added:,.0f} us "
+                f"(interval/2 = {interval * 1e6 / 2:,.0f} us)")
+            if sleeper is default_pair[0]:
+                judged = (added, interval * 1e6)
+    except Missing as why:
+        return ClaimResult(claim, Verdict.INCONCLUSIVE, str(why), evidence)
+    assert judged is not None
+    added, interval_us = judged
+    threshold = MIN_ADDED_LATENCY_FRACTION_OF_INTERVAL * interval_us
+    rule = (f"p50 at interval {format_duration_s(interval_us / 1e6)} is {added:,.0f} us above "
+            f"select's; the threshold is {MIN_ADDED_LATENCY_FRACTION_OF_INTERVAL:g} x interval "
+            f"= {threshold:,.0f} us")
+    verdict = Verdict.HOLDS if added >= threshold else Verdict.DOES_NOT_HOLD
+    return ClaimResult(claim, verdict, rule, evidence)
+
+
+def sleep_lowers_throughput(run: Run) -> ClaimResult:
+    claim = "Polling with a sleep lowers throughput"
+    sleepers = sorted(find(run, "closed", "poll-sleep", default_params),
+                      key=lambda g: (g.size_bytes or 0, g.connections or 0))
+    if not sleepers:
+        return ClaimResult(claim, Verdict.INCONCLUSIVE, "no closed-loop poll-sleep cell")
+    evidence: list[str] = []
+    judged = None
+    try:
+        for sleeper in sleepers:
+            select = next(iter(find(run, "closed", "select", lambda g, s=sleeper: (
+                g.connections == s.connections and g.size_bytes == s.size_bytes))), None)
+            where = f"{plural(sleeper.connections, 'connection')}, {sleeper.size_bytes} B"
+            ps = measured(sleeper, "throughput_rps", f"closed poll-sleep, {where}",
+                          THROUGHPUT_DISTRUST_FLAGS)
+            sel = measured(select, "throughput_rps", f"closed select, {where}",
+                           THROUGHPUT_DISTRUST_FLAGS)
+            ratio = ps.median / sel.median if sel.median else float("inf")
+            evidence.append(f"closed loop, {where}: poll-sleep "
+                            f"{format_spread('throughput_rps', ps)} req/s vs select "
+                            f"{format_spread('throughput_rps', sel)} req/s ({ratio:.2f}x)")
+            if judged is None:  # fewest connections: every round trip waits for a poll
+                judged = (ps, sel, ratio, sleeper, select, where)
+    except Missing as why:
+        return ClaimResult(claim, Verdict.INCONCLUSIVE, str(why), evidence)
+    assert judged is not None
+    ps, sel, ratio, sleeper, select, where = judged
+    summary = f"at {where}, poll-sleep reaches {ratio:.0%} of select's throughput"
+    if ratio <= 1 - THROUGHPUT_DROP_HOLDS and not ps.overlaps(sel):
+        if "client_saturated" in sleeper.flags:
+            return ClaimResult(claim, Verdict.INCONCLUSIVE,
+                               summary + ", but the load generator saturated on poll-sleep",
+                               evidence)
+        return ClaimResult(claim, Verdict.HOLDS,
+                           summary + f" (<= {1 - THROUGHPUT_DROP_HOLDS:.0%} holds)", evidence)
+    if ratio >= 1 - THROUGHPUT_DROP_NONE:
+        if "client_saturated" in select.flags:
+            return ClaimResult(claim, Verdict.INCONCLUSIVE,
+                               summary + ", but the load generator saturated on select, so "
+                               "select's figure is only a lower bound", evidence)
+        return ClaimResult(claim, Verdict.DOES_NOT_HOLD,
+                           summary + f" (>= {1 - THROUGHPUT_DROP_NONE:.0%}: no drop)", evidence)
+    return ClaimResult(claim, Verdict.INCONCLUSIVE,
+                       summary + "; the drop is too small or within the runs' spread", evidence)
+
+
+def select_scales(run: Run) -> ClaimResult:
+    claim = "select watches many connections efficiently"
+    evidence: list[str] = []
+    try:
+        idle = sorted(find(run, "idle", "select"), key=lambda g: g.connections or 0)
+        if not idle:
+            raise Missing("no idle select cell in this run")
+        most_idle = idle[-1]
+        idle_cpu = measured(most_idle, "server_cpu_percent",
+                            f"idle select, {most_idle.connections} conns")
+        evidence.append(f"idle with {plural(most_idle.connections, 'connection')}: select "
+                        f"{format_spread('server_cpu_percent', idle_cpu)} % of a core")
+        counts = sorted({g.connections or 0 for g in find(run, "closed", "select")})
+        if not counts:
+            raise Missing("no closed-loop select cell in this run")
+        compared = None
+        for count in reversed(counts):
+            def at(g: CellGroup, c: int = count) -> bool:
+                return g.connections == c and default_params(g)
+            select = min(find(run, "closed", "select", at), key=lambda g: g.size_bytes or 0)
+            threads = next(iter(find(run, "closed", "threads", at)), None)
+            if select.failed:
+                evidence.append(f"closed loop, {plural(count, 'connection')}: select failed "
+                                f"({'; '.join(select.failures)})")
+                continue
+            if threads is None or threads.failed:
+                continue
+            compared = (count, select, threads)
+            break
+        if compared is None:
+            raise Missing("no connection count where select and threads both succeeded")
+        count, select, threads = compared
+        sel = measured(select, "throughput_rps", "closed select", THROUGHPUT_DISTRUST_FLAGS)
+        thr = measured(threads, "throughput_rps", "closed threads", THROUGHPUT_DISTRUST_FLAGS)
+        ratio = sel.median / thr.median if thr.median else float("inf")
+        line = (f"closed loop, {plural(count, 'connection')}: select "
+                f"{format_spread('throughput_rps', sel)} req/s vs threads "
+                f"{format_spread('throughput_rps', thr)} req/s ({ratio:.2f}x)")
+        sel_cpu, thr_cpu = (g.metric("cpu_us_per_request") for g in (select, threads))
+        if sel_cpu and thr_cpu:
+            line += (f"; CPU per request {format_spread('cpu_us_per_request', sel_cpu)} us "
+                     f"vs {format_spread('cpu_us_per_request', thr_cpu)} us")
+        evidence.append(line)
+    except Missing as why:
+        return ClaimResult(claim, Verdict.INCONCLUSIVE, str(why), evidence)
+    idle_ok = idle_cpu.median <= SELECT_MAX_IDLE_CPU_PERCENT
+    throughput_ok = ratio >= SELECT_MIN_THROUGHPUT_VS_THREADS
+    rule = (f"idle CPU {idle_cpu.median:.1f}% (limit {SELECT_MAX_IDLE_CPU_PERCENT:g}%), "
+            f"throughput at {count} connections {ratio:.0%} of threads' "
+            f"(at least {SELECT_MIN_THROUGHPUT_VS_THREADS:.0%})")
+    if not (idle_ok and throughput_ok):
+        return ClaimResult(claim, Verdict.DOES_NOT_HOLD, rule, evidence)
+    if count != counts[-1]:
+        return ClaimResult(claim, Verdict.INCONCLUSIVE,
+                           rule + f", but select has no result at {counts[-1]} connections",
+                           evidence)
+    return ClaimResult(claim, Verdict.HOLDS, rule, evidence)
+
+
+CLAIMS: tuple[Callable[[Run], ClaimResult], ...] = (
+    busy_polling_drives_cpu_up,
+    sleep_raises_latency,
+    sleep_lowers_throughput,
+    select_scales,
+)
+
+
+def judge_claims(run: Run) -> list[ClaimResult]:
+    """Every claim's verdict, in the article's order."""
+    return [judge(run) for judge in CLAIMS]

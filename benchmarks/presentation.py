@@ -1,0 +1,154 @@
+"""How results look wherever they are shown: colours, labels, units, number formats.
+
+Plots, the report and ``iobench compare`` all go through here, so a model has
+the same colour in every figure and a number the same format in every table.
+"""
+
+from __future__ import annotations
+
+import functools
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from benchmarks.results_io import CellGroup, Spread
+
+# Colour-blind-friendly (Okabe-Ito, then Paul Tol) colours: registered models
+# take them in registry order; any other model name is hashed onto the extras,
+# so its colour does not depend on what else ran.
+REGISTRY_COLOURS = ("#D55E00", "#E69F00", "#0072B2", "#009E73", "#56B4E9", "#332288",
+                    "#CC79A7", "#882255", "#44AA99", "#999933", "#000000", "#AA4499")
+EXTRA_COLOURS = ("#8c564b", "#7f7f7f", "#bcbd22", "#17becf", "#9467bd", "#2ca02c")
+
+
+@functools.cache
+def registered_models() -> tuple[str, ...]:
+    """Model names in registry order (the order tables list them)."""
+    from servers.registry import all_models
+
+    return tuple(all_models())
+
+
+def plural(count: int | None, noun: str) -> str:
+    """'1 connection', '16 connections'."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def model_colour(model: str) -> str:
+    """The one colour ``model`` has in every figure."""
+    names = registered_models()
+    if model in names and names.index(model) < len(REGISTRY_COLOURS):
+        return REGISTRY_COLOURS[names.index(model)]
+    return EXTRA_COLOURS[zlib.crc32(model.encode()) % len(EXTRA_COLOURS)]
+
+
+NO_SERVER_LABEL = "no server (neighbour alone)"
+
+
+def model_order(model: str | None) -> tuple[int, str]:
+    """Sort key: no server first, registered models in registry order, the rest by name."""
+    names = registered_models()
+    if model is None:
+        return (-1, "")
+    return (names.index(model), "") if model in names else (len(names), model)
+
+
+def format_duration_s(seconds: float) -> str:
+    """0.0001 -> '100us', 0.001 -> '1ms', 2.0 -> '2s'."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if abs(seconds) >= scale or unit == "us":
+            return f"{seconds / scale:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def param_unit(model: str, name: str) -> str:
+    from servers.registry import all_models
+
+    cls = all_models().get(model)
+    for param in getattr(cls, "params", ()):
+        if param.name == name:
+            return param.unit
+    return ""
+
+
+def format_params(model: str, params: dict[str, Any]) -> str:
+    """'interval=1ms' for a seconds parameter, 'name=value' otherwise."""
+    parts = []
+    for name, value in sorted(params.items()):
+        if isinstance(value, int | float) and param_unit(model, name) == "s":
+            parts.append(f"{name}={format_duration_s(value)}")
+        else:
+            parts.append(f"{name}={value}")
+    return ", ".join(parts)
+
+
+def series_sort_key(group: CellGroup) -> tuple[Any, ...]:
+    """Registry order, then parameters by value (100us before 1ms before 10ms)."""
+    params = tuple((name, (0, value, "") if isinstance(value, int | float) else (1, 0, str(value)))
+                   for name, value in sorted(group.params.items()))
+    return (model_order(group.model), params)
+
+
+def series_label(group: CellGroup) -> str:
+    """'select', or 'poll-sleep (interval=1ms)' when the cell sets parameters."""
+    if group.model is None:
+        return NO_SERVER_LABEL
+    params = format_params(group.model, group.params)
+    return f"{group.model} ({params})" if params else str(group.model)
+
+
+@dataclass(frozen=True)
+class MetricStyle:
+    """How one metric is headed and printed: ``scale`` converts to ``unit``."""
+
+    title: str
+    unit: str
+    scale: float = 1.0
+    digits: int = 0
+
+    @property
+    def header(self) -> str:
+        return f"{self.title} ({self.unit})" if self.unit else self.title
+
+
+METRICS: dict[str, MetricStyle] = {
+    "throughput_rps": MetricStyle("throughput", "req/s"),
+    "p50_us": MetricStyle("p50", "us"),
+    "p90_us": MetricStyle("p90", "us"),
+    "p99_us": MetricStyle("p99", "us"),
+    "p99_9_us": MetricStyle("p99.9", "us"),
+    "max_us": MetricStyle("max", "us"),
+    "mean_us": MetricStyle("mean", "us", digits=1),
+    "server_cpu_percent": MetricStyle("server CPU", "% of a core", digits=1),
+    "server_user_percent": MetricStyle("user CPU", "% of a core", digits=1),
+    "server_system_percent": MetricStyle("system CPU", "% of a core", digits=1),
+    "cpu_us_per_request": MetricStyle("CPU per request", "us", digits=1),
+    "ctx_voluntary_per_request": MetricStyle("voluntary ctx switches", "per request", digits=2),
+    "ctx_involuntary_per_request": MetricStyle("involuntary ctx switches", "per request",
+                                               digits=2),
+    "ctx_voluntary_per_s": MetricStyle("voluntary ctx switches", "per s"),
+    "peak_rss_bytes": MetricStyle("peak RSS", "MiB", scale=1 / (1024 * 1024), digits=1),
+    "peak_threads": MetricStyle("threads", ""),
+    "peak_fds": MetricStyle("fds", ""),
+    "client_cpu_percent": MetricStyle("client CPU", "% of a core", digits=1),
+    "neighbour_ops_per_s": MetricStyle("neighbour", "ops/s"),
+    "neighbour_ratio": MetricStyle("neighbour vs solo", "ratio", digits=2),
+}
+
+
+def style(metric: str) -> MetricStyle:
+    return METRICS.get(metric, MetricStyle(metric, ""))
+
+
+def format_value(metric: str, value: float) -> str:
+    """One number in the metric's unit, thousands separated, fixed decimals."""
+    spec = style(metric)
+    return f"{value * spec.scale:,.{spec.digits}f}"
+
+
+def format_spread(metric: str, spread: Spread) -> str:
+    """'12,345 (12,001-12,800)': median (min-max); only the median for one repetition."""
+    median = format_value(metric, spread.median)
+    if spread.count < 2:
+        return median
+    return f"{median} ({format_value(metric, spread.low)}-{format_value(metric, spread.high)})"

@@ -1,0 +1,376 @@
+"""REPORT.md and a self-contained report.html, built from a run's files alone.
+
+The report is assembled once as a list of blocks (headings, paragraphs,
+tables, figures) and rendered twice, so the Markdown people paste into their
+documents and the HTML they open in a browser say exactly the same thing.
+Numbers in tables are median (min-max) across repetitions of the values in
+results.json, formatted by benchmarks.presentation.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.claims import ClaimResult, judge_claims
+from benchmarks.plots import PlotOutcome, write_plots
+from benchmarks.presentation import (
+    format_spread,
+    format_value,
+    plural,
+    series_label,
+    series_sort_key,
+    style,
+)
+from benchmarks.results_io import CellGroup, Run, load_run
+
+REPORT_MD = "REPORT.md"
+REPORT_HTML = "report.html"
+
+SCENARIO_TITLES = {
+    "idle": "Idle: connections open, no requests",
+    "closed": "Closed loop: peak throughput",
+    "open": "Open loop: latency at a fixed offered rate",
+    "interval": "Poll-sleep interval sweep",
+    "neighbour": "Neighbour: a CPU-bound process sharing the server's core",
+}
+SCENARIO_DESCRIPTIONS = {
+    "idle": "The server holds idle connections and gets no requests; what it costs to wait.",
+    "closed": "Each connection sends a request and waits for the whole response before the "
+              "next: the most the server does with that many connections.",
+    "open": "Requests at a constant total rate, latency measured from each request's intended "
+            "send time (coordinated-omission corrected).",
+    "interval": "poll-sleep at several sleep intervals against reference models, same rate.",
+    "neighbour": "A CPU-bound neighbour shares the server's CPU; its progress relative to "
+                 "running alone shows what the server's waiting costs others.",
+}
+SCENARIO_METRICS = {
+    "idle": ("server_cpu_percent", "ctx_voluntary_per_s", "peak_rss_bytes", "peak_threads"),
+    "closed": ("throughput_rps", "p50_us", "p99_us", "server_cpu_percent", "cpu_us_per_request",
+               "ctx_voluntary_per_request", "peak_rss_bytes", "peak_threads"),
+    "open": ("throughput_rps", "p50_us", "p99_us", "p99_9_us", "server_cpu_percent",
+             "cpu_us_per_request"),
+    "interval": ("throughput_rps", "p50_us", "p99_us", "server_cpu_percent",
+                 "cpu_us_per_request"),
+    "neighbour": ("neighbour_ops_per_s", "neighbour_ratio", "server_cpu_percent", "p99_us"),
+}
+FIGURE_CAPTIONS = {
+    "throughput_vs_connections": "Peak throughput vs connections (closed loop)",
+    "latency_spectrum": "Latency by percentile (open loop, merged histograms)",
+    "latency_vs_rate": "p50 and p99 latency vs offered rate",
+    "cpu_vs_rate": "Server CPU and CPU per request vs offered rate",
+    "idle_cpu": "Idle server CPU",
+    "poll_sleep_tradeoff": "Poll-sleep: sleep interval vs latency and CPU",
+    "memory_threads_vs_connections": "Peak RSS and threads vs connections",
+}
+FLAG_MEANINGS = {
+    "client_saturated": "the load generator used nearly a whole core: the figure may be the "
+                        "client's limit, not the server's",
+    "behind_schedule": "the open-loop generator could not keep its rate",
+    "errors": "some requests failed or came back wrong",
+    "littles_law": "throughput x latency disagrees with the connection count",
+}
+
+
+@dataclass
+class Heading:
+    level: int
+    text: str
+
+
+@dataclass
+class Paragraph:
+    text: str
+
+
+@dataclass
+class Bullets:
+    items: list[str]
+
+
+@dataclass
+class Code:
+    text: str
+
+
+@dataclass
+class Table:
+    """``numeric`` columns are right-aligned, the rest left-aligned."""
+
+    headers: list[str]
+    rows: list[list[str]]
+    numeric: tuple[int, ...] = ()
+
+
+@dataclass
+class Figure:
+    path: Path
+    caption: str
+
+
+Block = Heading | Paragraph | Bullets | Code | Table | Figure
+
+
+def environment_blocks(run: Run) -> list[Block]:
+    env = run.environment
+    placement = run.placement
+    packages = ", ".join(f"{k} {v}" for k, v in sorted((env.get("packages") or {}).items()))
+    rows = [
+        ["run id", run.run_id],
+        ["profile", str(run.profile)],
+        ["started / finished", f"{run.data.get('started')} / {run.data.get('finished')}"],
+        ["CPU", str(env.get("cpu_model"))],
+        ["logical CPUs", str(env.get("logical_cpus"))],
+        ["kernel", str(env.get("kernel"))],
+        ["Python", str(env.get("python"))],
+        ["packages", packages or "-"],
+        ["git commit", str(env.get("git_commit"))],
+        ["host", str(env.get("hostname"))],
+        ["placement", f"server on CPUs {placement.get('server_cpus')}, load generator on "
+                      f"CPUs {placement.get('client_cpus')}"],
+    ]
+    return [Heading(2, "Environment"), Table(["item", "value"], rows)]
+
+
+def reproduce_command(run: Run) -> str:
+    """The command that makes this matrix again, on the same commit and placement."""
+    command = f"iobench run --profile {run.profile or 'quick'}"
+    matrix = run.data.get("matrix") or {}
+    if matrix.get("models"):
+        command += f" --models {','.join(matrix['models'])}"
+    if matrix.get("repeat"):
+        command += f" --repeat {matrix['repeat']}"
+    for option, cpus in (("--server-cpus", run.placement.get("server_cpus")),
+                         ("--client-cpus", run.placement.get("client_cpus"))):
+        if cpus:
+            command += f" {option} {','.join(map(str, cpus))}"
+    commit = run.environment.get("git_commit")
+    return f"git checkout {commit} && {command}" if commit else command
+
+
+def method_blocks(run: Run) -> list[Block]:
+    repetitions = run.repetitions
+    partial: list[Block] = [Paragraph(
+        "**This run did not finish**: the tables hold the cells it completed.")] \
+        if run.interrupted else []
+    return [*partial,
+        Heading(2, "Method"),
+        Bullets([
+            "Closed loop: each connection sends a request and waits for the whole reply "
+            "before the next; it measures peak throughput.",
+            "Open loop: requests at a constant offered rate; latency is measured from each "
+            "request's intended send time, so a stalled server is charged for every request "
+            "it delays (coordinated-omission correction).",
+            "Server and load generator are separate processes pinned to the CPUs in the "
+            "placement above; server CPU is the server process tree's user + system time, "
+            "as % of one core.",
+            f"{plural(repetitions, 'repetition')} per cell. Tables show the median across "
+            "repetitions with the (min-max) range; latency spectra merge the repetitions' "
+            "HdrHistograms.",
+            "Figures from another machine, day or placement are not comparable with these.",
+        ]),
+        Heading(2, "Reproduce"),
+        Code(reproduce_command(run)),
+    ]
+
+
+def point_of(group: CellGroup) -> tuple[object, ...]:
+    """What a table holds fixed: one table per point, one row per model."""
+    load = ("fraction", group.peak_fraction) if group.peak_fraction is not None \
+        else ("rate", group.rate_rps)
+    return (group.mode, group.connections, group.size_bytes, load, group.phase)
+
+
+def table_title(scenario: str, group: CellGroup) -> str:
+    parts = []
+    if group.phase:
+        parts.append(f"phase {group.phase}")
+    if group.connections is not None:
+        noun = "idle connection" if scenario == "idle" or group.mode == "idle" else "connection"
+        parts.append(plural(group.connections, noun))
+    if group.size_bytes is not None and group.mode != "idle":
+        parts.append(f"{group.size_bytes} B")
+    if group.peak_fraction is not None:
+        parts.append(f"offered {group.peak_fraction:.0%} of each model's closed-loop peak")
+    elif group.rate_rps is not None:
+        parts.append(f"{group.rate_rps:,.0f} req/s offered")
+    return f"{scenario}: " + ", ".join(parts)
+
+
+def scenario_tables(run: Run, scenario: str) -> list[Block]:
+    points: dict[tuple[object, ...], list[CellGroup]] = {}
+    for group in run.scenario(scenario):
+        points.setdefault(point_of(group), []).append(group)
+    metrics = SCENARIO_METRICS.get(scenario, SCENARIO_METRICS["closed"])
+    blocks: list[Block] = [Heading(3, SCENARIO_TITLES.get(scenario, scenario)),
+                           Paragraph(SCENARIO_DESCRIPTIONS.get(scenario, ""))]
+    for members in points.values():
+        members.sort(key=series_sort_key)
+        offered = any(g.peak_fraction is not None for g in members)
+        shown = [m for m in metrics if any(g.values(m) for g in members)]
+        headers = ["model"] + (["offered (req/s)"] if offered else [])
+        headers += [style(m).header for m in shown] + ["flags"]
+        rows = []
+        for group in members:
+            row = [series_label(group)]
+            if offered:
+                row.append(format_value("throughput_rps", group.rate_rps)
+                           if group.rate_rps is not None else "-")
+            if group.failed:
+                row += [f"failed: {'; '.join(group.failures)}"] + ["-"] * (len(shown) - 1)
+            else:
+                for metric in shown:
+                    spread = group.metric(metric)
+                    row.append(format_spread(metric, spread) if spread else "-")
+            row.append(", ".join(group.flags) or "-")
+            rows.append(row)
+        blocks += [Heading(4, table_title(scenario, members[0])),
+                   Table(headers, rows, numeric=tuple(range(1, len(headers) - 1)))]
+    return blocks
+
+
+def results_blocks(run: Run) -> list[Block]:
+    blocks: list[Block] = [Heading(2, "Results"), Paragraph(
+        "Median (min-max) across repetitions; `-` where a metric does not apply. "
+        "Units are in the column headers.")]
+    for scenario in run.scenarios:
+        blocks += scenario_tables(run, scenario)
+    flags = sorted({f for g in run.groups for f in g.flags})
+    if flags:
+        blocks.append(Paragraph("Flags: " + "; ".join(
+            f"`{f}`: {FLAG_MEANINGS.get(f, 'see docs/formats.md')}" for f in flags) + "."))
+    return blocks
+
+
+def figure_blocks(run: Run, plots: PlotOutcome) -> list[Block]:
+    blocks: list[Block] = [Heading(2, "Figures")]
+    for stem, paths in plots.figures.items():
+        png = next(p for p in paths if p.suffix == ".png")
+        blocks.append(Figure(png, FIGURE_CAPTIONS.get(stem, stem)))
+    if plots.notes:
+        blocks.append(Bullets(plots.notes))
+    return blocks
+
+
+def claim_blocks(claims: Iterable[ClaimResult]) -> list[Block]:
+    blocks: list[Block] = [Heading(2, "The article's claims"), Paragraph(
+        "Each verdict is computed from this run's numbers with the thresholds in "
+        "`benchmarks/claims.py`.")]
+    for result in claims:
+        blocks += [Heading(3, f"{result.claim}: {result.verdict}"),
+                   Paragraph(f"**{result.verdict.capitalize()}**: {result.reason}.")]
+        if result.evidence:
+            blocks.append(Bullets(result.evidence))
+    return blocks
+
+
+def build_report(run: Run, plots: PlotOutcome) -> list[Block]:
+    return [
+        Heading(1, f"iobench report: {run.run_id}"),
+        *environment_blocks(run),
+        *method_blocks(run),
+        *results_blocks(run),
+        *figure_blocks(run, plots),
+        *claim_blocks(judge_claims(run)),
+    ]
+
+
+def markdown_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(blocks: Iterable[Block], base: Path) -> str:
+    out: list[str] = []
+    for block in blocks:
+        match block:
+            case Heading(level, text):
+                out.append(f"{'#' * level} {text}")
+            case Paragraph(text):
+                out.append(text)
+            case Bullets(items):
+                out.append("\n".join(f"- {item}" for item in items))
+            case Code(text):
+                out.append(f"```\n{text}\n```")
+            case Table(headers, rows, numeric):
+                lines = ["| " + " | ".join(map(markdown_cell, headers)) + " |",
+                         "|" + "|".join("---:" if i in numeric else "---" for i in
+                                        range(len(headers))) + "|"]
+                lines += ["| " + " | ".join(map(markdown_cell, r)) + " |" for r in rows]
+                out.append("\n".join(lines))
+            case Figure(path, caption):
+                out.append(f"![{caption}]({path.relative_to(base).as_posix()})")
+    return "\n\n".join(out) + "\n"
+
+
+def inline_html(text: str) -> str:
+    """Escape, then the two bits of Markdown the report uses: `code` and **bold**."""
+    escaped = html.escape(text)
+    escaped = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", escaped)
+
+
+HTML_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
+       color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #f3f3f3; }
+pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; }
+figure { margin: 1em 0 2em; } img { max-width: 100%; }
+"""
+
+
+def to_html(blocks: Iterable[Block], title: str) -> str:
+    out = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+           f"<title>{html.escape(title)}</title><style>{HTML_STYLE}</style></head><body>"]
+    for block in blocks:
+        match block:
+            case Heading(level, text):
+                out.append(f"<h{level}>{inline_html(text)}</h{level}>")
+            case Paragraph(text):
+                out.append(f"<p>{inline_html(text)}</p>")
+            case Bullets(items):
+                out.append("<ul>" + "".join(f"<li>{inline_html(i)}</li>" for i in items)
+                           + "</ul>")
+            case Code(text):
+                out.append(f"<pre><code>{html.escape(text)}</code></pre>")
+            case Table(headers, rows, numeric):
+                head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+                body = "".join("<tr>" + "".join(
+                    f"<td class=\"num\">{html.escape(c)}</td>" if i in numeric
+                    else f"<td>{html.escape(c)}</td>" for i, c in enumerate(row))
+                    + "</tr>" for row in rows)
+                out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            case Figure(path, caption):
+                data = base64.b64encode(path.read_bytes()).decode("ascii")
+                out.append(f"<figure><img alt=\"{html.escape(caption)}\" "
+                           f"src=\"data:image/png;base64,{data}\"><figcaption>"
+                           f"{html.escape(caption)}</figcaption></figure>")
+    out.append("</body></html>\n")
+    return "\n".join(out)
+
+
+def write_report(run: Run, plots: PlotOutcome) -> list[Path]:
+    """Write REPORT.md and report.html into the run folder; return their paths."""
+    blocks = build_report(run, plots)
+    markdown_path = run.directory / REPORT_MD
+    html_path = run.directory / REPORT_HTML
+    markdown_path.write_text(to_markdown(blocks, run.directory), encoding="utf-8")
+    html_path.write_text(to_html(blocks, f"iobench report: {run.run_id}"), encoding="utf-8")
+    return [markdown_path, html_path]
+
+
+def write_all(run_dir: Path, spectrum_rate: float | None = None) -> list[Path]:
+    """Plots, REPORT.md and report.html for a run folder; the paths written.
+
+    ``iobench run`` calls this when the matrix is done; ``iobench report``
+    calls it on any results folder.
+    """
+    run = load_run(run_dir)
+    plots = write_plots(run, spectrum_rate=spectrum_rate)
+    return plots.paths + write_report(run, plots)

@@ -1,0 +1,191 @@
+"""Synthetic but valid results.json runs for the plot, report and compare tests.
+
+The numbers follow the article's story (busy-poll burns a core, poll-sleep adds
+about half an interval and is slow with few connections, select and threads
+are quick), with a little per-repetition jitter, and real HdrHistogram
+encodings, so the readers are tested on the same shapes the runner writes.
+``tweak`` lets a test change a cell's metrics to make a claim fail.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+MODELS = ("busy-poll", "poll-sleep", "select", "threads")
+DEFAULT_INTERVAL_S = 0.001
+INTERVALS_S = (0.0001, 0.001, 0.01)
+PLACEMENT = {"server_cpus": [0], "client_cpus": [1]}
+MIB = 1024 * 1024
+
+Tweak = Callable[[dict[str, Any]], None]
+
+
+def latency_histogram(rng: random.Random, base_us: float, extra_us: float,
+                      count: int = 400) -> tuple[HdrHistogram, float]:
+    """Latencies around ``base_us`` plus a uniform wait in [0, extra_us], with a tail.
+
+    Returns the histogram and the mean (the library's own mean is slow).
+    """
+    hist = HdrHistogram(1, 60_000_000, 3)
+    total = 0
+    for _ in range(count):
+        value = base_us * rng.uniform(0.8, 1.3) + rng.uniform(0.0, extra_us)
+        if rng.random() < 0.02:
+            value *= 4
+        hist.record_value(max(1, int(value)))
+        total += max(1, int(value))
+    return hist, total / count
+
+
+def nominal(model: str, interval_s: float, mode: str, connections: int, size: int,
+            rate: float | None) -> dict[str, float]:
+    """The metrics a model would show in this point, before jitter."""
+    idle_cpu = {"busy-poll": 99.0, "poll-sleep": 6.0}.get(model, 0.05)
+    if model == "poll-sleep":
+        idle_cpu = min(99.0, 0.006 / max(interval_s, 1e-6) * 1.0)
+    base_us = {"busy-poll": 60.0, "select": 80.0, "threads": 90.0}.get(model, 80.0)
+    extra_us = interval_s * 1e6 if model == "poll-sleep" else 0.0
+    peak = {"busy-poll": 14000.0, "select": 12000.0, "threads": 11000.0}.get(model, 0.0)
+    if model == "poll-sleep":
+        peak = min(10000.0, connections / (interval_s + 80e-6))
+    if size > 1000:
+        peak *= 0.7
+    threads = connections + 1 if model == "threads" else 1
+    rss = 20 * MIB + (connections * 64 * 1024 if model == "threads" else connections * 4096)
+    if mode == "idle":
+        return {"server_cpu_percent": idle_cpu, "peak_rss_bytes": rss, "peak_threads": threads,
+                "throughput_rps": None, "p50_us": None, "p99_us": None,
+                "cpu_us_per_request": None}
+    throughput = peak if mode == "closed" else float(rate or 0.0)
+    busy = 99.0 if model == "busy-poll" else min(95.0, idle_cpu + throughput * 0.006)
+    return {"server_cpu_percent": busy, "peak_rss_bytes": rss, "peak_threads": threads,
+            "throughput_rps": throughput, "base_us": base_us, "extra_us": extra_us,
+            "cpu_us_per_request": busy / 100 * 1e6 / max(throughput, 1.0)}
+
+
+def make_cell(rng: random.Random, scenario: str, model: str, params: dict[str, Any],
+              mode: str, connections: int, size: int, rate: float | None,
+              repetition: int, phase: str | None = None) -> dict[str, Any]:
+    interval = params.get("interval", DEFAULT_INTERVAL_S)
+    values = nominal(model, interval, mode, connections, size, rate)
+    jitter = rng.uniform(0.97, 1.03)
+    metrics: dict[str, Any] = {
+        "server_cpu_percent": values["server_cpu_percent"] * jitter,
+        "peak_rss_bytes": int(values["peak_rss_bytes"]),
+        "peak_threads": int(values["peak_threads"]),
+        "peak_fds": connections + 4,
+        "throughput_rps": None, "requests": None, "cpu_us_per_request": None,
+        "client_cpu_percent": None, "errors": 0,
+        "neighbour_ops_per_s": None, "neighbour_ratio": None,
+    }
+    histogram = None
+    if mode != "idle":
+        hist, mean_us = latency_histogram(rng, values["base_us"], values["extra_us"])
+        histogram = hist.encode().decode()
+        throughput = values["throughput_rps"] * jitter
+        metrics.update({
+            "throughput_rps": throughput,
+            "requests": int(throughput * 1.5),
+            "cpu_us_per_request": values["cpu_us_per_request"],
+            "client_cpu_percent": 60.0,
+            "mean_us": mean_us,
+            "max_us": hist.get_max_value(),
+        })
+        percentiles = {"p50_us": 50.0, "p90_us": 90.0, "p99_us": 99.0, "p99_9_us": 99.9}
+        values_at = hist.get_percentile_to_value_dict(list(percentiles.values()))
+        for name, pct in percentiles.items():
+            metrics[name] = float(values_at[pct])
+    if scenario == "neighbour":
+        solo_ops = 1_000_000.0
+        ratio = 0.5 if model == "busy-poll" else 0.97
+        metrics["neighbour_ops_per_s"] = solo_ops * ratio * jitter
+        metrics["neighbour_ratio"] = ratio * jitter
+    key_params = "".join(f"/{k}={v}" for k, v in sorted(params.items()))
+    key = f"{scenario}/{model}{key_params}/c{connections}/s{size}"
+    if rate is not None:
+        key += f"/r{rate:g}"
+    if phase is not None:
+        key += f"/{phase}"
+    return {
+        "key": key, "scenario": scenario, "model": model, "params": params, "mode": mode,
+        "connections": connections, "size_bytes": size, "rate_rps": rate, "phase": phase,
+        "repetition": repetition, "status": "ok", "reason": None, "placement": PLACEMENT,
+        "started": "2026-11-28T15:00:00Z", "duration_s": 1.5, "metrics": metrics,
+        "flags": [], "histogram": histogram, "histogram_uncorrected": None,
+        "samples": {}, "load": None,
+    }
+
+
+def make_results(*, repetitions: int = 2, seed: int = 1,
+                 closed_connections: tuple[int, ...] = (1, 16, 128),
+                 sizes: tuple[int, ...] = (64,),
+                 open_rates: tuple[float, ...] = (500.0, 2000.0),
+                 scenarios: tuple[str, ...] = ("idle", "closed", "open", "interval",
+                                               "neighbour"),
+                 tweak: Tweak | None = None) -> dict[str, Any]:
+    """A whole results.json document; ``tweak(cell)`` may edit each cell in place."""
+    rng = random.Random(seed)
+    cells: list[dict[str, Any]] = []
+    points: list[tuple[Any, ...]] = []
+    for model in MODELS:
+        if "idle" in scenarios:
+            points += [("idle", model, {}, "idle", c, 64, None, None) for c in (0, 100)]
+        if "closed" in scenarios:
+            points += [("closed", model, {}, "closed", c, s, None, None)
+                       for s in sizes for c in closed_connections]
+        if "open" in scenarios:
+            points += [("open", model, {}, "open", 4, 64, r, None) for r in open_rates]
+        if "neighbour" in scenarios:
+            points += [("neighbour", model, {}, "open", 4, 64, 200.0, "load")]
+    if "interval" in scenarios:
+        points += [("interval", "poll-sleep", {"interval": i}, "open", 4, 64, 200.0, None)
+                   for i in INTERVALS_S]
+        points += [("interval", m, {}, "open", 4, 64, 200.0, None)
+                   for m in ("select", "busy-poll")]
+    for repetition in range(repetitions):
+        for point in points:
+            cell = make_cell(rng, *point[:7], repetition, phase=point[7])
+            if tweak is not None:
+                tweak(cell)
+            cells.append(cell)
+    return {
+        "schema_version": 1,
+        "run_id": f"20261128T150000Z-synthetic{seed}",
+        "profile": "synthetic",
+        "started": "2026-11-28T15:00:00Z",
+        "finished": "2026-11-28T15:03:00Z",
+        "environment": {
+            "cpu_model": "Synthetic CPU @ 2.0GHz", "logical_cpus": 2,
+            "kernel": "Linux 6.1.0", "python": "3.11.7",
+            "packages": {"psutil": "7.2.2", "hdrhistogram": "0.10.8"},
+            "git_commit": "0123456789abcdef0123456789abcdef01234567",
+            "hostname": "testhost", "placement": PLACEMENT,
+        },
+        "matrix": {"repeat": repetitions},
+        "cells": cells,
+    }
+
+
+def write_run(directory: Path, data: dict[str, Any]) -> Path:
+    """Write ``data`` as ``directory/results.json``; return the folder."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "results.json").write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
+    return directory
+
+
+def set_metric(model: str, scenario: str, metric: str, value: float,
+               *, interval: float | None = None) -> Tweak:
+    """A tweak that sets one metric in every matching cell."""
+    def apply(cell: dict[str, Any]) -> None:
+        if cell["model"] != model or cell["scenario"] != scenario:
+            return
+        if interval is not None and cell["params"].get("interval") != interval:
+            return
+        cell["metrics"][metric] = value
+    return apply

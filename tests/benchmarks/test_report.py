@@ -1,0 +1,186 @@
+"""REPORT.md / report.html from synthetic results: files, exact numbers, computed verdicts."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks.claims import Verdict, judge_claims
+from benchmarks.report import write_all
+from benchmarks.results_io import load_run
+from iobench.cli import main
+from tests.benchmarks.results_factory import make_results, set_metric, write_run
+
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+    run_dir = write_run(tmp_path_factory.mktemp("run"), make_results(repetitions=3))
+    started = time.monotonic()
+    paths = write_all(run_dir)
+    elapsed = time.monotonic() - started
+    assert elapsed < 30, f"plots and report took {elapsed:.1f} s"
+    return run_dir, paths
+
+
+def verdicts(data: dict[str, Any], tmp_path: Path) -> dict[str, Verdict]:
+    return {c.claim: c.verdict for c in judge_claims(load_run(write_run(tmp_path, data)))}
+
+
+def test_write_all_returns_every_file_it_wrote(reported: tuple[Path, list[Path]]) -> None:
+    run_dir, paths = reported
+    names = {p.name for p in paths}
+    assert {"REPORT.md", "report.html", "idle_cpu.png", "latency_spectrum.svg"} <= names
+    assert len(paths) == 7 * 2 + 2
+    for path in paths:
+        assert path.is_file() and path.stat().st_size > 2000, path
+
+
+def test_report_sections_figures_and_reproduce_line(reported: tuple[Path, list[Path]]) -> None:
+    run_dir, _ = reported
+    text = (run_dir / "REPORT.md").read_text(encoding="utf-8")
+    for heading in ("## Environment", "## Method", "## Reproduce", "## Results", "## Figures",
+                    "## The article's claims"):
+        assert heading in text
+    assert "coordinated-omission" in text and "3 repetitions per cell" in text
+    assert "server on CPUs [0], load generator on CPUs [1]" in text
+    assert ("git checkout 0123456789abcdef0123456789abcdef01234567 && iobench run --profile "
+            "synthetic --repeat 3 --server-cpus 0 --client-cpus 1") in text
+    for stem in ("throughput_vs_connections", "poll_sleep_tradeoff"):
+        assert f"(plots/{stem}.png)" in text
+
+
+def test_report_numbers_equal_results_json(reported: tuple[Path, list[Path]]) -> None:
+    run_dir, _ = reported
+    document = json.loads((run_dir / "results.json").read_text())
+    text = (run_dir / "REPORT.md").read_text(encoding="utf-8")
+    for key, metric, digits in (("closed/select/c16/s64", "throughput_rps", 0),
+                                ("closed/poll-sleep/c1/s64", "p99_us", 0),
+                                ("idle/busy-poll/c0/s64", "server_cpu_percent", 1)):
+        values = [c["metrics"][metric] for c in document["cells"] if c["key"] == key]
+        assert len(values) == 3
+        expected = (f"{statistics.median(values):,.{digits}f} "
+                    f"({min(values):,.{digits}f}-{max(values):,.{digits}f})")
+        model = key.split("/")[1]
+        rows = [line for line in text.splitlines() if line.startswith(f"| {model} |")]
+        assert any(expected in row for row in rows), f"{key} {metric}: {expected} not in report"
+
+
+def test_html_is_self_contained(reported: tuple[Path, list[Path]]) -> None:
+    run_dir, _ = reported
+    page = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert page.count('src="data:image/png;base64,') == 7
+    assert 'src="plots/' not in page and "<table>" in page
+    assert "<strong>Holds</strong>" in page
+
+
+def test_all_claims_hold_on_the_articles_story(tmp_path: Path) -> None:
+    assert set(verdicts(make_results(), tmp_path).values()) == {Verdict.HOLDS}
+
+
+@pytest.mark.parametrize(("claim", "tweak"), [
+    ("Busy polling drives CPU up", set_metric("busy-poll", "idle", "server_cpu_percent", 3.0)),
+    ("Polling with a sleep raises latency",
+     set_metric("poll-sleep", "interval", "p50_us", 90.0, interval=0.001)),
+    ("Polling with a sleep lowers throughput",
+     set_metric("poll-sleep", "closed", "throughput_rps", 12500.0)),
+    ("select watches many connections efficiently",
+     set_metric("select", "idle", "server_cpu_percent", 8.0)),
+    ("select watches many connections efficiently",
+     set_metric("select", "closed", "throughput_rps", 2000.0)),
+])
+def test_a_claim_that_fails_in_the_data_gets_does_not_hold(tmp_path: Path, claim: str,
+                                                           tweak: Any) -> None:
+    result = verdicts(make_results(tweak=tweak), tmp_path)
+    assert result[claim] == Verdict.DOES_NOT_HOLD
+    others = {c: v for c, v in result.items() if c != claim}
+    assert set(others.values()) == {Verdict.HOLDS}
+
+
+def failed(model: str, scenario: str) -> Any:
+    def apply(cell: dict[str, Any]) -> None:
+        if cell["model"] == model and cell["scenario"] == scenario:
+            cell.update(status="failed", reason="connection refused")
+    return apply
+
+
+def flagged(model: str, scenario: str, flag: str) -> Any:
+    def apply(cell: dict[str, Any]) -> None:
+        if cell["model"] == model and cell["scenario"] == scenario:
+            cell["flags"].append(flag)
+    return apply
+
+
+@pytest.mark.parametrize(("claim", "data", "why"), [
+    ("Busy polling drives CPU up", make_results(scenarios=("closed", "open")), "no idle"),
+    ("Busy polling drives CPU up", make_results(tweak=failed("select", "idle")),
+     "connection refused"),
+    ("Polling with a sleep raises latency",
+     make_results(tweak=flagged("select", "interval", "behind_schedule")), "behind_schedule"),
+    ("Polling with a sleep lowers throughput",
+     make_results(tweak=flagged("poll-sleep", "closed", "client_saturated"), repetitions=1),
+     "saturated"),
+    ("select watches many connections efficiently", make_results(scenarios=("idle",)),
+     "no closed-loop select"),
+])
+def test_missing_failed_or_flagged_cells_make_a_claim_inconclusive(
+        tmp_path: Path, claim: str, data: dict[str, Any], why: str) -> None:
+    results = {c.claim: c for c in judge_claims(load_run(write_run(tmp_path, data)))}
+    assert results[claim].verdict == Verdict.INCONCLUSIVE
+    assert why in results[claim].reason
+
+
+def test_verdict_in_report_follows_the_data(tmp_path: Path) -> None:
+    tweak = set_metric("busy-poll", "idle", "server_cpu_percent", 3.0)
+    run_dir = write_run(tmp_path, make_results(repetitions=1, tweak=tweak))
+    write_all(run_dir)
+    text = (run_dir / "REPORT.md").read_text(encoding="utf-8")
+    assert "### Busy polling drives CPU up: does not hold" in text
+    assert "busy-poll 3.0 % of a core" in text
+
+
+def test_report_without_open_scenario_notes_the_skipped_figures(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path, make_results(repetitions=1,
+                                               scenarios=("idle", "closed", "interval")))
+    assert main(["report", str(run_dir)]) == 0
+    text = (run_dir / "REPORT.md").read_text(encoding="utf-8")
+    assert "latency_spectrum: skipped, the run has no 'open' scenario data" in text
+    assert "### Open loop" not in text
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "has no results.json"),
+    ("{\"schema_version\": 1, \"cells\": [", "truncated or not JSON"),
+    ("{\"schema_version\": 99, \"cells\": []}", "schema_version 99"),
+    ("[1, 2]", "not an iobench results file"),
+])
+@pytest.mark.parametrize("command", ["report", "plot"])
+def test_missing_or_corrupt_results_give_one_clear_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None, message: str,
+        command: str) -> None:
+    if content is not None:
+        (tmp_path / "results.json").write_text(content)
+    assert main([command, str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("iobench: error: ") and message in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_corrupt_histogram_is_a_clear_error(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    data = make_results(repetitions=1)
+    for cell in data["cells"]:
+        if cell["histogram"]:
+            cell["histogram"] = "HISTFAAAnot-a-histogram"
+    assert main(["plot", str(write_run(tmp_path, data))]) == 2
+    err = capsys.readouterr().err
+    assert "corrupt latency histogram" in err and "Traceback" not in err
+
+
+def test_missing_folder(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    assert "no such results folder" in capsys.readouterr().err

@@ -47,6 +47,9 @@ def format_summary(result: dict[str, Any]) -> str:
         lines.append(f"  sent rate    {client['achieved_rate_rps']:.1f} req/s of "
                      f"{client['target_rate_rps']:g}, largest schedule lag "
                      f"{format_us(client['max_schedule_lag_us'])}")
+    if client.get("unfinished_requests"):
+        lines.append(f"  unfinished   {client['unfinished_requests']} requests still owed "
+                     "after the drain (not in the latency figures)")
     title = "latency (from intended send time)" if mode == "open" else "latency"
     lines += _latency_line(title, result["latency"])
     if result["latency_uncorrected"] is not None:

@@ -40,10 +40,12 @@ def target_of(server: ServerProcess) -> str:
     return f"{host}:{port}"
 
 
-def check_latency(latency: dict[str, Any], requests: int) -> None:
+def check_latency(latency: dict[str, Any], requests: int, slack: int = 0) -> None:
+    """``slack``: open loop records requests meant for the window, ``requests`` counts
+    responses that arrived in it; the two differ by what was on the wire at its edges."""
     assert set(latency) >= LATENCY_FIELDS
     histogram = HdrHistogram.decode(latency["histogram"])
-    assert histogram.get_total_count() == requests
+    assert abs(histogram.get_total_count() - requests) <= slack
     assert 0 < latency["p50_us"] <= latency["p90_us"] <= latency["p99_us"] \
         <= latency["p99_9_us"] <= latency["p99_99_us"] <= latency["max_us"]
     assert latency["p50_us"] == histogram.get_value_at_percentile(50)
@@ -58,7 +60,10 @@ def check_format(result: dict[str, Any]) -> None:
     assert len(result["client"]["cpu_percent"]) == result["client"]["workers"]
     assert result["throughput_rps"] == pytest.approx(result["requests"] / result["measured_s"],
                                                      rel=1e-3)
-    check_latency(result["latency"], result["requests"])
+    slack = result["params"]["connections"] if result["params"]["mode"] == "open" else 0
+    check_latency(result["latency"], result["requests"], slack)
+    if result["latency_uncorrected"] is not None:
+        check_latency(result["latency_uncorrected"], result["requests"], slack)
 
 
 def test_closed_loop(model_server: ServerProcess) -> None:
@@ -80,7 +85,6 @@ def test_open_loop(model_server: ServerProcess) -> None:
     check_format(result)
     assert result["ok"] is True
     assert result["errors"]["total"] == 0
-    check_latency(result["latency_uncorrected"], result["requests"])
     assert result["client"]["target_rate_rps"] == rate
     # Poisson arrivals: 300 expected in 0.6 s; a wide margin keeps it robust.
     assert 150 < result["requests"] < 450

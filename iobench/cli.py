@@ -21,6 +21,12 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "load": ("loadgen.cli", "add_arguments", "cmd_load",
              "drive a server with load and measure latency"),
     "run": ("benchmarks.cli", "add_run_arguments", "cmd_run", "run the benchmark matrix"),
+    "plot": ("benchmarks.report_cli", "add_plot_arguments", "cmd_plot",
+             "draw a run's figures into RESULTS_DIR/plots"),
+    "report": ("benchmarks.report_cli", "add_report_arguments", "cmd_report",
+               "write a run's figures, REPORT.md and report.html"),
+    "compare": ("benchmarks.report_cli", "add_compare_arguments", "cmd_compare",
+                "compare two runs cell by cell"),
 }
 
 

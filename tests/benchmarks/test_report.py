@@ -32,7 +32,7 @@ def verdicts(data: dict[str, Any], tmp_path: Path) -> dict[str, Verdict]:
 
 
 def test_write_all_returns_every_file_it_wrote(reported: tuple[Path, list[Path]]) -> None:
-    run_dir, paths = reported
+    _, paths = reported
     names = {p.name for p in paths}
     assert {"REPORT.md", "report.html", "idle_cpu.png", "latency_spectrum.svg"} <= names
     assert len(paths) == 7 * 2 + 2

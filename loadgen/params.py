@@ -23,6 +23,8 @@ EXPECTS: tuple[Expect, ...] = ("upper", "echo")
 MAX_SIZE_BYTES = 64 * 1024 * 1024
 # The histograms track latencies up to this many seconds (the format promises >= 60 s).
 MAX_LATENCY_S = 60.0
+# How long to try each address of a name that resolves to several.
+PROBE_TIMEOUT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -106,8 +108,20 @@ def resolve_target(target: str) -> ResolvedTarget:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise UsageError(f"cannot resolve {text}: {exc.strerror}") from None
-    family, _, _, _, sockaddr = infos[0]
-    return ResolvedTarget(text=text, family=family, sockaddr=tuple(sockaddr))
+    candidates = list(dict.fromkeys((family, tuple(sockaddr))
+                                    for family, _, _, _, sockaddr in infos))
+    family, sockaddr = candidates[0]
+    if len(candidates) > 1:
+        # "localhost" may name both 127.0.0.1 and ::1 while the server listens on
+        # one: pick the first that accepts, as socket.create_connection would.
+        family, sockaddr = next((c for c in candidates if _accepts(*c)), candidates[0])
+    return ResolvedTarget(text=text, family=family, sockaddr=sockaddr)
+
+
+def _accepts(family: int, sockaddr: tuple[Any, ...]) -> bool:
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.settimeout(PROBE_TIMEOUT_S)
+        return probe.connect_ex(sockaddr) == 0
 
 
 def split_evenly(total: int, parts: int) -> list[int]:

@@ -14,6 +14,7 @@ import loadgen.cli
 from iobench.cli import main
 from iobench.errors import UsageError
 from loadgen import LoadParams, WorkerFailed
+from loadgen.params import resolve_target
 
 
 def free_port() -> int:
@@ -112,3 +113,16 @@ def test_a_crashed_worker_still_writes_the_json(tmp_path: Path, monkeypatch: pyt
     assert result["ok"] is False
     assert result["failure"] == "load worker 1 exited with code -9"
     assert result["params"]["workers"] == 2
+
+
+def test_a_name_with_several_addresses_uses_one_that_accepts(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        # 127.0.0.2 is loopback too, but nothing listens there on this port.
+        answers = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.2", port)),
+                   (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+        monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: answers)
+        resolved = resolve_target(f"dual-stack-name:{port}")
+    assert resolved.sockaddr == ("127.0.0.1", port)
+    assert resolved.text == f"dual-stack-name:{port}"

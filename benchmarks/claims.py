@@ -221,8 +221,14 @@ def sleep_lowers_throughput(run: Run) -> ClaimResult:
                                "select's figure is only a lower bound", evidence)
         return ClaimResult(claim, Verdict.DOES_NOT_HOLD,
                            summary + f" (>= {1 - THROUGHPUT_DROP_NONE:.0%}: no drop)", evidence)
-    return ClaimResult(claim, Verdict.INCONCLUSIVE,
-                       summary + "; the drop is too small or within the runs' spread", evidence)
+    if ps.overlaps(sel):
+        why = "; the two min-max ranges overlap, so the drop is within the runs' spread"
+    else:
+        why = (f"; a drop of {1 - ratio:.0%} is between the {THROUGHPUT_DROP_NONE:.0%} "
+               f"called noise and the {THROUGHPUT_DROP_HOLDS:.0%} needed to call it")
+    if sleeper.connections and sleeper.connections > 1 and len(sleepers) == 1:
+        why += " (with 1 connection every round trip would wait for a poll; not measured)"
+    return ClaimResult(claim, Verdict.INCONCLUSIVE, summary + why, evidence)
 
 
 def select_scales(run: Run) -> ClaimResult:

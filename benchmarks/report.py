@@ -28,6 +28,11 @@ from benchmarks.presentation import (
 )
 from benchmarks.results_io import CellGroup, Run, load_run
 
+# The report warns about a metric whose max - min across repetitions exceeds
+# this fraction of its median (tail percentiles are noisy by nature: not checked).
+LARGE_SPREAD = 0.25
+SPREAD_CHECKED_METRICS = ("throughput_rps", "p50_us", "server_cpu_percent")
+
 REPORT_MD = "REPORT.md"
 REPORT_HTML = "report.html"
 
@@ -66,6 +71,11 @@ FIGURE_CAPTIONS = {
     "idle_cpu": "Idle server CPU",
     "poll_sleep_tradeoff": "Poll-sleep: sleep interval vs latency and CPU",
     "memory_threads_vs_connections": "Peak RSS and threads vs connections",
+}
+NEIGHBOUR_PHASES = {
+    "solo": "the neighbour alone, no server",
+    "idle": "beside an idle server",
+    "load": "beside a server under load",
 }
 FLAG_MEANINGS = {
     "client_saturated": "the load generator used nearly a whole core: the figure may be the "
@@ -188,8 +198,8 @@ def point_of(group: CellGroup) -> tuple[object, ...]:
 def table_title(scenario: str, group: CellGroup) -> str:
     parts = []
     if group.phase:
-        parts.append(f"phase {group.phase}")
-    if group.connections is not None:
+        parts.append(NEIGHBOUR_PHASES.get(group.phase, f"phase {group.phase}"))
+    if group.connections is not None and not (group.phase and group.mode == "idle"):
         noun = "idle connection" if scenario == "idle" or group.mode == "idle" else "connection"
         parts.append(plural(group.connections, noun))
     if group.size_bytes is not None and group.mode != "idle":
@@ -233,12 +243,29 @@ def scenario_tables(run: Run, scenario: str) -> list[Block]:
     return blocks
 
 
+def large_spreads(run: Run) -> list[str]:
+    """'closed/select/c16/s64 throughput' for every headline metric that varies a lot."""
+    noisy = []
+    for group in run.groups:
+        for metric in SPREAD_CHECKED_METRICS:
+            spread = group.metric(metric)
+            if spread and spread.count > 1 and spread.median > 0 \
+                    and (spread.high - spread.low) / spread.median > LARGE_SPREAD:
+                noisy.append(f"`{group.key}` {style(metric).title}")
+    return noisy
+
+
 def results_blocks(run: Run) -> list[Block]:
     blocks: list[Block] = [Heading(2, "Results"), Paragraph(
         "Median (min-max) across repetitions; `-` where a metric does not apply. "
         "Units are in the column headers.")]
     for scenario in run.scenarios:
         blocks += scenario_tables(run, scenario)
+    noisy = large_spreads(run)
+    if noisy:
+        blocks.append(Paragraph(
+            f"Large spread (max - min above {LARGE_SPREAD:.0%} of the median), so treat these "
+            "with care: " + "; ".join(noisy) + "."))
     flags = sorted({f for g in run.groups for f in g.flags})
     if flags:
         blocks.append(Paragraph("Flags: " + "; ".join(
@@ -269,13 +296,16 @@ def claim_blocks(claims: Iterable[ClaimResult]) -> list[Block]:
 
 
 def build_report(run: Run, plots: PlotOutcome) -> list[Block]:
+    claims = judge_claims(run)
     return [
         Heading(1, f"iobench report: {run.run_id}"),
+        Table(["the article's claim", "verdict in this run"],
+              [[c.claim, str(c.verdict)] for c in claims]),
         *environment_blocks(run),
         *method_blocks(run),
         *results_blocks(run),
         *figure_blocks(run, plots),
-        *claim_blocks(judge_claims(run)),
+        *claim_blocks(claims),
     ]
 
 

@@ -184,3 +184,15 @@ def test_corrupt_histogram_is_a_clear_error(tmp_path: Path,
 def test_missing_folder(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["report", str(tmp_path / "nope")]) == 2
     assert "no such results folder" in capsys.readouterr().err
+
+
+def test_verdicts_at_a_glance_and_large_spread_warning(tmp_path: Path) -> None:
+    def noisy(cell: dict[str, Any]) -> None:
+        if cell["key"] == "closed/select/c16/s64" and cell["repetition"] == 1:
+            cell["metrics"]["throughput_rps"] *= 2
+    run_dir = write_run(tmp_path, make_results(repetitions=2, tweak=noisy))
+    write_all(run_dir)
+    text = (run_dir / "REPORT.md").read_text(encoding="utf-8")
+    assert "| Busy polling drives CPU up | holds |" in text
+    assert "Large spread" in text and "`closed/select/c16/s64` throughput" in text
+    assert "`closed/threads/c16/s64`" not in text

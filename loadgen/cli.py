@@ -12,9 +12,9 @@ from typing import Any
 
 from iobench.errors import UsageError
 from loadgen.params import ARRIVALS, EXPECTS, MODES, LoadParams
+from loadgen.plan import WorkerResult
 from loadgen.runner import WorkerFailed, build_result, run
 from loadgen.summary import format_summary
-from loadgen.worker import WorkerResult
 
 STDOUT = "-"
 

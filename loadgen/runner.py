@@ -19,15 +19,9 @@ import time
 from typing import Any
 
 from loadgen.histograms import merge_encoded, summarize
+from loadgen.loops import run_worker
 from loadgen.params import LoadParams, resolve_target, split_evenly
-from loadgen.worker import (
-    ERROR_KINDS,
-    WorkerPlan,
-    WorkerResult,
-    plan_to_json,
-    result_from_json,
-    run_worker,
-)
+from loadgen.plan import ERROR_KINDS, WorkerPlan, WorkerResult, plan_to_json, result_from_json
 
 SCHEMA = "iobench.load/1"
 EVENT_LOOP = "epoll"
@@ -58,7 +52,7 @@ def make_plans(params: LoadParams) -> list[WorkerPlan]:
             rate = params.rate_rps * count / params.connections
         plans.append(WorkerPlan(
             worker_index=worker_index, family=target.family, sockaddr=target.sockaddr,
-            target_text=target.text, connection_indices=tuple(range(first, first + count)),
+            connection_indices=tuple(range(first, first + count)),
             mode=params.mode, size_bytes=params.size_bytes, expect=params.expect,
             rate_rps=rate, total_rate_rps=params.rate_rps, arrival=params.arrival,
             timeout_s=params.timeout_s, warmup_s=params.warmup_s,

@@ -14,7 +14,8 @@ import json
 import sys
 from typing import TextIO
 
-from loadgen.worker import plan_from_json, run_worker
+from loadgen.loops import run_worker
+from loadgen.plan import plan_from_json
 
 
 def serve(stdin: TextIO, stdout: TextIO) -> None:

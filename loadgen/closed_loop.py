@@ -1,0 +1,134 @@
+"""The closed loop: each connection sends, waits for the whole response, sends again."""
+
+from __future__ import annotations
+
+import time
+
+from loadgen.histograms import histogram_from_counts
+from loadgen.worker import EPOLLOUT, NS_PER_US, SWEEP_INTERVAL_NS, Worker
+
+
+class ClosedLoopWorker(Worker):
+    """Peak throughput: as many requests as the server (or this client) can turn around."""
+
+    def _run(self, start_ns: int, measure_ns: int, end_ns: int) -> None:
+        now = time.monotonic_ns()
+        for connection in list(self.by_fd.values()):
+            self._start_request(connection, now)
+        process = self.process
+        self._loop(measure_ns, None)
+        cpu_start = sum(process.cpu_times()[:2])
+        counts: dict[int, int] = {}
+        self.result.requests = self._loop(end_ns, counts)
+        self.result.cpu_s = sum(process.cpu_times()[:2]) - cpu_start
+        self._drain(end_ns + self.timeout_ns)
+        self.result.sent_in_window = self.result.requests
+        self.result.histogram = histogram_from_counts(counts).encode().decode("ascii")
+
+    def _loop(self, until_ns: int, counts: dict[int, int] | None) -> int:
+        """Closed loop until ``until_ns``; latencies go into ``counts`` unless it is None."""
+        poll = self.epoll.poll
+        by_fd = self.by_fd
+        monotonic_ns = time.monotonic_ns
+        expected = self.expected
+        payload = self.payload
+        size = len(payload)
+        recording = counts is not None
+        count_get = counts.get if counts is not None else None
+        completed = 0
+        mismatches = 0
+        now = monotonic_ns()
+        next_sweep = now + SWEEP_INTERVAL_NS
+        while now < until_ns:
+            if not by_fd:
+                time.sleep((until_ns - now) / 1e9)
+                break
+            for fd, mask in poll((min(until_ns, next_sweep) - now) / 1e9):
+                connection = by_fd.get(fd)
+                if connection is None:
+                    continue
+                if mask & EPOLLOUT:
+                    self._flush(connection)
+                    if not mask & ~EPOLLOUT or fd not in by_fd:
+                        continue
+                try:
+                    data = connection.recv(size - connection.got)
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    self._lost(connection, exc)
+                    continue
+                received = len(data)
+                if received == size:
+                    if data != expected:
+                        mismatches += 1
+                elif received == 0:
+                    self._lost(connection, None)
+                    continue
+                elif self._partial(connection, data):
+                    if connection.corrupt:
+                        connection.corrupt = False
+                        mismatches += 1
+                else:
+                    continue
+                now = monotonic_ns()
+                if recording:
+                    latency_us = (now - connection.sent_ns) // NS_PER_US
+                    counts[latency_us] = count_get(latency_us, 0) + 1  # type: ignore[index,misc]
+                    completed += 1
+                connection.sent_ns = now
+                try:
+                    sent = connection.send(payload)
+                except BlockingIOError:
+                    sent = 0
+                except OSError as exc:
+                    self._lost(connection, exc)
+                    continue
+                if sent != size:
+                    self._send_rest(connection, sent)
+            now = monotonic_ns()
+            if now >= next_sweep:
+                self._sweep_timeouts(now)
+                next_sweep = now + SWEEP_INTERVAL_NS
+        self.errors["mismatch"] += mismatches
+        return completed
+
+    def _drain(self, deadline_ns: int) -> None:
+        """Send nothing more; check the responses still owed, waiting up to ``deadline_ns``.
+
+        Not measured, but verified: a server that corrupts or stalls at the
+        very end of a run is caught too. What is still owed at the deadline
+        counts as a time-out.
+        """
+        by_fd = self.by_fd
+        now = time.monotonic_ns()
+        while now < deadline_ns and any(connection.busy for connection in by_fd.values()):
+            for fd, mask in self.epoll.poll((deadline_ns - now) / 1e9):
+                connection = by_fd.get(fd)
+                if connection is None:
+                    continue
+                if mask & EPOLLOUT:
+                    self._flush(connection)
+                    if not mask & ~EPOLLOUT or fd not in by_fd:
+                        continue
+                try:
+                    data = connection.recv(len(self.expected) - connection.got)
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    self._lost(connection, exc)
+                    continue
+                if not data:
+                    self._lost(connection, None)
+                elif not connection.busy:
+                    self._unexpected(connection)
+                elif self._partial(connection, data):
+                    connection.busy = False
+                    if connection.corrupt:
+                        connection.corrupt = False
+                        self.errors["mismatch"] += 1
+            now = time.monotonic_ns()
+        for connection in list(by_fd.values()):
+            if connection.busy:
+                self.errors["timeout"] += 1
+                self._close(connection)

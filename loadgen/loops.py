@@ -1,0 +1,30 @@
+"""Run one worker: the loop its mode asks for, from the common start time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from loadgen.closed_loop import ClosedLoopWorker
+from loadgen.open_loop import OpenLoopWorker
+from loadgen.plan import WorkerPlan, WorkerResult
+from loadgen.worker import Worker
+
+WORKERS: dict[str, type[Worker]] = {"closed": ClosedLoopWorker, "open": OpenLoopWorker}
+
+
+def run_worker(plan: WorkerPlan, await_start: Callable[[int, str | None], int | None]
+               ) -> WorkerResult:
+    """Connect, report the count through ``await_start``, and run from the time it returns.
+
+    ``await_start(connected, first_error)`` returns the common start time, or
+    None when the run is off (no worker could connect).
+    """
+    worker = WORKERS[plan.mode](plan)
+    try:
+        connected = worker.connect()
+        start_ns = await_start(connected, worker.result.first_connect_error)
+        if start_ns is None:
+            return worker.result
+        return worker.run(start_ns)
+    finally:
+        worker.close()

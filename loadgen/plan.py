@@ -1,0 +1,67 @@
+"""What a worker is told (its plan) and what it hands back (its result).
+
+Both cross between processes as JSON lines, so they hold plain values only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+ERROR_KINDS = ("mismatch", "connect", "reset", "timeout", "short")
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """One worker's share of a run."""
+
+    worker_index: int
+    family: int
+    sockaddr: tuple
+    connection_indices: tuple[int, ...]  # global indices, they stagger open-loop schedules
+    mode: str
+    size_bytes: int
+    expect: str
+    rate_rps: float | None  # this worker's share of the total rate
+    total_rate_rps: float | None
+    arrival: str
+    timeout_s: float
+    warmup_s: float
+    duration_s: float
+    seed: int
+
+
+@dataclass
+class WorkerResult:
+    """What a worker hands back: counters and its latency histograms, encoded."""
+
+    worker_index: int
+    connected: int = 0
+    requests: int = 0  # completed in the measured window
+    unfinished: int = 0  # open loop: meant for the window, still owed when the drain ended
+    sent_in_window: int = 0  # requests actually sent during the measured window
+    measured_s: float = 0.0
+    cpu_s: float = 0.0  # this process's user + system CPU during the measured window
+    max_schedule_lag_us: float = 0.0
+    histogram: str | None = None
+    histogram_uncorrected: str | None = None
+    errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ERROR_KINDS, 0))
+    first_connect_error: str | None = None
+
+
+def plan_to_json(plan: WorkerPlan) -> str:
+    """Plans and results cross to and from worker processes as JSON lines."""
+    return json.dumps(dataclasses.asdict(plan))
+
+
+def plan_from_json(text: str) -> WorkerPlan:
+    fields: dict[str, Any] = json.loads(text)
+    fields["sockaddr"] = tuple(fields["sockaddr"])
+    fields["connection_indices"] = tuple(fields["connection_indices"])
+    return WorkerPlan(**fields)
+
+
+def result_from_json(text: str) -> WorkerResult:
+    return WorkerResult(**json.loads(text))

@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from iobench.errors import UsageError
@@ -93,6 +98,23 @@ def failed_result(params: LoadParams, reason: str) -> dict[str, Any]:
     return result
 
 
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """While running, SIGTERM unwinds like Ctrl-C, so worker processes are stopped too."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def cmd_load(args: Any) -> int:
     params = params_from_args(args)
     if args.json not in (None, STDOUT):
@@ -100,7 +122,8 @@ def cmd_load(args: Any) -> int:
         if not parent.is_dir():
             raise UsageError(f"cannot write {args.json}: no directory {str(parent)!r}")
     try:
-        result = run(params, allow_errors=args.allow_errors)
+        with sigterm_interrupts():
+            result = run(params, allow_errors=args.allow_errors)
     except WorkerFailed as exc:
         # The caller still gets its JSON: nothing measured, ok false, and why.
         if args.json is not None:

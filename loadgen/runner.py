@@ -112,15 +112,22 @@ def _run_processes(plans: list[WorkerPlan]) -> list[WorkerResult]:
             process.stdin.flush()
         deadline = (time.monotonic() + WORKER_START_S + plan.warmup_s + plan.duration_s
                     + 2 * plan.timeout_s)
-        return [result_from_json(_read_line(process, deadline, index))
-                for index, process in enumerate(processes)]
+        results = [result_from_json(_read_line(process, deadline, index))
+                   for index, process in enumerate(processes)]
+    except BaseException:
+        # Failed or interrupted: the workers' results are of no use any more.
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+        raise
     finally:
         for process in processes:
             _stop(process)
+    return results
 
 
 def _stop(process: subprocess.Popen[str]) -> None:
-    """Wait briefly for a worker that is done; kill one that is not."""
+    """Wait briefly for a worker that has sent its result; kill one that lingers."""
     try:
         process.wait(timeout=2.0)
     except subprocess.TimeoutExpired:

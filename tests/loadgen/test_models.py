@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from hdrh.histogram import HdrHistogram
 
@@ -133,3 +136,29 @@ def test_one_mebibyte_messages_in_many_pieces(mode: Mode) -> None:
     check_format(result)
     assert result["errors"]["total"] == 0
     assert result["requests"] >= 10
+
+
+def test_sigterm_stops_the_worker_processes_too() -> None:
+    with ServerProcess("select") as server:
+        load = subprocess.Popen(
+            [sys.executable, "-m", "loadgen", "--target", target_of(server), "--workers", "2",
+             "--connections", "4", "--duration", "30"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            parent = psutil.Process(load.pid)
+            deadline = time.monotonic() + 20
+            while len(parent.children()) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            workers = parent.children()
+            assert len(workers) == 2
+            time.sleep(0.5)  # let them connect and start
+            load.send_signal(signal.SIGTERM)
+            _, stderr = load.communicate(timeout=10)
+        finally:
+            if load.poll() is None:
+                load.kill()
+                load.wait()
+    assert load.returncode != 0
+    assert "interrupted" in stderr
+    _, alive = psutil.wait_procs(workers, timeout=5)
+    assert not alive

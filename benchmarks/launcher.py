@@ -252,6 +252,7 @@ class NeighbourHandle:
 
     def __init__(self, process: LocalProcess) -> None:
         self.process = process
+        self.pid = process.pid
 
     def running(self) -> bool:
         return self.process.poll() is None

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.sampler import Series, WindowStats, window_stats
+from benchmarks.sampler import Sampler, Series, WindowStats, window_stats
 from benchmarks.store import METRICS
 
 LATENCY_FIELDS = ("p50_us", "p90_us", "p99_us", "p99_9_us", "max_us", "mean_us")
 # Little's law in closed loop: connections = throughput x mean latency.
 LITTLES_LAW_TOLERANCE = 0.10
+# Other processes' CPU on the server's CPUs, % of one core, past which the cell
+# is flagged: on a shared machine the server (or neighbour) had less CPU than
+# the figures assume.
+CONTENTION_PERCENT = 20.0
 
 
 def empty_metrics() -> dict[str, Any]:
@@ -90,6 +94,27 @@ def client_metric_from_samples(metrics: dict[str, Any], series: Series | None,
     window = series.window(start_s, end_s) or series.window()
     if window is not None:
         metrics["client_cpu_percent"] = round(window_stats(*window).cpu_percent, 2)
+
+
+def other_cpu_percent(sampler: Sampler, cpus: list[int], own: list[str],
+                      start_s: float | None, end_s: float | None) -> float | None:
+    """CPU that processes other than the ``own`` trees used on ``cpus``, % of one core.
+
+    From the system's per-CPU use (each sample covers the interval before it)
+    minus what the sampled trees used over the same window.
+    """
+    rows = [row for t, row in zip(sampler.system_t_s, sampler.system_cpu_percent, strict=True)
+            if (start_s is None or t > start_s + sampler.interval_s)
+            and (end_s is None or t <= end_s)]
+    if not rows:
+        return None
+    busy = sum(sum(row[c] for c in cpus if c < len(row)) for row in rows) / len(rows)
+    used = 0.0
+    for name in own:
+        window = sampler.series[name].window(start_s, end_s) if name in sampler.series else None
+        if window is not None:
+            used += window_stats(*window).cpu_percent
+    return round(max(0.0, busy - used), 1)
 
 
 def strip_histograms(report: dict[str, Any]) -> dict[str, Any]:

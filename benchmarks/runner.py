@@ -133,16 +133,18 @@ class Runner:
 
     def _run(self, context: CellContext) -> None:
         cell = context.cell
+        context.sampler = self.launcher.sampler()
+        context.sampler.start()
         if cell.phase == "solo":
-            context.neighbour_ops_per_s = self._neighbour(cell.duration_s)
+            start = time.monotonic()
+            context.neighbour_ops_per_s = self._neighbour(context, cell.duration_s)
+            context.window = (start, time.monotonic())
             return
         if cell.peak_fraction is not None:
             context.rate_rps = cell.peak_fraction * self._peak(cell)
         assert cell.model is not None
         context.server = self.launcher.start_server(cell.model, cell.params)
-        context.sampler = self.launcher.sampler()
         context.sampler.watch("server", context.server.pid)
-        context.sampler.start()
         if cell.mode == "idle":
             self._idle(context)
         else:
@@ -165,7 +167,7 @@ class Runner:
             sampler.sample()
             if cell.phase == "idle":
                 context.neighbour_ops_per_s, context.neighbour_paused_ops_per_s = \
-                    self._neighbour_beside(server, cell.duration_s)
+                    self._neighbour_beside(context, cell.duration_s)
             else:
                 time.sleep(cell.duration_s)
             sampler.sample()
@@ -186,7 +188,7 @@ class Runner:
         sampler.watch("client", load.pid)
         if cell.phase == "load":
             context.neighbour_ops_per_s = self._neighbour(
-                cell.duration_s, delay_s=cell.warmup_s + NEIGHBOUR_LOAD_LEAD_S)
+                context, cell.duration_s, delay_s=cell.warmup_s + NEIGHBOUR_LOAD_LEAD_S)
         timeout = cell.warmup_s + duration + self.settings.cell_timeout_s
         result = load.result(timeout)
         end = time.monotonic()
@@ -209,8 +211,10 @@ class Runner:
             raise CellFailed(f"the load generator exited with code {result.returncode}: "
                              f"{tail(result.stderr)}")
 
-    def _neighbour(self, duration_s: float, delay_s: float = 0.0) -> float:
+    def _neighbour(self, context: CellContext, duration_s: float, delay_s: float = 0.0) -> float:
         job = self.launcher.start_neighbour(duration_s, delay_s)
+        assert context.sampler is not None
+        context.sampler.watch("neighbour", job.pid)
         try:
             return float(job.report(delay_s + duration_s + LOAD_GRACE_S)["ops_per_s"])
         except RuntimeError as exc:
@@ -218,7 +222,7 @@ class Runner:
         finally:
             job.stop()
 
-    def _neighbour_beside(self, server: ServerHandle, duration_s: float) -> tuple[float, float]:
+    def _neighbour_beside(self, context: CellContext, duration_s: float) -> tuple[float, float]:
         """The neighbour's rate beside the idle server, and with the server stopped.
 
         The server is stopped (SIGSTOP) and resumed in alternate slices while
@@ -226,7 +230,10 @@ class Runner:
         paired comparison, in which the load others put on a shared machine
         cancels out instead of landing on one side.
         """
+        server, sampler = context.server, context.sampler
+        assert server is not None and sampler is not None
         job = self.launcher.start_neighbour(duration_s)
+        sampler.watch("neighbour", job.pid)
         paused: list[tuple[float, float]] = []
         running: list[tuple[float, float]] = []
         deadline = time.monotonic() + duration_s + LOAD_GRACE_S
@@ -273,15 +280,21 @@ class Runner:
         flags: list[str] = []
         samples: dict[str, Any] = {}
         start_s, end_s = context.window
-        if context.sampler is not None:
-            server_stats = m.server_metrics(metrics, context.sampler.series["server"],
-                                            start_s, end_s)
+        sampler = context.sampler
+        if sampler is not None and "server" in sampler.series:
+            server_stats = m.server_metrics(metrics, sampler.series["server"], start_s, end_s)
             if context.report is not None:
                 m.load_metrics(metrics, context.report, server_stats)
                 flags = m.load_flags(context.report, cell.mode, cell.connections)
-            m.client_metric_from_samples(metrics, context.sampler.series.get("client"),
-                                         start_s, end_s)
+            m.client_metric_from_samples(metrics, sampler.series.get("client"), start_s, end_s)
             samples = self._samples(context)
+        placement = self.launcher.placement
+        if sampler is not None and not set(placement.server_cpus) & set(placement.client_cpus):
+            other = m.other_cpu_percent(sampler, placement.server_cpus,
+                                        ["server", "neighbour"], start_s, end_s)
+            metrics["server_cpus_other_percent"] = other
+            if other is not None and other > m.CONTENTION_PERCENT:
+                flags.append("cpu_contended")
         if context.neighbour_ops_per_s is not None:
             metrics["neighbour_ops_per_s"] = round(context.neighbour_ops_per_s, 1)
             paused = context.neighbour_paused_ops_per_s

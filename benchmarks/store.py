@@ -34,8 +34,9 @@ METRICS = (
     "peak_rss_bytes", "peak_threads", "peak_fds",
     "client_cpu_percent", "errors",
     "neighbour_ops_per_s", "neighbour_ratio",
-    # Added to the documented set: the neighbour's rate while the idle server is stopped.
-    "neighbour_paused_ops_per_s",
+    # Added to the documented set: the neighbour's rate while the idle server is
+    # stopped, and other processes' CPU on the server's CPUs (flag cpu_contended).
+    "neighbour_paused_ops_per_s", "server_cpus_other_percent",
 )
 CSV_FIELDS = ("run_id", "key", "scenario", "model", "params", "mode", "connections", "size_bytes",
               "rate_rps", "peak_fraction", "phase", "repetition", "status", "reason",

@@ -48,6 +48,7 @@ duration_s = 1.0
 
 
 def run_cli(tmp_path: Path, profile: str, models: str) -> dict[str, Any]:
+    tmp_path.mkdir(exist_ok=True)
     path = tmp_path / "profile.toml"
     path.write_text(profile)
     out = tmp_path / "run"
@@ -59,8 +60,22 @@ def by_key(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {cell["key"]: cell for cell in document["cells"]}
 
 
+# Cells whose claims are about sharing the server's CPU: void if others used it too.
+CPU_SHARE_CELLS = ("idle/busy-poll/c0", "neighbour/select/idle", "neighbour/busy-poll/idle")
+ATTEMPTS = 3
+
+
 def test_the_article_claims_hold(tmp_path: Path) -> None:
-    cells = by_key(run_cli(tmp_path, CLAIMS_PROFILE, "busy-poll,poll-sleep,select,threads"))
+    for attempt in range(ATTEMPTS):
+        cells = by_key(run_cli(tmp_path / str(attempt), CLAIMS_PROFILE,
+                               "busy-poll,poll-sleep,select,threads"))
+        contended = {k: cells[k]["metrics"]["server_cpus_other_percent"]
+                     for k in CPU_SHARE_CELLS if "cpu_contended" in cells[k]["flags"]}
+        if not contended:
+            break
+    else:
+        pytest.skip(f"other processes kept using the server's CPU in {ATTEMPTS} attempts "
+                    f"(% of a core: {contended}); the CPU-share claims cannot be measured")
     assert all(c["status"] == "ok" for c in cells.values()), [
         (k, c["reason"]) for k, c in cells.items() if c["status"] != "ok"]
 
@@ -77,21 +92,21 @@ def test_the_article_claims_hold(tmp_path: Path) -> None:
 
 
 class CrashingLauncher(LocalLauncher):
-    """Kills one model's server with SIGKILL shortly after its load starts: a crash mid-cell."""
+    """Kills the server of one cell with SIGKILL while its load runs: a crash mid-cell."""
 
-    def __init__(self, placement: Placement, victim: str) -> None:
+    def __init__(self, placement: Placement, victim: str, connections: int) -> None:
         super().__init__(placement)
-        self.victim = victim
+        self.victim = (victim, connections)
         self.server: ServerHandle | None = None
+        self.model = ""
 
     def start_server(self, model: str, params: dict[str, Any]) -> ServerHandle:
-        self.server = super().start_server(model, params)
-        self.server_model = model
+        self.server, self.model = super().start_server(model, params), model
         return self.server
 
     def start_load(self, spec: LoadSpec) -> LoadHandle:
         handle = super().start_load(spec)
-        if self.server is not None and self.server_model == self.victim:
+        if self.server is not None and (self.model, spec.connections) == self.victim:
             threading.Timer(0.4, os.kill, (self.server.pid, signal.SIGKILL)).start()
         return handle
 
@@ -102,7 +117,7 @@ def test_failed_cells_are_recorded_and_the_run_goes_on(tmp_path: Path) -> None:
     cells = expand(Profile("test", spec), ["select", "epoll"])
     store = RunStore.create(tmp_path / "run", run_id="test", profile="test",
                             environment={"placement": PLACEMENT.as_dict()}, matrix=spec)
-    launcher = CrashingLauncher(PLACEMENT, victim="epoll")
+    launcher = CrashingLauncher(PLACEMENT, victim="epoll", connections=4)
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     try:
         assert Runner(launcher, store, Settings()).run(cells)
@@ -163,14 +178,14 @@ def test_sigint_keeps_finished_cells_and_resume_runs_only_the_rest(tmp_path: Pat
     seen: set[tuple[int, float]] = set()
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and runner.poll() is None:
             seen |= descendants(runner.pid)
             results = out / "results.json"
             if results.exists() and len(json.loads(results.read_text())["cells"]) >= 3:
                 break
             time.sleep(0.05)
         # Interrupt in the middle of the next cell, once its server is up.
-        while time.monotonic() < deadline and not any(
+        while time.monotonic() < deadline and runner.poll() is None and not any(
                 "servers" in " ".join(psutil.Process(pid).cmdline())
                 for pid, _ in descendants(runner.pid) if psutil.pid_exists(pid)):
             time.sleep(0.02)

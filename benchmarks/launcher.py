@@ -335,10 +335,6 @@ class LocalLauncher(Launcher):
             started.stop()
         self._started.clear()
 
-    def forget_stopped(self) -> None:
-        """Drop the processes already stopped, so a long run does not grow the list."""
-        self._started = [p for p in self._started if not p.stopped]
-
     def close(self) -> None:
         self.stop_all()
         self._tmp.cleanup()

@@ -150,8 +150,15 @@ class Sampler:
         self._thread: threading.Thread | None = None
 
     def watch(self, name: str, pid: int) -> None:
-        """Start reading the tree rooted at ``pid`` under ``name`` (e.g. "server")."""
-        tree = ProcessTree(pid)
+        """Start reading the tree rooted at ``pid`` under ``name`` (e.g. "server").
+
+        A process that has already exited leaves nothing to read; its own
+        exit is for the caller to notice and report.
+        """
+        try:
+            tree = ProcessTree(pid)
+        except psutil.NoSuchProcess:
+            return
         with self._lock:
             self._trees[name] = tree
             self.series.setdefault(name, Series())

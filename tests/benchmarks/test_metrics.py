@@ -1,0 +1,55 @@
+"""Derived metrics and sanity flags, from hand-made load reports."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import metrics as m
+from benchmarks.runner import CellFailed, slice_rate
+
+
+def report(throughput: float, mean_us: float, **extra: object) -> dict:
+    return {"throughput_rps": throughput, "requests": int(throughput), "measured_s": 1.0,
+            "latency": {"p50_us": mean_us, "mean_us": mean_us, "histogram": "HIST"},
+            "latency_uncorrected": {"mean_us": mean_us, "histogram": "HIST2"},
+            "errors": {"reset": 0, "total": 0}, "client": {"cpu_percent": [40.0, 30.0]},
+            **extra}
+
+
+def test_littles_law_holds_within_ten_percent() -> None:
+    # 16 connections at 100 us each: 160,000 requests per second.
+    assert m.load_flags(report(160_000, 100.0), "closed", 16) == []
+    assert m.load_flags(report(150_000, 100.0), "closed", 16) == []  # 15 in flight
+    assert m.load_flags(report(80_000, 100.0), "closed", 16) == ["littles_law"]
+    assert m.load_flags(report(80_000, 100.0), "open", 16) == []  # open loop: no such law
+
+
+def test_load_generator_flags_are_passed_on() -> None:
+    flagged = report(1000, 100.0, client_saturated=True, behind_schedule=True,
+                     errors={"reset": 3, "total": 3})
+    assert m.load_flags(flagged, "open", 4) == ["client_saturated", "behind_schedule", "errors"]
+    assert m.error_summary(flagged) == "3 errors (reset=3)"
+
+
+def test_load_metrics_and_client_cpu() -> None:
+    metrics = m.empty_metrics()
+    m.load_metrics(metrics, report(2000, 250.0), server=None)
+    assert metrics["throughput_rps"] == 2000 and metrics["p50_us"] == 250.0
+    assert metrics["client_cpu_percent"] == 70.0  # two workers, summed
+    assert metrics["cpu_us_per_request"] is None  # no server samples
+
+
+def test_histograms_are_kept_out_of_the_stored_load_report() -> None:
+    stripped = m.strip_histograms(report(1, 1.0))
+    assert "histogram" not in stripped["latency"]
+    assert "histogram" not in stripped["latency_uncorrected"]
+    assert stripped["latency"]["mean_us"] == 1.0
+
+
+def test_slice_rate_counts_only_whole_buckets_inside_the_slices() -> None:
+    neighbour = {"start_s": 100.0, "bucket_s": 0.01, "bucket_ops": [10] * 50 + [30] * 50}
+    first, second = [(100.0, 100.5)], [(100.5, 101.0)]
+    assert slice_rate(neighbour, first) == pytest.approx(1000.0)
+    assert slice_rate(neighbour, second) == pytest.approx(3000.0)
+    with pytest.raises(CellFailed, match="too few"):
+        slice_rate(neighbour, [(100.0, 100.05)])

@@ -67,15 +67,6 @@ def default_placement(server_text: str | None, client_text: str | None) -> tuple
     return server, client
 
 
-def raise_fd_limit() -> None:
-    """Soft limit on open files up to the hard one: idle connections and 1000-connection cells."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
 @contextlib.contextmanager
 def runner_on_cpus(cpus: list[int]) -> Iterator[None]:
     """Keep the runner (its sampling thread, its signals) off the server's CPUs while it runs."""
@@ -95,6 +86,7 @@ def cmd_run(args: Any) -> int:
     from benchmarks.launcher import LocalLauncher, Placement
     from benchmarks.runner import Runner, Settings
     from benchmarks.store import RunStore, run_id_for
+    from servers.harness import raise_fd_limit
     from servers.registry import all_models, available_models
 
     if args.repeat is not None and args.repeat < 1:

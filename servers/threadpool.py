@@ -11,6 +11,7 @@ or timeouts, which is what this model is here to show.
 from __future__ import annotations
 
 import queue
+import signal
 import socket
 import threading
 from typing import Any, ClassVar
@@ -19,6 +20,7 @@ from servers.base import Family, Param, ServerModel, transform
 
 # How long shutdown waits for each worker once the sockets are shut.
 JOIN_TIMEOUT = 0.5
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 class ThreadPoolServer(ServerModel):
@@ -45,17 +47,32 @@ class ThreadPoolServer(ServerModel):
                          for _ in range(self.options["workers"])]
 
     def serve(self) -> None:
-        for worker in self._workers:
-            worker.start()
-        self.listener.setblocking(True)
-        while self._running:
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:  # shut down by shutdown() (EINVAL), or out of descriptors
-                continue
-            self.configure_client_socket(sock)
-            self._queue.put(sock)
-        self._stop_workers()
+        # A Python signal handler runs only when the main thread runs Python
+        # code. A signal that lands after the main thread has let go of the GIL
+        # but before it sleeps in accept() interrupts nothing, and with busy
+        # workers around that window is wide: the stop would wait for the next
+        # connection. So SIGTERM and SIGINT stay blocked in every thread, and
+        # one thread takes them with sigwait(), which cannot miss one.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            threading.Thread(target=self._await_stop_signal, daemon=True).start()
+            for worker in self._workers:
+                worker.start()
+            self.listener.setblocking(True)
+            while self._running:
+                try:
+                    sock, _ = self.listener.accept()
+                except OSError:  # shut down by shutdown() (EINVAL), or out of descriptors
+                    continue
+                self.configure_client_socket(sock)
+                self._queue.put(sock)
+            self._stop_workers()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+    def _await_stop_signal(self) -> None:
+        signal.sigwait(STOP_SIGNALS)
+        self.shutdown()
 
     def _work(self) -> None:
         while (sock := self._queue.get()) is not None:

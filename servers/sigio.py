@@ -17,7 +17,7 @@ import fcntl
 import os
 import signal
 import socket
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from servers.base import Family
 from servers.busy_poll import BusyPollServer
@@ -30,6 +30,11 @@ def arm(sock: socket.socket) -> None:
     fcntl.fcntl(sock, fcntl.F_SETOWN, os.getpid())
     flags = fcntl.fcntl(sock, fcntl.F_GETFL)
     fcntl.fcntl(sock, fcntl.F_SETFL, flags | os.O_ASYNC | os.O_NONBLOCK)
+
+
+def disarm(sock: socket.socket) -> None:
+    flags = fcntl.fcntl(sock, fcntl.F_GETFL)
+    fcntl.fcntl(sock, fcntl.F_SETFL, flags & ~os.O_ASYNC)
 
 
 class SigioServer(BusyPollServer):
@@ -49,15 +54,24 @@ class SigioServer(BusyPollServer):
             return "needs SIGIO, F_SETOWN and sigwaitinfo() (Linux)"
         return None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # True while SIGIO is blocked, so shutdown() may raise one: unblocked,
+        # SIGIO's default action would kill the process.
+        self._waiting_for_sigio = False
+
     def serve(self) -> None:
         # Should a SIGIO ever be delivered rather than waited for, ignore it
         # instead of dying of its default action.
         previous_handler = signal.signal(signal.SIGIO, lambda signum, frame: None)
         previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGIO})
+        self._waiting_for_sigio = True
         try:
             arm(self.listener)
             super().serve()
         finally:
+            self._waiting_for_sigio = False
+            disarm(self.listener)  # the harness closes it after we return
             signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
             signal.signal(signal.SIGIO, previous_handler)
 
@@ -74,5 +88,6 @@ class SigioServer(BusyPollServer):
 
     def shutdown(self) -> None:
         super().shutdown()
-        # The loop may be waiting in sigwaitinfo(): a SIGIO of our own wakes it.
-        os.kill(os.getpid(), signal.SIGIO)
+        if self._waiting_for_sigio:
+            # The loop may be waiting in sigwaitinfo(): a SIGIO of our own wakes it.
+            os.kill(os.getpid(), signal.SIGIO)

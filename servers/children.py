@@ -49,14 +49,14 @@ class Children:
         try:
             pid = os.fork()
             if pid == 0:
-                self._run_child(run, parent, previous)
+                self._run_child(run, parent)
             self.pids.add(pid)
             return pid
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
     @staticmethod
-    def _run_child(run: Callable[[], None], parent: int, mask: set[signal.Signals]) -> None:
+    def _run_child(run: Callable[[], None], parent: int) -> None:
         code = 0
         try:
             for signum in PARENT_SIGNALS:
@@ -64,7 +64,7 @@ class Children:
             die_with_parent()
             if os.getppid() != parent:  # the parent died before prctl took effect
                 os._exit(1)
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, PARENT_SIGNALS)
             run()
         except BaseException:
             traceback.print_exc()

@@ -15,7 +15,7 @@ import sys
 from typing import Any, ClassVar
 
 from servers.base import Family, Param, ServerModel
-from servers.children import Children
+from servers.children import PARENT_SIGNALS, Children
 from servers.epoll_server import EpollServer
 
 
@@ -42,16 +42,26 @@ class PreforkServer(ServerModel):
         return cls.worker_model.unavailable_reason()
 
     def serve(self) -> None:
+        # The parent only waits: for a stop signal, or for a worker to exit.
+        # Both are taken with sigwaitinfo() while blocked, so one that comes
+        # between two waits stays pending instead of being missed.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, PARENT_SIGNALS)
         try:
             for _ in range(self.options["processes"]):
                 if self._running:
                     self.children.spawn(self._run_worker)
-            while self._running and self.children.wait_any() is not None:
-                if self._running:
+            while self._running and self.children.pids:
+                if signal.sigwaitinfo(PARENT_SIGNALS).si_signo != signal.SIGCHLD:
+                    self.shutdown()
+                    break
+                workers = len(self.children.pids)
+                self.children.reap()
+                if self._running and len(self.children.pids) < workers:
                     print("warning: a prefork worker exited; serving with the rest",
                           file=sys.stderr, flush=True)
         finally:
             self.children.stop()
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
     def _run_worker(self) -> None:
         worker = self.worker_model(self.listener)

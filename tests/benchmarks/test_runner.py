@@ -60,35 +60,41 @@ def by_key(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {cell["key"]: cell for cell in document["cells"]}
 
 
-# Cells whose claims are about sharing the server's CPU: void if others used it too.
-CPU_SHARE_CELLS = ("idle/busy-poll/c0", "neighbour/select/idle", "neighbour/busy-poll/idle")
+# The busy poller's claims are about how much of its CPU it takes: void when other
+# processes on a shared machine took some of that CPU too (the runner flags it).
+SHARE_CLAIMS = {
+    "idle/busy-poll/c0": ("server_cpu_percent", lambda value: value >= 80),
+    "neighbour/busy-poll/idle": ("neighbour_ratio", lambda value: value <= 0.7),
+}
 ATTEMPTS = 3
 
 
 def test_the_article_claims_hold(tmp_path: Path) -> None:
+    unchecked = dict(SHARE_CLAIMS)
     for attempt in range(ATTEMPTS):
         cells = by_key(run_cli(tmp_path / str(attempt), CLAIMS_PROFILE,
                                "busy-poll,poll-sleep,select,threads"))
-        contended = {k: cells[k]["metrics"]["server_cpus_other_percent"]
-                     for k in CPU_SHARE_CELLS if "cpu_contended" in cells[k]["flags"]}
-        if not contended:
+        assert all(c["status"] == "ok" for c in cells.values()), [
+            (k, c["reason"]) for k, c in cells.items() if c["status"] != "ok"]
+        for key, (name, holds) in list(unchecked.items()):
+            if "cpu_contended" not in cells[key]["flags"]:
+                assert holds(cells[key]["metrics"][name]), (key, cells[key]["metrics"])
+                del unchecked[key]
+        if not unchecked:
             break
-    else:
-        pytest.skip(f"other processes kept using the server's CPU in {ATTEMPTS} attempts "
-                    f"(% of a core: {contended}); the CPU-share claims cannot be measured")
-    assert all(c["status"] == "ok" for c in cells.values()), [
-        (k, c["reason"]) for k, c in cells.items() if c["status"] != "ok"]
 
     def metric(key: str, name: str) -> float:
         return cells[key]["metrics"][name]
 
-    assert metric("idle/busy-poll/c0", "server_cpu_percent") >= 80
     assert metric("idle/select/c0", "server_cpu_percent") <= 5
     assert metric("idle/threads/c0", "server_cpu_percent") <= 5
     poll_sleep_p50 = metric("interval/poll-sleep(interval=0.01)/r100/c2/s64", "p50_us")
     assert poll_sleep_p50 >= 10 * metric("interval/select/r100/c2/s64", "p50_us")
+    # Paired slices (server stopped / running) cancel other processes' load out.
     assert metric("neighbour/select/idle", "neighbour_ratio") >= 0.9
-    assert metric("neighbour/busy-poll/idle", "neighbour_ratio") <= 0.7
+    if unchecked:
+        pytest.skip(f"other processes kept using the server's CPU in {ATTEMPTS} attempts; "
+                    f"not measurable here: {', '.join(unchecked)}")
 
 
 class CrashingLauncher(LocalLauncher):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -179,7 +179,6 @@ class Cell:
     duration_s: float = 1.0
     warmup_s: float = 0.0
     repetition: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ident(self) -> tuple[str, int]:

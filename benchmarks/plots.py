@@ -291,7 +291,8 @@ def fig_latency_spectrum(run: Run, rate: float | None = None) -> Any | None:
         histogram = None if group.failed else group.merged_histogram
         label = f"{series_label(group)} @ {group.rate_rps:,.0f} req/s"
         if histogram is None or histogram.get_total_count() == 0:
-            mark_failed(ax, [1.0], failed) if group.failed else None
+            if group.failed:
+                mark_failed(ax, [1.0], failed)
             continue
         xs, ys = spectrum_points(histogram)
         all_y += ys

@@ -83,6 +83,8 @@ FLAG_MEANINGS = {
     "behind_schedule": "the open-loop generator could not keep its rate",
     "errors": "some requests failed or came back wrong",
     "littles_law": "throughput x latency disagrees with the connection count",
+    "cpu_contended": "other processes used the server's CPUs during the cell, so the server "
+                     "got less than a whole core",
 }
 
 
@@ -211,6 +213,16 @@ def table_title(scenario: str, group: CellGroup) -> str:
     return f"{scenario}: " + ", ".join(parts)
 
 
+def notes_text(group: CellGroup) -> str:
+    """Flags, and repetitions that failed when others did not (their numbers are left out)."""
+    notes = list(group.flags)
+    failed = len(group.cells) - len(group.ok_cells)
+    if failed and not group.failed:
+        notes.append(f"{failed} of {len(group.cells)} repetitions failed "
+                     f"({'; '.join(group.failures)})")
+    return ", ".join(notes) or "-"
+
+
 def scenario_tables(run: Run, scenario: str) -> list[Block]:
     points: dict[tuple[object, ...], list[CellGroup]] = {}
     for group in run.scenario(scenario):
@@ -236,7 +248,7 @@ def scenario_tables(run: Run, scenario: str) -> list[Block]:
                 for metric in shown:
                     spread = group.metric(metric)
                     row.append(format_spread(metric, spread) if spread else "-")
-            row.append(", ".join(group.flags) or "-")
+            row.append(notes_text(group))
             rows.append(row)
         blocks += [Heading(4, table_title(scenario, members[0])),
                    Table(headers, rows, numeric=tuple(range(1, len(headers) - 1)))]

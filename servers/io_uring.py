@@ -115,8 +115,7 @@ class IoUringServer(ServerModel):
         uring = self.uring
         uring.io_uring_queue_init(RING_ENTRIES, self._ring)
         try:
-            self._submit(Op.ACCEPT, None, b"",
-                         lambda sqe: uring.io_uring_prep_accept(sqe, self.listener.fileno()))
+            self._submit_accept()
             self._submit_wake_recv()
             while self._running:
                 self._complete(self._wait())
@@ -212,8 +211,7 @@ class IoUringServer(ServerModel):
             self._submit_recv(stream)
         else:  # EMFILE, ECONNABORTED, ...: warn, and accept the next one
             warn("accept", f"accept failed: {errno.errorcode.get(-result, -result)}")
-        self._submit(Op.ACCEPT, None, b"",
-                     lambda sqe: self.uring.io_uring_prep_accept(sqe, self.listener.fileno()))
+        self._submit_accept()
 
     def _received(self, stream: Stream, buffer: bytes | bytearray, result: int) -> None:
         stream.recv_posted = False
@@ -248,6 +246,10 @@ class IoUringServer(ServerModel):
         elif not stream.recv_posted and \
                 len(stream.pending) + len(stream.sending) < self.max_pending_output:
             self._submit_recv(stream)
+
+    def _submit_accept(self) -> None:
+        self._submit(Op.ACCEPT, None, b"", lambda sqe: self.uring.io_uring_prep_accept(
+            sqe, self.listener.fileno()))
 
     def _submit_recv(self, stream: Stream) -> None:
         buffer = bytearray(self.recv_size)

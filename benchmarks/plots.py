@@ -66,11 +66,11 @@ def footnote(run: Run) -> str:
     return " | ".join(parts)
 
 
-def new_figure(run: Run, title: str, ncols: int = 1, width: float = 7.0) -> tuple[Any, list[Any]]:
+def new_figure(run: Run, title: str, ncols: int = 1, width: float = 8.0) -> tuple[Any, list[Any]]:
     """A constrained-layout figure with ``ncols`` axes, a title and the run's footnote."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width * (1 if ncols == 1 else 0.75) * ncols, 4.6), layout="constrained")
+    fig = Figure(figsize=(width * (1 if ncols == 1 else 0.7) * ncols, 4.8), layout="constrained")
     axes = fig.subplots(1, ncols, squeeze=False)[0].tolist()
     fig.suptitle(title, fontsize=12)
     fig.get_layout_engine().set(rect=(0, 0.05, 1, 0.95))
@@ -120,6 +120,8 @@ def line_plot(ax: Any, groups: Iterable[CellGroup], x_of: Callable[[CellGroup], 
     series are drawn as one bar each instead.
     """
     failed_label = failed_label if failed_label is not None else [False]
+    groups = list(groups)
+    note_failed_without_x(ax, [g for g in groups if x_of(g) is None and g.failed], label_of)
     groups = [g for g in groups if x_of(g) is not None]
     distinct_x = {x_of(g) for g in groups}
     if len(distinct_x) == 1:
@@ -143,6 +145,15 @@ def line_plot(ax: Any, groups: Iterable[CellGroup], x_of: Callable[[CellGroup], 
             drawn.ys += medians
         mark_failed(ax, failed_xs, failed_label)
     return drawn
+
+
+def note_failed_without_x(ax: Any, groups: list[CellGroup],
+                          label_of: Callable[[CellGroup], str]) -> None:
+    """A failed point may have no x (an open-loop rate taken from a peak never measured)."""
+    labels = list(by_series(groups, label_of))
+    if labels:
+        ax.text(0.01, 0.99, "failed, not plotted: " + ", ".join(labels), transform=ax.transAxes,
+                ha="left", va="top", fontsize=7, color=FAILED_COLOUR)
 
 
 def bar_plot(ax: Any, groups: list[CellGroup], metric: str, failed_label: list[bool],
@@ -211,13 +222,13 @@ def finish_axes(ax: Any, xlabel: str, ylabel: str, xs: Iterable[float],
 
 
 def figure_legend(fig: Any, axes: list[Any]) -> None:
-    """One legend for the figure, outside the axes, so it never hides data."""
+    """One legend for the figure, right of the axes, so it never hides data."""
     entries: dict[str, Any] = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             entries.setdefault(label, handle)
     if entries:
-        fig.legend(list(entries.values()), list(entries), loc="outside right upper",
+        fig.legend(list(entries.values()), list(entries), loc="outside right center",
                    fontsize=8)
 
 
@@ -283,8 +294,7 @@ def fig_latency_spectrum(run: Run, rate: float | None = None) -> Any | None:
     groups, how = choose_spectrum_groups(run, rate)
     if not groups:
         return None
-    fig, (ax,) = new_figure(run, f"Latency by percentile (open loop, {how}, "
-                                 f"coordinated-omission corrected)")
+    fig, (ax,) = new_figure(run, f"Latency by percentile, open loop at {how} (corrected)")
     failed: list[bool] = [False]
     all_y: list[float] = []
     for group in groups:
@@ -308,12 +318,12 @@ def fig_latency_spectrum(run: Run, rate: float | None = None) -> Any | None:
 
 
 def fig_latency_vs_rate(run: Run) -> Any | None:
-    groups = [g for g in run.scenario("open") if g.rate_rps is not None]
+    groups = run.scenario("open")
     if not groups:
         return None
     fig, axes = new_figure(run, "Latency vs offered rate (open loop, corrected)", ncols=2)
     failed: list[bool] = [False]
-    rates = [g.rate_rps or 0.0 for g in groups]
+    rates = [g.rate_rps for g in groups if g.rate_rps is not None]
     for ax, metric in zip(axes, ("p50_us", "p99_us"), strict=True):
         ys = line_plot(ax, groups, lambda g: g.rate_rps, metric, failed_label=failed)
         ax.set_title(style(metric).title, fontsize=10)
@@ -323,12 +333,12 @@ def fig_latency_vs_rate(run: Run) -> Any | None:
 
 
 def fig_cpu_vs_rate(run: Run) -> Any | None:
-    groups = [g for g in run.scenario("open") if g.rate_rps is not None]
+    groups = run.scenario("open")
     if not groups:
         return None
     fig, axes = new_figure(run, "Server CPU vs offered rate (open loop)", ncols=2)
     failed: list[bool] = [False]
-    rates = [g.rate_rps or 0.0 for g in groups]
+    rates = [g.rate_rps for g in groups if g.rate_rps is not None]
     for ax, metric, ylabel in ((axes[0], "server_cpu_percent", "server CPU (% of one core)"),
                                (axes[1], "cpu_us_per_request", "CPU per request (us)")):
         ys = line_plot(ax, groups, lambda g: g.rate_rps, metric, failed_label=failed)

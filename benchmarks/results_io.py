@@ -84,6 +84,11 @@ class CellGroup:
 
     @property
     def rate_rps(self) -> float | None:
+        """The offered rate; the median over successful repetitions when each measured
+        its own (a fraction of that repetition's closed-loop peak)."""
+        rates = [c["rate_rps"] for c in self.ok_cells if c.get("rate_rps") is not None]
+        if rates:
+            return float(statistics.median(rates))
         return self.first.get("rate_rps")
 
     @property

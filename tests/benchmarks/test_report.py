@@ -196,3 +196,28 @@ def test_verdicts_at_a_glance_and_large_spread_warning(tmp_path: Path) -> None:
     assert "| Busy polling drives CPU up | holds |" in text
     assert "Large spread" in text and "`closed/select/c16/s64` throughput" in text
     assert "`closed/threads/c16/s64`" not in text
+
+
+def test_throughput_claim_says_when_the_drop_is_only_at_few_connections(tmp_path: Path) -> None:
+    def keeps_up(cell: dict[str, Any]) -> None:
+        if cell["model"] == "poll-sleep" and cell["scenario"] == "closed" \
+                and cell["connections"] == 128:
+            cell["metrics"]["throughput_rps"] = 13000.0
+    data = make_results(tweak=keeps_up)
+    results = {c.claim: c for c in judge_claims(load_run(write_run(tmp_path, data)))}
+    throughput = results["Polling with a sleep lowers throughput"]
+    assert throughput.verdict == Verdict.HOLDS
+    assert "only with few connections" in throughput.reason
+    assert "128 connections, 64 B (1" in throughput.reason
+
+
+def test_partly_failed_repetitions_are_noted_in_the_table(tmp_path: Path) -> None:
+    def one_fails(cell: dict[str, Any]) -> None:
+        if cell["key"] == "closed/threads/c16/s64" and cell["repetition"] == 0:
+            cell.update(status="failed", reason="timeout after 30 s")
+    run_dir = write_run(tmp_path, make_results(repetitions=3, tweak=one_fails))
+    write_all(run_dir)
+    text = (run_dir / "REPORT.md").read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines()
+               if line.startswith("| threads |") and "1 of 3 repetitions failed" in line)
+    assert "timeout after 30 s" in row

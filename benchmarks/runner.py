@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -346,21 +347,26 @@ class Runner:
 
 
 def slice_rate(report: dict[str, Any], slices: list[tuple[float, float]]) -> float:
-    """Operations per second in the neighbour's buckets that lie wholly inside ``slices``.
+    """The neighbour's median rate (operations per second) over ``slices``.
 
-    A bucket must start a little after its slice does: the signal that
-    stopped or resumed the server takes effect within a scheduler tick.
+    Each slice's rate comes from the neighbour's buckets that lie wholly
+    inside it; a bucket must start a little after its slice does, because the
+    signal that stopped or resumed the server takes effect within a scheduler
+    tick. The median, not the mean, so a burst of other work on a shared
+    machine that hits a few slices does not decide the result.
     """
     start, width = report["start_s"], report["bucket_s"]
-    ops = count = 0
-    for index, bucket_ops in enumerate(report["bucket_ops"]):
-        begin = start + index * width
-        if any(a + SLICE_MARGIN_S <= begin and begin + width <= b for a, b in slices):
-            ops += bucket_ops
-            count += 1
-    if count < MIN_SLICE_BUCKETS:
-        raise CellFailed(f"the neighbour job ran in too few whole slices ({count} buckets)")
-    return ops / (count * width)
+    rates, buckets = [], 0
+    for a, b in slices:
+        inside = [ops for index, ops in enumerate(report["bucket_ops"])
+                  if a + SLICE_MARGIN_S <= start + index * width
+                  and start + (index + 1) * width <= b]
+        if inside:
+            rates.append(sum(inside) / (len(inside) * width))
+            buckets += len(inside)
+    if buckets < MIN_SLICE_BUCKETS:
+        raise CellFailed(f"the neighbour job ran in too few whole slices ({buckets} buckets)")
+    return statistics.median(rates)
 
 
 def _peer_closed(sock: Any) -> bool:

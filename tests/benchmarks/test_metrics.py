@@ -46,10 +46,13 @@ def test_histograms_are_kept_out_of_the_stored_load_report() -> None:
     assert stripped["latency"]["mean_us"] == 1.0
 
 
-def test_slice_rate_counts_only_whole_buckets_inside_the_slices() -> None:
+def test_slice_rate_is_the_median_over_whole_buckets_inside_the_slices() -> None:
     neighbour = {"start_s": 100.0, "bucket_s": 0.01, "bucket_ops": [10] * 50 + [30] * 50}
-    first, second = [(100.0, 100.5)], [(100.5, 101.0)]
-    assert slice_rate(neighbour, first) == pytest.approx(1000.0)
-    assert slice_rate(neighbour, second) == pytest.approx(3000.0)
+    assert slice_rate(neighbour, [(100.0, 100.5)]) == pytest.approx(1000.0)
+    assert slice_rate(neighbour, [(100.5, 101.0)]) == pytest.approx(3000.0)
+    # Three slices at 1000/s and one hit by a burst: the burst does not move the median.
+    slices = [(100.0, 100.2), (100.2, 100.4), (100.5, 100.7), (100.7, 100.9)]
+    neighbour["bucket_ops"] = [10] * 40 + [20] * 10 + [10] * 20 + [30] * 20 + [10] * 10
+    assert slice_rate(neighbour, slices) == pytest.approx(1000.0)
     with pytest.raises(CellFailed, match="too few"):
         slice_rate(neighbour, [(100.0, 100.05)])

@@ -43,7 +43,7 @@ warmup_s = 0.2
 
 [neighbour]
 phases = ["solo", "idle"]
-duration_s = 1.0
+duration_s = 1.5
 """
 
 

@@ -203,7 +203,8 @@ def log_axis(axis: Any, values: list[float]) -> None:
 def finish_axes(ax: Any, xlabel: str, ylabel: str, xs: Iterable[float],
                 drawn: Drawn | list[float]) -> None:
     """Labels, log scales where the data spans decades, grid."""
-    drawn = drawn if isinstance(drawn, Drawn) else Drawn(ys=list(drawn))
+    if not isinstance(drawn, Drawn):
+        drawn = Drawn(ys=list(drawn))
     xs = list(xs)
     if drawn.categorical_x is not None:
         ax.set_xlabel(f"model ({xlabel} = {drawn.categorical_x:g})")
@@ -245,11 +246,11 @@ def fig_throughput_vs_connections(run: Run) -> Any | None:
     failed: list[bool] = [False]
     for ax, size in zip(axes, sizes, strict=True):
         groups = [g for g in closed if g.size_bytes == size]
-        ys = line_plot(ax, groups, lambda g: g.connections, "throughput_rps",
+        drawn = line_plot(ax, groups, lambda g: g.connections, "throughput_rps",
                        failed_label=failed)
         ax.set_title(payload_label(size), fontsize=10)
         finish_axes(ax, "connections", "throughput (requests/s)",
-                    [g.connections or 0 for g in groups], ys)
+                    [g.connections or 0 for g in groups], drawn)
     return fig
 
 
@@ -263,7 +264,7 @@ def choose_spectrum_groups(run: Run, rate: float | None) -> tuple[list[CellGroup
     open_groups = [g for g in run.scenario("open") if g.rate_rps is not None]
     chosen = []
     for members in by_series(open_groups).values():
-        members = sorted(members, key=lambda g: g.rate_rps or 0.0)
+        members = sorted(members, key=lambda g: (g.peak_fraction or 0.0, g.rate_rps or 0.0))
         if rate is None:
             chosen.append(members[(len(members) - 1) // 2])
         else:
@@ -325,10 +326,10 @@ def fig_latency_vs_rate(run: Run) -> Any | None:
     failed: list[bool] = [False]
     rates = [g.rate_rps for g in groups if g.rate_rps is not None]
     for ax, metric in zip(axes, ("p50_us", "p99_us"), strict=True):
-        ys = line_plot(ax, groups, lambda g: g.rate_rps, metric, failed_label=failed)
+        drawn = line_plot(ax, groups, lambda g: g.rate_rps, metric, failed_label=failed)
         ax.set_title(style(metric).title, fontsize=10)
         finish_axes(ax, "offered rate (requests/s)", f"{style(metric).title} latency (us)",
-                    rates, ys)
+                    rates, drawn)
     return fig
 
 
@@ -341,9 +342,9 @@ def fig_cpu_vs_rate(run: Run) -> Any | None:
     rates = [g.rate_rps for g in groups if g.rate_rps is not None]
     for ax, metric, ylabel in ((axes[0], "server_cpu_percent", "server CPU (% of one core)"),
                                (axes[1], "cpu_us_per_request", "CPU per request (us)")):
-        ys = line_plot(ax, groups, lambda g: g.rate_rps, metric, failed_label=failed)
+        drawn = line_plot(ax, groups, lambda g: g.rate_rps, metric, failed_label=failed)
         ax.set_title(style(metric).title, fontsize=10)
-        finish_axes(ax, "offered rate (requests/s)", ylabel, rates, ys)
+        finish_axes(ax, "offered rate (requests/s)", ylabel, rates, drawn)
     return fig
 
 
@@ -399,14 +400,14 @@ def fig_poll_sleep_tradeoff(run: Run) -> Any | None:
     failed: list[bool] = [False]
     for ax, metric, ylabel in ((axes[0], "p50_us", "p50 latency (us)"),
                                (axes[1], "server_cpu_percent", "server CPU (% of one core)")):
-        ys = line_plot(ax, swept, lambda g: interval_of(g) * 1e6,  # type: ignore[operator]
+        drawn = line_plot(ax, swept, lambda g: interval_of(g) * 1e6,  # type: ignore[operator]
                        metric, failed_label=failed,
                        label_of=lambda g: f"{g.model} (interval swept)")
         for ref in references:
             spread = ref.metric(metric)
             if spread is None:
                 continue
-            ys.ys.append(spread.median)
+            drawn.ys.append(spread.median)
             ax.axhline(spread.median, color=model_colour(str(ref.model)), linestyle="--",
                        label=f"{series_label(ref)} (reference)")
         if metric == "p50_us":
@@ -414,11 +415,11 @@ def fig_poll_sleep_tradeoff(run: Run) -> Any | None:
             if base is not None:
                 guide = sorted(intervals_us)
                 guide_ys = [base.median + i / 2 for i in guide]
-                ys.ys += guide_ys
+                drawn.ys += guide_ys
                 ax.plot(guide, guide_ys, color="#777777", linestyle=":",
                         label="select p50 + interval/2 (expected)")
         ax.set_title(style(metric).title, fontsize=10)
-        finish_axes(ax, "sleep interval (us)", ylabel, intervals_us, ys)
+        finish_axes(ax, "sleep interval (us)", ylabel, intervals_us, drawn)
     return fig
 
 
@@ -434,9 +435,9 @@ def fig_memory_threads(run: Run) -> Any | None:
     connections = [g.connections or 0 for g in groups]
     for ax, metric, ylabel in ((axes[0], "peak_rss_bytes", "peak RSS (MiB)"),
                                (axes[1], "peak_threads", "peak threads")):
-        ys = line_plot(ax, groups, lambda g: g.connections, metric, failed_label=failed)
+        drawn = line_plot(ax, groups, lambda g: g.connections, metric, failed_label=failed)
         ax.set_title(style(metric).title, fontsize=10)
-        finish_axes(ax, "connections", ylabel, connections, ys)
+        finish_axes(ax, "connections", ylabel, connections, drawn)
     return fig
 
 

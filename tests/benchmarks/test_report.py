@@ -221,3 +221,30 @@ def test_partly_failed_repetitions_are_noted_in_the_table(tmp_path: Path) -> Non
     row = next(line for line in text.splitlines()
                if line.startswith("| threads |") and "1 of 3 repetitions failed" in line)
     assert "timeout after 30 s" in row
+
+
+# A real `iobench run --profile quick` on five models (time series left out to keep it small).
+QUICK_RUN = Path(__file__).with_name("data") / "quick-run" / "results.json"
+
+
+def test_real_quick_run_gives_every_figure_and_its_numbers(tmp_path: Path) -> None:
+    (tmp_path / "results.json").write_bytes(QUICK_RUN.read_bytes())
+    started = time.monotonic()
+    assert main(["report", str(tmp_path)]) == 0
+    assert time.monotonic() - started < 30
+    for stem in ("throughput_vs_connections", "latency_spectrum", "latency_vs_rate",
+                 "cpu_vs_rate", "idle_cpu", "poll_sleep_tradeoff",
+                 "memory_threads_vs_connections"):
+        for suffix in (".png", ".svg"):
+            assert (tmp_path / "plots" / f"{stem}{suffix}").stat().st_size > 15_000
+    text = (tmp_path / "REPORT.md").read_text(encoding="utf-8")
+    document = json.loads(QUICK_RUN.read_text())
+    closed = [c for c in document["cells"] if c["scenario"] == "closed"]
+    assert closed
+    for cell in closed:
+        row = next(line for line in text.splitlines()
+                   if line.startswith(f"| {cell['model']} |") and "closed" not in line
+                   and f"| {cell['metrics']['throughput_rps']:,.0f} |" in line)
+        assert f"| {cell['metrics']['p50_us']:,.0f} |" in row
+    for claim in judge_claims(load_run(tmp_path)):
+        assert f"| {claim.claim} | {claim.verdict} |" in text

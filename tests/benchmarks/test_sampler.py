@@ -11,17 +11,19 @@ from contextlib import contextmanager
 
 from benchmarks.sampler import ProcessTree, Sampler, window_stats
 
-# Burns `share` of one core for `seconds`: busy for share x 10 ms of every 10 ms.
+# Burns `share` of one core for `seconds`: share x 10 ms of CPU in every 10 ms.
 BURNER = """
 import os, sys, time
 share, seconds, forks = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 
 def burn():
+    # CPU time, not wall time: a burst of other work on the CPU delays the burn
+    # but does not shorten it, so the share holds on a shared machine.
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         period_end = time.monotonic() + 0.01
-        busy_end = time.monotonic() + 0.01 * share
-        while time.monotonic() < busy_end:
+        busy_end = time.thread_time() + 0.01 * share
+        while time.thread_time() < busy_end:
             pass
         time.sleep(max(0.0, period_end - time.monotonic()))
 

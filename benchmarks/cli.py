@@ -10,9 +10,17 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from iobench.errors import UsageError
+
+if TYPE_CHECKING:
+    from benchmarks.launcher import Placement
+    from benchmarks.profiles import Profile
+    from benchmarks.store import RunStore
+
+    # What a run is made of: its store, profile, models and CPU placement.
+    Plan = tuple[RunStore, Profile, list[str], Placement]
 
 DEFAULT_RESULTS_DIR = Path("results")
 
@@ -78,49 +86,65 @@ def runner_on_cpus(cpus: list[int]) -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
-def cmd_run(args: Any) -> int:
-    import sys
+def plan_resume(args: Any) -> Plan:
+    """The store, profile, models and placement of the run in ``args.resume``."""
+    from benchmarks import profiles
+    from benchmarks.launcher import Placement
+    from benchmarks.store import RunStore
+    from servers.registry import all_models, available_models
 
-    from benchmarks import console, profiles
+    if args.out or args.models or args.repeat or args.profile != "quick":
+        raise UsageError("--resume continues a run as it was planned; drop --profile, "
+                         "--models, --repeat and --out")
+    store = RunStore.open(args.resume)
+    profile = profiles.Profile(store.document["profile"],
+                               profiles.check_spec(store.document["matrix"],
+                                                   str(args.resume / "results.json")))
+    models = profiles.select_models(profile, None, all_models(), available_models())
+    placement = Placement(**store.document["environment"]["placement"])
+    if args.server_cpus or args.client_cpus:
+        requested = Placement(*default_placement(args.server_cpus, args.client_cpus))
+        if requested != placement:
+            raise UsageError(f"--resume keeps the run's placement {placement.as_dict()}; "
+                             "figures from different placements are not comparable")
+    return store, profile, models, placement
+
+
+def plan_new(args: Any) -> Plan:
+    """A new run folder for the profile, models and placement that ``args`` ask for."""
+    from benchmarks import profiles
     from benchmarks.environment import collect_environment
-    from benchmarks.launcher import LocalLauncher, Placement
-    from benchmarks.runner import Runner, Settings
+    from benchmarks.launcher import Placement
     from benchmarks.store import RunStore, run_id_for
-    from servers.harness import raise_fd_limit
     from servers.registry import all_models, available_models
 
     if args.repeat is not None and args.repeat < 1:
         raise UsageError(f"bad --repeat {args.repeat}: must be at least 1")
-    registry, available = all_models(), list(available_models())
-    if args.resume:
-        if args.out or args.models or args.repeat or args.profile != "quick":
-            raise UsageError("--resume continues a run as it was planned; drop --profile, "
-                             "--models, --repeat and --out")
-        store = RunStore.open(args.resume)
-        profile = profiles.Profile(store.document["profile"],
-                                   profiles.check_spec(store.document["matrix"],
-                                                       str(args.resume / "results.json")))
-        models = profiles.select_models(profile, None, registry, available)
-        placement = Placement(**store.document["environment"]["placement"])
-        if args.server_cpus or args.client_cpus:
-            requested = Placement(*default_placement(args.server_cpus, args.client_cpus))
-            if requested != placement:
-                raise UsageError(f"--resume keeps the run's placement {placement.as_dict()}; "
-                                 "figures from different placements are not comparable")
-    else:
-        profile = profiles.load_profile(args.profile)
-        requested_models = [n.strip() for n in args.models.split(",")] if args.models else None
-        models = profiles.select_models(profile, requested_models, registry, available)
-        if args.repeat:
-            profile.spec["repeat"] = args.repeat
-        # The stored matrix names the models, so --resume runs the same ones.
-        profile.spec["models"] = models
-        placement = Placement(*default_placement(args.server_cpus, args.client_cpus))
-        run_id = run_id_for(profile.name)
-        run_dir = args.out or DEFAULT_RESULTS_DIR / run_id
-        store = RunStore.create(run_dir, run_id=run_id, profile=profile.name,
-                                environment=collect_environment(placement.as_dict()),
-                                matrix=profile.spec)
+    profile = profiles.load_profile(args.profile)
+    requested_models = [n.strip() for n in args.models.split(",")] if args.models else None
+    models = profiles.select_models(profile, requested_models, all_models(), available_models())
+    if args.repeat:
+        profile.spec["repeat"] = args.repeat
+    # The stored matrix names the models, so --resume runs the same ones.
+    profile.spec["models"] = models
+    placement = Placement(*default_placement(args.server_cpus, args.client_cpus))
+    run_id = run_id_for(profile.name)
+    store = RunStore.create(args.out or DEFAULT_RESULTS_DIR / run_id, run_id=run_id,
+                            profile=profile.name,
+                            environment=collect_environment(placement.as_dict()),
+                            matrix=profile.spec)
+    return store, profile, models, placement
+
+
+def cmd_run(args: Any) -> int:
+    import sys
+
+    from benchmarks import console, profiles
+    from benchmarks.launcher import LocalLauncher
+    from benchmarks.runner import Runner, Settings
+    from servers.harness import raise_fd_limit
+
+    store, profile, models, placement = plan_resume(args) if args.resume else plan_new(args)
     raise_fd_limit()
     cells = profiles.expand(profile, models)
     todo = [c for c in cells if c.ident not in store.done()]

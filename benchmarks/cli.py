@@ -6,9 +6,7 @@ parser at start-up, and the runner's imports are paid only by ``run``.
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,17 +73,6 @@ def default_placement(server_text: str | None, client_text: str | None) -> tuple
     return server, client
 
 
-@contextlib.contextmanager
-def runner_on_cpus(cpus: list[int]) -> Iterator[None]:
-    """Keep the runner (its sampling thread, its signals) off the server's CPUs while it runs."""
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, cpus)
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, before)
-
-
 def plan_resume(args: Any) -> Plan:
     """The store, profile, models and placement of the run in ``args.resume``."""
     from benchmarks import profiles
@@ -140,7 +127,7 @@ def cmd_run(args: Any) -> int:
     import sys
 
     from benchmarks import console, profiles
-    from benchmarks.launcher import LocalLauncher
+    from benchmarks.launcher import LocalLauncher, pinned
     from benchmarks.runner import Runner, Settings
     from servers.harness import raise_fd_limit
 
@@ -159,7 +146,8 @@ def cmd_run(args: Any) -> int:
     progress = console.make_progress(todo)
     launcher = LocalLauncher(placement)
     try:
-        with runner_on_cpus(placement.client_cpus):
+        # Keep the runner (its sampling thread, its signals) off the server's CPUs.
+        with pinned(placement.client_cpus):
             completed = Runner(launcher, store, settings, progress).run(todo)
     finally:
         progress.close()

@@ -177,6 +177,17 @@ class LocalProcess(Process):
         return self.stderr_path.read_text(errors="replace")
 
 
+@contextlib.contextmanager
+def pinned(cpus: list[int]) -> Iterator[None]:
+    """Run this process on ``cpus`` for the duration of the block."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
 def stop_group(proc: subprocess.Popen[Any], timeout_s: float = STOP_TIMEOUT_S) -> int:
     """SIGTERM the process; then SIGKILL whatever is left of its process group."""
     if proc.poll() is None:

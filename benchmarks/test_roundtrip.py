@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from benchmarks.launcher import pinned
 from iobench.client import recv_exactly
 from servers.process import ServerProcess
 from servers.registry import all_models
@@ -43,12 +44,8 @@ def model_params() -> list:
 @pytest.fixture(scope="module", autouse=True)
 def client_on_client_cpus() -> Iterator[None]:
     """This process is the client: keep it off the server's CPU, as the runner does."""
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, CLIENT_CPUS)
-    try:
+    with pinned(CLIENT_CPUS):
         yield
-    finally:
-        os.sched_setaffinity(0, before)
 
 
 @pytest.fixture(scope="module", params=model_params())

@@ -35,6 +35,8 @@ EPOLLOUT = select.EPOLLOUT
 # this much later than --timeout says.
 SWEEP_INTERVAL_NS = 20_000_000
 NS_PER_US = 1000
+# Descriptors left free when connections exhaust the limit (see Worker.connect).
+FD_RESERVE = 8
 
 
 def make_payload(size_bytes: int) -> bytes:
@@ -94,8 +96,19 @@ class Worker:
         raise_fd_limit()
         plan = self.plan
         pending: dict[int, socket.socket] = {}
-        for _ in plan.connection_indices:
-            sock = socket.socket(plan.family, socket.SOCK_STREAM)
+        for created, _ in enumerate(plan.connection_indices):
+            try:
+                sock = socket.socket(plan.family, socket.SOCK_STREAM)
+            except OSError as exc:  # out of descriptors (ulimit -n) or memory
+                # Give a few back: reading our own CPU time and writing the
+                # results need descriptors too.
+                for _ in range(min(FD_RESERVE, len(pending))):
+                    fd, sock = pending.popitem()
+                    self.epoll.unregister(fd)
+                    self._connect_failed(sock, exc.errno or errno.EMFILE)
+                for _ in range(len(plan.connection_indices) - created):
+                    self._connect_failed(None, exc.errno or errno.EMFILE)
+                break
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             code = sock.connect_ex(plan.sockaddr)
@@ -127,8 +140,9 @@ class Worker:
         self.result.connected = len(self.by_fd)
         return self.result.connected
 
-    def _connect_failed(self, sock: socket.socket, code: int) -> None:
-        sock.close()
+    def _connect_failed(self, sock: socket.socket | None, code: int) -> None:
+        if sock is not None:
+            sock.close()
         self.errors["connect"] += 1
         if self.result.first_connect_error is None:
             self.result.first_connect_error = os.strerror(code)

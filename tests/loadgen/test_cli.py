@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import socket
 import subprocess
 import sys
@@ -126,3 +127,23 @@ def test_a_name_with_several_addresses_uses_one_that_accepts(
         resolved = resolve_target(f"dual-stack-name:{port}")
     assert resolved.sockaddr == ("127.0.0.1", port)
     assert resolved.text == f"dual-stack-name:{port}"
+
+
+def test_running_out_of_descriptors_is_a_counted_connect_error(tmp_path: Path) -> None:
+    def few_descriptors() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+    path = tmp_path / "load.json"
+    with socket.create_server(("127.0.0.1", 0), backlog=256) as listener:
+        port = listener.getsockname()[1]
+        completed = subprocess.run(
+            [sys.executable, "-m", "loadgen", "--target", f"127.0.0.1:{port}",
+             "--connections", "100", "--duration", "0.1", "--warmup", "0", "--timeout", "0.5",
+             "--json", str(path)],
+            capture_output=True, text=True, timeout=60, preexec_fn=few_descriptors)
+    assert completed.returncode == 1
+    assert "Traceback" not in completed.stderr
+    result = json.loads(path.read_text())
+    assert result["errors"]["connect"] > 0
+    assert result["connect_error"] == "Too many open files"
+    assert result["ok"] is False

@@ -61,7 +61,10 @@ class Settings:
 
 
 def estimated_seconds(cell: Cell) -> float:
-    return cell.warmup_s + cell.duration_s + CELL_OVERHEAD_S
+    """How long the cell should take, for the progress bar's ETA."""
+    lead = 2 * NEIGHBOUR_LOAD_LEAD_S if cell.phase == "load" else 0.0
+    settle = IDLE_SETTLE_S if cell.mode == "idle" and cell.connections else 0.0
+    return cell.warmup_s + cell.duration_s + lead + settle + CELL_OVERHEAD_S
 
 
 @dataclass

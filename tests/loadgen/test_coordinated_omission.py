@@ -17,11 +17,28 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
 from servers.process import ServerProcess
 
 FREEZE_S = 0.5
 WARMUP_S = 0.5
 DURATION_S = 3.0
+CONNECTIONS = 2
+CONNECT_WAIT_S = 30.0
+
+
+def wait_for_connections(pid: int, port: int, count: int) -> None:
+    """Until process ``pid`` has ``count`` connections established to ``port``."""
+    process = psutil.Process(pid)
+    deadline = time.monotonic() + CONNECT_WAIT_S
+    while time.monotonic() < deadline:
+        established = [c for c in process.net_connections("tcp")
+                       if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED]
+        if len(established) >= count:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"the load generator did not connect within {CONNECT_WAIT_S:.0f} s")
 
 
 def test_a_frozen_server_raises_the_corrected_tail_only(tmp_path: Path) -> None:
@@ -30,12 +47,14 @@ def test_a_frozen_server_raises_the_corrected_tail_only(tmp_path: Path) -> None:
         host, port = server.address
         load = subprocess.Popen(
             [sys.executable, "-m", "loadgen", "--target", f"{host}:{port}", "--mode", "open",
-             "--rate", "1000", "--connections", "2", "--warmup", str(WARMUP_S),
+             "--rate", "1000", "--connections", str(CONNECTIONS), "--warmup", str(WARMUP_S),
              "--duration", str(DURATION_S), "--timeout", "5", "--json", str(path)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
-            # Start-up takes a fraction of a second; freeze well inside the window.
-            time.sleep(WARMUP_S + 1.2)
+            # Freeze well inside the measured window, which begins WARMUP_S after
+            # the connections are up (start-up time varies on a busy machine).
+            wait_for_connections(load.pid, port, CONNECTIONS)
+            time.sleep(WARMUP_S + 0.8)
             server.signal(signal.SIGSTOP)
             try:
                 time.sleep(FREEZE_S)

@@ -9,6 +9,7 @@ implements :meth:`watch`, :meth:`forget` and :meth:`wait`, in the manner of
 
 from __future__ import annotations
 
+import signal
 import socket
 from abc import abstractmethod
 from collections.abc import Iterable
@@ -55,6 +56,11 @@ class ReadinessServer(ServerModel):
         self.listener.setblocking(False)
         self.watch(listen_fd, READ)
         self.watch(wake_fd, READ)
+        # A signal that lands after the loop lets go of the GIL but before it
+        # sleeps in wait() would run its Python handler only after the next
+        # event. With the wake-up fd set, the C-level handler writes to the
+        # wake socket itself, so wait() returns at once.
+        previous_wakeup = signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
         try:
             while self._running:
                 for fd, events in self.wait():
@@ -65,6 +71,7 @@ class ReadinessServer(ServerModel):
                     elif conn := self.connections.get(fd):
                         self._service(conn, events)
         finally:
+            signal.set_wakeup_fd(previous_wakeup)
             for conn in self.connections.values():
                 conn.close()
             self._wake_r.close()

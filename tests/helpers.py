@@ -28,5 +28,6 @@ def tree_cpu_seconds(pid: int) -> float:
             times = proc.cpu_times()
         except psutil.NoSuchProcess:
             continue
-        total += times.user + times.system
+        # children_*: the CPU of descendants already reaped (fork's finished children).
+        total += times.user + times.system + times.children_user + times.children_system
     return total

@@ -1,0 +1,106 @@
+"""The blocking models' common part: accept() in the main thread, echo in a worker.
+
+In the manner of ``socketserver``, a blocking model overrides one method,
+:meth:`BlockingServer.dispatch`, which hands a new connection to whatever
+serves it (a new thread, a pool's queue). Serving is the same everywhere: a
+loop that blocks in recv() and sendall() until the client closes.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+from abc import abstractmethod
+from typing import Any, ClassVar
+
+from servers.base import Family, ServerModel, transform
+
+# How long stopping waits for the workers once their sockets are shut down.
+JOIN_TIMEOUT = 0.5
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+class BlockingServer(ServerModel):
+    """Blocking sockets: the main thread blocks in accept(), workers in recv()."""
+
+    family: ClassVar[Family] = Family.BLOCKING
+
+    def __init__(self, listener: socket.socket, **params: Any) -> None:
+        super().__init__(listener, **params)
+        self._running = True
+        self._changed = threading.Condition()
+        self._active: set[socket.socket] = set()
+
+    @abstractmethod
+    def dispatch(self, sock: socket.socket) -> None:
+        """Hand a newly accepted connection on; :meth:`handle` serves it."""
+
+    def serve(self) -> None:
+        # A Python signal handler runs only when the main thread runs Python
+        # code. A signal that lands after the main thread has let go of the GIL
+        # but before it sleeps in accept() interrupts nothing, and with busy
+        # workers around that window is wide: the stop would wait for the next
+        # connection. So SIGTERM and SIGINT stay blocked in every thread, and
+        # one thread takes them with sigwait(), which cannot miss one.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            threading.Thread(target=self._await_stop_signal, daemon=True).start()
+            self.start_workers()  # after the mask is set, so they inherit it
+            self.listener.setblocking(True)
+            while self._running:
+                try:
+                    sock, _ = self.listener.accept()
+                except OSError:  # shut down by shutdown() (EINVAL), or out of descriptors
+                    continue
+                self.configure_client_socket(sock)
+                self.dispatch(sock)
+            self.close_connections()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+    def start_workers(self) -> None:
+        """Start threads that serve connections from the outset (a pool); none by default."""
+
+    def handle(self, sock: socket.socket) -> None:
+        """Serve one connection until the client closes it: the body of every worker."""
+        with self._changed:
+            if not self._running:
+                sock.close()
+                return
+            self._active.add(sock)
+        try:
+            while data := sock.recv(self.recv_size):
+                sock.sendall(transform(data))
+        except OSError:  # reset by peer, or shut down by shutdown()
+            pass
+        finally:
+            with self._changed:
+                self._active.discard(sock)
+                self._changed.notify_all()
+            sock.close()
+
+    def shutdown(self) -> None:
+        self._running = False
+        # On Linux, shutting a socket down wakes the thread blocked on it at
+        # once: accept() with EINVAL, recv() with EOF, sendall() with EPIPE.
+        for sock in [self.listener, *list(self._active)]:
+            _shut(sock)
+
+    def close_connections(self) -> None:
+        """Wake every worker still serving a client and wait for them to finish."""
+        with self._changed:
+            for sock in self._active:
+                _shut(sock)
+            self._changed.wait_for(lambda: not self._active, timeout=JOIN_TIMEOUT)
+
+    def _await_stop_signal(self) -> None:
+        signal.sigwait(STOP_SIGNALS)
+        self.shutdown()
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # not connected any more
+        pass

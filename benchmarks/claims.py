@@ -104,6 +104,21 @@ def default_params(group: CellGroup) -> bool:
     return interval is None or interval == default_poll_interval_s()
 
 
+def neighbour_lines(run: Run) -> list[str]:
+    """What the idle server's CPU costs a CPU-bound neighbour: supporting evidence only."""
+    ratios = []
+    for model in ("busy-poll", "select"):
+        group = next(iter(find(run, "neighbour", model, lambda g: g.phase == "idle")), None)
+        spread = group.metric("neighbour_ratio") if group is not None else None
+        if spread is not None:
+            ratios.append(f"{model} {format_spread('neighbour_ratio', spread)}"
+                          + flagged(group))
+    if not ratios:
+        return []
+    return ["a CPU-bound neighbour beside the idle server ran at this fraction of its solo "
+            "speed: " + ", ".join(ratios)]
+
+
 def busy_polling_drives_cpu_up(run: Run) -> ClaimResult:
     claim = "Busy polling drives CPU up"
     evidence: list[str] = []
@@ -131,7 +146,8 @@ def busy_polling_drives_cpu_up(run: Run) -> ClaimResult:
                               "than the threshold while other processes took its CPU")
             verdicts.append(holds)
     except Missing as why:
-        return ClaimResult(claim, Verdict.INCONCLUSIVE, str(why), evidence)
+        return ClaimResult(claim, Verdict.INCONCLUSIVE, str(why), evidence + neighbour_lines(run))
+    evidence += neighbour_lines(run)
     rule = (f">= {BUSY_POLL_MIN_IDLE_CPU_PERCENT:g}% of a core and >= "
             f"{BUSY_POLL_MIN_CPU_RATIO_VS_SELECT:g}x select's, idle")
     if all(verdicts):

@@ -17,6 +17,8 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from benchmarks.profiles import model_label
+
 MODELS = ("busy-poll", "poll-sleep", "select", "threads")
 DEFAULT_INTERVAL_S = 0.001
 INTERVALS_S = (0.0001, 0.001, 0.01)
@@ -43,7 +45,7 @@ def latency_histogram(rng: random.Random, base_us: float, extra_us: float,
     return hist, total / count
 
 
-def nominal(model: str, interval_s: float, mode: str, connections: int, size: int,
+def nominal(model: str | None, interval_s: float, mode: str, connections: int, size: int,
             rate: float | None) -> dict[str, float]:
     """The metrics a model would show in this point, before jitter."""
     idle_cpu = {"busy-poll": 99.0, "poll-sleep": 6.0}.get(model, 0.05)
@@ -69,7 +71,24 @@ def nominal(model: str, interval_s: float, mode: str, connections: int, size: in
             "cpu_us_per_request": busy / 100 * 1e6 / max(throughput, 1.0)}
 
 
-def make_cell(rng: random.Random, scenario: str, model: str, params: dict[str, Any],
+def cell_key(scenario: str, model: str | None, params: dict[str, Any], connections: int,
+             size: int, rate: float | None, phase: str | None) -> str:
+    """The key the runner gives this point (benchmarks.profiles.expand)."""
+    if model is None:
+        return "neighbour/solo"
+    label = model_label(model, params)
+    if scenario == "idle":
+        return f"idle/{label}/c{connections}"
+    if scenario == "neighbour":
+        if phase == "idle":
+            return f"neighbour/{label}/idle"
+        return f"neighbour/{label}/load/r{rate:g}/c{connections}/s{size}"
+    if scenario in ("open", "interval"):
+        return f"{scenario}/{label}/r{rate:g}/c{connections}/s{size}"
+    return f"{scenario}/{label}/c{connections}/s{size}"
+
+
+def make_cell(rng: random.Random, scenario: str, model: str | None, params: dict[str, Any],
               mode: str, connections: int, size: int, rate: float | None,
               repetition: int, phase: str | None = None) -> dict[str, Any]:
     interval = params.get("interval", DEFAULT_INTERVAL_S)
@@ -84,6 +103,9 @@ def make_cell(rng: random.Random, scenario: str, model: str, params: dict[str, A
         "client_cpu_percent": None, "errors": 0,
         "neighbour_ops_per_s": None, "neighbour_ratio": None,
     }
+    if model is None:  # the neighbour alone: no server to measure
+        metrics.update(server_cpu_percent=None, peak_rss_bytes=None, peak_threads=None,
+                       peak_fds=None)
     histogram = None
     if mode != "idle":
         hist, mean_us = latency_histogram(rng, values["base_us"], values["extra_us"])
@@ -103,17 +125,12 @@ def make_cell(rng: random.Random, scenario: str, model: str, params: dict[str, A
             metrics[name] = float(values_at[pct])
     if scenario == "neighbour":
         solo_ops = 1_000_000.0
-        ratio = 0.5 if model == "busy-poll" else 0.97
+        ratio = {"busy-poll": 0.5, None: 1.0}.get(model, 0.97)
         metrics["neighbour_ops_per_s"] = solo_ops * ratio * jitter
         metrics["neighbour_ratio"] = ratio * jitter
-    key_params = "".join(f"/{k}={v}" for k, v in sorted(params.items()))
-    key = f"{scenario}/{model}{key_params}/c{connections}/s{size}"
-    if rate is not None:
-        key += f"/r{rate:g}"
-    if phase is not None:
-        key += f"/{phase}"
     return {
-        "key": key, "scenario": scenario, "model": model, "params": params, "mode": mode,
+        "key": cell_key(scenario, model, params, connections, size, rate, phase),
+        "scenario": scenario, "model": model, "params": params, "mode": mode,
         "connections": connections, "size_bytes": size, "rate_rps": rate, "phase": phase,
         "repetition": repetition, "status": "ok", "reason": None, "placement": PLACEMENT,
         "started": "2026-11-28T15:00:00Z", "duration_s": 1.5, "metrics": metrics,
@@ -142,7 +159,10 @@ def make_results(*, repetitions: int = 2, seed: int = 1,
         if "open" in scenarios:
             points += [("open", model, {}, "open", 4, 64, r, None) for r in open_rates]
         if "neighbour" in scenarios:
-            points += [("neighbour", model, {}, "open", 4, 64, 200.0, "load")]
+            points += [("neighbour", model, {}, "idle", 0, 64, None, "idle"),
+                       ("neighbour", model, {}, "open", 4, 64, 200.0, "load")]
+    if "neighbour" in scenarios:
+        points.insert(0, ("neighbour", None, {}, "idle", 0, 64, None, "solo"))
     if "interval" in scenarios:
         points += [("interval", "poll-sleep", {"interval": i}, "open", 4, 64, 200.0, None)
                    for i in INTERVALS_S]

@@ -75,7 +75,7 @@ def test_non_matching_and_failed_cells_are_listed(tmp_path: Path) -> None:
             cell.update(status="failed", reason="timeout")
     a, b = runs(tmp_path, b_tweak=fail_select, b_scenarios=("closed",))
     comparison = compare_runs(load_run(a), load_run(b))
-    assert "open/select/c4/s64/r500" in comparison.only_in_a
+    assert "open/select/r500/c4/s64" in comparison.only_in_a
     assert comparison.failed == ["closed/select/c1/s64 (failed in B)"]
     assert not comparison.only_in_b
 

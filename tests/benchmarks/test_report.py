@@ -60,7 +60,7 @@ def test_report_numbers_equal_results_json(reported: tuple[Path, list[Path]]) ->
     text = (run_dir / "REPORT.md").read_text(encoding="utf-8")
     for key, metric, digits in (("closed/select/c16/s64", "throughput_rps", 0),
                                 ("closed/poll-sleep/c1/s64", "p99_us", 0),
-                                ("idle/busy-poll/c0/s64", "server_cpu_percent", 1)):
+                                ("idle/busy-poll/c0", "server_cpu_percent", 1)):
         values = [c["metrics"][metric] for c in document["cells"] if c["key"] == key]
         assert len(values) == 3
         expected = (f"{statistics.median(values):,.{digits}f} "
@@ -248,3 +248,16 @@ def test_real_quick_run_gives_every_figure_and_its_numbers(tmp_path: Path) -> No
         assert f"| {cell['metrics']['p50_us']:,.0f} |" in row
     for claim in judge_claims(load_run(tmp_path)):
         assert f"| {claim.claim} | {claim.verdict} |" in text
+
+
+def test_busy_poll_claim_quotes_the_neighbour_and_contention(tmp_path: Path) -> None:
+    def contended(cell: dict[str, Any]) -> None:
+        if cell["key"] == "idle/busy-poll/c0":
+            cell["flags"].append("cpu_contended")
+            cell["metrics"]["server_cpu_percent"] = 30.0
+    results = {c.claim: c for c in judge_claims(load_run(write_run(
+        tmp_path, make_results(repetitions=1, tweak=contended))))}
+    busy = results["Busy polling drives CPU up"]
+    assert busy.verdict == Verdict.INCONCLUSIVE and "other processes took its CPU" in busy.reason
+    assert any(line.startswith("a CPU-bound neighbour beside the idle server") and
+               "busy-poll 0.5" in line for line in busy.evidence)

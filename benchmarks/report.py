@@ -273,6 +273,11 @@ def results_blocks(run: Run) -> list[Block]:
         "Units are in the column headers.")]
     for scenario in run.scenarios:
         blocks += scenario_tables(run, scenario)
+    absent = [name for name in SCENARIO_TITLES if name not in run.scenarios]
+    if absent:
+        blocks.append(Paragraph(
+            f"Not in this run (its profile has no such scenario), so no tables: "
+            f"{', '.join(absent)}."))
     noisy = large_spreads(run)
     if noisy:
         blocks.append(Paragraph(

@@ -2,10 +2,10 @@
 
 With one worker the loop runs in the calling process (nothing to coordinate,
 and the CPU a caller pinned is the CPU it runs on). With more, each worker is
-a fresh ``python -m loadgen.worker_process``: it connects, reports how many connections it has, and
-waits; once every worker has reported, the parent hands out one start time
-(CLOCK_MONOTONIC is shared by all processes), so warm-up and the measured
-window line up across workers. Histograms come back encoded and are merged
+a fresh ``python -m loadgen.worker_process``: it connects, reports how many
+connections it has, and waits; once every worker has reported, the parent
+hands out one start time (CLOCK_MONOTONIC is shared by all processes), so
+warm-up and the measured window line up across workers. Histograms come back encoded and are merged
 with HdrHistogram ``add``, never by averaging percentiles.
 """
 
@@ -26,8 +26,9 @@ from loadgen.plan import ERROR_KINDS, WorkerPlan, WorkerResult, plan_to_json, re
 SCHEMA = "iobench.load/1"
 EVENT_LOOP = "epoll"
 # Head start between handing out the start time and using it, so every worker
-# is waiting for it rather than late.
+# is waiting for it rather than late; a worker in this process needs little.
 START_DELAY_NS = 100_000_000
+LOCAL_START_DELAY_NS = 10_000_000
 # Spawning a worker imports the package; allow for a slow, busy machine.
 WORKER_START_S = 30.0
 # A worker whose CPU use during the window reaches this share of one core is
@@ -75,7 +76,7 @@ def run(params: LoadParams, *, allow_errors: bool = False) -> dict[str, Any]:
 
 
 def _start_now(connected: int, first_error: str | None) -> int | None:
-    return time.monotonic_ns() + START_DELAY_NS // 10 if connected else None
+    return time.monotonic_ns() + LOCAL_START_DELAY_NS if connected else None
 
 
 def _read_line(process: subprocess.Popen[str], deadline: float, worker_index: int) -> str:

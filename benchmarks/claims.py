@@ -276,7 +276,7 @@ def select_scales(run: Run) -> ClaimResult:
             raise Missing("no idle select cell in this run")
         most_idle = idle[-1]
         idle_cpu = measured(most_idle, "server_cpu_percent",
-                            f"idle select, {most_idle.connections} conns")
+                            f"idle select with {plural(most_idle.connections, 'connection')}")
         evidence.append(f"idle with {plural(most_idle.connections, 'connection')}: select "
                         f"{format_spread('server_cpu_percent', idle_cpu)} % of a core"
                         + flagged(most_idle))
@@ -287,7 +287,10 @@ def select_scales(run: Run) -> ClaimResult:
         for count in reversed(counts):
             def at(g: CellGroup, c: int = count) -> bool:
                 return g.connections == c and default_params(g)
-            select = min(find(run, "closed", "select", at), key=lambda g: g.size_bytes or 0)
+            candidates = find(run, "closed", "select", at)
+            if not candidates:
+                continue
+            select = min(candidates, key=lambda g: g.size_bytes or 0)
             threads = next(iter(find(run, "closed", "threads", lambda g, c=count, s=select: (
                 at(g, c) and g.size_bytes == s.size_bytes))), None)
             if select.failed:
@@ -317,8 +320,12 @@ def select_scales(run: Run) -> ClaimResult:
     idle_ok = idle_cpu.median <= SELECT_MAX_IDLE_CPU_PERCENT
     throughput_ok = ratio >= SELECT_MIN_THROUGHPUT_VS_THREADS
     rule = (f"idle CPU {idle_cpu.median:.1f}% (limit {SELECT_MAX_IDLE_CPU_PERCENT:g}%), "
-            f"throughput at {count} connections {ratio:.0%} of threads' "
+            f"throughput at {plural(count, 'connection')} {ratio:.0%} of threads' "
             f"(at least {SELECT_MIN_THROUGHPUT_VS_THREADS:.0%})")
+    if not throughput_ok and idle_ok and "client_saturated" in select.flags:
+        return ClaimResult(claim, Verdict.INCONCLUSIVE,
+                           rule + ", but the load generator saturated on select, so select's "
+                           "figure is only a lower bound", evidence)
     if not (idle_ok and throughput_ok):
         return ClaimResult(claim, Verdict.DOES_NOT_HOLD, rule, evidence)
     if count != counts[-1]:

@@ -140,7 +140,9 @@ def line_plot(ax: Any, groups: Iterable[CellGroup], x_of: Callable[[CellGroup], 
                 below.append((spread.median - spread.low) * scale)
                 above.append((spread.high - spread.median) * scale)
         if xs:
-            ax.errorbar(xs, medians, yerr=[below, above], color=model_colour(str(members[0].model)),
+            # One repetition has no spread to show: no error-bar caps then.
+            error = [below, above] if any(below) or any(above) else None
+            ax.errorbar(xs, medians, yerr=error, color=model_colour(str(members[0].model)),
                         marker="o", capsize=3, label=label)
             drawn.ys += medians
         mark_failed(ax, failed_xs, failed_label)
@@ -168,9 +170,10 @@ def bar_plot(ax: Any, groups: list[CellGroup], metric: str, failed_label: list[b
         if group.failed:
             mark_failed(ax, [position], failed_label)
         elif spread is not None:
+            error = [[(spread.median - spread.low) * scale],
+                     [(spread.high - spread.median) * scale]] if spread.count > 1 else None
             ax.bar(position, spread.median * scale, color=model_colour(str(group.model)),
-                   yerr=[[(spread.median - spread.low) * scale],
-                         [(spread.high - spread.median) * scale]], capsize=2, label=label)
+                   yerr=error, capsize=2, label=label)
             drawn.ys.append(spread.median * scale)
     ax.set_xticks(range(len(series)), list(series), rotation=60, ha="right", fontsize=8)
     return drawn
@@ -368,8 +371,9 @@ def fig_idle_cpu(run: Run) -> Any | None:
                 continue
             if spread is None:
                 continue
-            ax.bar(x, spread.median, width=width * 0.95, color=colour,
-                   yerr=[[spread.median - spread.low], [spread.high - spread.median]],
+            error = [[spread.median - spread.low], [spread.high - spread.median]] \
+                if spread.count > 1 else None
+            ax.bar(x, spread.median, width=width * 0.95, color=colour, yerr=error,
                    capsize=2, label=label if position == 0 else None)
             ax.annotate(f"{spread.median:.1f}", (x, spread.median), ha="center", va="bottom",
                         fontsize=7, xytext=(0, 2), textcoords="offset points",

@@ -130,13 +130,17 @@ class Worker:
                     self.epoll.unregister(fd)
                     self._connect_failed(sock, code)
                     continue
-                self.epoll.modify(fd, EPOLLIN)
+                # Not watched for input until every connection is up: a server
+                # that closes it at once must not wake this loop again and again.
+                self.epoll.modify(fd, 0)
                 connection = Connection(sock)
                 self.by_fd[fd] = connection
                 self.connections[slots[fd]] = connection
         for fd, sock in pending.items():
             self.epoll.unregister(fd)
             self._connect_failed(sock, errno.ETIMEDOUT)
+        for fd in self.by_fd:
+            self.epoll.modify(fd, EPOLLIN)
         self.result.connected = len(self.by_fd)
         return self.result.connected
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.sampler import Sampler
-from servers.process import ServerProcess, ServerStartError
+from servers.process import ServerProcess, ServerStartError, stop_group
 
 STOP_TIMEOUT_S = 3.0
 # How much of a process's stderr a failure reason quotes.
@@ -186,18 +186,6 @@ def pinned(cpus: list[int]) -> Iterator[None]:
         yield
     finally:
         os.sched_setaffinity(0, before)
-
-
-def stop_group(proc: subprocess.Popen[Any], timeout_s: float = STOP_TIMEOUT_S) -> int:
-    """SIGTERM the process; then SIGKILL whatever is left of its process group."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout_s)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    return proc.wait()
 
 
 class ServerHandle(Process):

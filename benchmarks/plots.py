@@ -30,8 +30,9 @@ from benchmarks.results_io import CellGroup, Run
 PLOTS_DIR = "plots"
 FORMATS = ("png", "svg")
 PNG_DPI = 110
-# Data spanning at least this ratio (max / min) gets a logarithmic axis.
-LOG_SCALE_MIN_RATIO = 20.0
+# Data spanning at least a decade (max / min) gets a logarithmic axis: connection
+# counts and rates are chosen geometrically (1, 16, 128, 1000).
+LOG_SCALE_MIN_RATIO = 10.0
 FAILED_COLOUR = "#C00000"
 # Spectrum x axis: 1/(1-p) from p=0 to p=99.99%, as in HdrHistogram plots.
 SPECTRUM_MAX_INVERSE = 10_000

@@ -6,6 +6,7 @@ runs in its own process group, so stopping it reaches every process it forked.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -96,18 +97,7 @@ class ServerProcess:
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int:
         """SIGTERM the server; SIGKILL its whole process group if it lingers."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        # Whatever is left of the group (children a model forked) goes too.
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        code = self.proc.wait()
+        code = stop_group(self.proc, timeout)
         if self.proc.stdout:
             self.proc.stdout.close()
         return code
@@ -119,3 +109,19 @@ class ServerProcess:
         self.stop()
         if self.proc.stderr:
             self.proc.stderr.close()
+
+
+def stop_group(proc: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT) -> int:
+    """SIGTERM the process; then SIGKILL whatever is left of its process group.
+
+    The group is killed even when the leader exited in time: children it
+    forked (a forking model's) must not outlive it.
+    """
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    return proc.wait()

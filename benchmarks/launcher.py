@@ -7,9 +7,11 @@ runs everything on this machine, pinned to the CPUs of its
 :class:`Placement`. A launcher that places processes on other hosts
 implements the same methods.
 
-Every process is started in its own session (so its process group holds
-everything it forks and a Ctrl-C on the terminal reaches only the runner),
-and is stopped by process group: SIGTERM, then SIGKILL after a timeout.
+Every process is started in its own process group (which holds everything
+it forks, and which a Ctrl-C on the terminal does not reach: only the
+runner's does), and is stopped by process group: SIGTERM, then SIGKILL after
+a timeout. The server gets a session of its own too; the load generator and
+the neighbour job stay in the runner's session, see :class:`LocalProcess`.
 The launcher remembers what it started, and :meth:`Launcher.stop_all` is the
 safety net the runner calls on the way out, whatever happened.
 """
@@ -140,7 +142,15 @@ class Launcher(ABC):
 
 
 class LocalProcess(Process):
-    """A local subprocess in its own session, pinned, with stdout/stderr in files."""
+    """A local subprocess in its own process group, pinned, with stdout/stderr in files.
+
+    It stays in the runner's session on purpose. With the kernel's autogroup
+    scheduling, each session is one scheduling group, and groups share a CPU
+    fairly whatever the priority of the threads inside them: a load generator
+    in a session of its own would have to share its CPU evenly with the
+    runner's sampler, which delayed its requests by milliseconds. In one
+    session, the sampler's SCHED_IDLE policy makes it yield at once.
+    """
 
     def __init__(self, command: list[str], cpus: list[int], workdir: Path, name: str) -> None:
         cpu_set = set(cpus)
@@ -152,7 +162,7 @@ class LocalProcess(Process):
         self.stderr_path = workdir / f"{name}.stderr"
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                         start_new_session=True, preexec_fn=pin)
+                                         process_group=0, preexec_fn=pin)
         self.pid = self.proc.pid
 
     def poll(self) -> int | None:
@@ -231,6 +241,10 @@ class LoadHandle:
         self.process = process
         self.pid = process.pid
         self.json_path = json_path
+
+    def wait(self, timeout_s: float) -> int | None:
+        """Its exit code, or None if it is still running after ``timeout_s``."""
+        return self.process.wait(timeout_s)
 
     def result(self, timeout_s: float) -> LoadResult:
         code = self.process.wait(timeout_s)

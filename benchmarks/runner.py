@@ -37,6 +37,8 @@ SLICE_MARGIN_S = 0.01
 MIN_SLICE_BUCKETS = 10
 # Beyond its own duration: how long the neighbour job may take to start and report.
 LOAD_GRACE_S = 5.0
+# Where in the measured window the runner reads the server itself (fractions).
+WINDOW_READINGS = (0.5, 0.9)
 # Start and stop overhead per cell, for the time estimate.
 CELL_OVERHEAD_S = 0.6
 
@@ -194,6 +196,16 @@ class Runner:
             context.neighbour_ops_per_s = self._neighbour(
                 context, cell.duration_s, delay_s=cell.warmup_s + NEIGHBOUR_LOAD_LEAD_S)
         timeout = cell.warmup_s + duration + self.settings.cell_timeout_s
+        # The sampling thread yields the client CPU to the load generator and
+        # gets next to none while it is saturated: a few readings from here
+        # see the server under full load (peak RSS, threads, fds). Not at the
+        # window's start: a forking server may still be accepting then.
+        started = time.monotonic()
+        for fraction in WINDOW_READINGS:
+            delay = started + cell.warmup_s + duration * fraction - time.monotonic()
+            if load.wait(max(delay, 0.0)) is not None:
+                break
+            sampler.sample()
         result = load.result(timeout)
         end = time.monotonic()
         sampler.sample()

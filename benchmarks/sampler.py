@@ -4,9 +4,10 @@ CPU comes from cumulative ``cpu_times()`` deltas (design.md, measurement
 rules), never from one ``cpu_percent()`` call: the CPU a tree used between two
 readings is exact however late the sampling thread wakes up. Trees, because a
 model may fork (prefork, fork per connection): every reading walks the root's
-descendants. A child that has exited keeps the totals it had when last seen,
-so its work is counted up to the last tick it was alive (a child born and
-reaped between two ticks is missed: at 10 Hz, at most 100 ms of its life).
+descendants. A child's CPU stays counted after it exits through its
+parent's ``children_user``/``children_system`` (the times of reaped
+children), so a child born and reaped between two readings is not missed;
+see :meth:`ProcessTree.read`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from typing import Any
 import psutil
 
 SAMPLE_INTERVAL_S = 0.1
+# A reading by the sampling thread that takes longer than this was preempted
+# (it runs under SCHED_IDLE) and is dropped; an unhindered one takes ~1-3 ms.
+MAX_READ_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -48,8 +52,8 @@ class ProcessTree:
     def __init__(self, pid: int) -> None:
         self.root = psutil.Process(pid)
         self._procs: dict[int, psutil.Process] = {pid: self.root}
-        # (pid, create time) -> last seen (user, system, voluntary, involuntary)
-        self._totals: dict[tuple[int, float], tuple[float, float, int, int]] = {}
+        # (pid, create time) -> what it was last seen with
+        self._last: dict[tuple[int, float], _Seen] = {}
 
     def _members(self) -> list[psutil.Process]:
         try:
@@ -64,29 +68,58 @@ class ProcessTree:
         return members
 
     def read(self) -> TreeReading:
-        rss = threads = fds = alive = 0
+        """Read every live member.
+
+        A live member's CPU includes that of the children it has reaped
+        (``children_user``/``children_system``), so a forking model's
+        short-lived children count even when they came and went between two
+        readings. A member that has exited counts with what it was last seen
+        with, unless its parent is alive in the tree: then its time is (or is
+        about to be) in the parent's reaped-children total. Context switches
+        have no such total: an exited process keeps its last counts.
+        """
+        rss = threads = fds = 0
+        live: set[tuple[int, float]] = set()
         for proc in self._members():
             try:
                 with proc.oneshot():
                     times = proc.cpu_times()
                     switches = proc.num_ctx_switches()
                     ident = (proc.pid, proc.create_time())
+                    seen = _Seen(proc.ppid(), times.user + times.children_user,
+                                 times.system + times.children_system,
+                                 switches.voluntary, switches.involuntary)
                     memory = proc.memory_info().rss
                     proc_threads = proc.num_threads()
                     proc_fds = proc.num_fds()
             except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
                 continue
-            self._totals[ident] = (times.user, times.system, switches.voluntary,
-                                   switches.involuntary)
+            self._last[ident] = seen
+            live.add(ident)
             rss, threads, fds = rss + memory, threads + proc_threads, fds + proc_fds
-            alive += 1
-        totals = list(self._totals.values())
+        live_pids = {pid for pid, _ in live}
+        counted = [seen for ident, seen in self._last.items()
+                   if ident in live or seen.ppid not in live_pids]
+        everyone = self._last.values()
         return TreeReading(
             t_s=time.monotonic(),
-            user_s=sum(t[0] for t in totals), system_s=sum(t[1] for t in totals),
-            ctx_voluntary=sum(t[2] for t in totals), ctx_involuntary=sum(t[3] for t in totals),
-            rss_bytes=rss, threads=threads, fds=fds, processes=alive,
+            user_s=sum(seen.user_s for seen in counted),
+            system_s=sum(seen.system_s for seen in counted),
+            ctx_voluntary=sum(seen.ctx_voluntary for seen in everyone),
+            ctx_involuntary=sum(seen.ctx_involuntary for seen in everyone),
+            rss_bytes=rss, threads=threads, fds=fds, processes=len(live),
         )
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """One process as last read: its parent, CPU (reaped children included), switches."""
+
+    ppid: int
+    user_s: float
+    system_s: float
+    ctx_voluntary: int
+    ctx_involuntary: int
 
 
 @dataclass
@@ -165,11 +198,19 @@ class Sampler:
             self.series.setdefault(name, Series())
         self.sample()
 
-    def sample(self) -> None:
-        """Take one reading of every tree now (also called from the sampling thread)."""
+    def sample(self, max_read_s: float | None = None) -> None:
+        """Take one reading of every tree now (also called from the sampling thread).
+
+        With ``max_read_s``, a reading that took longer is dropped: the
+        thread was preempted half-way, so its counters were read at different
+        times and its single timestamp would misplace some of them.
+        """
         with self._lock:
             for name, tree in self._trees.items():
-                self.series[name].readings.append(tree.read())
+                began = time.monotonic()
+                reading = tree.read()
+                if max_read_s is None or reading.t_s - began <= max_read_s:
+                    self.series[name].readings.append(reading)
 
     def start(self) -> Sampler:
         psutil.cpu_percent(percpu=True)  # the first call only sets psutil's baseline
@@ -189,7 +230,7 @@ class Sampler:
         # also takes one reading mid-window itself, for the peaks.
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: this thread
         while not self._stop.wait(self.interval_s):
-            self.sample()
+            self.sample(max_read_s=MAX_READ_S)
             self.system_t_s.append(time.monotonic())
             self.system_cpu_percent.append(psutil.cpu_percent(percpu=True))
 

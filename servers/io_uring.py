@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 from servers.base import Family, ServerModel, transform
 from servers.connection import warn
+from servers.waker import Waker
 
 # How long a stopping server waits for the operations still in flight to
 # complete, once every socket is shut down, before it tears the ring down.
@@ -99,9 +100,8 @@ class IoUringServer(ServerModel):
         super().__init__(listener, **params)
         self.uring = liburing
         self._running = True
-        # shutdown() writes a byte here; a recv is always in flight on the other end.
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_w.setblocking(False)
+        # shutdown() wakes the loop: a recv is always in flight on the waker.
+        self._waker = Waker()
         self._wake_buffer = bytearray(64)
         # Every operation in flight, by the user_data token its completion carries,
         # with the buffer the kernel reads or fills: it must stay alive until then.
@@ -122,15 +122,11 @@ class IoUringServer(ServerModel):
         finally:
             self._close_all()
             uring.io_uring_queue_exit(self._ring)
-            self._wake_r.close()
-            self._wake_w.close()
+            self._waker.close()
 
     def shutdown(self) -> None:
         self._running = False
-        try:
-            self._wake_w.send(b"\0")
-        except OSError:  # a wake-up is already pending, or the loop is gone
-            pass
+        self._waker.wake()
 
     # -- the ring ---------------------------------------------------------
 
@@ -259,7 +255,7 @@ class IoUringServer(ServerModel):
 
     def _submit_wake_recv(self) -> None:
         self._submit(Op.WAKE, None, self._wake_buffer, lambda sqe: self.uring.io_uring_prep_recv(
-            sqe, self._wake_r.fileno(), self._wake_buffer))
+            sqe, self._waker.fileno(), self._wake_buffer))
 
     def _close(self, stream: Stream) -> None:
         stream.close()
@@ -273,7 +269,7 @@ class IoUringServer(ServerModel):
         """
         for stream in list(self.streams):
             self._close(stream)
-        for sock in (self.listener, self._wake_w):
+        for sock in (self.listener, self._waker.writer):
             try:
                 sock.shutdown(socket.SHUT_RDWR)  # completes the accept and the wake recv
             except OSError:

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from servers.base import Family, ServerModel
 from servers.connection import Connection, accept_pending
+from servers.waker import Waker
 
 READ = 1
 WRITE = 2
@@ -34,10 +35,8 @@ class ReadinessServer(ServerModel):
         super().__init__(listener, **params)
         self.connections: dict[int, Connection] = {}
         self._running = True
-        # shutdown() writes a byte here to wake a loop that sleeps in wait().
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        # shutdown() wakes a loop that sleeps in wait().
+        self._waker = Waker()
 
     @abstractmethod
     def watch(self, fd: int, events: int) -> None:
@@ -52,7 +51,7 @@ class ReadinessServer(ServerModel):
         """Block until something is ready; return (fd, READ | WRITE) pairs."""
 
     def serve(self) -> None:
-        listen_fd, wake_fd = self.listener.fileno(), self._wake_r.fileno()
+        listen_fd, wake_fd = self.listener.fileno(), self._waker.fileno()
         self.listener.setblocking(False)
         self.watch(listen_fd, READ)
         self.watch(wake_fd, READ)
@@ -60,29 +59,26 @@ class ReadinessServer(ServerModel):
         # sleeps in wait() would run its Python handler only after the next
         # event. With the wake-up fd set, the C-level handler writes to the
         # wake socket itself, so wait() returns at once.
-        previous_wakeup = signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+        previous_wakeup = signal.set_wakeup_fd(self._waker.writer.fileno(),
+                                               warn_on_full_buffer=False)
         try:
             while self._running:
                 for fd, events in self.wait():
                     if fd == listen_fd:
                         self._accept()
                     elif fd == wake_fd:
-                        self._drain_wakeups()
+                        self._waker.drain()
                     elif conn := self.connections.get(fd):
                         self._service(conn, events)
         finally:
             signal.set_wakeup_fd(previous_wakeup)
             for conn in self.connections.values():
                 conn.close()
-            self._wake_r.close()
-            self._wake_w.close()
+            self._waker.close()
 
     def shutdown(self) -> None:
         self._running = False
-        try:
-            self._wake_w.send(b"\0")
-        except OSError:  # buffer full (a wake-up is already pending) or already closed
-            pass
+        self._waker.wake()
 
     def _accept(self) -> None:
         for conn in accept_pending(self.listener, type(self), self.max_fd):
@@ -103,10 +99,3 @@ class ReadinessServer(ServerModel):
         if interest != conn.interest:
             conn.interest = interest
             self.watch(conn.fd, interest)
-
-    def _drain_wakeups(self) -> None:
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except BlockingIOError:
-            pass

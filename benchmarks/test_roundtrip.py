@@ -21,7 +21,7 @@ import pytest
 from benchmarks.launcher import pinned
 from iobench.client import recv_exactly
 from servers.process import ServerProcess
-from servers.registry import all_models
+from tests.helpers import model_params
 
 PAYLOADS_BYTES = (64, 4096)
 ROUNDS = 300
@@ -30,15 +30,6 @@ WARMUP_ROUNDS = 30
 USABLE_CPUS = sorted(os.sched_getaffinity(0))
 SERVER_CPUS = USABLE_CPUS[:1]
 CLIENT_CPUS = USABLE_CPUS[1:] or SERVER_CPUS
-
-
-def model_params() -> list:
-    params = []
-    for name, cls in all_models().items():
-        reason = cls.unavailable_reason()
-        marks = [pytest.mark.skip(reason=f"{name}: {reason}")] if reason else []
-        params.append(pytest.param(name, marks=marks, id=name))
-    return params
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -7,17 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from servers.process import ServerProcess
-from servers.registry import all_models
-
-
-def model_params() -> list:
-    """Every registered model; one that cannot run here is skipped with its reason."""
-    params = []
-    for name, cls in all_models().items():
-        reason = cls.unavailable_reason()
-        marks = [pytest.mark.skip(reason=f"{name}: {reason}")] if reason else []
-        params.append(pytest.param(name, marks=marks, id=name))
-    return params
+from tests.helpers import model_params
 
 
 @pytest.fixture(params=model_params())

@@ -1,8 +1,21 @@
-"""Helpers for tests that look at a server's process tree."""
+"""Helpers for tests: the models to run against, and a server's process tree."""
 
 from __future__ import annotations
 
 import psutil
+import pytest
+
+from servers.registry import all_models
+
+
+def model_params() -> list:
+    """Every registered model; one that cannot run here is skipped with its reason."""
+    params = []
+    for name, cls in all_models().items():
+        reason = cls.unavailable_reason()
+        marks = [pytest.mark.skip(reason=f"{name}: {reason}")] if reason else []
+        params.append(pytest.param(name, marks=marks, id=name))
+    return params
 
 
 def process_tree(pid: int) -> list[psutil.Process]:

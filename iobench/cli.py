@@ -8,24 +8,26 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from iobench.errors import run_command
+from iobench.common.errors import run_command
 
 # name: (module, function adding its arguments, command function, help line).
 # Modules are imported when the parser is built; they keep heavy imports
 # (matplotlib, ...) inside their command functions so start-up stays fast.
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
-    "serve": ("servers.harness", "add_serve_arguments", "cmd_serve", "run one server model"),
+    "serve": ("iobench.servers.harness", "add_serve_arguments", "cmd_serve",
+              "run one server model"),
     "models": ("iobench.models", "add_arguments", "cmd_models", "list the server models"),
     "client": ("iobench.client", "add_arguments", "cmd_client",
                "interactive client: send lines, print the replies"),
-    "load": ("loadgen.cli", "add_arguments", "cmd_load",
+    "load": ("iobench.loadgen.cli", "add_arguments", "cmd_load",
              "drive a server with load and measure latency"),
-    "run": ("benchmarks.cli", "add_run_arguments", "cmd_run", "run the benchmark matrix"),
-    "plot": ("benchmarks.report_cli", "add_plot_arguments", "cmd_plot",
+    "run": ("iobench.benchmarks.run.cli", "add_run_arguments", "cmd_run",
+            "run the benchmark matrix"),
+    "plot": ("iobench.benchmarks.report.cli", "add_plot_arguments", "cmd_plot",
              "draw a run's figures into RESULTS_DIR/plots"),
-    "report": ("benchmarks.report_cli", "add_report_arguments", "cmd_report",
+    "report": ("iobench.benchmarks.report.cli", "add_report_arguments", "cmd_report",
                "write a run's figures, REPORT.md and report.html"),
-    "compare": ("benchmarks.report_cli", "add_compare_arguments", "cmd_compare",
+    "compare": ("iobench.benchmarks.report.cli", "add_compare_arguments", "cmd_compare",
                 "compare two runs cell by cell"),
 }
 

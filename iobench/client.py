@@ -10,8 +10,8 @@ import socket
 import sys
 from typing import Any
 
-from iobench.addresses import format_target, parse_target
-from iobench.errors import UsageError
+from iobench.common.addresses import format_target, parse_target
+from iobench.common.errors import UsageError
 
 PROMPT = "> "
 CONNECT_TIMEOUT = 5.0

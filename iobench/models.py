@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from servers.base import ServerModel
-from servers.registry import all_models
+from iobench.servers.base import ServerModel
+from iobench.servers.registry import all_models
 
 COLUMNS = ("model", "family", "mechanism", "parameters", "description")
 

@@ -3,8 +3,8 @@
 import argparse
 import sys
 
-from iobench.errors import run_command
-from loadgen.cli import add_arguments, cmd_load
+from iobench.common.errors import run_command
+from iobench.loadgen.cli import add_arguments, cmd_load
 
 
 def main() -> int:

@@ -1,4 +1,4 @@
-"""``python -m loadgen.capacity``: how fast is the load generator itself?
+"""``python -m iobench.loadgen.capacity``: how fast is the load generator itself?
 
 Measures the client against a server that costs almost nothing: the native C
 uppercase-echo server in ``native_echo.c``, built into a temporary directory.
@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from iobench.errors import UsageError, run_command
+from iobench.common.errors import UsageError, run_command
 
 NATIVE_SOURCE = Path(__file__).with_name("native_echo.c")
 CLOSED_TARGET_RPS = 100_000.0
@@ -94,7 +94,7 @@ def native_server(binary: Path, cpus: set[int] | None) -> Iterator[str]:
 def run_load(arguments: Sequence[str], cpus: set[int] | None, directory: Path) -> dict[str, Any]:
     """``python -m loadgen ARGS --json`` as the runner calls it; return its JSON."""
     path = directory / "load.json"
-    command = [sys.executable, "-m", "loadgen", *arguments, "--json", str(path)]
+    command = [sys.executable, "-m", "iobench.loadgen", *arguments, "--json", str(path)]
     completed = subprocess.run(command, stdout=subprocess.DEVNULL, preexec_fn=pinned(cpus),
                                timeout=300)
     if not path.exists():
@@ -171,11 +171,12 @@ def cmd_capacity(args: Any) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadgen.capacity",
+    parser = argparse.ArgumentParser(prog="python -m iobench.loadgen.capacity",
                                      description="Measure the load generator's own capacity "
                                      "against a native C echo server.")
     add_arguments(parser)
-    return run_command(cmd_capacity, parser.parse_args(argv), prog="python -m loadgen.capacity")
+    return run_command(cmd_capacity, parser.parse_args(argv),
+                       prog="python -m iobench.loadgen.capacity")
 
 
 if __name__ == "__main__":

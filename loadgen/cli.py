@@ -15,11 +15,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from iobench.errors import UsageError
-from loadgen.params import ARRIVALS, EXPECTS, MODES, LoadParams
-from loadgen.plan import WorkerResult
-from loadgen.runner import WorkerFailed, build_result, run
-from loadgen.summary import format_summary
+from iobench.common.errors import UsageError
+from iobench.loadgen.params import ARRIVALS, EXPECTS, MODES, LoadParams
+from iobench.loadgen.plan import WorkerResult
+from iobench.loadgen.runner import WorkerFailed, build_result, run
+from iobench.loadgen.summary import format_summary
 
 STDOUT = "-"
 

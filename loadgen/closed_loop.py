@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from loadgen.histograms import histogram_from_counts
-from loadgen.worker import EPOLLOUT, NS_PER_US, SWEEP_INTERVAL_NS, Worker
+from iobench.loadgen.histograms import histogram_from_counts
+from iobench.loadgen.worker import EPOLLOUT, NS_PER_US, SWEEP_INTERVAL_NS, Worker
 
 
 class ClosedLoopWorker(Worker):

@@ -13,7 +13,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from loadgen.params import MAX_LATENCY_S
+from iobench.loadgen.params import MAX_LATENCY_S
 
 LOWEST_US = 1
 HIGHEST_US = int(MAX_LATENCY_S * 1_000_000)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from loadgen.closed_loop import ClosedLoopWorker
-from loadgen.open_loop import OpenLoopWorker
-from loadgen.plan import WorkerPlan, WorkerResult
-from loadgen.worker import Worker
+from iobench.loadgen.closed_loop import ClosedLoopWorker
+from iobench.loadgen.open_loop import OpenLoopWorker
+from iobench.loadgen.plan import WorkerPlan, WorkerResult
+from iobench.loadgen.worker import Worker
 
 WORKERS: dict[str, type[Worker]] = {"closed": ClosedLoopWorker, "open": OpenLoopWorker}
 

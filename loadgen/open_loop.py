@@ -6,9 +6,9 @@ import heapq
 import select
 import time
 
-from loadgen.histograms import histogram_from_counts
-from loadgen.schedule import open_schedule
-from loadgen.worker import EPOLLOUT, NS_PER_US, SWEEP_INTERVAL_NS, Worker
+from iobench.loadgen.histograms import histogram_from_counts
+from iobench.loadgen.schedule import open_schedule
+from iobench.loadgen.worker import EPOLLOUT, NS_PER_US, SWEEP_INTERVAL_NS, Worker
 
 
 class OpenLoopWorker(Worker):

@@ -7,8 +7,8 @@ import socket
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from iobench.addresses import format_target, parse_target
-from iobench.errors import UsageError
+from iobench.common.addresses import format_target, parse_target
+from iobench.common.errors import UsageError
 
 Mode = Literal["closed", "open"]
 Arrival = Literal["uniform", "poisson"]

@@ -2,7 +2,7 @@
 
 With one worker the loop runs in the calling process (nothing to coordinate,
 and the CPU a caller pinned is the CPU it runs on). With more, each worker is
-a fresh ``python -m loadgen.worker_process``: it connects, reports how many
+a fresh ``python -m iobench.loadgen.worker_process``: it connects, reports how many
 connections it has, and waits; once every worker has reported, the parent
 hands out one start time (CLOCK_MONOTONIC is shared by all processes), so
 warm-up and the measured window line up across workers. Histograms come back encoded and are merged
@@ -18,10 +18,16 @@ import sys
 import time
 from typing import Any
 
-from loadgen.histograms import merge_encoded, summarize
-from loadgen.loops import run_worker
-from loadgen.params import LoadParams, resolve_target, split_evenly
-from loadgen.plan import ERROR_KINDS, WorkerPlan, WorkerResult, plan_to_json, result_from_json
+from iobench.loadgen.histograms import merge_encoded, summarize
+from iobench.loadgen.loops import run_worker
+from iobench.loadgen.params import LoadParams, resolve_target, split_evenly
+from iobench.loadgen.plan import (
+    ERROR_KINDS,
+    WorkerPlan,
+    WorkerResult,
+    plan_to_json,
+    result_from_json,
+)
 
 SCHEMA = "iobench.load/1"
 EVENT_LOOP = "epoll"
@@ -96,7 +102,7 @@ def _run_processes(plans: list[WorkerPlan]) -> list[WorkerResult]:
     processes: list[subprocess.Popen[str]] = []
     try:
         for plan in plans:
-            process = subprocess.Popen([sys.executable, "-m", "loadgen.worker_process"],
+            process = subprocess.Popen([sys.executable, "-m", "iobench.loadgen.worker_process"],
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             processes.append(process)
             assert process.stdin is not None

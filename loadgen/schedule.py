@@ -6,7 +6,7 @@ import heapq
 import random
 from collections.abc import Callable
 
-from loadgen.plan import WorkerPlan
+from iobench.loadgen.plan import WorkerPlan
 
 
 def open_schedule(plan: WorkerPlan, start_ns: int

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loadgen.histograms import PERCENTILES
+from iobench.loadgen.histograms import PERCENTILES
 
 
 def format_us(value: float | None) -> str:

@@ -3,7 +3,7 @@
 The hot loops are written for speed (100,000 requests/s on one core from
 Python): the payload and the expected response are built once, a response
 that arrives in one piece is checked with a single ``bytes`` comparison,
-latencies are counted in a dict (see ``loadgen.histograms``), and attribute
+latencies are counted in a dict (see ``iobench.loadgen.histograms``), and attribute
 look-ups are hoisted into locals. Only the rare paths (partial sends and
 reads, errors, time-outs) leave the loop body.
 
@@ -27,7 +27,7 @@ from collections import deque
 
 import psutil
 
-from loadgen.plan import WorkerPlan, WorkerResult
+from iobench.loadgen.plan import WorkerPlan, WorkerResult
 
 EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT

@@ -1,4 +1,4 @@
-"""``python -m loadgen.worker_process``: one worker in its own process.
+"""``python -m iobench.loadgen.worker_process``: one worker in its own process.
 
 The parent talks to it in JSON lines on stdin and stdout: it writes the plan,
 the worker answers with how many connections it opened, the parent writes the
@@ -14,8 +14,8 @@ import json
 import sys
 from typing import TextIO
 
-from loadgen.loops import run_worker
-from loadgen.plan import plan_from_json
+from iobench.loadgen.loops import run_worker
+from iobench.loadgen.plan import plan_from_json
 
 
 def serve(stdin: TextIO, stdout: TextIO) -> None:

@@ -3,8 +3,8 @@
 import argparse
 import sys
 
-from iobench.errors import run_command
-from servers.harness import add_serve_arguments, cmd_serve
+from iobench.common.errors import run_command
+from iobench.servers.harness import add_serve_arguments, cmd_serve
 
 
 def main() -> int:

@@ -13,7 +13,7 @@ import asyncio
 import socket
 from typing import Any, ClassVar, cast
 
-from servers.base import Family, ServerModel, transform
+from iobench.servers.base import Family, ServerModel, transform
 
 
 class UpperEchoProtocol(asyncio.Protocol):

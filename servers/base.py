@@ -2,8 +2,8 @@
 
 A model owns one thing: how it waits for sockets to become ready (spinning,
 sleeping, select, a thread blocked in recv, ...). Everything else is shared:
-the harness (``servers.harness``) parses options, binds the listening socket,
-prints the ready line and installs the signal handlers; ``servers.connection``
+the harness (``iobench.servers.harness``) parses options, binds the listening socket,
+prints the ready line and installs the signal handlers; ``iobench.servers.connection``
 holds the non-blocking read/transform/write code with backpressure.
 """
 

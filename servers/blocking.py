@@ -14,7 +14,7 @@ import threading
 from abc import abstractmethod
 from typing import Any, ClassVar
 
-from servers.base import Family, ServerModel, transform
+from iobench.servers.base import Family, ServerModel, transform
 
 # How long stopping waits for the workers once their sockets are shut down.
 JOIN_TIMEOUT = 0.5

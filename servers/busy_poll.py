@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from servers.base import Family, ServerModel
-from servers.connection import Connection, accept_pending
+from iobench.servers.base import Family, ServerModel
+from iobench.servers.connection import Connection, accept_pending
 
 
 class BusyPollServer(ServerModel):

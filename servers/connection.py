@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 import sys
 
-from servers.base import ServerModel, transform
+from iobench.servers.base import ServerModel, transform
 
 
 class Connection:

@@ -6,7 +6,7 @@ import select
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from servers.readiness import READ, WRITE, ReadinessServer
+from iobench.servers.readiness import READ, WRITE, ReadinessServer
 
 
 class EpollServer(ReadinessServer):

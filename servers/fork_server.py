@@ -12,8 +12,8 @@ import signal
 import socket
 from typing import Any, ClassVar
 
-from servers.base import Family, ServerModel, transform
-from servers.children import Children
+from iobench.servers.base import Family, ServerModel, transform
+from iobench.servers.children import Children
 
 
 class ForkServer(ServerModel):

@@ -19,10 +19,10 @@ import signal
 import socket
 from typing import Any
 
-from iobench.addresses import format_target
-from iobench.errors import UsageError
-from servers.base import ParamError, ServerModel
-from servers.registry import UnknownModelError, get_model
+from iobench.common.addresses import format_target
+from iobench.common.errors import UsageError
+from iobench.servers.base import ParamError, ServerModel
+from iobench.servers.registry import UnknownModelError, get_model
 
 
 def parse_param_args(items: list[str]) -> dict[str, str]:

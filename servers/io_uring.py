@@ -20,9 +20,9 @@ import sys
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from servers.base import Family, ServerModel, transform
-from servers.connection import warn
-from servers.waker import Waker
+from iobench.servers.base import Family, ServerModel, transform
+from iobench.servers.connection import warn
+from iobench.servers.waker import Waker
 
 # How long a stopping server waits for the operations still in flight to
 # complete, once every socket is shut down, before it tears the ring down.

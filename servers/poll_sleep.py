@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from typing import ClassVar
 
-from servers.base import Param, parse_duration
-from servers.busy_poll import BusyPollServer
+from iobench.servers.base import Param, parse_duration
+from iobench.servers.busy_poll import BusyPollServer
 
 
 class PollSleepServer(BusyPollServer):

@@ -14,9 +14,9 @@ import socket
 import sys
 from typing import Any, ClassVar
 
-from servers.base import Family, Param, ServerModel
-from servers.children import PARENT_SIGNALS, Children
-from servers.epoll_server import EpollServer
+from iobench.servers.base import Family, Param, ServerModel
+from iobench.servers.children import PARENT_SIGNALS, Children
+from iobench.servers.epoll_server import EpollServer
 
 
 class PreforkServer(ServerModel):

@@ -35,7 +35,8 @@ class ServerProcess:
                  host: str = "127.0.0.1", port: int = 0, cpus: Iterable[int] | None = None,
                  stderr: IO[bytes] | int | None = subprocess.PIPE,
                  ready_timeout: float = READY_TIMEOUT) -> None:
-        command = [sys.executable, "-m", "servers", model, "--host", host, "--port", str(port)]
+        command = [sys.executable, "-m", "iobench.servers",
+                   model, "--host", host, "--port", str(port)]
         for name, value in (params or {}).items():
             command += ["--param", f"{name}={value}"]
         cpu_set = set(cpus) if cpus is not None else None

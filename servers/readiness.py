@@ -15,9 +15,9 @@ from abc import abstractmethod
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from servers.base import Family, ServerModel
-from servers.connection import Connection, accept_pending
-from servers.waker import Waker
+from iobench.servers.base import Family, ServerModel
+from iobench.servers.connection import Connection, accept_pending
+from iobench.servers.waker import Waker
 
 READ = 1
 WRITE = 2

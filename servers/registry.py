@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import importlib
 
-from servers.base import ServerModel
+from iobench.servers.base import ServerModel
 
 # Module and class of each model, in the order tables list them.
 _MODELS: tuple[tuple[str, str], ...] = (
-    ("servers.busy_poll", "BusyPollServer"),
-    ("servers.poll_sleep", "PollSleepServer"),
-    ("servers.select_server", "SelectServer"),
-    ("servers.threads", "ThreadPerConnectionServer"),
-    ("servers.poll_server", "PollServer"),
-    ("servers.epoll_server", "EpollServer"),
-    ("servers.asyncio_server", "AsyncioServer"),
-    ("servers.uvloop_server", "UvloopServer"),
-    ("servers.threadpool", "ThreadPoolServer"),
-    ("servers.fork_server", "ForkServer"),
-    ("servers.prefork", "PreforkServer"),
-    ("servers.sigio", "SigioServer"),
-    ("servers.io_uring", "IoUringServer"),
+    ("iobench.servers.busy_poll", "BusyPollServer"),
+    ("iobench.servers.poll_sleep", "PollSleepServer"),
+    ("iobench.servers.select_server", "SelectServer"),
+    ("iobench.servers.threads", "ThreadPerConnectionServer"),
+    ("iobench.servers.poll_server", "PollServer"),
+    ("iobench.servers.epoll_server", "EpollServer"),
+    ("iobench.servers.asyncio_server", "AsyncioServer"),
+    ("iobench.servers.uvloop_server", "UvloopServer"),
+    ("iobench.servers.threadpool", "ThreadPoolServer"),
+    ("iobench.servers.fork_server", "ForkServer"),
+    ("iobench.servers.prefork", "PreforkServer"),
+    ("iobench.servers.sigio", "SigioServer"),
+    ("iobench.servers.io_uring", "IoUringServer"),
 )
 
 

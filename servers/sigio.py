@@ -19,8 +19,8 @@ import signal
 import socket
 from typing import Any, ClassVar
 
-from servers.base import Family
-from servers.busy_poll import BusyPollServer
+from iobench.servers.base import Family
+from iobench.servers.busy_poll import BusyPollServer
 
 ARMED = 1  # Connection.interest: O_ASYNC is set on the socket
 

@@ -15,8 +15,8 @@ import socket
 import threading
 from typing import Any, ClassVar
 
-from servers.base import Param
-from servers.blocking import JOIN_TIMEOUT, BlockingServer
+from iobench.servers.base import Param
+from iobench.servers.blocking import JOIN_TIMEOUT, BlockingServer
 
 
 class ThreadPoolServer(BlockingServer):

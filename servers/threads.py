@@ -11,7 +11,7 @@ import socket
 import threading
 from typing import ClassVar
 
-from servers.blocking import BlockingServer
+from iobench.servers.blocking import BlockingServer
 
 
 class ThreadPerConnectionServer(BlockingServer):

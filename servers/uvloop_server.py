@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import ClassVar
 
-from servers.asyncio_server import AsyncioServer
+from iobench.servers.asyncio_server import AsyncioServer
 
 
 class UvloopServer(AsyncioServer):

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from servers.process import ServerProcess
+from iobench.servers.process import ServerProcess
 from tests.helpers import model_params
 
 

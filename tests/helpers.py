@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import psutil
-import pytest
 
-from servers.registry import all_models
+from iobench.servers.testing import model_params
 
-
-def model_params() -> list:
-    """Every registered model; one that cannot run here is skipped with its reason."""
-    params = []
-    for name, cls in all_models().items():
-        reason = cls.unavailable_reason()
-        marks = [pytest.mark.skip(reason=f"{name}: {reason}")] if reason else []
-        params.append(pytest.param(name, marks=marks, id=name))
-    return params
+__all__ = ["model_params", "process_tree", "tree_cpu_seconds", "tree_rss"]
 
 
 def process_tree(pid: int) -> list[psutil.Process]:

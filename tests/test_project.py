@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import servers
+import iobench.servers as servers
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from benchmarks.profiles import model_label
+from iobench.benchmarks.run.matrix import model_label
 
 MODELS = ("busy-poll", "poll-sleep", "select", "threads")
 DEFAULT_INTERVAL_S = 0.001
@@ -73,7 +73,7 @@ def nominal(model: str | None, interval_s: float, mode: str, connections: int, s
 
 def cell_key(scenario: str, model: str | None, params: dict[str, Any], connections: int,
              size: int, rate: float | None, phase: str | None) -> str:
-    """The key the runner gives this point (benchmarks.profiles.expand)."""
+    """The key the runner gives this point (iobench.benchmarks.run.matrix.expand)."""
     if model is None:
         return "neighbour/solo"
     label = model_label(model, params)

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from benchmarks.compare import compare_runs
-from benchmarks.results_io import load_run
+from iobench.benchmarks.report.compare import compare_runs
+from iobench.benchmarks.results.loader import load_run
 from iobench.cli import main
 from tests.benchmarks.results_factory import make_results, write_run
 

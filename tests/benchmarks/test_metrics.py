@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import metrics as m
-from benchmarks.runner import CellFailed, slice_rate
+from iobench.benchmarks.run import metrics as m
+from iobench.benchmarks.run.runner import CellFailed, slice_rate
 
 
 def report(throughput: float, mean_us: float, **extra: object) -> dict:

@@ -8,7 +8,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from servers.registry import available_models
+from iobench.servers.registry import available_models
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -16,7 +16,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 def test_micro_suite_reports_a_group_per_payload_with_a_row_per_model(tmp_path: Path) -> None:
     saved = tmp_path / "roundtrip.json"
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "benchmarks", "--benchmark-only", "-q", "-p",
+        [sys.executable, "-m", "pytest", "benchmarks/micro", "--benchmark-only", "-q", "-p",
          "no:cacheprovider", f"--benchmark-json={saved}"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

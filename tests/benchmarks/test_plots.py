@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.plots import FIGURES, write_plots
-from benchmarks.presentation import EXTRA_COLOURS, model_colour, registered_models
-from benchmarks.results_io import load_run
+from iobench.benchmarks.report.plots import FIGURES, write_plots
+from iobench.benchmarks.report.presentation import EXTRA_COLOURS, model_colour, registered_models
+from iobench.benchmarks.results.loader import load_run
 from tests.benchmarks.results_factory import make_results, write_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.profiles import (
+from iobench.benchmarks.run.matrix import (
     BUILTIN_PROFILES,
     ProfileError,
     check_spec,
@@ -16,7 +16,7 @@ from benchmarks.profiles import (
     select_models,
 )
 from iobench.cli import main
-from servers.registry import all_models, available_models
+from iobench.servers.registry import all_models, available_models
 
 MODELS = list(available_models())
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.store import read_results
-from servers.registry import available_models
+from iobench.benchmarks.results.store import read_results
+from iobench.servers.registry import available_models
 
 QUICK_BUDGET_S = 180
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from benchmarks.claims import Verdict, judge_claims
-from benchmarks.report import write_all
-from benchmarks.results_io import load_run
+from iobench.benchmarks.report.claims import Verdict, judge_claims
+from iobench.benchmarks.report.document import write_all
+from iobench.benchmarks.results.loader import load_run
 from iobench.cli import main
 from tests.benchmarks.results_factory import make_results, set_metric, write_run
 

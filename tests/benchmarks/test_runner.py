@@ -19,10 +19,16 @@ from typing import Any
 import psutil
 import pytest
 
-from benchmarks.launcher import LoadHandle, LoadSpec, LocalLauncher, Placement, ServerHandle
-from benchmarks.profiles import Profile, check_spec, expand
-from benchmarks.runner import Runner, Settings
-from benchmarks.store import RunStore, read_results
+from iobench.benchmarks.results.store import RunStore, read_results
+from iobench.benchmarks.run.launcher import (
+    LoadHandle,
+    LoadSpec,
+    LocalLauncher,
+    Placement,
+    ServerHandle,
+)
+from iobench.benchmarks.run.matrix import Profile, check_spec, expand
+from iobench.benchmarks.run.runner import Runner, Settings
 from iobench.cli import main
 
 CPUS = sorted(os.sched_getaffinity(0))

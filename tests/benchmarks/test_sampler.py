@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from benchmarks.sampler import ProcessTree, Sampler, window_stats
+from iobench.benchmarks.run.sampler import ProcessTree, Sampler, window_stats
 
 # Burns `share` of one core for `seconds`: share x 10 ms of CPU in every 10 ms.
 BURNER = """

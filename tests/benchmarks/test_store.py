@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.store import (
+from iobench.benchmarks.results.store import (
     CSV_FIELDS,
     METRICS,
     SCHEMA_VERSION,

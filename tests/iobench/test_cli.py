@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from servers.process import ServerProcess
-from servers.registry import all_models
+from iobench.servers.process import ServerProcess
+from iobench.servers.registry import all_models
 
 IOBENCH = [sys.executable, "-m", "iobench"]
 

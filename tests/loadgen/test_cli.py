@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-import loadgen.cli
+import iobench.loadgen.cli
 from iobench.cli import main
-from iobench.errors import UsageError
-from loadgen import LoadParams, WorkerFailed
-from loadgen.params import resolve_target
+from iobench.common.errors import UsageError
+from iobench.loadgen import LoadParams, WorkerFailed
+from iobench.loadgen.params import resolve_target
 
 
 def free_port() -> int:
@@ -66,7 +66,8 @@ def test_a_port_nobody_listens_on(tmp_path: Path) -> None:
     port = free_port()
     path = tmp_path / "load.json"
     completed = subprocess.run(
-        [sys.executable, "-m", "loadgen", "--target", f"127.0.0.1:{port}", "--connections", "3",
+        [sys.executable, "-m", "iobench.loadgen",
+         "--target", f"127.0.0.1:{port}", "--connections", "3",
          "--json", str(path)], capture_output=True, text=True, timeout=60)
     assert completed.returncode == 1
     assert completed.stderr == (f"python -m loadgen: error: cannot connect to 127.0.0.1:{port}: "
@@ -105,7 +106,7 @@ def test_a_crashed_worker_still_writes_the_json(tmp_path: Path, monkeypatch: pyt
     def crash(params: LoadParams, *, allow_errors: bool) -> dict:
         raise WorkerFailed("load worker 1 exited with code -9")
 
-    monkeypatch.setattr(loadgen.cli, "run", crash)
+    monkeypatch.setattr(iobench.loadgen.cli, "run", crash)
     path = tmp_path / "load.json"
     code = main(["load", "--target", "127.0.0.1:9", "--workers", "2", "--json", str(path)])
     assert code == 1
@@ -137,7 +138,7 @@ def test_running_out_of_descriptors_is_a_counted_connect_error(tmp_path: Path) -
     with socket.create_server(("127.0.0.1", 0), backlog=256) as listener:
         port = listener.getsockname()[1]
         completed = subprocess.run(
-            [sys.executable, "-m", "loadgen", "--target", f"127.0.0.1:{port}",
+            [sys.executable, "-m", "iobench.loadgen", "--target", f"127.0.0.1:{port}",
              "--connections", "100", "--duration", "0.1", "--warmup", "0", "--timeout", "0.5",
              "--json", str(path)],
             capture_output=True, text=True, timeout=60, preexec_fn=few_descriptors)

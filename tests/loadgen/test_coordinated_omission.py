@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 
-from servers.process import ServerProcess
+from iobench.servers.process import ServerProcess
 
 FREEZE_S = 0.5
 WARMUP_S = 0.5
@@ -46,7 +46,8 @@ def test_a_frozen_server_raises_the_corrected_tail_only(tmp_path: Path) -> None:
     with ServerProcess("select") as server:
         host, port = server.address
         load = subprocess.Popen(
-            [sys.executable, "-m", "loadgen", "--target", f"{host}:{port}", "--mode", "open",
+            [sys.executable, "-m", "iobench.loadgen",
+             "--target", f"{host}:{port}", "--mode", "open",
              "--rate", "1000", "--connections", str(CONNECTIONS), "--warmup", str(WARMUP_S),
              "--duration", str(DURATION_S), "--timeout", "5", "--json", str(path)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

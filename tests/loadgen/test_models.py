@@ -15,9 +15,9 @@ import psutil
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from loadgen import SCHEMA, LoadParams, run
-from loadgen.params import Mode
-from servers.process import ServerProcess
+from iobench.loadgen import SCHEMA, LoadParams, run
+from iobench.loadgen.params import Mode
+from iobench.servers.process import ServerProcess
 
 FOUR_MODELS = ["busy-poll", "poll-sleep", "select", "threads"]
 LATENCY_FIELDS = {"p50_us", "p90_us", "p99_us", "p99_9_us", "p99_99_us", "max_us", "mean_us",
@@ -99,7 +99,8 @@ def test_python_m_loadgen_with_two_workers_writes_the_json(tmp_path: Path) -> No
     path.parent.mkdir()
     with ServerProcess("select") as server:
         completed = subprocess.run(
-            [sys.executable, "-m", "loadgen", "--target", target_of(server), "--workers", "2",
+            [sys.executable, "-m", "iobench.loadgen",
+             "--target", target_of(server), "--workers", "2",
              "--connections", "6", "--duration", "0.5", "--warmup", "0.2", "--mode", "open",
              "--rate", "600", "--json", str(path)],
             capture_output=True, text=True, timeout=60)
@@ -119,8 +120,8 @@ def test_python_m_loadgen_with_two_workers_writes_the_json(tmp_path: Path) -> No
 def test_json_to_stdout_replaces_the_summary() -> None:
     with ServerProcess("select") as server:
         completed = subprocess.run(
-            [sys.executable, "-m", "loadgen", "--target", target_of(server), "--connections",
-             "2", "--duration", "0.3", "--warmup", "0", "--json"],
+            [sys.executable, "-m", "iobench.loadgen", "--target", target_of(server),
+             "--connections", "2", "--duration", "0.3", "--warmup", "0", "--json"],
             capture_output=True, text=True, timeout=60)
     assert completed.returncode == 0, completed.stderr
     result = json.loads(completed.stdout)
@@ -141,8 +142,8 @@ def test_one_mebibyte_messages_in_many_pieces(mode: Mode) -> None:
 def test_sigterm_stops_the_worker_processes_too() -> None:
     with ServerProcess("select") as server:
         load = subprocess.Popen(
-            [sys.executable, "-m", "loadgen", "--target", target_of(server), "--workers", "2",
-             "--connections", "4", "--duration", "30"],
+            [sys.executable, "-m", "iobench.loadgen", "--target", target_of(server),
+             "--workers", "2", "--connections", "4", "--duration", "30"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             parent = psutil.Process(load.pid)

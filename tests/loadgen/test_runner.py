@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 from hdrh.histogram import HdrHistogram
 
-from loadgen import LoadParams, run
-from loadgen.histograms import histogram_from_counts, merge_encoded, summarize
-from loadgen.plan import WorkerResult, plan_from_json, plan_to_json
-from loadgen.runner import build_result, make_plans
-from loadgen.worker import make_payload
+from iobench.loadgen import LoadParams, run
+from iobench.loadgen.histograms import histogram_from_counts, merge_encoded, summarize
+from iobench.loadgen.plan import WorkerResult, plan_from_json, plan_to_json
+from iobench.loadgen.runner import build_result, make_plans
+from iobench.loadgen.worker import make_payload
 from tests.loadgen.faulty_servers import FaultyServer, Handler, delayed_upper_echo, upper_echo
 
 StartServer = Callable[[Handler], FaultyServer]

@@ -6,9 +6,9 @@ import heapq
 import itertools
 import statistics
 
-from loadgen import LoadParams
-from loadgen.runner import make_plans
-from loadgen.schedule import open_schedule
+from iobench.loadgen import LoadParams
+from iobench.loadgen.runner import make_plans
+from iobench.loadgen.schedule import open_schedule
 
 START_NS = 1_000_000_000
 

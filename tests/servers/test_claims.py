@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from servers.process import ServerProcess
+from iobench.servers.process import ServerProcess
 from tests.helpers import tree_cpu_seconds
 
 IDLE_WINDOW_S = 2.0

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from servers.process import ServerProcess
+from iobench.servers.process import ServerProcess
 from tests.helpers import tree_rss
 
 IO_TIMEOUT = 10.0

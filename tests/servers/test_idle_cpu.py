@@ -17,8 +17,8 @@ from contextlib import ExitStack
 
 import pytest
 
-from servers.process import ServerProcess
-from servers.registry import available_models
+from iobench.servers.process import ServerProcess
+from iobench.servers.registry import available_models
 from tests.helpers import tree_cpu_seconds
 
 IDLE_WINDOW_S = 2.0

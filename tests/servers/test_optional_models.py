@@ -6,12 +6,12 @@ import sys
 
 import pytest
 
-from iobench.errors import UsageError
+from iobench.common.errors import UsageError
 from iobench.models import model_rows
-from servers.harness import load_model
-from servers.io_uring import IoUringServer
-from servers.registry import available_models
-from servers.uvloop_server import UvloopServer
+from iobench.servers.harness import load_model
+from iobench.servers.io_uring import IoUringServer
+from iobench.servers.registry import available_models
+from iobench.servers.uvloop_server import UvloopServer
 
 
 @pytest.mark.parametrize(("cls", "module", "extra"), [

@@ -15,7 +15,7 @@ import time
 import psutil
 import pytest
 
-from servers.process import ServerProcess
+from iobench.servers.process import ServerProcess
 
 SETTLE_TIMEOUT = 3.0
 

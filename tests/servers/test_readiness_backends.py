@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from servers.process import ServerProcess
-from servers.select_server import SelectServer
+from iobench.servers.process import ServerProcess
+from iobench.servers.select_server import SelectServer
 
 assert SelectServer.max_fd is not None
 PAST_SELECT_LIMIT = SelectServer.max_fd + 16

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from servers.process import ServerProcess
+from iobench.servers.process import ServerProcess
 
 QUEUED_WAIT_S = 0.5
 
@@ -34,8 +34,8 @@ def test_connections_beyond_the_pool_queue_until_a_worker_frees() -> None:
 
 
 def test_workers_must_be_positive() -> None:
-    from servers.base import ParamError
-    from servers.threadpool import ThreadPoolServer
+    from iobench.servers.base import ParamError
+    from iobench.servers.threadpool import ThreadPoolServer
 
     with pytest.raises(ParamError, match="workers"):
         ThreadPoolServer.resolve_params({"workers": "0"})

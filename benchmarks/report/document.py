@@ -4,7 +4,7 @@ The report is assembled once as a list of blocks (headings, paragraphs,
 tables, figures) and rendered twice, so the Markdown people paste into their
 documents and the HTML they open in a browser say exactly the same thing.
 Numbers in tables are median (min-max) across repetitions of the values in
-results.json, formatted by benchmarks.presentation.
+results.json, formatted by iobench.benchmarks.report.presentation.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.claims import ClaimResult, judge_claims
-from benchmarks.plots import PlotOutcome, write_plots
-from benchmarks.presentation import (
+from iobench.benchmarks.report.claims import ClaimResult, judge_claims
+from iobench.benchmarks.report.plots import PlotOutcome, write_plots
+from iobench.benchmarks.report.presentation import (
     format_spread,
     format_value,
     plural,
@@ -26,7 +26,7 @@ from benchmarks.presentation import (
     series_sort_key,
     style,
 )
-from benchmarks.results_io import CellGroup, Run, load_run
+from iobench.benchmarks.results.loader import CellGroup, Run, load_run
 
 # The report warns about a metric whose max - min across repetitions exceeds
 # this fraction of its median (tail percentiles are noisy by nature: not checked).

@@ -6,7 +6,7 @@ kernel it should do nearly as many; beside a server that busy-polls, the
 scheduler splits the CPU between them and the neighbour loses work even
 though the server has no client at all.
 
-``python -m benchmarks.neighbour --duration S [--delay S]`` runs the loop for
+``python -m iobench.benchmarks.run.neighbour --duration S [--delay S]`` runs the loop for
 S seconds (after an optional delay, so it can line up with a measured load
 window) and prints one JSON line: ``{"ops": ..., "elapsed_s": ..., "ops_per_s":
 ..., "start_s": ..., "bucket_s": ..., "bucket_ops": [...]}``. The launcher
@@ -56,7 +56,7 @@ def work_for(duration_s: float, bucket_s: float = BUCKET_S) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.neighbour",
+    parser = argparse.ArgumentParser(prog="python -m iobench.benchmarks.run.neighbour",
                                      description="Run the CPU-bound reference job.")
     parser.add_argument("--duration", type=float, required=True, help="seconds of work")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait first")

@@ -32,8 +32,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.sampler import Sampler
-from servers.process import ServerProcess, ServerStartError, stop_group
+from iobench.benchmarks.run.sampler import Sampler
+from iobench.servers.process import ServerProcess, ServerStartError, stop_group
 
 STOP_TIMEOUT_S = 3.0
 # How much of a process's stderr a failure reason quotes.
@@ -271,7 +271,8 @@ class NeighbourHandle:
         return self.process.poll() is None
 
     def report(self, timeout_s: float) -> dict[str, Any]:
-        """What :func:`benchmarks.neighbour.work_for` returned; RuntimeError if it failed."""
+        """What :func:`iobench.benchmarks.run.neighbour.work_for` returned; RuntimeError
+        if it failed."""
         code = self.process.wait(timeout_s)
         if code is None:
             self.process.stop()
@@ -315,14 +316,14 @@ class LocalLauncher(Launcher):
     def start_load(self, spec: LoadSpec) -> LoadHandle:
         name = self._name("load")
         json_path = self.workdir / f"{name}.json"
-        command = [sys.executable, "-m", "loadgen", *spec.arguments(json_path)]
+        command = [sys.executable, "-m", "iobench.loadgen", *spec.arguments(json_path)]
         process = LocalProcess(command, self.placement.client_cpus, self.workdir, name)
         self._started.append(process)
         return LoadHandle(process, json_path)
 
     def start_neighbour(self, duration_s: float, delay_s: float = 0.0) -> NeighbourHandle:
-        command = [sys.executable, "-m", "benchmarks.neighbour", "--duration", str(duration_s),
-                   "--delay", str(delay_s)]
+        command = [sys.executable, "-m", "iobench.benchmarks.run.neighbour",
+                   "--duration", str(duration_s), "--delay", str(delay_s)]
         process = LocalProcess(command, self.placement.server_cpus, self.workdir,
                                self._name("neighbour"))
         self._started.append(process)

@@ -5,7 +5,7 @@ Figure, or None with a note when the run lacks the scenario it needs (a custom
 profile without ``open``, say). :func:`write_plots` draws them all in one
 process (importing matplotlib once is most of the cost) and saves PNG + SVG.
 
-Conventions every figure keeps: a model has one colour (benchmarks.presentation),
+Conventions every figure keeps: a model has one colour (iobench.benchmarks.report.presentation),
 a line is the median over repetitions with the min-max range as error bars, a
 failed point is a red cross on the axis floor, axes are logarithmic where the
 data spans decades, and a footnote names the machine and the run.
@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.presentation import (
+from iobench.benchmarks.report.presentation import (
     model_colour,
     series_label,
     series_sort_key,
     style,
 )
-from benchmarks.results_io import CellGroup, Run
+from iobench.benchmarks.results.loader import CellGroup, Run
 
 PLOTS_DIR = "plots"
 FORMATS = ("png", "svg")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from iobench.errors import UsageError
+from iobench.common.errors import UsageError
 
 
 def parse_target(text: str) -> tuple[str, int]:

@@ -11,7 +11,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.results_io import CellGroup, Spread
+from iobench.benchmarks.results.loader import CellGroup, Spread
 
 # Colour-blind-friendly (Okabe-Ito, then Paul Tol) colours: registered models
 # take them in registry order; any other model name is hashed onto the extras,
@@ -24,7 +24,7 @@ EXTRA_COLOURS = ("#8c564b", "#7f7f7f", "#bcbd22", "#17becf", "#9467bd", "#2ca02c
 @functools.cache
 def registered_models() -> tuple[str, ...]:
     """Model names in registry order (the order tables list them)."""
-    from servers.registry import all_models
+    from iobench.servers.registry import all_models
 
     return tuple(all_models())
 
@@ -62,7 +62,7 @@ def format_duration_s(seconds: float) -> str:
 
 
 def param_unit(model: str, name: str) -> str:
-    from servers.registry import all_models
+    from iobench.servers.registry import all_models
 
     cls = all_models().get(model)
     for param in getattr(cls, "params", ()):

@@ -17,13 +17,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from benchmarks import metrics as m
-from benchmarks.launcher import Launcher, LoadSpec, ServerHandle, tail
-from benchmarks.profiles import Cell
-from benchmarks.sampler import Sampler
-from benchmarks.store import RunStore, utc_now
-from iobench.addresses import format_target
-from servers.process import ServerStartError
+from iobench.benchmarks.results.store import RunStore, utc_now
+from iobench.benchmarks.run import metrics as m
+from iobench.benchmarks.run.launcher import Launcher, LoadSpec, ServerHandle, tail
+from iobench.benchmarks.run.matrix import Cell
+from iobench.benchmarks.run.sampler import Sampler
+from iobench.common.addresses import format_target
+from iobench.servers.process import ServerStartError
 
 # Idle connections: let the server accept them (and start threads) before measuring.
 IDLE_SETTLE_S = 0.3

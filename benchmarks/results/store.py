@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from iobench.errors import UsageError
+from iobench.common.errors import UsageError
 
 SCHEMA_VERSION = 1
 RESULTS_JSON = "results.json"

@@ -2,8 +2,8 @@
 
 Not part of the default test run (pytest's testpaths is tests/). Run with::
 
-    pytest benchmarks --benchmark-only
-    pytest benchmarks --benchmark-only --benchmark-json=roundtrip.json
+    pytest benchmarks/micro --benchmark-only
+    pytest benchmarks/micro --benchmark-only --benchmark-json=roundtrip.json
 
 Each payload is a group, with one row per model. The server runs pinned to
 the first usable CPU and this process (the client) to the others, as in
@@ -18,10 +18,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from benchmarks.launcher import pinned
+from iobench.benchmarks.run.launcher import pinned
 from iobench.client import recv_exactly
-from servers.process import ServerProcess
-from tests.helpers import model_params
+from iobench.servers.process import ServerProcess
+from iobench.servers.testing import model_params
 
 PAYLOADS_BYTES = (64, 4096)
 ROUNDS = 300

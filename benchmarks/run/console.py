@@ -13,8 +13,8 @@ import sys
 from collections import defaultdict
 from typing import Any
 
-from benchmarks.profiles import Cell
-from benchmarks.runner import estimated_seconds
+from iobench.benchmarks.run.matrix import Cell
+from iobench.benchmarks.run.runner import estimated_seconds
 
 
 def interactive() -> bool:

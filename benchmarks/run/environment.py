@@ -16,7 +16,7 @@ from typing import Any
 
 PACKAGES = ("iobench", "psutil", "hdrhistogram", "rich", "matplotlib", "uvloop",
             "pytest-benchmark")
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def collect_cpu(env: dict[str, Any]) -> None:

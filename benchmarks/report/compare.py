@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from benchmarks.presentation import format_value, series_label, style
-from benchmarks.results_io import CellGroup, Run, Spread
+from iobench.benchmarks.report.presentation import format_value, series_label, style
+from iobench.benchmarks.results.loader import CellGroup, Run, Spread
 
 COMPARED_METRICS = ("throughput_rps", "p99_us", "cpu_us_per_request")
 # Metrics where a larger value is the better one.

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from iobench.errors import UsageError
-from servers.base import ParamError, ServerModel
+from iobench.common.errors import UsageError
+from iobench.servers.base import ParamError, ServerModel
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
 BUILTIN_PROFILES = ("quick", "full")

@@ -38,8 +38,8 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_plot(args: Any) -> int:
-    from benchmarks.plots import write_plots
-    from benchmarks.results_io import load_run
+    from iobench.benchmarks.report.plots import write_plots
+    from iobench.benchmarks.results.loader import load_run
 
     outcome = write_plots(load_run(args.results_dir), spectrum_rate=args.spectrum_rate)
     for path in outcome.paths:
@@ -50,7 +50,7 @@ def cmd_plot(args: Any) -> int:
 
 
 def cmd_report(args: Any) -> int:
-    from benchmarks.report import write_all
+    from iobench.benchmarks.report.document import write_all
 
     for path in write_all(args.results_dir, spectrum_rate=args.spectrum_rate):
         print(path)
@@ -64,8 +64,8 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_compare(args: Any) -> int:
-    from benchmarks.compare import compare_runs, headers, rows, summary_lines
-    from benchmarks.results_io import load_run
+    from iobench.benchmarks.report.compare import compare_runs, headers, rows, summary_lines
+    from iobench.benchmarks.results.loader import load_run
 
     run_a, run_b = load_run(args.results_a), load_run(args.results_b)
     comparison = compare_runs(run_a, run_b)

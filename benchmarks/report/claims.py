@@ -13,8 +13,8 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from benchmarks.presentation import format_duration_s, format_spread, plural
-from benchmarks.results_io import CellGroup, Run, Spread
+from iobench.benchmarks.report.presentation import format_duration_s, format_spread, plural
+from iobench.benchmarks.results.loader import CellGroup, Run, Spread
 
 # Busy polling drives CPU up: idle busy-poll uses at least half a core and at
 # least ten times what select uses (select's figure floored at the sampler's
@@ -45,7 +45,7 @@ THROUGHPUT_DISTRUST_FLAGS = frozenset({"errors"})
 
 def default_poll_interval_s() -> float:
     """poll-sleep's default interval, from its declaration, not a copy of it."""
-    from servers.registry import get_model
+    from iobench.servers.registry import get_model
 
     params = {p.name: p.default for p in get_model("poll-sleep").params}
     return float(params["interval"])

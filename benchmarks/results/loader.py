@@ -1,10 +1,10 @@
 """Read a run's ``results.json`` for plots, the report and comparisons.
 
-The runner writes the file (``benchmarks.store``); everything here only reads
+The runner writes the file (``iobench.benchmarks.results.store``); everything here only reads
 it, checks that it is a results file this version understands, and groups the
 cells of one matrix point across repetitions, so every consumer computes the
 median and the spread the same way. A file that is missing, not JSON, or of an
-unknown schema is a :class:`~iobench.errors.UsageError`: one clear line, not a
+unknown schema is a :class:`~iobench.common.errors.UsageError`: one clear line, not a
 traceback.
 """
 
@@ -17,7 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from iobench.errors import UsageError
+from iobench.common.errors import UsageError
 
 # Histograms are recorded in microseconds, 3 significant digits, up to 60 s.
 HISTOGRAM_LOWEST_US = 1
@@ -226,7 +226,7 @@ def load_run(directory: Path | str) -> Run:
     The store's reader checks the file and its schema version; this adds the
     per-cell checks that reading (rather than resuming) needs.
     """
-    from benchmarks.store import RESULTS_JSON, read_results
+    from iobench.benchmarks.results.store import RESULTS_JSON, read_results
 
     folder = Path(directory)
     if folder.name == RESULTS_JSON and folder.is_file():

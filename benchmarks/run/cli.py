@@ -10,12 +10,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from iobench.errors import UsageError
+from iobench.common.errors import UsageError
 
 if TYPE_CHECKING:
-    from benchmarks.launcher import Placement
-    from benchmarks.profiles import Profile
-    from benchmarks.store import RunStore
+    from iobench.benchmarks.results.store import RunStore
+    from iobench.benchmarks.run.launcher import Placement
+    from iobench.benchmarks.run.matrix import Profile
 
     # What a run is made of: its store, profile, models and CPU placement.
     Plan = tuple[RunStore, Profile, list[str], Placement]
@@ -75,10 +75,10 @@ def default_placement(server_text: str | None, client_text: str | None) -> tuple
 
 def plan_resume(args: Any) -> Plan:
     """The store, profile, models and placement of the run in ``args.resume``."""
-    from benchmarks import profiles
-    from benchmarks.launcher import Placement
-    from benchmarks.store import RunStore
-    from servers.registry import all_models, available_models
+    from iobench.benchmarks.results.store import RunStore
+    from iobench.benchmarks.run import matrix as profiles
+    from iobench.benchmarks.run.launcher import Placement
+    from iobench.servers.registry import all_models, available_models
 
     if args.out or args.models or args.repeat or args.profile != "quick":
         raise UsageError("--resume continues a run as it was planned; drop --profile, "
@@ -99,11 +99,11 @@ def plan_resume(args: Any) -> Plan:
 
 def plan_new(args: Any) -> Plan:
     """A new run folder for the profile, models and placement that ``args`` ask for."""
-    from benchmarks import profiles
-    from benchmarks.environment import collect_environment
-    from benchmarks.launcher import Placement
-    from benchmarks.store import RunStore, run_id_for
-    from servers.registry import all_models, available_models
+    from iobench.benchmarks.results.store import RunStore, run_id_for
+    from iobench.benchmarks.run import matrix as profiles
+    from iobench.benchmarks.run.environment import collect_environment
+    from iobench.benchmarks.run.launcher import Placement
+    from iobench.servers.registry import all_models, available_models
 
     if args.repeat is not None and args.repeat < 1:
         raise UsageError(f"bad --repeat {args.repeat}: must be at least 1")
@@ -126,10 +126,11 @@ def plan_new(args: Any) -> Plan:
 def cmd_run(args: Any) -> int:
     import sys
 
-    from benchmarks import console, profiles
-    from benchmarks.launcher import LocalLauncher, pinned
-    from benchmarks.runner import Runner, Settings
-    from servers.harness import raise_fd_limit
+    from iobench.benchmarks.run import console
+    from iobench.benchmarks.run import matrix as profiles
+    from iobench.benchmarks.run.launcher import LocalLauncher, pinned
+    from iobench.benchmarks.run.runner import Runner, Settings
+    from iobench.servers.harness import raise_fd_limit
 
     store, profile, models, placement = plan_resume(args) if args.resume else plan_new(args)
     raise_fd_limit()
@@ -167,9 +168,10 @@ def write_report(run_dir: Path) -> None:
     import sys
 
     try:
-        from benchmarks.report import write_all
+        from iobench.benchmarks.report.document import write_all
     except ImportError:
-        print("note: benchmarks.report is not available; no plots or report written",
+        print("note: iobench.benchmarks.report.document is not available;"
+              " no plots or report written",
               file=sys.stderr)
         return
     for path in write_all(run_dir):

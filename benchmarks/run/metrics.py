@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.sampler import Sampler, Series, WindowStats, window_stats
-from benchmarks.store import METRICS
+from iobench.benchmarks.results.store import METRICS
+from iobench.benchmarks.run.sampler import Sampler, Series, WindowStats, window_stats
 
 LATENCY_FIELDS = ("p50_us", "p90_us", "p99_us", "p99_9_us", "max_us", "mean_us")
 # Little's law in closed loop: connections = throughput x mean latency.

@@ -6,7 +6,7 @@ import psutil
 
 from iobench.servers.testing import model_params
 
-__all__ = ["model_params", "process_tree", "tree_cpu_seconds", "tree_rss"]
+__all__ = ["model_params", "process_tree", "tree_cpu_seconds", "tree_rss", "tree_uss"]
 
 
 def process_tree(pid: int) -> list[psutil.Process]:
@@ -20,6 +20,18 @@ def tree_rss(pid: int) -> int:
     for proc in process_tree(pid):
         try:
             total += proc.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def tree_uss(pid: int) -> int:
+    """Memory private to the tree's processes: pages a forked child shares with its
+    parent count once, not once per process as in RSS."""
+    total = 0
+    for proc in process_tree(pid):
+        try:
+            total += proc.memory_full_info().uss
         except psutil.NoSuchProcess:
             pass
     return total

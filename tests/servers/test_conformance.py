@@ -6,18 +6,23 @@ A model added to servers/registry.py is tested here automatically.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import random
+import select
 import signal
 import socket
 import struct
+import termios
 import threading
 import time
 
 import pytest
 
+from iobench.servers.base import ServerModel
 from iobench.servers.process import ServerProcess
-from tests.helpers import tree_rss
+from iobench.servers.registry import get_model
+from tests.helpers import tree_uss
 
 IO_TIMEOUT = 10.0
 
@@ -126,29 +131,98 @@ def test_reset_client_does_not_disturb_others(server: ServerProcess) -> None:
     assert round_trip(server.address, b"new") == b"NEW"
 
 
+# The largest single read any model makes: asyncio's selector transport reads up
+# to 256 KiB at once (``_SelectorTransport.max_size``); the others read recv_size.
+LARGEST_READ = max(ServerModel.recv_size, 256 * 1024)
+# How much a client sends at most: far past anything the kernel buffers on loopback
+# once the receiver stops reading, so a server without backpressure cannot stall it.
+HOG_CAP = 96 * 1024 * 1024
+
+
+def _queues(local: tuple[str, int], remote_port: int) -> tuple[int, int] | None:
+    """(send queue, receive queue) in bytes of the kernel socket ``local`` -> ``remote_port``.
+
+    Read from /proc/net/tcp, which lists every TCP socket of this network
+    namespace, the server's side of a loopback connection included.
+    """
+    want_local = f"{local[1]:04X}"
+    want_remote = f"{remote_port:04X}"
+    with open("/proc/net/tcp") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            if fields[1].endswith(":" + want_local) and fields[2].endswith(":" + want_remote):
+                tx_queue, rx_queue = (int(value, 16) for value in fields[4].split(":"))
+                return tx_queue, rx_queue
+    return None
+
+
+def _client_queues(sock: socket.socket) -> tuple[int, int]:
+    """(unsent, unread) bytes of a client socket: SIOCOUTQ and SIOCINQ."""
+    out_queue = struct.unpack("i", fcntl.ioctl(sock, termios.TIOCOUTQ, b"\0" * 4))[0]
+    in_queue = struct.unpack("i", fcntl.ioctl(sock, termios.FIONREAD, b"\0" * 4))[0]
+    return out_queue, in_queue
+
+
+def _held_by_server(sock: socket.socket, server: ServerProcess, sent: int) -> int:
+    """Bytes the server process holds: taken from the kernel, not yet handed back.
+
+    Every byte the client sent is in exactly one place once the connection is
+    still: the client's send queue, the server's receive queue, the server
+    process, the server's send queue or the client's receive queue. The kernel
+    counts all but the third, so the third is the rest.
+    """
+    for _ in range(50):
+        before = (_client_queues(sock), _queues(server.address, sock.getsockname()[1]))
+        time.sleep(0.1)
+        after = (_client_queues(sock), _queues(server.address, sock.getsockname()[1]))
+        if before == after:  # nothing in flight: the figures add up
+            break
+    (client_out, client_in), server_queues = after
+    assert server_queues is not None, "the server's side of the connection is not listed"
+    server_tx, server_rx = server_queues
+    return sent - client_out - server_rx - server_tx - client_in
+
+
 def test_client_that_never_reads_is_held_back(server: ServerProcess) -> None:
-    """Backpressure: 16 MiB sent and never read must not pile up in the server."""
-    total, limit = 16 * 1024 * 1024, 64 * 1024 * 1024
-    rss_before = tree_rss(server.pid)
+    """Backpressure: a client that sends and never reads stalls, and costs the server
+    no more than its output bound (``max_pending_output``) plus one read.
+
+    A server without backpressure keeps reading: the sender never stalls and the
+    server holds everything the kernel does not.
+    """
+    model = get_model(server.model)
+    bound = model.max_pending_output + LARGEST_READ
+    uss_before = tree_uss(server.pid)
     hog = connect(server.address)
-    hog.settimeout(0.2)
+    hog.setblocking(False)
     chunk = b"x" * 65536
-    sent, deadline = 0, time.monotonic() + 4.0
+    sent, deadline = 0, time.monotonic() + 8.0
     last_progress = time.monotonic()
     try:
-        # Send until all 16 MiB are out, or the server has taken nothing for 1 s.
-        while sent < total and time.monotonic() < deadline:
+        # Send until the server has taken nothing for 0.5 s, or the cap, or the deadline.
+        while sent < HOG_CAP and time.monotonic() < deadline:
             try:
                 sent += hog.send(chunk)
                 last_progress = time.monotonic()
-            except TimeoutError:  # the server stopped reading: what we want to see
-                if time.monotonic() - last_progress > 1.0:
+            except BlockingIOError:
+                if time.monotonic() - last_progress > 0.5:
                     break
+                select.select([], [hog], [], 0.05)
+        # The server is still serving others, so a stall is its choice, not a hang.
         assert round_trip(server.address, b"still here") == b"STILL HERE"
-        growth = tree_rss(server.pid) - rss_before
+        held = _held_by_server(hog, server, sent)
+        growth = tree_uss(server.pid) - uss_before
     finally:
         hog.close()
-    assert growth <= limit, f"server grew by {growth / 2**20:.1f} MiB"
+    mib = 2**20
+    assert sent < HOG_CAP, f"the server took all {sent / mib:.0f} MiB: no backpressure"
+    assert held <= bound, (
+        f"the server holds {held / mib:.2f} MiB of a silent client's output, more than "
+        f"max_pending_output + one read = {bound / mib:.2f} MiB (sent {sent / mib:.1f} MiB)")
+    # Memory, a coarser check: the held bytes, copies of them (transform's output, a
+    # bytearray's over-allocation), thread stacks and the allocator's rounding.
+    assert growth <= 8 * bound, f"server grew by {growth / mib:.1f} MiB, held {held / mib:.2f}"
     assert server.alive()
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from iobench.servers.base import ServerModel
 from iobench.servers.registry import all_models
 
 COLUMNS = ("model", "family", "mechanism", "parameters", "description")
@@ -55,6 +54,3 @@ def cmd_models(args: Any) -> int:
     console.print(table)
     return 0
 
-
-def describe(cls: type[ServerModel]) -> str:
-    return f"{cls.name} ({cls.family}, {cls.mechanism})"

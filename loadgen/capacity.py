@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from iobench.common.errors import UsageError, run_command
+from iobench.common.processes import pinned, stop_group
 
 NATIVE_SOURCE = Path(__file__).with_name("native_echo.c")
 CLOSED_TARGET_RPS = 100_000.0
@@ -58,19 +58,12 @@ def placement() -> tuple[set[int] | None, set[int] | None]:
     return {cpus[0]}, {cpus[1]}
 
 
-def pinned(cpus: set[int] | None) -> Any:
-    def pin() -> None:
-        if cpus:
-            os.sched_setaffinity(0, cpus)
-
-    return pin
-
-
 @contextmanager
 def native_server(binary: Path, cpus: set[int] | None) -> Iterator[str]:
     """Run the native server in its own process group; yield its HOST:PORT."""
-    process = subprocess.Popen([str(binary), "0", "127.0.0.1"], stdout=subprocess.PIPE,
-                               text=True, start_new_session=True, preexec_fn=pinned(cpus))
+    with pinned(cpus):
+        process = subprocess.Popen([str(binary), "0", "127.0.0.1"], stdout=subprocess.PIPE,
+                                   text=True, start_new_session=True)
     try:
         assert process.stdout is not None
         line = process.stdout.readline().split()  # "listening HOST PORT PID"
@@ -78,15 +71,7 @@ def native_server(binary: Path, cpus: set[int] | None) -> Iterator[str]:
             raise UsageError(f"the native server did not start: {' '.join(line)!r}")
         yield f"{line[1]}:{line[2]}"
     finally:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            process.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process)
         if process.stdout:
             process.stdout.close()
 
@@ -95,8 +80,8 @@ def run_load(arguments: Sequence[str], cpus: set[int] | None, directory: Path) -
     """``python -m loadgen ARGS --json`` as the runner calls it; return its JSON."""
     path = directory / "load.json"
     command = [sys.executable, "-m", "iobench.loadgen", *arguments, "--json", str(path)]
-    completed = subprocess.run(command, stdout=subprocess.DEVNULL, preexec_fn=pinned(cpus),
-                               timeout=300)
+    with pinned(cpus):
+        completed = subprocess.run(command, stdout=subprocess.DEVNULL, timeout=300)
     if not path.exists():
         raise UsageError(f"the load generator wrote no JSON (exit {completed.returncode})")
     return json.loads(path.read_text())

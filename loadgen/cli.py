@@ -8,14 +8,11 @@ import os
 import signal
 import sys
 import tempfile
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from iobench.common.errors import UsageError
+from iobench.common.processes import interrupts_raise
 from iobench.loadgen.params import ARRIVALS, EXPECTS, MODES, LoadParams
 from iobench.loadgen.plan import WorkerResult
 from iobench.loadgen.runner import WorkerFailed, build_result, run
@@ -98,21 +95,6 @@ def failed_result(params: LoadParams, reason: str) -> dict[str, Any]:
     return result
 
 
-@contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    """While running, SIGTERM unwinds like Ctrl-C, so worker processes are stopped too."""
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def cmd_load(args: Any) -> int:
@@ -122,7 +104,7 @@ def cmd_load(args: Any) -> int:
         if not parent.is_dir():
             raise UsageError(f"cannot write {args.json}: no directory {str(parent)!r}")
     try:
-        with sigterm_interrupts():
+        with interrupts_raise((signal.SIGTERM,)):
             result = run(params, allow_errors=args.allow_errors)
     except WorkerFailed as exc:
         # The caller still gets its JSON: nothing measured, ok false, and why.

@@ -13,11 +13,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from iobench.loadgen.params import MAX_LATENCY_S
-
-LOWEST_US = 1
-HIGHEST_US = int(MAX_LATENCY_S * 1_000_000)
-SIGNIFICANT_DIGITS = 3
+from iobench.common.histograms import HIGHEST_US, new_histogram
 
 # (JSON field, percentile) in the order the format lists them.
 PERCENTILES: tuple[tuple[str, float], ...] = (
@@ -27,10 +23,6 @@ PERCENTILES: tuple[tuple[str, float], ...] = (
     ("p99_9_us", 99.9),
     ("p99_99_us", 99.99),
 )
-
-
-def new_histogram() -> HdrHistogram:
-    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
 
 
 def histogram_from_counts(counts: Mapping[int, int]) -> HdrHistogram:

@@ -10,6 +10,9 @@ from typing import Any, Literal
 from iobench.common.addresses import format_target, parse_target
 from iobench.common.errors import UsageError
 
+# The histograms track latencies up to this many seconds (the format promises >= 60 s).
+from iobench.common.histograms import MAX_LATENCY_S
+
 Mode = Literal["closed", "open"]
 Arrival = Literal["uniform", "poisson"]
 Expect = Literal["upper", "echo"]
@@ -21,8 +24,6 @@ EXPECTS: tuple[Expect, ...] = ("upper", "echo")
 # One message must fit the histogram's patience and the process's memory;
 # 64 MiB is far beyond any scenario the benchmark runs.
 MAX_SIZE_BYTES = 64 * 1024 * 1024
-# The histograms track latencies up to this many seconds (the format promises >= 60 s).
-MAX_LATENCY_S = 60.0
 # How long to try each address of a name that resolves to several.
 PROBE_TIMEOUT_S = 1.0
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import errno
 import os
-import resource
 import select
 import socket
 import string
@@ -27,6 +26,7 @@ from collections import deque
 
 import psutil
 
+from iobench.common.processes import raise_fd_limit
 from iobench.loadgen.plan import WorkerPlan, WorkerResult
 
 EPOLLIN = select.EPOLLIN
@@ -43,13 +43,6 @@ def make_payload(size_bytes: int) -> bytes:
     """Lower-case letters, so an uppercasing server changes every byte it returns."""
     alphabet = string.ascii_lowercase.encode()
     return (alphabet * (size_bytes // len(alphabet) + 1))[:size_bytes]
-
-
-def raise_fd_limit() -> None:
-    """Thousands of connections need more than the usual 1024 descriptors."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 class Connection:

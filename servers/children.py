@@ -85,16 +85,6 @@ class Children:
                 return
             self.pids.discard(pid)
 
-    def wait_any(self) -> int | None:
-        """Block until one child exits; its pid, or None if there are none."""
-        try:
-            pid, _ = os.wait()
-        except ChildProcessError:
-            self.pids.clear()
-            return None
-        self.pids.discard(pid)
-        return pid
-
     def signal_all(self, signum: int) -> None:
         for pid in list(self.pids):
             try:

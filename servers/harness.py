@@ -14,13 +14,13 @@ from __future__ import annotations
 import errno
 import json
 import os
-import resource
 import signal
 import socket
 from typing import Any
 
 from iobench.common.addresses import format_target
 from iobench.common.errors import UsageError
+from iobench.common.processes import raise_fd_limit
 from iobench.servers.base import ParamError, ServerModel
 from iobench.servers.registry import UnknownModelError, get_model
 
@@ -47,13 +47,6 @@ def load_model(name: str, raw_params: dict[str, Any]) -> tuple[type[ServerModel]
     if reason:
         raise UsageError(f"model {name!r} is not available here: {reason}")
     return cls, options
-
-
-def raise_fd_limit() -> None:
-    """Raise the soft limit on open files to the hard limit (thousands of connections)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def bind_listener(host: str, port: int, backlog: int) -> socket.socket:

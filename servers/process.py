@@ -6,19 +6,18 @@ runs in its own process group, so stopping it reaches every process it forked.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import select
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterable
 from typing import IO, Any
 
+from iobench.common.processes import STOP_TIMEOUT_S, stop_group
+
 READY_TIMEOUT = 10.0
-STOP_TIMEOUT = 3.0
 
 
 class ServerStartError(RuntimeError):
@@ -96,7 +95,7 @@ class ServerProcess:
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signum)
 
-    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> int:
         """SIGTERM the server; SIGKILL its whole process group if it lingers."""
         code = stop_group(self.proc, timeout)
         if self.proc.stdout:
@@ -112,17 +111,3 @@ class ServerProcess:
             self.proc.stderr.close()
 
 
-def stop_group(proc: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT) -> int:
-    """SIGTERM the process; then SIGKILL whatever is left of its process group.
-
-    The group is killed even when the leader exited in time: children it
-    forked (a forking model's) must not outlive it.
-    """
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    return proc.wait()

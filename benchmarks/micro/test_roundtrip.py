@@ -18,8 +18,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from iobench.benchmarks.run.launcher import pinned
 from iobench.client import recv_exactly
+from iobench.common.processes import pinned
 from iobench.servers.process import ServerProcess
 from iobench.servers.testing import model_params
 

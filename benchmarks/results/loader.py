@@ -18,11 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from iobench.common.errors import UsageError
-
-# Histograms are recorded in microseconds, 3 significant digits, up to 60 s.
-HISTOGRAM_LOWEST_US = 1
-HISTOGRAM_HIGHEST_US = 60_000_000
-HISTOGRAM_SIGNIFICANT_DIGITS = 3
+from iobench.common.histograms import new_histogram
 
 # Fields a cell must have before anything can be said about it.
 REQUIRED_CELL_FIELDS = ("key", "scenario", "model", "status")
@@ -146,8 +142,7 @@ class CellGroup:
         encoded = [c["histogram"] for c in self.ok_cells if c.get("histogram")]
         if not encoded:
             return None
-        merged = HdrHistogram(HISTOGRAM_LOWEST_US, HISTOGRAM_HIGHEST_US,
-                              HISTOGRAM_SIGNIFICANT_DIGITS)
+        merged = new_histogram()
         for text in encoded:
             try:
                 merged.add(HdrHistogram.decode(text))

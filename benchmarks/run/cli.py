@@ -128,9 +128,9 @@ def cmd_run(args: Any) -> int:
 
     from iobench.benchmarks.run import console
     from iobench.benchmarks.run import matrix as profiles
-    from iobench.benchmarks.run.launcher import LocalLauncher, pinned
+    from iobench.benchmarks.run.launcher import LocalLauncher
     from iobench.benchmarks.run.runner import Runner, Settings
-    from iobench.servers.harness import raise_fd_limit
+    from iobench.common.processes import pinned, raise_fd_limit
 
     store, profile, models, placement = plan_resume(args) if args.resume else plan_new(args)
     raise_fd_limit()

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from iobench.benchmarks.run.sampler import Sampler
-from iobench.servers.process import ServerProcess, ServerStartError, stop_group
+from iobench.common.processes import stop_group
+from iobench.servers.process import ServerProcess, ServerStartError
 
 STOP_TIMEOUT_S = 3.0
 # How much of a process's stderr a failure reason quotes.
@@ -185,17 +186,6 @@ class LocalProcess(Process):
 
     def stderr_text(self) -> str:
         return self.stderr_path.read_text(errors="replace")
-
-
-@contextlib.contextmanager
-def pinned(cpus: list[int]) -> Iterator[None]:
-    """Run this process on ``cpus`` for the duration of the block."""
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, cpus)
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, before)
 
 
 class ServerHandle(Process):

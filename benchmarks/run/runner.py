@@ -10,10 +10,8 @@ stopped, and the finished cells stay on disk for ``--resume``.
 from __future__ import annotations
 
 import contextlib
-import signal
 import statistics
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -23,6 +21,7 @@ from iobench.benchmarks.run.launcher import Launcher, LoadSpec, ServerHandle, ta
 from iobench.benchmarks.run.matrix import Cell
 from iobench.benchmarks.run.sampler import Sampler
 from iobench.common.addresses import format_target
+from iobench.common.processes import interrupts_raise
 from iobench.servers.process import ServerStartError
 
 # Idle connections: let the server accept them (and start threads) before measuring.
@@ -395,24 +394,3 @@ def _peer_closed(sock: Any) -> bool:
         return True
 
 
-@contextlib.contextmanager
-def interrupts_raise() -> Iterator[None]:
-    """SIGINT and SIGTERM raise KeyboardInterrupt once; later ones are ignored.
-
-    Ignoring the second signal keeps a second Ctrl-C from breaking off the
-    cleanup that stops the processes of the cell in progress.
-    """
-    previous: dict[int, Callable[..., Any] | int | None] = {}
-
-    def handler(signum: int, frame: object) -> None:
-        for sig in previous:
-            signal.signal(sig, signal.SIG_IGN)
-        raise KeyboardInterrupt
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old if old is not None else signal.SIG_DFL)

@@ -1,6 +1,6 @@
 """psutil sampling of whole process trees, from a thread of the runner.
 
-CPU comes from cumulative ``cpu_times()`` deltas (design.md, measurement
+CPU comes from cumulative ``cpu_times()`` deltas (README.md, Method: measurement
 rules), never from one ``cpu_percent()`` call: the CPU a tree used between two
 readings is exact however late the sampling thread wakes up. Trees, because a
 model may fork (prefork, fork per connection): every reading walks the root's

@@ -18,6 +18,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from iobench.benchmarks.run.matrix import model_label
+from iobench.common.histograms import new_histogram
 
 MODELS = ("busy-poll", "poll-sleep", "select", "threads")
 DEFAULT_INTERVAL_S = 0.001
@@ -34,7 +35,7 @@ def latency_histogram(rng: random.Random, base_us: float, extra_us: float,
 
     Returns the histogram and the mean (the library's own mean is slow).
     """
-    hist = HdrHistogram(1, 60_000_000, 3)
+    hist = new_histogram()
     total = 0
     for _ in range(count):
         value = base_us * rng.uniform(0.8, 1.3) + rng.uniform(0.0, extra_us)

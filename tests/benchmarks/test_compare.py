@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from iobench.benchmarks.report.compare import compare_runs
-from iobench.benchmarks.results.loader import load_run
+from iobench.benchmarks.report.compare import MIN_CHANGE, MetricChange, compare_runs
+from iobench.benchmarks.results.loader import Spread, load_run
 from iobench.cli import main
 from tests.benchmarks.results_factory import make_results, write_run
 
@@ -52,12 +52,74 @@ def test_changes_beyond_the_spread_are_marked_with_direction(tmp_path: Path) -> 
     assert changed and all("/select/" in key for key in changed)
 
 
+@pytest.mark.parametrize(("a", "b", "overlap"), [
+    ((100, 90, 110), (130, 105, 140), True),   # B's low inside A's range
+    ((100, 90, 110), (85, 70, 90), True),     # touching ends share a value
+    ((100, 90, 110), (100, 95, 105), True),   # one range inside the other
+    ((100, 90, 110), (120, 111, 130), False),
+    ((100, 90, 110), (80, 70, 89.9), False),
+])
+def test_spread_overlap(a: tuple[float, float, float], b: tuple[float, float, float],
+                        overlap: bool) -> None:
+    spread_a, spread_b = Spread(*a, count=3), Spread(*b, count=3)
+    assert spread_a.overlaps(spread_b) is overlap
+    assert spread_b.overlaps(spread_a) is overlap
+
+
+@pytest.mark.parametrize(("metric", "a", "b", "mark"), [
+    # Medians 20% apart, ranges overlapping: noise, not a change.
+    ("throughput_rps", [1000, 1010, 1300], [1180, 1200, 1210], "within spread"),
+    ("p99_us", [100, 105, 130], [120, 126, 128], "within spread"),
+    # The same medians with ranges apart: a change, in the metric's direction.
+    ("throughput_rps", [990, 1000, 1010], [1180, 1200, 1210], "BETTER"),
+    ("p99_us", [100, 105, 110], [120, 126, 128], "WORSE"),
+    ("cpu_us_per_request", [10, 10.1, 10.2], [8, 8.1, 8.2], "BETTER"),
+    # Ranges apart but the medians within MIN_CHANGE: not called a change.
+    ("throughput_rps", [1000, 1001, 1002], [1040, 1041, 1042], ""),
+    # Just past MIN_CHANGE, ranges apart: marked.
+    ("throughput_rps", [1000, 1000, 1000], [1060, 1060, 1060], "BETTER"),
+])
+def test_change_is_marked_only_beyond_spread_and_threshold(
+        metric: str, a: list[float], b: list[float], mark: str) -> None:
+    change = MetricChange(metric, Spread.of(a), Spread.of(b))
+    assert change.mark == mark
+    assert change.changed is (mark in ("BETTER", "WORSE"))
+
+
+def test_min_change_threshold_sits_at_five_percent() -> None:
+    """Either side of MIN_CHANGE with disjoint ranges: 4.5% is unmarked, 5.5% is marked."""
+    assert MIN_CHANGE == 0.05
+    below = MetricChange("throughput_rps", Spread.of([1000] * 3), Spread.of([1045] * 3))
+    above = MetricChange("throughput_rps", Spread.of([1000] * 3), Spread.of([1055] * 3))
+    assert below.mark == "" and above.mark == "BETTER"
+
+
+def test_overlapping_change_in_a_run_is_not_counted(tmp_path: Path) -> None:
+    """compare_runs on files: one repetition of B's select is 25% up, the others 20%
+    up as well but A's top repetition reaches them, so the ranges overlap."""
+    def lift(cell: dict[str, Any]) -> None:
+        if cell["model"] == "select" and cell["key"] == "closed/select/c16/s64":
+            cell["metrics"]["throughput_rps"] = 12000.0 * (1.2, 1.2, 1.25)[cell["repetition"]]
+
+    def stretch(cell: dict[str, Any]) -> None:
+        if cell["model"] == "select" and cell["key"] == "closed/select/c16/s64":
+            cell["metrics"]["throughput_rps"] = 12000.0 * (0.98, 1.0, 1.3)[cell["repetition"]]
+
+    a = write_run(tmp_path / "a", make_results(repetitions=3, scenarios=SCENARIOS, tweak=stretch))
+    b = write_run(tmp_path / "b", make_results(repetitions=3, scenarios=SCENARIOS, tweak=lift))
+    comparison = compare_runs(load_run(a), load_run(b))
+    cell = next(c for c in comparison.matched if c.key == "closed/select/c16/s64")
+    throughput = next(c for c in cell.changes if c.metric == "throughput_rps")
+    assert throughput.ratio == pytest.approx(1.2, rel=1e-9)
+    assert throughput.mark == "within spread" and not throughput.changed
+
+
 def test_worse_latency_is_marked_worse(tmp_path: Path) -> None:
     a, b = runs(tmp_path, b_tweak=scale_metric("threads", "p99_us", 3.0))
     comparison = compare_runs(load_run(a), load_run(b))
     cell = next(c for c in comparison.matched if c.key == "closed/threads/c1/s64")
     p99 = next(c for c in cell.changes if c.metric == "p99_us")
-    assert p99.mark == "WORSE" and p99.ratio == pytest.approx(3.0, rel=0.5)
+    assert p99.mark == "WORSE" and p99.ratio == pytest.approx(3.0, rel=1e-9)
 
 
 def test_one_repetition_says_spread_unknown(tmp_path: Path,

@@ -41,13 +41,14 @@ def cmd_models(args: Any) -> int:
         print(markdown_table(rows))
         return 0
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="iobench server models")
     for column in COLUMNS:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*(row[c] for c in COLUMNS))
+        table.add_row(*(escape(row[c]) for c in COLUMNS))
     console = Console()
     if not console.is_terminal:
         console.width = max(console.width, 160)

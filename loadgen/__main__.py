@@ -1,4 +1,4 @@
-"""``python -m loadgen --target HOST:PORT [...]``: the load generator on its own."""
+"""``python -m iobench.loadgen --target HOST:PORT [...]``: the load generator on its own."""
 
 import argparse
 import sys
@@ -8,10 +8,10 @@ from iobench.loadgen.cli import add_arguments, cmd_load
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadgen",
+    parser = argparse.ArgumentParser(prog="python -m iobench.loadgen",
                                      description="Drive a server with load and measure latency.")
     add_arguments(parser)
-    return run_command(cmd_load, parser.parse_args(), prog="python -m loadgen")
+    return run_command(cmd_load, parser.parse_args(), prog="python -m iobench.loadgen")
 
 
 if __name__ == "__main__":

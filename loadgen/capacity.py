@@ -77,7 +77,7 @@ def native_server(binary: Path, cpus: set[int] | None) -> Iterator[str]:
 
 
 def run_load(arguments: Sequence[str], cpus: set[int] | None, directory: Path) -> dict[str, Any]:
-    """``python -m loadgen ARGS --json`` as the runner calls it; return its JSON."""
+    """``python -m iobench.loadgen ARGS --json`` as the runner calls it; return its JSON."""
     path = directory / "load.json"
     command = [sys.executable, "-m", "iobench.loadgen", *arguments, "--json", str(path)]
     with pinned(cpus):

@@ -1,4 +1,4 @@
-"""``iobench load`` / ``python -m loadgen``: options, the run, the summary and the JSON."""
+"""``iobench load`` / ``python -m iobench.loadgen``: options, the run, the summary and the JSON."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``python -m servers MODEL [--host H] [--port P] [--param k=v ...]``."""
+"""``python -m iobench.servers MODEL [--host H] [--port P] [--param k=v ...]``."""
 
 import argparse
 import sys
@@ -8,10 +8,10 @@ from iobench.servers.harness import add_serve_arguments, cmd_serve
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m servers",
+    parser = argparse.ArgumentParser(prog="python -m iobench.servers",
                                      description="Run one iobench server model.")
     add_serve_arguments(parser)
-    return run_command(cmd_serve, parser.parse_args(), prog="python -m servers")
+    return run_command(cmd_serve, parser.parse_args(), prog="python -m iobench.servers")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ class ServerStartError(RuntimeError):
 
 
 class ServerProcess:
-    """A running ``python -m servers MODEL``; use as a context manager.
+    """A running ``python -m iobench.servers MODEL``; use as a context manager.
 
     ``cpus``, if given, pins the server (and anything it forks) to those CPUs.
     """

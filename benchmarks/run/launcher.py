@@ -54,7 +54,7 @@ class Placement:
 
 @dataclass(frozen=True)
 class LoadSpec:
-    """One run of the load generator: the ``python -m loadgen`` options."""
+    """One run of the load generator: the ``python -m iobench.loadgen`` options."""
 
     target: str
     mode: str  # closed | open

@@ -70,8 +70,8 @@ def test_a_port_nobody_listens_on(tmp_path: Path) -> None:
          "--target", f"127.0.0.1:{port}", "--connections", "3",
          "--json", str(path)], capture_output=True, text=True, timeout=60)
     assert completed.returncode == 1
-    assert completed.stderr == (f"python -m loadgen: error: cannot connect to 127.0.0.1:{port}: "
-                                "Connection refused\n")
+    assert completed.stderr == ("python -m iobench.loadgen: error: cannot connect to "
+                                f"127.0.0.1:{port}: Connection refused\n")
     result = json.loads(path.read_text())
     assert result["ok"] is False
     assert result["errors"]["connect"] == 3

@@ -5,10 +5,16 @@ Figure, or None with a note when the run lacks the scenario it needs (a custom
 profile without ``open``, say). :func:`write_plots` draws them all in one
 process (importing matplotlib once is most of the cost) and saves PNG + SVG.
 
-Conventions every figure keeps: a model has one colour (iobench.benchmarks.report.presentation),
-a line is the median over repetitions with the min-max range as error bars, a
-failed point is a red cross on the axis floor, axes are logarithmic where the
-data spans decades, and a footnote names the machine and the run.
+Conventions every figure keeps: a model has one colour and one marker
+(iobench.benchmarks.report.presentation), its family's hue; a line is the median
+over repetitions with the min-max range as thin error bars under the points,
+the series nudged apart along x so bars do not hide each other; a failed point
+is a red cross on the axis floor; axes are logarithmic where the data spans
+decades; a footnote names the machine and the run. An axis never holds more
+than ``SMALL_MULTIPLES_ABOVE`` series: beyond that the figure becomes small
+multiples, one panel per Stevens family (:func:`family_panels`), panels of one
+metric sharing their y axis, with select drawn in grey in the other panels as
+the common reference.
 """
 
 from __future__ import annotations
@@ -20,7 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from iobench.benchmarks.report.presentation import (
+    family_order,
     model_colour,
+    model_family,
+    model_style,
     series_label,
     series_sort_key,
     style,
@@ -37,6 +46,16 @@ FAILED_COLOUR = "#C00000"
 # Spectrum x axis: 1/(1-p) from p=0 to p=99.99%, as in HdrHistogram plots.
 SPECTRUM_MAX_INVERSE = 10_000
 SPECTRUM_TICKS = {2: "50%", 10: "90%", 100: "99%", 1000: "99.9%", 10000: "99.99%"}
+# More series than this on one axis cannot be told apart: draw one panel per family.
+SMALL_MULTIPLES_ABOVE = 6
+# The model every panel is compared with, drawn in grey where it is not in the panel.
+REFERENCE_MODEL = "select"
+REFERENCE_COLOUR = "#9A9A9A"
+# Series at the same x are nudged apart by this fraction of a log decade (or of the
+# linear x range) per series, so their error bars stay visible.
+DODGE_FRACTION = 0.025
+PANEL_WIDTH_IN = 4.4
+PANEL_HEIGHT_IN = 2.9
 
 
 @dataclass
@@ -69,14 +88,66 @@ def footnote(run: Run) -> str:
 
 def new_figure(run: Run, title: str, ncols: int = 1, width: float = 8.0) -> tuple[Any, list[Any]]:
     """A constrained-layout figure with ``ncols`` axes, a title and the run's footnote."""
+    fig, grid = panel_figure(run, title, columns=ncols, panels=1, width=width)
+    return fig, grid[0]
+
+
+def panel_figure(run: Run, title: str, columns: int, panels: int,
+                 width: float = 8.0) -> tuple[Any, list[list[Any]]]:
+    """``grid[panel][column]``: one row of ``columns`` axes per panel, columns sharing y.
+
+    A figure of one column with several panels wraps them two to a row, so it
+    stays about as wide as a page.
+    """
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width * (1 if ncols == 1 else 0.7) * ncols, 4.8), layout="constrained")
-    axes = fig.subplots(1, ncols, squeeze=False)[0].tolist()
+    wrap = columns == 1 and panels > 1
+    nrows, ncols = ((panels + 1) // 2, 2) if wrap else (panels, columns)
+    if panels == 1:
+        size = (width * (1 if ncols == 1 else 0.7) * ncols, 4.8)
+    else:
+        size = (PANEL_WIDTH_IN * ncols + 2.2, PANEL_HEIGHT_IN * nrows + 0.9)
+    fig = Figure(figsize=size, layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey="all" if wrap else "col",
+                        sharex="all" if wrap else "col")
     fig.suptitle(title, fontsize=12)
-    fig.get_layout_engine().set(rect=(0, 0.05, 1, 0.95))
-    fig.text(0.01, 0.01, footnote(run), fontsize=7, color="#555555", ha="left", va="bottom")
-    return fig, axes
+    fig.get_layout_engine().set(rect=(0, 0.05 if panels == 1 else 0.03, 1,
+                                      0.95 if panels == 1 else 0.97))
+    fig.text(0.01, 0.005, footnote(run), fontsize=7, color="#555555", ha="left", va="bottom")
+    if wrap:
+        flat = [ax for row in axes for ax in row]
+        for spare in flat[panels:]:
+            spare.set_visible(False)
+        return fig, [[ax] for ax in flat[:panels]]
+    return fig, [list(row) for row in axes]
+
+
+def family_panels(groups: Iterable[CellGroup],
+                  label_of: Callable[[CellGroup], str] = series_label,
+                  ) -> list[tuple[str, list[CellGroup]]]:
+    """[(panel title, its groups)]: one panel when the series fit one axis, else per family.
+
+    Families with a single series share one panel, so thirteen models make four
+    panels, not five with one line each.
+    """
+    groups = list(groups)
+    if len(by_series(groups, label_of)) <= SMALL_MULTIPLES_ABOVE:
+        return [("", groups)]
+    families: dict[str, list[CellGroup]] = {}
+    for group in sorted(groups, key=lambda g: family_order(model_family(g.model))):
+        families.setdefault(model_family(group.model), []).append(group)
+    panels: list[tuple[str, list[CellGroup]]] = []
+    singles: list[tuple[str, list[CellGroup]]] = []
+    for family, members in families.items():
+        (singles if len(by_series(members, label_of)) == 1 else panels).append(
+            (family, members))
+    if len(singles) == 1:
+        panels.append(singles[0])
+    elif singles:
+        panels.append((" and ".join(f for f, _ in singles),
+                       [g for _, members in singles for g in members]))
+    return sorted(panels, key=lambda p: min(family_order(model_family(g.model))
+                                            for g in p[1]))
 
 
 def spans_decades(values: Iterable[float]) -> bool:
@@ -111,14 +182,24 @@ class Drawn:
     categorical_x: float | None = None  # the one x value, when drawn as bars per model
 
 
+def dodged(xs: list[float], index: int, count: int, log_x: bool, span: float) -> list[float]:
+    """``xs`` nudged for series ``index`` of ``count``, so error bars at one x do not overlap."""
+    offset = (index - (count - 1) / 2) * DODGE_FRACTION
+    if log_x:
+        return [x * 10 ** offset for x in xs]
+    return [x + offset * span for x in xs]
+
+
 def line_plot(ax: Any, groups: Iterable[CellGroup], x_of: Callable[[CellGroup], float | None],
               metric: str, *, failed_label: list[bool] | None = None,
-              label_of: Callable[[CellGroup], str] = series_label) -> Drawn:
-    """Median lines with min-max error bars, one per series.
+              label_of: Callable[[CellGroup], str] = series_label,
+              reference: Iterable[CellGroup] = ()) -> Drawn:
+    """Median lines with min-max error bars, one per series, in each model's colour and marker.
 
-    When every point has the same x (a quick profile measures one connection
-    count), lines would collapse onto one vertical stack of dots, so the
-    series are drawn as one bar each instead.
+    ``reference`` groups (select, in panels of other families) are drawn in grey,
+    behind, for comparison across panels. When every point has the same x (a
+    quick profile measures one connection count), lines would collapse onto one
+    vertical stack of dots, so the series are drawn as one bar each instead.
     """
     failed_label = failed_label if failed_label is not None else [False]
     groups = list(groups)
@@ -129,7 +210,24 @@ def line_plot(ax: Any, groups: Iterable[CellGroup], x_of: Callable[[CellGroup], 
         return bar_plot(ax, groups, metric, failed_label, label_of, distinct_x.pop())
     drawn = Drawn()
     scale = style(metric).scale
-    for label, members in by_series(groups, label_of).items():
+    all_x = [float(x) for x in distinct_x if x is not None]
+    log_x = spans_decades(all_x)
+    span = (max(all_x) - min(all_x)) if all_x else 0.0
+    series = by_series(groups, label_of)
+    reference_series = by_series([g for g in reference if x_of(g) is not None], label_of)
+    for label, members in reference_series.items():
+        xs, medians = [], []
+        for group in sorted(members, key=lambda g: x_of(g) or 0.0):
+            spread = group.metric(metric)
+            if not group.failed and spread is not None:
+                xs.append(x_of(group))
+                medians.append(spread.median * scale)
+        if xs:
+            ax.plot(xs, medians, color=REFERENCE_COLOUR, linestyle="--", linewidth=1.2,
+                    marker=model_style(str(members[0].model)).marker, markersize=4,
+                    label=f"{label} (grey: reference)", zorder=1)
+            drawn.ys += medians
+    for index, (label, members) in enumerate(series.items()):
         xs, medians, below, above, failed_xs = [], [], [], [], []
         for group in sorted(members, key=lambda g: x_of(g) or 0.0):
             spread = group.metric(metric)
@@ -141,13 +239,68 @@ def line_plot(ax: Any, groups: Iterable[CellGroup], x_of: Callable[[CellGroup], 
                 below.append((spread.median - spread.low) * scale)
                 above.append((spread.high - spread.median) * scale)
         if xs:
+            look = model_style(str(members[0].model))
             # One repetition has no spread to show: no error-bar caps then.
             error = [below, above] if any(below) or any(above) else None
-            ax.errorbar(xs, medians, yerr=error, color=model_colour(str(members[0].model)),
-                        marker="o", capsize=3, label=label)
+            ax.errorbar(dodged(xs, index, len(series), log_x, span), medians, yerr=error,
+                        color=look.colour, marker=look.marker,
+                        markersize=6 if look.highlighted else 5,
+                        markeredgecolor="white", markeredgewidth=0.6,
+                        linewidth=2.2 if look.highlighted else 1.3,
+                        elinewidth=0.8, capsize=2, ecolor=look.colour, label=label,
+                        zorder=3 if look.highlighted else 2)
             drawn.ys += medians
         mark_failed(ax, failed_xs, failed_label)
     return drawn
+
+
+def reference_for(panel: list[CellGroup], everything: list[CellGroup]) -> list[CellGroup]:
+    """select's groups, to draw in grey in a panel of small multiples that lacks it."""
+    if any(g.model == REFERENCE_MODEL for g in panel):
+        return []
+    return [g for g in everything if g.model == REFERENCE_MODEL]
+
+
+def panel_title(family: str, column_title: str) -> str:
+    return " · ".join(t for t in (column_title, family) if t)
+
+
+def multiples_line_figure(run: Run, title: str, groups: list[CellGroup],
+                          columns: Sequence[tuple[str, str, str, Callable[[CellGroup], bool]]],
+                          x_of: Callable[[CellGroup], float | None], xlabel: str) -> Any:
+    """Line figure with one column per (metric, ylabel, column title, cell filter).
+
+    One row per family panel when there are more series than fit one axis; every
+    column shares its y axis, so panels compare at a glance.
+    """
+    panels = family_panels(groups)
+    fig, grid = panel_figure(run, title, columns=len(columns), panels=len(panels))
+    failed: list[bool] = [False]
+    for column, (metric, ylabel, column_title, keep) in enumerate(columns):
+        kept = [g for g in groups if keep(g)]
+        xs = [x for x in (x_of(g) for g in kept) if x is not None]
+        scale = style(metric).scale
+        all_ys = [s.median * scale for s in (g.metric(metric) for g in kept if not g.failed)
+                  if s is not None]
+        for row, (family, members) in enumerate(panels):
+            ax = grid[row][column]
+            members = [g for g in members if keep(g)]
+            reference = reference_for(members, kept) if len(panels) > 1 else []
+            drawn = line_plot(ax, members, x_of, metric, failed_label=failed,
+                              reference=reference)
+            ax.set_title(panel_title(family, column_title), fontsize=10)
+            if drawn.categorical_x is None:
+                drawn.ys = all_ys
+            finish_axes(ax, xlabel, ylabel, xs, drawn)
+    bottom_labels_only(grid)
+    return fig
+
+
+def bottom_labels_only(grid: list[list[Any]]) -> None:
+    """Panels share x down a column: only the bottom row repeats the x label."""
+    for row in grid[:-1]:
+        for ax in row:
+            ax.set_xlabel("")
 
 
 def note_failed_without_x(ax: Any, groups: list[CellGroup],
@@ -174,7 +327,7 @@ def bar_plot(ax: Any, groups: list[CellGroup], metric: str, failed_label: list[b
             error = [[(spread.median - spread.low) * scale],
                      [(spread.high - spread.median) * scale]] if spread.count > 1 else None
             ax.bar(position, spread.median * scale, color=model_colour(str(group.model)),
-                   yerr=error, capsize=2, label=label)
+                   yerr=error, capsize=2, label=label, error_kw={"elinewidth": 0.8})
             drawn.ys.append(spread.median * scale)
     ax.set_xticks(range(len(series)), list(series), rotation=60, ha="right", fontsize=8)
     return drawn
@@ -246,16 +399,10 @@ def fig_throughput_vs_connections(run: Run) -> Any | None:
     if not closed:
         return None
     sizes = sorted({g.size_bytes for g in closed}, key=lambda s: s or 0)
-    fig, axes = new_figure(run, "Peak throughput vs connections (closed loop)", ncols=len(sizes))
-    failed: list[bool] = [False]
-    for ax, size in zip(axes, sizes, strict=True):
-        groups = [g for g in closed if g.size_bytes == size]
-        drawn = line_plot(ax, groups, lambda g: g.connections, "throughput_rps",
-                       failed_label=failed)
-        ax.set_title(payload_label(size), fontsize=10)
-        finish_axes(ax, "connections", "throughput (requests/s)",
-                    [g.connections or 0 for g in groups], drawn)
-    return fig
+    columns = [("throughput_rps", "throughput (requests/s)", payload_label(size),
+                lambda g, s=size: g.size_bytes == s) for size in sizes]
+    return multiples_line_figure(run, "Peak throughput vs connections (closed loop)", closed,
+                                 columns, lambda g: g.connections, "connections")
 
 
 def choose_spectrum_groups(run: Run, rate: float | None) -> tuple[list[CellGroup], str]:
@@ -299,26 +446,45 @@ def fig_latency_spectrum(run: Run, rate: float | None = None) -> Any | None:
     groups, how = choose_spectrum_groups(run, rate)
     if not groups:
         return None
-    fig, (ax,) = new_figure(run, f"Latency by percentile, open loop at {how} (corrected)")
+    panels = family_panels(groups)
+    fig, grid = panel_figure(run, f"Latency by percentile, open loop at {how} (corrected)",
+                             columns=1, panels=len(panels))
     failed: list[bool] = [False]
     all_y: list[float] = []
+    curves = {}
     for group in groups:
         histogram = None if group.failed else group.merged_histogram
-        label = f"{series_label(group)} @ {group.rate_rps:,.0f} req/s"
-        if histogram is None or histogram.get_total_count() == 0:
-            if group.failed:
-                mark_failed(ax, [1.0], failed)
-            continue
-        xs, ys = spectrum_points(histogram)
-        all_y += ys
-        ax.plot(xs, ys, color=model_colour(str(group.model)), label=label, linewidth=1.8)
-    ax.set_xscale("log")
-    ax.set_xlim(1, SPECTRUM_MAX_INVERSE)
-    ax.set_xticks(list(SPECTRUM_TICKS), list(SPECTRUM_TICKS.values()))
-    finish_axes(ax, "percentile (log scale of 1/(1-p))", "latency (us)", [], all_y)
-    if all_y:
-        ax.set_yscale("log")
-        log_axis(ax.yaxis, all_y)
+        if histogram is not None and histogram.get_total_count() > 0:
+            curves[group.key] = spectrum_points(histogram)
+            all_y += curves[group.key][1]
+    for (family, members), (ax,) in zip(panels, grid, strict=True):
+        if len(panels) > 1:
+            for ref in reference_for(members, groups):
+                if ref.key in curves:
+                    ax.plot(*curves[ref.key], color=REFERENCE_COLOUR, linestyle="--",
+                            linewidth=1.2, label=f"{series_label(ref)} (grey: reference)")
+        for group in members:
+            label = f"{series_label(group)} @ {group.rate_rps:,.0f} req/s"
+            if group.key not in curves:
+                if group.failed:
+                    mark_failed(ax, [1.0], failed)
+                continue
+            look = model_style(str(group.model))
+            xs, ys = curves[group.key]
+            ax.plot(xs, ys, color=look.colour, label=label,
+                    linewidth=2.2 if look.highlighted else 1.4, marker=look.marker,
+                    markevery=10, markersize=5, markeredgecolor="white", markeredgewidth=0.6)
+        ax.set_xscale("log")
+        ax.set_xlim(1, SPECTRUM_MAX_INVERSE)
+        ax.set_xticks(list(SPECTRUM_TICKS), list(SPECTRUM_TICKS.values()))
+        ax.set_title(family, fontsize=10)
+        finish_axes(ax, "percentile (log scale of 1/(1-p))", "latency (us)", [], all_y)
+        if all_y:
+            ax.set_yscale("log")
+            log_axis(ax.yaxis, all_y)
+    if len(panels) > 2:
+        for row in grid[:-2]:
+            row[0].set_xlabel("")
     return fig
 
 
@@ -326,64 +492,61 @@ def fig_latency_vs_rate(run: Run) -> Any | None:
     groups = run.scenario("open")
     if not groups:
         return None
-    fig, axes = new_figure(run, "Latency vs offered rate (open loop, corrected)", ncols=2)
-    failed: list[bool] = [False]
-    rates = [g.rate_rps for g in groups if g.rate_rps is not None]
-    for ax, metric in zip(axes, ("p50_us", "p99_us"), strict=True):
-        drawn = line_plot(ax, groups, lambda g: g.rate_rps, metric, failed_label=failed)
-        ax.set_title(style(metric).title, fontsize=10)
-        finish_axes(ax, "offered rate (requests/s)", f"{style(metric).title} latency (us)",
-                    rates, drawn)
-    return fig
+    columns = [(metric, f"{style(metric).title} latency (us)", style(metric).title,
+                lambda g: True) for metric in ("p50_us", "p99_us")]
+    return multiples_line_figure(run, "Latency vs offered rate (open loop, corrected)", groups,
+                                 columns, lambda g: g.rate_rps, "offered rate (requests/s)")
 
 
 def fig_cpu_vs_rate(run: Run) -> Any | None:
     groups = run.scenario("open")
     if not groups:
         return None
-    fig, axes = new_figure(run, "Server CPU vs offered rate (open loop)", ncols=2)
-    failed: list[bool] = [False]
-    rates = [g.rate_rps for g in groups if g.rate_rps is not None]
-    for ax, metric, ylabel in ((axes[0], "server_cpu_percent", "server CPU (% of one core)"),
-                               (axes[1], "cpu_us_per_request", "CPU per request (us)")):
-        drawn = line_plot(ax, groups, lambda g: g.rate_rps, metric, failed_label=failed)
-        ax.set_title(style(metric).title, fontsize=10)
-        finish_axes(ax, "offered rate (requests/s)", ylabel, rates, drawn)
-    return fig
+    columns = [("server_cpu_percent", "server CPU (% of one core)",
+                style("server_cpu_percent").title, lambda g: True),
+               ("cpu_us_per_request", "CPU per request (us)",
+                style("cpu_us_per_request").title, lambda g: True)]
+    return multiples_line_figure(run, "Server CPU vs offered rate (open loop)", groups,
+                                 columns, lambda g: g.rate_rps, "offered rate (requests/s)")
 
 
 def fig_idle_cpu(run: Run) -> Any | None:
+    """One panel per idle-connection count, one labelled bar per model in family order.
+
+    Bars are named on the axis, so thirteen models stay readable without a legend
+    to decode; the colours still follow the families.
+    """
     idle = run.scenario("idle")
     if not idle:
         return None
-    fig, (ax,) = new_figure(run, "Idle server CPU (no requests)")
     counts = sorted({g.connections or 0 for g in idle})
-    series = by_series(idle)
-    width = 0.8 / max(1, len(series))
+    fig, grid = panel_figure(run, "Idle server CPU (no requests)", columns=len(counts),
+                             panels=1, width=8.0 if len(counts) == 1 else 7.0)
     failed: list[bool] = [False]
-    for index, (label, members) in enumerate(series.items()):
-        colour = model_colour(str(members[0].model))
-        for position, count in enumerate(counts):
-            x = position + (index - (len(series) - 1) / 2) * width
-            group = next((g for g in members if (g.connections or 0) == count), None)
-            spread = group.metric("server_cpu_percent") if group else None
-            if group is not None and group.failed:
-                mark_failed(ax, [x], failed)
+    for ax, count in zip(grid[0], counts, strict=True):
+        members = sorted((g for g in idle if (g.connections or 0) == count),
+                         key=lambda g: (family_order(model_family(g.model)),
+                                        series_sort_key(g)))
+        labels = [series_label(g) for g in members]
+        for position, group in enumerate(members):
+            spread = group.metric("server_cpu_percent")
+            if group.failed:
+                mark_failed(ax, [position], failed)
                 continue
             if spread is None:
                 continue
             error = [[spread.median - spread.low], [spread.high - spread.median]] \
                 if spread.count > 1 else None
-            ax.bar(x, spread.median, width=width * 0.95, color=colour, yerr=error,
-                   capsize=2, label=label if position == 0 else None)
-            ax.annotate(f"{spread.median:.1f}", (x, spread.median), ha="center", va="bottom",
-                        fontsize=7, xytext=(0, 2), textcoords="offset points",
-                        rotation=90 if len(series) > 6 else 0)
-    ax.set_xticks(range(len(counts)), [f"{c} idle connections" for c in counts])
-    ax.set_ylabel("server CPU (% of one core)")
-    ax.set_ylim(bottom=0, top=max(110.0, ax.get_ylim()[1]))
-    ax.axhline(100, color="#888888", linestyle=":", linewidth=1)
-    ax.grid(True, axis="y", alpha=0.3)
+            ax.bar(position, spread.median, width=0.75, color=model_colour(str(group.model)),
+                   yerr=error, capsize=2, error_kw={"elinewidth": 0.8})
+            ax.annotate(f"{spread.median:.1f}", (position, spread.median), ha="center",
+                        va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
+        ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=8)
+        ax.set_title(f"{count} idle connections", fontsize=10)
+        ax.set_ylabel("server CPU (% of one core)")
+        ax.set_ylim(bottom=0, top=max(110.0, ax.get_ylim()[1]))
+        ax.axhline(100, color="#888888", linestyle=":", linewidth=1)
+        ax.grid(True, axis="y", alpha=0.3)
     return fig
 
 
@@ -434,16 +597,12 @@ def fig_memory_threads(run: Run) -> Any | None:
         return None
     smallest = min((g.size_bytes or 0) for g in closed)
     groups = [g for g in closed if (g.size_bytes or 0) == smallest]
-    fig, axes = new_figure(run, f"Memory and threads vs connections (closed loop, "
-                                f"{payload_label(smallest)})", ncols=2)
-    failed: list[bool] = [False]
-    connections = [g.connections or 0 for g in groups]
-    for ax, metric, ylabel in ((axes[0], "peak_rss_bytes", "peak RSS (MiB)"),
-                               (axes[1], "peak_threads", "peak threads")):
-        drawn = line_plot(ax, groups, lambda g: g.connections, metric, failed_label=failed)
-        ax.set_title(style(metric).title, fontsize=10)
-        finish_axes(ax, "connections", ylabel, connections, drawn)
-    return fig
+    columns = [("peak_rss_bytes", "peak RSS (MiB)", style("peak_rss_bytes").title,
+                lambda g: True),
+               ("peak_threads", "peak threads", style("peak_threads").title, lambda g: True)]
+    return multiples_line_figure(run, f"Memory and threads vs connections (closed loop, "
+                                      f"{payload_label(smallest)})", groups, columns,
+                                 lambda g: g.connections, "connections")
 
 
 # File stem, builder, and the scenario a skipped figure would have needed.

@@ -13,12 +13,37 @@ from typing import Any
 
 from iobench.benchmarks.results.loader import CellGroup, Spread
 
-# Colour-blind-friendly (Okabe-Ito, then Paul Tol) colours: registered models
-# take them in registry order; any other model name is hashed onto the extras,
-# so its colour does not depend on what else ran.
-REGISTRY_COLOURS = ("#D55E00", "#E69F00", "#0072B2", "#009E73", "#56B4E9", "#332288",
-                    "#CC79A7", "#882255", "#44AA99", "#999933", "#000000", "#AA4499")
-EXTRA_COLOURS = ("#8c564b", "#7f7f7f", "#bcbd22", "#17becf", "#9467bd", "#2ca02c")
+# Colours are grouped by Stevens' family so a family reads as one hue: reds for
+# non-blocking (polling), blues for I/O multiplexing, greens for blocking, purple
+# for signal-driven, magenta for asynchronous. Within a family, models take the
+# shades (and the markers) in registry order, so a model added to the registry
+# never changes the colour of one already there. Shades within a hue are hard to
+# tell apart, so each also has its own marker. Any other model name is hashed
+# onto the extras, so its colour does not depend on what else ran.
+FAMILY_ORDER = ("non-blocking", "I/O multiplexing", "blocking", "signal-driven",
+                "asynchronous")
+FAMILY_COLOURS: dict[str, tuple[str, ...]] = {
+    "non-blocking": ("#C0392B", "#E67E22", "#8E1B0E", "#F1A340"),
+    "I/O multiplexing": ("#1F78B4", "#5BB3E4", "#0B2E6B", "#17A2B8", "#5D6FB3", "#2E8B8B"),
+    "blocking": ("#238B45", "#74C476", "#00441B", "#8C9A3B"),
+    "signal-driven": ("#6A3D9A", "#A68BCB"),
+    "asynchronous": ("#C51B7D", "#E377C2"),
+}
+MARKERS = ("o", "s", "^", "D", "v", "P")
+EXTRA_COLOURS = ("#8c564b", "#7f7f7f", "#bcbd22", "#4d4d4d", "#b07aa1", "#9c755f")
+OTHER_FAMILY = "other"
+# The four models of the article the claims are about: drawn bolder than the rest.
+ARTICLE_MODELS = ("busy-poll", "poll-sleep", "select", "threads")
+
+
+@dataclass(frozen=True)
+class ModelStyle:
+    """How one model is drawn, in every figure; the article's models are drawn bolder."""
+
+    colour: str
+    marker: str
+    family: str
+    highlighted: bool = False
 
 
 @functools.cache
@@ -34,12 +59,45 @@ def plural(count: int | None, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
+@functools.cache
+def model_families() -> dict[str, str]:
+    """Registered model name -> its Stevens family, in registry order."""
+    from iobench.servers.registry import all_models
+
+    return {name: str(cls.family) for name, cls in all_models().items()}
+
+
+def model_family(model: str | None) -> str:
+    return model_families().get(model or "", OTHER_FAMILY)
+
+
+def family_order(family: str) -> int:
+    return FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER)
+
+
+@functools.cache
+def model_style(model: str) -> ModelStyle:
+    """The one colour and marker ``model`` has in every figure."""
+    family = model_family(model)
+    highlighted = model in ARTICLE_MODELS
+    siblings = [name for name, fam in model_families().items() if fam == family]
+    palette = FAMILY_COLOURS.get(family, ())
+    if model in siblings and siblings.index(model) < len(palette):
+        index = siblings.index(model)
+        return ModelStyle(palette[index], MARKERS[index % len(MARKERS)], family, highlighted)
+    digest = zlib.crc32(model.encode())
+    return ModelStyle(EXTRA_COLOURS[digest % len(EXTRA_COLOURS)],
+                      MARKERS[(digest // len(EXTRA_COLOURS)) % len(MARKERS)], family, highlighted)
+
+
 def model_colour(model: str) -> str:
     """The one colour ``model`` has in every figure."""
-    names = registered_models()
-    if model in names and names.index(model) < len(REGISTRY_COLOURS):
-        return REGISTRY_COLOURS[names.index(model)]
-    return EXTRA_COLOURS[zlib.crc32(model.encode()) % len(EXTRA_COLOURS)]
+    return model_style(model).colour
+
+
+def model_marker(model: str) -> str:
+    """The one marker ``model`` has in every figure."""
+    return model_style(model).marker
 
 
 NO_SERVER_LABEL = "no server (neighbour alone)"

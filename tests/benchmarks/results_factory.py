@@ -146,12 +146,13 @@ def make_results(*, repetitions: int = 2, seed: int = 1,
                  open_rates: tuple[float, ...] = (500.0, 2000.0),
                  scenarios: tuple[str, ...] = ("idle", "closed", "open", "interval",
                                                "neighbour"),
+                 models: tuple[str, ...] = MODELS,
                  tweak: Tweak | None = None) -> dict[str, Any]:
     """A whole results.json document; ``tweak(cell)`` may edit each cell in place."""
     rng = random.Random(seed)
     cells: list[dict[str, Any]] = []
     points: list[tuple[Any, ...]] = []
-    for model in MODELS:
+    for model in models:
         if "idle" in scenarios:
             points += [("idle", model, {}, "idle", c, 64, None, None) for c in (0, 100)]
         if "closed" in scenarios:

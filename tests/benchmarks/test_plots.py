@@ -6,8 +6,21 @@ from pathlib import Path
 
 import pytest
 
-from iobench.benchmarks.report.plots import FIGURES, write_plots
-from iobench.benchmarks.report.presentation import EXTRA_COLOURS, model_colour, registered_models
+from iobench.benchmarks.report.plots import (
+    FAILED_COLOUR,
+    FIGURES,
+    REFERENCE_COLOUR,
+    SMALL_MULTIPLES_ABOVE,
+    figure_legend,
+    write_plots,
+)
+from iobench.benchmarks.report.presentation import (
+    ARTICLE_MODELS,
+    EXTRA_COLOURS,
+    model_colour,
+    model_style,
+    registered_models,
+)
 from iobench.benchmarks.results.loader import load_run
 from tests.benchmarks.results_factory import make_results, write_run
 
@@ -85,3 +98,80 @@ def test_a_model_has_one_colour_and_models_differ() -> None:
     assert model_colour("select") == model_colour("select")
     unknown = model_colour("not-a-registered-model")
     assert unknown in EXTRA_COLOURS and unknown == model_colour("not-a-registered-model")
+
+
+def hue(colour: str) -> float:
+    from matplotlib.colors import rgb_to_hsv, to_rgb
+
+    return float(rgb_to_hsv(to_rgb(colour))[0])
+
+
+def hue_distance(a: float, b: float) -> float:
+    return min(abs(a - b), 1 - abs(a - b))
+
+
+def test_each_model_has_its_own_colour_and_marker_in_its_familys_hue() -> None:
+    names = registered_models()
+    looks = {name: model_style(name) for name in names}
+    assert len({(s.colour, s.marker) for s in looks.values()}) == len(names)
+    by_family: dict[str, list[float]] = {}
+    for look in looks.values():
+        by_family.setdefault(look.family, []).append(hue(look.colour))
+    centres = {family: sum(hues) / len(hues) for family, hues in by_family.items()}
+    for name, look in looks.items():
+        own = hue_distance(hue(look.colour), centres[look.family])
+        for family, centre in centres.items():
+            if family != look.family:
+                assert own < hue_distance(hue(look.colour), centre), \
+                    f"{name} ({look.colour}) reads as {family}, not {look.family}"
+    assert {name for name, look in looks.items() if look.highlighted} == set(ARTICLE_MODELS)
+
+
+@pytest.fixture(scope="module")
+def thirteen_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = make_results(repetitions=2, models=registered_models())
+    return write_run(tmp_path_factory.mktemp("thirteen"), data)
+
+
+def series_colours(ax: object) -> set[str]:
+    """Distinct colours of the lines drawn on an axes, grey reference and failures aside."""
+    from matplotlib.colors import to_hex
+
+    colours = {to_hex(line.get_color()) for line in ax.get_lines()}  # type: ignore[attr-defined]
+    return colours - {to_hex(REFERENCE_COLOUR), to_hex(FAILED_COLOUR), "#888888", "#777777"}
+
+
+@pytest.mark.parametrize(("stem", "builder", "scenario"), FIGURES)
+def test_no_axis_holds_more_than_six_models_and_colours_never_change(
+        thirteen_models: Path, stem: str, builder: object, scenario: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = builder(load_run(thirteen_models))  # type: ignore[operator]
+    assert fig is not None
+    for ax in fig.axes:
+        assert len(series_colours(ax)) <= SMALL_MULTIPLES_ABOVE, \
+            f"{stem}: {ax.get_title()!r} draws {len(series_colours(ax))} models"
+    figure_legend(fig, fig.axes)
+    labelled = {}
+    for legend in fig.legends:
+        for handle, text in zip(legend.legend_handles, legend.get_texts(), strict=True):
+            labelled[text.get_text()] = handle
+    for name in registered_models():
+        entry = next((h for label, h in labelled.items()
+                      if label.split(" ")[0] == name and "grey" not in label), None)
+        if entry is not None and hasattr(entry, "get_color"):
+            from matplotlib.colors import to_hex
+
+            assert to_hex(entry.get_color()) == to_hex(model_colour(name)), f"{stem}: {name}"
+
+
+def test_thirteen_models_become_one_panel_per_family(thirteen_models: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = FIGURES[2][1](load_run(thirteen_models))
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    for family in ("non-blocking", "I/O multiplexing", "blocking",
+                   "signal-driven and asynchronous"):
+        assert f"p50 · {family}" in titles and f"p99 · {family}" in titles

@@ -41,9 +41,14 @@ STYLES = ("multishot", "oneshot")
 # queues at most one send per connection with output, and the queue is
 # flushed early when it fills, so this bounds a batch, not the connections.
 RING_ENTRIES = 1024
-# Shared receive buffers: enough for every completion a turn can see, each as
-# large as every model's recv_size. Pages are backed only once written.
+# Shared receive buffers. The kernel fills as many as data and free buffers
+# allow before the loop sees a completion, so the pool bounds what one turn
+# can take in, as one recv() of recv_size does in the readiness models: 256 KiB
+# keeps a client that never reads within max_pending_output plus one such
+# intake. 4 KiB holds the matrix's largest message (4096 B) in one completion;
+# a larger one arrives in several. Pages are backed only once written.
 BUFFER_COUNT = 64
+BUFFER_SIZE = 4096
 BUFFER_GROUP = 0
 # How long a stopping server waits for the operations still in flight to end
 # once every socket is shut down, before it tears the ring down.
@@ -115,8 +120,7 @@ class MultishotLoop:
 
         uring = self.uring
         init_ring(uring, self._ring)
-        self._buffers = BufferRing(self._ring.ring_fd, BUFFER_GROUP, BUFFER_COUNT,
-                                   self.model.recv_size)
+        self._buffers = BufferRing(self._ring.ring_fd, BUFFER_GROUP, BUFFER_COUNT, BUFFER_SIZE)
         # A signal that lands after the loop last looked but before it waits
         # would otherwise wait for the next completion: with the wake-up fd set,
         # the C-level handler writes to the waker, whose recv then completes.

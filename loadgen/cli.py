@@ -39,6 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=float, default=defaults.warmup_s, metavar="S",
                         help=f"seconds of load before measuring, discarded "
                         f"(default {defaults.warmup_s:g})")
+    parser.add_argument("--idle", type=int, default=defaults.idle, metavar="N",
+                        help="extra connections that send nothing, opened before measuring "
+                        "and checked still open at the end; split among workers "
+                        f"(default {defaults.idle})")
     parser.add_argument("--size", type=int, default=defaults.size_bytes, metavar="B",
                         help=f"message size in bytes (default {defaults.size_bytes})")
     parser.add_argument("--mode", choices=MODES, default=defaults.mode,
@@ -68,7 +72,8 @@ def params_from_args(args: Any) -> LoadParams:
     return LoadParams(target=args.target, mode=args.mode, connections=args.connections,
                       duration_s=args.duration, warmup_s=args.warmup, size_bytes=args.size,
                       rate_rps=args.rate, arrival=args.arrival, workers=args.workers,
-                      timeout_s=args.timeout, expect=args.expect).validate()
+                      timeout_s=args.timeout, expect=args.expect,
+                      idle=args.idle).validate()
 
 
 def write_json(result: dict[str, Any], path: str) -> None:

@@ -25,6 +25,8 @@ def run_worker(plan: WorkerPlan, await_start: Callable[[int, str | None], int | 
         start_ns = await_start(connected, worker.result.first_connect_error)
         if start_ns is None:
             return worker.result
-        return worker.run(start_ns)
+        result = worker.run(start_ns)
+        worker.check_idle()
+        return result
     finally:
         worker.close()

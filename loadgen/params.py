@@ -43,6 +43,8 @@ class LoadParams:
     workers: int = 1
     timeout_s: float = 5.0
     expect: Expect = "upper"
+    # Connections held open beside the active ones, sending nothing (the C10K axis).
+    idle: int = 0
     # Not part of the recorded params: the seed only shapes Poisson arrivals.
     seed: int = field(default=0, compare=False)
 
@@ -58,6 +60,8 @@ class LoadParams:
             raise UsageError(f"--expect must be one of {', '.join(EXPECTS)}, not {self.expect!r}")
         if self.connections < 1:
             raise UsageError(f"--connections must be at least 1, not {self.connections}")
+        if self.idle < 0:
+            raise UsageError(f"--idle must be zero or more connections, not {self.idle}")
         if self.workers < 1:
             raise UsageError(f"--workers must be at least 1, not {self.workers}")
         if self.workers > self.connections:

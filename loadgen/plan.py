@@ -10,7 +10,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-ERROR_KINDS = ("mismatch", "connect", "reset", "timeout", "short")
+# idle_closed: an idle connection (--idle) found closed by the server at the end.
+ERROR_KINDS = ("mismatch", "connect", "reset", "timeout", "short", "idle_closed")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,11 @@ class WorkerPlan:
     warmup_s: float
     duration_s: float
     seed: int
+    # This worker's share of the idle connections, by global index: the index
+    # picks the source address, so shards on one host never collide.
+    idle_first: int = 0
+    idle_count: int = 0
+    idle_total: int = 0
 
 
 @dataclass
@@ -39,6 +45,8 @@ class WorkerResult:
 
     worker_index: int
     connected: int = 0
+    idle_connected: int = 0  # idle connections established before the start
+    idle_open: int = 0  # of those, still open at the end
     requests: int = 0  # completed in the measured window
     unfinished: int = 0  # open loop: meant for the window, still owed when the drain ended
     sent_in_window: int = 0  # requests actually sent during the measured window

@@ -18,6 +18,7 @@ import sys
 import time
 from typing import Any
 
+from iobench.common.processes import fd_limit_error
 from iobench.loadgen.histograms import merge_encoded, summarize
 from iobench.loadgen.loops import run_worker
 from iobench.loadgen.params import LoadParams, resolve_target, split_evenly
@@ -42,6 +43,8 @@ WORKER_START_S = 30.0
 SATURATED_CPU_PERCENT = 90.0
 # An open-loop run that sent fewer than this share of its target is behind.
 ON_SCHEDULE_RATIO = 0.95
+# Descriptors a worker needs beside its connections: epoll, pipes, /proc reads.
+FD_HEADROOM = 32
 
 
 class WorkerFailed(RuntimeError):
@@ -53,6 +56,8 @@ def make_plans(params: LoadParams) -> list[WorkerPlan]:
     target = resolve_target(params.target)
     plans = []
     first = 0
+    idle_first = 0
+    idle_counts = split_evenly(params.idle, params.workers)
     for worker_index, count in enumerate(split_evenly(params.connections, params.workers)):
         rate = None
         if params.rate_rps is not None:
@@ -63,8 +68,11 @@ def make_plans(params: LoadParams) -> list[WorkerPlan]:
             mode=params.mode, size_bytes=params.size_bytes, expect=params.expect,
             rate_rps=rate, total_rate_rps=params.rate_rps, arrival=params.arrival,
             timeout_s=params.timeout_s, warmup_s=params.warmup_s,
-            duration_s=params.duration_s, seed=params.seed))
+            duration_s=params.duration_s, seed=params.seed,
+            idle_first=idle_first, idle_count=idle_counts[worker_index],
+            idle_total=params.idle))
         first += count
+        idle_first += idle_counts[worker_index]
     return plans
 
 
@@ -76,6 +84,12 @@ def run(params: LoadParams, *, allow_errors: bool = False) -> dict[str, Any]:
     ``errors.connect`` and ``connect_error``, with ``ok`` false.
     """
     params.validate()
+    largest_share = (max(split_evenly(params.connections, params.workers))
+                     + max(split_evenly(params.idle, params.workers)))
+    error = fd_limit_error(largest_share + FD_HEADROOM, "a load worker",
+                           ", or split the connections over more --workers")
+    if error is not None:
+        raise error
     plans = make_plans(params)
     results = [run_worker(plans[0], _start_now)] if len(plans) == 1 else _run_processes(plans)
     return build_result(params, results, allow_errors=allow_errors)
@@ -187,6 +201,8 @@ def build_result(params: LoadParams, results: list[WorkerResult], *,
             "event_loop": EVENT_LOOP,
             "connected": connected,
             "unfinished_requests": sum(result.unfinished for result in results),
+            "idle_connected": sum(result.idle_connected for result in results),
+            "idle_open": sum(result.idle_open for result in results),
         },
         "client_saturated": any(cpu >= SATURATED_CPU_PERCENT for cpu in cpu_percent),
         "behind_schedule": behind,

@@ -38,6 +38,8 @@ def format_summary(result: dict[str, Any]) -> str:
     header = (f"{mode} loop against {params['target']}: {params['connections']} connections, "
               f"{params['size_bytes']} B messages, {params['workers']} worker(s), "
               f"{params['duration_s']:g} s measured after {params['warmup_s']:g} s warm-up")
+    if params.get("idle"):
+        header += f", beside {params['idle']} idle connections"
     if mode == "open":
         header += f", target {params['rate_rps']:g} req/s ({params['arrival']})"
     lines = [header]
@@ -50,6 +52,9 @@ def format_summary(result: dict[str, Any]) -> str:
     if client.get("unfinished_requests"):
         lines.append(f"  unfinished   {client['unfinished_requests']} requests still owed "
                      "after the drain (not in the latency figures)")
+    if params.get("idle"):
+        lines.append(f"  idle         {client['idle_open']} of {params['idle']} still open "
+                     f"at the end ({client['idle_connected']} established)")
     title = "latency (from intended send time)" if mode == "open" else "latency"
     lines += _latency_line(title, result["latency"])
     if result["latency_uncorrected"] is not None:

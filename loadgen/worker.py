@@ -27,6 +27,7 @@ from collections import deque
 import psutil
 
 from iobench.common.processes import raise_fd_limit
+from iobench.loadgen.idle import IdleConnections
 from iobench.loadgen.plan import WorkerPlan, WorkerResult
 
 EPOLLIN = select.EPOLLIN
@@ -81,13 +82,21 @@ class Worker:
         self.connections: list[Connection | None] = []
         self.result = WorkerResult(worker_index=plan.worker_index)
         self.errors = self.result.errors
+        self.idle = IdleConnections(plan, self._connect_failed)
 
     # -- connections -------------------------------------------------------
 
     def connect(self) -> int:
-        """Open every connection (non-blocking, all at once); return how many succeeded."""
-        raise_fd_limit()
+        """Open the idle connections, then the active ones; return how many active are up.
+
+        Idle first: they are the crowd the active connections arrive into, and
+        a server that hands connections to a fixed pool in arrival order must
+        meet them first, as it would in service.
+        """
         plan = self.plan
+        raise_fd_limit(len(plan.connection_indices) + plan.idle_count + 2 * FD_RESERVE)
+        if plan.idle_count:
+            self.result.idle_connected = self.idle.connect()
         pending: dict[int, socket.socket] = {}
         for created, _ in enumerate(plan.connection_indices):
             try:
@@ -95,10 +104,12 @@ class Worker:
             except OSError as exc:  # out of descriptors (ulimit -n) or memory
                 # Give a few back: reading our own CPU time and writing the
                 # results need descriptors too.
-                for _ in range(min(FD_RESERVE, len(pending))):
+                freed = min(FD_RESERVE, len(pending))
+                for _ in range(freed):
                     fd, sock = pending.popitem()
                     self.epoll.unregister(fd)
                     self._connect_failed(sock, exc.errno or errno.EMFILE)
+                self.idle.give_back(FD_RESERVE - freed)
                 for _ in range(len(plan.connection_indices) - created):
                     self._connect_failed(None, exc.errno or errno.EMFILE)
                 break
@@ -156,9 +167,17 @@ class Worker:
         connection.sock.close()
         connection.busy = False
 
+    def check_idle(self) -> None:
+        """Count the idle connections still open at the end; a closed one is an error."""
+        still, spoken = self.idle.still_open()
+        self.result.idle_open = still
+        self.errors["idle_closed"] += self.result.idle_connected - still
+        self.errors["mismatch"] += spoken  # nobody asked an idle connection for a byte
+
     def close(self) -> None:
         for connection in list(self.by_fd.values()):
             self._close(connection)
+        self.idle.close()
         self.epoll.close()
 
     # -- rare paths ------------------------------------------------------------

@@ -15,16 +15,51 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from iobench.common.errors import UsageError
+
 # How long a process gets to exit after SIGTERM before its group is killed.
 STOP_TIMEOUT_S = 3.0
 
 
-def raise_fd_limit() -> None:
-    """Raise the soft limit on open files to the hard limit: thousands of connections
-    need more than the usual 1024 descriptors."""
+def raise_fd_limit(needed: int | None = None) -> int:
+    """Raise the soft limit to the hard one, and the hard one to ``needed`` if allowed.
+
+    Thousands of connections need more than the usual 1024 descriptors. A
+    privileged process (CAP_SYS_RESOURCE) may raise its hard limit too, up to
+    ``fs.nr_open``; children inherit both limits, so the runner raising its
+    own raises those of every server and load generator it starts.
+
+    Returns the soft limit now in effect. Never lowers anything, and never
+    fails: a limit that stays too low is for the caller to report, with the
+    number it needs (see :func:`fd_limit_error`).
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if needed is not None and needed > hard != resource.RLIM_INFINITY:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, needed))
+            return needed
+        except (OSError, ValueError):
+            pass  # not privileged, or past fs.nr_open: the hard limit is what there is
+    if soft < hard or hard == resource.RLIM_INFINITY:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (OSError, ValueError):
+            pass
+    return soft
+
+
+def fd_limit_error(needed: int, what: str, hint: str = "") -> UsageError | None:
+    """A one-line error naming ``ulimit -n`` when ``needed`` descriptors are out of reach.
+
+    Raises the limit first (:func:`raise_fd_limit`); returns None when it is
+    now high enough.
+    """
+    limit = raise_fd_limit(needed)
+    if limit == resource.RLIM_INFINITY or limit >= needed:
+        return None
+    return UsageError(f"{what} needs {needed} open files in one process, but `ulimit -n` "
+                      f"allows {limit}: raise it to at least {needed} (ulimit -n {needed}){hint}")
 
 
 @contextlib.contextmanager

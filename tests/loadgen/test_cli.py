@@ -93,7 +93,7 @@ def test_params_record_exactly_what_ran() -> None:
     assert params.validate().record() == {
         "target": "[::1]:8000", "mode": "open", "connections": 3, "duration_s": 5.0,
         "warmup_s": 1.0, "size_bytes": 64, "rate_rps": 250.0, "arrival": "poisson",
-        "workers": 3, "timeout_s": 5.0, "expect": "upper"}
+        "workers": 3, "timeout_s": 5.0, "expect": "upper", "idle": 0}
 
 
 def test_validate_raises_usage_error() -> None:
@@ -130,7 +130,8 @@ def test_a_name_with_several_addresses_uses_one_that_accepts(
     assert resolved.text == f"dual-stack-name:{port}"
 
 
-def test_running_out_of_descriptors_is_a_counted_connect_error(tmp_path: Path) -> None:
+def test_too_few_descriptors_is_an_error_naming_ulimit(tmp_path: Path) -> None:
+    """Checked before any socket is opened, with the number the run needs."""
     def few_descriptors() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
 
@@ -142,9 +143,8 @@ def test_running_out_of_descriptors_is_a_counted_connect_error(tmp_path: Path) -
              "--connections", "100", "--duration", "0.1", "--warmup", "0", "--timeout", "0.5",
              "--json", str(path)],
             capture_output=True, text=True, timeout=60, preexec_fn=few_descriptors)
-    assert completed.returncode == 1
+    assert completed.returncode == 2
     assert "Traceback" not in completed.stderr
-    result = json.loads(path.read_text())
-    assert result["errors"]["connect"] > 0
-    assert result["connect_error"] == "Too many open files"
-    assert result["ok"] is False
+    assert "needs 132 open files" in completed.stderr
+    assert "`ulimit -n` allows 64" in completed.stderr
+    assert not path.exists()

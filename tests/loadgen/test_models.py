@@ -26,10 +26,10 @@ TOP_FIELDS = {"schema", "params", "requests", "measured_s", "throughput_rps", "l
               "latency_uncorrected", "errors", "client", "client_saturated", "behind_schedule",
               "ok"}
 PARAM_FIELDS = {"target", "mode", "connections", "duration_s", "warmup_s", "size_bytes",
-                "rate_rps", "arrival", "workers", "timeout_s", "expect"}
-ERROR_FIELDS = {"mismatch", "connect", "reset", "timeout", "short", "total"}
+                "rate_rps", "arrival", "workers", "timeout_s", "expect", "idle"}
+ERROR_FIELDS = {"mismatch", "connect", "reset", "timeout", "short", "idle_closed", "total"}
 CLIENT_FIELDS = {"workers", "cpu_percent", "target_rate_rps", "achieved_rate_rps",
-                 "max_schedule_lag_us"}
+                 "max_schedule_lag_us", "idle_connected", "idle_open"}
 
 
 @pytest.fixture(scope="module", params=FOUR_MODELS)

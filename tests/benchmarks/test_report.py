@@ -101,6 +101,80 @@ def test_a_claim_that_fails_in_the_data_gets_does_not_hold(tmp_path: Path, claim
     assert set(others.values()) == {Verdict.HOLDS}
 
 
+def tweaks(*each: Any) -> Any:
+    """Several tweaks applied in turn."""
+    def apply(cell: dict[str, Any]) -> None:
+        for tweak in each:
+            tweak(cell)
+    return apply
+
+
+BUSY = "Busy polling drives CPU up"
+LATENCY = "Polling with a sleep raises latency"
+THROUGHPUT = "Polling with a sleep lowers throughput"
+SELECT = "select watches many connections efficiently"
+HOLDS, NOT, UNSURE = Verdict.HOLDS, Verdict.DOES_NOT_HOLD, Verdict.INCONCLUSIVE
+
+
+def busy_idle(busy: float, select: float) -> Any:
+    return tweaks(set_metric("busy-poll", "idle", "server_cpu_percent", busy),
+                  set_metric("select", "idle", "server_cpu_percent", select))
+
+
+def added_latency(added_us: float) -> Any:
+    """poll-sleep at its default 1 ms interval, ``added_us`` above select's 100 us p50."""
+    return tweaks(set_metric("select", "interval", "p50_us", 100.0),
+                  set_metric("poll-sleep", "interval", "p50_us", 100.0 + added_us,
+                             interval=0.001))
+
+
+def closed_ratio(model: str, versus: str, ratio: float) -> Any:
+    """``model``'s closed-loop throughput at ``ratio`` of ``versus``'s 10,000 req/s."""
+    return tweaks(set_metric(versus, "closed", "throughput_rps", 10_000.0),
+                  set_metric(model, "closed", "throughput_rps", 10_000.0 * ratio))
+
+
+# Each threshold in claims.py with a value just below it and one just above (4-5%
+# away), exact in every repetition: moving a threshold by 20% either way flips one
+# of each pair.
+@pytest.mark.parametrize(("claim", "tweak", "expected"), [
+    # BUSY_POLL_MIN_IDLE_CPU_PERCENT = 50
+    pytest.param(BUSY, busy_idle(48.0, 0.05), NOT, id="busy-cpu-48"),
+    pytest.param(BUSY, busy_idle(52.0, 0.05), HOLDS, id="busy-cpu-52"),
+    # BUSY_POLL_MIN_CPU_RATIO_VS_SELECT = 10 (busy-poll at 60%, select 6.25% or 5.77%)
+    pytest.param(BUSY, busy_idle(60.0, 60.0 / 9.6), NOT, id="busy-vs-select-9.6x"),
+    pytest.param(BUSY, busy_idle(60.0, 60.0 / 10.4), HOLDS, id="busy-vs-select-10.4x"),
+    # MIN_ADDED_LATENCY_FRACTION_OF_INTERVAL = 0.25 of 1 ms = 250 us
+    pytest.param(LATENCY, added_latency(240.0), NOT, id="latency-added-240us"),
+    pytest.param(LATENCY, added_latency(260.0), HOLDS, id="latency-added-260us"),
+    # THROUGHPUT_DROP_HOLDS = 0.20: at most 80% of select's holds
+    pytest.param(THROUGHPUT, closed_ratio("poll-sleep", "select", 0.79), HOLDS,
+                 id="throughput-drop-21%"),
+    pytest.param(THROUGHPUT, closed_ratio("poll-sleep", "select", 0.81), UNSURE,
+                 id="throughput-drop-19%"),
+    # THROUGHPUT_DROP_NONE = 0.05: 95% or more of select's is no drop
+    pytest.param(THROUGHPUT, closed_ratio("poll-sleep", "select", 0.948), UNSURE,
+                 id="throughput-drop-5.2%"),
+    pytest.param(THROUGHPUT, closed_ratio("poll-sleep", "select", 0.952), NOT,
+                 id="throughput-drop-4.8%"),
+    # SELECT_MAX_IDLE_CPU_PERCENT = 5
+    pytest.param(SELECT, set_metric("select", "idle", "server_cpu_percent", 4.8), HOLDS,
+                 id="select-idle-4.8%"),
+    pytest.param(SELECT, set_metric("select", "idle", "server_cpu_percent", 5.2), NOT,
+                 id="select-idle-5.2%"),
+    # SELECT_MIN_THROUGHPUT_VS_THREADS = 0.80
+    pytest.param(SELECT, closed_ratio("select", "threads", 0.768), NOT,
+                 id="select-vs-threads-0.768"),
+    pytest.param(SELECT, closed_ratio("select", "threads", 0.832), HOLDS,
+                 id="select-vs-threads-0.832"),
+])
+def test_each_threshold_from_either_side(tmp_path: Path, claim: str, tweak: Any,
+                                         expected: Verdict) -> None:
+    result = {c.claim: c for c in judge_claims(load_run(write_run(
+        tmp_path, make_results(repetitions=3, tweak=tweak))))}
+    assert result[claim].verdict == expected, result[claim].reason
+
+
 def failed(model: str, scenario: str) -> Any:
     def apply(cell: dict[str, Any]) -> None:
         if cell["model"] == model and cell["scenario"] == scenario:
@@ -256,8 +330,22 @@ def test_real_quick_run_gives_every_figure_and_its_numbers(tmp_path: Path) -> No
                    if line.startswith(f"| {cell['model']} |") and "closed" not in line
                    and f"| {cell['metrics']['throughput_rps']:,.0f} |" in line)
         assert f"| {cell['metrics']['p50_us']:,.0f} |" in row
-    for claim in judge_claims(load_run(tmp_path)):
-        assert f"| {claim.claim} | {claim.verdict} |" in text
+    for claim, verdict in QUICK_RUN_VERDICTS.items():
+        assert f"| {claim} | {verdict} |" in text
+
+
+# The verdicts of the committed quick run, pinned: read from its numbers by hand
+# (busy-poll idle at 99.8% of a core against select's 0.0%; poll-sleep's p50 at
+# 1 ms 554 us above select's; at 16 connections poll-sleep reaches 100% of
+# select's throughput; select idle at 0.0% and at 136% of threads').
+QUICK_RUN_VERDICTS = {BUSY: HOLDS, LATENCY: HOLDS, THROUGHPUT: NOT, SELECT: HOLDS}
+
+
+def test_committed_quick_run_verdicts(tmp_path: Path) -> None:
+    results = {c.claim: c for c in judge_claims(load_run(QUICK_RUN.parent))}
+    assert {claim: r.verdict for claim, r in results.items()} == QUICK_RUN_VERDICTS
+    assert "+554 us" in " ".join(results[LATENCY].evidence)
+    assert "reaches 100% of select's throughput" in results[THROUGHPUT].reason
 
 
 def test_busy_poll_claim_quotes_the_neighbour_and_contention(tmp_path: Path) -> None:

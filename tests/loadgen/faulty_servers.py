@@ -151,3 +151,32 @@ def delayed_upper_echo(delay_s: float) -> Handler:
             conn.sendall(data.upper())
 
     return handler
+
+
+class MessageCounter:
+    """A correct uppercase echo that also notes when each whole message arrived.
+
+    An independent count of what the load generator did: with fixed-size
+    messages, every ``size`` bytes a connection delivers is one request, and
+    the server's clock (CLOCK_MONOTONIC, shared by every process) times it.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.lock = threading.Lock()
+        self.arrivals: list[int] = []
+
+    def __call__(self, conn: socket.socket) -> None:
+        received = 0
+        while data := conn.recv(RECV_SIZE):
+            now = time.monotonic_ns()
+            whole = (received + len(data)) // self.size - received // self.size
+            received += len(data)
+            if whole:
+                with self.lock:
+                    self.arrivals.extend([now] * whole)
+            conn.sendall(data.upper())
+
+    def snapshot(self) -> list[int]:
+        with self.lock:
+            return sorted(self.arrivals)

@@ -86,8 +86,11 @@ def measured(group: CellGroup | None, metric: str, what: str,
     bad = sorted(distrust & set(group.flags))
     if bad:
         raise Missing(f"{what} is flagged {', '.join(bad)}")
-    spread = group.metric(metric)
+    spread = group.metric(metric, plausible_only=True)
     if spread is None:
+        broken = sorted({v.rule for c in group.ok_cells for v in c.implausible})
+        if broken:
+            raise Missing(f"{what} is implausible ({', '.join(broken)})")
         raise Missing(f"{what} has no {metric}")
     return spread
 

@@ -17,11 +17,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from iobench.benchmarks.results import plausibility
+from iobench.benchmarks.results.record import CellRecord, RecordError
 from iobench.common.errors import UsageError
 from iobench.common.histograms import new_histogram
-
-# Fields a cell must have before anything can be said about it.
-REQUIRED_CELL_FIELDS = ("key", "scenario", "model", "status")
 
 
 @dataclass(frozen=True)
@@ -47,58 +46,63 @@ class CellGroup:
     """Every repetition of one matrix point (one ``key``)."""
 
     key: str
-    cells: list[dict[str, Any]] = field(default_factory=list)
+    cells: list[CellRecord] = field(default_factory=list)
 
     @property
-    def first(self) -> dict[str, Any]:
+    def first(self) -> CellRecord:
         return self.cells[0]
 
     @property
     def scenario(self) -> str:
-        return self.first["scenario"]
+        return self.first.scenario
 
     @property
     def model(self) -> str | None:
         """None for a cell without a server (the neighbour running alone)."""
-        return self.first["model"]
+        return self.first.model
 
     @property
     def params(self) -> dict[str, Any]:
-        return self.first.get("params") or {}
+        return self.first.params
 
     @property
     def mode(self) -> str | None:
-        return self.first.get("mode")
+        return self.first.mode
 
     @property
     def connections(self) -> int | None:
-        return self.first.get("connections")
+        return self.first.connections
 
     @property
     def size_bytes(self) -> int | None:
-        return self.first.get("size_bytes")
+        return self.first.size_bytes
 
     @property
     def rate_rps(self) -> float | None:
         """The offered rate; the median over successful repetitions when each measured
         its own (a fraction of that repetition's closed-loop peak)."""
-        rates = [c["rate_rps"] for c in self.ok_cells if c.get("rate_rps") is not None]
+        rates = [c.rate_rps for c in self.ok_cells if c.rate_rps is not None]
         if rates:
             return float(statistics.median(rates))
-        return self.first.get("rate_rps")
+        return self.first.rate_rps
 
     @property
     def peak_fraction(self) -> float | None:
         """Open loop at a fraction of the model's own closed-loop peak, if so."""
-        return self.first.get("peak_fraction")
+        return self.first.peak_fraction
 
     @property
     def phase(self) -> str | None:
-        return self.first.get("phase")
+        return self.first.phase
 
     @property
-    def ok_cells(self) -> list[dict[str, Any]]:
-        return [c for c in self.cells if c.get("status") == "ok"]
+    def ok_cells(self) -> list[CellRecord]:
+        return [c for c in self.cells if c.ok]
+
+    @property
+    def plausible_cells(self) -> list[CellRecord]:
+        """The successful repetitions that broke no plausibility rule: what verdicts use."""
+        return [c for c in self.ok_cells if not c.implausible]
 
     @property
     def failed(self) -> bool:
@@ -108,8 +112,7 @@ class CellGroup:
     @property
     def failures(self) -> list[str]:
         """Why repetitions failed, one entry per distinct reason."""
-        reasons = [c.get("reason") or "no reason recorded" for c in self.cells
-                   if c.get("status") != "ok"]
+        reasons = [c.reason or "no reason recorded" for c in self.cells if not c.ok]
         return list(dict.fromkeys(reasons))
 
     @property
@@ -117,21 +120,27 @@ class CellGroup:
         """Flags raised by any successful repetition, in first-seen order."""
         seen: dict[str, None] = {}
         for cell in self.ok_cells:
-            seen.update(dict.fromkeys(cell.get("flags") or ()))
+            seen.update(dict.fromkeys(cell.flags))
         return list(seen)
 
-    def values(self, metric: str) -> list[float]:
+    def notes(self, flag: str) -> list[str]:
+        """Why ``flag`` was raised (or a figure left null), one entry per distinct reason."""
+        found = [c.notes[flag] for c in self.ok_cells if flag in c.notes]
+        return list(dict.fromkeys(found))
+
+    def values(self, metric: str, *, plausible_only: bool = False) -> list[float]:
         """The metric from every successful repetition that has it."""
+        cells = self.plausible_cells if plausible_only else self.ok_cells
         found = []
-        for cell in self.ok_cells:
-            value = (cell.get("metrics") or {}).get(metric)
-            if isinstance(value, int | float) and not isinstance(value, bool):
+        for cell in cells:
+            value = cell.metrics.get(metric)
+            if value is not None:
                 found.append(float(value))
         return found
 
-    def metric(self, metric: str) -> Spread | None:
+    def metric(self, metric: str, *, plausible_only: bool = False) -> Spread | None:
         """Median and min-max over repetitions, or None when no repetition has it."""
-        values = self.values(metric)
+        values = self.values(metric, plausible_only=plausible_only)
         return Spread.of(values) if values else None
 
     @cached_property
@@ -139,7 +148,7 @@ class CellGroup:
         """The latency histograms of all successful repetitions, merged (never averaged)."""
         from hdrh.histogram import HdrHistogram
 
-        encoded = [c["histogram"] for c in self.ok_cells if c.get("histogram")]
+        encoded = [c.histogram for c in self.ok_cells if c.histogram]
         if not encoded:
             return None
         merged = new_histogram()
@@ -189,37 +198,44 @@ class Run:
         return [g for g in self.groups if g.scenario == name]
 
     @property
+    def implausible(self) -> list[CellRecord]:
+        """Successful cells that broke a plausibility rule, in run order."""
+        return [c for g in self.groups for c in g.ok_cells if c.implausible]
+
+    @property
     def interrupted(self) -> bool:
         return bool(self.data.get("interrupted")) or not self.data.get("finished")
 
 
-def group_cells(cells: Iterable[dict[str, Any]]) -> list[CellGroup]:
+def group_cells(cells: Iterable[CellRecord]) -> list[CellGroup]:
     """Cells grouped by key, in the order keys first appear, repetitions sorted."""
     groups: dict[str, CellGroup] = {}
     for cell in cells:
-        groups.setdefault(cell["key"], CellGroup(cell["key"])).cells.append(cell)
+        groups.setdefault(cell.key, CellGroup(cell.key)).cells.append(cell)
     for group in groups.values():
-        group.cells.sort(key=lambda c: c.get("repetition") or 0)
+        group.cells.sort(key=lambda c: c.repetition)
     return list(groups.values())
 
 
-def check_cells(cells: list[Any], source: Path) -> None:
-    """Raise UsageError unless every cell has what grouping and labelling need."""
-    for index, cell in enumerate(cells):
-        if not isinstance(cell, dict):
-            raise UsageError(f"{source}: cell {index} is not an object")
-        missing = [f for f in REQUIRED_CELL_FIELDS if f not in cell]
-        if missing:
-            raise UsageError(f"{source}: cell {index} lacks {', '.join(missing)}")
-        if not isinstance(cell.get("metrics") or {}, dict):
-            raise UsageError(f"{source}: cell {cell['key']!r}: 'metrics' is not an object")
+def read_cells(cells: list[Any], source: Path) -> list[CellRecord]:
+    """Every cell as a record, judged by the plausibility rules of this version.
+
+    Judging again on reading means a run written before a rule existed (or by
+    an older iobench) is held to it too.
+    """
+    try:
+        records = [CellRecord.from_json(cell, f"{source}: cell {index}")
+                   for index, cell in enumerate(cells)]
+    except RecordError as exc:
+        raise UsageError(str(exc)) from None
+    return [plausibility.judge(record) for record in records]
 
 
 def load_run(directory: Path | str) -> Run:
     """Read and check a run folder's results.json (or the file); group its cells by key.
 
-    The store's reader checks the file and its schema version; this adds the
-    per-cell checks that reading (rather than resuming) needs.
+    The store's reader checks the file and its schema version; this turns
+    each cell into a record, which checks what reading (rather than resuming) needs.
     """
     from iobench.benchmarks.results.store import RESULTS_JSON, read_results
 
@@ -229,5 +245,5 @@ def load_run(directory: Path | str) -> Run:
     if not folder.exists():
         raise UsageError(f"{folder}: no such results folder")
     data = read_results(folder)
-    check_cells(data["cells"], folder / RESULTS_JSON)
-    return Run(folder, data, group_cells(data["cells"]))
+    cells = read_cells(data["cells"], folder / RESULTS_JSON)
+    return Run(folder, data, group_cells(cells))

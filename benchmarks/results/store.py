@@ -18,27 +18,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from iobench.benchmarks.results.record import (
+    METRIC_NAMES,
+    SCHEMA_VERSION,
+    CellRecord,
+    RecordError,
+    check_version,
+)
 from iobench.common.errors import UsageError
 
-SCHEMA_VERSION = 1
 RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
 RESULT_FILE_MODE = 0o644
 
-METRICS = (
-    "throughput_rps", "requests",
-    "p50_us", "p90_us", "p99_us", "p99_9_us", "max_us", "mean_us",
-    "server_cpu_percent", "server_user_percent", "server_system_percent",
-    "cpu_us_per_request",
-    "ctx_voluntary_per_request", "ctx_involuntary_per_request",
-    "ctx_voluntary_per_s", "ctx_involuntary_per_s",
-    "peak_rss_bytes", "peak_threads", "peak_fds",
-    "client_cpu_percent", "errors",
-    "neighbour_ops_per_s", "neighbour_ratio",
-    # Added to the documented set: the neighbour's rate while the idle server is
-    # stopped, and other processes' CPU on the server's CPUs (flag cpu_contended).
-    "neighbour_paused_ops_per_s", "server_cpus_other_percent",
-)
+# The record owns the metric names; the CSV lists them in its order.
+METRICS = METRIC_NAMES
 CSV_FIELDS = ("run_id", "key", "scenario", "model", "params", "mode", "connections", "size_bytes",
               "rate_rps", "peak_fraction", "phase", "repetition", "status", "reason",
               "server_cpus", "client_cpus", "started", "duration_s", *METRICS, "flags")
@@ -72,22 +66,21 @@ def atomic_write(path: Path, text: str) -> None:
         raise
 
 
-def csv_row(run_id: str, cell: dict[str, Any]) -> dict[str, Any]:
+def csv_row(run_id: str, cell: CellRecord) -> dict[str, Any]:
     """The tidy CSV row of one cell: scalars, params as JSON, metrics, flags joined by ';'."""
-    placement = cell.get("placement") or {}
-    row: dict[str, Any] = {name: cell.get(name) for name in CSV_FIELDS}
+    placement = cell.placement
+    row: dict[str, Any] = {name: getattr(cell, name, None) for name in CSV_FIELDS}
     row["run_id"] = run_id
-    row["params"] = json.dumps(cell.get("params") or {}, sort_keys=True)
+    row["params"] = json.dumps(cell.params, sort_keys=True)
     row["server_cpus"] = " ".join(map(str, placement.get("server_cpus", [])))
     row["client_cpus"] = " ".join(map(str, placement.get("client_cpus", [])))
-    metrics = cell.get("metrics") or {}
     for name in METRICS:
-        row[name] = metrics.get(name)
-    row["flags"] = ";".join(cell.get("flags") or [])
+        row[name] = getattr(cell.metrics, name)
+    row["flags"] = ";".join(cell.flags)
     return {k: "" if v is None else v for k, v in row.items()}
 
 
-def render_csv(run_id: str, cells: list[dict[str, Any]]) -> str:
+def render_csv(run_id: str, cells: list[CellRecord]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
@@ -97,11 +90,24 @@ def render_csv(run_id: str, cells: list[dict[str, Any]]) -> str:
 
 
 class RunStore:
-    """The document of one run, kept in memory and on disk in step."""
+    """The document of one run, kept in memory and on disk in step.
+
+    ``document`` holds the run's fields; its cells are :class:`CellRecord`
+    objects in ``cells``, turned into JSON on every write. A version-1 run
+    that is resumed is written back as the current version.
+    """
 
     def __init__(self, run_dir: Path, document: dict[str, Any]) -> None:
         self.run_dir = run_dir
-        self.document = document
+        where = str(run_dir / RESULTS_JSON)
+        try:
+            self.cells: list[CellRecord] = [
+                CellRecord.from_json(cell, f"{where}: cell {index}")
+                for index, cell in enumerate(document.get("cells") or [])]
+        except RecordError as exc:
+            raise ResultsError(str(exc)) from None
+        self.document = {k: v for k, v in document.items() if k != "cells"}
+        self.document["schema_version"] = SCHEMA_VERSION
 
     @classmethod
     def create(cls, run_dir: Path, *, run_id: str, profile: str, environment: dict[str, Any],
@@ -127,15 +133,15 @@ class RunStore:
         """An existing run, checked; ResultsError says why it cannot be used."""
         return cls(run_dir, read_results(run_dir))
 
-    @property
-    def cells(self) -> list[dict[str, Any]]:
-        return self.document["cells"]
-
     def done(self) -> set[tuple[str, int]]:
         """(key, repetition) of every recorded cell, ok or failed."""
-        return {(c["key"], c["repetition"]) for c in self.cells}
+        return {(c.key, c.repetition) for c in self.cells}
 
-    def add(self, cell: dict[str, Any]) -> None:
+    def to_json(self) -> dict[str, Any]:
+        """The whole results.json document."""
+        return {**self.document, "cells": [cell.to_json() for cell in self.cells]}
+
+    def add(self, cell: CellRecord) -> None:
         self.cells.append(cell)
         self.write()
 
@@ -147,7 +153,7 @@ class RunStore:
     def write(self) -> None:
         # No indent: it is rewritten after every cell, and json's C encoder only
         # runs without one (ten times faster on a full run's megabytes).
-        atomic_write(self.run_dir / RESULTS_JSON, json.dumps(self.document, sort_keys=True) + "\n")
+        atomic_write(self.run_dir / RESULTS_JSON, json.dumps(self.to_json(), sort_keys=True) + "\n")
         atomic_write(self.run_dir / RESULTS_CSV, render_csv(self.document["run_id"], self.cells))
 
 
@@ -169,9 +175,10 @@ def read_results(run_dir: Path) -> dict[str, Any]:
                            "it cannot be resumed") from None
     if not isinstance(document, dict) or "schema_version" not in document:
         raise ResultsError(f"{path} is not an iobench results file (no schema_version)")
-    if document["schema_version"] != SCHEMA_VERSION:
-        raise ResultsError(f"{path} has schema_version {document['schema_version']!r}; "
-                           f"this iobench reads version {SCHEMA_VERSION}")
+    try:
+        check_version(document["schema_version"], str(path))
+    except RecordError as exc:
+        raise ResultsError(str(exc)) from None
     missing = [k for k in ("run_id", "profile", "matrix", "cells", "environment")
                if k not in document]
     if missing or not isinstance(document.get("cells"), list):

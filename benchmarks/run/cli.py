@@ -153,7 +153,7 @@ def cmd_run(args: Any) -> int:
     finally:
         progress.close()
         launcher.close()
-    console.print_summary(store.document)
+    console.print_summary(store.document['run_id'], store.cells)
     write_report(store.run_dir)
     if not completed:
         print(f"iobench: interrupted; {len(store.cells)} cells kept in {store.run_dir}; "

@@ -14,6 +14,7 @@ import sys
 from collections import defaultdict
 from typing import Any
 
+from iobench.benchmarks.results.record import CellRecord, Metrics
 from iobench.benchmarks.run.matrix import Cell
 from iobench.benchmarks.run.runner import estimated_seconds
 
@@ -32,10 +33,10 @@ class PlainProgress:
     def cell_started(self, cell: Cell) -> None:
         pass
 
-    def cell_finished(self, cell: Cell, record: dict[str, Any]) -> None:
+    def cell_finished(self, cell: Cell, record: CellRecord) -> None:
         self.done += 1
         width = len(str(self.total))
-        print(f"[{self.done:{width}d}/{self.total}] {record['status']:<6} "
+        print(f"[{self.done:{width}d}/{self.total}] {record.status:<6} "
               f"{cell.key} r{cell.repetition}  {headline(record)}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
@@ -70,10 +71,10 @@ class RichProgress:
     def cell_started(self, cell: Cell) -> None:
         self.progress.update(self.task, description=f"{cell.key} r{cell.repetition}")
 
-    def cell_finished(self, cell: Cell, record: dict[str, Any]) -> None:
+    def cell_finished(self, cell: Cell, record: CellRecord) -> None:
         self.done += 1
-        if record["status"] != "ok":
-            self.progress.console.print(f"[red]failed[/red] {cell.key}: {record['reason']}")
+        if not record.ok:
+            self.progress.console.print(f"[red]failed[/red] {cell.key}: {record.reason}")
         self.progress.update(self.task, advance=estimated_seconds(cell), count=self._count())
 
     def close(self) -> None:
@@ -84,33 +85,37 @@ def make_progress(cells: list[Cell]) -> PlainProgress | RichProgress:
     return RichProgress(cells) if interactive() else PlainProgress(cells)
 
 
-def headline(record: dict[str, Any]) -> str:
+def headline(record: CellRecord) -> str:
     """The one number that matters most for a cell, for the per-cell line."""
-    if record["status"] != "ok":
-        return record["reason"] or ""
-    metrics = record["metrics"]
-    if record["phase"] is not None and metrics["neighbour_ratio"] is not None:
-        return f"neighbour at {100 * metrics['neighbour_ratio']:.0f}% of solo"
-    if record["mode"] == "idle":
-        return f"server CPU {metrics['server_cpu_percent']:.1f}%"
-    return (f"{metrics['throughput_rps']:.0f} rps, p50 {metrics['p50_us']:.0f} us, "
-            f"server CPU {metrics['server_cpu_percent']:.1f}%")
+    if not record.ok:
+        return record.reason or ""
+    metrics = record.metrics
+    if record.phase is not None and metrics.neighbour_ratio is not None:
+        line = f"neighbour at {100 * metrics.neighbour_ratio:.0f}% of solo"
+    elif record.mode == "idle":
+        line = f"server CPU {_fmt(metrics.server_cpu_percent, '{:.1f}%')}"
+    else:
+        line = (f"{_fmt(metrics.throughput_rps, '{:.0f}')} rps, "
+                f"p50 {_fmt(metrics.p50_us, '{:.0f}')} us, "
+                f"server CPU {_fmt(metrics.server_cpu_percent, '{:.1f}%')}")
+    if record.implausible:
+        line += " [implausible: " + ", ".join(v.rule for v in record.implausible) + "]"
+    return line
 
 
-def summary_rows(cells: list[dict[str, Any]]) -> list[dict[str, str]]:
+def summary_rows(cells: list[CellRecord]) -> list[dict[str, str]]:
     """Per model: idle CPU, peak throughput and its latency, CPU per request, neighbour."""
-    by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_model: dict[str, list[CellRecord]] = defaultdict(list)
     for cell in cells:
-        if cell["model"] is not None:
-            by_model[cell["model"]].append(cell)
+        if cell.model is not None:
+            by_model[cell.model].append(cell)
     rows = []
     for model, group in by_model.items():
-        ok = [c for c in group if c["status"] == "ok"]
-        idle = [c["metrics"]["server_cpu_percent"] for c in ok
-                if c["scenario"] == "idle" and c["connections"] == 0]
-        peak = peak_point([c for c in ok if c["scenario"] == "closed"])
-        neighbour = [c["metrics"]["neighbour_ratio"] for c in ok
-                     if c["phase"] == "idle" and c["metrics"]["neighbour_ratio"] is not None]
+        ok = [c for c in group if c.ok]
+        idle = [c.metrics.server_cpu_percent for c in ok
+                if c.scenario == "idle" and c.connections == 0]
+        peak = peak_point([c for c in ok if c.scenario == "closed"])
+        neighbour = [c.metrics.neighbour_ratio for c in ok if c.phase == "idle"]
         rows.append({
             "model": model,
             "idle CPU %": _fmt(_median(idle), "{:.1f}"),
@@ -119,6 +124,7 @@ def summary_rows(cells: list[dict[str, Any]]) -> list[dict[str, str]]:
             "p99 us": _fmt(peak.get("p99_us"), "{:.0f}"),
             "CPU us/req": _fmt(peak.get("cpu_us_per_request"), "{:.1f}"),
             "neighbour idle": _fmt(_median(neighbour), "{:.0%}"),
+            "implausible": str(sum(1 for c in ok if c.implausible)),
             "failed": str(len(group) - len(ok)),
         })
     return rows
@@ -130,12 +136,12 @@ def _median(values: list[float | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
-def peak_point(closed: list[dict[str, Any]]) -> dict[str, float | None]:
+def peak_point(closed: list[CellRecord]) -> dict[str, float | None]:
     """The medians over repetitions of the closed-loop point with the highest median
     throughput: one matrix point, as the report shows it, not the luckiest repetition."""
-    by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_key: dict[str, list[Metrics]] = defaultdict(list)
     for cell in closed:
-        by_key[cell["key"]].append(cell["metrics"])
+        by_key[cell.key].append(cell.metrics)
     best: dict[str, float | None] = {}
     for repetitions in by_key.values():
         medians = {name: _median([m.get(name) for m in repetitions])
@@ -149,22 +155,28 @@ def _fmt(value: Any, pattern: str) -> str:
     return "-" if value is None else pattern.format(value)
 
 
-def print_summary(document: dict[str, Any]) -> None:
+def print_summary(run_id: str, cells: list[CellRecord]) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console(stderr=False)
     if not console.is_terminal:
         console.width = max(console.width, 120)
-    rows = summary_rows(document["cells"])
+    rows = summary_rows(cells)
     if rows:
-        table = Table(title=f"iobench run {document['run_id']} (peak = best closed-loop cell)")
+        table = Table(title=f"iobench run {run_id} (peak = best closed-loop cell)")
         for column in rows[0]:
             table.add_column(column, justify="left" if column == "model" else "right")
         for row in rows:
             table.add_row(*row.values())
         console.print(table)
-    failed = [c for c in document["cells"] if c["status"] != "ok"]
-    for cell in failed:
-        console.print(f"failed: {cell['key']} (repetition {cell['repetition']}): "
-                      f"{cell['reason']}", highlight=False, markup=False)
+    for cell in cells:
+        if not cell.ok:
+            console.print(f"failed: {cell.key} (repetition {cell.repetition}): "
+                          f"{cell.reason}", highlight=False, markup=False)
+        for violation in cell.implausible:
+            console.print(f"implausible: {cell.key} (repetition {cell.repetition}) broke "
+                          f"{violation.rule}: {violation.seen}", highlight=False, markup=False)
+        for flag, note in cell.notes.items():
+            console.print(f"{flag}: {cell.key} (repetition {cell.repetition}): {note}",
+                          highlight=False, markup=False)

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from iobench.benchmarks.results import plausibility
+from iobench.benchmarks.results.record import STATUS_FAILED, STATUS_OK, CellRecord, Metrics
 from iobench.benchmarks.results.store import RunStore, utc_now
 from iobench.benchmarks.run import metrics as m
 from iobench.benchmarks.run.launcher import Launcher, LoadSpec, ServerHandle, tail
@@ -49,7 +51,7 @@ class CellFailed(Exception):
 class Progress(Protocol):
     def cell_started(self, cell: Cell) -> None: ...
 
-    def cell_finished(self, cell: Cell, record: dict[str, Any]) -> None: ...
+    def cell_finished(self, cell: Cell, record: CellRecord) -> None: ...
 
 
 @dataclass
@@ -116,7 +118,7 @@ class Runner:
                 self.store.finish(interrupted=interrupted)
         return not interrupted
 
-    def run_cell(self, cell: Cell) -> dict[str, Any]:
+    def run_cell(self, cell: Cell) -> CellRecord:
         context = CellContext(cell, time.monotonic(), rate_rps=cell.rate_rps)
         started = utc_now()
         reason = None
@@ -270,10 +272,10 @@ class Runner:
 
     def _peak(self, cell: Cell) -> float:
         """The model's highest closed-loop throughput at this payload, in this repetition."""
-        peaks = [c["metrics"]["throughput_rps"] for c in self.store.cells
-                 if c["scenario"] == "closed" and c["status"] == "ok" and c["model"] == cell.model
-                 and c["params"] == cell.params and c["size_bytes"] == cell.size_bytes
-                 and c["repetition"] == cell.repetition and c["metrics"]["throughput_rps"]]
+        peaks = [c.metrics.throughput_rps for c in self.store.cells
+                 if c.scenario == "closed" and c.ok and c.model == cell.model
+                 and c.params == cell.params and c.size_bytes == cell.size_bytes
+                 and c.repetition == cell.repetition and c.metrics.throughput_rps]
         if not peaks:
             raise CellFailed(f"no successful closed-loop cell of {cell.model} at "
                              f"{cell.size_bytes} B to take {cell.peak_fraction:g} of its peak")
@@ -289,7 +291,7 @@ class Runner:
         text = tail(server.stderr_text()) if server is not None else ""
         return f"; server stderr: {text}" if text else ""
 
-    def _record(self, context: CellContext, started: str, reason: str | None) -> dict[str, Any]:
+    def _record(self, context: CellContext, started: str, reason: str | None) -> CellRecord:
         cell = context.cell
         metrics = m.empty_metrics()
         flags: list[str] = []
@@ -321,21 +323,22 @@ class Runner:
                                                                    context.neighbour_ops_per_s)
         report = context.report
         latency_uncorrected = (report or {}).get("latency_uncorrected") or {}
-        return {
-            "key": cell.key, "scenario": cell.scenario, "model": cell.model,
-            "params": cell.params, "mode": cell.mode, "connections": cell.connections,
-            "size_bytes": cell.size_bytes, "rate_rps": context.rate_rps,
-            "peak_fraction": cell.peak_fraction, "phase": cell.phase,
-            "repetition": cell.repetition,
-            "status": "failed" if reason else "ok", "reason": reason,
-            "placement": self.launcher.placement.as_dict(),
-            "started": started, "duration_s": round(time.monotonic() - context.origin_s, 3),
-            "metrics": metrics, "flags": flags,
-            "histogram": ((report or {}).get("latency") or {}).get("histogram"),
-            "histogram_uncorrected": latency_uncorrected.get("histogram"),
-            "samples": samples,
-            "load": m.strip_histograms(report) if report is not None else None,
-        }
+        record = CellRecord(
+            key=cell.key, scenario=cell.scenario, model=cell.model,
+            params=cell.params, mode=cell.mode, connections=cell.connections,
+            size_bytes=cell.size_bytes, rate_rps=context.rate_rps,
+            peak_fraction=cell.peak_fraction, phase=cell.phase,
+            repetition=cell.repetition,
+            status=STATUS_FAILED if reason else STATUS_OK, reason=reason,
+            placement=self.launcher.placement.as_dict(),
+            started=started, duration_s=round(time.monotonic() - context.origin_s, 3),
+            metrics=Metrics(**metrics), flags=flags,
+            histogram=((report or {}).get("latency") or {}).get("histogram"),
+            histogram_uncorrected=latency_uncorrected.get("histogram"),
+            samples=samples,
+            load=m.strip_histograms(report) if report is not None else None,
+        )
+        return plausibility.judge(record)
 
     @staticmethod
     def _samples(context: CellContext) -> dict[str, Any]:
@@ -354,9 +357,9 @@ class Runner:
         """The neighbour's work rate relative to its solo rate in the same repetition."""
         if cell.phase == "solo":
             return 1.0
-        solo = [c["metrics"]["neighbour_ops_per_s"] for c in self.store.cells
-                if c["scenario"] == "neighbour" and c["phase"] == "solo"
-                and c["status"] == "ok" and c["repetition"] == cell.repetition]
+        solo = [c.metrics.neighbour_ops_per_s for c in self.store.cells
+                if c.scenario == "neighbour" and c.phase == "solo"
+                and c.ok and c.repetition == cell.repetition]
         return round(ops_per_s / solo[-1], 4) if solo else None
 
 

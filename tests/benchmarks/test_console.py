@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from iobench.benchmarks.results.record import CellRecord, Metrics
 from iobench.benchmarks.run.console import summary_rows
 
 
 def cell(key: str, scenario: str, throughput: float, p50: float, cpu: float = 10.0,
-         connections: int = 16, repetition: int = 0) -> dict[str, Any]:
-    return {"key": key, "model": "epoll", "status": "ok", "scenario": scenario,
-            "connections": connections, "phase": None, "repetition": repetition,
-            "metrics": {"throughput_rps": throughput, "p50_us": p50, "p99_us": 2 * p50,
-                        "cpu_us_per_request": 5.0, "server_cpu_percent": cpu,
-                        "neighbour_ratio": None}}
+         connections: int = 16, repetition: int = 0) -> CellRecord:
+    return CellRecord(key=key, model="epoll", scenario=scenario, connections=connections,
+                      repetition=repetition,
+                      metrics=Metrics(throughput_rps=throughput, p50_us=p50, p99_us=2 * p50,
+                                      cpu_us_per_request=5.0, server_cpu_percent=cpu))
 
 
 def test_even_repetitions_take_the_mean_of_the_middle_two() -> None:

@@ -192,7 +192,7 @@ def flagged(model: str, scenario: str, flag: str) -> Any:
 def saturated_slow_select(cell: dict[str, Any]) -> None:
     """select measured slower than threads, but only because the client ran out of CPU."""
     if cell["model"] == "select" and cell["scenario"] == "closed":
-        cell["metrics"]["throughput_rps"] = 2000.0
+        set_metric("select", "closed", "throughput_rps", 2000.0)(cell)
         cell["flags"].append("client_saturated")
 
 
@@ -273,7 +273,8 @@ def test_missing_folder(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> N
 def test_verdicts_at_a_glance_and_large_spread_warning(tmp_path: Path) -> None:
     def noisy(cell: dict[str, Any]) -> None:
         if cell["key"] == "closed/select/c16/s64" and cell["repetition"] == 1:
-            cell["metrics"]["throughput_rps"] *= 2
+            set_metric("select", "closed", "throughput_rps",
+                       cell["metrics"]["throughput_rps"] * 2)(cell)
     run_dir = write_run(tmp_path, make_results(repetitions=2, tweak=noisy))
     write_all(run_dir)
     text = (run_dir / "REPORT.md").read_text(encoding="utf-8")
@@ -286,7 +287,7 @@ def test_throughput_claim_says_when_the_drop_is_only_at_few_connections(tmp_path
     def keeps_up(cell: dict[str, Any]) -> None:
         if cell["model"] == "poll-sleep" and cell["scenario"] == "closed" \
                 and cell["connections"] == 128:
-            cell["metrics"]["throughput_rps"] = 13000.0
+            set_metric("poll-sleep", "closed", "throughput_rps", 13000.0)(cell)
     data = make_results(tweak=keeps_up)
     results = {c.claim: c for c in judge_claims(load_run(write_run(tmp_path, data)))}
     throughput = results["Polling with a sleep lowers throughput"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from iobench.benchmarks.results.record import CellRecord
 from iobench.benchmarks.results.store import (
     CSV_FIELDS,
     METRICS,
@@ -24,13 +25,14 @@ def new_store(tmp_path: Path) -> RunStore:
                            matrix={"idle": {}})
 
 
-def cell(key: str, repetition: int = 0) -> dict:
-    return {"key": key, "scenario": "idle", "model": "select", "params": {"a": 1},
+def cell(key: str, repetition: int = 0) -> CellRecord:
+    return CellRecord.from_json({
+            "key": key, "scenario": "idle", "model": "select", "params": {"a": 1},
             "mode": "idle", "connections": 0, "size_bytes": None, "rate_rps": None,
             "phase": None, "repetition": repetition, "status": "ok", "reason": None,
             "placement": {"server_cpus": [0], "client_cpus": [1]}, "started": "t",
             "duration_s": 1.0, "metrics": {**dict.fromkeys(METRICS), "server_cpu_percent": 0.5},
-            "flags": ["errors", "littles_law"]}
+            "flags": ["errors", "littles_law"]})
 
 
 def test_every_cell_is_on_disk_in_both_files(tmp_path: Path) -> None:

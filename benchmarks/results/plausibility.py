@@ -1,0 +1,114 @@
+"""Plausibility rules: figures a cell cannot have shown, checked in one place.
+
+A figure a reader can see is impossible discredits every figure beside it.
+Each rule looks at one recorded cell and returns what it saw when the cell
+breaks it. The runner applies them to every cell it records, and the loader
+applies them again to every cell it reads (so a file written before a rule
+existed is judged by it too). A cell that breaks a rule keeps its numbers,
+gains the flag ``implausible`` and a :class:`~record.Violation` naming the
+rule, is left out of claim verdicts, and is listed in the report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from iobench.benchmarks.results.record import CellRecord, Violation
+
+IMPLAUSIBLE = "implausible"
+# A tree cannot use more than its CPUs; counters read at slightly different
+# moments may overshoot a little.
+CPU_TOLERANCE = 1.05
+# Serving requests costs CPU: a Python server spends tens of microseconds of
+# CPU on a round trip, so less than one microsecond per request means the CPU
+# was not measured, whatever the figure says.
+MIN_CPU_US_PER_REQUEST = 1.0
+# A CPU-bound job is never faster beside a server than alone.
+MAX_NEIGHBOUR_RATIO = 1.05
+# Open loop never completes more requests than it offers.
+OFFERED_RATE_TOLERANCE = 1.05
+# Little's law in closed loop: connections = throughput x mean latency.
+LITTLES_LAW_TOLERANCE = 0.10
+
+Rule = Callable[[CellRecord], str | None]
+
+
+def cpu_within_cpus(cell: CellRecord) -> str | None:
+    cpu = cell.metrics.server_cpu_percent
+    limit = 100.0 * cell.server_cpu_count * CPU_TOLERANCE
+    if cpu is not None and cpu > limit:
+        return (f"server CPU {cpu:.1f}% of one core on {cell.server_cpu_count} CPU(s); "
+                f"at most {limit:.0f}% is possible")
+    return None
+
+
+def cpu_when_serving(cell: CellRecord) -> str | None:
+    metrics = cell.metrics
+    if not metrics.throughput_rps or metrics.server_cpu_percent is None:
+        return None
+    per_request = metrics.server_cpu_percent / 100.0 * 1e6 / metrics.throughput_rps
+    if per_request < MIN_CPU_US_PER_REQUEST:
+        return (f"server CPU {metrics.server_cpu_percent:.1f}% while serving "
+                f"{metrics.throughput_rps:.0f} req/s ({per_request:.2f} us per request; "
+                f"serving costs at least {MIN_CPU_US_PER_REQUEST:g} us)")
+    return None
+
+
+def neighbour_not_faster(cell: CellRecord) -> str | None:
+    ratio = cell.metrics.neighbour_ratio
+    if cell.phase != "solo" and ratio is not None and ratio > MAX_NEIGHBOUR_RATIO:
+        return (f"the neighbour ran at {ratio:.2f}x its speed alone; "
+                f"at most {MAX_NEIGHBOUR_RATIO:g}x is possible")
+    return None
+
+
+def open_within_offered(cell: CellRecord) -> str | None:
+    throughput, offered = cell.metrics.throughput_rps, cell.rate_rps
+    if (cell.mode == "open" and throughput is not None and offered
+            and throughput > offered * OFFERED_RATE_TOLERANCE):
+        return f"{throughput:.0f} req/s completed at an offered {offered:.0f} req/s"
+    return None
+
+
+def littles_law(cell: CellRecord) -> str | None:
+    metrics = cell.metrics
+    if cell.mode != "closed" or not cell.connections:
+        return None
+    if metrics.throughput_rps is None or metrics.mean_us is None:
+        return None
+    in_flight = metrics.throughput_rps * metrics.mean_us / 1e6
+    if abs(in_flight - cell.connections) > LITTLES_LAW_TOLERANCE * cell.connections:
+        return (f"throughput x mean latency = {in_flight:.2f} requests in flight "
+                f"with {cell.connections} connections")
+    return None
+
+
+RULES: dict[str, Rule] = {
+    "cpu_within_cpus": cpu_within_cpus,
+    "cpu_when_serving": cpu_when_serving,
+    "neighbour_not_faster": neighbour_not_faster,
+    "open_within_offered": open_within_offered,
+    "littles_law": littles_law,
+}
+
+
+def violations(cell: CellRecord) -> list[Violation]:
+    """Every rule the cell breaks (none for a failed cell: it has no figures to judge)."""
+    if not cell.ok:
+        return []
+    found = []
+    for name, rule in RULES.items():
+        seen = rule(cell)
+        if seen is not None:
+            found.append(Violation(name, seen))
+    return found
+
+
+def judge(cell: CellRecord) -> CellRecord:
+    """Record the rules the cell breaks in ``implausible`` and flag it; returns the cell."""
+    cell.implausible = violations(cell)
+    if cell.implausible:
+        cell.flag(IMPLAUSIBLE)
+    elif IMPLAUSIBLE in cell.flags:
+        cell.flags.remove(IMPLAUSIBLE)
+    return cell

@@ -1,0 +1,231 @@
+"""The cell record: one typed owner of what a cell of a run holds, and its JSON.
+
+The runner builds a :class:`CellRecord`, the store writes ``to_json()``, the
+loader reads ``from_json()``, and the report and the tests' factory use the
+same class, so a field is declared once (docs/formats.md describes them).
+Every metric is named with its unit; one that does not apply, or could not be
+measured, is ``None`` (JSON null), never 0.
+
+Schema history (``SCHEMA_VERSION``):
+
+1. the first format: cells as plain objects, CPU from a sampled time series.
+2. adds, per cell, ``notes`` (why a flag was raised or a figure is null),
+   ``implausible`` (the plausibility rules a cell broke and what was seen),
+   ``cpu_accounting`` (how the server's CPU was counted), and the metrics
+   for PSS/USS, steal time and the neighbour's interleaved solo slices.
+   Version-1 cells read as version 2 with those left empty.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from iobench.common.errors import UsageError
+
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+
+
+class RecordError(UsageError):
+    """A cell in a results file that cannot be read as a cell record."""
+
+
+Number = int | float
+
+
+@dataclass
+class Metrics:
+    """Every figure of one cell, named with its unit; None where it does not apply."""
+
+    throughput_rps: float | None = None
+    requests: int | None = None
+    p50_us: float | None = None
+    p90_us: float | None = None
+    p99_us: float | None = None
+    p99_9_us: float | None = None
+    max_us: float | None = None
+    mean_us: float | None = None
+    # Server CPU over the measured window, from cumulative counters read at its
+    # edges (cpu_accounting says whose): % of one core, and per request.
+    server_cpu_percent: float | None = None
+    server_user_percent: float | None = None
+    server_system_percent: float | None = None
+    cpu_us_per_request: float | None = None
+    ctx_voluntary_per_request: float | None = None
+    ctx_involuntary_per_request: float | None = None
+    ctx_voluntary_per_s: float | None = None
+    ctx_involuntary_per_s: float | None = None
+    peak_rss_bytes: int | None = None
+    peak_threads: int | None = None
+    peak_fds: int | None = None
+    client_cpu_percent: float | None = None
+    errors: int | None = None
+    neighbour_ops_per_s: float | None = None
+    neighbour_ratio: float | None = None
+    # The neighbour's rate in the slices when the server was stopped (interleaved).
+    neighbour_paused_ops_per_s: float | None = None
+    # Other processes' CPU on the server's CPUs, % of one core (flag cpu_contended).
+    server_cpus_other_percent: float | None = None
+    # Memory of the server's process tree, read once while it held its connections
+    # (under load: late in the window; idle: at its end): PSS counts a page shared
+    # by N processes as 1/N in each, USS only pages no other process maps.
+    pss_bytes: int | None = None
+    uss_bytes: int | None = None
+    rss_bytes: int | None = None
+    # PSS of the same server before its first connection, and the growth per connection.
+    pss_baseline_bytes: int | None = None
+    pss_per_connection_bytes: float | None = None
+    # Time the hypervisor took from the server's and the client's CPUs, % of theirs.
+    steal_server_percent: float | None = None
+    steal_client_percent: float | None = None
+
+    def get(self, name: str) -> Number | None:
+        """The metric called ``name`` (None if it is not one)."""
+        value = getattr(self, name, None) if name in METRIC_NAMES else None
+        return value if isinstance(value, int | float) else None
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> Metrics:
+        if data is None:
+            return cls()
+        if not isinstance(data, dict):
+            raise RecordError(f"{where}: 'metrics' is not an object")
+        values: dict[str, Any] = {}
+        for name in METRIC_NAMES:
+            value = data.get(name)
+            if value is not None and (isinstance(value, bool)
+                                      or not isinstance(value, int | float)
+                                      or not math.isfinite(value)):
+                raise RecordError(f"{where}: metric {name} is {value!r}, not a number")
+            values[name] = value
+        return cls(**values)
+
+
+METRIC_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Metrics))
+
+
+@dataclass(frozen=True)
+class Violation:
+    """A plausibility rule a cell broke, and the figures that broke it."""
+
+    rule: str
+    seen: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"rule": self.rule, "seen": self.seen}
+
+
+@dataclass
+class CellRecord:
+    """One cell of a run (one matrix point, one repetition), as stored."""
+
+    key: str
+    scenario: str
+    model: str | None
+    repetition: int = 0
+    status: str = STATUS_OK
+    reason: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    mode: str | None = None
+    connections: int | None = None
+    size_bytes: int | None = None
+    rate_rps: float | None = None
+    peak_fraction: float | None = None
+    phase: str | None = None
+    placement: dict[str, list[int]] = field(default_factory=dict)
+    started: str | None = None
+    duration_s: float | None = None
+    metrics: Metrics = field(default_factory=Metrics)
+    flags: list[str] = field(default_factory=list)
+    # Why a flag was raised or a figure is null, by flag: {"cpu_unmeasured": "..."}.
+    notes: dict[str, str] = field(default_factory=dict)
+    implausible: list[Violation] = field(default_factory=list)
+    # How the server's CPU was counted: "cgroup2", "cgroup1" (exact group
+    # accounting by the kernel) or "psutil" (the process tree, read by pid).
+    cpu_accounting: str | None = None
+    histogram: str | None = None
+    histogram_uncorrected: str | None = None
+    samples: dict[str, Any] = field(default_factory=dict)
+    load: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == STATUS_OK
+
+    @property
+    def server_cpu_count(self) -> int:
+        """How many CPUs the server was pinned to (1 when the placement is unknown)."""
+        return max(1, len(self.placement.get("server_cpus") or []))
+
+    def flag(self, name: str, note: str | None = None) -> None:
+        """Raise ``name`` once; ``note`` says why (kept in ``notes``)."""
+        if name not in self.flags:
+            self.flags.append(name)
+        if note:
+            self.notes[name] = note
+
+    def to_json(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["metrics"] = self.metrics.to_json()
+        data["implausible"] = [v.to_json() for v in self.implausible]
+        data["flags"] = list(self.flags)
+        data["notes"] = dict(self.notes)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "cell") -> CellRecord:
+        """A record from its JSON (version 1 or 2); RecordError says what is wrong."""
+        if not isinstance(data, dict):
+            raise RecordError(f"{where} is not an object")
+        missing = [name for name in ("key", "scenario", "model", "status") if name not in data]
+        if missing:
+            raise RecordError(f"{where} lacks {', '.join(missing)}")
+        where = f"{where} {data['key']!r}"
+        _expect(data, "key", str, where, nullable=False)
+        _expect(data, "scenario", str, where, nullable=False)
+        _expect(data, "model", str, where)
+        _expect(data, "status", str, where, nullable=False)
+        _expect(data, "params", dict, where)
+        _expect(data, "flags", list, where)
+        _expect(data, "notes", dict, where)
+        _expect(data, "implausible", list, where)
+        _expect(data, "placement", dict, where)
+        for name in ("connections", "size_bytes", "repetition"):
+            _expect(data, name, int, where)
+        for name in ("rate_rps", "peak_fraction", "duration_s"):
+            _expect(data, name, int | float, where)
+        implausible = []
+        for item in data.get("implausible") or []:
+            if not isinstance(item, dict) or not isinstance(item.get("rule"), str):
+                raise RecordError(f"{where}: an 'implausible' entry has no rule")
+            implausible.append(Violation(item["rule"], str(item.get("seen", ""))))
+        known = {f.name for f in fields(cls)} - {"metrics", "implausible"}
+        values = {name: data[name] for name in known
+                  if name in data and (data[name] is not None or name == "model")}
+        return cls(**values, metrics=Metrics.from_json(data.get("metrics"), where),
+                   implausible=implausible)
+
+
+def _expect(data: dict[str, Any], name: str, kind: Any, where: str,
+            nullable: bool = True) -> None:
+    value = data.get(name)
+    if value is None and nullable:
+        return
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise RecordError(f"{where}: {name} is {value!r}, of the wrong type")
+
+
+def check_version(version: Any, where: str) -> None:
+    """RecordError unless this iobench reads results of ``version``."""
+    if version not in READABLE_VERSIONS:
+        raise RecordError(f"{where} has schema_version {version!r}; this iobench reads "
+                          f"versions {', '.join(map(str, READABLE_VERSIONS))}")

@@ -1,0 +1,90 @@
+"""Each plausibility rule fires on a cell crafted to break it, and only on that one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from iobench.benchmarks.report.claims import Verdict, judge_claims
+from iobench.benchmarks.results.loader import load_run
+from iobench.benchmarks.results.plausibility import IMPLAUSIBLE, RULES, judge, violations
+from iobench.benchmarks.results.record import CellRecord, Metrics
+from tests.benchmarks.results_factory import make_results, write_run
+
+ONE_CPU = {"server_cpus": [0], "client_cpus": [1]}
+
+
+def closed(**metrics: Any) -> CellRecord:
+    """A plausible closed-loop cell at 16 connections, with ``metrics`` changed."""
+    values = {"throughput_rps": 16000.0, "mean_us": 1000.0, "server_cpu_percent": 80.0}
+    return CellRecord(key="closed/select/c16/s64", scenario="closed", model="select",
+                      mode="closed", connections=16, size_bytes=64, placement=ONE_CPU,
+                      metrics=Metrics(**{**values, **metrics}))
+
+
+CRAFTED = {
+    # fork's 114.2% of one core while pinned to one CPU
+    "cpu_within_cpus": closed(server_cpu_percent=114.2),
+    # busy-poll's 0.0% at 190,000 req/s
+    "cpu_when_serving": closed(server_cpu_percent=0.0, throughput_rps=190_000.0,
+                               mean_us=16 / 190_000 * 1e6),
+    "neighbour_not_faster": CellRecord(
+        key="neighbour/select/load/r200/c4/s64", scenario="neighbour", model="select",
+        mode="open", phase="load", connections=4, rate_rps=200.0, placement=ONE_CPU,
+        metrics=Metrics(neighbour_ratio=1.22, throughput_rps=200.0)),
+    "open_within_offered": CellRecord(
+        key="open/select/r500/c4/s64", scenario="open", model="select", mode="open",
+        connections=4, rate_rps=500.0, placement=ONE_CPU,
+        metrics=Metrics(throughput_rps=800.0, server_cpu_percent=10.0)),
+    "littles_law": closed(mean_us=300.0),
+}
+
+
+def test_every_rule_has_a_crafted_cell() -> None:
+    assert set(CRAFTED) == set(RULES)
+
+
+@pytest.mark.parametrize("rule", sorted(CRAFTED))
+def test_the_rule_fires_on_its_crafted_cell_and_no_other_does(rule: str) -> None:
+    cell = judge(CRAFTED[rule])
+    assert [v.rule for v in cell.implausible] == [rule]
+    assert IMPLAUSIBLE in cell.flags
+    assert cell.implausible[0].seen  # what was seen, for the report
+
+
+def test_a_plausible_cell_breaks_nothing() -> None:
+    assert violations(closed()) == []
+    assert violations(CellRecord(key="k", scenario="closed", model="select", mode="closed",
+                                 connections=16)) == []  # nothing measured, nothing judged
+
+
+def test_cpu_limit_scales_with_the_server_cpus() -> None:
+    two = closed(server_cpu_percent=180.0)
+    two.placement = {"server_cpus": [0, 1], "client_cpus": [2]}
+    assert violations(two) == []
+    assert [v.rule for v in violations(closed(server_cpu_percent=180.0))] == ["cpu_within_cpus"]
+
+
+def test_unmeasured_cpu_is_not_judged_as_zero() -> None:
+    assert violations(closed(server_cpu_percent=None)) == []
+
+
+def test_a_failed_cell_is_not_judged() -> None:
+    cell = closed(server_cpu_percent=500.0)
+    cell.status = "failed"
+    assert judge(cell).implausible == [] and IMPLAUSIBLE not in cell.flags
+
+
+def test_an_implausible_cell_is_left_out_of_verdicts(tmp_path: Path) -> None:
+    def zero_cpu_busy_poll(cell: dict[str, Any]) -> None:
+        # An idle busy poller that "used 150% of its one CPU": the claim may not rest on it.
+        if cell["model"] == "busy-poll" and cell["scenario"] == "idle":
+            cell["metrics"]["server_cpu_percent"] = 150.0
+    run = load_run(write_run(tmp_path, make_results(tweak=zero_cpu_busy_poll)))
+    assert {c.key for c in run.implausible} == {"idle/busy-poll/c0", "idle/busy-poll/c100"}
+    verdicts = {c.claim: c for c in judge_claims(run)}
+    busy = verdicts["Busy polling drives CPU up"]
+    assert busy.verdict == Verdict.INCONCLUSIVE
+    assert "implausible (cpu_within_cpus)" in busy.reason

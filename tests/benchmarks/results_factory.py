@@ -127,7 +127,7 @@ def make_cell(rng: random.Random, scenario: str, model: str | None, params: dict
         values_at = hist.get_percentile_to_value_dict(list(percentiles.values()))
         for name, pct in percentiles.items():
             metrics[name] = float(values_at[pct])
-        if mode == "closed":
+        if mode == "closed" and throughput:
             # A closed loop obeys Little's law, as the loader checks.
             metrics["mean_us"] = connections / throughput * 1e6
     if scenario == "neighbour":

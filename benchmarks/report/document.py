@@ -1,10 +1,17 @@
 """REPORT.md and a self-contained report.html, built from a run's files alone.
 
 The report is assembled once as a list of blocks (headings, paragraphs,
-tables, figures) and rendered twice, so the Markdown people paste into their
-documents and the HTML they open in a browser say exactly the same thing.
-Numbers in tables are median (min-max) across repetitions of the values in
-results.json, formatted by iobench.benchmarks.report.presentation.
+tables, figures, folded details) and rendered twice, so the Markdown people
+paste into their documents and the HTML they open in a browser say exactly the
+same thing. Numbers in tables are median (min-max) across repetitions of the
+values in results.json, formatted by iobench.benchmarks.report.presentation.
+
+Reading order: a summary first (each claim's verdict, its sentence and
+figures, its plot beside it), then one section per scenario (its plots above a
+compact table of the key figure per point, the full tables folded), then the
+figures to cite, environment, method and how to reproduce. Each part is one
+``*_blocks`` function, so a new section is one more function in
+:func:`build_report`.
 """
 
 from __future__ import annotations
@@ -16,8 +23,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from iobench.benchmarks.report.citations import (
+    CLAIMS_JSON,
+    Citations,
+    build_citations,
+    write_citations,
+)
 from iobench.benchmarks.report.claims import ClaimResult, judge_claims
-from iobench.benchmarks.report.plots import PlotOutcome, write_plots
+from iobench.benchmarks.report.plots import FIGURES, PlotOutcome, write_plots
 from iobench.benchmarks.report.presentation import (
     format_spread,
     format_value,
@@ -124,7 +137,37 @@ class Figure:
     caption: str
 
 
-Block = Heading | Paragraph | Bullets | Code | Table | Figure
+@dataclass
+class Details:
+    """Folded content: HTML ``<details>``, which Markdown renderers such as GitHub's keep."""
+
+    summary: str
+    blocks: list[Block]
+
+
+@dataclass
+class SideBySide:
+    """Text beside its figure in HTML (stacked on narrow screens); one after the other in
+    Markdown."""
+
+    blocks: list[Block]
+    figure: Figure | None
+
+
+Block = Heading | Paragraph | Bullets | Code | Table | Figure | Details | SideBySide
+
+# The figure each scenario section shows above its table, from the plots' own list.
+SCENARIO_FIGURES: dict[str, list[str]] = {}
+for _stem, _builder, _scenario in FIGURES:
+    SCENARIO_FIGURES.setdefault(_scenario, []).append(_stem)
+# Compact tables: the one metric per point a reader looks for first in each scenario.
+KEY_METRIC = {
+    "idle": "server_cpu_percent",
+    "closed": "throughput_rps",
+    "open": "p99_us",
+    "interval": "p50_us",
+    "neighbour": "neighbour_ratio",
+}
 
 
 def environment_blocks(run: Run) -> list[Block]:
@@ -223,15 +266,21 @@ def notes_text(group: CellGroup) -> str:
     return ", ".join(notes) or "-"
 
 
-def scenario_tables(run: Run, scenario: str) -> list[Block]:
+def scenario_points(run: Run, scenario: str) -> list[list[CellGroup]]:
+    """The scenario's groups, one list per point (what a table holds fixed), models sorted."""
     points: dict[tuple[object, ...], list[CellGroup]] = {}
     for group in run.scenario(scenario):
         points.setdefault(point_of(group), []).append(group)
-    metrics = SCENARIO_METRICS.get(scenario, SCENARIO_METRICS["closed"])
-    blocks: list[Block] = [Heading(3, SCENARIO_TITLES.get(scenario, scenario)),
-                           Paragraph(SCENARIO_DESCRIPTIONS.get(scenario, ""))]
     for members in points.values():
         members.sort(key=series_sort_key)
+    return list(points.values())
+
+
+def scenario_tables(run: Run, scenario: str) -> list[Block]:
+    """The full tables: one per point, every metric with its spread, flags last."""
+    metrics = SCENARIO_METRICS.get(scenario, SCENARIO_METRICS["closed"])
+    blocks: list[Block] = []
+    for members in scenario_points(run, scenario):
         offered = any(g.peak_fraction is not None for g in members)
         shown = [m for m in metrics if any(g.values(m) for g in members)]
         headers = ["model"] + (["offered (req/s)"] if offered else [])
@@ -255,6 +304,89 @@ def scenario_tables(run: Run, scenario: str) -> list[Block]:
     return blocks
 
 
+def point_label(group: CellGroup) -> str:
+    """A short column heading for one point: '16 conn, 64 B', '50% of peak', 'beside idle'."""
+    parts = []
+    if group.phase:
+        parts.append(group.phase)
+    if group.connections is not None and group.mode != "idle":
+        parts.append(f"{group.connections} conn")
+    elif group.mode == "idle" and not group.phase:
+        parts.append(f"{group.connections} idle")
+    if group.size_bytes is not None and group.mode != "idle":
+        parts.append(f"{group.size_bytes} B")
+    if group.peak_fraction is not None:
+        parts.append(f"{group.peak_fraction:.0%} of peak")
+    elif group.rate_rps is not None and group.mode == "open":
+        parts.append(f"{group.rate_rps:,.0f}/s")
+    return ", ".join(parts) or "-"
+
+
+def compact_cell(group: CellGroup | None, metric: str) -> str:
+    if group is None:
+        return "-"
+    if group.failed:
+        return "failed"
+    spread = group.metric(metric)
+    return format_value(metric, spread.median) if spread else "-"
+
+
+def compact_table(run: Run, scenario: str) -> list[Block]:
+    """Models as rows and the scenario's key metric (medians) at each point as columns.
+
+    A scenario measured at a single point shows its first few metrics instead.
+    """
+    points = scenario_points(run, scenario)
+    if not points:
+        return []
+    series: dict[str, dict[int, CellGroup]] = {}
+    for index, members in enumerate(points):
+        for group in members:
+            series.setdefault(series_label(group), {})[index] = group
+    order = sorted(series, key=lambda label: series_sort_key(next(iter(series[label].values()))))
+    if len(points) == 1:
+        metrics = [m for m in SCENARIO_METRICS.get(scenario, ())[:4]
+                   if any(g.values(m) for g in points[0])]
+        headers = ["model"] + [style(m).header for m in metrics]
+        rows = [[label] + [compact_cell(series[label].get(0), m) for m in metrics]
+                for label in order]
+        caption = f"Medians at {point_label(points[0][0])}."
+    else:
+        metric = KEY_METRIC.get(scenario, SCENARIO_METRICS.get(scenario, ("throughput_rps",))[0])
+        labels = [point_label(members[0]) for members in points]
+        headers = ["model", *labels]
+        rows = [[label] + [compact_cell(series[label].get(i), metric) for i in range(len(points))]
+                for label in order]
+        caption = f"Median {style(metric).header} at each point."
+    return [Paragraph(caption + " The full tables, with the (min-max) range and flags, "
+                      "are folded below."),
+            Table(headers, rows, numeric=tuple(range(1, len(headers))))]
+
+
+def figure_block(plots: PlotOutcome, stem: str) -> Figure | None:
+    paths = plots.figures.get(stem)
+    if not paths:
+        return None
+    png = next(p for p in paths if p.suffix == ".png")
+    return Figure(png, FIGURE_CAPTIONS.get(stem, stem))
+
+
+def scenario_section(run: Run, scenario: str, plots: PlotOutcome) -> list[Block]:
+    """A scenario's heading, what it measures, its figures, the compact and the full tables."""
+    blocks: list[Block] = [Heading(3, SCENARIO_TITLES.get(scenario, scenario)),
+                           Paragraph(SCENARIO_DESCRIPTIONS.get(scenario, ""))]
+    for stem in SCENARIO_FIGURES.get(scenario, []):
+        figure = figure_block(plots, stem)
+        if figure is not None:
+            blocks.append(figure)
+    blocks += compact_table(run, scenario)
+    full = scenario_tables(run, scenario)
+    if full:
+        blocks.append(Details(f"Full tables: {scenario} ({plural(len(full) // 2, 'table')})",
+                              full))
+    return blocks
+
+
 def large_spreads(run: Run) -> list[str]:
     """'closed/select/c16/s64 throughput' for every headline metric that varies a lot."""
     noisy = []
@@ -267,12 +399,12 @@ def large_spreads(run: Run) -> list[str]:
     return noisy
 
 
-def results_blocks(run: Run) -> list[Block]:
-    blocks: list[Block] = [Heading(2, "Results"), Paragraph(
+def results_blocks(run: Run, plots: PlotOutcome) -> list[Block]:
+    blocks: list[Block] = [Heading(2, "Results by scenario"), Paragraph(
         "Median (min-max) across repetitions; `-` where a metric does not apply. "
         "Units are in the column headers.")]
     for scenario in run.scenarios:
-        blocks += scenario_tables(run, scenario)
+        blocks += scenario_section(run, scenario, plots)
     absent = [name for name in SCENARIO_TITLES if name not in run.scenarios]
     if absent:
         blocks.append(Paragraph(
@@ -287,42 +419,73 @@ def results_blocks(run: Run) -> list[Block]:
     if flags:
         blocks.append(Paragraph("Flags: " + "; ".join(
             f"`{f}`: {FLAG_MEANINGS.get(f, 'see docs/formats.md')}" for f in flags) + "."))
-    return blocks
-
-
-def figure_blocks(run: Run, plots: PlotOutcome) -> list[Block]:
-    blocks: list[Block] = [Heading(2, "Figures")]
-    for stem, paths in plots.figures.items():
-        png = next(p for p in paths if p.suffix == ".png")
-        blocks.append(Figure(png, FIGURE_CAPTIONS.get(stem, stem)))
     if plots.notes:
         blocks.append(Bullets(plots.notes))
     return blocks
 
 
-def claim_blocks(claims: Iterable[ClaimResult]) -> list[Block]:
-    blocks: list[Block] = [Heading(2, "The article's claims"), Paragraph(
-        "Each verdict is computed from this run's numbers with the thresholds in "
-        "`benchmarks/claims.py`.")]
+def claim_figure(claim: ClaimResult, plots: PlotOutcome) -> Figure | None:
+    """The first of the claim's figures this run drew."""
+    for stem in claim.figures:
+        figure = figure_block(plots, stem)
+        if figure is not None:
+            return figure
+    return None
+
+
+def summary_blocks(claims: list[ClaimResult], plots: PlotOutcome) -> list[Block]:
+    """The verdicts at a glance, then each claim with its sentence, numbers and figure."""
+    blocks: list[Block] = [
+        Heading(2, "Summary: the article's claims"),
+        Table(["the article's claim", "verdict in this run", "why"],
+              [[c.claim, str(c.verdict), c.reason] for c in claims]),
+        Paragraph("Each verdict is computed from this run's numbers with the thresholds in "
+                  "`benchmarks/report/claims.py`; the figures are median (min-max) across "
+                  "repetitions. Cite them by key from `claims.json` (section: Cite these "
+                  "figures)."),
+    ]
     for result in claims:
-        blocks += [Heading(3, f"{result.claim}: {result.verdict}"),
-                   Paragraph(f"**{result.verdict.capitalize()}**: {result.reason}.")]
+        text: list[Block] = [Heading(3, f"{result.claim}: {result.verdict}"),
+                             Paragraph(f"**{result.verdict.capitalize()}**: {result.reason}.")]
         if result.evidence:
-            blocks.append(Bullets(result.evidence))
+            text.append(Bullets(result.evidence))
+        blocks.append(SideBySide(text, claim_figure(result, plots)))
     return blocks
 
 
-def build_report(run: Run, plots: PlotOutcome) -> list[Block]:
-    claims = judge_claims(run)
+def cite_blocks(citations: Citations) -> list[Block]:
+    """The same records as claims.json, for a reader who copies a figure from the page."""
+    run = citations.run
+    commit = citations.commit or "unknown"
+    claims_rows = [[f"`{c.key}`", str(c.verdict), c.reason] for c in citations.claims]
+    headline_rows = [[f"`{f.key}`", f.sentence, ", ".join(f"`{cell}`" for cell in f.cells)]
+                     for f in citations.headlines]
+    blocks: list[Block] = [
+        Heading(2, "Cite these figures"),
+        Paragraph(f"Quote a figure with its source: *iobench run `{run.run_id}`, commit "
+                  f"`{commit[:12]}`*, and the key below. `{CLAIMS_JSON}` beside "
+                  "`results.json` holds each claim and headline figure with its sentence, "
+                  "median, min and max, repetitions and source cells, so documentation can "
+                  "include it by key (format: docs/formats.md). Figures from another "
+                  "machine, day or CPU placement are not comparable with these."),
+        Table(["claim key", "verdict", "sentence"], claims_rows),
+    ]
+    if headline_rows:
+        blocks.append(Details(f"Headline figures ({len(headline_rows)})",
+                              [Table(["key", "figure", "cells"], headline_rows)]))
+    return blocks
+
+
+def build_report(run: Run, plots: PlotOutcome,
+                 citations: Citations | None = None) -> list[Block]:
+    citations = citations or build_citations(run, judge_claims(run))
     return [
         Heading(1, f"iobench report: {run.run_id}"),
-        Table(["the article's claim", "verdict in this run"],
-              [[c.claim, str(c.verdict)] for c in claims]),
+        *summary_blocks(citations.claims, plots),
+        *results_blocks(run, plots),
+        *cite_blocks(citations),
         *environment_blocks(run),
         *method_blocks(run),
-        *results_blocks(run),
-        *figure_blocks(run, plots),
-        *claim_blocks(claims),
     ]
 
 
@@ -350,6 +513,12 @@ def to_markdown(blocks: Iterable[Block], base: Path) -> str:
                 out.append("\n".join(lines))
             case Figure(path, caption):
                 out.append(f"![{caption}]({path.relative_to(base).as_posix()})")
+            case Details(summary, inner):
+                out.append(f"<details><summary>{html.escape(summary)}</summary>\n\n"
+                           + to_markdown(inner, base).rstrip("\n") + "\n\n</details>")
+            case SideBySide(inner, figure):
+                out.append(to_markdown([*inner, *([figure] if figure else [])],
+                                       base).rstrip("\n"))
     return "\n\n".join(out) + "\n"
 
 
@@ -360,21 +529,31 @@ def inline_html(text: str) -> str:
     return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", escaped)
 
 
+# Wide tables scroll inside their own box, so the page itself never gets wider
+# than the window; a claim sits beside its figure when there is room for both.
 HTML_STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
-       color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+body { font-family: system-ui, sans-serif; max-width: 1320px; margin: 1em auto; padding: 0 1em;
+       color: #222; line-height: 1.35; }
+h1 { font-size: 1.5em; margin: 0.3em 0; } h2 { margin-top: 1.6em; }
+.table { overflow-x: auto; max-width: 100%; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.88em; }
+th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; vertical-align: top; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 th { background: #f3f3f3; }
-pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; }
-figure { margin: 1em 0 2em; } img { max-width: 100%; }
+pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; white-space: pre-wrap; }
+figure { margin: 0.5em 0 1.5em; } img { max-width: 100%; height: auto; }
+figcaption { font-size: 0.85em; color: #555; }
+.side { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1.1fr); gap: 1.2em;
+        align-items: start; border-top: 1px solid #ddd; }
+.side h3 { margin: 0.5em 0 0.3em; } .side ul { font-size: 0.9em; padding-left: 1.2em; }
+@media (max-width: 900px) { .side { grid-template-columns: minmax(0, 1fr); } }
+details { margin: 0.5em 0 1.5em; } summary { cursor: pointer; color: #1F4E79; }
+code { overflow-wrap: anywhere; }
 """
 
 
-def to_html(blocks: Iterable[Block], title: str) -> str:
-    out = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-           f"<title>{html.escape(title)}</title><style>{HTML_STYLE}</style></head><body>"]
+def html_blocks(blocks: Iterable[Block]) -> list[str]:
+    out: list[str] = []
     for block in blocks:
         match block:
             case Heading(level, text):
@@ -387,33 +566,49 @@ def to_html(blocks: Iterable[Block], title: str) -> str:
             case Code(text):
                 out.append(f"<pre><code>{html.escape(text)}</code></pre>")
             case Table(headers, rows, numeric):
-                head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+                head = "".join(f"<th>{inline_html(h)}</th>" for h in headers)
                 body = "".join("<tr>" + "".join(
-                    f"<td class=\"num\">{html.escape(c)}</td>" if i in numeric
-                    else f"<td>{html.escape(c)}</td>" for i, c in enumerate(row))
+                    f"<td class=\"num\">{inline_html(c)}</td>" if i in numeric
+                    else f"<td>{inline_html(c)}</td>" for i, c in enumerate(row))
                     + "</tr>" for row in rows)
-                out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+                out.append(f"<div class=\"table\"><table><thead><tr>{head}</tr></thead>"
+                           f"<tbody>{body}</tbody></table></div>")
             case Figure(path, caption):
                 data = base64.b64encode(path.read_bytes()).decode("ascii")
                 out.append(f"<figure><img alt=\"{html.escape(caption)}\" "
                            f"src=\"data:image/png;base64,{data}\"><figcaption>"
                            f"{html.escape(caption)}</figcaption></figure>")
-    out.append("</body></html>\n")
-    return "\n".join(out)
+            case Details(summary, inner):
+                out.append(f"<details><summary>{html.escape(summary)}</summary>"
+                           + "\n".join(html_blocks(inner)) + "</details>")
+            case SideBySide(inner, figure):
+                aside = "\n".join(html_blocks([figure])) if figure else ""
+                out.append("<section class=\"side\"><div>" + "\n".join(html_blocks(inner))
+                           + f"</div><div>{aside}</div></section>")
+    return out
+
+
+def to_html(blocks: Iterable[Block], title: str) -> str:
+    head = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>{html.escape(title)}</title><style>{HTML_STYLE}</style></head><body>")
+    return "\n".join([head, *html_blocks(blocks), "</body></html>\n"])
 
 
 def write_report(run: Run, plots: PlotOutcome) -> list[Path]:
-    """Write REPORT.md and report.html into the run folder; return their paths."""
-    blocks = build_report(run, plots)
+    """Write claims.json, REPORT.md and report.html into the run folder; return their paths."""
+    citations = build_citations(run, judge_claims(run))
+    claims_path = write_citations(citations, plots.figures)
+    blocks = build_report(run, plots, citations)
     markdown_path = run.directory / REPORT_MD
     html_path = run.directory / REPORT_HTML
     markdown_path.write_text(to_markdown(blocks, run.directory), encoding="utf-8")
     html_path.write_text(to_html(blocks, f"iobench report: {run.run_id}"), encoding="utf-8")
-    return [markdown_path, html_path]
+    return [claims_path, markdown_path, html_path]
 
 
 def write_all(run_dir: Path, spectrum_rate: float | None = None) -> list[Path]:
-    """Plots, REPORT.md and report.html for a run folder; the paths written.
+    """Plots, claims.json, REPORT.md and report.html for a run folder; the paths written.
 
     ``iobench run`` calls this when the matrix is done; ``iobench report``
     calls it on any results folder.

@@ -1,0 +1,247 @@
+"""claims.json: the run's claims and headline figures in a form documentation can cite.
+
+Documentation quotes numbers from runs; claims.json gives each quotable figure
+a stable key, the sentence the report prints, the median with its min-max range
+over repetitions, the cells it comes from, and the run id and git commit, so a
+doc can include a figure by key and a reader can trace it back to
+results.json. The report's "Cite these figures" section prints the same
+records. The format is documented in docs/formats.md and pinned by
+:data:`CLAIMS_JSON_SCHEMA` (the tests validate every written file against it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from iobench.benchmarks.report.claims import ClaimResult, Quoted
+from iobench.benchmarks.report.presentation import (
+    format_spread,
+    plural,
+    series_label,
+    series_sort_key,
+    style,
+)
+from iobench.benchmarks.results.loader import CellGroup, Run, Spread
+
+CLAIMS_JSON = "claims.json"
+CLAIMS_SCHEMA_VERSION = 1
+# A headline figure from a cell flagged with one of these is not one to cite.
+UNCITABLE_FLAGS = frozenset({"errors", "behind_schedule", "implausible"})
+
+
+@dataclass(frozen=True)
+class CitedFigure:
+    """One citable number: median and range in the unit people read (``unit``)."""
+
+    key: str
+    what: str
+    metric: str
+    spread: Spread
+    cells: tuple[str, ...]
+    sentence: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        look = style(self.metric)
+        return {
+            "key": self.key, "what": self.what, "metric": self.metric, "unit": look.unit,
+            "median": round(self.spread.median * look.scale, 6),
+            "min": round(self.spread.low * look.scale, 6),
+            "max": round(self.spread.high * look.scale, 6),
+            "repetitions": self.spread.count, "cells": list(self.cells),
+            "text": format_spread(self.metric, self.spread)
+                    + (f" {look.unit}" if look.unit else ""),
+            **({"sentence": self.sentence} if self.sentence else {}),
+        }
+
+
+@dataclass
+class Citations:
+    """Everything claims.json holds, built once for the file and the report section."""
+
+    run: Run
+    claims: list[ClaimResult]
+    headlines: list[CitedFigure] = field(default_factory=list)
+
+    @property
+    def commit(self) -> str | None:
+        return self.run.environment.get("git_commit")
+
+
+def quoted_figure(claim_key: str, quoted: Quoted) -> CitedFigure:
+    return CitedFigure(f"{claim_key}.{quoted.cell}.{quoted.metric}", quoted.what, quoted.metric,
+                  quoted.spread, (quoted.cell,))
+
+
+def citable(group: CellGroup) -> bool:
+    return not group.failed and not UNCITABLE_FLAGS & set(group.flags)
+
+
+def where(group: CellGroup) -> str:
+    parts = []
+    if group.connections is not None:
+        parts.append(plural(group.connections, "connection"))
+    if group.size_bytes is not None and group.mode != "idle":
+        parts.append(f"{group.size_bytes} B")
+    if group.peak_fraction is not None:
+        parts.append(f"{group.peak_fraction:.0%} of its peak")
+    if group.rate_rps is not None:
+        parts.append(f"{group.rate_rps:,.0f} req/s offered")
+    return ", ".join(parts)
+
+
+def headline(key: str, group: CellGroup, metric: str, title: str) -> CitedFigure | None:
+    spread = group.metric(metric)
+    if spread is None:
+        return None
+    look = style(metric)
+    label = series_label(group)
+    sentence = (f"{label}: {title} {format_spread(metric, spread)}"
+                f"{' ' + look.unit if look.unit else ''} ({where(group)})")
+    return CitedFigure(key, f"{label}, {title}", metric, spread, (group.key,), sentence)
+
+
+def middle_load(groups: list[CellGroup]) -> CellGroup:
+    """The middle open-loop load level, as the latency spectrum picks it."""
+    ordered = sorted(groups, key=lambda g: (g.peak_fraction or 0.0, g.rate_rps or 0.0))
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def headline_figures(run: Run) -> list[CitedFigure]:
+    """Per model series: peak closed-loop throughput, idle CPU, open-loop p99 at mid load."""
+    figures: list[CitedFigure] = []
+    series: dict[str, dict[str, list[CellGroup]]] = {}
+    for group in sorted(run.groups, key=series_sort_key):
+        if group.model is None or not citable(group):
+            continue
+        series.setdefault(series_label(group), {}).setdefault(group.scenario, []).append(group)
+    for label, scenarios in series.items():
+        slug = label.replace(" ", "").replace("(", "[").replace(")", "]")
+        closed = [g for g in scenarios.get("closed", []) if g.metric("throughput_rps")]
+        if closed:
+            best = max(closed, key=lambda g: g.metric("throughput_rps").median)  # type: ignore[union-attr]
+            figures.append(headline(f"{slug}.peak_throughput", best, "throughput_rps",
+                                    "peak closed-loop throughput"))  # type: ignore[arg-type]
+        idle = [g for g in scenarios.get("idle", []) if g.metric("server_cpu_percent")]
+        if idle:
+            most = max(idle, key=lambda g: g.connections or 0)
+            figures.append(headline(f"{slug}.idle_cpu", most, "server_cpu_percent",
+                                    "idle server CPU"))  # type: ignore[arg-type]
+        opened = [g for g in scenarios.get("open", []) if g.metric("p99_us")]
+        if opened:
+            figures.append(headline(f"{slug}.open_p99", middle_load(opened), "p99_us",
+                                    "open-loop p99 latency"))  # type: ignore[arg-type]
+    return [f for f in figures if f is not None]
+
+
+def build_citations(run: Run, claims: list[ClaimResult]) -> Citations:
+    return Citations(run, claims, headline_figures(run))
+
+
+def claim_figure_path(claim: ClaimResult, figures: dict[str, list[Path]],
+                      base: Path) -> str | None:
+    for stem in claim.figures:
+        for path in figures.get(stem, []):
+            if path.suffix == ".png":
+                return path.relative_to(base).as_posix()
+    return None
+
+
+def citations_json(citations: Citations, figures: dict[str, list[Path]]) -> dict[str, Any]:
+    run = citations.run
+    env = run.environment
+    return {
+        "schema_version": CLAIMS_SCHEMA_VERSION,
+        "run_id": run.run_id,
+        "profile": run.profile,
+        "commit": citations.commit,
+        "source": "results.json",
+        "environment": {name: env.get(name) for name in
+                        ("cpu_model", "logical_cpus", "kernel", "python", "hostname")}
+                       | {"placement": run.placement or None},
+        "claims": [{
+            "key": claim.key,
+            "claim": claim.claim,
+            "verdict": str(claim.verdict),
+            "sentence": f"{claim.verdict.capitalize()}: {claim.reason}.",
+            "evidence": list(claim.evidence),
+            "figure": claim_figure_path(claim, figures, run.directory),
+            "numbers": [quoted_figure(claim.key, q).as_json() for q in claim.quoted],
+        } for claim in citations.claims],
+        "headlines": [figure.as_json() for figure in citations.headlines],
+    }
+
+
+def write_citations(citations: Citations, figures: dict[str, list[Path]]) -> Path:
+    """Write claims.json beside results.json, atomically (a reader never sees half)."""
+    path = citations.run.directory / CLAIMS_JSON
+    text = json.dumps(citations_json(citations, figures), indent=2, sort_keys=True) + "\n"
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".claims-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+_NUMBER = {
+    "type": "object",
+    "required": ["key", "what", "metric", "unit", "median", "min", "max", "repetitions",
+                 "cells", "text"],
+    "additionalProperties": False,
+    "properties": {
+        "key": {"type": "string", "minLength": 1},
+        "what": {"type": "string", "minLength": 1},
+        "metric": {"type": "string", "minLength": 1},
+        "unit": {"type": "string"},
+        "median": {"type": "number"},
+        "min": {"type": "number"},
+        "max": {"type": "number"},
+        "repetitions": {"type": "integer", "minimum": 1},
+        "cells": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "text": {"type": "string", "minLength": 1},
+        "sentence": {"type": "string", "minLength": 1},
+    },
+}
+
+# JSON Schema (draft 2020-12) of claims.json; docs/formats.md describes the same fields.
+CLAIMS_JSON_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "iobench claims.json",
+    "type": "object",
+    "required": ["schema_version", "run_id", "profile", "commit", "source", "environment",
+                 "claims", "headlines"],
+    "additionalProperties": False,
+    "properties": {
+        "schema_version": {"const": CLAIMS_SCHEMA_VERSION},
+        "run_id": {"type": "string", "minLength": 1},
+        "profile": {"type": ["string", "null"]},
+        "commit": {"type": ["string", "null"]},
+        "source": {"const": "results.json"},
+        "environment": {"type": "object"},
+        "claims": {"type": "array", "items": {
+            "type": "object",
+            "required": ["key", "claim", "verdict", "sentence", "evidence", "figure",
+                         "numbers"],
+            "additionalProperties": False,
+            "properties": {
+                "key": {"type": "string", "pattern": "^[a-z_]+$"},
+                "claim": {"type": "string", "minLength": 1},
+                "verdict": {"enum": ["holds", "does not hold", "inconclusive"]},
+                "sentence": {"type": "string", "minLength": 1},
+                "evidence": {"type": "array", "items": {"type": "string"}},
+                "figure": {"type": ["string", "null"]},
+                "numbers": {"type": "array", "items": _NUMBER},
+            },
+        }},
+        "headlines": {"type": "array",
+                      "items": {**_NUMBER, "required": [*_NUMBER["required"], "sentence"]}},
+    },
+}

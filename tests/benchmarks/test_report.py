@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import statistics
 import time
@@ -34,8 +35,9 @@ def verdicts(data: dict[str, Any], tmp_path: Path) -> dict[str, Verdict]:
 def test_write_all_returns_every_file_it_wrote(reported: tuple[Path, list[Path]]) -> None:
     _, paths = reported
     names = {p.name for p in paths}
-    assert {"REPORT.md", "report.html", "idle_cpu.png", "latency_spectrum.svg"} <= names
-    assert len(paths) == 7 * 2 + 2
+    assert {"REPORT.md", "report.html", "claims.json", "idle_cpu.png",
+            "latency_spectrum.svg"} <= names
+    assert len(paths) == 7 * 2 + 3
     for path in paths:
         assert path.is_file() and path.stat().st_size > 2000, path
 
@@ -43,8 +45,8 @@ def test_write_all_returns_every_file_it_wrote(reported: tuple[Path, list[Path]]
 def test_report_sections_figures_and_reproduce_line(reported: tuple[Path, list[Path]]) -> None:
     run_dir, _ = reported
     text = (run_dir / "REPORT.md").read_text(encoding="utf-8")
-    for heading in ("## Environment", "## Method", "## Reproduce", "## Results", "## Figures",
-                    "## The article's claims"):
+    for heading in ("## Summary: the article's claims", "## Results by scenario",
+                    "## Cite these figures", "## Environment", "## Method", "## Reproduce"):
         assert heading in text
     assert "coordinated-omission" in text and "3 repetitions per cell" in text
     assert "server on CPUs [0], load generator on CPUs [1]" in text
@@ -73,7 +75,10 @@ def test_report_numbers_equal_results_json(reported: tuple[Path, list[Path]]) ->
 def test_html_is_self_contained(reported: tuple[Path, list[Path]]) -> None:
     run_dir, _ = reported
     page = (run_dir / "report.html").read_text(encoding="utf-8")
-    assert page.count('src="data:image/png;base64,') == 7
+    for png in sorted((run_dir / "plots").glob("*.png")):
+        data = base64.b64encode(png.read_bytes()).decode("ascii")
+        assert f'src="data:image/png;base64,{data}"' in page, f"{png.name} not embedded"
+    assert page.count('src="data:image/png;base64,') == 7 + 4, "each figure, and one per claim"
     assert 'src="plots/' not in page and "<table>" in page
     assert "<strong>Holds</strong>" in page
 

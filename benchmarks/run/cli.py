@@ -7,6 +7,7 @@ parser at start-up, and the runner's imports are paid only by ``run``.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ from iobench.common.errors import UsageError
 
 if TYPE_CHECKING:
     from iobench.benchmarks.results.store import RunStore
+    from iobench.benchmarks.run.cluster import Cluster
     from iobench.benchmarks.run.launcher import Placement
     from iobench.benchmarks.run.matrix import Profile
 
@@ -21,6 +23,15 @@ if TYPE_CHECKING:
     Plan = tuple[RunStore, Profile, list[str], Placement]
 
 DEFAULT_RESULTS_DIR = Path("results")
+# The host names of ``--cluster local`` when none are given.
+LOCAL_SERVER_HOST = "server"
+LOCAL_CLIENT_HOSTS = ("client",)
+
+
+class ClusterUnavailable(UsageError):
+    """The Dask scheduler or a named worker cannot be reached when the run starts."""
+
+    exit_code = 1
 
 
 def add_run_arguments(parser: Any) -> None:
@@ -43,10 +54,25 @@ def add_run_arguments(parser: Any) -> None:
     parser.add_argument("--client-cpus", metavar="LIST",
                         help="CPUs for the load generator, e.g. 1 or 1,3 (default: the other "
                              "usable CPUs; the server's when there is only one)")
+    parser.add_argument("--cluster", metavar="local|tcp://HOST:8786",
+                        help="run across hosts on a Dask cluster: the scheduler's address, or "
+                             "'local' for a LocalCluster on this machine (pip install "
+                             "'iobench[cluster]'); CPU options then apply on every host")
+    parser.add_argument("--server-host", metavar="H",
+                        help=f"with --cluster: the Dask worker name (--name) of the server's host "
+                             f"(default with --cluster local: {LOCAL_SERVER_HOST})")
+    parser.add_argument("--client-hosts", metavar="H1[,H2...]",
+                        help="with --cluster: the worker names of the load generator's hosts; "
+                             "connections and open-loop rate are split evenly among them "
+                             f"(default with --cluster local: {','.join(LOCAL_CLIENT_HOSTS)})")
 
 
-def parse_cpu_list(text: str, option: str) -> list[int]:
-    """``"0,2-3"`` to ``[0, 2, 3]``, each a CPU this process may use."""
+def parse_cpu_list(text: str, option: str, *, local: bool = True) -> list[int]:
+    """``"0,2-3"`` to ``[0, 2, 3]``, each a CPU this process may use (when ``local``).
+
+    On a cluster the CPUs are on other hosts: each host checks them when it
+    starts a process, and a cell fails with the reason if one is missing.
+    """
     cpus: set[int] = set()
     try:
         for part in text.split(","):
@@ -54,8 +80,12 @@ def parse_cpu_list(text: str, option: str) -> list[int]:
             cpus.update(range(int(first), int(last if sep else first) + 1))
     except ValueError:
         raise UsageError(f"bad {option} {text!r}: expected CPU numbers like 0 or 0,2-3") from None
+    if not cpus:
+        raise UsageError(f"bad {option} {text!r}: no CPU")
+    if not local:
+        return sorted(cpus)
     usable = os.sched_getaffinity(0)
-    if not cpus or not cpus <= usable:
+    if not cpus <= usable:
         raise UsageError(f"bad {option} {text!r}: usable CPUs are "
                          f"{','.join(map(str, sorted(usable)))}")
     return sorted(cpus)
@@ -73,7 +103,74 @@ def default_placement(server_text: str | None, client_text: str | None) -> tuple
     return server, client
 
 
-def plan_resume(args: Any) -> Plan:
+def cluster_hosts(args: Any) -> tuple[str, list[str]] | None:
+    """The server host and client hosts ``args`` name; None for a local run."""
+    if args.cluster is None:
+        if args.server_host or args.client_hosts:
+            raise UsageError("--server-host and --client-hosts place a run on a cluster: "
+                             "add --cluster tcp://HOST:8786 (or --cluster local)")
+        return None
+    local = args.cluster == "local"
+    if not local and not args.cluster.startswith(("tcp://", "tls://")):
+        raise UsageError(f"bad --cluster {args.cluster!r}: expected local or the scheduler's "
+                         "address, e.g. tcp://198.18.0.1:8786")
+    server = args.server_host or (LOCAL_SERVER_HOST if local else None)
+    clients = ([h.strip() for h in args.client_hosts.split(",")] if args.client_hosts
+               else list(LOCAL_CLIENT_HOSTS) if local else None)
+    if not server or not clients:
+        raise UsageError("--cluster with a scheduler needs --server-host H and "
+                         "--client-hosts H1[,H2...] (the workers' --name)")
+    if any(not h for h in clients) or len(set(clients)) != len(clients):
+        raise UsageError(f"bad --client-hosts {args.client_hosts!r}: names must be distinct "
+                         "and non-empty")
+    return server, clients
+
+
+def open_cluster(args: Any) -> Cluster | None:
+    """Connect to (or, for ``local``, start) the cluster ``args`` ask for."""
+    hosts = cluster_hosts(args)
+    if hosts is None:
+        return None
+    try:
+        from iobench.benchmarks.run.cluster import Cluster, HostUnavailable
+    except ImportError as exc:
+        raise UsageError(f"--cluster needs Dask distributed: pip install 'iobench[cluster]' "
+                         f"({exc})") from None
+    server, clients = hosts
+    try:
+        return Cluster(args.cluster, [server, *clients])
+    except HostUnavailable as exc:
+        raise ClusterUnavailable(str(exc)) from None
+
+
+def requested_placement(args: Any, cluster: Cluster | None) -> tuple[Placement, dict[str, Any]]:
+    """The placement ``args`` ask for, and every host's environment on a cluster."""
+    from iobench.benchmarks.run.launcher import Placement
+
+    if cluster is None:
+        return Placement(*default_placement(args.server_cpus, args.client_cpus)), {}
+    from iobench.benchmarks.run.cluster import (
+        HostUnavailable,
+        cluster_placement,
+        host_environments,
+    )
+
+    hosts = cluster_hosts(args)
+    assert hosts is not None
+    server, clients = hosts
+    server_cpus = (parse_cpu_list(args.server_cpus, "--server-cpus", local=False)
+                   if args.server_cpus else None)
+    client_cpus = (parse_cpu_list(args.client_cpus, "--client-cpus", local=False)
+                   if args.client_cpus else None)
+    try:
+        environments = host_environments(cluster, [server, *clients])
+        return cluster_placement(cluster, server, clients, server_cpus, client_cpus,
+                                 environments), environments
+    except HostUnavailable as exc:
+        raise ClusterUnavailable(str(exc)) from None
+
+
+def plan_resume(args: Any, cluster: Cluster | None = None) -> Plan:
     """The store, profile, models and placement of the run in ``args.resume``."""
     from iobench.benchmarks.results.store import RunStore
     from iobench.benchmarks.run import matrix as profiles
@@ -89,20 +186,30 @@ def plan_resume(args: Any) -> Plan:
                                                    str(args.resume / "results.json")))
     models = profiles.select_models(profile, None, all_models(), available_models())
     placement = Placement(**store.document["environment"]["placement"])
-    if args.server_cpus or args.client_cpus:
-        requested = Placement(*default_placement(args.server_cpus, args.client_cpus))
+    if (placement.server_host is None) != (cluster is None):
+        asked = "on one host" if cluster is None else "on a cluster"
+        raise UsageError(f"--resume: the run was measured with {placement.describe()}, not "
+                         f"{asked}; figures from different placements are not comparable")
+    if cluster is not None or args.server_cpus or args.client_cpus:
+        if cluster is None:
+            requested = Placement(*default_placement(args.server_cpus, args.client_cpus))
+        else:
+            requested, _ = requested_placement(args, cluster)
+            if not (args.server_cpus or args.client_cpus):
+                requested = replace(requested, server_cpus=placement.server_cpus,
+                                    client_cpus=placement.client_cpus)
         if requested != placement:
-            raise UsageError(f"--resume keeps the run's placement {placement.as_dict()}; "
-                             "figures from different placements are not comparable")
+            raise UsageError(f"--resume keeps the run's placement ({placement.describe()}), "
+                             f"not {requested.describe()}; figures from different placements "
+                             "are not comparable")
     return store, profile, models, placement
 
 
-def plan_new(args: Any) -> Plan:
+def plan_new(args: Any, cluster: Cluster | None = None) -> Plan:
     """A new run folder for the profile, models and placement that ``args`` ask for."""
     from iobench.benchmarks.results.store import RunStore, run_id_for
     from iobench.benchmarks.run import matrix as profiles
     from iobench.benchmarks.run.environment import collect_environment
-    from iobench.benchmarks.run.launcher import Placement
     from iobench.servers.registry import all_models, available_models
 
     if args.repeat is not None and args.repeat < 1:
@@ -114,25 +221,39 @@ def plan_new(args: Any) -> Plan:
         profile.spec["repeat"] = args.repeat
     # The stored matrix names the models, so --resume runs the same ones.
     profile.spec["models"] = models
-    placement = Placement(*default_placement(args.server_cpus, args.client_cpus))
+    placement, hosts = requested_placement(args, cluster)
     run_id = run_id_for(profile.name)
     store = RunStore.create(args.out or DEFAULT_RESULTS_DIR / run_id, run_id=run_id,
                             profile=profile.name,
-                            environment=collect_environment(placement.as_dict()),
+                            environment=collect_environment(placement.as_dict(),
+                                                            hosts if cluster else None),
                             matrix=profile.spec)
     return store, profile, models, placement
 
 
 def cmd_run(args: Any) -> int:
+    cluster = open_cluster(args)
+    try:
+        return run_planned(args, cluster)
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def run_planned(args: Any, cluster: Cluster | None) -> int:
+    """Plan the run (new or resumed), run its cells, and write its report."""
     import sys
 
     from iobench.benchmarks.run import console
     from iobench.benchmarks.run import matrix as profiles
-    from iobench.benchmarks.run.launcher import LocalLauncher
+    from iobench.benchmarks.run.launcher import Launcher, LocalLauncher
     from iobench.benchmarks.run.runner import Runner, Settings
     from iobench.common.processes import pinned, raise_fd_limit
 
-    store, profile, models, placement = plan_resume(args) if args.resume else plan_new(args)
+    if args.resume:
+        store, profile, models, placement = plan_resume(args, cluster)
+    else:
+        store, profile, models, placement = plan_new(args, cluster)
     raise_fd_limit()
     cells = profiles.expand(profile, models)
     todo = [c for c in cells if c.ident not in store.done()]
@@ -140,16 +261,25 @@ def cmd_run(args: Any) -> int:
     settings = Settings(loadgen_workers=loadgen["workers"], loadgen_timeout_s=loadgen["timeout_s"],
                         cell_timeout_s=profile.spec["cell_timeout_s"])
     shared = " (server and client share it)" if placement.server_cpus == placement.client_cpus \
-        else ""
+        and cluster is None else ""
     print(f"iobench run {store.document['run_id']}: {len(todo)} of {len(cells)} cells, "
-          f"{len(models)} models, server CPUs {placement.server_cpus}, client CPUs "
-          f"{placement.client_cpus}{shared} -> {store.run_dir}", file=sys.stderr, flush=True)
+          f"{len(models)} models, {placement.describe()}{shared} -> {store.run_dir}",
+          file=sys.stderr, flush=True)
     progress = console.make_progress(todo)
-    launcher = LocalLauncher(placement)
+    launcher: Launcher
+    if cluster is not None:
+        from iobench.benchmarks.run.cluster import DaskLauncher
+
+        launcher = DaskLauncher(cluster, placement)
+    else:
+        launcher = LocalLauncher(placement)
     try:
-        # Keep the runner (its sampling thread, its signals) off the server's CPUs.
-        with pinned(placement.client_cpus):
+        if cluster is not None:
             completed = Runner(launcher, store, settings, progress).run(todo)
+        else:
+            # Keep the runner (its sampling thread, its signals) off the server's CPUs.
+            with pinned(placement.client_cpus):
+                completed = Runner(launcher, store, settings, progress).run(todo)
     finally:
         progress.close()
         launcher.close()

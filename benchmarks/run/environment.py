@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 PACKAGES = ("iobench", "psutil", "hdrhistogram", "rich", "matplotlib", "uvloop",
-            "pytest-benchmark")
+            "pytest-benchmark", "distributed")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -64,9 +64,21 @@ def collect_git(env: dict[str, Any]) -> None:
     env["git_dirty"] = bool(status.stdout.strip())
 
 
-def collect_environment(placement: dict[str, list[int]]) -> dict[str, Any]:
+def host_environment() -> dict[str, Any]:
+    """What one host of a cluster run is: CPU, kernel, Python, package versions."""
+    env: dict[str, Any] = {}
+    for collect in (collect_cpu, collect_system, collect_packages):
+        collect(env)
+    return env
+
+
+def collect_environment(placement: dict[str, Any],
+                        hosts: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The run's environment; ``hosts`` (name -> :func:`host_environment`) on a cluster."""
     env: dict[str, Any] = {}
     for collect in (collect_cpu, collect_system, collect_packages, collect_git):
         collect(env)
     env["placement"] = placement
+    if hosts is not None:
+        env["hosts"] = hosts
     return env

@@ -43,13 +43,35 @@ STDERR_TAIL_CHARS = 600
 
 @dataclass(frozen=True)
 class Placement:
-    """The CPUs the server side (server, neighbour) and the client side run on."""
+    """The CPUs the server side (server, neighbour) and the client side run on.
+
+    On a cluster also the hosts: the Dask worker names of the server's host
+    and of the client hosts, and each host's address. The CPU lists then
+    apply on every host of their side. A local run leaves the host fields
+    out, so its record is what it always was.
+    """
 
     server_cpus: list[int]
     client_cpus: list[int]
+    cluster: str | None = None  # "local" (a LocalCluster) or the scheduler's address
+    server_host: str | None = None
+    client_hosts: list[str] | None = None
+    addresses: dict[str, str] | None = None  # host name -> its IP address
 
-    def as_dict(self) -> dict[str, list[int]]:
-        return asdict(self)
+    def as_dict(self) -> dict[str, Any]:
+        return {name: value for name, value in asdict(self).items() if value is not None}
+
+    def describe(self) -> str:
+        """Where each side ran, in one line."""
+        cpus = f"CPUs {self.server_cpus}"
+        if self.server_host is None:
+            return f"server on {cpus}, load generator on CPUs {self.client_cpus} (one host)"
+        addresses = self.addresses or {}
+        clients = ", ".join(f"{host} ({addresses.get(host, '?')})"
+                            for host in self.client_hosts or [])
+        return (f"server on host {self.server_host} ({addresses.get(self.server_host, '?')}) "
+                f"{cpus}; load generator on {clients} CPUs {self.client_cpus}; "
+                f"Dask cluster {self.cluster}")
 
 
 @dataclass(frozen=True)
@@ -66,12 +88,14 @@ class LoadSpec:
     workers: int = 1
     timeout_s: float = 5.0
 
-    def arguments(self, json_path: Path) -> list[str]:
+    def arguments(self, json_path: Path | None) -> list[str]:
+        """The options; ``--json`` only with a path (a remote host picks its own)."""
         args = ["--target", self.target, "--connections", str(self.connections),
                 "--duration", str(self.duration_s), "--warmup", str(self.warmup_s),
                 "--size", str(self.size_bytes), "--mode", self.mode,
-                "--workers", str(self.workers), "--timeout", str(self.timeout_s),
-                "--json", str(json_path)]
+                "--workers", str(self.workers), "--timeout", str(self.timeout_s)]
+        if json_path is not None:
+            args += ["--json", str(json_path)]
         if self.rate_rps is not None:
             args += ["--rate", f"{self.rate_rps:g}"]
         return args

@@ -192,7 +192,8 @@ class Runner:
                         duration, cell.warmup_s, cell.size_bytes, context.rate_rps,
                         self.settings.loadgen_workers, self.settings.loadgen_timeout_s)
         load = self.launcher.start_load(spec)
-        sampler.watch("client", load.pid)
+        if load.pid is not None:  # None: on other hosts, it reports its own CPU
+            sampler.watch("client", load.pid)
         if cell.phase == "load":
             context.neighbour_ops_per_s = self._neighbour(
                 context, cell.duration_s, delay_s=cell.warmup_s + NEIGHBOUR_LOAD_LEAD_S)

@@ -1,0 +1,485 @@
+"""The matrix across hosts: a launcher that places processes on Dask workers.
+
+Each host runs one Dask worker named after it (``dask worker SCHED --name H
+--nthreads 1``). :class:`DaskLauncher` starts the server on the server host's
+worker, bound to that host's address and pinned as locally; it splits the
+load generator into shards, one per client host, each with its share of the
+connections and of the open-loop rate, and merges their reports (histograms
+with HdrHistogram ``add``, see :mod:`iobench.loadgen.shards`); it samples the
+server on the server's host and brings the readings back with the cell. The
+runner sees the same :class:`~iobench.benchmarks.run.launcher.Launcher` it
+sees locally: the matrix logic does not change.
+
+Everything a worker does for it is a short control call
+(:mod:`iobench.benchmarks.run.remote`) made with ``Client.run``, bounded by a
+time-out: a worker that died or a host that does not answer raises
+:class:`HostUnavailable`, which fails the cell in progress with its reason,
+and the next cell asks the scheduler again (a worker's nanny may have
+restarted it meanwhile). ``cluster = "local"`` starts a ``LocalCluster`` on
+this machine with one worker per host name, so this code path is the one the
+tests run everywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from iobench.benchmarks.run import remote
+from iobench.benchmarks.run.launcher import (
+    Launcher,
+    LoadResult,
+    LoadSpec,
+    NeighbourHandle,
+    Placement,
+    Process,
+    tail,
+)
+from iobench.benchmarks.run.sampler import Sampler, Series, TreeReading
+from iobench.loadgen.shards import merge_reports, shard_shares
+from iobench.servers.process import READY_TIMEOUT, ServerStartError
+
+LOCAL_CLUSTER = "local"
+# Connecting to the scheduler, and waiting for the named workers to be there.
+CONNECT_TIMEOUT_S = 20.0
+# A control call (start, poll, stop, sample) that takes longer means the host is
+# not answering; a local call takes a few milliseconds.
+CALL_TIMEOUT_S = 10.0
+# Starting a server waits for its ready line on the host.
+SERVER_CALL_TIMEOUT_S = READY_TIMEOUT + CALL_TIMEOUT_S
+# How often a running load generator's shards are polled.
+POLL_INTERVAL_S = 0.1
+# Stopping what a host started, on the way out: do not wait long for a dead one.
+STOP_CALL_TIMEOUT_S = 5.0
+
+
+class HostUnavailable(RuntimeError):
+    """A host's Dask worker is missing, died, or did not answer in time."""
+
+
+class Cluster:
+    """A Dask client, and the scheduler's workers by name (one worker per host)."""
+
+    def __init__(self, address: str, hosts: list[str]) -> None:
+        from distributed import Client
+
+        self.address = address
+        self.local_cluster: Any = None
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+        if address == LOCAL_CLUSTER:
+            self.local_cluster = start_local_cluster(hosts)
+            self.client = Client(self.local_cluster, timeout=CONNECT_TIMEOUT_S)
+        else:
+            try:
+                self.client = Client(address, timeout=CONNECT_TIMEOUT_S)
+            except (OSError, TimeoutError) as exc:
+                raise HostUnavailable(f"cannot reach the Dask scheduler at {address}: "
+                                      f"{exc}") from None
+        self._await_hosts(hosts)
+
+    def _await_hosts(self, hosts: list[str]) -> None:
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        while True:
+            missing = sorted(set(hosts) - set(self.workers()))
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                known = ", ".join(sorted(self.workers())) or "none"
+                self.close()
+                raise HostUnavailable(f"no Dask worker named {', '.join(missing)} at "
+                                      f"{self.address} (workers: {known}); start one with "
+                                      f"dask worker {self.address} --name HOST --nthreads 1")
+            time.sleep(0.2)
+
+    def workers(self) -> dict[str, dict[str, Any]]:
+        """Worker name -> its scheduler record (address under "address", IP under "host")."""
+        info = self.client.scheduler_info(n_workers=-1)["workers"]
+        return {str(worker["name"]): {**worker, "address": address}
+                for address, worker in info.items()}
+
+    def call(self, host: str, function: Callable[..., Any], *args: Any,
+             timeout: float = CALL_TIMEOUT_S) -> Any:
+        """``function(*args)`` on ``host``'s worker; HostUnavailable if it cannot be done."""
+        worker = self.workers().get(host)
+        if worker is None:
+            raise HostUnavailable(f"host {host} has no Dask worker at {self.address} any more")
+        address = worker["address"]
+        try:
+            return self.client.run(function, *args, workers=[address],
+                                   callback_timeout=timeout)[address]
+        except TimeoutError:
+            raise HostUnavailable(f"host {host} ({address}) did not answer within "
+                                  f"{timeout:g} s") from None
+        except OSError as exc:  # the comm errors of distributed are OSErrors
+            raise HostUnavailable(f"host {host} ({address}): {type(exc).__name__}: "
+                                  f"{exc}") from None
+        except KeyError as exc:  # the scheduler no longer knows the worker
+            raise HostUnavailable(f"host {host} ({address}) left the cluster: {exc}") from None
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.close()
+        if self.local_cluster is not None:
+            with contextlib.suppress(Exception):
+                self.local_cluster.close()
+            self.local_cluster = None
+
+
+def start_local_cluster(hosts: list[str]) -> Any:
+    """A LocalCluster on loopback with one single-threaded worker process per host name.
+
+    The workers ignore SIGINT: a Ctrl-C on the terminal reaches the whole
+    foreground process group, and a worker that died of it could no longer
+    stop the processes it started. The runner stops them, then the cluster.
+    """
+    from distributed import LocalCluster
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the workers
+    try:
+        cluster = LocalCluster(n_workers=0, threads_per_worker=1, processes=True,
+                               host="127.0.0.1", dashboard_address=None,
+                               silence_logs=logging.ERROR)
+        template = next(iter(cluster.new_worker_spec().values()))
+        for name in dict.fromkeys(hosts):
+            cluster.worker_spec[name] = {"cls": template["cls"],
+                                         "options": {**template["options"], "name": name}}
+        cluster.sync(cluster._correct_state)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return cluster
+
+
+def cluster_placement(cluster: Cluster, server_host: str, client_hosts: list[str],
+                      server_cpus: list[int] | None, client_cpus: list[int] | None,
+                      environments: dict[str, dict[str, Any]]) -> Placement:
+    """The placement of a cluster run: hosts, their addresses and each side's CPUs.
+
+    By default the server gets its host's first usable CPU and the load
+    generator the other usable CPUs of the first client host (all of them if
+    only one), the rule a local run follows: when hosts are namespaces or
+    containers of one machine, the two sides stay on disjoint CPUs.
+    """
+    workers = cluster.workers()
+    server_usable = environments[server_host]["usable_cpus"]
+    server = server_cpus or server_usable[:1]
+    if client_cpus is None:
+        usable = environments[client_hosts[0]]["usable_cpus"]
+        client_cpus = [c for c in usable if c not in server] or server
+    hosts = dict.fromkeys([server_host, *client_hosts])
+    return Placement(server, client_cpus, cluster=cluster.address, server_host=server_host,
+                     client_hosts=list(client_hosts),
+                     addresses={host: str(workers[host]["host"]) for host in hosts})
+
+
+def host_environments(cluster: Cluster, hosts: list[str]) -> dict[str, dict[str, Any]]:
+    """Every host's environment (CPU, kernel, Python, package versions)."""
+    return {host: cluster.call(host, remote.describe_host)["environment"]
+            for host in dict.fromkeys(hosts)}
+
+
+class DaskServerHandle(Process):
+    """The server on its host: where it listens, its pid there, and how to reach it."""
+
+    def __init__(self, launcher: DaskLauncher, info: dict[str, Any]) -> None:
+        self.launcher = launcher
+        self.on = launcher.placement.server_host or ""
+        self.token: str = info["token"]
+        self.pid = int(info["pid"])
+        self.host: str = info["host"]
+        self.port = int(info["port"])
+        self.exit_code: int | None = None
+
+    def poll(self) -> int | None:
+        code = self.launcher.owned(self.on, remote.poll, [self.token])[self.token]
+        if code == remote.UNKNOWN_PROCESS:
+            raise HostUnavailable(f"host {self.on} lost the server (its worker was restarted)")
+        return code
+
+    def pause(self) -> None:
+        self.launcher.owned(self.on, remote.signal_server, self.token, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.launcher.owned(self.on, remote.signal_server, self.token, signal.SIGCONT)
+
+    def stop(self) -> int | None:
+        if not self.stopped:
+            self.stopped = True
+            with contextlib.suppress(HostUnavailable):
+                self.exit_code = self.launcher.owned(self.on, remote.stop, self.token)
+        return self.exit_code
+
+    def stderr_text(self) -> str:
+        try:
+            return self.launcher.owned(self.on, remote.server_stderr, self.token)
+        except HostUnavailable:
+            return ""
+
+
+class RemoteProcess(Process):
+    """A process started on a host: polled, waited for and read over Dask."""
+
+    def __init__(self, launcher: DaskLauncher, on: str, info: dict[str, Any]) -> None:
+        self.launcher = launcher
+        self.on = on
+        self.token: str = info["token"]
+        self.pid = int(info["pid"])
+        self._output: dict[str, Any] | None = None
+
+    def poll(self) -> int | None:
+        code = self.launcher.owned(self.on, remote.poll, [self.token])[self.token]
+        if code == remote.UNKNOWN_PROCESS:
+            raise HostUnavailable(f"host {self.on} lost process {self.token} "
+                                  "(its worker was restarted)")
+        return code
+
+    def wait(self, timeout_s: float) -> int | None:
+        deadline = time.monotonic() + timeout_s
+        while (code := self.poll()) is None and time.monotonic() < deadline:
+            time.sleep(min(POLL_INTERVAL_S, max(deadline - time.monotonic(), 0.0)))
+        return code
+
+    def output(self) -> dict[str, Any]:
+        if self._output is None or self._output.get("returncode") is None:
+            self._output = self.launcher.owned(self.on, remote.output, self.token)
+        return self._output
+
+    def stdout_text(self) -> str:
+        return self.output().get("stdout", "")
+
+    def stderr_text(self) -> str:
+        out = self.output()
+        return out.get("stderr", out.get("error", ""))
+
+    def stop(self) -> int | None:
+        if not self.stopped:
+            self.stopped = True
+            with contextlib.suppress(HostUnavailable):
+                return self.launcher.owned(self.on, remote.stop, self.token)
+        return None
+
+
+class ShardedLoad:
+    """The load generator's shards, one per client host; waited for and merged as one."""
+
+    pid = None  # on other hosts: the server's sampler has nothing of them to read
+
+    def __init__(self, shards: list[RemoteProcess]) -> None:
+        self.shards = shards
+
+    def wait(self, timeout_s: float) -> int | None:
+        """The worst exit code once every shard has ended, or None after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            codes = [shard.poll() for shard in self.shards]
+            if all(code is not None for code in codes):
+                return next((code for code in codes if code != 0), 0)
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(min(POLL_INTERVAL_S, max(deadline - time.monotonic(), 0.0)))
+
+    def result(self, timeout_s: float) -> LoadResult:
+        code = self.wait(timeout_s)
+        if code is None:
+            self.stop()
+        outputs = [shard.output() for shard in self.shards]
+        stderr = " | ".join(f"{shard.on}: {tail(out.get('stderr') or out.get('error') or '')}"
+                            for shard, out in zip(self.shards, outputs, strict=True)
+                            if out.get("stderr") or out.get("error"))
+        reports = [out.get("report") for out in outputs]
+        if code is None or any(report is None for report in reports):
+            return LoadResult(code, None, stderr)
+        hosts = [shard.on for shard in self.shards]
+        return LoadResult(code, merge_reports(reports, hosts), stderr)  # type: ignore[arg-type]
+
+    def stop(self) -> None:
+        for shard in self.shards:
+            shard.stop()
+
+
+class RemoteSampler(Sampler):
+    """The runner's sampler, run on the server's host; readings come back at :meth:`stop`.
+
+    Readings are timestamped with the host's monotonic clock; they are moved
+    onto the runner's clock by the offset measured when sampling started
+    (half a round trip of uncertainty, well under the sampling interval).
+    """
+
+    def __init__(self, launcher: DaskLauncher, on: str) -> None:
+        super().__init__()
+        self.launcher = launcher
+        self.on = on
+        self.offset_s = 0.0
+        self._running = False
+
+    def start(self) -> Sampler:
+        before = time.monotonic()
+        there = self.launcher.owned(self.on, remote.sampler_start)
+        self.offset_s = there - (before + time.monotonic()) / 2
+        self._running = True
+        return self
+
+    def watch(self, name: str, pid: int) -> None:
+        self.launcher.owned(self.on, remote.sampler_watch, name, pid)
+        self.series.setdefault(name, Series())
+
+    def sample(self, max_read_s: float | None = None) -> None:
+        self.launcher.owned(self.on, remote.sampler_sample)
+
+    def stop(self) -> None:
+        if not self._running:
+            return
+        self._running = False
+        try:
+            data = self.launcher.owned(self.on, remote.sampler_stop)
+        except HostUnavailable:
+            return  # no readings: the cell's server figures stay null
+        if data is None:
+            return
+        shift = self.offset_s
+        for name, readings in data["series"].items():
+            self.series[name] = Series([TreeReading(**{**r, "t_s": r["t_s"] - shift})
+                                        for r in readings])
+        self.system_t_s = [t - shift for t in data["system_t_s"]]
+        self.system_cpu_percent = data["system_cpu_percent"]
+        self.interval_s = data["interval_s"]
+
+
+class RemoteIdleSocket:
+    """An idle connection held on a client host, as much of a socket as the runner asks.
+
+    The runner only asks whether the server closed it (non-blocking ``recv``
+    returning ``b""``); the host answers for its whole group at once.
+    """
+
+    def __init__(self, group: IdleGroup, index: int) -> None:
+        self.group = group
+        self.index = index
+
+    def setblocking(self, flag: bool) -> None:
+        """The connection stays on its host; nothing to set here."""
+
+    def recv(self, size: int) -> bytes:
+        if self.index < self.group.closed():
+            return b""
+        raise BlockingIOError
+
+
+class IdleGroup:
+    """The idle connections one client host holds, and how many the server closed."""
+
+    def __init__(self, launcher: DaskLauncher, on: str, token: str, count: int) -> None:
+        self.launcher, self.on, self.token, self.count = launcher, on, token, count
+        self._closed: int | None = None
+
+    def closed(self) -> int:
+        if self._closed is None:
+            self._closed = self.launcher.owned(self.on, remote.idle_closed,
+                                              self.token)
+        return self._closed
+
+    def close(self) -> None:
+        with contextlib.suppress(HostUnavailable):
+            self.launcher.owned(self.on, remote.close_idle, self.token)
+
+
+class DaskLauncher(Launcher):
+    """Runs the server on one host's Dask worker and the load on the client hosts'."""
+
+    def __init__(self, cluster: Cluster, placement: Placement) -> None:
+        if placement.server_host is None or not placement.client_hosts:
+            raise ValueError("a cluster placement names a server host and client hosts")
+        self.cluster = cluster
+        self.placement = placement
+        self.server_host: str = placement.server_host
+        self.client_hosts: list[str] = list(placement.client_hosts)
+        # Names what this launcher starts on every host, so stop_all stops exactly that.
+        self.owner = uuid.uuid4().hex
+
+    def call(self, host: str, function: Callable[..., Any], *args: Any,
+             timeout: float = CALL_TIMEOUT_S) -> Any:
+        return self.cluster.call(host, function, *args, timeout=timeout)
+
+    def owned(self, host: str, function: Callable[..., Any], *args: Any,
+              timeout: float = CALL_TIMEOUT_S) -> Any:
+        """``function(owner, *args)`` on ``host``: about what this launcher started there."""
+        return self.cluster.call(host, function, self.owner, *args, timeout=timeout)
+
+    @property
+    def hosts(self) -> list[str]:
+        return list(dict.fromkeys([self.server_host, *self.client_hosts]))
+
+    def start_server(self, model: str, params: dict[str, Any]) -> DaskServerHandle:
+        assert self.placement.addresses is not None
+        address = self.placement.addresses[self.server_host]
+        info = self.owned(self.server_host, remote.start_server, model, params,
+                         address, self.placement.server_cpus, timeout=SERVER_CALL_TIMEOUT_S)
+        if "error" in info:
+            raise ServerStartError(f"on host {self.server_host} ({address}): {info['error']}")
+        return DaskServerHandle(self, info)
+
+    def start_load(self, spec: LoadSpec) -> ShardedLoad:  # type: ignore[override]
+        shares = shard_shares(spec.connections, spec.rate_rps, len(self.client_hosts))
+        shards = []
+        try:
+            for host, (connections, rate) in zip(self.client_hosts, shares, strict=False):
+                shard = LoadSpec(spec.target, spec.mode, connections, spec.duration_s,
+                                 spec.warmup_s, spec.size_bytes, rate,
+                                 min(spec.workers, connections), spec.timeout_s)
+                arguments = shard.arguments(None)
+                info = self.owned(host, remote.start_load, arguments,
+                                 self.placement.client_cpus)
+                if "error" in info:
+                    raise HostUnavailable(f"cannot start the load generator on host {host}: "
+                                          f"{info['error']}")
+                shards.append(RemoteProcess(self, host, info))
+        except BaseException:
+            for started in shards:
+                started.stop()
+            raise
+        return ShardedLoad(shards)
+
+    def start_neighbour(self, duration_s: float, delay_s: float = 0.0) -> NeighbourHandle:
+        info = self.owned(self.server_host, remote.start_neighbour, duration_s,
+                         delay_s, self.placement.server_cpus)
+        if "error" in info:
+            raise HostUnavailable(f"cannot start the neighbour job on host {self.server_host}: "
+                                  f"{info['error']}")
+        return NeighbourHandle(RemoteProcess(self, self.server_host, info))  # type: ignore[arg-type]
+
+    @contextlib.contextmanager
+    def idle_connections(self, host: str, port: int, count: int
+                         ) -> Iterator[list[RemoteIdleSocket]]:  # type: ignore[override]
+        groups: list[IdleGroup] = []
+        try:
+            for on, (share, _) in zip(self.client_hosts,
+                                      shard_shares(count, None, len(self.client_hosts)),
+                                      strict=False):
+                info = self.owned(on, remote.open_idle, host, port, share)
+                if "error" in info:
+                    raise OSError(info.get("errno") or 0,
+                                  f"{info['error']} (from host {on})")
+                groups.append(IdleGroup(self, on, info["token"], share))
+            yield [RemoteIdleSocket(group, index) for group in groups
+                   for index in range(group.count)]
+        finally:
+            for group in groups:
+                group.close()
+
+    def sampler(self) -> Sampler:
+        return RemoteSampler(self, self.server_host)
+
+    def stop_all(self) -> None:
+        """Stop what this launcher started on every host that still answers."""
+        for host in self.hosts:
+            with contextlib.suppress(HostUnavailable):
+                self.owned(host, remote.stop_all, timeout=STOP_CALL_TIMEOUT_S)
+
+    def close(self) -> None:
+        for host in self.hosts:
+            with contextlib.suppress(HostUnavailable):
+                self.owned(host, remote.forget, timeout=STOP_CALL_TIMEOUT_S)

@@ -1,0 +1,196 @@
+"""The Dask launcher on a LocalCluster: the code path of ``--cluster``, on every machine.
+
+One cluster (a server host and two client hosts, each a worker process) is
+shared by the module's tests: starting it takes seconds. Cells are short.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("distributed", reason="the cluster extra is not installed: "
+                    "pip install 'iobench[cluster]'")
+
+from hdrh.histogram import HdrHistogram
+
+from iobench.benchmarks.results.store import RunStore, read_results
+from iobench.benchmarks.run import remote
+from iobench.benchmarks.run.cluster import (
+    Cluster,
+    DaskLauncher,
+    cluster_placement,
+    host_environments,
+)
+from iobench.benchmarks.run.launcher import LocalLauncher, Placement
+from iobench.benchmarks.run.matrix import Profile, check_spec, expand
+from iobench.benchmarks.run.runner import Runner, Settings
+from iobench.cli import main
+
+HOSTS = ["server", "client1", "client2"]
+CPUS = sorted(os.sched_getaffinity(0))
+# A tiny matrix with every kind of cell the launcher serves: idle connections,
+# closed and open loop, and the neighbour job on the server's host.
+SHAPE_SPEC = {
+    "idle": {"connections": [0, 10], "duration_s": 0.5},
+    "closed": {"connections": [4], "sizes_bytes": [64], "duration_s": 0.8, "warmup_s": 0.2},
+    "open": {"rates_rps": [300.0], "connections": 4, "duration_s": 0.8, "warmup_s": 0.2},
+    "neighbour": {"phases": ["solo", "load"], "duration_s": 0.6, "rate_rps": 200.0},
+}
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    started = Cluster("local", HOSTS)
+    try:
+        yield started
+    finally:
+        started.close()
+
+
+def placement_for(cluster: Cluster, clients: list[str]) -> Placement:
+    return cluster_placement(cluster, "server", clients, None, None,
+                             host_environments(cluster, ["server", *clients]))
+
+
+def run_matrix(launcher: Any, spec: dict[str, Any], run_dir: Path,
+               models: list[str]) -> dict[str, dict[str, Any]]:
+    checked = check_spec(spec, "test")
+    cells = expand(Profile("test", checked), models)
+    store = RunStore.create(run_dir, run_id=run_dir.name, profile="test",
+                            environment={"placement": launcher.placement.as_dict()},
+                            matrix=checked)
+    try:
+        assert Runner(launcher, store, Settings()).run(cells)
+    finally:
+        launcher.close()
+    return {cell["key"]: cell for cell in read_results(run_dir)["cells"]}
+
+
+def shape(cell: dict[str, Any]) -> tuple[Any, ...]:
+    """What must agree between a local and a cluster cell: fields, status, measured metrics."""
+    measured = frozenset(name for name, value in cell["metrics"].items() if value is not None)
+    return (frozenset(cell), cell["status"], measured, cell["histogram"] is not None)
+
+
+def test_a_cluster_run_has_the_shape_of_a_local_run(cluster: Cluster, tmp_path: Path) -> None:
+    placement = placement_for(cluster, ["client1"])
+    remote_cells = run_matrix(DaskLauncher(cluster, placement), SHAPE_SPEC, tmp_path / "dask",
+                              ["epoll"])
+    local = Placement(placement.server_cpus, placement.client_cpus)
+    local_cells = run_matrix(LocalLauncher(local), SHAPE_SPEC, tmp_path / "local", ["epoll"])
+    assert remote_cells.keys() == local_cells.keys()
+    failed = {k: c["reason"] for k, c in remote_cells.items() if c["status"] != "ok"}
+    assert not failed
+    for key, cell in remote_cells.items():
+        assert shape(cell) == shape(local_cells[key]), key
+        assert cell["placement"]["server_host"] == "server"
+        assert cell["placement"]["client_hosts"] == ["client1"]
+    closed = remote_cells["closed/epoll/c4/s64"]
+    # Bytes verified: the load generator checks every reply and counts mismatches.
+    assert closed["metrics"]["errors"] == 0 and closed["metrics"]["requests"] > 0
+    assert closed["metrics"]["server_cpu_percent"] > 0
+    assert len(closed["samples"]["t_s"]) >= 3
+
+
+def test_two_client_hosts_each_hold_half_of_the_open_loop_rate(cluster: Cluster,
+                                                               tmp_path: Path) -> None:
+    spec = {"open": {"rates_rps": [400.0], "connections": 4, "duration_s": 1.5,
+                     "warmup_s": 0.3}}
+    launcher = DaskLauncher(cluster, placement_for(cluster, ["client1", "client2"]))
+    cell = run_matrix(launcher, spec, tmp_path / "run", ["epoll"])["open/epoll/r400/c4/s64"]
+    assert cell["status"] == "ok", cell["reason"]
+    shards = cell["load"]["shards"]
+    assert [s["host"] for s in shards] == ["client1", "client2"]
+    for shard in shards:
+        assert shard["rate_rps"] == pytest.approx(200.0)
+        assert shard["connections"] == 2
+        # On schedule: the load generator's own rule (95% of its target sent).
+        assert not shard["behind_schedule"], shard
+        assert shard["achieved_rate_rps"] >= 0.95 * 200.0, shard
+    merged = HdrHistogram.decode(cell["histogram"])
+    assert merged.get_total_count() == sum(s["latency_count"] for s in shards)
+    assert merged.get_total_count() == cell["metrics"]["requests"]
+    assert all(s["latency_count"] > 0 for s in shards)
+
+
+def test_a_server_host_that_cannot_bind_fails_its_cells_and_the_run_goes_on(
+        cluster: Cluster, tmp_path: Path) -> None:
+    placement = placement_for(cluster, ["client1"])
+    # An address from the benchmarking range that no interface here has.
+    unbindable = replace(placement, addresses={**(placement.addresses or {}),
+                                               "server": "198.18.255.254"})
+    spec = {"closed": {"connections": [2], "duration_s": 0.5, "warmup_s": 0.1},
+            "neighbour": {"phases": ["solo"], "duration_s": 0.5}}
+    cells = run_matrix(DaskLauncher(cluster, unbindable), spec, tmp_path / "run", ["select"])
+    failed = cells["closed/select/c2/s64"]
+    assert failed["status"] == "failed"
+    assert "server did not start" in failed["reason"]
+    assert "on host server (198.18.255.254)" in failed["reason"]
+    assert cells["neighbour/solo"]["status"] == "ok", cells["neighbour/solo"]["reason"]
+
+
+def test_a_dead_client_worker_fails_the_cell_and_the_next_cell_runs(
+        cluster: Cluster, tmp_path: Path) -> None:
+    placement = placement_for(cluster, ["client2"])
+    launcher = DaskLauncher(cluster, placement)
+    spec = {"closed": {"connections": [2, 3], "duration_s": 1.5, "warmup_s": 0.2}}
+    victim = cluster.call("client2", os.getpid)
+    started: list[int] = []
+
+    class KillOnFirstLoad:
+        def cell_started(self, cell: Any) -> None:
+            if not started:  # the worker dies while its shard runs
+                started.append(victim)
+                threading.Timer(1.0, os.kill, (victim, 9)).start()
+
+        def cell_finished(self, cell: Any, record: dict[str, Any]) -> None:
+            if record["status"] == "failed":  # let the nanny bring the worker back
+                cluster._await_hosts(["client2"])
+
+    checked = check_spec(spec, "test")
+    store = RunStore.create(tmp_path / "run", run_id="run", profile="test",
+                            environment={"placement": placement.as_dict()}, matrix=checked)
+    try:
+        assert Runner(launcher, store, Settings(), KillOnFirstLoad()).run(
+            expand(Profile("test", checked), ["select"]))
+    finally:
+        launcher.close()
+    cells = {c["key"]: c for c in read_results(tmp_path / "run")["cells"]}
+    first, second = cells["closed/select/c2/s64"], cells["closed/select/c3/s64"]
+    assert first["status"] == "failed" and "host client2" in first["reason"], first["reason"]
+    assert second["status"] == "ok", second["reason"]
+
+
+def test_stop_all_leaves_nothing_on_any_host(cluster: Cluster) -> None:
+    placement = placement_for(cluster, ["client1"])
+    launcher = DaskLauncher(cluster, placement)
+    server = launcher.start_server("select", {})
+    neighbour = launcher.start_neighbour(30.0)
+    assert server.poll() is None and neighbour.running()
+    launcher.stop_all()
+    codes = launcher.owned("server", remote.poll, [server.token, neighbour.process.token])
+    assert set(codes.values()) == {remote.UNKNOWN_PROCESS}  # stopped and forgotten
+    import psutil
+
+    assert not psutil.pid_exists(server.pid) or psutil.Process(server.pid).status() == "zombie"
+    launcher.close()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--server-host", "a"], "add --cluster"),
+    (["--cluster", "http://x"], "bad --cluster"),
+    (["--cluster", "tcp://198.18.0.1:8786"], "needs --server-host"),
+    (["--cluster", "local", "--client-hosts", "a,a"], "must be distinct"),
+])
+def test_bad_cluster_options_are_one_line_errors(argv: list[str], message: str,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

@@ -52,8 +52,9 @@ CONNECT_TIMEOUT_S = 20.0
 CALL_TIMEOUT_S = 10.0
 # Starting a server waits for its ready line on the host.
 SERVER_CALL_TIMEOUT_S = READY_TIMEOUT + CALL_TIMEOUT_S
-# How often a running load generator's shards are polled.
-POLL_INTERVAL_S = 0.1
+# A host waits for its processes to exit in slices this long, so a host that
+# stops answering is noticed while a long cell runs.
+WAIT_SLICE_S = 1.0
 # Stopping what a host started, on the way out: do not wait long for a dead one.
 STOP_CALL_TIMEOUT_S = 5.0
 
@@ -70,6 +71,8 @@ class Cluster:
 
         self.address = address
         self.local_cluster: Any = None
+        self._addresses: dict[str, str] = {}
+        self._offsets: dict[str, float] = {}
         logging.getLogger("distributed").setLevel(logging.ERROR)
         if address == LOCAL_CLUSTER:
             self.local_cluster = start_local_cluster(hosts)
@@ -102,24 +105,47 @@ class Cluster:
         return {str(worker["name"]): {**worker, "address": address}
                 for address, worker in info.items()}
 
+    def address_of(self, host: str) -> str:
+        """The worker address of ``host``, asked of the scheduler after any failure."""
+        if host not in self._addresses:
+            worker = self.workers().get(host)
+            if worker is None:
+                raise HostUnavailable(f"host {host} has no Dask worker at {self.address} "
+                                      "any more")
+            self._addresses[host] = worker["address"]
+        return self._addresses[host]
+
     def call(self, host: str, function: Callable[..., Any], *args: Any,
              timeout: float = CALL_TIMEOUT_S) -> Any:
         """``function(*args)`` on ``host``'s worker; HostUnavailable if it cannot be done."""
-        worker = self.workers().get(host)
-        if worker is None:
-            raise HostUnavailable(f"host {host} has no Dask worker at {self.address} any more")
-        address = worker["address"]
+        return self.call_many([host], function, *args, timeout=timeout)[host]
+
+    def call_many(self, hosts: list[str], function: Callable[..., Any], *args: Any,
+                  timeout: float = CALL_TIMEOUT_S) -> dict[str, Any]:
+        """``function(*args)`` on every host at once; host -> what it returned."""
+        addresses = {host: self.address_of(host) for host in hosts}
+        where = ", ".join(f"{host} ({address})" for host, address in addresses.items())
         try:
-            return self.client.run(function, *args, workers=[address],
-                                   callback_timeout=timeout)[address]
+            results = self.client.run(function, *args, workers=list(addresses.values()),
+                                      callback_timeout=timeout)
+            return {host: results[address] for host, address in addresses.items()}
         except TimeoutError:
-            raise HostUnavailable(f"host {host} ({address}) did not answer within "
-                                  f"{timeout:g} s") from None
+            problem = f"did not answer within {timeout:g} s"
         except OSError as exc:  # the comm errors of distributed are OSErrors
-            raise HostUnavailable(f"host {host} ({address}): {type(exc).__name__}: "
-                                  f"{exc}") from None
+            problem = f"{type(exc).__name__}: {exc}"
         except KeyError as exc:  # the scheduler no longer knows the worker
-            raise HostUnavailable(f"host {host} ({address}) left the cluster: {exc}") from None
+            problem = f"left the cluster: {exc}"
+        for host in hosts:  # ask the scheduler again next time: a nanny may restart it
+            self._addresses.pop(host, None)
+        raise HostUnavailable(f"host {where}: {problem}")
+
+    def clock_offset(self, host: str) -> float:
+        """``host``'s monotonic clock minus this one's, to half a round trip."""
+        if host not in self._offsets:
+            before = time.monotonic()
+            there = self.call(host, remote.monotonic)
+            self._offsets[host] = there - (before + time.monotonic()) / 2
+        return self._offsets[host]
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -238,10 +264,7 @@ class RemoteProcess(Process):
         return code
 
     def wait(self, timeout_s: float) -> int | None:
-        deadline = time.monotonic() + timeout_s
-        while (code := self.poll()) is None and time.monotonic() < deadline:
-            time.sleep(min(POLL_INTERVAL_S, max(deadline - time.monotonic(), 0.0)))
-        return code
+        return wait_processes([self], timeout_s)[0]
 
     def output(self) -> dict[str, Any]:
         if self._output is None or self._output.get("returncode") is None:
@@ -263,6 +286,40 @@ class RemoteProcess(Process):
         return None
 
 
+def wait_processes(processes: list[RemoteProcess], timeout_s: float
+                   ) -> tuple[int | None, float | None]:
+    """Wait for processes on their hosts, all at once: the worst exit code and the last
+    exit time (on this machine's clock), or (None, None) after ``timeout_s``.
+
+    The hosts wait themselves (:func:`remote.wait_exit`), in slices of at most
+    :data:`WAIT_SLICE_S`, so an exit is noticed within milliseconds, not a
+    polling round trip later.
+    """
+    launcher = processes[0].launcher
+    hosts = list(dict.fromkeys(p.on for p in processes))
+    tokens = [p.token for p in processes]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        slice_s = min(WAIT_SLICE_S, max(deadline - time.monotonic(), 0.0))
+        answers = launcher.cluster.call_many(hosts, remote.wait_exit, launcher.owner, tokens,
+                                             slice_s, timeout=slice_s + CALL_TIMEOUT_S)
+        exits: dict[str, tuple[int | None, float | None]] = {}
+        for host, answer in answers.items():
+            exits.update({t: (code, None if at is None
+                              else at - launcher.cluster.clock_offset(host))
+                          for t, (code, at) in answer.items()})
+        lost = [p for p in processes if p.token not in exits]
+        if lost:
+            raise HostUnavailable(f"host {lost[0].on} lost process {lost[0].token} "
+                                  "(its worker was restarted)")
+        codes = [exits[t][0] for t in tokens]
+        if all(code is not None for code in codes):
+            worst = next((code for code in codes if code != 0), 0)
+            return worst, max(at for _, at in exits.values() if at is not None)
+        if time.monotonic() >= deadline:
+            return None, None
+
+
 class ShardedLoad:
     """The load generator's shards, one per client host; waited for and merged as one."""
 
@@ -270,17 +327,12 @@ class ShardedLoad:
 
     def __init__(self, shards: list[RemoteProcess]) -> None:
         self.shards = shards
+        self.ended_s: float | None = None
 
     def wait(self, timeout_s: float) -> int | None:
         """The worst exit code once every shard has ended, or None after ``timeout_s``."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            codes = [shard.poll() for shard in self.shards]
-            if all(code is not None for code in codes):
-                return next((code for code in codes if code != 0), 0)
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(min(POLL_INTERVAL_S, max(deadline - time.monotonic(), 0.0)))
+        code, self.ended_s = wait_processes(self.shards, timeout_s)
+        return code
 
     def result(self, timeout_s: float) -> LoadResult:
         code = self.wait(timeout_s)
@@ -294,7 +346,8 @@ class ShardedLoad:
         if code is None or any(report is None for report in reports):
             return LoadResult(code, None, stderr)
         hosts = [shard.on for shard in self.shards]
-        return LoadResult(code, merge_reports(reports, hosts), stderr)  # type: ignore[arg-type]
+        return LoadResult(code, merge_reports(reports, hosts), stderr,  # type: ignore[arg-type]
+                          ended_s=self.ended_s)
 
     def stop(self) -> None:
         for shard in self.shards:
@@ -317,9 +370,8 @@ class RemoteSampler(Sampler):
         self._running = False
 
     def start(self) -> Sampler:
-        before = time.monotonic()
-        there = self.launcher.owned(self.on, remote.sampler_start)
-        self.offset_s = there - (before + time.monotonic()) / 2
+        self.launcher.owned(self.on, remote.sampler_start)
+        self.offset_s = self.launcher.cluster.clock_offset(self.on)
         self._running = True
         return self
 

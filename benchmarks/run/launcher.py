@@ -108,6 +108,9 @@ class LoadResult:
     returncode: int | None  # None: it did not finish in time and was killed
     report: dict[str, Any] | None
     stderr: str
+    # When it exited, on the runner's monotonic clock, if known more precisely
+    # than "now" (a load generator on another host is noticed a round trip late).
+    ended_s: float | None = None
 
 
 def tail(text: str, limit: int = STDERR_TAIL_CHARS) -> str:

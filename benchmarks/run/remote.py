@@ -18,6 +18,7 @@ crashes and the runner records the reason as it is.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -27,6 +28,7 @@ import socket
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,8 @@ from iobench.benchmarks.run.sampler import Sampler
 from iobench.servers.process import ServerProcess, ServerStartError
 
 IDLE_CONNECT_TIMEOUT_S = 5.0
+# How often :func:`wait_exit` looks at its processes: the resolution of their exit times.
+EXIT_POLL_S = 0.005
 
 
 @dataclass
@@ -51,8 +55,9 @@ class Owned:
     count: int = 0
 
     def token(self, kind: str) -> str:
+        """A name unique across hosts, so one call can carry the tokens of several."""
         self.count += 1
-        return f"{self.count:05d}-{kind}"
+        return f"{self.count:05d}-{kind}-{uuid.uuid4().hex[:12]}"
 
     @property
     def path(self) -> Path:
@@ -144,6 +149,30 @@ def poll(owner: str, tokens: list[str]) -> dict[str, int | None]:
 # The exit code :func:`poll` gives a token this host does not know: the worker
 # was restarted and lost what it had started.
 UNKNOWN_PROCESS = -1000
+
+
+async def wait_exit(owner: str, tokens: list[str], timeout_s: float
+                    ) -> dict[str, tuple[int | None, float | None]]:
+    """Wait up to ``timeout_s`` for those of the processes started here to exit.
+
+    Their exit codes (None: still running) and exit times, this host's
+    monotonic clock when the exit was first seen (within :data:`EXIT_POLL_S`,
+    or when this call began). Tokens of other hosts are left out, so one call
+    can wait on every host at once. A coroutine, so the worker's event loop
+    keeps serving other calls while it waits.
+    """
+    owned = _OWNED.get(owner)
+    tokens = [t for t in tokens if owned is not None and t in owned.processes]
+    deadline = time.monotonic() + timeout_s
+    exits: dict[str, tuple[int | None, float | None]] = {}
+    while True:
+        now = time.monotonic()
+        for token, code in poll(owner, tokens).items():
+            if code is not None and token not in exits:
+                exits[token] = (code, now)
+        if len(exits) == len(tokens) or now >= deadline:
+            return {token: exits.get(token, (None, None)) for token in tokens}
+        await asyncio.sleep(EXIT_POLL_S)
 
 
 def output(owner: str, token: str) -> dict[str, Any]:

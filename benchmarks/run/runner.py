@@ -209,7 +209,7 @@ class Runner:
                 break
             sampler.sample()
         result = load.result(timeout)
-        end = time.monotonic()
+        end = result.ended_s if result.ended_s is not None else time.monotonic()
         sampler.sample()
         if result.returncode is None:
             raise CellFailed(f"the load generator did not finish within {timeout:.0f} s"

@@ -13,7 +13,9 @@ Schema history (``SCHEMA_VERSION``):
    ``implausible`` (the plausibility rules a cell broke and what was seen),
    ``cpu_accounting`` (how the server's CPU was counted), and the metrics
    for PSS/USS, steal time and the neighbour's interleaved solo slices.
-   Version-1 cells read as version 2 with those left empty.
+   Version-1 cells read as version 2 with those left empty. Later in 2,
+   ``syscalls`` (system calls by kind) and ``syscalls_per_request``; files
+   without them read with both null.
 """
 
 from __future__ import annotations
@@ -84,6 +86,9 @@ class Metrics:
     # Time the hypervisor took from the server's and the client's CPUs, % of theirs.
     steal_server_percent: float | None = None
     steal_client_percent: float | None = None
+    # System calls the kernel counted on the server's tree inside the measured
+    # window, per request (the record's ``syscalls`` has them by kind, or why not).
+    syscalls_per_request: float | None = None
 
     def get(self, name: str) -> Number | None:
         """The metric called ``name`` (None if it is not one)."""
@@ -156,6 +161,9 @@ class CellRecord:
     histogram_uncorrected: str | None = None
     samples: dict[str, Any] = field(default_factory=dict)
     load: dict[str, Any] | None = None
+    # System calls by kind (benchmarks/run/syscalls.py): tool, reason (why they
+    # are null), elapsed_s, total, by_kind, per_request, by_kind_per_request.
+    syscalls: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:

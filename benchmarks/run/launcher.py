@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from iobench.benchmarks.run.sampler import Sampler
+from iobench.benchmarks.run.syscalls import SyscallCounter, UnavailableCounter
 from iobench.common.processes import stop_group
 from iobench.servers.process import ServerProcess, ServerStartError
 
@@ -163,6 +164,16 @@ class Launcher(ABC):
     @abstractmethod
     def sampler(self) -> Sampler:
         """A sampler that can read the processes this launcher starts."""
+
+    def syscall_counter(self, pid: int) -> SyscallCounter:
+        """A counter of the system calls of the server tree rooted at ``pid``.
+
+        It must run on the server's host, as the sampler does: a launcher that
+        places the server elsewhere and cannot count there keeps this default,
+        and its cells record why the counts are missing.
+        """
+        return UnavailableCounter(pid, f"{type(self).__name__} does not count system calls "
+                                       "on the server's host")
 
     @abstractmethod
     def stop_all(self) -> None:
@@ -360,6 +371,9 @@ class LocalLauncher(Launcher):
 
     def sampler(self) -> Sampler:
         return Sampler()
+
+    def syscall_counter(self, pid: int) -> SyscallCounter:
+        return SyscallCounter(pid)
 
     def stop_all(self) -> None:
         for started in reversed(self._started):

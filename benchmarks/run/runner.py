@@ -22,6 +22,7 @@ from iobench.benchmarks.run import metrics as m
 from iobench.benchmarks.run.launcher import Launcher, LoadSpec, ServerHandle, tail
 from iobench.benchmarks.run.matrix import Cell
 from iobench.benchmarks.run.sampler import Sampler
+from iobench.benchmarks.run.syscalls import SyscallCounter, SyscallCounts
 from iobench.common.addresses import format_target
 from iobench.common.processes import interrupts_raise
 from iobench.servers.process import ServerStartError
@@ -40,6 +41,10 @@ MIN_SLICE_BUCKETS = 10
 LOAD_GRACE_S = 5.0
 # Where in the measured window the runner reads the server itself (fractions).
 WINDOW_READINGS = (0.5, 0.9)
+# The part of the measured window in which the kernel counts the server's
+# system calls: inside it by a margin, so that connection set-up before and
+# the closing after it are left out, however late the load generator started.
+SYSCALL_WINDOW = (0.1, 0.85)
 # Start and stop overhead per cell, for the time estimate.
 CELL_OVERHEAD_S = 0.6
 
@@ -81,6 +86,8 @@ class CellContext:
     report: dict[str, Any] | None = None
     window: tuple[float | None, float | None] = (None, None)
     neighbour_ops_per_s: float | None = None
+    syscall_counter: SyscallCounter | None = None
+    syscalls: SyscallCounts | None = None
     # Idle phase: the neighbour's rate in the slices when the server was stopped.
     neighbour_paused_ops_per_s: float | None = None
     rate_rps: float | None = None
@@ -131,6 +138,9 @@ class Runner:
         except Exception as exc:  # a defect or an OS failure: still only this cell fails
             reason = f"{type(exc).__name__}: {exc}"
         finally:
+            if context.syscall_counter is not None:
+                context.syscalls = context.syscall_counter.stop()
+                context.syscall_counter = None
             if context.sampler is not None:
                 context.sampler.stop()
             if context.server is not None:
@@ -191,6 +201,10 @@ class Runner:
         spec = LoadSpec(format_target(server.host, server.port), cell.mode, cell.connections,
                         duration, cell.warmup_s, cell.size_bytes, context.rate_rps,
                         self.settings.loadgen_workers, self.settings.loadgen_timeout_s)
+        # Attached before the load starts: threads and processes the server
+        # starts for its connections inherit the counters.
+        counter = context.syscall_counter = self.launcher.syscall_counter(server.pid)
+        counter.start()
         load = self.launcher.start_load(spec)
         if load.pid is not None:  # None: on other hosts, it reports its own CPU
             sampler.watch("client", load.pid)
@@ -203,14 +217,20 @@ class Runner:
         # see the server under full load (peak RSS, threads, fds). Not at the
         # window's start: a forking server may still be accepting then.
         started = time.monotonic()
-        for fraction in WINDOW_READINGS:
+        marks = sorted([*((f, sampler.sample) for f in WINDOW_READINGS),
+                        (SYSCALL_WINDOW[0], counter.enable), (SYSCALL_WINDOW[1], counter.disable)],
+                       key=lambda mark: mark[0])
+        for fraction, action in marks:
             delay = started + cell.warmup_s + duration * fraction - time.monotonic()
             if load.wait(max(delay, 0.0)) is not None:
                 break
-            sampler.sample()
+            action()
+        counter.disable()
         result = load.result(timeout)
         end = result.ended_s if result.ended_s is not None else time.monotonic()
         sampler.sample()
+        context.syscalls = counter.stop()
+        context.syscall_counter = None
         if result.returncode is None:
             raise CellFailed(f"the load generator did not finish within {timeout:.0f} s"
                              f"{self._stderr_note(server)}")
@@ -323,6 +343,10 @@ class Runner:
                 metrics["neighbour_ratio"] = self._neighbour_ratio(cell,
                                                                    context.neighbour_ops_per_s)
         report = context.report
+        syscalls = None
+        if context.syscalls is not None:
+            syscalls = context.syscalls.per_request(metrics["throughput_rps"])
+            metrics["syscalls_per_request"] = syscalls["per_request"]
         latency_uncorrected = (report or {}).get("latency_uncorrected") or {}
         record = CellRecord(
             key=cell.key, scenario=cell.scenario, model=cell.model,
@@ -336,7 +360,7 @@ class Runner:
             metrics=Metrics(**metrics), flags=flags,
             histogram=((report or {}).get("latency") or {}).get("histogram"),
             histogram_uncorrected=latency_uncorrected.get("histogram"),
-            samples=samples,
+            samples=samples, syscalls=syscalls,
             load=m.strip_histograms(report) if report is not None else None,
         )
         return plausibility.judge(record)

@@ -1,0 +1,262 @@
+"""System calls by kind, counted by the kernel on a server's process tree.
+
+What a model does per request is the clearest account of why it costs what
+it costs: busy-poll's recv() calls that find nothing, select's wake-ups,
+io_uring's lack of recv and send calls. psutil cannot count them (its
+``io_counters()`` leaves socket calls out), so the kernel's tracepoints do:
+``perf stat -e syscalls:sys_enter_<name>`` attached to the server's
+processes, with counters inherited by every thread and child they start
+later (a thread or a process per connection), and switched on and off
+through perf's control FIFO at the edges of the window measured.
+
+Needs ``perf`` (Debian: ``apt-get install linux-perf``), tracefs (mounted at
+/sys/kernel/tracing, or under /sys/kernel/debug) and the right to trace
+another process (root, or ``kernel.perf_event_paranoid`` <= 1 for one's own
+processes). Where any is missing, the counter says why and counts nothing:
+the cell's figures are null with that reason, never 0.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+# The calls the models make to wait, read, write, accept and close, by the
+# name of their tracepoint. Everything else is counted as "other" (the
+# total comes from raw_syscalls:sys_enter).
+KINDS = (
+    "recvfrom", "sendto", "read", "write", "recvmsg", "sendmsg", "readv", "writev",
+    "select", "pselect6", "poll", "ppoll",
+    "epoll_wait", "epoll_pwait", "epoll_pwait2", "epoll_ctl",
+    "io_uring_enter",
+    "accept", "accept4", "close", "shutdown", "setsockopt", "fcntl",
+    "rt_sigtimedwait", "rt_sigreturn", "futex", "sched_yield",
+    "clock_nanosleep", "nanosleep", "clone", "clone3", "wait4", "getpid",
+)
+TOTAL_EVENT = "raw_syscalls:sys_enter"
+TRACEFS_PLACES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
+# How long perf may take to attach and answer its first control command.
+READY_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 5.0
+INSTALL_HINT = "apt-get install linux-perf"
+
+
+def tracefs() -> Path | None:
+    """Where the syscall tracepoints are, or None if tracefs is not mounted."""
+    for place in TRACEFS_PLACES:
+        if (place / "events" / "syscalls").is_dir():
+            return place
+    return None
+
+
+def unavailable_reason() -> str | None:
+    """Why the kernel cannot count system calls for us here, or None if it can."""
+    if shutil.which("perf") is None:
+        return f"perf is not installed ({INSTALL_HINT})"
+    if tracefs() is None:
+        return "tracefs is not mounted (as root: mount -t tracefs nodev /sys/kernel/tracing)"
+    try:
+        paranoid = int(Path("/proc/sys/kernel/perf_event_paranoid").read_text())
+    except (OSError, ValueError):
+        paranoid = 2
+    if os.geteuid() != 0 and paranoid > 1:
+        return f"kernel.perf_event_paranoid is {paranoid}: counting needs root or <= 1"
+    return None
+
+
+def available_kinds() -> list[str]:
+    place = tracefs()
+    if place is None:
+        return []
+    return [kind for kind in KINDS
+            if (place / "events" / "syscalls" / f"sys_enter_{kind}").is_dir()]
+
+
+@dataclass
+class SyscallCounts:
+    """What one window counted: calls by kind, their total, and the window's length.
+
+    ``reason`` says why nothing was counted; then every figure is None.
+    """
+
+    tool: str = "perf"
+    elapsed_s: float | None = None
+    total: int | None = None
+    by_kind: dict[str, int] = field(default_factory=dict)
+    reason: str | None = None
+
+    def per_request(self, throughput_rps: float | None) -> dict[str, Any]:
+        """The record's ``syscalls`` field: counts divided by the requests in the window."""
+        record: dict[str, Any] = {"tool": self.tool, "reason": self.reason,
+                                  "elapsed_s": self.elapsed_s, "total": self.total,
+                                  "by_kind": dict(self.by_kind),
+                                  "per_request": None, "by_kind_per_request": None}
+        if self.reason is None and self.total is not None and self.elapsed_s:
+            if throughput_rps:
+                requests = throughput_rps * self.elapsed_s
+                record["per_request"] = round(self.total / requests, 3)
+                record["by_kind_per_request"] = {
+                    kind: round(count / requests, 3) for kind, count in self.by_kind.items()}
+            elif throughput_rps is not None:
+                record["reason"] = "no requests were served in the window"
+        return record
+
+
+class SyscallCounter:
+    """``perf stat`` attached to a process tree, counting only between enable and disable."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.reason = unavailable_reason()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
+        self._control: int | None = None
+        self._ack: int | None = None
+        self._enabled_at: float | None = None
+        self.elapsed_s = 0.0
+        self.kinds: list[str] = []
+
+    def start(self) -> None:
+        """Attach to the tree as it is now (later threads and children are inherited)."""
+        if self.reason is not None:
+            return
+        try:
+            root = psutil.Process(self.pid)
+            pids = [self.pid, *(child.pid for child in root.children(recursive=True))]
+        except psutil.Error:
+            self.reason = "the server exited before counting began"
+            return
+        self.kinds = available_kinds()
+        events = [TOTAL_EVENT, *(f"syscalls:sys_enter_{kind}" for kind in self.kinds)]
+        self._dir = tempfile.TemporaryDirectory(prefix="iobench-perf-")
+        folder = Path(self._dir.name)
+        control, ack = folder / "control", folder / "ack"
+        os.mkfifo(control)
+        os.mkfifo(ack)
+        self._output = folder / "counts.csv"
+        command = ["perf", "stat", "-x", ",", "--no-big-num", "-e", ",".join(events),
+                   "-p", ",".join(map(str, pids)), "--delay", "-1",
+                   "--control", f"fifo:{control},{ack}", "-o", str(self._output)]
+        self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # O_RDWR: opening a FIFO so never waits for the other end, and each
+        # answer is awaited with a timeout, so a perf that dies cannot hang the run.
+        self._control = os.open(control, os.O_RDWR)
+        self._ack = os.open(ack, os.O_RDWR)
+        if not self._command("disable", READY_TIMEOUT_S):  # answered once perf has attached
+            self.reason = f"perf stat could not attach: {self._stderr()}"
+            self._teardown()
+
+    def enable(self) -> None:
+        if self._control is not None and self._enabled_at is None and self._command("enable"):
+            self._enabled_at = time.monotonic()
+
+    def disable(self) -> None:
+        if self._enabled_at is not None and self._command("disable"):
+            self.elapsed_s += time.monotonic() - self._enabled_at
+            self._enabled_at = None
+
+    def stop(self) -> SyscallCounts:
+        """End perf and read what it counted while enabled."""
+        if self.reason is not None:
+            return SyscallCounts(reason=self.reason)
+        self.disable()
+        proc = self._proc
+        assert proc is not None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # perf prints its counts on SIGINT
+        try:
+            proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self._teardown()
+            return SyscallCounts(reason="perf stat did not exit after SIGINT")
+        try:
+            text = self._output.read_text()
+        except OSError:
+            text = ""
+        self._teardown()
+        if self.elapsed_s <= 0:
+            return SyscallCounts(reason="the counting window never opened")
+        counts = parse_perf_csv(text)
+        if TOTAL_EVENT not in counts:
+            first = next((line for line in text.splitlines() if line and line[0] != "#"), "")
+            return SyscallCounts(reason=f"perf stat counted nothing ({first or 'no output'}): "
+                                        f"{self._stderr()}")
+        by_kind = {kind: counts.get(f"syscalls:sys_enter_{kind}", 0) for kind in self.kinds}
+        by_kind = {kind: n for kind, n in by_kind.items() if n}
+        total = counts[TOTAL_EVENT]
+        other = total - sum(by_kind.values())
+        if other > 0:
+            by_kind["other"] = other
+        return SyscallCounts(elapsed_s=round(self.elapsed_s, 3), total=total, by_kind=by_kind)
+
+    def _command(self, word: str, timeout_s: float = STOP_TIMEOUT_S) -> bool:
+        """Send perf a control command and wait (bounded) for its "ack"."""
+        assert self._control is not None and self._ack is not None
+        try:
+            os.write(self._control, (word + "\n").encode())
+            answer = b""
+            deadline = time.monotonic() + timeout_s
+            while b"\n" not in answer:  # perf 6.1 answers b"ack\n\0"
+                left = deadline - time.monotonic()
+                if left <= 0 or (self._proc is not None and self._proc.poll() is not None):
+                    return False
+                ready, _, _ = select.select([self._ack], [], [], min(left, 0.1))
+                if ready:
+                    answer += os.read(self._ack, 64)
+            return answer.split(b"\n")[0].strip() == b"ack"
+        except OSError:
+            return False
+
+    def _stderr(self) -> str:
+        if self._proc is None or self._proc.stderr is None:
+            return ""
+        if self._proc.poll() is None:
+            return "perf is still running"
+        text = self._proc.stderr.read().decode(errors="replace")
+        return " | ".join(line.strip() for line in text.splitlines() if line.strip())[-300:]
+
+    def _teardown(self) -> None:
+        for fd in (self._control, self._ack):
+            if fd is not None:
+                os.close(fd)
+        self._control = self._ack = None
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
+
+
+class UnavailableCounter(SyscallCounter):
+    """A counter that counts nothing, for a launcher that cannot count where its server runs."""
+
+    def __init__(self, pid: int, reason: str) -> None:
+        super().__init__(pid)
+        self.reason = reason
+
+
+def parse_perf_csv(text: str) -> dict[str, int]:
+    """Event name -> count from ``perf stat -x ,`` output; "<not counted>" rows are left out."""
+    counts: dict[str, int] = {}
+    for line in text.splitlines():
+        fields = line.split(",")
+        if len(fields) < 3 or line.startswith("#"):
+            continue
+        value, event = fields[0], fields[2]
+        try:
+            counts[event] = counts.get(event, 0) + int(float(value))
+        except ValueError:
+            continue
+    return counts

@@ -1,0 +1,120 @@
+"""System calls by kind: perf's output read right, and what the models do per request.
+
+The live tests count a real server's calls with perf while a client makes a
+bounded number of round trips, and check the figures the report explains
+the models by: epoll makes about one recv per request, busy-poll more (its
+recv calls that find nothing), io-uring (multishot) none at all.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from iobench.benchmarks.run import syscalls
+from iobench.benchmarks.run.syscalls import SyscallCounter, SyscallCounts, parse_perf_csv
+from iobench.servers.io_uring import IoUringServer
+from iobench.servers.process import ServerProcess
+
+ROUND_TRIPS = 2000
+CONNECTIONS = 4
+PERF_OUTPUT = """# started on Sun Nov 29 12:00:00 2026
+
+40247,,raw_syscalls:sys_enter,223385043,100.00,,
+17126,,syscalls:sys_enter_recvfrom,223385043,100.00,,
+<not counted>,,syscalls:sys_enter_sendto,0,100.00,,
+"""
+
+
+def test_perf_csv_is_read_by_event_and_uncounted_rows_are_left_out() -> None:
+    assert parse_perf_csv(PERF_OUTPUT) == {"raw_syscalls:sys_enter": 40247,
+                                           "syscalls:sys_enter_recvfrom": 17126}
+
+
+def test_counts_become_per_request_and_a_missing_count_stays_null() -> None:
+    counts = SyscallCounts(elapsed_s=2.0, total=4000, by_kind={"recvfrom": 1000, "other": 3000})
+    record = counts.per_request(500.0)  # 1000 requests in the window
+    assert record["per_request"] == 4.0
+    assert record["by_kind_per_request"] == {"recvfrom": 1.0, "other": 3.0}
+    missing = SyscallCounts(reason="perf is not installed").per_request(500.0)
+    assert missing["per_request"] is None and missing["by_kind_per_request"] is None
+    assert missing["reason"] == "perf is not installed"
+
+
+def test_without_perf_the_counter_says_how_to_install_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(syscalls.shutil, "which", lambda name: None)
+    counter = SyscallCounter(1)
+    counter.start()
+    counter.enable()
+    counts = counter.stop()
+    assert counts.total is None and counts.reason is not None
+    assert syscalls.INSTALL_HINT in counts.reason
+
+
+def _per_request(model: str, params: dict[str, str] | None = None) -> dict[str, float]:
+    """Calls by kind per round trip while CONNECTIONS clients make ROUND_TRIPS in turn."""
+    with ServerProcess(model, params) as server:
+        clients = [socket.create_connection(server.address, timeout=5)
+                   for _ in range(CONNECTIONS)]
+        try:
+            for sock in clients:  # every connection accepted before counting
+                sock.sendall(b"x")
+                assert sock.recv(1) == b"X"
+            counter = SyscallCounter(server.pid)
+            counter.start()
+            assert counter.reason is None, counter.reason
+            counter.enable()
+            began = time.monotonic()
+            for index in range(ROUND_TRIPS):
+                sock = clients[index % CONNECTIONS]
+                sock.sendall(b"ping")
+                reply = b""
+                while len(reply) < 4:
+                    chunk = sock.recv(4 - len(reply))
+                    assert chunk, "the server closed the connection"
+                    reply += chunk
+                assert reply == b"PING"
+            counter.disable()
+            elapsed = time.monotonic() - began
+            counts = counter.stop()
+        finally:
+            for sock in clients:
+                sock.close()
+    assert counts.reason is None, counts.reason
+    record = counts.per_request(ROUND_TRIPS / counts.elapsed_s if counts.elapsed_s else None)
+    assert counts.elapsed_s is not None and counts.elapsed_s >= elapsed * 0.9
+    return record["by_kind_per_request"] or {}
+
+
+needs_perf = pytest.mark.skipif(syscalls.unavailable_reason() is not None,
+                                reason=f"{syscalls.unavailable_reason()}")
+
+
+@needs_perf
+def test_epoll_makes_one_recv_and_one_send_per_request() -> None:
+    kinds = _per_request("epoll")
+    assert 0.9 <= kinds.get("recvfrom", 0) <= 1.2, kinds
+    assert 0.9 <= kinds.get("sendto", 0) <= 1.2, kinds
+    assert 0 < kinds.get("epoll_wait", 0) <= 1.2, kinds
+
+
+@needs_perf
+def test_busy_poll_makes_recv_calls_that_find_nothing() -> None:
+    kinds = _per_request("busy-poll")
+    # While a request is in flight, the loop keeps trying every connection.
+    assert kinds.get("recvfrom", 0) > 2, kinds
+    assert 0.9 <= kinds.get("sendto", 0) <= 1.2, kinds
+
+
+@needs_perf
+@pytest.mark.skipif(IoUringServer.unavailable_reason() is not None,
+                    reason=f"io-uring: {IoUringServer.unavailable_reason()}")
+def test_io_uring_makes_no_recv_or_send_calls() -> None:
+    kinds = _per_request("io-uring")
+    assert "recvfrom" not in kinds and "sendto" not in kinds, kinds
+    # One enter per loop turn. With one request at a time, a request takes two
+    # turns (its recv's completion, then its send's); under load, a turn serves many.
+    assert 0 < kinds.get("io_uring_enter", 0) <= 2.2, kinds

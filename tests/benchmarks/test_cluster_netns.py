@@ -1,0 +1,300 @@
+"""The matrix across hosts for real: three network namespaces as hosts, on Dask.
+
+Each namespace is a host with its own network stack: a veth pair joins it to
+a bridge (in a fourth, switch namespace, so nothing touches the machine's
+own namespace), addresses come from the benchmarking range 198.18.0.0/15
+(RFC 2544) only. The server's host runs the Dask scheduler and a worker, the
+two client hosts one worker each, and ``iobench run --cluster`` runs inside
+the server's namespace. A ``tc tbf`` qdisc on the server's link then shows
+the bandwidth-bound regime of a large payload.
+
+Root only. Every name carries a tag unique to the test run, and the fixture
+tears everything down (processes of the namespaces, namespaces, links) also
+when the test fails; a last check asserts nothing is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+pytest.importorskip("distributed", reason="the cluster extra is not installed: "
+                    "pip install 'iobench[cluster]'")
+
+from hdrh.histogram import HdrHistogram
+
+HOST_NAMES = ("server", "client1", "client2")
+SCHEDULER_PORT = 8786
+# The shaped link: slow enough that a 64 KiB echo is bound by it, not by the CPU.
+SHAPED_RATE_MBIT = 40
+SHAPED_PAYLOAD_BYTES = 65536
+WORKERS_UP_S = 60.0
+RUN_TIMEOUT_S = 240.0
+DASK = Path(sys.executable).with_name("dask")
+
+PROFILE = """
+[closed]
+connections = [4]
+sizes_bytes = [64]
+duration_s = 0.8
+warmup_s = 0.2
+
+[open]
+rates_rps = [400.0]
+connections = 4
+duration_s = 1.0
+warmup_s = 0.3
+"""
+
+SHAPED_PROFILE = f"""
+[closed]
+connections = [2]
+sizes_bytes = [{SHAPED_PAYLOAD_BYTES}]
+duration_s = 1.5
+warmup_s = 0.3
+"""
+
+
+def why_not() -> str | None:
+    """Why this machine cannot run the test, or None."""
+    if os.geteuid() != 0:
+        return "needs root to create network namespaces"
+    if shutil.which("ip") is None or shutil.which("tc") is None:
+        return "needs iproute2 (ip, tc)"
+    if not DASK.exists():
+        return f"no dask command next to {sys.executable}"
+    return None
+
+
+pytestmark = pytest.mark.skipif(why_not() is not None, reason=why_not() or "")
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+
+@dataclass
+class Hosts:
+    """The namespaces, their links and addresses, and the processes started in them."""
+
+    tag: str
+    subnet: int  # the third octet: hosts are 198.18.<subnet>.1, .2, .3
+    namespaces: dict[str, str] = field(default_factory=dict)  # host -> namespace
+    links: list[str] = field(default_factory=list)
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def switch(self) -> str:
+        return f"ib{self.tag}sw"
+
+    def address(self, host: str) -> str:
+        return f"198.18.{self.subnet}.{HOST_NAMES.index(host) + 1}"
+
+    def link(self, host: str) -> str:
+        """The host's end of its veth pair."""
+        return f"ib{self.tag}h{HOST_NAMES.index(host)}"
+
+    def start(self, host: str, command: list[str], log: Path) -> subprocess.Popen[bytes]:
+        with open(log, "wb") as out:
+            process = subprocess.Popen(["ip", "netns", "exec", self.namespaces[host], *command],
+                                       stdin=subprocess.DEVNULL, stdout=out,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+        self.processes.append(process)
+        return process
+
+    def run(self, host: str, command: list[str], timeout_s: float
+            ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ip", "netns", "exec", self.namespaces[host], *command],
+                              capture_output=True, text=True, timeout=timeout_s,
+                              stdin=subprocess.DEVNULL)
+
+
+def build(hosts: Hosts) -> None:
+    ip("netns", "add", hosts.switch)
+    hosts.namespaces["switch"] = hosts.switch
+    bridge = f"ib{hosts.tag}br"
+    ip("-n", hosts.switch, "link", "add", bridge, "type", "bridge")
+    ip("-n", hosts.switch, "link", "set", bridge, "up")
+    for index, host in enumerate(HOST_NAMES):
+        namespace = f"ib{hosts.tag}{host}"
+        ip("netns", "add", namespace)
+        hosts.namespaces[host] = namespace
+        inner, outer = hosts.link(host), f"ib{hosts.tag}p{index}"
+        hosts.links += [inner, outer]
+        ip("link", "add", inner, "netns", namespace, "type", "veth", "peer", "name", outer,
+           "netns", hosts.switch)
+        ip("-n", hosts.switch, "link", "set", outer, "master", bridge)
+        ip("-n", hosts.switch, "link", "set", outer, "up")
+        ip("-n", namespace, "addr", "add", f"{hosts.address(host)}/24", "dev", inner)
+        ip("-n", namespace, "link", "set", inner, "up")
+        ip("-n", namespace, "link", "set", "lo", "up")
+
+
+def namespace_inodes(hosts: Hosts) -> set[int]:
+    inodes = set()
+    for namespace in hosts.namespaces.values():
+        with contextlib.suppress(OSError):
+            inodes.add(os.stat(f"/run/netns/{namespace}").st_ino)
+    return inodes
+
+
+def processes_in(inodes: set[int]) -> list[psutil.Process]:
+    """Every process whose network namespace is one of ``inodes``."""
+    found = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(OSError, psutil.Error):
+            if os.stat(f"/proc/{proc.pid}/ns/net").st_ino in inodes:
+                found.append(proc)
+    return found
+
+
+def tear_down(hosts: Hosts) -> None:
+    """Stop every process in the namespaces (by group, then by pid), delete them all."""
+    for process in hosts.processes:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for process in hosts.processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(max(deadline - time.monotonic(), 0.1))
+    inodes = namespace_inodes(hosts)
+    # Whatever is left in the namespaces (a server a dead worker started, say).
+    for _ in range(3):
+        left = processes_in(inodes) + [p for p in map(_proc, hosts.processes) if p]
+        if not left:
+            break
+        for proc in left:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(left, timeout=5)
+    for process in hosts.processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(1)
+    for namespace in hosts.namespaces.values():
+        subprocess.run(["ip", "netns", "del", namespace], capture_output=True, timeout=30)
+
+
+def _proc(process: subprocess.Popen[bytes]) -> psutil.Process | None:
+    try:
+        return psutil.Process(process.pid) if process.poll() is None else None
+    except psutil.Error:
+        return None
+
+
+@pytest.fixture
+def hosts(tmp_path: Path) -> Iterator[Hosts]:
+    created = Hosts(tag=secrets.token_hex(2), subnet=secrets.randbelow(250) + 1)
+    try:
+        try:
+            build(created)
+        except subprocess.CalledProcessError as exc:
+            pytest.skip(f"cannot create network namespaces here: {exc.stderr.decode().strip()}")
+        yield created
+    finally:
+        inodes = namespace_inodes(created)
+        tear_down(created)
+        # Nothing left behind: no namespace, no link, no process.
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+        assert f"ib{created.tag}" not in listed
+        assert f"ib{created.tag}" not in links
+        assert not [p.pid for p in processes_in(inodes)]
+        assert all(p.poll() is not None for p in created.processes)
+
+
+def start_cluster(hosts: Hosts, logs: Path) -> str:
+    scheduler = f"tcp://{hosts.address('server')}:{SCHEDULER_PORT}"
+    hosts.start("server", [str(DASK), "scheduler", "--host", hosts.address("server"),
+                           "--port", str(SCHEDULER_PORT), "--no-dashboard"],
+                logs / "scheduler.log")
+    for host in HOST_NAMES:
+        hosts.start(host, [str(DASK), "worker", scheduler, "--name", host, "--nthreads", "1",
+                           "--host", hosts.address(host), "--no-dashboard"],
+                    logs / f"worker-{host}.log")
+    wait = (f"from distributed import Client\n"
+            f"with Client({scheduler!r}, timeout={WORKERS_UP_S}) as c:\n"
+            f"    c.wait_for_workers({len(HOST_NAMES)}, timeout={WORKERS_UP_S})\n")
+    up = hosts.run("server", [sys.executable, "-c", wait], WORKERS_UP_S + 30)
+    assert up.returncode == 0, (up.stderr[-2000:], [(log.name, log.read_text()[-1000:])
+                                                    for log in logs.glob("*.log")])
+    return scheduler
+
+
+def iobench_run(hosts: Hosts, scheduler: str, profile: Path, out: Path,
+                models: str) -> dict[str, Any]:
+    command = [sys.executable, "-m", "iobench", "run", "--cluster", scheduler,
+               "--server-host", "server", "--client-hosts", "client1,client2",
+               "--profile", str(profile), "--models", models, "--out", str(out)]
+    done = hosts.run("server", command, RUN_TIMEOUT_S)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((out / "results.json").read_text())
+
+
+def test_a_small_matrix_across_three_namespaces(hosts: Hosts, tmp_path: Path) -> None:
+    scheduler = start_cluster(hosts, tmp_path)
+    profile = tmp_path / "profile.toml"
+    profile.write_text(PROFILE)
+    across = iobench_run(hosts, scheduler, profile, tmp_path / "across", "select,epoll")
+
+    env = across["environment"]
+    assert env["placement"]["addresses"] == {h: hosts.address(h) for h in HOST_NAMES}
+    assert set(env["hosts"]) == set(HOST_NAMES)
+    cells = {c["key"]: c for c in across["cells"]}
+    assert all(c["status"] == "ok" for c in cells.values()), {
+        k: c["reason"] for k, c in cells.items() if c["status"] != "ok"}
+    for cell in cells.values():
+        # Bytes verified: every reply checked, none wrong or missing.
+        assert cell["metrics"]["errors"] == 0 and cell["metrics"]["requests"] > 0
+        # Histograms merged across both client hosts, counts adding up.
+        shards = cell["load"]["shards"]
+        assert [s["host"] for s in shards] == ["client1", "client2"]
+        merged = HdrHistogram.decode(cell["histogram"])
+        assert merged.get_total_count() == sum(s["latency_count"] for s in shards)
+        assert all(s["latency_count"] > 0 for s in shards)
+        assert cell["placement"]["server_host"] == "server"
+    for shard in cells["open/epoll/r400/c4/s64"]["load"]["shards"]:
+        assert shard["rate_rps"] == pytest.approx(200.0)
+
+    # The same profile on one host: the same cells, fields and measured metrics.
+    local_out = tmp_path / "local"
+    local = subprocess.run([sys.executable, "-m", "iobench", "run", "--profile", str(profile),
+                            "--models", "select,epoll", "--out", str(local_out)],
+                           capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    assert local.returncode == 0, local.stderr[-3000:]
+    local_cells = {c["key"]: c for c in
+                   json.loads((local_out / "results.json").read_text())["cells"]}
+    assert local_cells.keys() == cells.keys()
+    for key, cell in cells.items():
+        local_cell = local_cells[key]
+        assert set(cell) == set(local_cell)
+        measured = {n for n, v in cell["metrics"].items() if v is not None}
+        assert measured == {n for n, v in local_cell["metrics"].items() if v is not None}, key
+
+    # A shaped link: the server's replies leave through a token bucket.
+    hosts.run("server", ["tc", "qdisc", "add", "dev", hosts.link("server"), "root", "tbf",
+                         "rate", f"{SHAPED_RATE_MBIT}mbit", "burst", "64kb",
+                         "latency", "100ms"], 30).check_returncode()
+    shaped_profile = tmp_path / "shaped.toml"
+    shaped_profile.write_text(SHAPED_PROFILE)
+    shaped = iobench_run(hosts, scheduler, shaped_profile, tmp_path / "shaped", "epoll")
+    cell = shaped["cells"][0]
+    assert cell["status"] == "ok", cell["reason"]
+    reply_bits_per_s = cell["metrics"]["throughput_rps"] * SHAPED_PAYLOAD_BYTES * 8
+    link_bits_per_s = SHAPED_RATE_MBIT * 1e6
+    # Bound by the link: close to its rate (headers take a few percent), never above it.
+    assert 0.6 * link_bits_per_s <= reply_bits_per_s <= 1.02 * link_bits_per_s, (
+        f"replies at {reply_bits_per_s / 1e6:.1f} Mbit/s on a {SHAPED_RATE_MBIT} Mbit/s link")

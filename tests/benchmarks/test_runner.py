@@ -13,6 +13,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +36,15 @@ from iobench.cli import main
 CPUS = sorted(os.sched_getaffinity(0))
 PLACEMENT = Placement(CPUS[:1], CPUS[1:] or CPUS[:1])
 
-CLAIMS_PROFILE = """
+# The claims' scenarios, each a profile section: an attempt runs the ones its
+# unsettled claims need.
+CLAIM_SECTIONS = {
+    "idle": """
 [idle]
 connections = [0]
 duration_s = 1.0
-
+""",
+    "interval": """
 [interval]
 values = [0.01]
 references = ["select"]
@@ -46,11 +52,13 @@ rate_rps = 100.0
 connections = 2
 duration_s = 1.0
 warmup_s = 0.2
-
+""",
+    "neighbour": """
 [neighbour]
 phases = ["solo", "idle"]
 duration_s = 1.5
-"""
+""",
+}
 
 
 def run_cli(tmp_path: Path, profile: str, models: str) -> dict[str, Any]:
@@ -66,41 +74,103 @@ def by_key(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {cell["key"]: cell for cell in document["cells"]}
 
 
-# The busy poller's claims are about how much of its CPU it takes: void when other
-# processes on a shared machine took some of that CPU too (the runner flags it).
-SHARE_CLAIMS = {
-    "idle/busy-poll/c0": ("server_cpu_percent", lambda value: value >= 80),
-    "neighbour/busy-poll/idle": ("neighbour_ratio", lambda value: value <= 0.7),
+Cells = dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One of the article's claims, on the figures of some cells of CLAIM_SECTIONS."""
+
+    text: str
+    keys: tuple[str, ...]
+    holds: Callable[[Cells], bool]
+
+    def figures(self, cells: Cells) -> str:
+        """The cells' figures and the share of their CPU other processes took."""
+        return "; ".join(
+            f"{key}: {CLAIM_METRICS[key]} {cells[key]['metrics'][CLAIM_METRICS[key]]}, "
+            f"others {cells[key]['metrics']['server_cpus_other_percent']}% of its CPU"
+            for key in self.keys)
+
+    def models(self) -> set[str]:
+        return {key.split("/")[1].split("(")[0] for key in self.keys}
+
+    def scenarios(self) -> set[str]:
+        return {key.split("/")[0] for key in self.keys}
+
+
+def value(cells: Cells, key: str) -> float:
+    return cells[key]["metrics"][CLAIM_METRICS[key]]
+
+
+CLAIM_METRICS = {
+    "idle/busy-poll/c0": "server_cpu_percent",
+    "idle/select/c0": "server_cpu_percent",
+    "idle/threads/c0": "server_cpu_percent",
+    "interval/poll-sleep(interval=0.01)/r100/c2/s64": "p50_us",
+    "interval/select/r100/c2/s64": "p50_us",
+    "neighbour/busy-poll/idle": "neighbour_ratio",
+    "neighbour/select/idle": "neighbour_ratio",
 }
-ATTEMPTS = 3
+CLAIMS = (
+    Claim("busy-poll burns >= 80% of a core idle", ("idle/busy-poll/c0",),
+          lambda c: value(c, "idle/busy-poll/c0") >= 80),
+    Claim("a CPU-bound neighbour beside idle busy-poll runs at <= 0.7 of its solo speed",
+          ("neighbour/busy-poll/idle",), lambda c: value(c, "neighbour/busy-poll/idle") <= 0.7),
+    Claim("idle select uses <= 5% of a core", ("idle/select/c0",),
+          lambda c: value(c, "idle/select/c0") <= 5),
+    Claim("idle threads uses <= 5% of a core", ("idle/threads/c0",),
+          lambda c: value(c, "idle/threads/c0") <= 5),
+    Claim("poll-sleep at 10 ms has >= 10x select's p50",
+          ("interval/poll-sleep(interval=0.01)/r100/c2/s64", "interval/select/r100/c2/s64"),
+          lambda c: value(c, "interval/poll-sleep(interval=0.01)/r100/c2/s64")
+          >= 10 * value(c, "interval/select/r100/c2/s64")),
+    # Paired slices (server stopped / running) cancel other processes' load out.
+    Claim("a neighbour beside idle select runs at >= 0.9 of its solo speed",
+          ("neighbour/select/idle",), lambda c: value(c, "neighbour/select/idle") >= 0.9),
+)
+# The claims are about a server's own CPU and time: a figure taken while other
+# processes shared that CPU (the runner measures their share,
+# ``server_cpus_other_percent``, and flags the cell ``cpu_contended``) may not
+# show it. A claim that fails on such a cell is measured again, up to ATTEMPTS
+# times, as is one whose cell failed to measure; one that never got an uncontended
+# figure fails, quoting the contention (or the failure).
+# It is never skipped. A claim that holds on a contended cell counts: contention
+# works against every claim here.
+# An attempt after the first runs only what is unsettled (a few seconds), after a
+# pause, as other processes' load on a shared machine comes in bursts.
+ATTEMPTS = 5
+RETRY_PAUSE_S = 2.0
 
 
 def test_the_article_claims_hold(tmp_path: Path) -> None:
-    unchecked = dict(SHARE_CLAIMS)
+    """busy-poll burns a core and slows a neighbour; select, threads and a sleeping
+    poller do not; sleeping adds latency. Through the runner, on real servers."""
+    unsettled = list(CLAIMS)
+    tries: dict[str, list[str]] = {claim.text: [] for claim in CLAIMS}
     for attempt in range(ATTEMPTS):
-        cells = by_key(run_cli(tmp_path / str(attempt), CLAIMS_PROFILE,
-                               "busy-poll,poll-sleep,select,threads"))
-        assert all(c["status"] == "ok" for c in cells.values()), [
-            (k, c["reason"]) for k, c in cells.items() if c["status"] != "ok"]
-        for key, (name, holds) in list(unchecked.items()):
-            if "cpu_contended" not in cells[key]["flags"]:
-                assert holds(cells[key]["metrics"][name]), (key, cells[key]["metrics"])
-                del unchecked[key]
-        if not unchecked:
+        if attempt:
+            time.sleep(RETRY_PAUSE_S)
+        models = sorted(set().union(*(claim.models() for claim in unsettled)))
+        sections = set().union(*(claim.scenarios() for claim in unsettled))
+        profile = "".join(text for name, text in CLAIM_SECTIONS.items() if name in sections)
+        cells = by_key(run_cli(tmp_path / str(attempt), profile, ",".join(models)))
+        for claim in list(unsettled):
+            failed = [f"{key} failed: {cells[key]['reason']}" for key in claim.keys
+                      if cells[key]["status"] != "ok"]
+            if failed:  # not measured (the neighbour's slices starved, say): measure again
+                tries[claim.text].append("; ".join(failed))
+                continue
+            tries[claim.text].append(claim.figures(cells))
+            if claim.holds(cells):
+                unsettled.remove(claim)
+                continue
+            contended = [key for key in claim.keys if "cpu_contended" in cells[key]["flags"]]
+            assert contended, f"{claim.text}: does not hold, uncontended: {claim.figures(cells)}"
+        if not unsettled:
             break
-
-    def metric(key: str, name: str) -> float:
-        return cells[key]["metrics"][name]
-
-    assert metric("idle/select/c0", "server_cpu_percent") <= 5
-    assert metric("idle/threads/c0", "server_cpu_percent") <= 5
-    poll_sleep_p50 = metric("interval/poll-sleep(interval=0.01)/r100/c2/s64", "p50_us")
-    assert poll_sleep_p50 >= 10 * metric("interval/select/r100/c2/s64", "p50_us")
-    # Paired slices (server stopped / running) cancel other processes' load out.
-    assert metric("neighbour/select/idle", "neighbour_ratio") >= 0.9
-    if unchecked:
-        pytest.skip(f"other processes kept using the server's CPU in {ATTEMPTS} attempts; "
-                    f"not measurable here: {', '.join(unchecked)}")
+    assert not unsettled, "contended or failed in every attempt, so not shown: " + " | ".join(
+        f"{claim.text}: " + " / ".join(tries[claim.text]) for claim in unsettled)
 
 
 class CrashingLauncher(LocalLauncher):

@@ -57,37 +57,81 @@ def cmd_report(args: Any) -> int:
     return 0
 
 
+def non_negative_percent(text: str) -> float:
+    try:
+        value = float(text.rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a percentage: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
 def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results_a", type=Path, metavar="RESULTS_A", help="the baseline run")
     parser.add_argument("results_b", type=Path, metavar="RESULTS_B", help="the run compared")
-    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print a Markdown table with A -> B in full, for documents")
+    parser.add_argument("--fail-above", type=non_negative_percent, default=None, metavar="PCT",
+                        help="exit 1 when any cell's median moves by more than PCT%% and "
+                             "beyond both runs' min-max ranges (a CI gate)")
+    parser.add_argument("--plot", type=Path, default=None, metavar="OUT.png",
+                        help="also draw B/A per cell with its range (PNG, or SVG by suffix)")
 
 
 def cmd_compare(args: Any) -> int:
-    from iobench.benchmarks.report.compare import compare_runs, headers, rows, summary_lines
+    from iobench.benchmarks.report.compare import (
+        LEGEND,
+        TERMINAL_COLUMNS,
+        compare_runs,
+        gate_failures,
+        headers,
+        plot_comparison,
+        rows,
+        short_headers,
+        short_rows,
+        summary_lines,
+        wrap,
+    )
     from iobench.benchmarks.results.loader import load_run
+    from iobench.common.errors import UsageError
 
+    if args.plot is not None and args.plot.suffix.lower() not in (".png", ".svg"):
+        raise UsageError(f"--plot {args.plot}: the file name must end in .png or .svg")
     run_a, run_b = load_run(args.results_a), load_run(args.results_b)
     comparison = compare_runs(run_a, run_b)
-    table_rows = rows(comparison)
     if args.markdown:
         print("| " + " | ".join(headers()) + " |")
         print("|" + "---|" * len(headers()))
-        for row in table_rows:
+        for row in rows(comparison):
             print("| " + " | ".join(row) + " |")
     else:
+        from rich import box
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title="iobench compare: B/A per cell")
-        for header in headers():
-            table.add_column(header, overflow="fold")
-        for row in table_rows:
+        table = Table(title="iobench compare: B/A per cell", box=box.SIMPLE_HEAD,
+                      pad_edge=False)
+        table.add_column(short_headers()[0], overflow="fold", ratio=1)
+        for index, header in enumerate(short_headers()[1:]):
+            table.add_column(header, justify="left" if index % 2 else "right", no_wrap=True)
+        for row in short_rows(comparison):
             table.add_row(*row)
         console = Console()
-        if not console.is_terminal:
-            console.width = max(console.width, 160)
+        if not console.is_terminal or console.width > TERMINAL_COLUMNS:
+            console.width = TERMINAL_COLUMNS
         console.print(table)
-    for line in summary_lines(comparison, run_a, run_b):
+        for line in wrap([LEGEND]):
+            print(line)
+    for line in wrap(summary_lines(comparison, run_a, run_b)):
         print(line)
+    if args.plot is not None:
+        print(plot_comparison(comparison, run_a, run_b, args.plot))
+    if args.fail_above is not None:
+        failures = gate_failures(comparison, args.fail_above)
+        for line in wrap([f"FAIL: {len(failures)} change(s) beyond {args.fail_above:g}% and "
+                          f"both runs' spread: " + "; ".join(failures)] if failures else
+                         [f"ok: no change beyond {args.fail_above:g}% and both runs' spread"]):
+            print(line)
+        return 1 if failures else 0
     return 0

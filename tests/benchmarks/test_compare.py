@@ -157,3 +157,72 @@ def test_missing_run_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["compare", str(a), str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("iobench: error:") and "Traceback" not in err
+
+
+def test_fail_above_exits_1_on_a_30_percent_change_and_0_against_itself(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = runs(tmp_path, b_tweak=scale_metric("select", "throughput_rps", 1.3))
+    assert main(["compare", str(a), str(a), "--fail-above", "10"]) == 0
+    assert "ok: no change beyond 10%" in capsys.readouterr().out
+    assert main(["compare", str(a), str(b), "--fail-above", "10"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL:" in out and "closed/select/c16/s64 throughput: 1.30x" in out
+    assert "/threads/" not in out.split("FAIL:")[1]
+    # 30% is within a 40% gate; without --fail-above compare never fails.
+    assert main(["compare", str(a), str(b), "--fail-above", "40"]) == 0
+    assert main(["compare", str(a), str(b)]) == 0
+
+
+def test_fail_above_ignores_a_move_within_the_runs_spread(tmp_path: Path) -> None:
+    def noisy_a(cell: dict[str, Any]) -> None:
+        if cell["key"] == "closed/select/c16/s64" and cell["repetition"] == 0:
+            cell["metrics"]["throughput_rps"] *= 1.5
+    a = write_run(tmp_path / "a", make_results(repetitions=3, scenarios=SCENARIOS,
+                                               tweak=noisy_a))
+    b = write_run(tmp_path / "b", make_results(
+        repetitions=3, scenarios=SCENARIOS,
+        tweak=lambda c: scale_metric("select", "throughput_rps", 1.3)(c)
+        if c["key"] == "closed/select/c16/s64" else None))
+    comparison = compare_runs(load_run(a), load_run(b))
+    cell = next(c for c in comparison.matched if c.key == "closed/select/c16/s64")
+    throughput = next(c for c in cell.changes if c.metric == "throughput_rps")
+    assert throughput.ratio == pytest.approx(1.3, rel=0.1) and throughput.a.overlaps(throughput.b)
+    assert main(["compare", str(a), str(b), "--fail-above", "10"]) == 0
+
+
+QUICK_RUN = Path(__file__).with_name("data") / "quick-run" / "results.json"
+
+
+def test_output_of_two_quick_runs_fits_100_columns(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    a = tmp_path / "a"
+    a.mkdir()
+    (a / "results.json").write_bytes(QUICK_RUN.read_bytes())
+    data = json.loads(QUICK_RUN.read_text())
+    data["environment"]["hostname"] = "another-host-with-a-rather-long-name.example"
+    for cell in data["cells"]:
+        if (cell.get("metrics") or {}).get("throughput_rps"):
+            cell["metrics"]["throughput_rps"] *= 1.3
+    b = write_run(tmp_path / ("b-with-a-long-folder-name-to-wrap" * 3), data)
+    assert main(["compare", str(a), str(b), "--fail-above", "5"]) == 1
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert len(lines) > 20 and "closed select c16 64B" in out
+    too_long = [line for line in lines if len(line) > 100]
+    assert not too_long, too_long[0]
+    assert "1.30x ?" in out and "? beyond 5%, spread unknown" in out
+
+
+def test_plot_draws_the_ratio_per_cell(tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = runs(tmp_path, b_tweak=scale_metric("select", "throughput_rps", 2.0))
+    assert main(["compare", str(a), str(b), "--plot", str(tmp_path / "out" / "ratio.svg")]) == 0
+    svg = (tmp_path / "out" / "ratio.svg").read_text(encoding="utf-8")
+    assert "closed select c16 64B" in svg and "2.00x" in svg and "B / A" in svg
+    assert main(["compare", str(a), str(b), "--plot", str(tmp_path / "ratio.png")]) == 0
+    assert (tmp_path / "ratio.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["compare", str(a), str(b), "--plot", str(tmp_path / "ratio.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "must end in .png or .svg" in err and "Traceback" not in err

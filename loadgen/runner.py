@@ -29,6 +29,7 @@ from iobench.loadgen.plan import (
     plan_to_json,
     result_from_json,
 )
+from iobench.loadgen.worker import IDLE_ACCEPTS_PER_S
 
 SCHEMA = "iobench.load/1"
 EVENT_LOOP = "epoll"
@@ -123,7 +124,8 @@ def _run_processes(plans: list[WorkerPlan]) -> list[WorkerResult]:
             process.stdin.write(plan_to_json(plan) + "\n")
             process.stdin.flush()
         plan = plans[0]
-        deadline = time.monotonic() + WORKER_START_S + plan.timeout_s
+        deadline = (time.monotonic() + WORKER_START_S + 2 * plan.timeout_s
+                    + plan.idle_total / IDLE_ACCEPTS_PER_S)
         connected = sum(json.loads(_read_line(process, deadline, index))["connected"]
                         for index, process in enumerate(processes))
         start_ns = time.monotonic_ns() + START_DELAY_NS if connected else None

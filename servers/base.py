@@ -97,6 +97,9 @@ class ServerModel(ABC):
     # True for a model that never waits (busy-poll): it burns a core even when
     # idle, by design, so idle-CPU checks leave it out.
     spins: ClassVar[bool] = False
+    # True for a model that forks a process per connection: before thousands
+    # of connections, the scale scenario projects its memory from a few.
+    process_per_connection: ClassVar[bool] = False
 
     recv_size: ClassVar[int] = 64 * 1024
     backlog: ClassVar[int] = 4096
@@ -129,6 +132,12 @@ class ServerModel(ABC):
             name: param.convert(given[name]) if name in given else param.default
             for name, param in known.items()
         }
+
+    @classmethod
+    def starved_by(cls, params: dict[str, Any], idle: int) -> str | None:
+        """Why ``idle`` silent connections, opened first, keep this model from serving the
+        connections after them; None if they do not (the usual case)."""
+        return None
 
     @classmethod
     def configure_client_socket(cls, sock: socket.socket) -> None:

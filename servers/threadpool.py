@@ -31,6 +31,14 @@ class ThreadPoolServer(BlockingServer):
               minimum=1),
     )
 
+    @classmethod
+    def starved_by(cls, params: dict[str, Any], idle: int) -> str | None:
+        workers = cls.resolve_params(params)["workers"]
+        if idle < workers:
+            return None
+        return (f"all {workers} pool threads are held by idle connections that came first "
+                f"({idle} of them), so the active connections wait in the queue, never served")
+
     def __init__(self, listener: socket.socket, **params: Any) -> None:
         super().__init__(listener, **params)
         # Accepted connections waiting for a worker; None tells a worker to exit.

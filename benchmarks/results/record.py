@@ -146,6 +146,8 @@ class CellRecord:
     rate_rps: float | None = None
     peak_fraction: float | None = None
     phase: str | None = None
+    # Scale scenario: silent connections held beside the active ``connections``.
+    idle_connections: int = 0
     placement: dict[str, list[int]] = field(default_factory=dict)
     started: str | None = None
     duration_s: float | None = None
@@ -207,7 +209,7 @@ class CellRecord:
         _expect(data, "notes", dict, where)
         _expect(data, "implausible", list, where)
         _expect(data, "placement", dict, where)
-        for name in ("connections", "size_bytes", "repetition"):
+        for name in ("connections", "size_bytes", "repetition", "idle_connections"):
             _expect(data, name, int, where)
         for name in ("rate_rps", "peak_fraction", "duration_s"):
             _expect(data, name, int | float, where)

@@ -34,8 +34,8 @@ RESULT_FILE_MODE = 0o644
 # The record owns the metric names; the CSV lists them in its order.
 METRICS = METRIC_NAMES
 CSV_FIELDS = ("run_id", "key", "scenario", "model", "params", "mode", "connections", "size_bytes",
-              "rate_rps", "peak_fraction", "phase", "repetition", "status", "reason",
-              "server_cpus", "client_cpus", "started", "duration_s", *METRICS, "flags")
+              "rate_rps", "peak_fraction", "phase", "idle_connections", "repetition", "status",
+              "reason", "server_cpus", "client_cpus", "started", "duration_s", *METRICS, "flags")
 
 
 class ResultsError(UsageError):

@@ -88,6 +88,7 @@ class LoadSpec:
     rate_rps: float | None = None
     workers: int = 1
     timeout_s: float = 5.0
+    idle: int = 0  # silent connections beside the active ones (scale scenario)
 
     def arguments(self, json_path: Path | None) -> list[str]:
         """The options; ``--json`` only with a path (a remote host picks its own)."""
@@ -99,6 +100,8 @@ class LoadSpec:
             args += ["--json", str(json_path)]
         if self.rate_rps is not None:
             args += ["--rate", f"{self.rate_rps:g}"]
+        if self.idle:
+            args += ["--idle", str(self.idle)]
         return args
 
 

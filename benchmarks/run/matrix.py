@@ -21,7 +21,7 @@ from iobench.servers.base import ParamError, ServerModel
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
 BUILTIN_PROFILES = ("quick", "full")
-SCENARIOS = ("idle", "closed", "open", "interval", "neighbour")
+SCENARIOS = ("idle", "closed", "open", "interval", "neighbour", "scale")
 NEIGHBOUR_PHASES = ("solo", "idle", "load")
 
 Check = Callable[[str, Any], Any]
@@ -61,6 +61,13 @@ def _names(where: str, value: Any) -> list[str]:
     if not isinstance(value, list):
         raise ProfileError(f"{where} must be a list of model names, got {value!r}")
     return [_text(f"{where}[{i}]", v) for i, v in enumerate(value)]
+
+
+def _rates(where: str, value: Any) -> list[float]:
+    """A list of rates that may be empty (no open-loop cell)."""
+    if not isinstance(value, list):
+        raise ProfileError(f"{where} must be a list of rates, got {value!r}")
+    return [POSITIVE(f"{where}[{i}]", v) for i, v in enumerate(value)]
 
 
 def _phases(where: str, value: Any) -> list[str]:
@@ -140,6 +147,15 @@ SCHEMA: dict[str, dict[str, tuple[Check, Any]]] = {
         "size_bytes": (SIZE, 64),
         "warmup_s": (NON_NEGATIVE, 0.3),
     },
+    # A few active connections beside many idle ones: the C10K axis.
+    "scale": {
+        "idle_connections": (_list_of(CONNECTIONS), [0, 10000]),
+        "connections": (COUNT, 16),
+        "size_bytes": (SIZE, 64),
+        "rates_rps": (_rates, []),  # open-loop cells at these rates, for latency; [] for none
+        "duration_s": (POSITIVE, 1.0),
+        "warmup_s": (NON_NEGATIVE, 0.5),
+    },
 }
 
 
@@ -176,6 +192,7 @@ class Cell:
     rate_rps: float | None = None
     peak_fraction: float | None = None  # open loop: a fraction of the model's closed peak
     phase: str | None = None  # neighbour scenario: solo, idle or load
+    idle: int = 0  # scale scenario: silent connections beside the active ones
     duration_s: float = 1.0
     warmup_s: float = 0.0
     repetition: int = 0
@@ -387,7 +404,27 @@ def _neighbour(section: dict[str, Any], models: list[str],
                        phase="load", duration_s=duration, warmup_s=section["warmup_s"])
 
 
+def _scale(section: dict[str, Any], models: list[str], params: dict[str, Any]) -> Iterable[Cell]:
+    """Per model, each idle count in increasing order, closed loop then the open rates.
+
+    Increasing, so a model's small counts are measured before its large ones
+    can fail or be skipped.
+    """
+    connections, size = section["connections"], section["size_bytes"]
+    common = {"duration_s": section["duration_s"], "warmup_s": section["warmup_s"],
+              "size_bytes": size}
+    for model in models:
+        p = params.get(model, {})
+        label = model_label(model, p)
+        for idle in sorted(section["idle_connections"]):
+            yield Cell(f"scale/{label}/i{idle}/c{connections}/s{size}", "scale", model, p,
+                       "closed", connections, idle=idle, **common)
+            for rate in section["rates_rps"]:
+                yield Cell(f"scale/{label}/i{idle}/r{rate:g}/c{connections}/s{size}", "scale",
+                           model, p, "open", connections, rate_rps=rate, idle=idle, **common)
+
+
 _EXPANDERS: dict[str, Callable[[dict[str, Any], list[str], dict[str, Any]], Iterable[Cell]]] = {
     "idle": _idle, "closed": _closed, "open": _open, "interval": _interval,
-    "neighbour": _neighbour,
+    "neighbour": _neighbour, "scale": _scale,
 }

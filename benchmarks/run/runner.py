@@ -19,6 +19,7 @@ from iobench.benchmarks.results import plausibility
 from iobench.benchmarks.results.record import STATUS_FAILED, STATUS_OK, CellRecord, Metrics
 from iobench.benchmarks.results.store import RunStore, utc_now
 from iobench.benchmarks.run import metrics as m
+from iobench.benchmarks.run import scale
 from iobench.benchmarks.run.launcher import Launcher, LoadSpec, ServerHandle, tail
 from iobench.benchmarks.run.matrix import Cell
 from iobench.benchmarks.run.sampler import Sampler
@@ -26,6 +27,7 @@ from iobench.benchmarks.run.syscalls import SyscallCounter, SyscallCounts
 from iobench.common.addresses import format_target
 from iobench.common.processes import interrupts_raise
 from iobench.servers.process import ServerStartError
+from iobench.servers.registry import get_model
 
 # Idle connections: let the server accept them (and start threads) before measuring.
 IDLE_SETTLE_S = 0.3
@@ -47,6 +49,9 @@ WINDOW_READINGS = (0.5, 0.9)
 SYSCALL_WINDOW = (0.1, 0.85)
 # Start and stop overhead per cell, for the time estimate.
 CELL_OVERHEAD_S = 0.6
+# Idle connections the load generator (and a server) opens per second, at the
+# least: for the time estimate and the load generator's time-out.
+IDLE_CONNECTS_PER_S = 2000
 
 
 class CellFailed(Exception):
@@ -72,6 +77,7 @@ def estimated_seconds(cell: Cell) -> float:
     """How long the cell should take, for the progress bar's ETA."""
     lead = 2 * NEIGHBOUR_LOAD_LEAD_S if cell.phase == "load" else 0.0
     settle = IDLE_SETTLE_S if cell.mode == "idle" and cell.connections else 0.0
+    settle += cell.idle / IDLE_CONNECTS_PER_S
     return cell.warmup_s + cell.duration_s + lead + settle + CELL_OVERHEAD_S
 
 
@@ -91,6 +97,8 @@ class CellContext:
     # Idle phase: the neighbour's rate in the slices when the server was stopped.
     neighbour_paused_ops_per_s: float | None = None
     rate_rps: float | None = None
+    # Scale scenario: a longer load-generator time-out for a server that forks slowly.
+    loadgen_timeout_s: float | None = None
 
 
 class Runner:
@@ -160,6 +168,8 @@ class Runner:
         if cell.peak_fraction is not None:
             context.rate_rps = cell.peak_fraction * self._peak(cell)
         assert cell.model is not None
+        if cell.scenario == "scale":
+            self._check_scale(context)
         context.server = self.launcher.start_server(cell.model, cell.params)
         context.sampler.watch("server", context.server.pid)
         if cell.mode == "idle":
@@ -167,6 +177,24 @@ class Runner:
         else:
             self._load(context)
         self._check_server(context.server)
+
+    def _check_scale(self, context: CellContext) -> None:
+        """Fail the cell before its server starts if a limit rules it out (see scale.py).
+
+        A process-per-connection model is probed first; the load generator
+        then waits as long as the probe says the forks take.
+        """
+        cell = context.cell
+        assert cell.model is not None
+        model = get_model(cell.model)
+        problem = scale.limit_problem(cell, model)
+        if problem is None and model.process_per_connection and cell.idle > scale.PROBE_CONNECTIONS:
+            found = scale.probe(self.launcher, cell)
+            problem = scale.memory_problem(found, cell)
+            context.loadgen_timeout_s = (self.settings.loadgen_timeout_s
+                                         + found.seconds_to_accept(cell.idle + cell.connections))
+        if problem is not None:
+            raise CellFailed(problem)
 
     def _idle(self, context: CellContext) -> None:
         cell, server, sampler = context.cell, context.server, context.sampler
@@ -200,7 +228,9 @@ class Runner:
         duration = cell.duration_s + (NEIGHBOUR_LOAD_LEAD_S * 2 if cell.phase == "load" else 0)
         spec = LoadSpec(format_target(server.host, server.port), cell.mode, cell.connections,
                         duration, cell.warmup_s, cell.size_bytes, context.rate_rps,
-                        self.settings.loadgen_workers, self.settings.loadgen_timeout_s)
+                        self.settings.loadgen_workers,
+                        context.loadgen_timeout_s or self.settings.loadgen_timeout_s,
+                        idle=cell.idle)
         # Attached before the load starts: threads and processes the server
         # starts for its connections inherit the counters.
         counter = context.syscall_counter = self.launcher.syscall_counter(server.pid)
@@ -211,7 +241,8 @@ class Runner:
         if cell.phase == "load":
             context.neighbour_ops_per_s = self._neighbour(
                 context, cell.duration_s, delay_s=cell.warmup_s + NEIGHBOUR_LOAD_LEAD_S)
-        timeout = cell.warmup_s + duration + self.settings.cell_timeout_s
+        timeout = (cell.warmup_s + duration + self.settings.cell_timeout_s + spec.timeout_s
+                   + cell.idle / IDLE_CONNECTS_PER_S)
         # The sampling thread yields the client CPU to the load generator and
         # gets next to none while it is saturated: a few readings from here
         # see the server under full load (peak RSS, threads, fds). Not at the
@@ -243,7 +274,10 @@ class Runner:
         context.window = (end - measured, end)
         self._check_server(server)
         if not result.report.get("ok", True) or (result.report.get("errors") or {}).get("total"):
-            raise CellFailed(f"the load generator reported {m.error_summary(result.report)}"
+            assert cell.model is not None
+            errors = m.error_summary(result.report)
+            raise CellFailed(scale.starvation(get_model(cell.model), cell, errors)
+                             or f"the load generator reported {errors}"
                              f"{self._stderr_note(server)}")
         if result.returncode != 0:
             raise CellFailed(f"the load generator exited with code {result.returncode}: "
@@ -353,7 +387,7 @@ class Runner:
             params=cell.params, mode=cell.mode, connections=cell.connections,
             size_bytes=cell.size_bytes, rate_rps=context.rate_rps,
             peak_fraction=cell.peak_fraction, phase=cell.phase,
-            repetition=cell.repetition,
+            idle_connections=cell.idle, repetition=cell.repetition,
             status=STATUS_FAILED if reason else STATUS_OK, reason=reason,
             placement=self.launcher.placement.as_dict(),
             started=started, duration_s=round(time.monotonic() - context.origin_s, 3),

@@ -1,0 +1,147 @@
+"""The scale scenario's limits: what a cell needs before it starts, and why a model fails.
+
+A cell of the scale scenario holds thousands of idle connections. Some
+models cannot: select() takes no descriptor at or above FD_SETSIZE, a process
+per connection (fork) runs out of memory long before 50,000, and the machine
+itself may allow fewer open files than the cell needs. Each is checked before
+the server starts, and the cell fails with a reason that names the limit and
+the number, instead of crashing, swapping or hanging. A model whose workers
+the idle connections hold (threadpool) does run: being starved is its result,
+and :func:`starvation` words it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import psutil
+
+from iobench.benchmarks.run.launcher import Launcher
+from iobench.benchmarks.run.matrix import Cell
+from iobench.common.processes import fd_limit_error
+from iobench.servers.base import ServerModel
+
+# Descriptors a server or a load generator needs beside its connections
+# (listener, epoll, pipes, files it reads in /proc).
+FD_HEADROOM = 64
+# A process-per-connection model's memory is measured with this many idle
+# connections before a cell with thousands is allowed to start.
+PROBE_CONNECTIONS = 64
+# How long the probe waits for the server to fork a child per connection.
+PROBE_SETTLE_S = 3.0
+# A cell whose server would take longer than this to fork its processes is
+# not started either: the load generator would wait minutes to begin.
+MAX_ACCEPT_S = 60.0
+# Measured on a 2-CPU machine, fork accepted 2000 connections three times
+# slower per connection than its first 64: the projection allows for that.
+ACCEPT_SAFETY = 3.0
+# A cell projected to need more than this share of the available memory is
+# not started: the machine would swap or kill something, the runner included.
+MEMORY_SHARE = 0.5
+GIB = 1024**3
+MIB = 1024**2
+
+
+def descriptors_needed(cell: Cell) -> int:
+    """Open files one process (server or load generator) needs for the cell."""
+    return cell.idle + cell.connections + FD_HEADROOM
+
+
+def limit_problem(cell: Cell, model: type[ServerModel]) -> str | None:
+    """Why the cell cannot run here, from limits known before anything starts; or None.
+
+    Raises this process's descriptor limit as far as it may go first: the
+    server and load generator it starts inherit it.
+    """
+    needed = descriptors_needed(cell)
+    error = fd_limit_error(needed, f"a server with {cell.idle} idle and {cell.connections} "
+                                   "active connections")
+    if error is not None:
+        return str(error)
+    max_fd = getattr(model, "max_fd", None)
+    if max_fd is not None and needed > max_fd:
+        return (f"{model.name} cannot watch {cell.idle + cell.connections} connections: select() "
+                f"takes only descriptors below FD_SETSIZE ({max_fd}), and this cell needs "
+                f"about {needed}")
+    return None
+
+
+def tree_pss_bytes(pid: int) -> int:
+    """PSS of a process and its children: shared pages split among those sharing them.
+
+    RSS would count the pages a forked child shares with its parent once per
+    child, and project a memory need many times the real one.
+    """
+    root = psutil.Process(pid)
+    total = 0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            total += proc.memory_full_info().pss
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return total
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A process-per-connection model measured with a few idle connections."""
+
+    base_bytes: int  # PSS with no connection
+    per_connection_bytes: float  # PSS each connection adds (its process)
+    accepts_per_s: float  # how fast it accepted and forked them
+
+    def projected_bytes(self, connections: int) -> float:
+        return self.base_bytes + self.per_connection_bytes * connections
+
+    def seconds_to_accept(self, connections: int) -> float:
+        """A generous estimate: forking slows down as the processes add up."""
+        return ACCEPT_SAFETY * connections / self.accepts_per_s
+
+
+def probe(launcher: Launcher, cell: Cell) -> Probe:
+    """Start the model and measure its PSS with none and PROBE_CONNECTIONS idle connections.
+
+    The probe's server is always stopped.
+    """
+    assert cell.model is not None
+    server = launcher.start_server(cell.model, cell.params)
+    try:
+        before = tree_pss_bytes(server.pid)
+        started = time.monotonic()
+        with launcher.idle_connections(server.host, server.port, PROBE_CONNECTIONS):
+            deadline = started + PROBE_SETTLE_S
+            while (len(psutil.Process(server.pid).children()) < PROBE_CONNECTIONS
+                   and time.monotonic() < deadline):
+                time.sleep(0.01)
+            elapsed = time.monotonic() - started
+            time.sleep(0.2)  # the last children finish starting up
+            after = tree_pss_bytes(server.pid)
+    finally:
+        server.stop()
+    return Probe(before, max(after - before, 0) / PROBE_CONNECTIONS, PROBE_CONNECTIONS / elapsed)
+
+
+def memory_problem(found: Probe, cell: Cell) -> str | None:
+    """Why the probed model must not take the cell's connections, with the figures; or None."""
+    connections = cell.idle + cell.connections
+    projected = found.projected_bytes(connections)
+    available = psutil.virtual_memory().available
+    if projected > MEMORY_SHARE * available:
+        return (f"skipped: {cell.model} would need about {projected / GIB:.1f} GiB for "
+                f"{connections} connections ({found.per_connection_bytes / MIB:.2f} MiB PSS "
+                f"each, measured with {PROBE_CONNECTIONS}), past half of the "
+                f"{available / GIB:.1f} GiB available")
+    seconds = found.seconds_to_accept(connections)
+    if seconds > MAX_ACCEPT_S:
+        return (f"skipped: {cell.model} would take about {seconds:.0f} s to start a process for "
+                f"each of {connections} connections ({found.accepts_per_s:.0f} per second with "
+                f"{PROBE_CONNECTIONS}, and slower as they add up), past {MAX_ACCEPT_S:.0f} s")
+    return None
+
+
+def starvation(model: type[ServerModel], cell: Cell, errors: str) -> str | None:
+    """The failure reason of a model starved by its idle connections, or None."""
+    reason = model.starved_by(cell.params, cell.idle) if cell.idle else None
+    return f"starved: {reason}; the load generator reported {errors}" if reason else None
+

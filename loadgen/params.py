@@ -24,6 +24,14 @@ EXPECTS: tuple[Expect, ...] = ("upper", "echo")
 # One message must fit the histogram's patience and the process's memory;
 # 64 MiB is far beyond any scenario the benchmark runs.
 MAX_SIZE_BYTES = 64 * 1024 * 1024
+# Far beyond what one machine can drive, and low enough that every send
+# interval (C / R seconds per connection) stays a whole number of nanoseconds
+# above zero: a schedule that never advances would grow memory without bound.
+MAX_RATE_RPS = 10_000_000.0
+MAX_CONNECTIONS = 1_000_000
+MAX_WORKERS = 1024
+# A load run is bounded in time; a day is far beyond any cell.
+MAX_DURATION_S = 24 * 3600.0
 # How long to try each address of a name that resolves to several.
 PROBE_TIMEOUT_S = 1.0
 
@@ -58,12 +66,12 @@ class LoadParams:
                              f"not {self.arrival!r}")
         if self.expect not in EXPECTS:
             raise UsageError(f"--expect must be one of {', '.join(EXPECTS)}, not {self.expect!r}")
-        if self.connections < 1:
-            raise UsageError(f"--connections must be at least 1, not {self.connections}")
-        if self.idle < 0:
-            raise UsageError(f"--idle must be zero or more connections, not {self.idle}")
-        if self.workers < 1:
-            raise UsageError(f"--workers must be at least 1, not {self.workers}")
+        if not 1 <= self.connections <= MAX_CONNECTIONS:
+            raise UsageError(f"--connections must be 1-{MAX_CONNECTIONS}, not {self.connections}")
+        if not 0 <= self.idle <= MAX_CONNECTIONS:
+            raise UsageError(f"--idle must be 0-{MAX_CONNECTIONS} connections, not {self.idle}")
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise UsageError(f"--workers must be 1-{MAX_WORKERS}, not {self.workers}")
         if self.workers > self.connections:
             raise UsageError(f"--workers {self.workers} is more than --connections "
                              f"{self.connections}: every worker needs a connection")
@@ -74,14 +82,18 @@ class LoadParams:
                 raise UsageError(f"{name} must be a positive number of seconds, not {value}")
         if not (math.isfinite(self.warmup_s) and self.warmup_s >= 0):
             raise UsageError(f"--warmup must be zero or more seconds, not {self.warmup_s}")
+        for name, value in (("--duration", self.duration_s), ("--warmup", self.warmup_s)):
+            if value > MAX_DURATION_S:
+                raise UsageError(f"{name} must be at most {MAX_DURATION_S:.0f} s, not {value}")
         if self.timeout_s > MAX_LATENCY_S:
             raise UsageError(f"--timeout must be at most {MAX_LATENCY_S:.0f} s "
                              f"(the histograms' range), not {self.timeout_s}")
         if self.mode == "open":
             if self.rate_rps is None:
                 raise UsageError("--mode open needs --rate R (total requests per second)")
-            if not (math.isfinite(self.rate_rps) and self.rate_rps > 0):
-                raise UsageError(f"--rate must be a positive number, not {self.rate_rps}")
+            if not (math.isfinite(self.rate_rps) and 0 < self.rate_rps <= MAX_RATE_RPS):
+                raise UsageError(f"--rate must be a positive number up to {MAX_RATE_RPS:g}, "
+                                 f"not {self.rate_rps}")
         else:
             if self.rate_rps is not None:
                 raise UsageError("--rate applies to open loop only: add --mode open")

@@ -18,6 +18,7 @@ import sys
 import time
 from typing import Any
 
+from iobench.common.lifeline import child_setup
 from iobench.common.processes import fd_limit_error
 from iobench.loadgen.histograms import merge_encoded, summarize
 from iobench.loadgen.loops import run_worker
@@ -117,8 +118,10 @@ def _run_processes(plans: list[WorkerPlan]) -> list[WorkerResult]:
     processes: list[subprocess.Popen[str]] = []
     try:
         for plan in plans:
+            # A worker dies with this process, even one killed with SIGKILL.
             process = subprocess.Popen([sys.executable, "-m", "iobench.loadgen.worker_process"],
-                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                       preexec_fn=child_setup())
             processes.append(process)
             assert process.stdin is not None
             process.stdin.write(plan_to_json(plan) + "\n")

@@ -10,6 +10,7 @@ holds the non-blocking read/transform/write code with backpressure.
 from __future__ import annotations
 
 import enum
+import math
 import socket
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -50,20 +51,59 @@ class Param:
     parse: Callable[[str], Any] = str
     minimum: float | None = None
     unit: str = ""
+    # The largest value that makes sense: a worker count that would exhaust the
+    # machine, or a sleep that would delay SIGTERM by hours, is refused at the door.
+    maximum: float | None = None
 
     def convert(self, raw: str | Any) -> Any:
-        try:
-            value = self.parse(raw) if isinstance(raw, str) else raw
-        except ValueError:
-            raise ParamError(f"parameter {self.name!r}: cannot parse {raw!r}") from None
+        """``raw`` (text from ``--param``, or a TOML value) as this parameter's value.
+
+        A value that is not text must already be of the default's type (an
+        integer for an integer parameter; for a float, an int is accepted);
+        numbers must be finite and within [minimum, maximum].
+        """
+        if isinstance(raw, str):
+            try:
+                value = self.parse(raw)
+            except (ValueError, OverflowError):
+                raise ParamError(f"parameter {self.name!r}: cannot parse {raw!r}") from None
+        elif isinstance(raw, bool) or not isinstance(raw, _accepted_types(self.default)):
+            raise ParamError(f"parameter {self.name!r} must be "
+                             f"{_type_name(self.default)}, got {raw!r}")
+        else:
+            value = float(raw) if isinstance(self.default, float) else raw
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ParamError(f"parameter {self.name!r} must be a finite number, got {raw!r}")
         if self.minimum is not None and value < self.minimum:
             raise ParamError(
                 f"parameter {self.name!r} must be >= {self.minimum}{self.unit}, got {raw!r}"
+            )
+        if self.maximum is not None and value > self.maximum:
+            raise ParamError(
+                f"parameter {self.name!r} must be <= {self.maximum:g}{self.unit}, got {raw!r}"
             )
         return value
 
     def describe(self) -> str:
         return f"{self.name}={self.default}{self.unit}"
+
+
+def _accepted_types(default: Any) -> tuple[type, ...]:
+    if isinstance(default, bool):
+        return (bool,)
+    if isinstance(default, int):
+        return (int,)
+    if isinstance(default, float):
+        return (int, float)
+    return (type(default),)
+
+
+def _type_name(default: Any) -> str:
+    if isinstance(default, int) and not isinstance(default, bool):
+        return "an integer"
+    if isinstance(default, float):
+        return "a number"
+    return f"a {type(default).__name__}"
 
 
 class ServerModel(ABC):

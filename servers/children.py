@@ -7,28 +7,19 @@ for every child, killing the ones that outstay ``STOP_TIMEOUT``.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import select
 import signal
-import sys
 import time
 import traceback
 from collections.abc import Callable
 
+from iobench.common.lifeline import die_with_parent
+
 # How long stop() lets the children exit on SIGTERM before it sends SIGKILL.
 STOP_TIMEOUT = 1.0
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 # Signals a child must not handle with the parent's handlers.
 PARENT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
-
-
-def die_with_parent() -> None:
-    """Have the kernel SIGKILL this process when its parent exits, however it exits."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
 
 
 class Children:
@@ -61,9 +52,7 @@ class Children:
         try:
             for signum in PARENT_SIGNALS:
                 signal.signal(signum, signal.SIG_DFL)
-            die_with_parent()
-            if os.getppid() != parent:  # the parent died before prctl took effect
-                os._exit(1)
+            die_with_parent(parent)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, PARENT_SIGNALS)
             run()
         except BaseException:

@@ -22,7 +22,10 @@ class PollSleepServer(BusyPollServer):
     spins: ClassVar[bool] = False
     params: ClassVar[tuple[Param, ...]] = (
         Param("interval", 0.001, "sleep after an idle pass, seconds (10ms, 100us also work)",
-              parse=parse_duration, minimum=0.0, unit="s"),
+              parse=parse_duration, minimum=0.0, unit="s",
+              # time.sleep() resumes after a signal handler returns: a stop
+              # waits out the interval, so it stays well under a second.
+              maximum=1.0),
     )
 
     def idle(self) -> None:

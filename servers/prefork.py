@@ -28,7 +28,8 @@ class PreforkServer(ServerModel):
         "and serving in its own epoll loop"
     )
     params: ClassVar[tuple[Param, ...]] = (
-        Param("processes", 2, "worker processes", parse=int, minimum=1),
+        # Each worker is a whole interpreter: a few hundred is already far past the CPUs.
+        Param("processes", 2, "worker processes", parse=int, minimum=1, maximum=256),
     )
     worker_model: ClassVar[type[EpollServer]] = EpollServer
 

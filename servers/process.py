@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable
 from typing import IO, Any
 
+from iobench.common.lifeline import child_setup
 from iobench.common.processes import STOP_TIMEOUT_S, stop_group
 
 READY_TIMEOUT = 10.0
@@ -38,15 +39,11 @@ class ServerProcess:
                    model, "--host", host, "--port", str(port)]
         for name, value in (params or {}).items():
             command += ["--param", f"{name}={value}"]
-        cpu_set = set(cpus) if cpus is not None else None
-
-        def pin() -> None:
-            if cpu_set:
-                os.sched_setaffinity(0, cpu_set)
-
         self.model = model
+        # Its own session, yet tied to this process: it dies when this one does.
         self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=stderr, start_new_session=True, preexec_fn=pin)
+                                     stderr=stderr, start_new_session=True,
+                                     preexec_fn=child_setup(cpus))
         try:
             self.ready = self._await_ready(ready_timeout)
         except BaseException:

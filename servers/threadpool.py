@@ -27,8 +27,9 @@ class ThreadPoolServer(BlockingServer):
         "connections beyond the pool wait, accepted but unserved, in a queue"
     )
     params: ClassVar[tuple[Param, ...]] = (
+        # All threads start up front: a bound keeps a typo from exhausting the machine.
         Param("workers", 256, "worker threads; connections beyond it queue", parse=int,
-              minimum=1),
+              minimum=1, maximum=10_000),
     )
 
     @classmethod

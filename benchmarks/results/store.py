@@ -121,7 +121,7 @@ class RunStore:
             raise ResultsError(f"cannot create {run_dir}: {exc.strerror}") from None
         document = {
             "schema_version": SCHEMA_VERSION, "run_id": run_id, "profile": profile,
-            "started": utc_now(), "finished": None, "interrupted": False,
+            "started": utc_now(), "finished": None, "interrupted": False, "error": None,
             "environment": environment, "matrix": matrix, "cells": [],
         }
         store = cls(run_dir, document)
@@ -145,10 +145,22 @@ class RunStore:
         self.cells.append(cell)
         self.write()
 
-    def finish(self, *, interrupted: bool) -> None:
-        self.document["finished"] = None if interrupted else utc_now()
+    def finish(self, *, interrupted: bool, error: str | None = None) -> None:
+        """Record how the run (or this resume of it) ended.
+
+        ``finished`` is set only when every cell ran: an interrupted run, or
+        one that broke off with ``error``, can be resumed.
+        """
+        self.document["finished"] = None if interrupted or error else utc_now()
         self.document["interrupted"] = interrupted
-        self.write()
+        self.document["error"] = error
+        try:
+            self.write()
+        except OSError:
+            # Already failing (perhaps on this very write: the disk is full),
+            # the first error is the one to report.
+            if error is None:
+                raise
 
     def write(self) -> None:
         # No indent: it is rewritten after every cell, and json's C encoder only

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     Plan = tuple[RunStore, Profile, list[str], Placement]
 
 DEFAULT_RESULTS_DIR = Path("results")
+# Linux numbers CPUs below CONFIG_NR_CPUS, at most 8192.
+MAX_CPU_NUMBER = 8191
 # The host names of ``--cluster local`` when none are given.
 LOCAL_SERVER_HOST = "server"
 LOCAL_CLIENT_HOSTS = ("client",)
@@ -72,22 +74,29 @@ def parse_cpu_list(text: str, option: str, *, local: bool = True) -> list[int]:
 
     On a cluster the CPUs are on other hosts: each host checks them when it
     starts a process, and a cell fails with the reason if one is missing.
+    Every number is checked against a bound (this machine's CPUs, or the
+    kernel's largest CPU number) before a range is built, so ``0-100000000``
+    is refused at once instead of filling memory first.
     """
+    usable = os.sched_getaffinity(0)
+    usable_text = ",".join(map(str, sorted(usable)))
+    highest = max(usable) if local else MAX_CPU_NUMBER
     cpus: set[int] = set()
     try:
         for part in text.split(","):
-            first, sep, last = part.strip().partition("-")
-            cpus.update(range(int(first), int(last if sep else first) + 1))
+            first_text, sep, last_text = part.strip().partition("-")
+            first, last = int(first_text), int(last_text if sep else first_text)
+            if not 0 <= first <= last <= highest:
+                bound = f"usable CPUs are {usable_text}" if local else f"CPUs are 0-{highest}"
+                raise UsageError(f"bad {option} {text!r}: {part.strip()!r} is not a range of "
+                                 f"CPUs ({bound})")
+            cpus.update(range(first, last + 1))
     except ValueError:
         raise UsageError(f"bad {option} {text!r}: expected CPU numbers like 0 or 0,2-3") from None
     if not cpus:
         raise UsageError(f"bad {option} {text!r}: no CPU")
-    if not local:
-        return sorted(cpus)
-    usable = os.sched_getaffinity(0)
-    if not cpus <= usable:
-        raise UsageError(f"bad {option} {text!r}: usable CPUs are "
-                         f"{','.join(map(str, sorted(usable)))}")
+    if local and not cpus <= usable:
+        raise UsageError(f"bad {option} {text!r}: usable CPUs are {usable_text}")
     return sorted(cpus)
 
 

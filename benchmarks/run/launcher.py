@@ -13,7 +13,10 @@ runner's does), and is stopped by process group: SIGTERM, then SIGKILL after
 a timeout. The server gets a session of its own too; the load generator and
 the neighbour job stay in the runner's session, see :class:`LocalProcess`.
 The launcher remembers what it started, and :meth:`Launcher.stop_all` is the
-safety net the runner calls on the way out, whatever happened.
+safety net the runner calls on the way out, whatever happened. Should the
+runner die without it (SIGKILL, the OOM killer), every process it started
+dies with it (``PR_SET_PDEATHSIG``, see ``iobench.common.lifeline``), and
+the local launcher's reaper removes the temporary folder.
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from iobench.benchmarks.run.reaper import Reaper
 from iobench.benchmarks.run.sampler import Sampler
 from iobench.benchmarks.run.syscalls import SyscallCounter, UnavailableCounter
+from iobench.common.lifeline import child_setup
 from iobench.common.processes import stop_group
 from iobench.servers.process import ServerProcess, ServerStartError
 
@@ -195,16 +200,11 @@ class LocalProcess(Process):
     """
 
     def __init__(self, command: list[str], cpus: list[int], workdir: Path, name: str) -> None:
-        cpu_set = set(cpus)
-
-        def pin() -> None:
-            os.sched_setaffinity(0, cpu_set)
-
         self.stdout_path = workdir / f"{name}.stdout"
         self.stderr_path = workdir / f"{name}.stderr"
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                         process_group=0, preexec_fn=pin)
+                                         process_group=0, preexec_fn=child_setup(cpus))
         self.pid = self.proc.pid
 
     def poll(self) -> int | None:
@@ -326,6 +326,15 @@ class LocalLauncher(Launcher):
         self.workdir = Path(self._tmp.name)
         self._started: list[Process] = []
         self._count = 0
+        # Stops what is left and removes the folder should this process die
+        # without its clean-up; see iobench.benchmarks.run.reaper.
+        self.reaper = Reaper()
+        self.reaper.own_dir(self.workdir)
+
+    def _track(self, process: Process) -> None:
+        """Remember ``process`` (the leader of its own group) until it is stopped."""
+        self._started.append(process)
+        self.reaper.own_group(process.pid)
 
     def _name(self, kind: str) -> str:
         self._count += 1
@@ -341,7 +350,7 @@ class LocalLauncher(Launcher):
                 detail = tail(stderr_path.read_text(errors="replace"))
                 raise ServerStartError(f"{exc} {detail}".strip()) from None
         handle = ServerHandle(server, stderr_path)
-        self._started.append(handle)
+        self._track(handle)
         return handle
 
     def start_load(self, spec: LoadSpec) -> LoadHandle:
@@ -349,7 +358,7 @@ class LocalLauncher(Launcher):
         json_path = self.workdir / f"{name}.json"
         command = [sys.executable, "-m", "iobench.loadgen", *spec.arguments(json_path)]
         process = LocalProcess(command, self.placement.client_cpus, self.workdir, name)
-        self._started.append(process)
+        self._track(process)
         return LoadHandle(process, json_path)
 
     def start_neighbour(self, duration_s: float, delay_s: float = 0.0) -> NeighbourHandle:
@@ -357,7 +366,7 @@ class LocalLauncher(Launcher):
                    "--duration", str(duration_s), "--delay", str(delay_s)]
         process = LocalProcess(command, self.placement.server_cpus, self.workdir,
                                self._name("neighbour"))
-        self._started.append(process)
+        self._track(process)
         return NeighbourHandle(process)
 
     @contextlib.contextmanager
@@ -381,11 +390,13 @@ class LocalLauncher(Launcher):
     def stop_all(self) -> None:
         for started in reversed(self._started):
             started.stop()
+            self.reaper.release_group(started.pid)
         self._started.clear()
 
     def close(self) -> None:
         self.stop_all()
         self._tmp.cleanup()
+        self.reaper.close()
 
 
 __all__ = ["Launcher", "LoadResult", "LoadSpec", "LocalLauncher", "Placement", "ServerStartError",

@@ -10,6 +10,7 @@ is what ``--resume`` and ``iobench compare`` match on.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -27,25 +28,36 @@ NEIGHBOUR_PHASES = ("solo", "idle", "load")
 Check = Callable[[str, Any], Any]
 
 
-def _number(minimum: float, *, integer: bool = False, strict: bool = False) -> Check:
+def _number(minimum: float, maximum: float, *, integer: bool = False,
+            strict: bool = False) -> Check:
+    """A finite number in [minimum, maximum] (or (minimum, maximum] when ``strict``).
+
+    TOML has ``nan`` and ``inf``, and nothing stops a typo of a few zeros: both
+    are refused here, naming the key, rather than failing (or allocating)
+    half-way through a run.
+    """
     kind = "an integer" if integer else "a number"
-    bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+    low = f"> {minimum:g}" if strict else f">= {minimum:g}"
 
     def check(where: str, value: Any) -> Any:
         valid_type = isinstance(value, int) if integer else isinstance(value, int | float)
         if isinstance(value, bool) or not valid_type:
             raise ProfileError(f"{where} must be {kind}, got {value!r}")
-        if value < minimum or (strict and value == minimum):
-            raise ProfileError(f"{where} must be {bound}, got {value!r}")
+        if not math.isfinite(value):
+            raise ProfileError(f"{where} must be a finite number, got {value!r}")
+        if value < minimum or (strict and value == minimum) or value > maximum:
+            raise ProfileError(f"{where} must be {low} and <= {maximum:g}, got {value!r}")
         return value if integer else float(value)
 
     return check
 
 
-def _list_of(item: Check) -> Check:
+def _list_of(item: Check, *, may_be_empty: bool = False) -> Check:
     def check(where: str, value: Any) -> list[Any]:
-        if not isinstance(value, list) or not value:
+        if not isinstance(value, list) or (not value and not may_be_empty):
             raise ProfileError(f"{where} must be a non-empty list, got {value!r}")
+        if len(value) > MAX_LIST_ITEMS:
+            raise ProfileError(f"{where} has {len(value)} values; at most {MAX_LIST_ITEMS}")
         return [item(f"{where}[{i}]", v) for i, v in enumerate(value)]
 
     return check
@@ -88,64 +100,82 @@ def _params(where: str, value: Any) -> dict[str, dict[str, Any]]:
     return value
 
 
-POSITIVE = _number(0, strict=True)
-NON_NEGATIVE = _number(0)
-COUNT = _number(1, integer=True)
-CONNECTIONS = _number(0, integer=True)
-SIZE = _number(1, integer=True)
-FRACTION = _number(0, strict=True)
+# Upper bounds: far beyond any sensible matrix, low enough that a slip of the
+# keyboard is an error at the door instead of an hour-long cell, a schedule
+# whose send interval rounds to zero, or a list the size of memory.
+MAX_LIST_ITEMS = 1000
+MAX_SECONDS = 24 * 3600.0
+MAX_CONNECTIONS = 1_000_000
+MAX_SIZE_BYTES = 64 * 1024 * 1024  # the load generator's own limit
+MAX_RATE_RPS = 10_000_000.0
+MAX_REPEAT = 1000
+MAX_LOADGEN_WORKERS = 1024
+MAX_LOADGEN_TIMEOUT_S = 60.0  # the histograms' range
+MAX_PEAK_FRACTION = 10.0
+
+DURATION = _number(0, MAX_SECONDS, strict=True)
+WARMUP = _number(0, MAX_SECONDS)
+RATE = _number(0, MAX_RATE_RPS, strict=True)
+COUNT = _number(1, MAX_CONNECTIONS, integer=True)
+CONNECTIONS = _number(0, MAX_CONNECTIONS, integer=True)
+SIZE = _number(1, MAX_SIZE_BYTES, integer=True)
+FRACTION = _number(0, MAX_PEAK_FRACTION, strict=True)
+# A swept model parameter (poll-sleep's interval); the model checks its own range.
+SWEPT_VALUE = _number(0, MAX_SECONDS, strict=True)
 
 # section -> key -> (check, default). None as a default means "required".
 # The top level ("") holds the run-wide keys.
 SCHEMA: dict[str, dict[str, tuple[Check, Any]]] = {
     "": {
         "description": (_text, ""),
-        "repeat": (COUNT, 1),
+        "repeat": (_number(1, MAX_REPEAT, integer=True), 1),
         "models": (_names, []),
-        "cell_timeout_s": (POSITIVE, 20.0),
+        "cell_timeout_s": (DURATION, 20.0),
     },
     "params": {},  # free-form: model name -> its parameters, checked by the model
     "loadgen": {
-        "workers": (COUNT, 1),
-        "timeout_s": (POSITIVE, 5.0),
+        "workers": (_number(1, MAX_LOADGEN_WORKERS, integer=True), 1),
+        "timeout_s": (_number(0, MAX_LOADGEN_TIMEOUT_S, strict=True), 5.0),
     },
     "idle": {
         "connections": (_list_of(CONNECTIONS), [0, 100]),
-        "duration_s": (POSITIVE, 1.0),
+        "duration_s": (DURATION, 1.0),
     },
     "closed": {
         "connections": (_list_of(COUNT), [16]),
         "sizes_bytes": (_list_of(SIZE), [64]),
-        "duration_s": (POSITIVE, 1.5),
-        "warmup_s": (NON_NEGATIVE, 0.3),
+        "duration_s": (DURATION, 1.5),
+        "warmup_s": (WARMUP, 0.3),
     },
     "open": {
-        "rates_rps": (_list_of(POSITIVE), []),
-        "peak_fractions": (_list_of(FRACTION), []),
+        # Exactly one of the two is non-empty; the stored matrix holds both,
+        # the other as [], and --resume checks it again.
+        "rates_rps": (_list_of(RATE, may_be_empty=True), []),
+        "peak_fractions": (_list_of(FRACTION, may_be_empty=True), []),
         "connections": (COUNT, 4),
         "size_bytes": (SIZE, 64),
-        "duration_s": (POSITIVE, 1.5),
-        "warmup_s": (NON_NEGATIVE, 0.3),
+        "duration_s": (DURATION, 1.5),
+        "warmup_s": (WARMUP, 0.3),
     },
     "interval": {
         "model": (_text, "poll-sleep"),
         "param": (_text, "interval"),
-        "values": (_list_of(POSITIVE), [0.0001, 0.001, 0.01]),
+        "values": (_list_of(SWEPT_VALUE), [0.0001, 0.001, 0.01]),
         "references": (_names, []),
-        "rate_rps": (POSITIVE, 200.0),
+        "rate_rps": (RATE, 200.0),
         "connections": (COUNT, 4),
         "size_bytes": (SIZE, 64),
-        "duration_s": (POSITIVE, 1.5),
-        "warmup_s": (NON_NEGATIVE, 0.3),
+        "duration_s": (DURATION, 1.5),
+        "warmup_s": (WARMUP, 0.3),
     },
     "neighbour": {
         "phases": (_phases, list(NEIGHBOUR_PHASES)),
         "load_models": (_names, []),
-        "duration_s": (POSITIVE, 1.0),
-        "rate_rps": (POSITIVE, 200.0),
+        "duration_s": (DURATION, 1.0),
+        "rate_rps": (RATE, 200.0),
         "connections": (COUNT, 4),
         "size_bytes": (SIZE, 64),
-        "warmup_s": (NON_NEGATIVE, 0.3),
+        "warmup_s": (WARMUP, 0.3),
     },
     # A few active connections beside many idle ones: the C10K axis.
     "scale": {

@@ -3,13 +3,14 @@
 A cell that fails (the server does not start or dies, the load generator
 reports errors or hangs, idle connections are refused) is recorded with
 ``status: failed`` and its reason, and the next cell runs. Ctrl-C (or
-SIGTERM) stops the loop: the cell in progress is abandoned, every process is
+SIGTERM, or SIGHUP) stops the loop: the cell in progress is abandoned, every process is
 stopped, and the finished cells stay on disk for ``--resume``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import signal
 import statistics
 import time
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from iobench.common.processes import interrupts_raise
 from iobench.servers.process import ServerStartError
 from iobench.servers.registry import get_model
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # Idle connections: let the server accept them (and start threads) before measuring.
 IDLE_SETTLE_S = 0.3
 # Neighbour under load: the load generator starts (imports, connects) before the
@@ -115,7 +117,10 @@ class Runner:
         """Run the cells not yet in the store; False if interrupted."""
         done = self.store.done()
         interrupted = False
-        with interrupts_raise():
+        error: str | None = None
+        # SIGHUP is what a run started over SSH gets when the connection drops:
+        # it stops the run as Ctrl-C does, keeping the finished cells.
+        with interrupts_raise(STOP_SIGNALS):
             try:
                 for cell in cells:
                     if cell.ident in done:
@@ -128,9 +133,15 @@ class Runner:
                         self.progress.cell_finished(cell, record)
             except KeyboardInterrupt:
                 interrupted = True
+            except BaseException as exc:
+                # A defect or an OS failure outside any cell (the disk is full,
+                # ...): the run is recorded as not finished, with why, and the
+                # exception goes on to the caller.
+                error = f"{type(exc).__name__}: {exc}"
+                raise
             finally:
                 self.launcher.stop_all()
-                self.store.finish(interrupted=interrupted)
+                self.store.finish(interrupted=interrupted, error=error)
         return not interrupted
 
     def run_cell(self, cell: Cell) -> CellRecord:

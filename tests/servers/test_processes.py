@@ -10,6 +10,8 @@ import os
 import signal
 import socket
 import struct
+import subprocess
+import sys
 import time
 
 import psutil
@@ -119,3 +121,30 @@ def test_prefork_keeps_all_workers_through_a_client_reset() -> None:
         finally:
             for sock in sockets:
                 sock.close()
+
+
+PARENT_OF_A_SERVER = """
+import sys, time
+from iobench.servers.process import ServerProcess
+server = ServerProcess(sys.argv[1])
+print(server.pid, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("model", ["busy-poll", "prefork"])
+def test_a_server_dies_with_the_process_that_started_it(model: str) -> None:
+    """SIGKILL leaves the starter no clean-up: PR_SET_PDEATHSIG must end the server."""
+    parent = subprocess.Popen([sys.executable, "-c", PARENT_OF_A_SERVER, model],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        server = psutil.Process(int(parent.stdout.readline()))
+        tree = [server, *server.children(recursive=True)]
+    finally:
+        parent.kill()
+        parent.wait()
+    _, left = psutil.wait_procs(tree, timeout=3.0)
+    for proc in left:
+        proc.kill()
+    assert not left, [p.pid for p in left]

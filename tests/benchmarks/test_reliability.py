@@ -1,0 +1,187 @@
+"""What a run promises: finished cells are never lost and nothing is left running.
+
+The runner is killed or hung up on in the middle of a cell, as SSH, the OOM
+killer or a user would do it; every process it started must be gone within
+STOP_BUDGET_S, its temporary folder removed, and ``--resume`` must complete
+the run from the cells on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from iobench.benchmarks.results.store import read_results
+from iobench.benchmarks.run.matrix import expand, load_profile
+from iobench.cli import main
+
+# Acceptance: no process of a killed run after this long.
+STOP_BUDGET_S = 3.0
+START_BUDGET_S = 90.0
+
+
+def descendants(pid: int) -> set[tuple[int, float]]:
+    try:
+        return {(p.pid, p.create_time()) for p in psutil.Process(pid).children(recursive=True)}
+    except psutil.Error:
+        return set()
+
+
+def alive(processes: set[tuple[int, float]]) -> list[str]:
+    """The processes among ``processes`` that still run (the same pid and start time)."""
+    living = []
+    for pid, created in processes:
+        try:
+            proc = psutil.Process(pid)
+            if proc.create_time() == created and proc.status() != psutil.STATUS_ZOMBIE:
+                living.append(f"{pid} {' '.join(proc.cmdline())[:120]}")
+        except psutil.NoSuchProcess:
+            pass
+    return living
+
+
+def start_run(tmp_path: Path, *options: str) -> subprocess.Popen[bytes]:
+    """``iobench run`` in a session of its own, its temporary folders under tmp_path/tmp."""
+    (tmp_path / "tmp").mkdir()
+    return subprocess.Popen([sys.executable, "-m", "iobench", "run", *options],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+                            env={**os.environ, "CI": "true", "TMPDIR": str(tmp_path / "tmp")},
+                            start_new_session=True)
+
+
+def wait_mid_cell(runner: subprocess.Popen[bytes], results: Path, cells: int,
+                  seen: set[tuple[int, float]]) -> None:
+    """Wait until ``cells`` cells are on disk and the next cell's server is up."""
+    deadline = time.monotonic() + START_BUDGET_S
+    while time.monotonic() < deadline and runner.poll() is None:
+        seen |= descendants(runner.pid)
+        if results.exists() and len(json.loads(results.read_text())["cells"]) >= cells:
+            break
+        time.sleep(0.05)
+    while time.monotonic() < deadline and runner.poll() is None:
+        now = descendants(runner.pid)
+        seen |= now
+        if any("iobench.servers" in " ".join(proc.cmdline())
+               for proc in map(_process, now) if proc is not None):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the run never reached a server after {cells} cells: "
+                         f"{runner.poll()=}")
+
+
+def _process(entry: tuple[int, float]) -> psutil.Process | None:
+    try:
+        return psutil.Process(entry[0])
+    except psutil.NoSuchProcess:
+        return None
+
+
+def wait_gone(seen: set[tuple[int, float]], budget_s: float) -> list[str]:
+    deadline = time.monotonic() + budget_s
+    while (left := alive(seen)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def kill_group(runner: subprocess.Popen[bytes]) -> None:
+    if runner.poll() is None:
+        os.killpg(runner.pid, signal.SIGKILL)
+    runner.wait()
+
+
+def test_sighup_mid_cell_keeps_the_cells_and_resume_completes_the_quick_profile(
+        tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    runner = start_run(tmp_path, "--models", "select", "--out", str(out))
+    seen: set[tuple[int, float]] = set()
+    try:
+        # Idle (2 cells) and the first closed cell; the open section is still to come.
+        wait_mid_cell(runner, out / "results.json", 3, seen)
+        runner.send_signal(signal.SIGHUP)
+        _, err = runner.communicate(timeout=30)
+    finally:
+        kill_group(runner)
+    assert runner.returncode == 130, err.decode()[-2000:]
+    assert seen and not wait_gone(seen, STOP_BUDGET_S)
+    assert not list((tmp_path / "tmp").iterdir())
+    interrupted = read_results(out)
+    assert interrupted["interrupted"] is True and interrupted["finished"] is None
+    kept = {(c["key"], c["repetition"]): c["started"] for c in interrupted["cells"]}
+    assert not any(key.startswith("open/") for key, _ in kept)
+
+    assert main(["run", "--resume", str(out)]) == 0
+    resumed = read_results(out)
+    assert resumed["finished"] and resumed["interrupted"] is False
+    cells = {(c["key"], c["repetition"]): c for c in resumed["cells"]}
+    # Every cell of the plan once; a cell may fail on a busy machine (recorded
+    # with its reason), the run is complete all the same.
+    planned = {cell.ident for cell in expand(load_profile("quick"), ["select"])}
+    assert len(cells) == len(resumed["cells"]) and set(cells) == planned
+    assert {k: cells[k]["started"] for k in kept} == kept
+    assert any(key.startswith("open/") and cells[key, rep]["status"] == "ok"
+               for key, rep in cells), [c["reason"] for c in resumed["cells"]]
+
+
+PAUSING_PROFILE = """
+[neighbour]
+phases = ["idle"]
+duration_s = 4.0
+"""
+
+
+def test_sigkill_of_the_runner_leaves_no_process_and_no_folder(tmp_path: Path) -> None:
+    """Killed while the neighbour scenario holds the server stopped (SIGSTOP) half the time."""
+    profile = tmp_path / "pausing.toml"
+    profile.write_text(PAUSING_PROFILE)
+    runner = start_run(tmp_path, "--profile", str(profile), "--models", "busy-poll",
+                       "--out", str(tmp_path / "run"))
+    seen: set[tuple[int, float]] = set()
+    try:
+        wait_mid_cell(runner, tmp_path / "run" / "results.json", 0, seen)
+        time.sleep(1.0)  # into the paired slices: the server is stopped and resumed
+        seen |= descendants(runner.pid)
+        assert any("neighbour" in " ".join(p.cmdline())
+                   for p in map(_process, seen) if p is not None), "no neighbour job seen"
+        os.kill(runner.pid, signal.SIGKILL)
+        runner.wait(5)
+        left = wait_gone(seen, STOP_BUDGET_S)
+    finally:
+        kill_group(runner)
+    assert not left, left
+    deadline = time.monotonic() + STOP_BUDGET_S
+    while list((tmp_path / "tmp").iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not list((tmp_path / "tmp").iterdir())
+
+
+def test_the_reaper_kills_the_groups_and_removes_the_folder_only_when_the_lifeline_breaks(
+        tmp_path: Path) -> None:
+    from iobench.benchmarks.run.reaper import watch
+
+    def sleeper() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(["sleep", "30"], process_group=0)
+
+    kept, dropped = tmp_path / "kept", tmp_path / "dropped"
+    kept.mkdir(), dropped.mkdir()
+    clean, broken, ended = sleeper(), sleeper(), sleeper()
+    try:
+        os.kill(broken.pid, signal.SIGSTOP)  # a paused server is killed all the same
+        assert not watch(iter([f"dir {kept}\n", f"group {clean.pid}\n", "done\n"]))
+        assert clean.poll() is None and kept.exists()
+        ended.kill()
+        ended.wait()
+        assert watch(iter([f"dir {dropped}\n", f"group {broken.pid}\n",
+                           f"group {ended.pid}\n", f"ended {ended.pid}\n"]))
+        assert broken.wait(STOP_BUDGET_S) == -signal.SIGKILL
+        assert not dropped.exists()
+    finally:
+        for proc in (clean, broken, ended):
+            proc.kill()
+            proc.wait()

@@ -26,7 +26,12 @@ def free_port() -> int:
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--connections", "0"], "--connections must be at least 1"),
+    (["--connections", "0"], "--connections must be 1-"),
+    (["--connections", "100000000"], "--connections must be 1-"),
+    (["--mode", "open", "--rate", "1e12"], "--rate must be a positive number up to"),
+    (["--mode", "open", "--rate", "inf"], "--rate must be a positive number"),
+    (["--duration", "1e9"], "--duration must be at most"),
+    (["--workers", "100000", "--connections", "100000"], "--workers must be 1-"),
     (["--rate", "100"], "--rate applies to open loop only"),
     (["--mode", "open"], "--mode open needs --rate"),
     (["--mode", "open", "--rate", "-5"], "--rate must be a positive number"),

@@ -75,13 +75,6 @@ def _names(where: str, value: Any) -> list[str]:
     return [_text(f"{where}[{i}]", v) for i, v in enumerate(value)]
 
 
-def _rates(where: str, value: Any) -> list[float]:
-    """A list of rates that may be empty (no open-loop cell)."""
-    if not isinstance(value, list):
-        raise ProfileError(f"{where} must be a list of rates, got {value!r}")
-    return [POSITIVE(f"{where}[{i}]", v) for i, v in enumerate(value)]
-
-
 def _phases(where: str, value: Any) -> list[str]:
     phases = _names(where, value)
     for phase in phases:
@@ -182,9 +175,10 @@ SCHEMA: dict[str, dict[str, tuple[Check, Any]]] = {
         "idle_connections": (_list_of(CONNECTIONS), [0, 10000]),
         "connections": (COUNT, 16),
         "size_bytes": (SIZE, 64),
-        "rates_rps": (_rates, []),  # open-loop cells at these rates, for latency; [] for none
-        "duration_s": (POSITIVE, 1.0),
-        "warmup_s": (NON_NEGATIVE, 0.5),
+        # open-loop cells at these rates, for latency; [] for none
+        "rates_rps": (_list_of(RATE, may_be_empty=True), []),
+        "duration_s": (DURATION, 1.0),
+        "warmup_s": (WARMUP, 0.5),
     },
 }
 

@@ -69,7 +69,8 @@ SCENARIO_DESCRIPTIONS = {
 SCENARIO_METRICS = {
     "idle": ("server_cpu_percent", "ctx_voluntary_per_s", "peak_rss_bytes", "peak_threads"),
     "closed": ("throughput_rps", "p50_us", "p99_us", "server_cpu_percent", "cpu_us_per_request",
-               "ctx_voluntary_per_request", "peak_rss_bytes", "peak_threads"),
+               "ctx_voluntary_per_request", "syscalls_per_request", "peak_rss_bytes",
+               "peak_threads"),
     "open": ("throughput_rps", "p50_us", "p99_us", "p99_9_us", "server_cpu_percent",
              "cpu_us_per_request"),
     "interval": ("throughput_rps", "p50_us", "p99_us", "server_cpu_percent",
@@ -363,6 +364,66 @@ def compact_table(run: Run, scenario: str) -> list[Block]:
             Table(headers, rows, numeric=tuple(range(1, len(headers))))]
 
 
+# Scenarios whose sections show the system calls per request by kind.
+SYSCALL_SCENARIOS = ("closed",)
+# A kind is shown when some model makes at least this many calls of it per request.
+SYSCALL_KIND_MIN = 0.01
+
+
+def syscall_kinds_per_request(group: CellGroup) -> dict[str, float]:
+    """Median calls per request by kind across the group's counted repetitions."""
+    counted = [cell.syscalls["by_kind_per_request"] for cell in group.cells
+               if cell.ok and cell.syscalls and cell.syscalls.get("by_kind_per_request")]
+    kinds = sorted({kind for row in counted for kind in row})
+    medians = {}
+    for kind in kinds:
+        values = sorted(row.get(kind, 0.0) for row in counted)
+        middle = len(values) // 2
+        medians[kind] = values[middle] if len(values) % 2 else \
+            (values[middle - 1] + values[middle]) / 2
+    return medians
+
+
+def syscall_tables(run: Run, scenario: str) -> list[Block]:
+    """System calls per request by kind, one table per point, as the kernel counted them.
+
+    They explain the CPU figures beside them: busy-poll's recv calls that find
+    nothing, the wake-ups of select and epoll, io_uring's lack of recv and send.
+    """
+    points = scenario_points(run, scenario)
+    reasons = {cell.syscalls.get("reason") for members in points for group in members
+               for cell in group.cells if cell.syscalls and cell.syscalls.get("reason")}
+    blocks: list[Block] = []
+    for members in points:
+        rows_by_label = {series_label(g): syscall_kinds_per_request(g) for g in members}
+        kinds = sorted({kind for row in rows_by_label.values() for kind, value in row.items()
+                        if value >= SYSCALL_KIND_MIN and kind != "other"})
+        if not kinds:
+            continue
+        headers = ["model", "all", *kinds, "other"]
+        rows = []
+        for group in members:
+            row = rows_by_label[series_label(group)]
+            if not row:
+                rows.append([series_label(group)] + ["-"] * (len(headers) - 1))
+                continue
+            total = sum(row.values())
+            rows.append([series_label(group), f"{total:.2f}",
+                         *(f"{row.get(kind, 0.0):.2f}" for kind in kinds),
+                         f"{row.get('other', 0.0):.2f}"])
+        blocks += [Heading(4, "System calls per request: " + table_title(scenario, members[0])),
+                   Table(headers, rows, numeric=tuple(range(1, len(headers))))]
+    if blocks:
+        return [Paragraph("System calls per request by kind, counted by the kernel on the "
+                          "server's process tree inside the measured window (perf stat on "
+                          "the syscall tracepoints; medians across repetitions). `other` "
+                          "is every call not named."), *blocks]
+    if reasons:
+        return [Paragraph("System calls were not counted in this run: "
+                          + "; ".join(sorted(r for r in reasons if r)) + ".")]
+    return []
+
+
 def figure_block(plots: PlotOutcome, stem: str) -> Figure | None:
     paths = plots.figures.get(stem)
     if not paths:
@@ -380,6 +441,8 @@ def scenario_section(run: Run, scenario: str, plots: PlotOutcome) -> list[Block]
         if figure is not None:
             blocks.append(figure)
     blocks += compact_table(run, scenario)
+    if scenario in SYSCALL_SCENARIOS:
+        blocks += syscall_tables(run, scenario)
     full = scenario_tables(run, scenario)
     if full:
         blocks.append(Details(f"Full tables: {scenario} ({plural(len(full) // 2, 'table')})",

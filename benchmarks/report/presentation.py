@@ -181,6 +181,7 @@ METRICS: dict[str, MetricStyle] = {
     "server_user_percent": MetricStyle("user CPU", "% of a core", digits=1),
     "server_system_percent": MetricStyle("system CPU", "% of a core", digits=1),
     "cpu_us_per_request": MetricStyle("CPU per request", "us", digits=1),
+    "syscalls_per_request": MetricStyle("system calls", "per request", digits=2),
     "ctx_voluntary_per_request": MetricStyle("voluntary ctx switches", "per request", digits=2),
     "ctx_involuntary_per_request": MetricStyle("involuntary ctx switches", "per request",
                                                digits=2),

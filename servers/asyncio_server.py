@@ -2,7 +2,13 @@
 
 Underneath it is readiness multiplexing (the selector loop waits in epoll on
 Linux); what the model adds is the mechanism, an event loop that calls back
-into :class:`UpperEchoProtocol`. Its flow control is the backpressure rule:
+into :class:`UpperEchoProtocol`. The protocol is a ``BufferedProtocol``,
+the interface asyncio offers for speed: the loop reads with ``recv_into()``
+into one buffer the server owns. A plain ``Protocol`` gets each read as a new
+``bytes`` of the transport's 256 KiB ``max_size``, which CPython's allocator
+maps, shrinks and unmaps: an mmap, an mremap and a munmap per request,
+measured on this suite's closed loop with Python 3.11 (3 of asyncio's 5
+system calls per request). Its flow control is the backpressure rule:
 when a transport's write buffer passes ``max_pending_output`` the loop calls
 ``pause_writing()``, and the protocol stops reading that client.
 """
@@ -16,7 +22,7 @@ from typing import Any, ClassVar, cast
 from iobench.servers.base import Family, ServerModel, transform
 
 
-class UpperEchoProtocol(asyncio.Protocol):
+class UpperEchoProtocol(asyncio.BufferedProtocol):
     """One connection: uppercase what arrives, write it back, mind the buffer."""
 
     def __init__(self, server: AsyncioServer) -> None:
@@ -31,9 +37,14 @@ class UpperEchoProtocol(asyncio.Protocol):
         self.transport.set_write_buffer_limits(high=limit, low=limit // 4)
         self.server.transports.add(transport)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        # One buffer for every connection: the loop is one thread, and it hands
+        # the bytes over (buffer_updated) before it reads from another socket.
+        return self.server.receive_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
         assert self.transport is not None
-        self.transport.write(transform(data))
+        self.transport.write(transform(self.server.receive_buffer[:nbytes].tobytes()))
 
     def eof_received(self) -> bool:
         # False: the transport closes itself once the buffered output is sent.
@@ -57,13 +68,14 @@ class AsyncioServer(ServerModel):
     family: ClassVar[Family] = Family.MULTIPLEXING
     mechanism: ClassVar[str] = "one thread, event loop with callbacks"
     description: ClassVar[str] = (
-        "asyncio's standard event loop with a Protocol per connection; readiness "
+        "asyncio's standard event loop with a BufferedProtocol per connection; readiness "
         "multiplexing underneath (epoll on Linux), flow control by pause_writing()"
     )
 
     def __init__(self, listener: socket.socket, **params: Any) -> None:
         super().__init__(listener, **params)
         self.transports: set[asyncio.BaseTransport] = set()
+        self.receive_buffer = memoryview(bytearray(self.recv_size))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
         self._stop_requested = False

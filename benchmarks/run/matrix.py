@@ -93,6 +93,17 @@ def _params(where: str, value: Any) -> dict[str, dict[str, Any]]:
     return value
 
 
+def _variants(where: str, value: Any) -> dict[str, list[dict[str, Any]]]:
+    """``model = [{param = value}, ...]``: more parameter sets of a model, run beside it."""
+    if not isinstance(value, dict):
+        raise ProfileError(f"{where} must be a table of model = [{{param = value}}, ...]")
+    for model, variants in value.items():
+        if not isinstance(variants, list) or not all(isinstance(v, dict) for v in variants):
+            raise ProfileError(f"{where}.{model} must be a list of parameter tables, "
+                               f"got {variants!r}")
+    return value
+
+
 # Upper bounds: far beyond any sensible matrix, low enough that a slip of the
 # keyboard is an error at the door instead of an hour-long cell, a schedule
 # whose send interval rounds to zero, or a list the size of memory.
@@ -139,6 +150,9 @@ SCHEMA: dict[str, dict[str, tuple[Check, Any]]] = {
         "sizes_bytes": (_list_of(SIZE), [64]),
         "duration_s": (DURATION, 1.5),
         "warmup_s": (WARMUP, 0.3),
+        # More parameter sets of a model, measured beside its own (io-uring's
+        # oneshot style beside multishot): model -> list of parameter tables.
+        "variants": (_variants, {}),
     },
     "open": {
         # Exactly one of the two is non-empty; the stored matrix holds both,
@@ -305,6 +319,8 @@ def select_models(profile: Profile, requested: Iterable[str] | None,
     if profile.section("interval") is not None:
         named["interval.model"] = [profile.spec["interval"]["model"]]
     named["params"] = list(profile.spec.get("params", {}))
+    variants = (profile.section("closed") or {}).get("variants", {})
+    named["closed.variants"] = list(variants)
     for where, names in named.items():
         for name in names:
             if name not in registry:
@@ -312,6 +328,9 @@ def select_models(profile: Profile, requested: Iterable[str] | None,
                                    f"valid models: {', '.join(registry)}")
     for name, params in profile.spec.get("params", {}).items():
         _check_model_params(registry[name], params, f"params.{name}")
+    for name, params_list in variants.items():
+        for index, params in enumerate(params_list):
+            _check_model_params(registry[name], params, f"closed.variants.{name}[{index}]")
     if profile.section("interval") is not None:
         interval = profile.spec["interval"]
         _check_model_params(registry[interval["model"]],
@@ -370,12 +389,14 @@ def _idle(section: dict[str, Any], models: list[str], params: dict[str, Any]) ->
 
 def _closed(section: dict[str, Any], models: list[str], params: dict[str, Any]) -> Iterable[Cell]:
     for model in models:
-        p = params.get(model, {})
-        for size in section["sizes_bytes"]:
-            for connections in section["connections"]:
-                yield Cell(f"closed/{model_label(model, p)}/c{connections}/s{size}", "closed",
-                           model, p, "closed", connections, size_bytes=size,
-                           duration_s=section["duration_s"], warmup_s=section["warmup_s"])
+        own = params.get(model, {})
+        variants = [{**own, **variant} for variant in section.get("variants", {}).get(model, [])]
+        for p in (own, *variants):
+            for size in section["sizes_bytes"]:
+                for connections in section["connections"]:
+                    yield Cell(f"closed/{model_label(model, p)}/c{connections}/s{size}",
+                               "closed", model, p, "closed", connections, size_bytes=size,
+                               duration_s=section["duration_s"], warmup_s=section["warmup_s"])
 
 
 def _open(section: dict[str, Any], models: list[str], params: dict[str, Any]) -> Iterable[Cell]:

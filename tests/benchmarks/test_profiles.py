@@ -78,6 +78,9 @@ def write(tmp_path: Path, text: str) -> str:
     ("repeat = 1\n", "no scenario"),
     ("[idle]\n[params]\nselect = {interval = 1}\n", "params.select"),
     ("[interval]\nreferences = ['selectt']\n", "interval.references"),
+    ("[closed.variants]\nio-uring = [{style = 'sometimes'}]\n", "closed.variants.io-uring"),
+    ("[closed.variants]\nepol = [{}]\n", "closed.variants"),
+    ("[closed]\nvariants = {io-uring = {style = 'oneshot'}}\n", "'closed.variants'.io-uring"),
 ])
 def test_bad_profile_names_the_bad_key(tmp_path: Path, text: str, named: str) -> None:
     with pytest.raises(ProfileError, match=named.replace(".", r"\.").replace("(", r"\(")):
@@ -119,3 +122,17 @@ def test_cli_rejects_bad_options(tmp_path: Path, capsys: pytest.CaptureFixture[s
                                  args: list[str]) -> None:
     assert main(["run", *args, "--out", str(tmp_path / "run")]) == 2
     assert capsys.readouterr().err.startswith("iobench: error: ")
+
+
+def test_variants_run_beside_the_model_with_their_parameters(tmp_path: Path) -> None:
+    profile = load_profile(write(tmp_path, "[params]\nepoll = {}\n[closed]\n"
+                                 "connections = [16]\n[closed.variants]\n"
+                                 "io-uring = [{style = 'oneshot'}]\n"))
+    cells = expand(profile, ["epoll", "io-uring"])
+    assert [(c.key, c.params) for c in cells] == [
+        ("closed/epoll/c16/s64", {}),
+        ("closed/io-uring/c16/s64", {}),
+        ("closed/io-uring(style=oneshot)/c16/s64", {"style": "oneshot"}),
+    ]
+    # A variant of a model that is not run adds nothing.
+    assert [c.model for c in expand(profile, ["epoll"])] == ["epoll"]

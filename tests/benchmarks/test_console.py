@@ -1,9 +1,23 @@
-"""The end-of-run table agrees with REPORT.md: true medians over repetitions of one point."""
+"""What ``iobench run`` prints: per-cell lines and the end-of-run table.
+
+The table agrees with REPORT.md: true medians over repetitions of one point.
+The expected figures are computed here from the raw cell dicts (medians over
+repetitions, the peak as the closed-loop point with the highest median), not
+by the console's own helpers.
+"""
 
 from __future__ import annotations
 
+import statistics
+from collections import defaultdict
+from typing import Any
+
+import pytest
+
 from iobench.benchmarks.results.record import CellRecord, Metrics
+from iobench.benchmarks.run import console
 from iobench.benchmarks.run.console import summary_rows
+from tests.benchmarks.results_factory import make_results
 
 
 def cell(key: str, scenario: str, throughput: float, p50: float, cpu: float = 10.0,
@@ -32,3 +46,68 @@ def test_peak_is_the_point_with_the_best_median_not_the_luckiest_repetition() ->
     (row,) = summary_rows(steady + lucky)
     assert row["peak rps"] == "1500"
     assert row["p50 us"] == "100"
+
+
+def failing(cell: dict[str, Any]) -> None:
+    if cell["key"] == "closed/threads/c16/s64" and cell["repetition"] == 1:
+        cell.update(status="failed", reason="timeout after 30 s")
+
+
+@pytest.fixture(scope="module")
+def raw() -> list[dict[str, Any]]:
+    return make_results(repetitions=3, tweak=failing)["cells"]
+
+
+@pytest.fixture(scope="module")
+def records(raw: list[dict[str, Any]]) -> list[CellRecord]:
+    return [CellRecord.from_json(cell) for cell in raw]
+
+
+def test_summary_rows_are_the_medians_of_the_cells(raw: list[dict[str, Any]],
+                                                   records: list[CellRecord]) -> None:
+    rows = {row["model"]: row for row in console.summary_rows(records)}
+    assert set(rows) == {"busy-poll", "poll-sleep", "select", "threads"}
+    for model, row in rows.items():
+        mine = [c for c in raw if c["model"] == model]
+        ok = [c for c in mine if c["status"] == "ok"]
+        idle = [c["metrics"]["server_cpu_percent"] for c in ok
+                if c["scenario"] == "idle" and c["connections"] == 0]
+        assert row["idle CPU %"] == f"{statistics.median(idle):.1f}"
+        closed: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for cell in ok:
+            if cell["scenario"] == "closed":
+                closed[cell["key"]].append(cell["metrics"])
+        peak = max(closed.values(),
+                   key=lambda reps: statistics.median(m["throughput_rps"] for m in reps))
+        assert row["peak rps"] == f"{statistics.median(m['throughput_rps'] for m in peak):.0f}"
+        assert row["p99 us"] == f"{statistics.median(m['p99_us'] for m in peak):.0f}"
+        neighbour = [c["metrics"]["neighbour_ratio"] for c in ok if c["phase"] == "idle"]
+        assert row["neighbour idle"] == f"{statistics.median(neighbour):.0%}"
+        assert row["failed"] == str(len(mine) - len(ok))
+    assert rows["threads"]["failed"] == "1"
+
+
+def test_per_cell_lines_count_and_name_each_cell(records: list[CellRecord],
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    chosen = [r for r in records if r.key in ("idle/busy-poll/c0", "closed/threads/c16/s64")
+              and r.repetition == 1]
+    progress = console.PlainProgress(chosen)  # type: ignore[arg-type]
+    for record in chosen:
+        progress.cell_finished(record, record)  # type: ignore[arg-type]
+    lines = capsys.readouterr().err.splitlines()
+    idle = next(r for r in chosen if r.key == "idle/busy-poll/c0")
+    assert lines == [
+        f"[1/2] ok     idle/busy-poll/c0 r1  server CPU {idle.metrics.server_cpu_percent:.1f}%",
+        "[2/2] failed closed/threads/c16/s64 r1  timeout after 30 s",
+    ]
+
+
+def test_summary_lists_failed_cells(records: list[CellRecord],
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    console.print_summary("run-1", records)
+    out = capsys.readouterr().out
+    assert "failed: closed/threads/c16/s64 (repetition 1): timeout after 30 s" in out
+    assert out.count("failed: ") == 1
+    for model in ("busy-poll", "poll-sleep", "select", "threads"):
+        assert any(line.split()[1:2] == [model] for line in out.splitlines()
+                   if line.startswith("│")), model

@@ -47,6 +47,7 @@ TOTAL_EVENT = "raw_syscalls:sys_enter"
 TRACEFS_PLACES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 # How long perf may take to attach and answer its first control command.
 READY_TIMEOUT_S = 10.0
+ATTACH_ATTEMPTS = 3
 STOP_TIMEOUT_S = 5.0
 INSTALL_HINT = "apt-get install linux-perf"
 
@@ -127,16 +128,38 @@ class SyscallCounter:
         self.kinds: list[str] = []
 
     def start(self) -> None:
-        """Attach to the tree as it is now (later threads and children are inherited)."""
+        """Attach to the tree as it is now; threads and children started later inherit.
+
+        A process forked after the tree was listed but before perf attached
+        would be missed (a forking model starts its workers right after its
+        ready line), so the tree is listed again once perf has attached, and
+        perf is attached afresh until the two lists agree.
+        """
         if self.reason is not None:
             return
+        self.kinds = available_kinds()
+        for _ in range(ATTACH_ATTEMPTS):
+            pids = self._tree()
+            if pids is None:
+                return
+            if not self._attach(pids):
+                return
+            now = self._tree()
+            if now is None or set(now) <= set(pids):
+                return
+            self._teardown()
+        self.reason = "the server kept starting processes while perf attached"
+
+    def _tree(self) -> list[int] | None:
         try:
             root = psutil.Process(self.pid)
-            pids = [self.pid, *(child.pid for child in root.children(recursive=True))]
+            return [self.pid, *(child.pid for child in root.children(recursive=True))]
         except psutil.Error:
             self.reason = "the server exited before counting began"
-            return
-        self.kinds = available_kinds()
+            self._teardown()
+            return None
+
+    def _attach(self, pids: list[int]) -> bool:
         events = [TOTAL_EVENT, *(f"syscalls:sys_enter_{kind}" for kind in self.kinds)]
         self._dir = tempfile.TemporaryDirectory(prefix="iobench-perf-")
         folder = Path(self._dir.name)
@@ -156,6 +179,8 @@ class SyscallCounter:
         if not self._command("disable", READY_TIMEOUT_S):  # answered once perf has attached
             self.reason = f"perf stat could not attach: {self._stderr()}"
             self._teardown()
+            return False
+        return True
 
     def enable(self) -> None:
         if self._control is not None and self._enabled_at is None and self._command("enable"):
@@ -172,7 +197,8 @@ class SyscallCounter:
             return SyscallCounts(reason=self.reason)
         self.disable()
         proc = self._proc
-        assert proc is not None
+        if proc is None:
+            return SyscallCounts(reason="perf stat was not running")
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)  # perf prints its counts on SIGINT
         try:
@@ -184,6 +210,7 @@ class SyscallCounter:
             text = self._output.read_text()
         except OSError:
             text = ""
+        messages = self._stderr()
         self._teardown()
         if self.elapsed_s <= 0:
             return SyscallCounts(reason="the counting window never opened")
@@ -191,7 +218,7 @@ class SyscallCounter:
         if TOTAL_EVENT not in counts:
             first = next((line for line in text.splitlines() if line and line[0] != "#"), "")
             return SyscallCounts(reason=f"perf stat counted nothing ({first or 'no output'}): "
-                                        f"{self._stderr()}")
+                                        f"{messages}")
         by_kind = {kind: counts.get(f"syscalls:sys_enter_{kind}", 0) for kind in self.kinds}
         by_kind = {kind: n for kind, n in by_kind.items() if n}
         total = counts[TOTAL_EVENT]
@@ -234,6 +261,7 @@ class SyscallCounter:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
+        self._proc = None
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None

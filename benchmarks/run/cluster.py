@@ -41,6 +41,7 @@ from iobench.benchmarks.run.launcher import (
     tail,
 )
 from iobench.benchmarks.run.sampler import Sampler, Series, TreeReading
+from iobench.benchmarks.run.syscalls import SyscallCounter, SyscallCounts
 from iobench.loadgen.shards import merge_reports, shard_shares
 from iobench.servers.process import READY_TIMEOUT, ServerStartError
 
@@ -401,6 +402,36 @@ class RemoteSampler(Sampler):
         self.interval_s = data["interval_s"]
 
 
+class RemoteSyscallCounter(SyscallCounter):
+    """The server's system call counter, run on the server's host (perf attaches there)."""
+
+    def __init__(self, launcher: DaskLauncher, on: str, pid: int) -> None:
+        super().__init__(pid)
+        self.launcher, self.on = launcher, on
+        self.reason = None  # whether perf works is for the server's host to say
+        self.token: str | None = None
+
+    def start(self) -> None:
+        self.token = self.launcher.owned(self.on, remote.syscalls_start, self.pid)
+
+    def enable(self) -> None:
+        if self.token is not None:
+            self.launcher.owned(self.on, remote.syscalls_switch, self.token, True)
+
+    def disable(self) -> None:
+        if self.token is not None:
+            self.launcher.owned(self.on, remote.syscalls_switch, self.token, False)
+
+    def stop(self) -> SyscallCounts:
+        if self.token is None:
+            return SyscallCounts(reason="the counter never started")
+        token, self.token = self.token, None
+        try:
+            return SyscallCounts(**self.launcher.owned(self.on, remote.syscalls_stop, token))
+        except HostUnavailable as exc:
+            return SyscallCounts(reason=str(exc))
+
+
 class RemoteIdleSocket:
     """An idle connection held on a client host, as much of a socket as the runner asks.
 
@@ -524,6 +555,9 @@ class DaskLauncher(Launcher):
 
     def sampler(self) -> Sampler:
         return RemoteSampler(self, self.server_host)
+
+    def syscall_counter(self, pid: int) -> SyscallCounter:
+        return RemoteSyscallCounter(self, self.server_host, pid)
 
     def stop_all(self) -> None:
         """Stop what this launcher started on every host that still answers."""

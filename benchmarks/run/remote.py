@@ -36,6 +36,7 @@ from typing import Any
 from iobench.benchmarks.run.environment import host_environment
 from iobench.benchmarks.run.launcher import STOP_TIMEOUT_S, LocalProcess, tail
 from iobench.benchmarks.run.sampler import Sampler
+from iobench.benchmarks.run.syscalls import SyscallCounter
 from iobench.servers.process import ServerProcess, ServerStartError
 
 IDLE_CONNECT_TIMEOUT_S = 5.0
@@ -52,6 +53,7 @@ class Owned:
     servers: dict[str, tuple[ServerProcess, Path]] = field(default_factory=dict)
     idle: dict[str, list[socket.socket]] = field(default_factory=dict)
     sampler: Sampler | None = None
+    counters: dict[str, SyscallCounter] = field(default_factory=dict)
     count: int = 0
 
     def token(self, kind: str) -> str:
@@ -235,6 +237,8 @@ def stop_all(owner: str) -> int:
         owned.sampler = None
     for token in list(owned.idle):
         close_idle(owner, token)
+    for token in list(owned.counters):
+        syscalls_stop(owner, token)
     for token in [*owned.processes, *owned.servers]:
         stop(owner, token)
         stopped += 1
@@ -285,6 +289,32 @@ def close_idle(owner: str, token: str) -> None:
     owned = _OWNED.get(owner)
     for sock in owned.idle.pop(token, []) if owned is not None else []:
         sock.close()
+
+
+def syscalls_start(owner: str, pid: int) -> str:
+    """Attach a system call counter to the tree of ``pid`` (the server) on this host."""
+    owned = _owned(owner)
+    token = owned.token("syscalls")
+    owned.counters[token] = counter = SyscallCounter(pid)
+    counter.start()
+    return token
+
+
+def syscalls_switch(owner: str, token: str, on: bool) -> None:
+    """Open (``on``) or close the counting window."""
+    owned = _OWNED.get(owner)
+    counter = owned.counters.get(token) if owned is not None else None
+    if counter is not None:
+        (counter.enable if on else counter.disable)()
+
+
+def syscalls_stop(owner: str, token: str) -> dict[str, Any]:
+    """What the counter counted, as the fields of a SyscallCounts."""
+    owned = _OWNED.get(owner)
+    counter = owned.counters.pop(token, None) if owned is not None else None
+    if counter is None:
+        return {"reason": f"no system call counter {token} on host {socket.gethostname()}"}
+    return dataclasses.asdict(counter.stop())
 
 
 def sampler_start(owner: str) -> float:

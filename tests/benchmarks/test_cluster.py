@@ -74,8 +74,14 @@ def run_matrix(launcher: Any, spec: dict[str, Any], run_dir: Path,
 
 
 def shape(cell: dict[str, Any]) -> tuple[Any, ...]:
-    """What must agree between a local and a cluster cell: fields, status, measured metrics."""
-    measured = frozenset(name for name, value in cell["metrics"].items() if value is not None)
+    """What must agree between a local and a cluster cell: fields, status, measured metrics.
+
+    System call counts are left out: perf does not always get its counting
+    window on a busy machine, on either side (the cluster's count is checked
+    on its own below).
+    """
+    measured = frozenset(name for name, value in cell["metrics"].items()
+                         if value is not None and name != "syscalls_per_request")
     return (frozenset(cell), cell["status"], measured, cell["histogram"] is not None)
 
 
@@ -89,13 +95,18 @@ def test_a_cluster_run_has_the_shape_of_a_local_run(cluster: Cluster, tmp_path: 
     failed = {k: c["reason"] for k, c in remote_cells.items() if c["status"] != "ok"}
     assert not failed
     for key, cell in remote_cells.items():
-        assert shape(cell) == shape(local_cells[key]), key
+        across, local_shape = shape(cell), shape(local_cells[key])
+        assert across == local_shape, (key, across[0] ^ local_shape[0],
+                                       across[2] ^ local_shape[2], cell["syscalls"],
+                                       local_cells[key]["syscalls"])
         assert cell["placement"]["server_host"] == "server"
         assert cell["placement"]["client_hosts"] == ["client1"]
     closed = remote_cells["closed/epoll/c4/s64"]
     # Bytes verified: the load generator checks every reply and counts mismatches.
     assert closed["metrics"]["errors"] == 0 and closed["metrics"]["requests"] > 0
     assert closed["metrics"]["server_cpu_percent"] > 0
+    # Counted on the server's host, or the reason why not.
+    assert closed["metrics"]["syscalls_per_request"] or closed["syscalls"]["reason"]
     assert len(closed["samples"]["t_s"]) >= 3
 
 
@@ -153,7 +164,7 @@ def test_a_dead_client_worker_fails_the_cell_and_the_next_cell_runs(
                 threading.Timer(1.0, os.kill, (victim, 9)).start()
 
         def cell_finished(self, cell: Any, record: dict[str, Any]) -> None:
-            if record["status"] == "failed":  # let the nanny bring the worker back
+            if record.status == "failed":  # let the nanny bring the worker back
                 cluster._await_hosts(["client2"])
 
     checked = check_spec(spec, "test")

@@ -16,10 +16,12 @@ when a transport's write buffer passes ``max_pending_output`` the loop calls
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from typing import Any, ClassVar, cast
 
 from iobench.servers.base import Family, ServerModel, transform
+from iobench.servers.exhaustion import OUT_OF_DESCRIPTORS, OUT_OF_MEMORY, RefusingListener, warn
 
 
 class UpperEchoProtocol(asyncio.BufferedProtocol):
@@ -88,13 +90,26 @@ class AsyncioServer(ServerModel):
         with asyncio.Runner(loop_factory=self.new_event_loop) as runner:
             runner.run(self._serve())
 
+    def accepting_socket(self) -> socket.socket:
+        """The listener the loop accepts on: one that refuses at the descriptor limit.
+
+        A duplicate of the harness's listener (which the harness closes) that
+        the loop owns and closes.
+        """
+        listener = RefusingListener(self.listener.family, self.listener.type,
+                                    self.listener.proto, fileno=os.dup(self.listener.fileno()))
+        listener.model_name = self.name
+        return listener
+
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._loop.set_exception_handler(self._loop_error)
         self._stopped = asyncio.Event()
         if self._stop_requested:  # SIGTERM came before the loop ran
             return
         server = await self._loop.create_server(lambda: UpperEchoProtocol(self),
-                                                sock=self.listener, backlog=self.backlog)
+                                                sock=self.accepting_socket(),
+                                                backlog=self.backlog)
         try:
             await self._stopped.wait()
         finally:
@@ -102,6 +117,20 @@ class AsyncioServer(ServerModel):
             for transport in list(self.transports):
                 transport.abort()
             await server.wait_closed()
+
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """Out of descriptors, warn once: the loop itself stops accepting for a second.
+
+        asyncio's selector loop removes the listener at EMFILE and retries a
+        second later, so it does not spin, but it reports every retry with a
+        traceback; one warning says the same.
+        """
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in OUT_OF_DESCRIPTORS | OUT_OF_MEMORY:
+            warn("accept:descriptors", f"{self.name}: out of file descriptors ({exc.strerror}); "
+                 "the loop stops accepting for a second at a time until clients leave")
+            return
+        loop.default_exception_handler(context)
 
     def shutdown(self) -> None:
         self._stop_requested = True

@@ -15,6 +15,7 @@ from abc import abstractmethod
 from typing import Any, ClassVar
 
 from iobench.servers.base import Family, ServerModel, transform
+from iobench.servers.exhaustion import back_off, refuse_waiting, warn
 
 # How long stopping waits for the workers once their sockets are shut down.
 JOIN_TIMEOUT = 0.5
@@ -51,10 +52,18 @@ class BlockingServer(ServerModel):
             while self._running:
                 try:
                     sock, _ = self.listener.accept()
-                except OSError:  # shut down by shutdown() (EINVAL), or out of descriptors
+                except OSError as exc:  # shut down by shutdown() (EINVAL), or exhaustion
+                    if self._running and not refuse_waiting(self.listener, exc.errno,
+                                                            self.name):
+                        back_off()
                     continue
                 self.configure_client_socket(sock)
-                self.dispatch(sock)
+                try:
+                    self.dispatch(sock)
+                except RuntimeError as exc:  # "can't start new thread": out of threads
+                    warn("dispatch", f"{self.name}: {exc}; refusing the connections that "
+                         "find no thread")
+                    sock.close()
             self.close_connections()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -10,9 +10,11 @@ ready (they then return False), which is what the polling models do.
 from __future__ import annotations
 
 import socket
-import sys
 
 from iobench.servers.base import ServerModel, transform
+from iobench.servers.exhaustion import back_off, refuse_waiting, warn
+
+__all__ = ["Connection", "accept_pending", "warn"]
 
 
 class Connection:
@@ -98,8 +100,9 @@ def accept_pending(
             sock, _ = listener.accept()
         except (BlockingIOError, InterruptedError):
             return accepted
-        except OSError as exc:  # EMFILE, ENFILE, ECONNABORTED: try again on the next round
-            warn("accept", f"accept failed: {exc}")
+        except OSError as exc:  # EMFILE, ENFILE, ECONNABORTED, ...
+            if not refuse_waiting(listener, exc.errno, model.name):
+                back_off()
             return accepted
         if max_fd is not None and sock.fileno() >= max_fd:
             warn("max_fd", f"descriptor {sock.fileno()} >= {max_fd}: {model.name} cannot "
@@ -108,13 +111,3 @@ def accept_pending(
             continue
         model.configure_client_socket(sock)
         accepted.append(Connection(sock, model.recv_size, model.max_pending_output))
-
-
-_warned: set[str] = set()
-
-
-def warn(key: str, message: str) -> None:
-    """Print a warning to stderr once per ``key`` (a loop may hit the same case often)."""
-    if key not in _warned:
-        _warned.add(key)
-        print(f"warning: {message}", file=sys.stderr, flush=True)

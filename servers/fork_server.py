@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from iobench.servers.base import Family, ServerModel, transform
 from iobench.servers.children import Children
+from iobench.servers.exhaustion import back_off, refuse_waiting, warn
 
 
 class ForkServer(ServerModel):
@@ -38,11 +39,18 @@ class ForkServer(ServerModel):
             while self._running:
                 try:
                     sock, _ = self.listener.accept()
-                except OSError:  # shut down by shutdown() (EINVAL), or out of descriptors
+                except OSError as exc:  # shut down by shutdown() (EINVAL), or exhaustion
+                    if self._running and not refuse_waiting(self.listener, exc.errno,
+                                                            self.name):
+                        back_off()
                     continue
                 with sock:  # the parent's copy; the child has its own
                     self.configure_client_socket(sock)
-                    self.children.spawn(lambda sock=sock: self._serve_connection(sock))
+                    try:
+                        self.children.spawn(lambda sock=sock: self._serve_connection(sock))
+                    except OSError as exc:  # EAGAIN, ENOMEM: out of processes or memory
+                        warn("fork", f"fork failed ({exc.strerror}); refusing the connections "
+                             "that find no process")
         finally:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             self.children.stop()

@@ -22,6 +22,7 @@ from iobench.common.addresses import format_target
 from iobench.common.errors import UsageError
 from iobench.common.processes import raise_fd_limit
 from iobench.servers.base import ParamError, ServerModel
+from iobench.servers.exhaustion import reserve_spare
 from iobench.servers.registry import UnknownModelError, get_model
 
 
@@ -75,6 +76,8 @@ def serve(model_name: str, host: str = "127.0.0.1", port: int = 0,
     listener = bind_listener(host, port, cls.backlog)
     try:
         model = cls(listener, **options)
+        # Taken while descriptors are plentiful: the one to refuse with at the limit.
+        reserve_spare()
 
         def stop(signum: int, frame: object) -> None:
             model.shutdown()

@@ -27,13 +27,14 @@ Uses the ``liburing`` binding (``pip install iobench[io-uring]``).
 from __future__ import annotations
 
 import errno
+import select
 import signal
 import socket
 import sys
 from typing import Any, ClassVar
 
 from iobench.servers.base import Family, Param, ServerModel, transform
-from iobench.servers.connection import warn
+from iobench.servers.exhaustion import OUT_OF_DESCRIPTORS, back_off, refuse_waiting
 from iobench.servers.waker import Waker
 
 STYLES = ("multishot", "oneshot")
@@ -63,7 +64,8 @@ NEEDED_OPS = {
 # What a completion is for, in the low bits of its user_data; the connection's
 # number is above them. Numbers are never reused, so a late completion for a
 # closed connection cannot be taken for its successor on the same descriptor.
-ACCEPT, RECV, SEND, WAKE, CANCEL = range(5)
+# LISTEN: a poll for a waiting connection, armed instead of the accept at EMFILE.
+ACCEPT, RECV, SEND, WAKE, CANCEL, LISTEN = range(6)
 OP_BITS = 3
 OP_MASK = (1 << OP_BITS) - 1
 
@@ -189,6 +191,10 @@ class MultishotLoop:
                     self._sent(stream, result)
             elif op == ACCEPT:
                 self._accepted(result, bool(flags & f_more))
+            elif op == LISTEN:
+                self._accept_armed = False
+                if self._running:
+                    self._arm_accept()
             elif op == WAKE:
                 self._wake_armed = False
                 self._waker.drain()
@@ -214,8 +220,16 @@ class MultishotLoop:
             stream = Stream(sock, self._next_number)
             self.streams[self._next_number] = stream
             self._arm_recv(stream)
-        elif self._running:  # EMFILE, ECONNABORTED, ...: warn, and go on accepting
-            warn("accept", f"accept failed: {errno.errorcode.get(-result, -result)}")
+        elif self._running and -result in OUT_OF_DESCRIPTORS:
+            # At the limit an accept fails at once, connection or not (the kernel
+            # takes the descriptor first), and EMFILE ends the multishot accept.
+            # Re-armed now it would fail again now: refuse the connections that
+            # wait, then poll the listener and re-arm only when one comes.
+            refuse_waiting(self.listener, -result, self.model.name)
+            self._arm_listen()
+            return
+        elif self._running and not refuse_waiting(self.listener, -result, self.model.name):
+            back_off()
         if not self._accept_armed and self._running:
             self._arm_accept()
 
@@ -301,6 +315,12 @@ class MultishotLoop:
         self.uring.io_uring_prep_multishot_accept(sqe, self.listener.fileno(), None, 0)
         sqe.user_data = ACCEPT
         self._accept_armed = True
+
+    def _arm_listen(self) -> None:
+        sqe = self._sqe()
+        self.uring.io_uring_prep_poll_add(sqe, self.listener.fileno(), select.POLLIN)
+        sqe.user_data = LISTEN
+        self._accept_armed = True  # stopping waits for it as for the accept
 
     def _arm_wake(self) -> None:
         sqe = self._sqe()

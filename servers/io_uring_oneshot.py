@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from iobench.servers.base import ServerModel, transform
-from iobench.servers.connection import warn
+from iobench.servers.exhaustion import back_off, refuse_waiting
 from iobench.servers.waker import Waker
 
 # How long a stopping server waits for the operations still in flight to
@@ -176,8 +176,8 @@ class OneShotLoop:
             stream = Stream(sock)
             self.streams.add(stream)
             self._submit_recv(stream)
-        else:  # EMFILE, ECONNABORTED, ...: warn, and accept the next one
-            warn("accept", f"accept failed: {errno.errorcode.get(-result, -result)}")
+        elif not refuse_waiting(self.listener, -result, self.name):
+            back_off()  # not at once: the same accept would fail the same way
         self._submit_accept()
 
     def _received(self, stream: Stream, buffer: bytes | bytearray, result: int) -> None:

@@ -28,13 +28,15 @@ class ServerStartError(RuntimeError):
 class ServerProcess:
     """A running ``python -m iobench.servers MODEL``; use as a context manager.
 
-    ``cpus``, if given, pins the server (and anything it forks) to those CPUs.
+    ``cpus``, if given, pins the server (and anything it forks) to those CPUs;
+    ``fd_limit``, if given, is its limit on open descriptors (soft and hard),
+    to see how it behaves when it runs out.
     """
 
     def __init__(self, model: str, params: dict[str, Any] | None = None, *,
                  host: str = "127.0.0.1", port: int = 0, cpus: Iterable[int] | None = None,
                  stderr: IO[bytes] | int | None = subprocess.PIPE,
-                 ready_timeout: float = READY_TIMEOUT) -> None:
+                 ready_timeout: float = READY_TIMEOUT, fd_limit: int | None = None) -> None:
         command = [sys.executable, "-m", "iobench.servers",
                    model, "--host", host, "--port", str(port)]
         for name, value in (params or {}).items():
@@ -43,7 +45,7 @@ class ServerProcess:
         # Its own session, yet tied to this process: it dies when this one does.
         self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=stderr, start_new_session=True,
-                                     preexec_fn=child_setup(cpus))
+                                     preexec_fn=child_setup(cpus, fd_limit))
         try:
             self.ready = self._await_ready(ready_timeout)
         except BaseException:

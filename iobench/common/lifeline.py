@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import resource
 import signal
 import sys
 from collections.abc import Callable, Iterable
@@ -40,8 +41,13 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def child_setup(cpus: Iterable[int] | None = None) -> Callable[[], None]:
-    """A ``preexec_fn`` for subprocess: die with this process, and run on ``cpus``."""
+def child_setup(cpus: Iterable[int] | None = None,
+                fd_limit: int | None = None) -> Callable[[], None]:
+    """A ``preexec_fn`` for subprocess: die with this process, and run on ``cpus``.
+
+    ``fd_limit`` sets the child's descriptor limit (soft and hard), for tests
+    of what a server does when it runs out.
+    """
     parent = os.getpid()
     cpu_set = set(cpus) if cpus is not None else None
 
@@ -49,5 +55,7 @@ def child_setup(cpus: Iterable[int] | None = None) -> Callable[[], None]:
         die_with_parent(parent)
         if cpu_set:
             os.sched_setaffinity(0, cpu_set)
+        if fd_limit is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, fd_limit))
 
     return setup

@@ -1,0 +1,156 @@
+"""Servers outlive exhaustion: out of descriptors, threads or processes, they go on serving.
+
+Each model is started with a descriptor limit of FD_LIMIT and given more idle
+clients than that. At the limit it must warn once, use no more than
+IDLE_CPU_LIMIT percent of a core beyond what it used just below the limit with
+nearly as many clients (no spinning on a listener that stays readable; the
+baseline is about zero for a model that waits, and is the cost of scanning its
+connections for poll-sleep), and, once the idle clients have gone, serve a
+new client. busy-poll spins by design and is only held to the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from iobench.servers.process import ServerProcess
+from iobench.servers.registry import get_model
+from tests.helpers import model_params, tree_cpu_seconds
+
+FD_LIMIT = 64
+IDLE_CLIENTS = 2 * FD_LIMIT
+# Clearly below the limit, whatever the model's own descriptors (epoll, waker, ring).
+BELOW_LIMIT_CLIENTS = FD_LIMIT - 24
+# Acceptance: a server at its descriptor limit uses under 5% of a core.
+IDLE_CPU_LIMIT = 5.0
+MEASURE_S = 2.0
+# asyncio stops accepting for a second at each EMFILE: a new client may wait that long.
+RECOVER_S = 10.0
+WARNING = "out of file descriptors"
+SILENT_MODELS = {"uvloop"}
+
+
+def echo_once(address: tuple[str, int], timeout_s: float = 1.0) -> bool:
+    """True if a new client is served: it sends a line and gets it back uppercased."""
+    try:
+        with socket.create_connection(address, timeout=timeout_s) as sock:
+            sock.sendall(b"still there?\n")
+            received = b""
+            while len(received) < 13:
+                chunk = sock.recv(64)
+                if not chunk:
+                    return False
+                received += chunk
+            return received == b"STILL THERE?\n"
+    except OSError:
+        return False
+
+
+def cpu_percent(pid: int, seconds: float) -> float:
+    before = tree_cpu_seconds(pid)
+    time.sleep(seconds)
+    return 100.0 * (tree_cpu_seconds(pid) - before) / seconds
+
+
+@pytest.mark.parametrize("model", model_params())
+def test_a_server_at_its_descriptor_limit_waits_and_serves_again(model: str,
+                                                                 tmp_path: Path) -> None:
+    cls = get_model(model)
+    stderr_path = tmp_path / "stderr"
+    with open(stderr_path, "wb") as stderr, \
+            ServerProcess(model, stderr=stderr, fd_limit=FD_LIMIT) as server, \
+            contextlib.ExitStack() as clients:
+        for _ in range(BELOW_LIMIT_CLIENTS):
+            clients.enter_context(socket.create_connection(server.address, timeout=5.0))
+        time.sleep(0.5)
+        below_limit = cpu_percent(server.pid, MEASURE_S)
+        for _ in range(IDLE_CLIENTS - BELOW_LIMIT_CLIENTS):
+            # Connections past the limit complete in the kernel's backlog, or
+            # are accepted and closed by the server: either way connect() returns.
+            clients.enter_context(socket.create_connection(server.address, timeout=5.0))
+        time.sleep(0.5)
+        at_limit = cpu_percent(server.pid, MEASURE_S)
+        print(f"{model}: {below_limit:.1f}% of a core with {BELOW_LIMIT_CLIENTS} idle clients, "
+              f"{at_limit:.1f}% at the descriptor limit ({FD_LIMIT})")
+        assert server.alive(), stderr_path.read_text()
+        clients.close()
+        deadline = time.monotonic() + RECOVER_S
+        while not (served := echo_once(server.address)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert served, f"{model} serves no new client: {stderr_path.read_text()[-2000:]}"
+        assert server.alive()
+    text = stderr_path.read_text()
+    warnings = [line for line in text.splitlines() if line.startswith("warning")]
+    # fork's parent never fills up (each connection's descriptor is in its
+    # child); libuv refuses at the limit by itself, with its own spare, silently.
+    if not getattr(cls, "process_per_connection", False) and model not in SILENT_MODELS:
+        assert any(WARNING in line for line in warnings), text[-2000:]
+    assert len(warnings) <= 1, text[-2000:]
+    if not cls.spins:
+        assert at_limit < below_limit + IDLE_CPU_LIMIT, \
+            f"{model} used {at_limit:.1f}% of a core at the limit, {below_limit:.1f}% below it"
+
+
+FAILING_ONCE = """
+import sys
+{patch}
+from iobench.servers.harness import serve
+sys.exit(serve(sys.argv[1]))
+"""
+# The second connection's fork() or thread start fails, as it does when the
+# machine is out of processes or memory.
+FAIL_SECOND_FORK = """
+import os
+_fork, _calls = os.fork, [0]
+def fork():
+    _calls[0] += 1
+    if _calls[0] == 2:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+    return _fork()
+os.fork = fork
+"""
+FAIL_SECOND_THREAD = """
+import threading
+_start, _calls = threading.Thread.start, [0]
+def start(self):
+    _calls[0] += 1
+    if _calls[0] == 3:  # the first is the stop-signal thread
+        raise RuntimeError("can't start new thread")
+    return _start(self)
+threading.Thread.start = start
+"""
+
+
+@pytest.mark.parametrize(("model", "patch"), [("fork", FAIL_SECOND_FORK),
+                                              ("threads", FAIL_SECOND_THREAD)])
+def test_a_failed_fork_or_thread_start_refuses_that_connection_only(model: str,
+                                                                    patch: str) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", FAILING_ONCE.format(patch=patch), model],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        ready = proc.stdout.readline()
+        assert '"ready"' in ready, proc.communicate(timeout=5)
+        import json
+        address = ("127.0.0.1", json.loads(ready)["port"])
+        first = socket.create_connection(address, timeout=5.0)
+        first.sendall(b"a")
+        assert first.recv(1) == b"A"
+        assert not echo_once(address), "the connection without a process or thread was served"
+        assert echo_once(address)
+        first.sendall(b"b")
+        assert first.recv(1) == b"B"
+        first.close()
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert err.count("warning") == 1, err

@@ -39,6 +39,7 @@ from iobench.benchmarks.report.presentation import (
     series_sort_key,
     style,
 )
+from iobench.benchmarks.report.scale import judge_scale, memory_per_connection
 from iobench.benchmarks.results.loader import CellGroup, Run, load_run
 
 # The report warns about a metric whose max - min across repetitions exceeds
@@ -55,6 +56,7 @@ SCENARIO_TITLES = {
     "open": "Open loop: latency at a fixed offered rate",
     "interval": "Poll-sleep interval sweep",
     "neighbour": "Neighbour: a CPU-bound process sharing the server's core",
+    "scale": "Scale: a few active connections beside many idle ones",
 }
 SCENARIO_DESCRIPTIONS = {
     "idle": "The server holds idle connections and gets no requests; what it costs to wait.",
@@ -65,6 +67,10 @@ SCENARIO_DESCRIPTIONS = {
     "interval": "poll-sleep at several sleep intervals against reference models, same rate.",
     "neighbour": "A CPU-bound neighbour shares the server's CPU; its progress relative to "
                  "running alone shows what the server's waiting costs others.",
+    "scale": "A few active connections beside a crowd of idle ones the load generator opened "
+             "first and kept silent: what each model pays for connections it watches but "
+             "that have nothing to say. Its figures and verdicts are in the section "
+             "'Beyond the article'.",
 }
 SCENARIO_METRICS = {
     "idle": ("server_cpu_percent", "ctx_voluntary_per_s", "peak_rss_bytes", "peak_threads"),
@@ -76,6 +82,8 @@ SCENARIO_METRICS = {
     "interval": ("throughput_rps", "p50_us", "p99_us", "server_cpu_percent",
                  "cpu_us_per_request"),
     "neighbour": ("neighbour_ops_per_s", "neighbour_ratio", "server_cpu_percent", "p99_us"),
+    "scale": ("throughput_rps", "p50_us", "p99_us", "cpu_us_per_request", "server_cpu_percent",
+              "pss_bytes", "peak_rss_bytes", "peak_fds", "peak_threads"),
 }
 FIGURE_CAPTIONS = {
     "throughput_vs_connections": "Peak throughput vs connections (closed loop)",
@@ -85,6 +93,8 @@ FIGURE_CAPTIONS = {
     "idle_cpu": "Idle server CPU",
     "poll_sleep_tradeoff": "Poll-sleep: sleep interval vs latency and CPU",
     "memory_threads_vs_connections": "Peak RSS and threads vs connections",
+    "scale": "Throughput and CPU per request vs connections watched (16 active + idle)",
+    "scale_memory": "Memory per idle connection, per model",
 }
 NEIGHBOUR_PHASES = {
     "solo": "the neighbour alone, no server",
@@ -168,7 +178,10 @@ KEY_METRIC = {
     "open": "p99_us",
     "interval": "p50_us",
     "neighbour": "neighbour_ratio",
+    "scale": "cpu_us_per_request",
 }
+# Scenarios whose figures stand in a section of their own, not under the results.
+OWN_SECTION_SCENARIOS = ("scale",)
 
 
 def environment_blocks(run: Run) -> list[Block]:
@@ -238,7 +251,8 @@ def point_of(group: CellGroup) -> tuple[object, ...]:
     """What a table holds fixed: one table per point, one row per model."""
     load = ("fraction", group.peak_fraction) if group.peak_fraction is not None \
         else ("rate", group.rate_rps)
-    return (group.mode, group.connections, group.size_bytes, load, group.phase)
+    return (group.mode, group.connections, group.idle_connections, group.size_bytes, load,
+            group.phase)
 
 
 def table_title(scenario: str, group: CellGroup) -> str:
@@ -248,6 +262,8 @@ def table_title(scenario: str, group: CellGroup) -> str:
     if group.connections is not None and not (group.phase and group.mode == "idle"):
         noun = "idle connection" if scenario == "idle" or group.mode == "idle" else "connection"
         parts.append(plural(group.connections, noun))
+    if group.idle_connections:
+        parts.append(f"beside {plural(group.idle_connections, 'idle connection')}")
     if group.size_bytes is not None and group.mode != "idle":
         parts.append(f"{group.size_bytes} B")
     if group.peak_fraction is not None:
@@ -314,6 +330,8 @@ def point_label(group: CellGroup) -> str:
         parts.append(f"{group.connections} conn")
     elif group.mode == "idle" and not group.phase:
         parts.append(f"{group.connections} idle")
+    if group.scenario == "scale":
+        parts.append(f"+{group.idle_connections:,} idle")
     if group.size_bytes is not None and group.mode != "idle":
         parts.append(f"{group.size_bytes} B")
     if group.peak_fraction is not None:
@@ -436,7 +454,8 @@ def scenario_section(run: Run, scenario: str, plots: PlotOutcome) -> list[Block]
     """A scenario's heading, what it measures, its figures, the compact and the full tables."""
     blocks: list[Block] = [Heading(3, SCENARIO_TITLES.get(scenario, scenario)),
                            Paragraph(SCENARIO_DESCRIPTIONS.get(scenario, ""))]
-    for stem in SCENARIO_FIGURES.get(scenario, []):
+    stems = [] if scenario in OWN_SECTION_SCENARIOS else SCENARIO_FIGURES.get(scenario, [])
+    for stem in stems:
         figure = figure_block(plots, stem)
         if figure is not None:
             blocks.append(figure)
@@ -516,6 +535,50 @@ def summary_blocks(claims: list[ClaimResult], plots: PlotOutcome) -> list[Block]
     return blocks
 
 
+def scale_blocks(run: Run, plots: PlotOutcome) -> list[Block]:
+    """Beyond the article: the cost of watching many connections, with computed verdicts."""
+    verdicts = judge_scale(run)
+    if not verdicts:
+        return []
+    blocks: list[Block] = [
+        Heading(2, "Beyond the article: what watching many connections costs"),
+        Paragraph("The article's first and fourth claims are both about watching connections. "
+                  "Here a few active connections share the server with a crowd of idle ones "
+                  "(the C10K problem): a model that looks at every connection on every pass "
+                  "(busy-poll, poll-sleep, select, poll, sigio) pays for the crowd on every "
+                  "request; one the kernel tells which connections are ready (epoll, uvloop, "
+                  "io-uring) should not. Verdicts are computed with the thresholds in "
+                  "`benchmarks/report/scale.py`."),
+        Table(["verdict", "in this run", "why"],
+              [[v.claim, str(v.verdict), v.reason] for v in verdicts]),
+    ]
+    for verdict in verdicts:
+        blocks.append(Heading(3, f"{verdict.claim}: {verdict.verdict}"))
+        if verdict.evidence:
+            blocks.append(Bullets(verdict.evidence))
+    for stem in SCENARIO_FIGURES.get("scale", []):
+        figure = figure_block(plots, stem)
+        if figure is not None:
+            blocks.append(figure)
+    memory = memory_per_connection(run)
+    if memory:
+        rows = [[m.model, f"{m.bytes_per_connection / 1024:,.1f}",
+                 "PSS" if m.metric == "pss_bytes" else "RSS", f"{m.idle:,}"]
+                for m in sorted(memory, key=lambda m: m.bytes_per_connection)]
+        blocks += [Paragraph("Memory one idle connection adds to the server: the difference "
+                             "between its most idle successful cell and the one without idle "
+                             "connections, divided by the idle count. RSS counts a page that "
+                             "forked processes share once per process; PSS splits it."),
+                   Table(["model", "KiB per idle connection", "measured by", "idle connections"],
+                         rows, numeric=(1, 3))]
+    failed = [(g.key, "; ".join(g.failures)) for g in run.scenario("scale") if g.failed]
+    if failed:
+        blocks.append(Paragraph("Cells that could not run or were starved, with why (a limit "
+                                "met is a result too):"))
+        blocks.append(Bullets([f"`{key}`: {reason}" for key, reason in failed]))
+    return blocks
+
+
 def cite_blocks(citations: Citations) -> list[Block]:
     """The same records as claims.json, for a reader who copies a figure from the page."""
     run = citations.run
@@ -545,6 +608,7 @@ def build_report(run: Run, plots: PlotOutcome,
     return [
         Heading(1, f"iobench report: {run.run_id}"),
         *summary_blocks(citations.claims, plots),
+        *scale_blocks(run, plots),
         *results_blocks(run, plots),
         *cite_blocks(citations),
         *environment_blocks(run),

@@ -34,6 +34,7 @@ from iobench.benchmarks.report.presentation import (
     series_sort_key,
     style,
 )
+from iobench.benchmarks.report.scale import memory_per_connection
 from iobench.benchmarks.results.loader import CellGroup, Run
 
 PLOTS_DIR = "plots"
@@ -605,6 +606,51 @@ def fig_memory_threads(run: Run) -> Any | None:
                                  lambda g: g.connections, "connections")
 
 
+def watched(group: CellGroup) -> float:
+    """Connections the server watches: the idle crowd plus the active ones (never 0,
+    so the no-idle point has a place on a log axis)."""
+    return float(group.idle_connections + (group.connections or 0))
+
+
+def fig_scale(run: Run) -> Any | None:
+    """Throughput and CPU per request as idle connections grow: the C10K curve."""
+    closed = [g for g in run.scenario("scale") if g.mode == "closed"]
+    if not closed:
+        return None
+    active = closed[0].connections
+    columns = [("throughput_rps", "throughput (requests/s)", "throughput", lambda g: True),
+               ("cpu_us_per_request", "server CPU per request (us)", "CPU per request",
+                lambda g: True)]
+    return multiples_line_figure(
+        run, f"{active} active connections beside idle ones (closed loop, "
+             f"{payload_label(closed[0].size_bytes)})",
+        closed, columns, watched, f"connections watched ({active} active + idle)")
+
+
+def fig_scale_memory(run: Run) -> Any | None:
+    """What one idle connection adds to each model's server, one bar per model."""
+    found = memory_per_connection(run)
+    if not found:
+        return None
+    found.sort(key=lambda m: m.bytes_per_connection)
+    metrics = {m.metric for m in found}
+    what = "PSS" if metrics == {"pss_bytes"} else "RSS" if metrics == {"peak_rss_bytes"} \
+        else "PSS (RSS where PSS was not measured)"
+    fig, (ax,) = new_figure(run, f"Memory per idle connection ({what}, from the most idle "
+                                 "cell vs none)")
+    values = [max(m.bytes_per_connection, 0.0) / 1024 for m in found]
+    ax.barh(range(len(found)), values, color=[model_colour(m.model.split(" ")[0])
+                                              for m in found])
+    ax.set_yticks(range(len(found)), [f"{m.model} ({m.idle:,} idle)" for m in found],
+                  fontsize=8)
+    ax.set_xlabel(f"KiB per idle connection ({what})")
+    if spans_decades(values):
+        ax.set_xscale("log")
+        log_axis(ax.xaxis, values)
+    ax.grid(True, axis="x", which="major", alpha=0.3)
+    return fig
+
+
 # File stem, builder, and the scenario a skipped figure would have needed.
 FIGURES: tuple[tuple[str, Callable[..., Any], str], ...] = (
     ("throughput_vs_connections", fig_throughput_vs_connections, "closed"),
@@ -614,6 +660,8 @@ FIGURES: tuple[tuple[str, Callable[..., Any], str], ...] = (
     ("idle_cpu", fig_idle_cpu, "idle"),
     ("poll_sleep_tradeoff", fig_poll_sleep_tradeoff, "interval"),
     ("memory_threads_vs_connections", fig_memory_threads, "closed"),
+    ("scale", fig_scale, "scale"),
+    ("scale_memory", fig_scale_memory, "scale"),
 )
 
 

@@ -96,6 +96,11 @@ class CellGroup:
         return self.first.phase
 
     @property
+    def idle_connections(self) -> int:
+        """Scale scenario: the silent connections held beside the active ones."""
+        return self.first.idle_connections
+
+    @property
     def ok_cells(self) -> list[CellRecord]:
         return [c for c in self.cells if c.ok]
 

@@ -159,7 +159,7 @@ def make_results(*, repetitions: int = 2, seed: int = 1,
                  sizes: tuple[int, ...] = (64,),
                  open_rates: tuple[float, ...] = (500.0, 2000.0),
                  scenarios: tuple[str, ...] = ("idle", "closed", "open", "interval",
-                                               "neighbour"),
+                                               "neighbour", "scale"),
                  models: tuple[str, ...] = MODELS,
                  tweak: Tweak | None = None) -> dict[str, Any]:
     """A whole results.json document; ``tweak(cell)`` may edit each cell in place."""
@@ -190,6 +190,13 @@ def make_results(*, repetitions: int = 2, seed: int = 1,
             if tweak is not None:
                 tweak(cell)
             cells.append(cell)
+        if "scale" in scenarios:
+            for model in (*models, *(m for m in SCALE_EXTRA_MODELS if m not in models)):
+                for idle in SCALE_IDLE:
+                    cell = scale_cell(rng, model, idle, repetition)
+                    if tweak is not None:
+                        tweak(cell)
+                    cells.append(cell)
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": f"20261128T150000Z-synthetic{seed}",
@@ -206,6 +213,47 @@ def make_results(*, repetitions: int = 2, seed: int = 1,
         "matrix": {"repeat": repetitions},
         "cells": cells,
     }
+
+
+SCALE_IDLE = (0, 1000, 10000)
+SCALE_EXTRA_MODELS = ("epoll",)
+SCALE_CPU_US = 8.0
+SCALE_THROUGHPUT_RPS = 12000.0
+SCANNING = ("busy-poll", "poll-sleep", "select", "poll", "sigio")
+# What one idle connection adds to a server: a thread's stack pages, or a socket's state.
+IDLE_CONNECTION_BYTES = {"threads": 24 * 1024}
+
+
+def scale_cell(rng: random.Random, model: str, idle: int, repetition: int) -> dict[str, Any]:
+    """A scale cell (16 active connections beside ``idle`` idle ones, closed loop, 64 B).
+
+    A scanning model's CPU per request grows with the crowd (one pass looks at
+    every connection); the others' does not. select fails past FD_SETSIZE, as
+    the runner records it.
+    """
+    cell = make_cell(rng, "closed", model, {}, "closed", 16, 64, None, repetition)
+    cell["scenario"] = "scale"
+    cell["idle_connections"] = idle
+    cell["key"] = f"scale/{model}/i{idle}/c16/s64"
+    metrics = cell["metrics"]
+    if model == "select" and idle > 1000:
+        cell.update(status="failed", histogram=None, metrics=Metrics().to_json(),
+                    reason=f"select cannot watch {idle + 16} connections: select() takes only "
+                           "descriptors below FD_SETSIZE (1024)")
+        return cell
+    growth = 1 + idle / 250 if model in SCANNING else 1.0
+    jitter = rng.uniform(0.97, 1.03)
+    metrics["cpu_us_per_request"] = SCALE_CPU_US * growth * jitter
+    metrics["throughput_rps"] = SCALE_THROUGHPUT_RPS / growth / jitter
+    metrics["server_cpu_percent"] = (metrics["throughput_rps"]
+                                     * metrics["cpu_us_per_request"] / 1e4)
+    metrics["requests"] = int(metrics["throughput_rps"] * 1.5)
+    metrics["mean_us"] = 16 / metrics["throughput_rps"] * 1e6
+    added = idle * IDLE_CONNECTION_BYTES.get(model, 1024)
+    for name in ("peak_rss_bytes", "rss_bytes", "pss_bytes", "uss_bytes"):
+        metrics[name] += added
+    metrics["peak_fds"] += idle
+    return cell
 
 
 def write_run(directory: Path, data: dict[str, Any]) -> Path:

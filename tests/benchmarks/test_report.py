@@ -13,6 +13,7 @@ import pytest
 
 from iobench.benchmarks.report.claims import Verdict, judge_claims
 from iobench.benchmarks.report.document import write_all
+from iobench.benchmarks.report.plots import FIGURES
 from iobench.benchmarks.results.loader import load_run
 from iobench.cli import main
 from tests.benchmarks.results_factory import make_results, set_metric, write_run
@@ -37,7 +38,7 @@ def test_write_all_returns_every_file_it_wrote(reported: tuple[Path, list[Path]]
     names = {p.name for p in paths}
     assert {"REPORT.md", "report.html", "claims.json", "idle_cpu.png",
             "latency_spectrum.svg"} <= names
-    assert len(paths) == 7 * 2 + 3
+    assert len(paths) == len(FIGURES) * 2 + 3
     for path in paths:
         assert path.is_file() and path.stat().st_size > 2000, path
 
@@ -78,7 +79,8 @@ def test_html_is_self_contained(reported: tuple[Path, list[Path]]) -> None:
     for png in sorted((run_dir / "plots").glob("*.png")):
         data = base64.b64encode(png.read_bytes()).decode("ascii")
         assert f'src="data:image/png;base64,{data}"' in page, f"{png.name} not embedded"
-    assert page.count('src="data:image/png;base64,') == 7 + 4, "each figure, and one per claim"
+    assert page.count('src="data:image/png;base64,') == len(FIGURES) + 4, \
+        "each figure, and one per claim"
     assert 'src="plots/' not in page and "<table>" in page
     assert "<strong>Holds</strong>" in page
 
@@ -238,7 +240,7 @@ def test_report_without_open_scenario_notes_the_skipped_figures(tmp_path: Path) 
     text = (run_dir / "REPORT.md").read_text(encoding="utf-8")
     assert "latency_spectrum: skipped, the run has no 'open' scenario data" in text
     assert "### Open loop" not in text
-    assert "so no tables: open, neighbour." in text
+    assert "so no tables: open, neighbour, scale." in text
 
 
 @pytest.mark.parametrize(("content", "message"), [

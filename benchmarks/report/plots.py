@@ -94,7 +94,7 @@ def new_figure(run: Run, title: str, ncols: int = 1, width: float = 8.0) -> tupl
 
 
 def panel_figure(run: Run, title: str, columns: int, panels: int,
-                 width: float = 8.0) -> tuple[Any, list[list[Any]]]:
+                 width: float = 8.0, share_x: bool = True) -> tuple[Any, list[list[Any]]]:
     """``grid[panel][column]``: one row of ``columns`` axes per panel, columns sharing y.
 
     A figure of one column with several panels wraps them two to a row, so it
@@ -109,8 +109,9 @@ def panel_figure(run: Run, title: str, columns: int, panels: int,
     else:
         size = (PANEL_WIDTH_IN * ncols + 2.2, PANEL_HEIGHT_IN * nrows + 0.9)
     fig = Figure(figsize=size, layout="constrained")
+    # Bars name their models on the x axis, different in each panel: never shared then.
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey="all" if wrap else "col",
-                        sharex="all" if wrap else "col")
+                        sharex=("all" if wrap else "col") if share_x else False)
     fig.suptitle(title, fontsize=12)
     fig.get_layout_engine().set(rect=(0, 0.05 if panels == 1 else 0.03, 1,
                                       0.95 if panels == 1 else 0.97))
@@ -275,7 +276,10 @@ def multiples_line_figure(run: Run, title: str, groups: list[CellGroup],
     column shares its y axis, so panels compare at a glance.
     """
     panels = family_panels(groups)
-    fig, grid = panel_figure(run, title, columns=len(columns), panels=len(panels))
+    bars = any(len({x_of(g) for g in groups if keep(g) and x_of(g) is not None}) == 1
+               for _, _, _, keep in columns)
+    fig, grid = panel_figure(run, title, columns=len(columns), panels=len(panels),
+                             share_x=not bars)
     failed: list[bool] = [False]
     for column, (metric, ylabel, column_title, keep) in enumerate(columns):
         kept = [g for g in groups if keep(g)]
@@ -290,8 +294,7 @@ def multiples_line_figure(run: Run, title: str, groups: list[CellGroup],
             drawn = line_plot(ax, members, x_of, metric, failed_label=failed,
                               reference=reference)
             ax.set_title(panel_title(family, column_title), fontsize=10)
-            if drawn.categorical_x is None:
-                drawn.ys = all_ys
+            drawn.ys = all_ys  # panels share y: one scale decision for all of them
             finish_axes(ax, xlabel, ylabel, xs, drawn)
     bottom_labels_only(grid)
     return fig

@@ -175,3 +175,19 @@ def test_thirteen_models_become_one_panel_per_family(thirteen_models: Path) -> N
     for family in ("non-blocking", "I/O multiplexing", "blocking",
                    "signal-driven and asynchronous"):
         assert f"p50 · {family}" in titles and f"p99 · {family}" in titles
+
+
+def test_bar_panels_name_their_own_models(tmp_path: Path) -> None:
+    """One offered rate (the quick profile): each family panel's bars carry its models' names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    data = make_results(repetitions=1, models=registered_models(), open_rates=(500.0,),
+                        scenarios=("open",))
+    fig = FIGURES[2][1](load_run(write_run(tmp_path, data)))
+    for ax in fig.axes:
+        names = {tick.get_text() for tick in ax.get_xticklabels()}
+        family = ax.get_title().split(" · ")[1]
+        expected = {m for m in registered_models()
+                    if model_style(m).family in family.split(" and ")}
+        assert names == expected, f"{ax.get_title()}: ticks {sorted(names)}"

@@ -57,6 +57,7 @@ SCENARIO_TITLES = {
     "interval": "Poll-sleep interval sweep",
     "neighbour": "Neighbour: a CPU-bound process sharing the server's core",
     "scale": "Scale: a few active connections beside many idle ones",
+    "syscalls": "System calls counted by strace, at a low rate",
 }
 SCENARIO_DESCRIPTIONS = {
     "idle": "The server holds idle connections and gets no requests; what it costs to wait.",
@@ -71,6 +72,9 @@ SCENARIO_DESCRIPTIONS = {
              "first and kept silent: what each model pays for connections it watches but "
              "that have nothing to say. Its figures and verdicts are in the section "
              "'Beyond the article'.",
+    "syscalls": "Open loop at a low rate under strace -c -f, for machines where perf cannot "
+                "count: strace stops the server at every call, so only the counts of these "
+                "cells mean something, not their latency or CPU.",
 }
 SCENARIO_METRICS = {
     "idle": ("server_cpu_percent", "ctx_voluntary_per_s", "peak_rss_bytes", "peak_threads"),
@@ -84,6 +88,7 @@ SCENARIO_METRICS = {
     "neighbour": ("neighbour_ops_per_s", "neighbour_ratio", "server_cpu_percent", "p99_us"),
     "scale": ("throughput_rps", "p50_us", "p99_us", "cpu_us_per_request", "server_cpu_percent",
               "pss_bytes", "peak_rss_bytes", "peak_fds", "peak_threads"),
+    "syscalls": ("throughput_rps", "syscalls_per_request"),
 }
 FIGURE_CAPTIONS = {
     "throughput_vs_connections": "Peak throughput vs connections (closed loop)",
@@ -383,7 +388,7 @@ def compact_table(run: Run, scenario: str) -> list[Block]:
 
 
 # Scenarios whose sections show the system calls per request by kind.
-SYSCALL_SCENARIOS = ("closed",)
+SYSCALL_SCENARIOS = ("closed", "syscalls")
 # A kind is shown when some model makes at least this many calls of it per request.
 SYSCALL_KIND_MIN = 0.01
 
@@ -432,10 +437,12 @@ def syscall_tables(run: Run, scenario: str) -> list[Block]:
         blocks += [Heading(4, "System calls per request: " + table_title(scenario, members[0])),
                    Table(headers, rows, numeric=tuple(range(1, len(headers))))]
     if blocks:
+        tool = ("strace -c -f, in these low-rate cells only" if scenario == "syscalls"
+                else "perf stat on the syscall tracepoints")
         return [Paragraph("System calls per request by kind, counted by the kernel on the "
-                          "server's process tree inside the measured window (perf stat on "
-                          "the syscall tracepoints; medians across repetitions). `other` "
-                          "is every call not named."), *blocks]
+                          "server's process tree inside the measured window (" + tool +
+                          "; medians across repetitions). `other` is every call not named."),
+                *blocks]
     if reasons:
         return [Paragraph("System calls were not counted in this run: "
                           + "; ".join(sorted(r for r in reasons if r)) + ".")]

@@ -37,7 +37,7 @@ from typing import Any
 
 from iobench.benchmarks.run.reaper import Reaper
 from iobench.benchmarks.run.sampler import Sampler
-from iobench.benchmarks.run.syscalls import SyscallCounter, UnavailableCounter
+from iobench.benchmarks.run.syscalls import StraceCounter, SyscallCounter, UnavailableCounter
 from iobench.common.lifeline import child_setup
 from iobench.common.processes import stop_group
 from iobench.servers.process import ServerProcess, ServerStartError
@@ -182,6 +182,11 @@ class Launcher(ABC):
         """
         return UnavailableCounter(pid, f"{type(self).__name__} does not count system calls "
                                        "on the server's host")
+
+    def strace_counter(self, pid: int) -> SyscallCounter:
+        """A counter by ``strace -c -f``, for the low-rate ``syscalls`` cells; as above."""
+        return UnavailableCounter(pid, f"{type(self).__name__} does not run strace on the "
+                                       "server's host")
 
     @abstractmethod
     def stop_all(self) -> None:
@@ -386,6 +391,9 @@ class LocalLauncher(Launcher):
 
     def syscall_counter(self, pid: int) -> SyscallCounter:
         return SyscallCounter(pid)
+
+    def strace_counter(self, pid: int) -> SyscallCounter:
+        return StraceCounter(pid)
 
     def stop_all(self) -> None:
         for started in reversed(self._started):

@@ -22,7 +22,7 @@ from iobench.servers.base import ParamError, ServerModel
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
 BUILTIN_PROFILES = ("quick", "full")
-SCENARIOS = ("idle", "closed", "open", "interval", "neighbour", "scale")
+SCENARIOS = ("idle", "closed", "open", "interval", "neighbour", "scale", "syscalls")
 NEIGHBOUR_PHASES = ("solo", "idle", "load")
 
 Check = Callable[[str, Any], Any]
@@ -193,6 +193,15 @@ SCHEMA: dict[str, dict[str, tuple[Check, Any]]] = {
         "rates_rps": (_list_of(RATE, may_be_empty=True), []),
         "duration_s": (DURATION, 1.0),
         "warmup_s": (WARMUP, 0.5),
+    },
+    # System calls counted by strace -c -f, for machines without perf: open loop
+    # at a low rate, in cells of their own (strace slows every call it sees).
+    "syscalls": {
+        "rate_rps": (RATE, 200.0),
+        "connections": (COUNT, 16),
+        "size_bytes": (SIZE, 64),
+        "duration_s": (DURATION, 1.5),
+        "warmup_s": (WARMUP, 0.3),
     },
 }
 
@@ -469,7 +478,17 @@ def _scale(section: dict[str, Any], models: list[str], params: dict[str, Any]) -
                            model, p, "open", connections, rate_rps=rate, idle=idle, **common)
 
 
+def _syscalls(section: dict[str, Any], models: list[str],
+              params: dict[str, Any]) -> Iterable[Cell]:
+    rate, connections, size = section["rate_rps"], section["connections"], section["size_bytes"]
+    for model in models:
+        p = params.get(model, {})
+        yield Cell(f"syscalls/{model_label(model, p)}/r{rate:g}/c{connections}/s{size}",
+                   "syscalls", model, p, "open", connections, size_bytes=size, rate_rps=rate,
+                   duration_s=section["duration_s"], warmup_s=section["warmup_s"])
+
+
 _EXPANDERS: dict[str, Callable[[dict[str, Any], list[str], dict[str, Any]], Iterable[Cell]]] = {
     "idle": _idle, "closed": _closed, "open": _open, "interval": _interval,
-    "neighbour": _neighbour, "scale": _scale,
+    "neighbour": _neighbour, "scale": _scale, "syscalls": _syscalls,
 }

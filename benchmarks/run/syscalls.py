@@ -9,6 +9,11 @@ processes, with counters inherited by every thread and child they start
 later (a thread or a process per connection), and switched on and off
 through perf's control FIFO at the edges of the window measured.
 
+Where perf cannot count, ``strace -c -f`` can (:class:`StraceCounter`), but
+it stops the server at every call, so it runs only in cells of its own at a
+low offered rate (the ``syscalls`` scenario), whose figures say how many
+calls a request costs and nothing about time.
+
 Needs ``perf`` (Debian: ``apt-get install linux-perf``), tracefs (mounted at
 /sys/kernel/tracing, or under /sys/kernel/debug) and the right to trace
 another process (root, or ``kernel.perf_event_paranoid`` <= 1 for one's own
@@ -50,6 +55,9 @@ READY_TIMEOUT_S = 10.0
 ATTACH_ATTEMPTS = 3
 STOP_TIMEOUT_S = 5.0
 INSTALL_HINT = "apt-get install linux-perf"
+STRACE_INSTALL_HINT = "apt-get install strace"
+# How long strace may take to attach to every thread of the tree.
+STRACE_ATTACH_S = 5.0
 
 
 def tracefs() -> Path | None:
@@ -63,7 +71,8 @@ def tracefs() -> Path | None:
 def unavailable_reason() -> str | None:
     """Why the kernel cannot count system calls for us here, or None if it can."""
     if shutil.which("perf") is None:
-        return f"perf is not installed ({INSTALL_HINT})"
+        return (f"perf is not installed ({INSTALL_HINT}; or add a [syscalls] section to the "
+                "profile to count with strace in low-rate cells of their own)")
     if tracefs() is None:
         return "tracefs is not mounted (as root: mount -t tracefs nodev /sys/kernel/tracing)"
     try:
@@ -288,3 +297,104 @@ def parse_perf_csv(text: str) -> dict[str, int]:
         except ValueError:
             continue
     return counts
+
+
+def strace_unavailable_reason() -> str | None:
+    """Why ``strace -c`` cannot count here, or None if it can."""
+    if shutil.which("strace") is None:
+        return f"strace is not installed ({STRACE_INSTALL_HINT})"
+    try:
+        scope = int(Path("/proc/sys/kernel/yama/ptrace_scope").read_text())
+    except (OSError, ValueError):
+        scope = 0
+    if scope >= 3 or (scope >= 1 and os.geteuid() != 0):
+        return f"kernel.yama.ptrace_scope is {scope}: strace cannot attach to the server"
+    return None
+
+
+class StraceCounter(SyscallCounter):
+    """``strace -c -f`` attached to the tree between enable and disable.
+
+    strace stops the traced process at every call, so the server's CPU and
+    latency in its cell mean nothing; only the counts do.
+    """
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(pid)
+        self.reason = strace_unavailable_reason()
+
+    def start(self) -> None:
+        """Nothing to do until the window opens: strace attaches in :meth:`enable`."""
+
+    def enable(self) -> None:
+        if self.reason is not None or self._proc is not None:
+            return
+        pids = self._tree()
+        if pids is None:
+            return
+        self._dir = tempfile.TemporaryDirectory(prefix="iobench-strace-")
+        self._output = Path(self._dir.name) / "summary.txt"
+        command = ["strace", "-c", "-f", "-o", str(self._output)]
+        for pid in pids:
+            command += ["-p", str(pid)]
+        self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # strace says "Process N attached" on stderr for each process once it
+        # is traced; counting starts when the first has been.
+        assert self._proc.stderr is not None
+        ready, _, _ = select.select([self._proc.stderr], [], [], STRACE_ATTACH_S)
+        if not ready or self._proc.poll() is not None:
+            self.reason = f"strace could not attach: {self._stderr()}"
+            self._teardown()
+            return
+        self._enabled_at = time.monotonic()
+
+    def disable(self) -> None:
+        if self._enabled_at is None or self._proc is None:
+            return
+        self._proc.send_signal(signal.SIGINT)  # detaches, and writes the summary
+        self.elapsed_s += time.monotonic() - self._enabled_at
+        self._enabled_at = None
+
+    def stop(self) -> SyscallCounts:
+        if self.reason is not None:
+            return SyscallCounts(tool="strace", reason=self.reason)
+        self.disable()
+        proc = self._proc
+        if proc is None:
+            return SyscallCounts(tool="strace", reason="the counting window never opened")
+        try:
+            proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self._teardown()
+            return SyscallCounts(tool="strace", reason="strace did not exit after SIGINT")
+        try:
+            text = self._output.read_text()
+        except OSError:
+            text = ""
+        self._teardown()
+        calls = parse_strace_summary(text)
+        if not calls:
+            return SyscallCounts(tool="strace", reason="strace counted nothing")
+        total = sum(calls.values())
+        by_kind = {kind: n for kind, n in calls.items() if kind in KINDS}
+        other = total - sum(by_kind.values())
+        if other > 0:
+            by_kind["other"] = other
+        return SyscallCounts(tool="strace", elapsed_s=round(self.elapsed_s, 3), total=total,
+                             by_kind=by_kind)
+
+
+def parse_strace_summary(text: str) -> dict[str, int]:
+    """Call name -> calls from ``strace -c``'s table (the total row left out)."""
+    calls: dict[str, int] = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 5 or fields[-1] == "total" or not fields[0][0].isdigit():
+            continue
+        try:
+            # % time, seconds, usecs/call, calls, [errors,] syscall
+            calls[fields[-1]] = calls.get(fields[-1], 0) + int(fields[3])
+        except ValueError:
+            continue
+    return calls

@@ -136,3 +136,12 @@ def test_variants_run_beside_the_model_with_their_parameters(tmp_path: Path) -> 
     ]
     # A variant of a model that is not run adds nothing.
     assert [c.model for c in expand(profile, ["epoll"])] == ["epoll"]
+
+
+def test_syscalls_scenario_is_one_low_rate_open_cell_per_model(tmp_path: Path) -> None:
+    profile = load_profile(write(tmp_path, "[syscalls]\nrate_rps = 100.0\n"))
+    cells = expand(profile, ["epoll", "io-uring"])
+    assert [(c.key, c.mode, c.rate_rps) for c in cells] == [
+        ("syscalls/epoll/r100/c16/s64", "open", 100.0),
+        ("syscalls/io-uring/r100/c16/s64", "open", 100.0),
+    ]

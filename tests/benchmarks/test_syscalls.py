@@ -14,7 +14,13 @@ import time
 import pytest
 
 from iobench.benchmarks.run import syscalls
-from iobench.benchmarks.run.syscalls import SyscallCounter, SyscallCounts, parse_perf_csv
+from iobench.benchmarks.run.syscalls import (
+    StraceCounter,
+    SyscallCounter,
+    SyscallCounts,
+    parse_perf_csv,
+    parse_strace_summary,
+)
 from iobench.servers.io_uring import IoUringServer
 from iobench.servers.process import ServerProcess
 
@@ -31,6 +37,19 @@ PERF_OUTPUT = """# started on Sun Nov 29 12:00:00 2026
 def test_perf_csv_is_read_by_event_and_uncounted_rows_are_left_out() -> None:
     assert parse_perf_csv(PERF_OUTPUT) == {"raw_syscalls:sys_enter": 40247,
                                            "syscalls:sys_enter_recvfrom": 17126}
+
+
+STRACE_OUTPUT = """% time     seconds  usecs/call     calls    errors syscall
+------ ----------- ----------- --------- --------- ----------------
+ 66.13    0.028889          15      1848      1648 recvfrom
+ 12.74    0.005567          27       200           sendto
+------ ----------- ----------- --------- --------- ----------------
+100.00    0.043683          17      2048      1648 total
+"""
+
+
+def test_strace_summary_is_read_by_call_with_failed_calls_included() -> None:
+    assert parse_strace_summary(STRACE_OUTPUT) == {"recvfrom": 1848, "sendto": 200}
 
 
 def test_counts_become_per_request_and_a_missing_count_stays_null() -> None:
@@ -54,12 +73,13 @@ def test_without_perf_the_counter_says_how_to_install_it(
     assert syscalls.INSTALL_HINT in counts.reason
 
 
-def _per_request(model: str, params: dict[str, str] | None = None) -> dict[str, float]:
+def _per_request(model: str, params: dict[str, str] | None = None,
+                 counter_class: type[SyscallCounter] = SyscallCounter) -> dict[str, float]:
     """Calls by kind per round trip while CONNECTIONS clients make ROUND_TRIPS in turn."""
     with ServerProcess(model, params, cpus=[0]) as server:  # as the runner pins it
         # Attached as the runner attaches: as soon as the server is ready, when a
         # forking model may still be starting its workers.
-        counter = SyscallCounter(server.pid)
+        counter = counter_class(server.pid)
         counter.start()
         assert counter.reason is None, counter.reason
         clients = [socket.create_connection(server.address, timeout=5)
@@ -128,3 +148,12 @@ def test_io_uring_makes_no_recv_or_send_calls() -> None:
     # One enter per loop turn. With one request at a time, a request takes two
     # turns (its recv's completion, then its send's); under load, a turn serves many.
     assert 0 < kinds.get("io_uring_enter", 0) <= 2.2, kinds
+
+
+@pytest.mark.skipif(syscalls.strace_unavailable_reason() is not None,
+                    reason=f"{syscalls.strace_unavailable_reason()}")
+@pytest.mark.parametrize("model", ["epoll", "threads"])
+def test_strace_counts_the_same_recv_and_send_per_request(model: str) -> None:
+    kinds = _per_request(model, counter_class=StraceCounter)
+    assert 0.95 <= kinds.get("recvfrom", 0) <= 1.05, kinds
+    assert 0.95 <= kinds.get("sendto", 0) <= 1.05, kinds

@@ -117,13 +117,14 @@ class Cluster:
         return self._addresses[host]
 
     def call(self, host: str, function: Callable[..., Any], *args: Any,
-             timeout: float = CALL_TIMEOUT_S) -> Any:
+             timeout: float | None = None) -> Any:
         """``function(*args)`` on ``host``'s worker; HostUnavailable if it cannot be done."""
         return self.call_many([host], function, *args, timeout=timeout)[host]
 
     def call_many(self, hosts: list[str], function: Callable[..., Any], *args: Any,
-                  timeout: float = CALL_TIMEOUT_S) -> dict[str, Any]:
+                  timeout: float | None = None) -> dict[str, Any]:
         """``function(*args)`` on every host at once; host -> what it returned."""
+        timeout = CALL_TIMEOUT_S if timeout is None else timeout
         addresses = {host: self.address_of(host) for host in hosts}
         where = ", ".join(f"{host} ({address})" for host, address in addresses.items())
         try:
@@ -484,11 +485,11 @@ class DaskLauncher(Launcher):
         self.owner = uuid.uuid4().hex
 
     def call(self, host: str, function: Callable[..., Any], *args: Any,
-             timeout: float = CALL_TIMEOUT_S) -> Any:
+             timeout: float | None = None) -> Any:
         return self.cluster.call(host, function, *args, timeout=timeout)
 
     def owned(self, host: str, function: Callable[..., Any], *args: Any,
-              timeout: float = CALL_TIMEOUT_S) -> Any:
+              timeout: float | None = None) -> Any:
         """``function(owner, *args)`` on ``host``: about what this launcher started there."""
         return self.cluster.call(host, function, self.owner, *args, timeout=timeout)
 

@@ -7,12 +7,17 @@ shared by the module's tests: starting it takes seconds. Cells are short.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 pytest.importorskip("distributed", reason="the cluster extra is not installed: "
@@ -207,3 +212,79 @@ def test_bad_cluster_options_are_one_line_errors(argv: list[str], message: str,
     assert main(["run", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_a_host_that_stops_answering_fails_the_cell_and_the_run_goes_on(
+        cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from iobench.benchmarks.run import cluster as cluster_module
+
+    monkeypatch.setattr(cluster_module, "CALL_TIMEOUT_S", 2.0)
+    placement = placement_for(cluster, ["client1"])
+    launcher = DaskLauncher(cluster, placement)
+    spec = {"closed": {"connections": [2, 3], "duration_s": 1.0, "warmup_s": 0.2}}
+    frozen = psutil.Process(cluster.call("client1", os.getpid))
+
+    class FreezeFirstLoad:
+        """SIGSTOP the client host's worker during the first cell: it stops answering."""
+
+        def cell_started(self, cell: Any) -> None:
+            if cell.connections == 2:
+                threading.Timer(0.5, frozen.suspend).start()
+
+        def cell_finished(self, cell: Any, record: Any) -> None:
+            frozen.resume()
+
+    checked = check_spec(spec, "test")
+    store = RunStore.create(tmp_path / "run", run_id="run", profile="test",
+                            environment={"placement": placement.as_dict()}, matrix=checked)
+    try:
+        assert Runner(launcher, store, Settings(), FreezeFirstLoad()).run(
+            expand(Profile("test", checked), ["select"]))
+    finally:
+        frozen.resume()
+        launcher.close()
+    cells = {c["key"]: c for c in read_results(tmp_path / "run")["cells"]}
+    first, second = cells["closed/select/c2/s64"], cells["closed/select/c3/s64"]
+    assert first["status"] == "failed", first
+    assert "client1" in first["reason"] and "did not answer within 2 s" in first["reason"]
+    assert second["status"] == "ok", second["reason"]
+
+
+def test_ctrl_c_stops_every_process_on_every_host(tmp_path: Path) -> None:
+    profile = tmp_path / "profile.toml"
+    profile.write_text('[closed]\nconnections = [2, 3]\nduration_s = 10.0\nwarmup_s = 0.2\n')
+    command = [sys.executable, "-m", "iobench", "run", "--cluster", "local",
+               "--client-hosts", "client1,client2", "--profile", str(profile),
+               "--models", "select", "--out", str(tmp_path / "run")]
+    runner = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    seen: dict[int, psutil.Process] = {}
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and runner.poll() is None:
+            for child in psutil.Process(runner.pid).children(recursive=True):
+                seen.setdefault(child.pid, child)
+            running = [" ".join(p.cmdline()) for p in seen.values() if _alive(p)]
+            if (sum("iobench.loadgen" in c for c in running) == 2
+                    and any("iobench.servers" in c for c in running)):
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"the cell never started: {runner.stderr.read()[-2000:]}")
+        os.killpg(runner.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole group
+        assert runner.wait(60) == 130
+    finally:
+        if runner.poll() is None:
+            os.killpg(runner.pid, signal.SIGKILL)
+            runner.wait()
+    left = [p for p in psutil.wait_procs([p for p in seen.values() if _alive(p)],
+                                         timeout=3)[1]]
+    assert not left, [(p.pid, p.cmdline()) for p in left if _alive(p)]
+    assert "interrupted" in runner.stderr.read()
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

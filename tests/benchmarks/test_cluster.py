@@ -246,7 +246,7 @@ def test_a_host_that_stops_answering_fails_the_cell_and_the_run_goes_on(
     cells = {c["key"]: c for c in read_results(tmp_path / "run")["cells"]}
     first, second = cells["closed/select/c2/s64"], cells["closed/select/c3/s64"]
     assert first["status"] == "failed", first
-    assert "client1" in first["reason"] and "did not answer within 2 s" in first["reason"]
+    assert "host client1" in first["reason"] and "did not answer within" in first["reason"]
     assert second["status"] == "ok", second["reason"]
 
 

@@ -30,13 +30,16 @@ class ServerProcess:
 
     ``cpus``, if given, pins the server (and anything it forks) to those CPUs;
     ``fd_limit``, if given, is its limit on open descriptors (soft and hard),
-    to see how it behaves when it runs out.
+    to see how it behaves when it runs out. ``cgroup_procs``, if given, is a
+    cgroup's ``cgroup.procs`` file the server joins before it execs, so the
+    kernel accounts for everything it forks.
     """
 
     def __init__(self, model: str, params: dict[str, Any] | None = None, *,
                  host: str = "127.0.0.1", port: int = 0, cpus: Iterable[int] | None = None,
                  stderr: IO[bytes] | int | None = subprocess.PIPE,
-                 ready_timeout: float = READY_TIMEOUT, fd_limit: int | None = None) -> None:
+                 ready_timeout: float = READY_TIMEOUT, fd_limit: int | None = None,
+                 cgroup_procs: str | None = None) -> None:
         command = [sys.executable, "-m", "iobench.servers",
                    model, "--host", host, "--port", str(port)]
         for name, value in (params or {}).items():
@@ -45,7 +48,7 @@ class ServerProcess:
         # Its own session, yet tied to this process: it dies when this one does.
         self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=stderr, start_new_session=True,
-                                     preexec_fn=child_setup(cpus, fd_limit))
+                                     preexec_fn=child_setup(cpus, fd_limit, cgroup_procs))
         try:
             self.ready = self._await_ready(ready_timeout)
         except BaseException:

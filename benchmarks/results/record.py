@@ -89,6 +89,8 @@ class Metrics:
     # System calls the kernel counted on the server's tree inside the measured
     # window, per request (the record's ``syscalls`` has them by kind, or why not).
     syscalls_per_request: float | None = None
+    # The runner's 10 Hz sampling thread's own CPU, % of one core: what watching cost.
+    sampler_cpu_percent: float | None = None
 
     def get(self, name: str) -> Number | None:
         """The metric called ``name`` (None if it is not one)."""

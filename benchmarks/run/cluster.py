@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from iobench.benchmarks.run import remote
+from iobench.benchmarks.run.accounting import Cgroup
 from iobench.benchmarks.run.launcher import (
     Launcher,
     LoadResult,
@@ -40,7 +41,7 @@ from iobench.benchmarks.run.launcher import (
     Process,
     tail,
 )
-from iobench.benchmarks.run.sampler import Sampler, Series, TreeReading
+from iobench.benchmarks.run.sampler import Edge, Memory, Sampler, Series, TreeReading
 from iobench.benchmarks.run.syscalls import SyscallCounter, SyscallCounts
 from iobench.loadgen.shards import merge_reports, shard_shares
 from iobench.servers.process import READY_TIMEOUT, ServerStartError
@@ -377,12 +378,30 @@ class RemoteSampler(Sampler):
         self._running = True
         return self
 
-    def watch(self, name: str, pid: int) -> None:
+    def watch(self, name: str, pid: int, cgroup: Cgroup | None = None,
+              exact: bool = True) -> None:
         self.launcher.owned(self.on, remote.sampler_watch, name, pid)
         self.series.setdefault(name, Series())
 
     def sample(self, max_read_s: float | None = None) -> None:
         self.launcher.owned(self.on, remote.sampler_sample)
+
+    def edge(self) -> Edge:
+        """An edge read on the server's host, moved onto the runner's clock.
+
+        Its per-CPU times are the server host's: the client's CPUs are elsewhere.
+        """
+        data = self.launcher.owned(self.on, remote.sampler_edge)
+        if data is None:
+            return Edge(time.monotonic(), {}, [], client_cpus_here=False)
+        shift = self.offset_s
+        trees = {name: TreeReading(**{**r, "t_s": r["t_s"] - shift})
+                 for name, r in data["trees"].items()}
+        return Edge(data["t_s"] - shift, trees, data["cpu_times"], client_cpus_here=False)
+
+    def memory(self, name: str) -> Memory | None:
+        data = self.launcher.owned(self.on, remote.sampler_memory, name)
+        return Memory(**data) if data is not None else None
 
     def stop(self) -> None:
         if not self._running:
@@ -401,6 +420,8 @@ class RemoteSampler(Sampler):
         self.system_t_s = [t - shift for t in data["system_t_s"]]
         self.system_cpu_percent = data["system_cpu_percent"]
         self.interval_s = data["interval_s"]
+        self.thread_cpu_s = data.get("thread_cpu_s", 0.0)
+        self.thread_elapsed_s = data.get("thread_elapsed_s", 0.0)
 
 
 class RemoteSyscallCounter(SyscallCounter):

@@ -177,6 +177,6 @@ def print_summary(run_id: str, cells: list[CellRecord]) -> None:
         for violation in cell.implausible:
             console.print(f"implausible: {cell.key} (repetition {cell.repetition}) broke "
                           f"{violation.rule}: {violation.seen}", highlight=False, markup=False)
-        for flag, note in cell.notes.items():
+        for flag, note in cell.notes.items() if cell.ok else ():
             console.print(f"{flag}: {cell.key} (repetition {cell.repetition}): {note}",
                           highlight=False, markup=False)

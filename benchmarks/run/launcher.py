@@ -35,6 +35,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from iobench.benchmarks.run import accounting
+from iobench.benchmarks.run.accounting import Cgroup
 from iobench.benchmarks.run.reaper import Reaper
 from iobench.benchmarks.run.sampler import Sampler
 from iobench.benchmarks.run.syscalls import StraceCounter, SyscallCounter, UnavailableCounter
@@ -133,6 +135,10 @@ class Process(ABC):
 
     pid: int
     stopped: bool = False
+    # A server's cgroup, when its launcher made one for exact CPU accounting
+    # (see ServerHandle); otherwise why not, or None where none was tried.
+    cgroup: Cgroup | None = None
+    cgroup_note: str | None = None
 
     @abstractmethod
     def poll(self) -> int | None:
@@ -235,10 +241,16 @@ class LocalProcess(Process):
 
 
 class ServerHandle(Process):
-    """A running server model: where it listens, and its stderr (for failure reasons)."""
+    """A running server model: where it listens, and its stderr (for failure reasons).
 
-    def __init__(self, server: ServerProcess, stderr_path: Path) -> None:
+    ``cgroup`` is the cgroup it runs in when one could be made (exact CPU
+    accounting for its whole tree); otherwise ``cgroup_note`` says why not.
+    """
+
+    def __init__(self, server: ServerProcess, stderr_path: Path,
+                 cgroup: Cgroup | None = None, cgroup_note: str | None = None) -> None:
         self.server = server
+        self.cgroup, self.cgroup_note = cgroup, cgroup_note
         self.pid = server.pid
         self.host, self.port = server.address
         self.stderr_path = stderr_path
@@ -264,6 +276,8 @@ class ServerHandle(Process):
             self.stopped = True
             self.resume()  # a stopped process would hold its SIGTERM until SIGKILL
             self.exit_code = self.server.stop()
+            if self.cgroup is not None:
+                self.cgroup.remove()
         return self.exit_code
 
     def stderr_text(self) -> str:
@@ -347,14 +361,30 @@ class LocalLauncher(Launcher):
 
     def start_server(self, model: str, params: dict[str, Any]) -> ServerHandle:
         stderr_path = self.workdir / f"{self._name('server')}.stderr"
+        cgroup: Cgroup | None = None
+        note = None
+        try:
+            cgroup = accounting.create(model)
+        except accounting.CgroupUnavailable as exc:
+            note = f"no cgroup for exact accounting ({exc}); CPU counted with psutil"
         with open(stderr_path, "wb") as stderr:
             try:
                 server = ServerProcess(model, params, cpus=self.placement.server_cpus,
-                                       stderr=stderr)
+                                       stderr=stderr,
+                                       cgroup_procs=cgroup.procs_file if cgroup else None)
             except ServerStartError as exc:
+                if cgroup is not None:
+                    cgroup.remove()
                 detail = tail(stderr_path.read_text(errors="replace"))
                 raise ServerStartError(f"{exc} {detail}".strip()) from None
-        handle = ServerHandle(server, stderr_path)
+            except subprocess.SubprocessError as exc:  # could not join the cgroup
+                if cgroup is None:
+                    raise
+                cgroup.remove()
+                cgroup, note = None, f"cannot join a cgroup ({exc}); CPU counted with psutil"
+                server = ServerProcess(model, params, cpus=self.placement.server_cpus,
+                                       stderr=stderr)
+        handle = ServerHandle(server, stderr_path, cgroup, note)
         self._track(handle)
         return handle
 

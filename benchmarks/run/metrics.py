@@ -1,120 +1,169 @@
 """Derived metrics of a cell, from the load generator's report and the sampled server.
 
 Every metric is named with its unit (docs/formats.md); one that does not
-apply to a cell is None. Sanity checks raise flags on numbers that cannot be
-right, so a reader does not cite them unawares.
+apply to a cell is None, and one that should have been measured and could
+not be is None with a flag and a note saying why, never 0. The CPU figures
+come from two edge readings (:meth:`Sampler.edge`) at the measured window's
+edges; the time series only gives the peaks. The plausibility rules that
+judge the result live with the record (``iobench.benchmarks.results.plausibility``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from iobench.benchmarks.results.store import METRICS
-from iobench.benchmarks.run.sampler import Sampler, Series, WindowStats, window_stats
+from iobench.benchmarks.results.record import CellRecord, Metrics
+from iobench.benchmarks.run.sampler import (
+    Edge,
+    Memory,
+    Series,
+    WindowStats,
+    cpu_time_shares,
+    window_stats,
+)
 
 LATENCY_FIELDS = ("p50_us", "p90_us", "p99_us", "p99_9_us", "max_us", "mean_us")
-# Little's law in closed loop: connections = throughput x mean latency.
-LITTLES_LAW_TOLERANCE = 0.10
 # Other processes' CPU on the server's CPUs, % of one core, past which the cell
 # is flagged: on a shared machine the server (or neighbour) had less CPU than
 # the figures assume.
 CONTENTION_PERCENT = 20.0
+# Steal time on the server's or the client's CPUs, % of their time, past which
+# the cell is flagged: the hypervisor ran something else on those CPUs.
+STEAL_PERCENT = 5.0
+CPU_UNMEASURED = "cpu_unmeasured"
+# How far from an edge's moment a reading taken on another host for it may lie.
+EDGE_MATCH_S = 0.5
 
 
-def empty_metrics() -> dict[str, Any]:
-    return dict.fromkeys(METRICS)
-
-
-def server_metrics(metrics: dict[str, Any], series: Series,
-                   start_s: float | None, end_s: float | None) -> WindowStats | None:
-    """Fill the server CPU, context switch and size metrics from its sampled tree."""
-    readings = series.readings
+def server_metrics(record: CellRecord, series: Series | None,
+                   edges: tuple[Edge, Edge] | None) -> WindowStats | None:
+    """Fill the server's CPU, context switches and peak sizes; say why if CPU is missing."""
+    metrics = record.metrics
+    readings = series.readings if series is not None else []
     if readings:
-        metrics["peak_rss_bytes"] = max(r.rss_bytes for r in readings)
-        metrics["peak_threads"] = max(r.threads for r in readings)
-        metrics["peak_fds"] = max(r.fds for r in readings)
-    window = series.window(start_s, end_s) or series.window()
-    if window is None:
+        metrics.peak_rss_bytes = max(r.rss_bytes for r in readings)
+        metrics.peak_threads = max(r.threads for r in readings)
+        metrics.peak_fds = max(r.fds for r in readings)
+    if edges is None:
+        record.flag(CPU_UNMEASURED, "the measured window's edges were not both read")
         return None
-    stats = window_stats(*window)
-    metrics["server_cpu_percent"] = round(stats.cpu_percent, 2)
-    metrics["server_user_percent"] = round(stats.user_percent, 2)
-    metrics["server_system_percent"] = round(stats.system_percent, 2)
-    metrics["ctx_voluntary_per_s"] = round(stats.ctx_voluntary / stats.elapsed_s, 1)
-    metrics["ctx_involuntary_per_s"] = round(stats.ctx_involuntary / stats.elapsed_s, 1)
+    first, last = (edge.trees.get("server") for edge in edges)
+    if (first is None or last is None) and series is not None:
+        # A launcher that samples on another host has no edge readings here:
+        # the readings its sampler took at the edges' moments stand in.
+        window = series.window(edges[0].t_s - EDGE_MATCH_S, edges[1].t_s + EDGE_MATCH_S)
+        if window is not None:
+            first, last = window
+            record.notes["cpu_window"] = "from the server host's readings nearest the edges"
+    if first is None or last is None:
+        record.flag(CPU_UNMEASURED, "the server had exited before an edge of the window")
+        return None
+    if last.t_s <= first.t_s:
+        record.flag(CPU_UNMEASURED, "the window's edges were read at the same moment")
+        return None
+    stats = window_stats(first, last)
+    metrics.server_cpu_percent = round(stats.cpu_percent, 2)
+    metrics.server_user_percent = round(stats.user_percent, 2)
+    metrics.server_system_percent = round(stats.system_percent, 2)
+    metrics.ctx_voluntary_per_s = round(stats.ctx_voluntary / stats.elapsed_s, 1)
+    metrics.ctx_involuntary_per_s = round(stats.ctx_involuntary / stats.elapsed_s, 1)
     return stats
 
 
-def load_metrics(metrics: dict[str, Any], report: dict[str, Any],
-                 server: WindowStats | None) -> None:
+def memory_metrics(metrics: Metrics, memory: Memory | None, baseline: Memory | None,
+                   connections: int | None) -> None:
+    """PSS, USS and RSS of the tree while it held its connections, and PSS per connection.
+
+    Per connection is the growth over the same server before its first
+    connection, divided by the connections: what one more connection costs
+    (a thread's stack, a forked child's private pages, a buffer).
+    """
+    if memory is None:
+        return
+    metrics.pss_bytes, metrics.uss_bytes = memory.pss_bytes, memory.uss_bytes
+    metrics.rss_bytes = memory.rss_bytes
+    if baseline is not None:
+        metrics.pss_baseline_bytes = baseline.pss_bytes
+        if connections:
+            metrics.pss_per_connection_bytes = round(
+                (memory.pss_bytes - baseline.pss_bytes) / connections, 1)
+
+
+def load_metrics(metrics: Metrics, report: dict[str, Any], server: WindowStats | None) -> None:
     """Fill throughput, latency, per-request costs and client CPU from a load report."""
     throughput = report.get("throughput_rps")
-    metrics["throughput_rps"] = throughput
-    metrics["requests"] = report.get("requests")
+    metrics.throughput_rps = throughput
+    metrics.requests = report.get("requests")
     latency = report.get("latency") or {}
     for name in LATENCY_FIELDS:
-        metrics[name] = latency.get(name)
-    metrics["errors"] = (report.get("errors") or {}).get("total")
+        setattr(metrics, name, latency.get(name))
+    metrics.errors = (report.get("errors") or {}).get("total")
     client_cpu = (report.get("client") or {}).get("cpu_percent")
     if client_cpu:
-        metrics["client_cpu_percent"] = round(sum(client_cpu), 2)
+        metrics.client_cpu_percent = round(sum(client_cpu), 2)
     if server is not None and throughput:
-        # Rates over the sampled window, divided by the measured request rate.
+        # Rates over the edges' window, divided by the measured request rate.
         cpu_s_per_s = server.cpu_s / server.elapsed_s
-        metrics["cpu_us_per_request"] = round(cpu_s_per_s * 1e6 / throughput, 2)
-        metrics["ctx_voluntary_per_request"] = round(
+        metrics.cpu_us_per_request = round(cpu_s_per_s * 1e6 / throughput, 2)
+        metrics.ctx_voluntary_per_request = round(
             server.ctx_voluntary / server.elapsed_s / throughput, 4)
-        metrics["ctx_involuntary_per_request"] = round(
+        metrics.ctx_involuntary_per_request = round(
             server.ctx_involuntary / server.elapsed_s / throughput, 4)
 
 
-def load_flags(report: dict[str, Any], mode: str, connections: int) -> list[str]:
-    """The load generator's own flags, and the Little's law check in closed loop."""
+def load_flags(report: dict[str, Any]) -> list[str]:
+    """The load generator's own flags (Little's law is a plausibility rule)."""
     flags = [name for name in ("client_saturated", "behind_schedule") if report.get(name)]
     if (report.get("errors") or {}).get("total"):
         flags.append("errors")
-    if mode == "closed" and not littles_law_holds(report, connections):
-        flags.append("littles_law")
     return flags
 
 
-def littles_law_holds(report: dict[str, Any], connections: int) -> bool:
-    """Whether throughput x mean latency is within 10% of the connection count."""
-    throughput = report.get("throughput_rps") or 0.0
-    mean_us = (report.get("latency") or {}).get("mean_us") or 0.0
-    in_flight = throughput * mean_us / 1e6
-    return abs(in_flight - connections) <= LITTLES_LAW_TOLERANCE * connections
-
-
-def client_metric_from_samples(metrics: dict[str, Any], series: Series | None,
-                               start_s: float | None, end_s: float | None) -> None:
-    """The load generator's CPU as sampled, when its report does not say."""
-    if metrics["client_cpu_percent"] is not None or series is None:
+def client_metric_from_edges(metrics: Metrics, edges: tuple[Edge, Edge] | None) -> None:
+    """The load generator's CPU between the edges, when its report does not say."""
+    if metrics.client_cpu_percent is not None or edges is None:
         return
-    window = series.window(start_s, end_s) or series.window()
-    if window is not None:
-        metrics["client_cpu_percent"] = round(window_stats(*window).cpu_percent, 2)
+    first, last = (edge.trees.get("client") for edge in edges)
+    if first is not None and last is not None and last.t_s > first.t_s:
+        metrics.client_cpu_percent = round(window_stats(first, last).cpu_percent, 2)
 
 
-def other_cpu_percent(sampler: Sampler, cpus: list[int], own: list[str],
-                      start_s: float | None, end_s: float | None) -> float | None:
-    """CPU that processes other than the ``own`` trees used on ``cpus``, % of one core.
+def machine_metrics(record: CellRecord, edges: tuple[Edge, Edge] | None,
+                    server_cpus: list[int], client_cpus: list[int], own: list[str]) -> None:
+    """Other processes' CPU on the server's CPUs, and steal time on both sides, with flags.
 
-    From the system's per-CPU use (each sample covers the interval before it)
-    minus what the sampled trees used over the same window.
+    From the per-CPU times at the same two edges as the server's CPU, so
+    both cover exactly the same moments. ``own``: the trees that belong on
+    the server's CPUs (server, neighbour); the rest of the busy time there
+    is someone else's. Contention is only meaningful when the sides have
+    CPUs of their own.
     """
-    rows = [row for t, row in zip(sampler.system_t_s, sampler.system_cpu_percent, strict=True)
-            if (start_s is None or t > start_s + sampler.interval_s)
-            and (end_s is None or t <= end_s)]
-    if not rows:
-        return None
-    busy = sum(sum(row[c] for c in cpus if c < len(row)) for row in rows) / len(rows)
+    if edges is None:
+        return
+    first, last = edges
+    metrics = record.metrics
+    server = cpu_time_shares(first, last, server_cpus)
+    client = cpu_time_shares(first, last, client_cpus) if last.client_cpus_here else None
+    if server is not None:
+        metrics.steal_server_percent = round(server[1] / len(server_cpus), 2)
+    if client is not None:
+        metrics.steal_client_percent = round(client[1] / len(client_cpus), 2)
+    steal = [s for s in (metrics.steal_server_percent, metrics.steal_client_percent)
+             if s is not None]
+    if steal and max(steal) > STEAL_PERCENT:
+        record.flag("steal", f"the hypervisor took {max(steal):.1f}% of a side's CPU time")
+    if server is None or set(server_cpus) & set(client_cpus):
+        return
     used = 0.0
     for name in own:
-        window = sampler.series[name].window(start_s, end_s) if name in sampler.series else None
-        if window is not None:
-            used += window_stats(*window).cpu_percent
-    return round(max(0.0, busy - used), 1)
+        a, b = first.trees.get(name), last.trees.get(name)
+        if a is not None and b is not None and b.t_s > a.t_s:
+            used += window_stats(a, b).cpu_s
+    elapsed = last.t_s - first.t_s
+    other = max(0.0, server[0] - 100.0 * used / elapsed)
+    metrics.server_cpus_other_percent = round(other, 1)
+    if other > CONTENTION_PERCENT:
+        record.flag("cpu_contended")
 
 
 def strip_histograms(report: dict[str, Any]) -> dict[str, Any]:

@@ -338,6 +338,25 @@ def sampler_sample(owner: str) -> None:
         owned.sampler.sample()
 
 
+def sampler_edge(owner: str) -> dict[str, Any] | None:
+    """An edge reading on this host (:meth:`Sampler.edge`), as plain values."""
+    owned = _OWNED.get(owner)
+    if owned is None or owned.sampler is None:
+        return None
+    edge = owned.sampler.edge()
+    return {"t_s": edge.t_s, "cpu_times": edge.cpu_times,
+            "trees": {name: dataclasses.asdict(r) for name, r in edge.trees.items()}}
+
+
+def sampler_memory(owner: str, name: str) -> dict[str, Any] | None:
+    """The PSS, USS and RSS of a watched tree on this host now."""
+    owned = _OWNED.get(owner)
+    if owned is None or owned.sampler is None:
+        return None
+    memory = owned.sampler.memory(name)
+    return dataclasses.asdict(memory) if memory is not None else None
+
+
 def sampler_stop(owner: str) -> dict[str, Any] | None:
     """Stop sampling; every reading, as plain values, with this host's clock now."""
     owned = _OWNED.get(owner)
@@ -351,5 +370,7 @@ def sampler_stop(owner: str) -> dict[str, Any] | None:
         "system_t_s": sampler.system_t_s,
         "system_cpu_percent": sampler.system_cpu_percent,
         "interval_s": sampler.interval_s,
+        "thread_cpu_s": sampler.thread_cpu_s,
+        "thread_elapsed_s": sampler.thread_elapsed_s,
         "monotonic_s": time.monotonic(),
     }

@@ -13,17 +13,18 @@ import contextlib
 import signal
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from iobench.benchmarks.results import plausibility
-from iobench.benchmarks.results.record import STATUS_FAILED, STATUS_OK, CellRecord, Metrics
+from iobench.benchmarks.results.record import STATUS_FAILED, STATUS_OK, CellRecord
 from iobench.benchmarks.results.store import RunStore, utc_now
 from iobench.benchmarks.run import metrics as m
 from iobench.benchmarks.run import scale
 from iobench.benchmarks.run.launcher import Launcher, LoadSpec, ServerHandle, tail
 from iobench.benchmarks.run.matrix import Cell
-from iobench.benchmarks.run.sampler import Sampler
+from iobench.benchmarks.run.sampler import Edge, Memory, Sampler
 from iobench.benchmarks.run.syscalls import SyscallCounter, SyscallCounts
 from iobench.common.addresses import format_target
 from iobench.common.processes import interrupts_raise
@@ -43,8 +44,17 @@ SLICE_MARGIN_S = 0.01
 MIN_SLICE_BUCKETS = 10
 # Beyond its own duration: how long the neighbour job may take to start and report.
 LOAD_GRACE_S = 5.0
-# Where in the measured window the runner reads the server itself (fractions).
-WINDOW_READINGS = (0.5, 0.9)
+# The edges of the window the server's CPU is measured over, read by the runner
+# itself while the load generator measures: the first once it has started
+# (Python's start-up and connecting take ~0.1-0.2 s) and warmed up, the last
+# shortly before its measured window ends. The CPU between two readings inside
+# the window is exact; the edges need not match the load generator's to the
+# millisecond, only lie inside its steady load.
+LOAD_START_S = 0.3
+END_EDGE_FRACTION = 0.95
+# A reading halfway, for the peaks of the time series (the sampling thread
+# gets next to no CPU while the load generator saturates it).
+MID_READING_FRACTION = 0.5
 # The part of the measured window in which the kernel counts the server's
 # system calls: inside it by a margin, so that connection set-up before and
 # the closing after it are left out, however late the load generator started.
@@ -92,7 +102,12 @@ class CellContext:
     sampler: Sampler | None = None
     server: ServerHandle | None = None
     report: dict[str, Any] | None = None
-    window: tuple[float | None, float | None] = (None, None)
+    # The edge readings the server's CPU is measured between, or why there are none.
+    edges: tuple[Edge, Edge] | None = None
+    edges_note: str | None = None
+    # The server's memory while it held its connections, and before the first.
+    memory: Memory | None = None
+    baseline_memory: Memory | None = None
     neighbour_ops_per_s: float | None = None
     syscall_counter: SyscallCounter | None = None
     syscalls: SyscallCounts | None = None
@@ -172,9 +187,9 @@ class Runner:
         context.sampler = self.launcher.sampler()
         context.sampler.start()
         if cell.phase == "solo":
-            start = time.monotonic()
+            first = context.sampler.edge()
             context.neighbour_ops_per_s = self._neighbour(context, cell.duration_s)
-            context.window = (start, time.monotonic())
+            context.edges = (first, context.sampler.edge())
             return
         if cell.peak_fraction is not None:
             context.rate_rps = cell.peak_fraction * self._peak(cell)
@@ -182,7 +197,8 @@ class Runner:
         if cell.scenario == "scale":
             self._check_scale(context)
         context.server = self.launcher.start_server(cell.model, cell.params)
-        context.sampler.watch("server", context.server.pid)
+        context.sampler.watch("server", context.server.pid, cgroup=context.server.cgroup)
+        context.baseline_memory = context.sampler.memory("server")
         if cell.mode == "idle":
             self._idle(context)
         else:
@@ -219,15 +235,14 @@ class Runner:
                                  f"{exc.strerror or exc}{self._stderr_note(server)}") from None
             if cell.connections:
                 time.sleep(IDLE_SETTLE_S)
-            start = time.monotonic()
-            sampler.sample()
+            first = sampler.edge()
             if cell.phase == "idle":
                 context.neighbour_ops_per_s, context.neighbour_paused_ops_per_s = \
                     self._neighbour_beside(context, cell.duration_s)
             else:
                 time.sleep(cell.duration_s)
-            sampler.sample()
-            context.window = (start, time.monotonic())
+            context.edges = (first, sampler.edge())
+            context.memory = sampler.memory("server")
             closed = sum(1 for s in sockets if _peer_closed(s))
             if closed:
                 raise CellFailed(f"the server closed {closed} of {cell.connections} idle "
@@ -252,29 +267,59 @@ class Runner:
         counter.start()
         load = self.launcher.start_load(spec)
         if load.pid is not None:  # None: on other hosts, it reports its own CPU
-            sampler.watch("client", load.pid)
-        if cell.phase == "load":
-            context.neighbour_ops_per_s = self._neighbour(
-                context, cell.duration_s, delay_s=cell.warmup_s + NEIGHBOUR_LOAD_LEAD_S)
+            sampler.watch("client", load.pid, exact=False)
+        # Before it measures, the load generator opens its idle connections.
+        idle_connect_s = cell.idle / IDLE_CONNECTS_PER_S
         timeout = (cell.warmup_s + duration + self.settings.cell_timeout_s + spec.timeout_s
-                   + cell.idle / IDLE_CONNECTS_PER_S)
-        # The sampling thread yields the client CPU to the load generator and
-        # gets next to none while it is saturated: a few readings from here
-        # see the server under full load (peak RSS, threads, fds). Not at the
-        # window's start: a forking server may still be accepting then.
+                   + idle_connect_s)
         started = time.monotonic()
-        marks = sorted([*((f, sampler.sample) for f in WINDOW_READINGS),
-                        (SYSCALL_WINDOW[0], counter.enable), (SYSCALL_WINDOW[1], counter.disable)],
-                       key=lambda mark: mark[0])
-        for fraction, action in marks:
-            delay = started + cell.warmup_s + duration * fraction - time.monotonic()
-            if load.wait(max(delay, 0.0)) is not None:
-                break
-            action()
+
+        def running_at(offset_s: float) -> bool:
+            """Wait until ``offset_s`` after the start; False if the load ended first."""
+            return load.wait(max(started + offset_s - time.monotonic(), 0.0)) is None
+
+        def at_fraction(fraction: float) -> bool:
+            return running_at(idle_connect_s + cell.warmup_s + duration * fraction)
+
+        def end_edge(first: Edge) -> None:
+            context.edges = (first, sampler.edge())
+            # Now, while the load generator still holds every connection (a
+            # forking server's children exit with them).
+            context.memory = sampler.memory("server")
+
+        if cell.phase == "load":
+            # The neighbour works from a lead into the measured window; the
+            # edges are its start and end, when the server is under load.
+            firsts: list[Edge] = []
+
+            def at_work() -> None:
+                firsts.append(sampler.edge())
+                counter.enable()
+
+            context.neighbour_ops_per_s, context.neighbour_paused_ops_per_s = \
+                self._neighbour_beside(context, cell.duration_s,
+                                       delay_s=(idle_connect_s + cell.warmup_s
+                                                + NEIGHBOUR_LOAD_LEAD_S),
+                                       at_work=at_work)
+            counter.disable()
+            if firsts and load.wait(0.0) is None:
+                end_edge(firsts[0])
+        elif running_at(LOAD_START_S + idle_connect_s + cell.warmup_s):
+            first = sampler.edge()
+            if at_fraction(SYSCALL_WINDOW[0]):
+                counter.enable()
+            if at_fraction(MID_READING_FRACTION):
+                sampler.edge()
+            if at_fraction(SYSCALL_WINDOW[1]):
+                counter.disable()
+            if at_fraction(END_EDGE_FRACTION):
+                end_edge(first)
         counter.disable()
+        if context.edges is None:
+            context.edges_note = ("the load generator ended before the window's edges "
+                                  "could be read")
         result = load.result(timeout)
-        end = result.ended_s if result.ended_s is not None else time.monotonic()
-        sampler.sample()
+        sampler.edge()
         context.syscalls = counter.stop()
         context.syscall_counter = None
         if result.returncode is None:
@@ -285,8 +330,6 @@ class Runner:
                              f"wrote no report: {tail(result.stderr)}"
                              f"{self._stderr_note(server)}")
         context.report = result.report
-        measured = float(result.report.get("measured_s") or duration)
-        context.window = (end - measured, end)
         self._check_server(server)
         if not result.report.get("ok", True) or (result.report.get("errors") or {}).get("total"):
             assert cell.model is not None
@@ -301,7 +344,7 @@ class Runner:
     def _neighbour(self, context: CellContext, duration_s: float, delay_s: float = 0.0) -> float:
         job = self.launcher.start_neighbour(duration_s, delay_s)
         assert context.sampler is not None
-        context.sampler.watch("neighbour", job.pid)
+        context.sampler.watch("neighbour", job.pid, exact=False)
         try:
             return float(job.report(delay_s + duration_s + LOAD_GRACE_S)["ops_per_s"])
         except RuntimeError as exc:
@@ -309,27 +352,40 @@ class Runner:
         finally:
             job.stop()
 
-    def _neighbour_beside(self, context: CellContext, duration_s: float) -> tuple[float, float]:
-        """The neighbour's rate beside the idle server, and with the server stopped.
+    def _neighbour_beside(self, context: CellContext, duration_s: float, delay_s: float = 0.0,
+                          at_work: Callable[[], None] | None = None) -> tuple[float, float]:
+        """The neighbour's rate beside the server, and with the server stopped.
 
         The server is stopped (SIGSTOP) and resumed in alternate slices while
         the neighbour works; its operations in the two kinds of slice give a
         paired comparison, in which the load others put on a shared machine
-        cancels out instead of landing on one side.
+        cancels out instead of landing on one side. The same beside an idle
+        server and one under load: there the load generator keeps sending
+        while the server is stopped, so that cell's latency includes the
+        pauses (flag ``server_paused``), and its ratio is the figure to cite.
+        The neighbour starts working ``delay_s`` after it is started, when
+        ``at_work`` is called once.
         """
         server, sampler = context.server, context.sampler
         assert server is not None and sampler is not None
-        job = self.launcher.start_neighbour(duration_s)
-        sampler.watch("neighbour", job.pid)
+        job = self.launcher.start_neighbour(duration_s, delay_s)
+        sampler.watch("neighbour", job.pid, exact=False)
         paused: list[tuple[float, float]] = []
         running: list[tuple[float, float]] = []
-        deadline = time.monotonic() + duration_s + LOAD_GRACE_S
+        began = time.monotonic()
+        deadline = began + delay_s + duration_s + LOAD_GRACE_S
         try:
             while job.running() and time.monotonic() < deadline:
+                if at_work is not None and time.monotonic() >= began + delay_s:
+                    at_work()
+                    at_work = None
                 for slices, toggle in ((paused, server.pause), (running, server.resume)):
+                    asked = time.monotonic()
                     toggle()
                     start = time.monotonic()
-                    time.sleep(NEIGHBOUR_SLICE_S)
+                    # A launcher on other hosts takes a round trip to stop or
+                    # resume: slices longer than that keep enough whole buckets.
+                    time.sleep(max(NEIGHBOUR_SLICE_S, 2 * (start - asked)))
                     slices.append((start, time.monotonic()))
             server.resume()
             report = job.report(LOAD_GRACE_S)
@@ -363,40 +419,9 @@ class Runner:
 
     def _record(self, context: CellContext, started: str, reason: str | None) -> CellRecord:
         cell = context.cell
-        metrics = m.empty_metrics()
-        flags: list[str] = []
-        samples: dict[str, Any] = {}
-        start_s, end_s = context.window
-        sampler = context.sampler
-        if sampler is not None and "server" in sampler.series:
-            server_stats = m.server_metrics(metrics, sampler.series["server"], start_s, end_s)
-            if context.report is not None:
-                m.load_metrics(metrics, context.report, server_stats)
-                flags = m.load_flags(context.report, cell.mode, cell.connections)
-            m.client_metric_from_samples(metrics, sampler.series.get("client"), start_s, end_s)
-            samples = self._samples(context)
-        placement = self.launcher.placement
-        if sampler is not None and not set(placement.server_cpus) & set(placement.client_cpus):
-            other = m.other_cpu_percent(sampler, placement.server_cpus,
-                                        ["server", "neighbour"], start_s, end_s)
-            metrics["server_cpus_other_percent"] = other
-            if other is not None and other > m.CONTENTION_PERCENT:
-                flags.append("cpu_contended")
-        if context.neighbour_ops_per_s is not None:
-            metrics["neighbour_ops_per_s"] = round(context.neighbour_ops_per_s, 1)
-            paused = context.neighbour_paused_ops_per_s
-            if paused:
-                metrics["neighbour_paused_ops_per_s"] = round(paused, 1)
-                metrics["neighbour_ratio"] = round(context.neighbour_ops_per_s / paused, 4)
-            else:
-                metrics["neighbour_ratio"] = self._neighbour_ratio(cell,
-                                                                   context.neighbour_ops_per_s)
         report = context.report
-        syscalls = None
-        if context.syscalls is not None:
-            syscalls = context.syscalls.per_request(metrics["throughput_rps"])
-            metrics["syscalls_per_request"] = syscalls["per_request"]
         latency_uncorrected = (report or {}).get("latency_uncorrected") or {}
+        placement = self.launcher.placement
         record = CellRecord(
             key=cell.key, scenario=cell.scenario, model=cell.model,
             params=cell.params, mode=cell.mode, connections=cell.connections,
@@ -404,14 +429,48 @@ class Runner:
             peak_fraction=cell.peak_fraction, phase=cell.phase,
             idle_connections=cell.idle, repetition=cell.repetition,
             status=STATUS_FAILED if reason else STATUS_OK, reason=reason,
-            placement=self.launcher.placement.as_dict(),
+            placement=placement.as_dict(),
             started=started, duration_s=round(time.monotonic() - context.origin_s, 3),
-            metrics=Metrics(**metrics), flags=flags,
             histogram=((report or {}).get("latency") or {}).get("histogram"),
             histogram_uncorrected=latency_uncorrected.get("histogram"),
-            samples=samples, syscalls=syscalls,
             load=m.strip_histograms(report) if report is not None else None,
         )
+        metrics = record.metrics
+        sampler = context.sampler
+        if sampler is not None and "server" in sampler.series:
+            record.cpu_accounting = sampler.accounting("server")
+            server = context.server
+            if server is not None and server.cgroup_note:
+                record.notes["cpu_accounting"] = server.cgroup_note
+            edges = context.edges
+            server_stats = m.server_metrics(record, sampler.series["server"], edges)
+            if edges is None and context.edges_note:
+                record.notes[m.CPU_UNMEASURED] = context.edges_note
+            m.memory_metrics(metrics, context.memory, context.baseline_memory, cell.connections)
+            if report is not None:
+                m.load_metrics(metrics, report, server_stats)
+                record.flags += [f for f in m.load_flags(report) if f not in record.flags]
+            m.client_metric_from_edges(metrics, edges)
+            record.samples = self._samples(context)
+        if sampler is not None:
+            m.machine_metrics(record, context.edges, placement.server_cpus,
+                              placement.client_cpus, ["server", "neighbour"])
+            if sampler.thread_cpu_percent is not None:
+                metrics.sampler_cpu_percent = round(sampler.thread_cpu_percent, 3)
+        if context.neighbour_ops_per_s is not None:
+            metrics.neighbour_ops_per_s = round(context.neighbour_ops_per_s, 1)
+            paused = context.neighbour_paused_ops_per_s
+            if paused:
+                metrics.neighbour_paused_ops_per_s = round(paused, 1)
+                metrics.neighbour_ratio = round(context.neighbour_ops_per_s / paused, 4)
+            elif cell.phase == "solo":
+                metrics.neighbour_ratio = 1.0
+        if context.syscalls is not None:
+            record.syscalls = context.syscalls.per_request(metrics.throughput_rps)
+            metrics.syscalls_per_request = record.syscalls["per_request"]
+        if cell.phase == "load" and report is not None:
+            record.flag("server_paused", "the server was stopped in alternate slices to "
+                        "measure the neighbour alone; its latency includes those pauses")
         if cell.scenario == "syscalls":
             record.flag("traced", "strace stopped the server at every system call: only the "
                                   "counts of this cell mean something, not its time or CPU")
@@ -429,15 +488,6 @@ class Runner:
             samples["client_t_s"] = client["t_s"]
             samples["client_cpu_percent"] = client["cpu_percent"]
         return samples
-
-    def _neighbour_ratio(self, cell: Cell, ops_per_s: float) -> float | None:
-        """The neighbour's work rate relative to its solo rate in the same repetition."""
-        if cell.phase == "solo":
-            return 1.0
-        solo = [c.metrics.neighbour_ops_per_s for c in self.store.cells
-                if c.scenario == "neighbour" and c.phase == "solo"
-                and c.ok and c.repetition == cell.repetition]
-        return round(ops_per_s / solo[-1], 4) if solo else None
 
 
 def slice_rate(report: dict[str, Any], slices: list[tuple[float, float]]) -> float:

@@ -21,10 +21,19 @@ from typing import Any
 
 import psutil
 
+from iobench.benchmarks.run.accounting import PSUTIL, Cgroup
+
 SAMPLE_INTERVAL_S = 0.1
-# A reading by the sampling thread that takes longer than this was preempted
-# (it runs under SCHED_IDLE) and is dropped; an unhindered one takes ~1-3 ms.
+# A psutil reading by the sampling thread that takes longer than this (plus
+# PER_PROCESS_READ_S for each process it walks) was preempted (it runs under
+# SCHED_IDLE) and is dropped: its counters were read at different moments.
+# An unhindered reading of one process takes ~1-3 ms. A cgroup reading is one
+# file, timed on its own, and is never dropped.
 MAX_READ_S = 0.02
+PER_PROCESS_READ_S = 0.0005
+# How often the sampling thread looks for new members of a tree without a
+# cgroup (an expensive walk of every process on the machine). Edges always do.
+MEMBERS_REFRESH_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,7 @@ class TreeReading:
     threads: int
     fds: int
     processes: int
+    exact: bool = False  # CPU from the tree's cgroup (every task, dead ones included)
 
     @property
     def cpu_s(self) -> float:
@@ -47,28 +57,65 @@ class TreeReading:
 
 
 class ProcessTree:
-    """A process and its descendants, read as one."""
+    """A process and its descendants, read as one; CPU from ``cgroup`` when it has one."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, cgroup: Cgroup | None = None,
+                 refresh_s: float = 0.0) -> None:
         self.root = psutil.Process(pid)
+        self.cgroup = cgroup
+        self.refresh_s = refresh_s
         self._procs: dict[int, psutil.Process] = {pid: self.root}
+        self._members_cache: list[psutil.Process] = [self.root]
+        self._walked_s: float | None = None
         # (pid, create time) -> what it was last seen with
         self._last: dict[tuple[int, float], _Seen] = {}
 
     def _members(self) -> list[psutil.Process]:
+        """The root and its descendants: the cgroup's list, or a walk of /proc.
+
+        psutil finds children by reading the parent of *every* process on the
+        machine (~90 ms of wall time with 850 processes), so without a cgroup
+        a tree with ``refresh_s`` walks at most that often and reuses its
+        members in between; its CPU is unaffected (see :meth:`read`).
+        """
+        if self.cgroup is not None:
+            try:
+                found = [self._process(pid) for pid in self.cgroup.pids()]
+                return [proc for proc in found if proc is not None] or [self.root]
+            except (OSError, ValueError):
+                pass
+        now = time.monotonic()
+        if self._walked_s is not None and now - self._walked_s < self.refresh_s:
+            return self._members_cache
         try:
             children = self.root.children(recursive=True)
         except psutil.Error:
             children = []
-        members = []
-        for proc in [self.root, *children]:
-            # Keep the first Process object per pid: psutil checks it against pid reuse.
-            known = self._procs.setdefault(proc.pid, proc)
-            members.append(known)
-        return members
+        self._walked_s = now
+        # Keep the first Process object per pid: psutil checks it against pid reuse.
+        self._members_cache = [self._procs.setdefault(proc.pid, proc)
+                               for proc in [self.root, *children]]
+        return self._members_cache
+
+    def _process(self, pid: int) -> psutil.Process | None:
+        """The Process object for ``pid`` (None if it exited since it was listed)."""
+        known = self._procs.get(pid)
+        if known is None:
+            try:
+                known = self._procs[pid] = psutil.Process(pid)
+            except psutil.Error:
+                return None
+        return known
+
+    @property
+    def accounting(self) -> str:
+        return self.cgroup.kind if self.cgroup is not None else PSUTIL
 
     def read(self) -> TreeReading:
         """Read every live member.
+
+        With a cgroup, CPU is the cgroup's (read first, and stamped then);
+        the rest of this applies to the psutil fallback.
 
         A live member's CPU includes that of the children it has reaped
         (``children_user``/``children_system``), so a forking model's
@@ -78,6 +125,13 @@ class ProcessTree:
         about to be) in the parent's reaped-children total. Context switches
         have no such total: an exited process keeps its last counts.
         """
+        cgroup_cpu: tuple[float, float] | None = None
+        if self.cgroup is not None:
+            try:
+                cgroup_cpu = self.cgroup.cpu_s()
+            except OSError:
+                cgroup_cpu = None
+            t_s = time.monotonic()
         rss = threads = fds = 0
         live: set[tuple[int, float]] = set()
         for proc in self._members():
@@ -101,14 +155,47 @@ class ProcessTree:
         counted = [seen for ident, seen in self._last.items()
                    if ident in live or seen.ppid not in live_pids]
         everyone = self._last.values()
+        if cgroup_cpu is None:
+            t_s = time.monotonic()
+            cgroup_cpu = (sum(seen.user_s for seen in counted),
+                          sum(seen.system_s for seen in counted))
         return TreeReading(
-            t_s=time.monotonic(),
-            user_s=sum(seen.user_s for seen in counted),
-            system_s=sum(seen.system_s for seen in counted),
+            t_s=t_s,
+            user_s=cgroup_cpu[0],
+            system_s=cgroup_cpu[1],
             ctx_voluntary=sum(seen.ctx_voluntary for seen in everyone),
             ctx_involuntary=sum(seen.ctx_involuntary for seen in everyone),
             rss_bytes=rss, threads=threads, fds=fds, processes=len(live),
+            exact=self.cgroup is not None,
         )
+
+    def memory(self) -> Memory | None:
+        """PSS, USS and RSS of the live members, summed; None if none could be read.
+
+        ``memory_full_info`` reads /proc/PID/smaps_rollup, ~170 us a process
+        where RSS costs a few: read once where it matters, not at 10 Hz. PSS
+        divides each shared page among the processes that map it, so a
+        forking server's copy-on-write pages count once for the tree, as RSS
+        cannot.
+        """
+        pss = uss = rss = read = 0
+        for proc in self._members():
+            try:
+                info = proc.memory_full_info()
+            except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+                continue
+            pss, uss, rss, read = pss + info.pss, uss + info.uss, rss + info.rss, read + 1
+        return Memory(pss, uss, rss, read) if read else None
+
+
+@dataclass(frozen=True)
+class Memory:
+    """A tree's memory at one moment, in bytes, and how many processes it summed."""
+
+    pss_bytes: int
+    uss_bytes: int
+    rss_bytes: int
+    processes: int
 
 
 @dataclass(frozen=True)
@@ -166,11 +253,26 @@ def window_stats(first: TreeReading, last: TreeReading) -> WindowStats:
     )
 
 
+@dataclass(frozen=True)
+class Edge:
+    """One reading of every watched tree and of the system's per-CPU times, at one moment."""
+
+    t_s: float
+    trees: dict[str, TreeReading]
+    # psutil.cpu_times(percpu=True) as dicts: cumulative seconds by kind, per CPU.
+    cpu_times: list[dict[str, float]]
+    # False when read on the server's host with the client elsewhere.
+    client_cpus_here: bool = True
+
+
 class Sampler:
-    """Reads the watched trees and the system's per-CPU use every ``interval_s``.
+    """Edge readings on demand, and every watched tree every ``interval_s`` in a thread.
 
     Trees can be added while it runs (the load generator starts after the
-    server). ``stop()`` takes one last reading, so a window can end at stop time.
+    server). The thread and the caller read through separate
+    :class:`ProcessTree` objects, so an edge never waits for a reading the
+    thread began and was preempted in: the thread holds the lock only to
+    append. ``stop()`` takes one last reading, so a series ends at stop time.
     """
 
     def __init__(self, interval_s: float = SAMPLE_INTERVAL_S) -> None:
@@ -178,39 +280,78 @@ class Sampler:
         self.series: dict[str, Series] = {}
         self.system_t_s: list[float] = []
         self.system_cpu_percent: list[list[float]] = []
-        self._trees: dict[str, ProcessTree] = {}
+        self._trees: dict[str, ProcessTree] = {}  # read by the sampling thread only
+        self._edge_trees: dict[str, ProcessTree] = {}  # read by the caller only
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # The sampling thread's own CPU time: what watching costs.
+        self.thread_cpu_s = 0.0
+        self.thread_elapsed_s = 0.0
 
-    def watch(self, name: str, pid: int) -> None:
+    def watch(self, name: str, pid: int, cgroup: Cgroup | None = None,
+              exact: bool = True) -> None:
         """Start reading the tree rooted at ``pid`` under ``name`` (e.g. "server").
 
-        A process that has already exited leaves nothing to read; its own
-        exit is for the caller to notice and report.
+        ``cgroup``: the cgroup the tree runs in, for exact CPU accounting.
+        ``exact``: edges look for new members every time (without a cgroup, a
+        walk of every process on the machine, run at normal priority on the
+        load generator's CPU); trees whose CPU no figure rests on (the load
+        generator reports its own) pass False. A process that has already
+        exited leaves nothing to read; its own exit is for the caller to
+        notice and report.
         """
         try:
-            tree = ProcessTree(pid)
+            tree = ProcessTree(pid, cgroup, refresh_s=MEMBERS_REFRESH_S)
+            edge_tree = ProcessTree(pid, cgroup, refresh_s=0.0 if exact else MEMBERS_REFRESH_S)
         except psutil.NoSuchProcess:
             return
         with self._lock:
             self._trees[name] = tree
+            self._edge_trees[name] = edge_tree
             self.series.setdefault(name, Series())
-        self.sample()
+        self.edge()
+
+    def accounting(self, name: str) -> str | None:
+        """How the tree's CPU is counted ("cgroup2", "cgroup1", "psutil"), if watched."""
+        tree = self._edge_trees.get(name)
+        return tree.accounting if tree is not None else None
+
+    def edge(self) -> Edge:
+        """Read every tree and the per-CPU times now, in the caller's thread.
+
+        The readings also join the time series (peaks, plots).
+        """
+        readings = {name: tree.read() for name, tree in list(self._edge_trees.items())}
+        edge = Edge(time.monotonic(), readings,
+                    [times._asdict() for times in psutil.cpu_times(percpu=True)])
+        with self._lock:
+            for name, reading in readings.items():
+                _insert(self.series[name].readings, reading)
+        return edge
+
+    def memory(self, name: str) -> Memory | None:
+        """The tree's PSS, USS and RSS now (costly: see :meth:`ProcessTree.memory`)."""
+        tree = self._edge_trees.get(name)
+        return tree.memory() if tree is not None else None
 
     def sample(self, max_read_s: float | None = None) -> None:
-        """Take one reading of every tree now (also called from the sampling thread).
+        """Take one reading of every tree for the time series (the sampling thread's job).
 
-        With ``max_read_s``, a reading that took longer is dropped: the
-        thread was preempted half-way, so its counters were read at different
-        times and its single timestamp would misplace some of them.
+        With ``max_read_s``, a psutil reading that took longer (plus a little
+        per process) is dropped: the thread was preempted half-way, so its
+        counters were read at different times and its single timestamp would
+        misplace some of them. A cgroup reading stamps its CPU when it reads
+        it, and is kept.
         """
-        with self._lock:
-            for name, tree in self._trees.items():
-                began = time.monotonic()
-                reading = tree.read()
-                if max_read_s is None or reading.t_s - began <= max_read_s:
-                    self.series[name].readings.append(reading)
+        for name, tree in list(self._trees.items()):
+            began = time.monotonic()
+            reading = tree.read()
+            allowed = None if max_read_s is None else \
+                max_read_s + PER_PROCESS_READ_S * reading.processes
+            if reading.exact or allowed is None or reading.t_s - began <= allowed:
+                with self._lock:
+                    _insert(self.series[name].readings, reading)
 
     def start(self) -> Sampler:
         psutil.cpu_percent(percpu=True)  # the first call only sets psutil's baseline
@@ -224,22 +365,31 @@ class Sampler:
         # delays the load generator's sends and reads by up to a scheduler
         # slice, and open-loop p99 grew from ~0.3 ms to ~1.5 ms: latency the
         # server did not cause. Under SCHED_IDLE this thread runs only when
-        # that CPU has nothing else to do. The readings totals depend on
-        # (first and last) are taken from the caller's thread, so a starved
-        # sampler costs time-series resolution, never a total; the runner
-        # also takes one reading mid-window itself, for the peaks.
+        # that CPU has nothing else to do. The readings a cell's figures
+        # depend on are edges, taken from the caller's thread, so a starved
+        # sampler costs time-series resolution, never a figure.
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: this thread
+        began, cpu_began = time.monotonic(), time.thread_time()
         while not self._stop.wait(self.interval_s):
             self.sample(max_read_s=MAX_READ_S)
             self.system_t_s.append(time.monotonic())
             self.system_cpu_percent.append(psutil.cpu_percent(percpu=True))
+            self.thread_cpu_s = time.thread_time() - cpu_began
+            self.thread_elapsed_s = time.monotonic() - began
+
+    @property
+    def thread_cpu_percent(self) -> float | None:
+        """The sampling thread's CPU, % of one core, over the time it ran."""
+        if self.thread_elapsed_s <= 0:
+            return None
+        return 100.0 * self.thread_cpu_s / self.thread_elapsed_s
 
     def stop(self) -> None:
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
             self._thread = None
-            self.sample()
+            self.edge()
 
     def __enter__(self) -> Sampler:
         return self.start()
@@ -268,3 +418,34 @@ class Sampler:
             "ctx_voluntary": [r.ctx_voluntary - first.ctx_voluntary for r in readings],
             "ctx_involuntary": [r.ctx_involuntary - first.ctx_involuntary for r in readings],
         }
+
+
+def _insert(readings: list[TreeReading], reading: TreeReading) -> None:
+    """Add ``reading`` in time order (the thread's and the caller's readings interleave)."""
+    if readings and readings[-1].t_s > reading.t_s:
+        readings.append(reading)
+        readings.sort(key=lambda r: r.t_s)
+    else:
+        readings.append(reading)
+
+
+def cpu_time_shares(first: Edge, last: Edge, cpus: list[int]) -> tuple[float, float] | None:
+    """(busy, steal) on ``cpus`` between two edges, % of one CPU's time, summed over them.
+
+    Busy is what any process ran (user, nice, system, interrupts); steal is
+    the time the hypervisor ran something else while a CPU wanted to run.
+    None when the edges have no per-CPU times for those CPUs.
+    """
+    busy = steal = 0.0
+    elapsed = last.t_s - first.t_s
+    if elapsed <= 0:
+        return None
+    for cpu in cpus:
+        if cpu >= len(first.cpu_times) or cpu >= len(last.cpu_times):
+            return None
+        a, b = first.cpu_times[cpu], last.cpu_times[cpu]
+        delta = {name: b[name] - a.get(name, 0.0) for name in b}
+        busy += sum(delta.get(name, 0.0) for name in ("user", "nice", "system", "irq",
+                                                         "softirq"))
+        steal += delta.get("steal", 0.0)
+    return 100.0 * busy / elapsed, 100.0 * steal / elapsed

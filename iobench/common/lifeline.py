@@ -42,17 +42,23 @@ def die_with_parent(parent_pid: int) -> None:
 
 
 def child_setup(cpus: Iterable[int] | None = None,
-                fd_limit: int | None = None) -> Callable[[], None]:
+                fd_limit: int | None = None,
+                cgroup_procs: str | None = None) -> Callable[[], None]:
     """A ``preexec_fn`` for subprocess: die with this process, and run on ``cpus``.
 
     ``fd_limit`` sets the child's descriptor limit (soft and hard), for tests
-    of what a server does when it runs out.
+    of what a server does when it runs out. ``cgroup_procs``: a cgroup's
+    ``cgroup.procs`` file the child joins before it execs, so everything it
+    will fork is accounted for in that cgroup.
     """
     parent = os.getpid()
     cpu_set = set(cpus) if cpus is not None else None
 
     def setup() -> None:
         die_with_parent(parent)
+        if cgroup_procs is not None:
+            with open(cgroup_procs, "w") as procs:
+                procs.write(str(os.getpid()))
         if cpu_set:
             os.sched_setaffinity(0, cpu_set)
         if fd_limit is not None:

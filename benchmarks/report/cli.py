@@ -77,6 +77,13 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
                              "beyond both runs' min-max ranges (a CI gate)")
     parser.add_argument("--plot", type=Path, default=None, metavar="OUT.png",
                         help="also draw B/A per cell with its range (PNG, or SVG by suffix)")
+    parser.add_argument("--placement-figure", type=Path, default=None, metavar="OUT.png",
+                        help="instead of the table, draw one cell's latency by percentile in "
+                             "both runs, each labelled with where it ran: the one view of two "
+                             "placements side by side (e.g. one host and across hosts)")
+    parser.add_argument("--cell", default=None, metavar="KEY",
+                        help="with --placement-figure: the cell key to draw (default: the "
+                             "first with latencies in both runs)")
 
 
 def cmd_compare(args: Any) -> int:
@@ -99,6 +106,15 @@ def cmd_compare(args: Any) -> int:
     if args.plot is not None and args.plot.suffix.lower() not in (".png", ".svg"):
         raise UsageError(f"--plot {args.plot}: the file name must end in .png or .svg")
     run_a, run_b = load_run(args.results_a), load_run(args.results_b)
+    if args.placement_figure is not None:
+        return draw_placements(run_a, run_b, args.placement_figure, args.cell)
+    if run_a.placement != run_b.placement:
+        from iobench.benchmarks.report.placement import describe
+
+        raise UsageError(f"A and B were measured under different placements (A: "
+                         f"{describe(run_a.placement)}; B: {describe(run_b.placement)}): "
+                         "their figures are not comparable; --placement-figure OUT.png "
+                         "draws one cell of each, labelled with where it ran")
     comparison = compare_runs(run_a, run_b)
     if args.markdown:
         print("| " + " | ".join(headers()) + " |")
@@ -134,4 +150,27 @@ def cmd_compare(args: Any) -> int:
                          [f"ok: no change beyond {args.fail_above:g}% and both runs' spread"]):
             print(line)
         return 1 if failures else 0
+    return 0
+
+
+def draw_placements(run_a: Any, run_b: Any, path: Path, key: str | None) -> int:
+    """``compare --placement-figure``: one cell under both runs' placements, as a figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from iobench.benchmarks.report.placement import fig_cell_across_placements
+    from iobench.common.errors import UsageError
+
+    if path.suffix.lower() not in (".png", ".svg"):
+        raise UsageError(f"--placement-figure {path}: the file name must end in .png or .svg")
+    try:
+        fig = fig_cell_across_placements(run_a, run_b, key)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    print(path)
     return 0

@@ -30,6 +30,8 @@ from iobench.benchmarks.report.citations import (
     write_citations,
 )
 from iobench.benchmarks.report.claims import ClaimResult, judge_claims
+from iobench.benchmarks.report.placement import cluster_options, placement_blocks
+from iobench.benchmarks.report.placement import describe as placement_text
 from iobench.benchmarks.report.plots import FIGURES, PlotOutcome, write_plots
 from iobench.benchmarks.report.presentation import (
     format_spread,
@@ -204,10 +206,9 @@ def environment_blocks(run: Run) -> list[Block]:
         ["packages", packages or "-"],
         ["git commit", str(env.get("git_commit"))],
         ["host", str(env.get("hostname"))],
-        ["placement", f"server on CPUs {placement.get('server_cpus')}, load generator on "
-                      f"CPUs {placement.get('client_cpus')}"],
+        ["placement", placement_text(placement)],
     ]
-    return [Heading(2, "Environment"), Table(["item", "value"], rows)]
+    return [Heading(2, "Environment"), Table(["item", "value"], rows), *placement_blocks(run)]
 
 
 def reproduce_command(run: Run) -> str:
@@ -222,6 +223,7 @@ def reproduce_command(run: Run) -> str:
                          ("--client-cpus", run.placement.get("client_cpus"))):
         if cpus:
             command += f" {option} {','.join(map(str, cpus))}"
+    command += cluster_options(run.placement)
     commit = run.environment.get("git_commit")
     return f"git checkout {commit} && {command}" if commit else command
 

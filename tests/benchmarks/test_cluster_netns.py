@@ -284,6 +284,18 @@ def test_a_small_matrix_across_three_namespaces(hosts: Hosts, tmp_path: Path) ->
         measured = {n for n, v in cell["metrics"].items() if v is not None}
         assert measured == {n for n, v in local_cell["metrics"].items() if v is not None}, key
 
+    # The report says where each side ran; one figure shows a cell under both placements.
+    report = (tmp_path / "across" / "REPORT.md").read_text()
+    assert "## Where each side ran" in report
+    assert f"| client2 | {hosts.address('client2')} | load generator shard" in report
+    figure = tmp_path / "cell-across-placements.png"
+    drawn = subprocess.run([sys.executable, "-m", "iobench", "compare", str(local_out),
+                            str(tmp_path / "across"), "--placement-figure", str(figure),
+                            "--cell", "closed/epoll/c4/s64"],
+                           capture_output=True, text=True, timeout=120)
+    assert drawn.returncode == 0, drawn.stderr
+    assert figure.stat().st_size > 10_000
+
     # A shaped link: the server's replies leave through a token bucket.
     hosts.run("server", ["tc", "qdisc", "add", "dev", hosts.link("server"), "root", "tbf",
                          "rate", f"{SHAPED_RATE_MBIT}mbit", "burst", "64kb",

@@ -146,10 +146,32 @@ def test_different_machines_are_warned_about(tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     a, _ = runs(tmp_path)
     data = make_results(scenarios=SCENARIOS)
-    data["environment"]["placement"] = {"server_cpus": [0], "client_cpus": [0]}
+    data["environment"]["hostname"] = "elsewhere"
     b = write_run(tmp_path / "other", data)
     assert main(["compare", str(a), str(b)]) == 0
-    assert "warning: placement differs" in capsys.readouterr().out
+    assert "warning: hostname differs" in capsys.readouterr().out
+
+
+def test_different_placements_are_refused(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    a, _ = runs(tmp_path)
+    data = make_results(scenarios=SCENARIOS)
+    data["environment"]["placement"] = {
+        "server_cpus": [0], "client_cpus": [1], "cluster": "tcp://198.18.0.1:8786",
+        "server_host": "server", "client_hosts": ["client1", "client2"],
+        "addresses": {"server": "198.18.0.1", "client1": "198.18.0.2",
+                      "client2": "198.18.0.3"}}
+    b = write_run(tmp_path / "across", data)
+    assert main(["compare", str(a), str(b)]) == 2
+    err = capsys.readouterr().err
+    assert "different placements" in err and "across hosts: server on server (198.18.0.1)" in err
+    assert "Traceback" not in err
+    # The one view of both: a figure of one cell, each curve labelled with its placement.
+    figure = tmp_path / "placements.png"
+    assert main(["compare", str(a), str(b), "--placement-figure", str(figure)]) == 0
+    assert figure.stat().st_size > 10_000
+    assert main(["compare", str(a), str(b), "--placement-figure", str(figure),
+                 "--cell", "no/such/cell"]) == 2
 
 
 def test_missing_run_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,12 +11,16 @@ comparison of different placements iobench makes, and labelled as such.
 
 from __future__ import annotations
 
+import textwrap
 from typing import TYPE_CHECKING, Any
 
 from iobench.benchmarks.results.loader import CellGroup, Run
 
 if TYPE_CHECKING:
     from iobench.benchmarks.report.document import Block
+
+# Legend labels are wrapped to this many characters: a placement takes a line or two.
+LABEL_WIDTH = 90
 
 
 def is_cluster(placement: dict[str, Any]) -> bool:
@@ -115,8 +119,9 @@ def fig_cell_across_placements(a: Run, b: Run, key: str | None = None) -> Any:
         all_y += ys
         throughput = group.metric("throughput_rps")
         rate = f", {throughput.median:,.0f} req/s" if throughput else ""
-        ax.plot(xs, ys, linestyle=style, linewidth=1.8,
-                label=f"{describe(run.placement)}{rate} (run {run.run_id})")
+        label = textwrap.fill(f"{describe(run.placement)}{rate} (run {run.run_id})",
+                              LABEL_WIDTH, subsequent_indent="  ")
+        ax.plot(xs, ys, linestyle=style, linewidth=1.8, label=label)
     ax.set_xscale("log")
     ax.set_xlim(1, SPECTRUM_MAX_INVERSE)
     ax.set_xticks(list(SPECTRUM_TICKS), list(SPECTRUM_TICKS.values()))
@@ -124,5 +129,5 @@ def fig_cell_across_placements(a: Run, b: Run, key: str | None = None) -> Any:
     if all_y:
         ax.set_yscale("log")
         log_axis(ax.yaxis, all_y)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15))
     return fig

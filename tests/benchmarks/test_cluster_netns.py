@@ -281,8 +281,13 @@ def test_a_small_matrix_across_three_namespaces(hosts: Hosts, tmp_path: Path) ->
     for key, cell in cells.items():
         local_cell = local_cells[key]
         assert set(cell) == set(local_cell)
-        measured = {n for n, v in cell["metrics"].items() if v is not None}
-        assert measured == {n for n, v in local_cell["metrics"].items() if v is not None}, key
+        # perf needs tracefs, which ``ip netns exec`` does not mount in its fresh /sys:
+        # there the count is null with that reason, and left out of the comparison.
+        measured = {n for n, v in cell["metrics"].items()
+                    if v is not None and n != "syscalls_per_request"}
+        assert measured == {n for n, v in local_cell["metrics"].items()
+                            if v is not None and n != "syscalls_per_request"}, key
+        assert cell["metrics"]["syscalls_per_request"] or cell["syscalls"]["reason"]
 
     # The report says where each side ran; one figure shows a cell under both placements.
     report = (tmp_path / "across" / "REPORT.md").read_text()

@@ -78,10 +78,13 @@ SCENARIO_DESCRIPTIONS = {
                 "count: strace stops the server at every call, so only the counts of these "
                 "cells mean something, not their latency or CPU.",
 }
+# Memory by PSS: RSS counts a page shared by N processes N times (a forking
+# server's copy-on-write pages once per child). RSS stays in the data.
 SCENARIO_METRICS = {
-    "idle": ("server_cpu_percent", "ctx_voluntary_per_s", "peak_rss_bytes", "peak_threads"),
+    "idle": ("server_cpu_percent", "ctx_voluntary_per_s", "pss_bytes",
+             "pss_per_connection_bytes", "peak_threads"),
     "closed": ("throughput_rps", "p50_us", "p99_us", "server_cpu_percent", "cpu_us_per_request",
-               "ctx_voluntary_per_request", "syscalls_per_request", "peak_rss_bytes",
+               "ctx_voluntary_per_request", "syscalls_per_request", "pss_bytes",
                "peak_threads"),
     "open": ("throughput_rps", "p50_us", "p99_us", "p99_9_us", "server_cpu_percent",
              "cpu_us_per_request"),
@@ -99,7 +102,7 @@ FIGURE_CAPTIONS = {
     "cpu_vs_rate": "Server CPU and CPU per request vs offered rate",
     "idle_cpu": "Idle server CPU",
     "poll_sleep_tradeoff": "Poll-sleep: sleep interval vs latency and CPU",
-    "memory_threads_vs_connections": "Peak RSS and threads vs connections",
+    "memory_threads_vs_connections": "Memory (PSS) and threads vs connections",
     "scale": "Throughput and CPU per request vs connections watched (16 active + idle)",
     "scale_memory": "Memory per idle connection, per model",
 }
@@ -116,6 +119,12 @@ FLAG_MEANINGS = {
     "littles_law": "throughput x latency disagrees with the connection count",
     "cpu_contended": "other processes used the server's CPUs during the cell, so the server "
                      "got less than a whole core",
+    "implausible": "a figure broke a plausibility rule; the cell is left out of the verdicts "
+                   "(see Figures set aside)",
+    "cpu_unmeasured": "the server's CPU could not be measured; its CPU figures are `-`",
+    "steal": "the hypervisor took more than 5% of a side's CPU time during the cell",
+    "server_paused": "the server was stopped in alternate slices to measure the neighbour "
+                     "alone; its latency includes those pauses",
 }
 
 
@@ -515,6 +524,42 @@ def results_blocks(run: Run, plots: PlotOutcome) -> list[Block]:
     return blocks
 
 
+def set_aside_blocks(run: Run) -> list[Block]:
+    """Cells whose figures cannot be taken at face value, and why.
+
+    Implausible cells (a figure broke a rule in
+    ``iobench.benchmarks.results.plausibility``) are listed with what was
+    seen; cells whose server CPU could not be measured, and cells where the
+    hypervisor took CPU time (steal), with their reasons.
+    """
+    implausible = [[f"`{cell.key}`", str(cell.repetition), f"`{violation.rule}`", violation.seen]
+                   for cell in run.implausible for violation in cell.implausible]
+    unmeasured = [f"`{cell.key}` (repetition {cell.repetition}): "
+                  f"{cell.notes.get('cpu_unmeasured', 'no reason recorded')}"
+                  for group in run.groups for cell in group.ok_cells
+                  if "cpu_unmeasured" in cell.flags]
+    stolen = [f"`{cell.key}` (repetition {cell.repetition}): "
+              f"{cell.notes.get('steal', 'steal above 5%')}"
+              for group in run.groups for cell in group.ok_cells if "steal" in cell.flags]
+    if not (implausible or unmeasured or stolen):
+        return []
+    blocks: list[Block] = [Heading(2, "Figures set aside")]
+    if implausible:
+        blocks += [Paragraph(
+            "These cells show a figure that cannot be right (a rule of "
+            "`iobench.benchmarks.results.plausibility`). Their numbers stay in the tables "
+            "and the data, flagged `implausible`, and no verdict rests on them."),
+            Table(["cell", "repetition", "rule broken", "what was seen"], implausible)]
+    if unmeasured:
+        blocks += [Paragraph("Server CPU not measured (shown as `-`, never 0):"),
+                   Bullets(unmeasured)]
+    if stolen:
+        blocks += [Paragraph("The hypervisor took CPU time from these cells (steal), so the "
+                             "server or the client had less CPU than the figures assume:"),
+                   Bullets(stolen)]
+    return blocks
+
+
 def claim_figure(claim: ClaimResult, plots: PlotOutcome) -> Figure | None:
     """The first of the claim's figures this run drew."""
     for stem in claim.figures:
@@ -619,6 +664,7 @@ def build_report(run: Run, plots: PlotOutcome,
         *summary_blocks(citations.claims, plots),
         *scale_blocks(run, plots),
         *results_blocks(run, plots),
+        *set_aside_blocks(run),
         *cite_blocks(citations),
         *environment_blocks(run),
         *method_blocks(run),

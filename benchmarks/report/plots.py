@@ -601,7 +601,10 @@ def fig_memory_threads(run: Run) -> Any | None:
         return None
     smallest = min((g.size_bytes or 0) for g in closed)
     groups = [g for g in closed if (g.size_bytes or 0) == smallest]
-    columns = [("peak_rss_bytes", "peak RSS (MiB)", style("peak_rss_bytes").title,
+    # PSS where the run measured it (RSS counts a forking server's shared pages
+    # once per child); runs from before PSS was measured show RSS, labelled so.
+    memory = "pss_bytes" if any(g.metric("pss_bytes") for g in groups) else "peak_rss_bytes"
+    columns = [(memory, f"{style(memory).title} (MiB)", style(memory).title,
                 lambda g: True),
                ("peak_threads", "peak threads", style("peak_threads").title, lambda g: True)]
     return multiples_line_figure(run, f"Memory and threads vs connections (closed loop, "

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from iobench.benchmarks.report.claims import Verdict, judge_claims
+from iobench.benchmarks.report.document import write_all
 from iobench.benchmarks.results.loader import load_run
 from iobench.benchmarks.results.plausibility import IMPLAUSIBLE, RULES, judge, violations
 from iobench.benchmarks.results.record import CellRecord, Metrics
@@ -88,3 +89,21 @@ def test_an_implausible_cell_is_left_out_of_verdicts(tmp_path: Path) -> None:
     busy = verdicts["Busy polling drives CPU up"]
     assert busy.verdict == Verdict.INCONCLUSIVE
     assert "implausible (cpu_within_cpus)" in busy.reason
+
+
+def test_the_report_lists_what_was_set_aside(tmp_path: Path) -> None:
+    def broken(cell: dict[str, Any]) -> None:
+        if cell["key"] == "closed/select/c16/s64" and cell["repetition"] == 0:
+            cell["metrics"]["server_cpu_percent"] = 0.0  # at thousands of requests/s
+        if cell["key"] == "idle/threads/c0" and cell["repetition"] == 0:
+            cell["metrics"]["server_cpu_percent"] = None
+            cell["flags"].append("cpu_unmeasured")
+            cell["notes"]["cpu_unmeasured"] = "the server had exited before an edge"
+    run_dir = write_run(tmp_path, make_results(tweak=broken))
+    write_all(run_dir)
+    text = (run_dir / "REPORT.md").read_text(encoding="utf-8")
+    section = text.split("## Figures set aside", 1)[1].split("\n## ", 1)[0]
+    assert "| `closed/select/c16/s64` | 0 | `cpu_when_serving` | server CPU 0.0% while " \
+           "serving" in section
+    assert "`idle/threads/c0` (repetition 0): the server had exited before an edge" in section
+    assert "`closed/select/c1/s64`" not in section  # plausible cells are not listed

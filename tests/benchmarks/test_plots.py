@@ -65,7 +65,7 @@ def test_every_figure_is_written_as_png_and_svg(plotted: tuple[Path, object],
     ("idle_cpu", ["100 idle connections", "busy-poll"]),
     ("poll_sleep_tradeoff", ["sleep interval (us)", "select (reference)",
                              "poll-sleep (interval swept)"]),
-    ("memory_threads_vs_connections", ["peak RSS (MiB)", "peak threads"]),
+    ("memory_threads_vs_connections", ["PSS (MiB)", "peak threads"]),
 ])
 def test_figures_carry_units_and_legends(plotted: tuple[Path, object], stem: str,
                                          labels: list[str]) -> None:

@@ -40,7 +40,7 @@ NS_PER_US = 1000
 FD_RESERVE = 8
 # The slowest a server may accept idle connections (forking a process for each)
 # before the first exchange on the active ones gives up (see _first_exchange).
-IDLE_ACCEPTS_PER_S = 1000
+IDLE_ACCEPTS_PER_S = 2000
 
 
 def make_payload(size_bytes: int) -> bytes:

@@ -19,9 +19,15 @@ import psutil
 
 from iobench.benchmarks.run.launcher import Launcher
 from iobench.benchmarks.run.matrix import Cell
+from iobench.benchmarks.run.syscalls import UnavailableCounter
 from iobench.common.processes import fd_limit_error
 from iobench.servers.base import ServerModel
 
+# Beside more idle connections than this, system calls are not counted: perf's
+# counters are inherited by every thread or process a server starts per
+# connection, thousands of counter sets that slow the server's start and stop
+# by tens of seconds.
+SYSCALLS_MAX_IDLE = 1000
 # Descriptors a server or a load generator needs beside its connections
 # (listener, epoll, pipes, files it reads in /proc).
 FD_HEADROOM = 64
@@ -145,3 +151,12 @@ def starvation(model: type[ServerModel], cell: Cell, errors: str) -> str | None:
     reason = model.starved_by(cell.params, cell.idle) if cell.idle else None
     return f"starved: {reason}; the load generator reported {errors}" if reason else None
 
+
+
+def uncounted(pid: int, cell: Cell) -> UnavailableCounter | None:
+    """A counter that counts nothing, with why, for a cell with many idle connections."""
+    if cell.idle <= SYSCALLS_MAX_IDLE:
+        return None
+    return UnavailableCounter(pid, f"not counted beside {cell.idle} idle connections: perf "
+                                   "would keep a set of counters for every thread or process "
+                                   "the server starts per connection")

@@ -42,8 +42,16 @@ def test_quick_profile_covers_every_model_within_budget(tmp_path: Path) -> None:
     assert document["finished"] and document["environment"]["placement"]
     cells = document["cells"]
     failed = [(c["key"], c["reason"]) for c in cells if c["status"] != "ok"]
-    assert not failed
+    # Only the scale scenario may fail, and only at the limits it meets on purpose
+    # (select's FD_SETSIZE, threadpool starved, fork skipped past half the memory).
+    limits = ("FD_SETSIZE", "starved: ", "skipped: ", "`ulimit -n`")
+    assert not [(key, reason) for key, reason in failed
+                if not key.startswith("scale/") or not any(w in reason for w in limits)], failed
+    scale_reasons = {c["key"]: c["reason"] for c in cells if c["scenario"] == "scale"}
+    assert "FD_SETSIZE" in scale_reasons["scale/select/i10000/c16/s64"]
+    assert scale_reasons["scale/threadpool/i10000/c16/s64"].startswith("starved: ")
     models = set(available_models())
+    assert {c["model"] for c in cells if c["scenario"] == "scale"} == models
     for scenario in ("idle", "closed", "open"):
         assert {c["model"] for c in cells if c["scenario"] == scenario} == models, scenario
     assert {c["model"] for c in cells if c["phase"] == "idle"} == models

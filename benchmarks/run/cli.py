@@ -38,7 +38,7 @@ class ClusterUnavailable(UsageError):
 
 def add_run_arguments(parser: Any) -> None:
     parser.add_argument("--profile", default="quick", metavar="quick|full|PATH",
-                        help="the matrix: quick (default, under 3 minutes), full (under 30 "
+                        help="the matrix: quick (default, under 4 minutes), full (under 30 "
                              "minutes, 3 repetitions) or a TOML profile file")
     parser.add_argument("--models", metavar="A,B,...",
                         help="run only these models (default: every available model)")

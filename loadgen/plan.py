@@ -51,6 +51,7 @@ class WorkerResult:
     unfinished: int = 0  # open loop: meant for the window, still owed when the drain ended
     sent_in_window: int = 0  # requests actually sent during the measured window
     measured_s: float = 0.0
+    window_end_ns: int = 0  # CLOCK_MONOTONIC at the end of the measured window (this host)
     cpu_s: float = 0.0  # this process's user + system CPU during the measured window
     max_schedule_lag_us: float = 0.0
     histogram: str | None = None

@@ -167,6 +167,20 @@ def _stop(process: subprocess.Popen[str]) -> None:
                 pass
 
 
+def teardown_s(results: list[WorkerResult]) -> float | None:
+    """Seconds from the end of the measured window until now (the result is built last).
+
+    The drain, and closing thousands of idle connections, come after the
+    window; a caller that times the server from outside (the matrix runner)
+    subtracts this to line its window up with the measured one. None when
+    nothing was measured.
+    """
+    ends = [result.window_end_ns for result in results if result.window_end_ns]
+    if not ends:
+        return None
+    return round(max(time.monotonic_ns() - max(ends), 0) / 1e9, 6)
+
+
 def build_result(params: LoadParams, results: list[WorkerResult], *,
                  allow_errors: bool = False) -> dict[str, Any]:
     """The load generator JSON (docs/formats.md) from the workers' results."""
@@ -206,6 +220,7 @@ def build_result(params: LoadParams, results: list[WorkerResult], *,
             "event_loop": EVENT_LOOP,
             "connected": connected,
             "unfinished_requests": sum(result.unfinished for result in results),
+            "teardown_s": teardown_s(results),
             "idle_connected": sum(result.idle_connected for result in results),
             "idle_open": sum(result.idle_open for result in results),
         },

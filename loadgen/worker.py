@@ -316,6 +316,7 @@ class Worker:
             time.sleep(delay / 1e9)
         self._run(start_ns, measure_ns, end_ns)
         self.result.measured_s = (end_ns - measure_ns) / 1e9
+        self.result.window_end_ns = end_ns
         return self.result
 
     def _run(self, start_ns: int, measure_ns: int, end_ns: int) -> None:

@@ -47,6 +47,7 @@ def merge_reports(reports: list[dict[str, Any]], hosts: list[str]) -> dict[str, 
     params = dict(first)
     params["connections"] = sum(r["params"]["connections"] for r in reports)
     params["workers"] = sum(r["params"]["workers"] for r in reports)
+    params["idle"] = sum(int(r["params"].get("idle") or 0) for r in reports)
     rates = [r["params"].get("rate_rps") for r in reports]
     params["rate_rps"] = sum(rates) if all(rate is not None for rate in rates) else None
     open_loop = params.get("mode") == "open"
@@ -88,6 +89,8 @@ def merge_reports(reports: list[dict[str, Any]], hosts: list[str]) -> dict[str, 
             "event_loop": clients[0].get("event_loop"),
             "connected": connected,
             "unfinished_requests": sum(int(c.get("unfinished_requests") or 0) for c in clients),
+            "idle_connected": sum(int(c.get("idle_connected") or 0) for c in clients),
+            "idle_open": sum(int(c.get("idle_open") or 0) for c in clients),
         },
         "client_saturated": any(cpu >= SATURATED_CPU_PERCENT for cpu in cpu_percent),
         "behind_schedule": bool(open_loop and target and achieved < ON_SCHEDULE_RATIO * target),

@@ -28,6 +28,7 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from iobench.benchmarks.run import remote
@@ -43,6 +44,7 @@ from iobench.benchmarks.run.launcher import (
 )
 from iobench.benchmarks.run.sampler import Edge, Memory, Sampler, Series, TreeReading
 from iobench.benchmarks.run.syscalls import SyscallCounter, SyscallCounts
+from iobench.loadgen.params import split_evenly
 from iobench.loadgen.shards import merge_reports, shard_shares
 from iobench.servers.process import READY_TIMEOUT, ServerStartError
 
@@ -529,12 +531,13 @@ class DaskLauncher(Launcher):
 
     def start_load(self, spec: LoadSpec) -> ShardedLoad:  # type: ignore[override]
         shares = shard_shares(spec.connections, spec.rate_rps, len(self.client_hosts))
+        idle = split_evenly(spec.idle, len(shares))
         shards = []
         try:
-            for host, (connections, rate) in zip(self.client_hosts, shares, strict=False):
-                shard = LoadSpec(spec.target, spec.mode, connections, spec.duration_s,
-                                 spec.warmup_s, spec.size_bytes, rate,
-                                 min(spec.workers, connections), spec.timeout_s)
+            for host, (connections, rate), silent in zip(self.client_hosts, shares, idle,
+                                                         strict=False):
+                shard = replace(spec, connections=connections, rate_rps=rate,
+                                workers=min(spec.workers, connections), idle=silent)
                 arguments = shard.arguments(None)
                 info = self.owned(host, remote.start_load, arguments,
                                  self.placement.client_cpus)

@@ -295,3 +295,40 @@ def _alive(process: psutil.Process) -> bool:
         return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def test_resume_keeps_the_placement_across_hosts(cluster: Cluster, tmp_path: Path) -> None:
+    from argparse import Namespace
+
+    from iobench.benchmarks.run.cli import plan_resume
+    from iobench.common.errors import UsageError
+
+    placement = placement_for(cluster, ["client1"])
+    spec = check_spec({"idle": {"connections": [0], "duration_s": 0.3}}, "test")
+    RunStore.create(tmp_path / "run", run_id="run", profile="test",
+                    environment={"placement": placement.as_dict()}, matrix=spec)
+
+    def args(**given: Any) -> Namespace:
+        options = {"resume": tmp_path / "run", "out": None, "models": None, "repeat": None,
+                   "profile": "quick", "server_cpus": None, "client_cpus": None,
+                   "cluster": "local", "server_host": None, "client_hosts": "client1"}
+        return Namespace(**{**options, **given})
+
+    assert plan_resume(args(), cluster)[3] == placement
+    with pytest.raises(UsageError, match="not comparable"):
+        plan_resume(args(client_hosts="client2"), cluster)
+    with pytest.raises(UsageError, match="not on one host"):
+        plan_resume(args(cluster=None, client_hosts=None), None)
+
+
+def test_an_unreachable_scheduler_is_a_one_line_error(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from iobench.benchmarks.run import cluster as cluster_module
+
+    monkeypatch.setattr(cluster_module, "CONNECT_TIMEOUT_S", 2.0)
+    # Nothing listens on loopback's port 1.
+    assert main(["run", "--cluster", "tcp://127.0.0.1:1", "--server-host", "a",
+                 "--client-hosts", "b"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:1" in err
+    assert "Traceback" not in err

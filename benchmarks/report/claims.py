@@ -122,12 +122,17 @@ def measured(group: CellGroup | None, metric: str, what: str,
         raise Missing(f"{what} is flagged {', '.join(bad)}")
     spread = group.metric(metric, plausible_only=True)
     if spread is None:
-        broken = sorted({v.rule for c in group.ok_cells for v in c.implausible})
+        broken = implausible_rules(group)
         if broken:
             raise Missing(f"{what} is implausible ({', '.join(broken)})")
         raise Missing(f"{what} has no {metric}")
     quote(group, metric, what, spread)
     return spread
+
+
+def implausible_rules(group: CellGroup) -> list[str]:
+    """The plausibility rules the group's successful repetitions broke."""
+    return sorted({v.rule for c in group.ok_cells for v in c.implausible})
 
 
 def flagged(*groups: CellGroup | None) -> str:
@@ -340,10 +345,19 @@ def select_scales(run: Run) -> ClaimResult:
                 continue
             if threads is None or threads.failed:
                 continue
+            # A point whose figures broke a plausibility rule is no ground for
+            # the verdict: say so, and compare at the next count down.
+            broken = [f"{g.model} implausible ({', '.join(implausible_rules(g))})"
+                      for g in (select, threads) if not g.plausible_cells]
+            if broken:
+                evidence.append(f"closed loop, {plural(count, 'connection')}: "
+                                f"{'; '.join(broken)}")
+                continue
             compared = (count, select, threads)
             break
         if compared is None:
-            raise Missing("no connection count where select and threads both succeeded")
+            raise Missing("no connection count where select and threads both succeeded "
+                          "with plausible figures")
         count, select, threads = compared
         sel = measured(select, "throughput_rps", "closed select", THROUGHPUT_DISTRUST_FLAGS)
         thr = measured(threads, "throughput_rps", "closed threads", THROUGHPUT_DISTRUST_FLAGS)
@@ -373,7 +387,8 @@ def select_scales(run: Run) -> ClaimResult:
         return ClaimResult(claim, Verdict.DOES_NOT_HOLD, rule, evidence)
     if count != counts[-1]:
         return ClaimResult(claim, Verdict.INCONCLUSIVE,
-                           rule + f", but select has no result at {counts[-1]} connections",
+                           rule + f", but select and threads could not be compared at "
+                                  f"{counts[-1]} connections (see the evidence)",
                            evidence)
     return ClaimResult(claim, Verdict.HOLDS, rule, evidence)
 

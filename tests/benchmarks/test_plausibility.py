@@ -107,3 +107,16 @@ def test_the_report_lists_what_was_set_aside(tmp_path: Path) -> None:
            "serving" in section
     assert "`idle/threads/c0` (repetition 0): the server had exited before an edge" in section
     assert "`closed/select/c1/s64`" not in section  # plausible cells are not listed
+
+
+def test_a_claim_steps_down_past_an_implausible_point(tmp_path: Path) -> None:
+    def threads_off_at_the_top(cell: dict[str, Any]) -> None:
+        # threads at 128 connections with a third of them in flight (Little's law)
+        if cell["key"] == "closed/threads/c128/s64":
+            cell["metrics"]["mean_us"] /= 3
+    run = load_run(write_run(tmp_path, make_results(tweak=threads_off_at_the_top)))
+    select = {c.claim: c for c in judge_claims(run)}[
+        "select watches many connections efficiently"]
+    assert select.verdict == Verdict.INCONCLUSIVE
+    assert "closed loop, 128 connections: threads implausible (littles_law)" in select.evidence
+    assert any(line.startswith("closed loop, 16 connections: select") for line in select.evidence)

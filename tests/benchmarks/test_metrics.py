@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from iobench.benchmarks.results.record import Metrics
+from iobench.benchmarks.results.record import CellRecord, Metrics
 from iobench.benchmarks.run import metrics as m
 from iobench.benchmarks.run.runner import CellFailed, slice_rate
+from iobench.benchmarks.run.sampler import Edge, Memory, TreeReading
 
 
 def report(throughput: float, mean_us: float, **extra: object) -> dict:
@@ -49,3 +50,61 @@ def test_slice_rate_is_the_median_over_whole_buckets_inside_the_slices() -> None
     assert slice_rate(neighbour, slices) == pytest.approx(1000.0)
     with pytest.raises(CellFailed, match="too few"):
         slice_rate(neighbour, [(100.0, 100.05)])
+
+
+def reading(t_s: float, cpu_s: float) -> TreeReading:
+    return TreeReading(t_s=t_s, user_s=cpu_s, system_s=0.0, ctx_voluntary=0,
+                       ctx_involuntary=0, rss_bytes=1 << 20, threads=1, fds=4, processes=1)
+
+
+def times(user: float, idle: float, steal: float) -> dict[str, float]:
+    return {"user": user, "nice": 0.0, "system": 0.0, "idle": idle, "iowait": 0.0,
+            "irq": 0.0, "softirq": 0.0, "steal": steal}
+
+
+def edge(t_s: float, server_cpu_s: float | None, cpu0: dict[str, float],
+         cpu1: dict[str, float]) -> Edge:
+    trees = {} if server_cpu_s is None else {"server": reading(t_s, server_cpu_s)}
+    return Edge(t_s, trees, [cpu0, cpu1])
+
+
+def closed_record() -> CellRecord:
+    return CellRecord(key="closed/select/c16/s64", scenario="closed", model="select",
+                      mode="closed", connections=16,
+                      placement={"server_cpus": [0], "client_cpus": [1]})
+
+
+def test_server_cpu_is_the_counters_between_the_edges() -> None:
+    record = closed_record()
+    first = edge(10.0, 1.0, times(0, 0, 0), times(0, 0, 0))
+    last = edge(12.0, 2.5, times(1.6, 0.4, 0.0), times(1.0, 0.85, 0.15))
+    stats = m.server_metrics(record, None, (first, last))
+    assert stats is not None and record.metrics.server_cpu_percent == 75.0
+    m.machine_metrics(record, (first, last), [0], [1], ["server"])
+    assert record.metrics.server_cpus_other_percent == 5.0  # 80% busy, 75% the server's
+    assert record.metrics.steal_server_percent == 0.0
+    assert record.metrics.steal_client_percent == 7.5
+    assert "steal" in record.flags and "cpu_contended" not in record.flags
+
+
+@pytest.mark.parametrize("edges", [None, "no server reading"])
+def test_unmeasured_cpu_is_null_with_a_reason_never_zero(edges: object) -> None:
+    record = closed_record()
+    pair = None if edges is None else (edge(10.0, None, times(0, 0, 0), times(0, 0, 0)),
+                                       edge(12.0, None, times(1, 1, 0), times(1, 1, 0)))
+    assert m.server_metrics(record, None, pair) is None
+    assert record.metrics.server_cpu_percent is None
+    assert "cpu_unmeasured" in record.flags and record.notes["cpu_unmeasured"]
+    m.load_metrics(record.metrics, report(20_000, 800.0), server=None)
+    assert record.metrics.cpu_us_per_request is None  # not 0 per request either
+
+
+def test_pss_per_connection_is_the_growth_over_the_empty_server() -> None:
+    metrics = Metrics()
+    m.memory_metrics(metrics, Memory(30 << 20, 20 << 20, 60 << 20, 11),
+                     Memory(10 << 20, 8 << 20, 12 << 20, 1), connections=10)
+    assert metrics.pss_bytes == 30 << 20 and metrics.rss_bytes == 60 << 20
+    assert metrics.pss_per_connection_bytes == 2 << 20
+    idle = Metrics()
+    m.memory_metrics(idle, Memory(10 << 20, 8 << 20, 12 << 20, 1), None, connections=0)
+    assert idle.pss_per_connection_bytes is None

@@ -224,6 +224,8 @@ class DaskServerHandle(Process):
         self.host: str = info["host"]
         self.port = int(info["port"])
         self.exit_code: int | None = None
+        # The cgroup lives on the server's host (its sampler uses it); only why not, here.
+        self.cgroup_note: str | None = info.get("cgroup_note")
 
     def poll(self) -> int | None:
         code = self.launcher.owned(self.on, remote.poll, [self.token])[self.token]
@@ -373,6 +375,7 @@ class RemoteSampler(Sampler):
         self.on = on
         self.offset_s = 0.0
         self._running = False
+        self._accounting: dict[str, str | None] = {}
 
     def start(self) -> Sampler:
         self.launcher.owned(self.on, remote.sampler_start)
@@ -382,8 +385,12 @@ class RemoteSampler(Sampler):
 
     def watch(self, name: str, pid: int, cgroup: Cgroup | None = None,
               exact: bool = True) -> None:
-        self.launcher.owned(self.on, remote.sampler_watch, name, pid)
+        self._accounting[name] = self.launcher.owned(self.on, remote.sampler_watch, name, pid,
+                                                     exact)
         self.series.setdefault(name, Series())
+
+    def accounting(self, name: str) -> str | None:
+        return self._accounting.get(name)
 
     def sample(self, max_read_s: float | None = None) -> None:
         self.launcher.owned(self.on, remote.sampler_sample)

@@ -25,6 +25,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from iobench.benchmarks.run import accounting
+from iobench.benchmarks.run.accounting import Cgroup
 from iobench.benchmarks.run.environment import host_environment
 from iobench.benchmarks.run.launcher import STOP_TIMEOUT_S, LocalProcess, tail
 from iobench.benchmarks.run.sampler import Sampler
@@ -54,6 +57,7 @@ class Owned:
     idle: dict[str, list[socket.socket]] = field(default_factory=dict)
     sampler: Sampler | None = None
     counters: dict[str, SyscallCounter] = field(default_factory=dict)
+    cgroups: dict[int, Cgroup] = field(default_factory=dict)  # server pid -> its cgroup
     count: int = 0
 
     def token(self, kind: str) -> str:
@@ -101,13 +105,26 @@ def start_server(owner: str, model: str, params: dict[str, Any], host: str,
     owned = _owned(owner)
     token = owned.token("server")
     stderr_path = owned.path / f"{token}.stderr"
+    # A cgroup of its own for exact CPU accounting, as the local launcher makes one.
+    cgroup: Cgroup | None = None
+    note = None
+    try:
+        cgroup = accounting.create(model)
+    except accounting.CgroupUnavailable as exc:
+        note = f"no cgroup for exact accounting on this host ({exc}); CPU counted with psutil"
     with open(stderr_path, "wb") as stderr:
         try:
-            server = ServerProcess(model, params, host=host, cpus=cpus, stderr=stderr)
-        except ServerStartError as exc:
+            server = ServerProcess(model, params, host=host, cpus=cpus, stderr=stderr,
+                                   cgroup_procs=cgroup.procs_file if cgroup else None)
+        except (ServerStartError, subprocess.SubprocessError) as exc:
+            if cgroup is not None:
+                cgroup.remove()
             return {"error": f"{exc} {tail(stderr_path.read_text(errors='replace'))}".strip()}
     owned.servers[token] = (server, stderr_path)
-    return {"token": token, "pid": server.pid, "host": server.host, "port": server.port}
+    if cgroup is not None:
+        owned.cgroups[server.pid] = cgroup
+    return {"token": token, "pid": server.pid, "host": server.host, "port": server.port,
+            "cgroup_note": note}
 
 
 def start_load(owner: str, arguments: list[str], cpus: list[int]) -> dict[str, Any]:
@@ -216,7 +233,11 @@ def stop(owner: str, token: str) -> int | None:
     if token in owned.servers:
         server, _ = owned.servers.pop(token)
         signal_server_process(server, signal.SIGCONT)  # a stopped server holds its SIGTERM
-        return server.stop()
+        code = server.stop()
+        cgroup = owned.cgroups.pop(server.pid, None)
+        if cgroup is not None:
+            cgroup.remove()
+        return code
     return None
 
 
@@ -326,10 +347,14 @@ def sampler_start(owner: str) -> float:
     return time.monotonic()
 
 
-def sampler_watch(owner: str, name: str, pid: int) -> None:
+def sampler_watch(owner: str, name: str, pid: int, exact: bool = True) -> str | None:
+    """Watch the tree of ``pid`` (in its cgroup, for a server started here); how its CPU
+    is counted ("cgroup2", "cgroup1", "psutil"), or None if it is gone."""
     owned = _OWNED.get(owner)
-    if owned is not None and owned.sampler is not None:
-        owned.sampler.watch(name, pid)
+    if owned is None or owned.sampler is None:
+        return None
+    owned.sampler.watch(name, pid, cgroup=owned.cgroups.get(pid), exact=exact)
+    return owned.sampler.accounting(name)
 
 
 def sampler_sample(owner: str) -> None:

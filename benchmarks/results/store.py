@@ -10,13 +10,14 @@ plainly what is wrong with a truncated or foreign file.
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from iobench.benchmarks.results.record import (
     METRIC_NAMES,
@@ -29,6 +30,7 @@ from iobench.common.errors import UsageError
 
 RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
+LOCK_FILE = ".lock"
 RESULT_FILE_MODE = 0o644
 
 # The record owns the metric names; the CSV lists them in its order.
@@ -99,6 +101,8 @@ class RunStore:
 
     def __init__(self, run_dir: Path, document: dict[str, Any]) -> None:
         self.run_dir = run_dir
+        # The open lock file while this store may write the folder; see lock_run_dir.
+        self.lock: IO[str] | None = None
         where = str(run_dir / RESULTS_JSON)
         try:
             self.cells: list[CellRecord] = [
@@ -119,19 +123,30 @@ class RunStore:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ResultsError(f"cannot create {run_dir}: {exc.strerror}") from None
+        lock = lock_run_dir(run_dir)
+        if (run_dir / RESULTS_JSON).exists():  # made by another run while this one waited
+            raise ResultsError(f"{run_dir} already holds a run; use --resume {run_dir} to "
+                               "continue it, or choose another --out")
         document = {
             "schema_version": SCHEMA_VERSION, "run_id": run_id, "profile": profile,
             "started": utc_now(), "finished": None, "interrupted": False, "error": None,
             "environment": environment, "matrix": matrix, "cells": [],
         }
         store = cls(run_dir, document)
+        store.lock = lock
         store.write()
         return store
 
     @classmethod
     def open(cls, run_dir: Path) -> RunStore:
-        """An existing run, checked; ResultsError says why it cannot be used."""
-        return cls(run_dir, read_results(run_dir))
+        """An existing run, checked and locked for writing; ResultsError says why it cannot be.
+        """
+        if not run_dir.is_dir():
+            raise ResultsError(f"{run_dir} is not a folder")
+        lock = lock_run_dir(run_dir)
+        store = cls(run_dir, read_results(run_dir))
+        store.lock = lock
+        return store
 
     def done(self) -> set[tuple[str, int]]:
         """(key, repetition) of every recorded cell, ok or failed."""
@@ -167,6 +182,35 @@ class RunStore:
         # runs without one (ten times faster on a full run's megabytes).
         atomic_write(self.run_dir / RESULTS_JSON, json.dumps(self.to_json(), sort_keys=True) + "\n")
         atomic_write(self.run_dir / RESULTS_CSV, render_csv(self.document["run_id"], self.cells))
+
+
+def lock_run_dir(run_dir: Path) -> IO[str]:
+    """Hold the folder's writer lock (``.lock``) for as long as the returned file is open.
+
+    Two runs, or a run and a resume, writing one folder would each replace
+    results.json with their own cells and lose the other's. The lock is a
+    flock(), so the kernel releases it when its holder exits, however it
+    exits: a run killed with SIGKILL leaves no stale lock behind. The file
+    holds the holder's pid, for the error message.
+    """
+    path = run_dir / LOCK_FILE
+    try:
+        lock = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held past this function
+    except OSError as exc:
+        raise ResultsError(f"cannot lock {run_dir}: {exc.strerror}") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "unknown"
+        lock.close()
+        raise ResultsError(f"{run_dir} is being written by another iobench run (pid {holder}); "
+                           "wait for it to end, or stop it first") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
 
 
 def read_results(run_dir: Path) -> dict[str, Any]:

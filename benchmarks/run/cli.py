@@ -50,6 +50,9 @@ def add_run_arguments(parser: Any) -> None:
     parser.add_argument("--resume", type=Path, metavar="DIR",
                         help="continue an interrupted run in DIR: run only its missing cells, "
                              "with its profile, models and CPU placement")
+    parser.add_argument("--force", action="store_true",
+                        help="with --resume: continue even on a machine that differs from the "
+                             "run's (CPU model, CPU count, kernel); the difference is recorded")
     parser.add_argument("--server-cpus", metavar="LIST",
                         help="CPUs for the server and the neighbour job, e.g. 0 or 0-1 "
                              "(default: the first usable CPU)")
@@ -195,6 +198,8 @@ def plan_resume(args: Any, cluster: Cluster | None = None) -> Plan:
                                                    str(args.resume / "results.json")))
     models = profiles.select_models(profile, None, all_models(), available_models())
     placement = Placement(**store.document["environment"]["placement"])
+    if cluster is None:
+        check_same_machine(store, force=args.force)
     if (placement.server_host is None) != (cluster is None):
         asked = "on one host" if cluster is None else "on a cluster"
         raise UsageError(f"--resume: the run was measured with {placement.describe()}, not "
@@ -214,6 +219,23 @@ def plan_resume(args: Any, cluster: Cluster | None = None) -> Plan:
     return store, profile, models, placement
 
 
+def check_same_machine(store: RunStore, *, force: bool) -> None:
+    """Refuse to resume on another machine, unless ``force``; then record that it was."""
+    from iobench.benchmarks.results.store import utc_now
+    from iobench.benchmarks.run.environment import machine_differences
+
+    environment = store.document["environment"]
+    differences = machine_differences(environment)
+    if not differences:
+        return
+    if not force:
+        raise UsageError(f"--resume: this is not the machine the run was measured on "
+                         f"({'; '.join(differences)}); figures would not be comparable; "
+                         "add --force to resume anyway")
+    environment.setdefault("resumed_on_other_machine", []).append(
+        {"at": utc_now(), "differences": differences})
+
+
 def plan_new(args: Any, cluster: Cluster | None = None) -> Plan:
     """A new run folder for the profile, models and placement that ``args`` ask for."""
     from iobench.benchmarks.results.store import RunStore, run_id_for
@@ -221,8 +243,10 @@ def plan_new(args: Any, cluster: Cluster | None = None) -> Plan:
     from iobench.benchmarks.run.environment import collect_environment
     from iobench.servers.registry import all_models, available_models
 
-    if args.repeat is not None and args.repeat < 1:
-        raise UsageError(f"bad --repeat {args.repeat}: must be at least 1")
+    if args.force:
+        raise UsageError("--force only applies to --resume")
+    if args.repeat is not None and not 1 <= args.repeat <= profiles.MAX_REPEAT:
+        raise UsageError(f"bad --repeat {args.repeat}: must be 1-{profiles.MAX_REPEAT}")
     profile = profiles.load_profile(args.profile)
     requested_models = [n.strip() for n in args.models.split(",")] if args.models else None
     models = profiles.select_models(profile, requested_models, all_models(), available_models())

@@ -82,3 +82,20 @@ def collect_environment(placement: dict[str, Any],
     if hosts is not None:
         env["hosts"] = hosts
     return env
+
+
+# What must match for a resumed run's cells to be comparable with the first ones.
+MACHINE_KEYS = ("cpu_model", "logical_cpus", "usable_cpus", "kernel")
+
+
+def machine_differences(recorded: dict[str, Any]) -> list[str]:
+    """How this machine differs from the one ``recorded`` (a run's environment) describes.
+
+    Each difference is ``"key: recorded -> now"``; an empty list means the
+    same CPU model, CPU count, usable CPUs and kernel.
+    """
+    now: dict[str, Any] = {}
+    collect_cpu(now)
+    collect_system(now)
+    return [f"{key}: {recorded.get(key)!r} -> {now[key]!r}" for key in MACHINE_KEYS
+            if recorded.get(key) != now[key]]

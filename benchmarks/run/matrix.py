@@ -46,7 +46,8 @@ def _number(minimum: float, maximum: float, *, integer: bool = False,
         if not math.isfinite(value):
             raise ProfileError(f"{where} must be a finite number, got {value!r}")
         if value < minimum or (strict and value == minimum) or value > maximum:
-            raise ProfileError(f"{where} must be {low} and <= {maximum:g}, got {value!r}")
+            high = f"{maximum:.0f}" if integer else f"{maximum:g}"
+            raise ProfileError(f"{where} must be {low} and <= {high}, got {value!r}")
         return value if integer else float(value)
 
     return check

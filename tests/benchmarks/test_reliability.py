@@ -14,12 +14,14 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import psutil
+import pytest
 
-from iobench.benchmarks.results.store import read_results
-from iobench.benchmarks.run.matrix import expand, load_profile
+from iobench.benchmarks.results.store import RunStore, read_results
+from iobench.benchmarks.run.matrix import Profile, check_spec, expand, load_profile
 from iobench.cli import main
 
 # Acceptance: no process of a killed run after this long.
@@ -185,3 +187,133 @@ def test_the_reaper_kills_the_groups_and_removes_the_folder_only_when_the_lifeli
         for proc in (clean, broken, ended):
             proc.kill()
             proc.wait()
+
+
+TINY_PROFILE = """
+[idle]
+connections = [0]
+duration_s = 0.2
+"""
+
+
+def tiny_store(tmp_path: Path, **environment: object) -> RunStore:
+    from iobench.benchmarks.run.environment import collect_environment
+
+    spec = check_spec(tomllib.loads(TINY_PROFILE), "tiny")
+    spec["models"] = ["select"]
+    cpus = sorted(os.sched_getaffinity(0))
+    env = collect_environment({"server_cpus": cpus[:1], "client_cpus": cpus[1:] or cpus[:1]})
+    return RunStore.create(tmp_path / "run", run_id="tiny", profile="tiny",
+                           environment={**env, **environment}, matrix=spec)
+
+
+def test_a_second_writer_of_a_run_folder_is_refused_with_the_holders_pid(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = tiny_store(tmp_path)
+    assert main(["run", "--resume", str(store.run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert f"pid {os.getpid()}" in err and err.count("\n") == 1, err
+    assert main(["run", "--models", "select", "--out", str(store.run_dir)]) == 2
+    assert store.lock is not None
+    store.lock.close()  # as the holder's exit would
+    assert main(["run", "--resume", str(store.run_dir)]) == 0
+
+
+def test_resume_on_another_machine_is_refused_unless_forced(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = tiny_store(tmp_path, cpu_model="A CPU this machine does not have", kernel="0.0.1")
+    assert store.lock is not None
+    store.lock.close()
+    assert main(["run", "--resume", str(store.run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "cpu_model" in err and "kernel" in err and "--force" in err, err
+    assert err.count("\n") == 1
+    assert read_results(store.run_dir)["cells"] == []
+    assert main(["run", "--resume", str(store.run_dir), "--force"]) == 0
+    resumed = read_results(store.run_dir)
+    assert len(resumed["cells"]) == 1 and resumed["finished"]
+    (record,) = resumed["environment"]["resumed_on_other_machine"]
+    assert any(d.startswith("kernel: '0.0.1' -> ") for d in record["differences"])
+
+
+class BrokenStore(RunStore):
+    def add(self, cell: object) -> None:
+        raise OSError(28, "No space left on device")
+
+
+def test_a_run_that_breaks_off_is_recorded_as_not_finished_with_its_error(
+        tmp_path: Path) -> None:
+    from iobench.benchmarks.run.launcher import LocalLauncher, Placement
+    from iobench.benchmarks.run.runner import Runner, Settings
+
+    store = tiny_store(tmp_path)
+    store.__class__ = BrokenStore
+    cpus = sorted(os.sched_getaffinity(0))
+    launcher = LocalLauncher(Placement(cpus[:1], cpus[1:] or cpus[:1]))
+    try:
+        with pytest.raises(OSError, match="No space"):
+            Runner(launcher, store, Settings()).run(
+                expand(Profile("tiny", store.document["matrix"]), ["select"]))
+    finally:
+        launcher.close()
+    document = read_results(store.run_dir)
+    assert document["finished"] is None and document["interrupted"] is False
+    assert document["error"] == "OSError: [Errno 28] No space left on device"
+
+
+BAD_PROFILES = {
+    "nan": ("[idle]\nduration_s = nan\n", "'idle.duration_s' must be a finite number"),
+    "inf": ("[closed]\nduration_s = inf\n", "'closed.duration_s' must be a finite number"),
+    "negative": ("[closed]\nwarmup_s = -1.0\n", "'closed.warmup_s' must be >= 0"),
+    "absurd size": ("[closed]\nsizes_bytes = [1000000000000]\n",
+                    "'closed.sizes_bytes'[0] must be >= 1 and <= 67108864"),
+    "absurd rate": ("[open]\nrates_rps = [1e12]\n[closed]\n",
+                    "'open.rates_rps'[0] must be > 0 and <= 1e+07"),
+    "wrong type": ("[idle]\nconnections = [\"100\"]\n", "'idle.connections'[0] must be an integer"),
+    "param type": ("[idle]\n[params]\nthreadpool = {workers = [1]}\n",
+                   "'params.threadpool': parameter 'workers' must be an integer"),
+    "param nan": ("[idle]\n[params]\npoll-sleep = {interval = nan}\n",
+                  "parameter 'interval' must be a finite number"),
+    "param absurd": ("[idle]\n[params]\nthreadpool = {workers = 100000000}\n",
+                     "parameter 'workers' must be <= 10000"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_PROFILES))
+def test_a_bad_profile_value_is_one_line_naming_the_key(
+        name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text, message = BAD_PROFILES[name]
+    profile = tmp_path / "bad.toml"
+    profile.write_text(text)
+    assert main(["run", "--profile", str(profile), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--server-cpus", "0-100000000"], "is not a range of CPUs"),
+    (["--client-cpus", "5-1"], "is not a range of CPUs"),
+    (["--server-cpus", "x"], "expected CPU numbers"),
+    (["--repeat", "1000000000"], "bad --repeat"),
+    (["--force"], "--force only applies to --resume"),
+])
+def test_bad_run_options_are_one_line(argv: list[str], message: str, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    started = time.monotonic()
+    assert main(["run", *argv, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert time.monotonic() - started < 5.0
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("nan", "must be a finite number"), ("inf", "must be a finite number"),
+    ("-1", "must be >= 0"), ("1e8", "must be <= 1"), ("soon", "cannot parse"),
+])
+def test_bad_param_values_are_one_line(value: str, message: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "iobench.servers", "poll-sleep",
+                           "--param", f"interval={value}"], capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 2
+    assert message in done.stderr and done.stderr.count("\n") == 1, done.stderr

@@ -14,6 +14,7 @@ import fcntl
 import io
 import json
 import os
+import re
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -240,4 +241,50 @@ def read_results(run_dir: Path) -> dict[str, Any]:
     if missing or not isinstance(document.get("cells"), list):
         raise ResultsError(f"{path} is not a complete iobench results file "
                            f"(missing: {', '.join(missing) or 'cells list'})")
+    check_document_types(document, str(path))
     return document
+
+
+# The run-level fields and the types a reader relies on; None is allowed where listed.
+DOCUMENT_TYPES: dict[str, tuple[type | tuple[type, ...], bool]] = {
+    "run_id": (str, False), "profile": (str, False), "started": (str, True),
+    "finished": (str, True), "interrupted": (bool, True), "error": (str, True),
+    "environment": (dict, False), "matrix": (dict, False),
+}
+ENVIRONMENT_TYPES: dict[str, tuple[type | tuple[type, ...], bool]] = {
+    "placement": (dict, True), "packages": (dict, True), "cpu_model": (str, True),
+    "kernel": (str, True), "logical_cpus": (int, True), "usable_cpus": (list, True),
+    "hostname": (str, True), "python": (str, True), "git_commit": (str, True),
+}
+# Model names as the registry spells them; anything else in a file is not ours
+# (and would be read as markup by the report's Markdown and the plots' mathtext).
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+def check_document_types(document: dict[str, Any], where: str) -> None:
+    """ResultsError, one line naming the field, for a value of the wrong type.
+
+    Checked when the file is read, by ``--resume`` as by ``report``, ``plot``
+    and ``compare``, so a hand-edited or foreign file is refused at the door
+    instead of failing half-way through a figure. The cells' own fields are
+    checked by :class:`CellRecord`.
+    """
+    for fields, data, prefix in ((DOCUMENT_TYPES, document, ""),
+                                 (ENVIRONMENT_TYPES, document["environment"]
+                                  if isinstance(document["environment"], dict) else {},
+                                  "environment.")):
+        for name, (kind, nullable) in fields.items():
+            value = data.get(name)
+            if (value is None and (nullable or name not in data)) or (
+                    isinstance(value, kind) and not (isinstance(value, bool) and kind is int)):
+                continue
+            raise ResultsError(f"{where}: {prefix}{name} is {_short(value)}, of the wrong type")
+    for index, cell in enumerate(document["cells"]):
+        model = cell.get("model") if isinstance(cell, dict) else None
+        if isinstance(model, str) and not MODEL_NAME.fullmatch(model):
+            raise ResultsError(f"{where}: cell {index}: model {_short(model)} is not a model name")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -317,3 +317,30 @@ def test_bad_param_values_are_one_line(value: str, message: str) -> None:
                           timeout=30)
     assert done.returncode == 2
     assert message in done.stderr and done.stderr.count("\n") == 1, done.stderr
+
+
+QUICK_RUN = Path(__file__).with_name("data") / "quick-run"
+BAD_DOCUMENTS = {
+    "environment a string": ('d["environment"] = "x"', "environment is 'x'"),
+    "placement a string": ('d["environment"]["placement"] = "x"', "environment.placement"),
+    "params a string": ('d["cells"][0]["params"] = "x"', "params is 'x'"),
+    "model with $": ('d["cells"][0]["model"] = "a$b"', "model 'a$b' is not a model name"),
+    "run_id a number": ('d["run_id"] = 5', "run_id is 5"),
+    "matrix a string": ('d["matrix"] = "m"', "matrix is 'm'"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_DOCUMENTS))
+@pytest.mark.parametrize("command", ["report", "plot", "compare"])
+def test_report_plot_and_compare_refuse_a_badly_typed_file_in_one_line(
+        name: str, command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    change, message = BAD_DOCUMENTS[name]
+    d = json.loads((QUICK_RUN / "results.json").read_text())
+    exec(change)  # one assignment to the document d
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "results.json").write_text(json.dumps(d))
+    argv = [command, str(bad)] + ([str(QUICK_RUN)] if command == "compare" else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err

@@ -66,25 +66,30 @@ def records(raw: list[dict[str, Any]]) -> list[CellRecord]:
 def test_summary_rows_are_the_medians_of_the_cells(raw: list[dict[str, Any]],
                                                    records: list[CellRecord]) -> None:
     rows = {row["model"]: row for row in console.summary_rows(records)}
-    assert set(rows) == {"busy-poll", "poll-sleep", "select", "threads"}
+    assert set(rows) == {c["model"] for c in raw if c["model"] is not None}
+    checked = 0
     for model, row in rows.items():
         mine = [c for c in raw if c["model"] == model]
         ok = [c for c in mine if c["status"] == "ok"]
+        assert row["failed"] == str(len(mine) - len(ok))
         idle = [c["metrics"]["server_cpu_percent"] for c in ok
                 if c["scenario"] == "idle" and c["connections"] == 0]
-        assert row["idle CPU %"] == f"{statistics.median(idle):.1f}"
         closed: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for cell in ok:
             if cell["scenario"] == "closed":
                 closed[cell["key"]].append(cell["metrics"])
+        neighbour = [c["metrics"]["neighbour_ratio"] for c in ok if c["phase"] == "idle"]
+        if not (idle and closed and neighbour):
+            continue  # a model the synthetic run has in some scenarios only
+        checked += 1
+        assert row["idle CPU %"] == f"{statistics.median(idle):.1f}"
         peak = max(closed.values(),
                    key=lambda reps: statistics.median(m["throughput_rps"] for m in reps))
         assert row["peak rps"] == f"{statistics.median(m['throughput_rps'] for m in peak):.0f}"
         assert row["p99 us"] == f"{statistics.median(m['p99_us'] for m in peak):.0f}"
-        neighbour = [c["metrics"]["neighbour_ratio"] for c in ok if c["phase"] == "idle"]
         assert row["neighbour idle"] == f"{statistics.median(neighbour):.0%}"
-        assert row["failed"] == str(len(mine) - len(ok))
-    assert rows["threads"]["failed"] == "1"
+    assert checked >= 4
+    assert int(rows["threads"]["failed"]) >= 1
 
 
 def test_per_cell_lines_count_and_name_each_cell(records: list[CellRecord],
@@ -107,7 +112,7 @@ def test_summary_lists_failed_cells(records: list[CellRecord],
     console.print_summary("run-1", records)
     out = capsys.readouterr().out
     assert "failed: closed/threads/c16/s64 (repetition 1): timeout after 30 s" in out
-    assert out.count("failed: ") == 1
-    for model in ("busy-poll", "poll-sleep", "select", "threads"):
+    assert out.count("failed: ") == sum(1 for r in records if not r.ok)
+    for model in {r.model for r in records if r.model is not None}:
         assert any(line.split()[1:2] == [model] for line in out.splitlines()
                    if line.startswith("│")), model

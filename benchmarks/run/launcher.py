@@ -420,10 +420,10 @@ class LocalLauncher(Launcher):
         return Sampler()
 
     def syscall_counter(self, pid: int) -> SyscallCounter:
-        return SyscallCounter(pid)
+        return SyscallCounter(pid, self.workdir)
 
     def strace_counter(self, pid: int) -> SyscallCounter:
-        return StraceCounter(pid)
+        return StraceCounter(pid, self.workdir)
 
     def stop_all(self) -> None:
         for started in reversed(self._started):

@@ -36,6 +36,8 @@ from typing import Any
 
 import psutil
 
+from iobench.common.lifeline import child_setup
+
 # The calls the models make to wait, read, write, accept and close, by the
 # name of their tracepoint. Everything else is counted as "other" (the
 # total comes from raw_syscalls:sys_enter).
@@ -125,8 +127,11 @@ class SyscallCounts:
 class SyscallCounter:
     """``perf stat`` attached to a process tree, counting only between enable and disable."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, workdir: Path | None = None) -> None:
         self.pid = pid
+        # Where its temporary folder goes: the launcher's, which its reaper
+        # removes should the runner die without cleaning up (None: the default).
+        self.workdir = workdir
         self.reason = unavailable_reason()
         self._proc: subprocess.Popen[bytes] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
@@ -170,7 +175,7 @@ class SyscallCounter:
 
     def _attach(self, pids: list[int]) -> bool:
         events = [TOTAL_EVENT, *(f"syscalls:sys_enter_{kind}" for kind in self.kinds)]
-        self._dir = tempfile.TemporaryDirectory(prefix="iobench-perf-")
+        self._dir = tempfile.TemporaryDirectory(prefix="iobench-perf-", dir=self.workdir)
         folder = Path(self._dir.name)
         control, ack = folder / "control", folder / "ack"
         os.mkfifo(control)
@@ -180,7 +185,8 @@ class SyscallCounter:
                    "-p", ",".join(map(str, pids)), "--delay", "-1",
                    "--control", f"fifo:{control},{ack}", "-o", str(self._output)]
         self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                      preexec_fn=child_setup())  # dies with the runner
         # O_RDWR: opening a FIFO so never waits for the other end, and each
         # answer is awaited with a timeout, so a perf that dies cannot hang the run.
         self._control = os.open(control, os.O_RDWR)
@@ -319,8 +325,8 @@ class StraceCounter(SyscallCounter):
     latency in its cell mean nothing; only the counts do.
     """
 
-    def __init__(self, pid: int) -> None:
-        super().__init__(pid)
+    def __init__(self, pid: int, workdir: Path | None = None) -> None:
+        super().__init__(pid, workdir)
         self.reason = strace_unavailable_reason()
 
     def start(self) -> None:
@@ -332,13 +338,14 @@ class StraceCounter(SyscallCounter):
         pids = self._tree()
         if pids is None:
             return
-        self._dir = tempfile.TemporaryDirectory(prefix="iobench-strace-")
+        self._dir = tempfile.TemporaryDirectory(prefix="iobench-strace-", dir=self.workdir)
         self._output = Path(self._dir.name) / "summary.txt"
         command = ["strace", "-c", "-f", "-o", str(self._output)]
         for pid in pids:
             command += ["-p", str(pid)]
         self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                      preexec_fn=child_setup())  # dies with the runner
         # strace says "Process N attached" on stderr for each process once it
         # is traced; counting starts when the first has been.
         assert self._proc.stderr is not None

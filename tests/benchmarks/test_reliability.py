@@ -136,24 +136,44 @@ PAUSING_PROFILE = """
 phases = ["idle"]
 duration_s = 4.0
 """
+LOAD_PROFILE = """
+[loadgen]
+workers = 2
+
+[closed]
+connections = [4]
+duration_s = 4.0
+warmup_s = 0.2
+"""
+# (profile, model, a process that must have been seen mid-cell)
+KILLED_CELLS = {
+    # the neighbour scenario holds the server stopped (SIGSTOP) half the time
+    "paused server": (PAUSING_PROFILE, "busy-poll", "neighbour"),
+    # server, load generator (two worker processes) and, where perf works, perf stat
+    "under load": (LOAD_PROFILE, "fork", "worker_process"),
+}
 
 
-def test_sigkill_of_the_runner_leaves_no_process_and_no_folder(tmp_path: Path) -> None:
-    """Killed while the neighbour scenario holds the server stopped (SIGSTOP) half the time."""
-    profile = tmp_path / "pausing.toml"
-    profile.write_text(PAUSING_PROFILE)
-    runner = start_run(tmp_path, "--profile", str(profile), "--models", "busy-poll",
+@pytest.mark.parametrize("case", list(KILLED_CELLS))
+def test_sigkill_of_the_runner_leaves_no_process_and_no_folder(case: str,
+                                                               tmp_path: Path) -> None:
+    text, model, expected = KILLED_CELLS[case]
+    profile = tmp_path / "profile.toml"
+    profile.write_text(text)
+    runner = start_run(tmp_path, "--profile", str(profile), "--models", model,
                        "--out", str(tmp_path / "run"))
     seen: set[tuple[int, float]] = set()
     try:
         wait_mid_cell(runner, tmp_path / "run" / "results.json", 0, seen)
-        time.sleep(1.0)  # into the paired slices: the server is stopped and resumed
+        time.sleep(1.5)  # well into the cell
         seen |= descendants(runner.pid)
-        assert any("neighbour" in " ".join(p.cmdline())
-                   for p in map(_process, seen) if p is not None), "no neighbour job seen"
+        assert any(expected in " ".join(p.cmdline())
+                   for p in map(_process, seen) if p is not None), f"no {expected} seen"
         os.kill(runner.pid, signal.SIGKILL)
+        killed = time.monotonic()
         runner.wait(5)
         left = wait_gone(seen, STOP_BUDGET_S)
+        gone_s = time.monotonic() - killed
     finally:
         kill_group(runner)
     assert not left, left
@@ -161,6 +181,7 @@ def test_sigkill_of_the_runner_leaves_no_process_and_no_folder(tmp_path: Path) -
     while list((tmp_path / "tmp").iterdir()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not list((tmp_path / "tmp").iterdir())
+    print(f"{case}: {len(seen)} processes gone {gone_s:.2f} s after SIGKILL")
 
 
 def test_the_reaper_kills_the_groups_and_removes_the_folder_only_when_the_lifeline_breaks(

@@ -140,6 +140,9 @@ class ServerModel(ABC):
     # True for a model that forks a process per connection: before thousands
     # of connections, the scale scenario projects its memory from a few.
     process_per_connection: ClassVar[bool] = False
+    # True for a model that starts a thread or a process per connection: the
+    # kernel's task limits (pid_max, threads-max) cap its connections.
+    task_per_connection: ClassVar[bool] = False
 
     recv_size: ClassVar[int] = 64 * 1024
     backlog: ClassVar[int] = 4096

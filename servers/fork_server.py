@@ -22,6 +22,7 @@ class ForkServer(ServerModel):
     family: ClassVar[Family] = Family.BLOCKING
     mechanism: ClassVar[str] = "process per connection"
     process_per_connection: ClassVar[bool] = True
+    task_per_connection: ClassVar[bool] = True
     description: ClassVar[str] = (
         "Blocking sockets; the parent blocks in accept() and fork()s a child per connection "
         "that blocks in recv()"

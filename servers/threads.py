@@ -17,6 +17,7 @@ from iobench.servers.blocking import BlockingServer
 class ThreadPerConnectionServer(BlockingServer):
     name: ClassVar[str] = "threads"
     mechanism: ClassVar[str] = "thread per connection"
+    task_per_connection: ClassVar[bool] = True
     description: ClassVar[str] = (
         "Blocking sockets; the main thread blocks in accept(), each connection gets a thread "
         "that blocks in recv()"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 
@@ -31,6 +32,8 @@ SYSCALLS_MAX_IDLE = 1000
 # Descriptors a server or a load generator needs beside its connections
 # (listener, epoll, pipes, files it reads in /proc).
 FD_HEADROOM = 64
+# Tasks left for everything else on the machine when a model starts one per connection.
+TASK_HEADROOM = 1000
 # A process-per-connection model's memory is measured with this many idle
 # connections before a cell with thousands is allowed to start.
 PROBE_CONNECTIONS = 64
@@ -65,12 +68,41 @@ def limit_problem(cell: Cell, model: type[ServerModel]) -> str | None:
                                    "active connections")
     if error is not None:
         return str(error)
+    problem = task_problem(cell, model)
+    if problem is not None:
+        return problem
     max_fd = getattr(model, "max_fd", None)
     if max_fd is not None and needed > max_fd:
         return (f"{model.name} cannot watch {cell.idle + cell.connections} connections: select() "
                 f"takes only descriptors below FD_SETSIZE ({max_fd}), and this cell needs "
                 f"about {needed}")
     return None
+
+
+def kernel_task_room() -> tuple[int, str]:
+    """How many more threads and processes the kernel allows now, and from what.
+
+    Every thread and process is a task with a pid: at most kernel.pid_max and
+    kernel.threads-max of them exist at once; /proc/loadavg counts those that do.
+    """
+    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+    threads_max = int(Path("/proc/sys/kernel/threads-max").read_text())
+    existing = int(Path("/proc/loadavg").read_text().split()[3].split("/")[1])
+    return (min(pid_max, threads_max) - existing,
+            f"kernel.pid_max {pid_max}, kernel.threads-max {threads_max}, {existing} in use")
+
+
+def task_problem(cell: Cell, model: type[ServerModel]) -> str | None:
+    """Why a thread- or process-per-connection model cannot start one per connection."""
+    if not model.task_per_connection:
+        return None
+    needed = cell.idle + cell.connections
+    room, source = kernel_task_room()
+    if needed + TASK_HEADROOM <= room:
+        return None
+    kind = "processes" if model.process_per_connection else "threads"
+    return (f"{model.name} would start {needed} {kind}, one per connection, but the kernel has "
+            f"room for {room} more tasks ({source})")
 
 
 def tree_pss_bytes(pid: int) -> int:

@@ -201,3 +201,23 @@ def test_memory_per_idle_connection_is_the_difference_over_the_count(tmp_path: P
     assert found["threads"].bytes_per_connection == pytest.approx(24 * 1024, rel=0.01)
     assert found["epoll"].bytes_per_connection == pytest.approx(1024, rel=0.01)
     assert found["select"].idle == 1000  # its 10,000 cell failed
+
+
+def test_a_thread_per_connection_past_the_kernels_task_room_fails_with_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scale, "kernel_task_room",
+                        lambda: (30_000, "kernel.pid_max 32768, kernel.threads-max 192731, "
+                                         "2768 in use"))
+    reason = scale.task_problem(scale_cell("threads", 50000), get_model("threads"))
+    assert reason is not None and "would start 50016 threads" in reason
+    assert "kernel.pid_max 32768" in reason
+    assert scale.task_problem(scale_cell("threads", 10000), get_model("threads")) is None
+    fork = scale.task_problem(scale_cell("fork", 50000), get_model("fork"))
+    assert fork is not None and "50016 processes" in fork
+    assert scale.task_problem(scale_cell("epoll", 50000), get_model("epoll")) is None
+
+
+def test_the_kernels_task_room_is_read_from_proc() -> None:
+    room, source = scale.kernel_task_room()
+    assert 0 < room < int(Path("/proc/sys/kernel/pid_max").read_text())
+    assert "kernel.pid_max" in source and "in use" in source

@@ -22,7 +22,7 @@ from iobench.benchmarks.results.record import STATUS_FAILED, STATUS_OK, CellReco
 from iobench.benchmarks.results.store import RunStore, utc_now
 from iobench.benchmarks.run import metrics as m
 from iobench.benchmarks.run import scale
-from iobench.benchmarks.run.launcher import Launcher, LoadSpec, ServerHandle, tail
+from iobench.benchmarks.run.launcher import Launcher, LoadHandle, LoadSpec, ServerHandle, tail
 from iobench.benchmarks.run.matrix import Cell
 from iobench.benchmarks.run.sampler import Edge, Memory, Sampler
 from iobench.benchmarks.run.syscalls import SyscallCounter, SyscallCounts
@@ -59,6 +59,8 @@ MID_READING_FRACTION = 0.5
 # system calls: inside it by a margin, so that connection set-up before and
 # the closing after it are left out, however late the load generator started.
 SYSCALL_WINDOW = (0.1, 0.85)
+# How often the runner looks whether the server holds a scale cell's crowd yet.
+CROWD_POLL_S = 0.05
 # Start and stop overhead per cell, for the time estimate.
 CELL_OVERHEAD_S = 0.6
 # Idle connections the load generator opens (and a server accepts) per second:
@@ -274,13 +276,23 @@ class Runner:
         timeout = (cell.warmup_s + duration + self.settings.cell_timeout_s + spec.timeout_s
                    + 10 * idle_connect_s)
         started = time.monotonic()
+        lead_s = 0.0
+        if cell.idle:
+            # The load generator starts once the server holds the whole crowd
+            # (it exchanges a message per active connection first), which can
+            # take seconds more or less than estimated: count from that moment,
+            # as the server's descriptors show it, and the edges fall inside the
+            # window however long the crowd took.
+            reached = self._crowd_held(cell, sampler, load, started + timeout)
+            if reached is not None:
+                started, lead_s = reached - LOAD_START_S - idle_connect_s, LOAD_START_S
 
         def running_at(offset_s: float) -> bool:
             """Wait until ``offset_s`` after the start; False if the load ended first."""
             return load.wait(max(started + offset_s - time.monotonic(), 0.0)) is None
 
         def at_fraction(fraction: float) -> bool:
-            return running_at(idle_connect_s + cell.warmup_s + duration * fraction)
+            return running_at(lead_s + idle_connect_s + cell.warmup_s + duration * fraction)
 
         def end_edge(first: Edge) -> None:
             context.edges = (first, sampler.edge())
@@ -341,6 +353,23 @@ class Runner:
         if result.returncode != 0:
             raise CellFailed(f"the load generator exited with code {result.returncode}: "
                              f"{tail(result.stderr)}")
+
+    @staticmethod
+    def _crowd_held(cell: Cell, sampler: Sampler, load: LoadHandle,
+                    deadline: float) -> float | None:
+        """When the server's tree first held a descriptor for every connection of the cell.
+
+        None if it never did while the load ran (a server that refuses past a
+        limit): the caller keeps its estimate then.
+        """
+        wanted = cell.idle + cell.connections
+        series = sampler.series.get("server")
+        while series is not None and time.monotonic() < deadline:
+            if series.readings and series.readings[-1].fds >= wanted:
+                return series.readings[-1].t_s
+            if load.wait(CROWD_POLL_S) is not None:
+                return None
+        return None
 
     def _neighbour(self, context: CellContext, duration_s: float, delay_s: float = 0.0) -> float:
         job = self.launcher.start_neighbour(duration_s, delay_s)

@@ -54,7 +54,7 @@ class BlockingServer(ServerModel):
                     sock, _ = self.listener.accept()
                 except OSError as exc:  # shut down by shutdown() (EINVAL), or exhaustion
                     if self._running and not refuse_waiting(self.listener, exc.errno,
-                                                            self.name):
+                                                            self.name, wait_for_next=True):
                         back_off()
                     continue
                 self.configure_client_socket(sock)

@@ -84,13 +84,17 @@ def reserve_spare() -> None:
     spare()
 
 
-def refuse_waiting(listener: socket.socket, error: int, model: str) -> bool:
+def refuse_waiting(listener: socket.socket, error: int, model: str, *,
+                   wait_for_next: bool = False) -> bool:
     """Handle a failed accept() with ``error`` (an errno); True if the listener is quiet again.
 
     Out of descriptors: warn once, then accept and close the waiting
     connections with the spare. Out of socket memory: warn once, and the
     caller backs off. False means the caller must back off (see
     :func:`back_off`) before its next accept(), or it would spin.
+
+    ``wait_for_next``: for a loop that blocks in accept(), return only once
+    another connection waits (see the module's note on why).
     """
     if error in OUT_OF_DESCRIPTORS:
         warn("accept:descriptors", f"{model}: out of file descriptors "
@@ -116,7 +120,7 @@ def refuse_waiting(listener: socket.socket, error: int, model: str) -> bool:
         finally:
             listener.setblocking(was_blocking)
             taken = reserve.take()
-        if taken and was_blocking:
+        if taken and wait_for_next:
             # At the limit a blocking accept() fails at once whether or not a
             # connection waits (the kernel takes the descriptor first): wait
             # for one here instead, as accept() would have. select.poll needs

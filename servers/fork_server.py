@@ -42,7 +42,7 @@ class ForkServer(ServerModel):
                     sock, _ = self.listener.accept()
                 except OSError as exc:  # shut down by shutdown() (EINVAL), or exhaustion
                     if self._running and not refuse_waiting(self.listener, exc.errno,
-                                                            self.name):
+                                                            self.name, wait_for_next=True):
                         back_off()
                     continue
                 with sock:  # the parent's copy; the child has its own

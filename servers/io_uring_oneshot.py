@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import enum
 import errno
+import select
 import socket
 from collections.abc import Callable
 from typing import Any
 
 from iobench.servers.base import ServerModel, transform
-from iobench.servers.exhaustion import back_off, refuse_waiting
+from iobench.servers.exhaustion import OUT_OF_DESCRIPTORS, back_off, refuse_waiting
 from iobench.servers.waker import Waker
 
 # How long a stopping server waits for the operations still in flight to
@@ -32,6 +33,7 @@ class Op(enum.IntEnum):
     RECV = 2
     SEND = 3
     WAKE = 4
+    LISTEN = 5  # a poll for a waiting connection, instead of the accept at EMFILE
 
 
 class Stream:
@@ -70,6 +72,7 @@ class OneShotLoop:
         self.recv_size = model.recv_size
         self.max_pending_output = model.max_pending_output
         self.configure_client_socket = model.configure_client_socket
+        self.name = model.name
         self._running = True
         # shutdown() wakes the loop: a recv is always in flight on the waker.
         self._waker = Waker()
@@ -157,6 +160,9 @@ class OneShotLoop:
             elif op is Op.WAKE:
                 if result > 0:
                     self._submit_wake_recv()
+            elif op is Op.LISTEN:
+                if self._running:
+                    self._submit_accept()
             elif stream is not None and not stream.closed:
                 if op is Op.RECV:
                     self._received(stream, buffer, result)
@@ -176,6 +182,13 @@ class OneShotLoop:
             stream = Stream(sock)
             self.streams.add(stream)
             self._submit_recv(stream)
+        elif -result in OUT_OF_DESCRIPTORS:
+            # At the limit an accept fails at once, connection or not: refuse
+            # the ones that wait, then accept again only once another comes.
+            refuse_waiting(self.listener, -result, self.name)
+            self._submit(Op.LISTEN, None, b"", lambda sqe: self.uring.io_uring_prep_poll_add(
+                sqe, self.listener.fileno(), select.POLLIN))
+            return
         elif not refuse_waiting(self.listener, -result, self.name):
             back_off()  # not at once: the same accept would fail the same way
         self._submit_accept()

@@ -62,12 +62,25 @@ def cpu_percent(pid: int, seconds: float) -> float:
 @pytest.mark.parametrize("model", model_params())
 def test_a_server_at_its_descriptor_limit_waits_and_serves_again(model: str,
                                                                  tmp_path: Path) -> None:
+    check_outlives_exhaustion(model, {}, tmp_path)
+
+
+def test_io_uring_oneshot_at_its_descriptor_limit_waits_and_serves_again(
+        tmp_path: Path) -> None:
+    reason = get_model("io-uring").unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    check_outlives_exhaustion("io-uring", {"style": "oneshot"}, tmp_path)
+
+
+def check_outlives_exhaustion(model: str, params: dict[str, str], tmp_path: Path) -> None:
     cls = get_model(model)
     stderr_path = tmp_path / "stderr"
     with open(stderr_path, "wb") as stderr, \
-            ServerProcess(model, stderr=stderr, fd_limit=FD_LIMIT) as server, \
+            ServerProcess(model, params, stderr=stderr, fd_limit=FD_LIMIT) as server, \
             contextlib.ExitStack() as clients:
-        for _ in range(BELOW_LIMIT_CLIENTS):
+        first = clients.enter_context(socket.create_connection(server.address, timeout=5.0))
+        for _ in range(BELOW_LIMIT_CLIENTS - 1):
             clients.enter_context(socket.create_connection(server.address, timeout=5.0))
         time.sleep(0.5)
         below_limit = cpu_percent(server.pid, MEASURE_S)
@@ -80,6 +93,9 @@ def test_a_server_at_its_descriptor_limit_waits_and_serves_again(model: str,
         print(f"{model}: {below_limit:.1f}% of a core with {BELOW_LIMIT_CLIENTS} idle clients, "
               f"{at_limit:.1f}% at the descriptor limit ({FD_LIMIT})")
         assert server.alive(), stderr_path.read_text()
+        # At the limit the clients it holds are still served: nothing blocks the loop.
+        first.sendall(b"x")
+        assert first.recv(1) == b"X", f"{model} stopped serving its clients at the limit"
         clients.close()
         deadline = time.monotonic() + RECOVER_S
         while not (served := echo_once(server.address)) and time.monotonic() < deadline:

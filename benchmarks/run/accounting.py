@@ -34,6 +34,8 @@ MOUNTS = Path("/proc/self/mounts")
 OWN_CGROUPS = Path("/proc/self/cgroup")
 
 _names = itertools.count()
+# Every cgroup this module makes is named iobench-<runner pid>-<n>-<label>.
+PREFIX = "iobench-"
 
 
 class CgroupUnavailable(Exception):
@@ -131,7 +133,8 @@ def create(label: str = "server") -> Cgroup:
         raise CgroupUnavailable("no cgroup2 or cgroup v1 cpuacct file system is mounted")
     reasons = []
     for kind, parent in candidates:
-        path = parent / f"iobench-{os.getpid()}-{next(_names)}-{label}"
+        sweep(parent)
+        path = parent / f"{PREFIX}{os.getpid()}-{next(_names)}-{label}"
         try:
             path.mkdir()
         except OSError as exc:
@@ -146,6 +149,27 @@ def create(label: str = "server") -> Cgroup:
             continue
         return cgroup
     raise CgroupUnavailable("; ".join(reasons))
+
+
+def sweep(parent: Path) -> list[Path]:
+    """Remove the empty cgroups left by runners that died without cleaning up.
+
+    A runner killed with SIGKILL cannot remove its server's cgroup. Its name
+    carries the runner's pid; once that pid is gone and the cgroup is empty
+    (its server was stopped by the lifeline or the reaper), it is removed.
+    The kernel refuses to remove a cgroup that still holds a task, so a
+    live server's cgroup is never touched.
+    """
+    removed = []
+    with contextlib.suppress(OSError):
+        for path in parent.glob(f"{PREFIX}*"):
+            owner = path.name[len(PREFIX):].split("-", 1)[0]
+            if not owner.isdigit() or Path(f"/proc/{owner}").exists():
+                continue
+            with contextlib.suppress(OSError):
+                path.rmdir()
+                removed.append(path)
+    return removed
 
 
 def join(procs_file: str) -> None:

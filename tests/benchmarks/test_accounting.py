@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -169,3 +170,18 @@ def test_the_sampling_thread_costs_at_most_one_percent_of_a_core() -> None:
         proc.wait()
         if made is not None:
             assert made.remove()
+
+
+def test_cgroups_of_dead_runners_are_swept(cgroup: accounting.Cgroup) -> None:
+    # A cgroup named for a runner that is gone (a pid above pid_max), and one
+    # named for this live process: only the first is removed.
+    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+    stale = cgroup.path.parent / f"{accounting.PREFIX}{pid_max + 1}-0-test"
+    stale.mkdir()
+    try:
+        accounting.sweep(cgroup.path.parent)
+        assert not stale.exists()
+        assert cgroup.path.exists()  # its runner (this test) is alive
+    finally:
+        if stale.exists():
+            stale.rmdir()

@@ -398,6 +398,9 @@ def compact_table(run: Run, scenario: str) -> list[Block]:
             Table(headers, rows, numeric=tuple(range(1, len(headers))))]
 
 
+# Scenarios a profile adds only for a purpose (strace where perf is missing):
+# a run without them lacks nothing worth a note.
+OPT_IN_SCENARIOS = ("syscalls",)
 # Scenarios whose sections show the system calls per request by kind.
 SYSCALL_SCENARIOS = ("closed", "syscalls")
 # A kind is shown when some model makes at least this many calls of it per request.
@@ -505,7 +508,8 @@ def results_blocks(run: Run, plots: PlotOutcome) -> list[Block]:
         "Units are in the column headers.")]
     for scenario in run.scenarios:
         blocks += scenario_section(run, scenario, plots)
-    absent = [name for name in SCENARIO_TITLES if name not in run.scenarios]
+    absent = [name for name in SCENARIO_TITLES
+              if name not in run.scenarios and name not in OPT_IN_SCENARIOS]
     if absent:
         blocks.append(Paragraph(
             f"Not in this run (its profile has no such scenario), so no tables: "

@@ -105,22 +105,6 @@ def task_problem(cell: Cell, model: type[ServerModel]) -> str | None:
             f"room for {room} more tasks ({source})")
 
 
-def tree_pss_bytes(pid: int) -> int:
-    """PSS of a process and its children: shared pages split among those sharing them.
-
-    RSS would count the pages a forked child shares with its parent once per
-    child, and project a memory need many times the real one.
-    """
-    root = psutil.Process(pid)
-    total = 0
-    for proc in [root, *root.children(recursive=True)]:
-        try:
-            total += proc.memory_full_info().pss
-        except (psutil.NoSuchProcess, psutil.ZombieProcess):
-            continue
-    return total
-
-
 @dataclass(frozen=True)
 class Probe:
     """A process-per-connection model measured with a few idle connections."""
@@ -140,24 +124,34 @@ class Probe:
 def probe(launcher: Launcher, cell: Cell) -> Probe:
     """Start the model and measure its PSS with none and PROBE_CONNECTIONS idle connections.
 
-    The probe's server is always stopped.
+    Read through the launcher's sampler, where the server runs; PSS, because
+    RSS would count the pages a forked child shares with its parent once per
+    child and project many times the real need. The probe's server is always
+    stopped.
     """
     assert cell.model is not None
     server = launcher.start_server(cell.model, cell.params)
+    sampler = launcher.sampler()
     try:
-        before = tree_pss_bytes(server.pid)
+        sampler.watch("server", server.pid)
+        before = sampler.memory("server")
+        if before is None:
+            raise RuntimeError(f"cannot read the memory of {cell.model}'s server")
         started = time.monotonic()
         with launcher.idle_connections(server.host, server.port, PROBE_CONNECTIONS):
             deadline = started + PROBE_SETTLE_S
-            while (len(psutil.Process(server.pid).children()) < PROBE_CONNECTIONS
+            while (sampler.edge().trees["server"].processes <= PROBE_CONNECTIONS
                    and time.monotonic() < deadline):
                 time.sleep(0.01)
             elapsed = time.monotonic() - started
             time.sleep(0.2)  # the last children finish starting up
-            after = tree_pss_bytes(server.pid)
+            after = sampler.memory("server")
     finally:
         server.stop()
-    return Probe(before, max(after - before, 0) / PROBE_CONNECTIONS, PROBE_CONNECTIONS / elapsed)
+    if after is None:
+        raise RuntimeError(f"cannot read the memory of {cell.model}'s server")
+    return Probe(before.pss_bytes, max(after.pss_bytes - before.pss_bytes, 0) / PROBE_CONNECTIONS,
+                 PROBE_CONNECTIONS / elapsed)
 
 
 def memory_problem(found: Probe, cell: Cell) -> str | None:

@@ -14,6 +14,7 @@ from iobench.benchmarks.report.scale import judge_scale, memory_per_connection
 from iobench.benchmarks.results.loader import load_run
 from iobench.benchmarks.results.store import read_results
 from iobench.benchmarks.run import scale
+from iobench.benchmarks.run.launcher import LocalLauncher, Placement
 from iobench.benchmarks.run.matrix import Cell, Profile, ProfileError, check_spec, expand
 from iobench.cli import main
 from iobench.servers.registry import get_model
@@ -221,3 +222,18 @@ def test_the_kernels_task_room_is_read_from_proc() -> None:
     room, source = scale.kernel_task_room()
     assert 0 < room < int(Path("/proc/sys/kernel/pid_max").read_text())
     assert "kernel.pid_max" in source and "in use" in source
+
+
+def test_the_fork_probe_measures_a_process_per_connection_and_stops_it() -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    launcher = LocalLauncher(Placement(cpus[:1], cpus[1:] or cpus[:1]))
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    try:
+        found = scale.probe(launcher, scale_cell("fork", 10000))
+    finally:
+        launcher.close()
+    # A forked Python child adds its own pages: far more than a socket, far less
+    # than the whole interpreter it shares copy-on-write.
+    assert 50 * 1024 < found.per_connection_bytes < 20 * 1024**2, found
+    assert found.base_bytes > 1024**2 and found.accepts_per_s > 0
+    assert {p.pid for p in psutil.Process().children(recursive=True)} <= before

@@ -29,7 +29,7 @@ from iobench.benchmarks.report.citations import (
     build_citations,
     write_citations,
 )
-from iobench.benchmarks.report.claims import ClaimResult, judge_claims
+from iobench.benchmarks.report.claims import ClaimResult, Verdict, judge_claims
 from iobench.benchmarks.report.placement import cluster_options, placement_blocks
 from iobench.benchmarks.report.placement import describe as placement_text
 from iobench.benchmarks.report.plots import FIGURES, PlotOutcome, write_plots
@@ -734,8 +734,17 @@ figcaption { font-size: 0.85em; color: #555; }
 .side h3 { margin: 0.5em 0 0.3em; } .side ul { font-size: 0.9em; padding-left: 1.2em; }
 @media (max-width: 900px) { .side { grid-template-columns: minmax(0, 1fr); } }
 details { margin: 0.5em 0 1.5em; } summary { cursor: pointer; color: #1F4E79; }
+td.holds { background: #e3f4e6; } td.does-not-hold { background: #fbe3e0; }
+td.inconclusive { background: #fff3d6; } td.holds, td.does-not-hold, td.inconclusive {
+  font-weight: 600; white-space: nowrap; }
 code { overflow-wrap: anywhere; }
 """
+
+
+def verdict_class(text: str) -> str:
+    """' class="holds"' for a cell that is a verdict, so the page colours it; '' otherwise."""
+    verdicts = {str(v) for v in Verdict}
+    return f" class=\"{text.replace(' ', '-')}\"" if text in verdicts else ""
 
 
 def html_blocks(blocks: Iterable[Block]) -> list[str]:
@@ -755,7 +764,8 @@ def html_blocks(blocks: Iterable[Block]) -> list[str]:
                 head = "".join(f"<th>{inline_html(h)}</th>" for h in headers)
                 body = "".join("<tr>" + "".join(
                     f"<td class=\"num\">{inline_html(c)}</td>" if i in numeric
-                    else f"<td>{inline_html(c)}</td>" for i, c in enumerate(row))
+                    else f"<td{verdict_class(c)}>{inline_html(c)}</td>"
+                    for i, c in enumerate(row))
                     + "</tr>" for row in rows)
                 out.append(f"<div class=\"table\"><table><thead><tr>{head}</tr></thead>"
                            f"<tbody>{body}</tbody></table></div>")

@@ -69,3 +69,11 @@ def test_markdown_and_html_carry_the_same_content(quick_report: Path) -> None:
     assert visible_numbers(markdown_text) == visible_numbers(page_text)
     assert page.count("<details>") == markdown.count("<details>") > 0
     assert page.count("<img ") == len(re.findall(r"!\[", markdown)) > 0
+
+
+def test_html_colours_each_verdict(quick_report: Path) -> None:
+    page = (quick_report / "report.html").read_text(encoding="utf-8")
+    for claim in judge_claims(load_run(quick_report)):
+        verdict = str(claim.verdict)
+        assert f'<td class="{verdict.replace(" ", "-")}">{verdict}</td>' in page
+    assert "td.holds {" in page and "td.does-not-hold {" in page

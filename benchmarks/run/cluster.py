@@ -87,9 +87,10 @@ class Cluster:
             except (OSError, TimeoutError) as exc:
                 raise HostUnavailable(f"cannot reach the Dask scheduler at {address}: "
                                       f"{exc}") from None
-        self._await_hosts(hosts)
+        self.await_hosts(hosts)
 
-    def _await_hosts(self, hosts: list[str]) -> None:
+    def await_hosts(self, hosts: list[str]) -> None:
+        """Wait (bounded) until a worker of every name in ``hosts`` is registered."""
         deadline = time.monotonic() + CONNECT_TIMEOUT_S
         while True:
             missing = sorted(set(hosts) - set(self.workers()))
@@ -179,6 +180,7 @@ def start_local_cluster(hosts: list[str]) -> Any:
         for name in dict.fromkeys(hosts):
             cluster.worker_spec[name] = {"cls": template["cls"],
                                          "options": {**template["options"], "name": name}}
+        # SpecCluster starts the workers of its spec, each named by its key.
         cluster.sync(cluster._correct_state)
     finally:
         signal.signal(signal.SIGINT, previous)

@@ -89,8 +89,8 @@ def _check_cpus(cpus: list[int]) -> str | None:
 
 
 def describe_host() -> dict[str, Any]:
-    """This host's environment and its monotonic clock (for the clock offset)."""
-    return {"environment": host_environment(), "monotonic_s": time.monotonic()}
+    """This host's environment (CPU, kernel, Python, package versions)."""
+    return {"environment": host_environment()}
 
 
 def monotonic() -> float:

@@ -181,7 +181,7 @@ def test_a_dead_client_worker_fails_the_cell_and_the_next_cell_runs(
 
         def cell_finished(self, cell: Any, record: CellRecord) -> None:
             if not record.ok:  # let the nanny bring the worker back
-                cluster._await_hosts(["client2"])
+                cluster.await_hosts(["client2"])
 
     checked = check_spec(spec, "test")
     store = RunStore.create(tmp_path / "run", run_id="run", profile="test",

@@ -37,6 +37,10 @@ IDLE_SETTLE_S = 0.3
 # Neighbour under load: the load generator starts (imports, connects) before the
 # neighbour's measured work begins, and runs a little longer than it.
 NEIGHBOUR_LOAD_LEAD_S = 0.5
+# Beside a loaded server the neighbour works at least this long, so that its
+# paired slices hold enough whole buckets even where stopping and resuming
+# the server takes a round trip (a launcher on other hosts).
+NEIGHBOUR_MIN_LOAD_S = 1.0
 # Idle phase of the neighbour scenario: the server is stopped and resumed in
 # slices this long; buckets of the neighbour's work are compared between them.
 NEIGHBOUR_SLICE_S = 0.05
@@ -93,7 +97,13 @@ def estimated_seconds(cell: Cell) -> float:
     lead = 2 * NEIGHBOUR_LOAD_LEAD_S if cell.phase == "load" else 0.0
     settle = IDLE_SETTLE_S if cell.mode == "idle" and cell.connections else 0.0
     settle += cell.idle / IDLE_CONNECTS_PER_S
-    return cell.warmup_s + cell.duration_s + lead + settle + CELL_OVERHEAD_S
+    work = neighbour_load_s(cell) if cell.phase == "load" else cell.duration_s
+    return cell.warmup_s + work + lead + settle + CELL_OVERHEAD_S
+
+
+def neighbour_load_s(cell: Cell) -> float:
+    """How long the neighbour works beside a loaded server."""
+    return max(cell.duration_s, NEIGHBOUR_MIN_LOAD_S)
 
 
 @dataclass
@@ -254,7 +264,8 @@ class Runner:
     def _load(self, context: CellContext) -> None:
         cell, server, sampler = context.cell, context.server, context.sampler
         assert server is not None and sampler is not None and cell.size_bytes is not None
-        duration = cell.duration_s + (NEIGHBOUR_LOAD_LEAD_S * 2 if cell.phase == "load" else 0)
+        duration = (neighbour_load_s(cell) + NEIGHBOUR_LOAD_LEAD_S * 2 if cell.phase == "load"
+                    else cell.duration_s)
         spec = LoadSpec(format_target(server.host, server.port), cell.mode, cell.connections,
                         duration, cell.warmup_s, cell.size_bytes, context.rate_rps,
                         self.settings.loadgen_workers,
@@ -310,7 +321,7 @@ class Runner:
                 counter.enable()
 
             context.neighbour_ops_per_s, context.neighbour_paused_ops_per_s = \
-                self._neighbour_beside(context, cell.duration_s,
+                self._neighbour_beside(context, neighbour_load_s(cell),
                                        delay_s=(idle_connect_s + cell.warmup_s
                                                 + NEIGHBOUR_LOAD_LEAD_S),
                                        at_work=at_work)

@@ -198,12 +198,12 @@ def plan_resume(args: Any, cluster: Cluster | None = None) -> Plan:
                                                    str(args.resume / "results.json")))
     models = profiles.select_models(profile, None, all_models(), available_models())
     placement = Placement(**store.document["environment"]["placement"])
-    if cluster is None:
-        check_same_machine(store, force=args.force)
     if (placement.server_host is None) != (cluster is None):
         asked = "on one host" if cluster is None else "on a cluster"
         raise UsageError(f"--resume: the run was measured with {placement.describe()}, not "
                          f"{asked}; figures from different placements are not comparable")
+    if cluster is None:  # across hosts, the placement check above names every host
+        check_same_machine(store, force=args.force)
     if cluster is not None or args.server_cpus or args.client_cpus:
         if cluster is None:
             requested = Placement(*default_placement(args.server_cpus, args.client_cpus))

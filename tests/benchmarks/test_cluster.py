@@ -315,7 +315,8 @@ def test_resume_keeps_the_placement_across_hosts(cluster: Cluster, tmp_path: Pat
     def args(**given: Any) -> Namespace:
         options = {"resume": tmp_path / "run", "out": None, "models": None, "repeat": None,
                    "profile": "quick", "server_cpus": None, "client_cpus": None,
-                   "cluster": "local", "server_host": None, "client_hosts": "client1"}
+                   "cluster": "local", "server_host": None, "client_hosts": "client1",
+                   "force": False}
         return Namespace(**{**options, **given})
 
     assert plan_resume(args(), cluster)[3] == placement

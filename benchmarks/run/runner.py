@@ -55,10 +55,15 @@ LOAD_GRACE_S = 5.0
 # the window is exact; the edges need not match the load generator's to the
 # millisecond, only lie inside its steady load.
 LOAD_START_S = 0.3
-END_EDGE_FRACTION = 0.95
-# A reading halfway, for the peaks of the time series (the sampling thread
-# gets next to no CPU while the load generator saturates it).
-MID_READING_FRACTION = 0.5
+# Outside the neighbour's phase the runner reads edges this often while the
+# load runs, and picks the first and last inside the load generator's measured
+# window once it has reported it; they also give the time series its peaks
+# (the sampling thread gets next to no CPU while the load generator saturates
+# it). The server's PSS is read every MEMORY_INTERVAL_S (it costs ~170 us a
+# process); the last read while the connections were open is kept.
+EDGE_INTERVAL_S = 0.25
+MAX_EDGE_INTERVAL_S = 0.5
+MEMORY_INTERVAL_S = 1.0
 # The part of the measured window in which the kernel counts the server's
 # system calls: inside it by a margin, so that connection set-up before and
 # the closing after it are left out, however late the load generator started.
@@ -298,19 +303,13 @@ class Runner:
             if reached is not None:
                 started, lead_s = reached - LOAD_START_S - idle_connect_s, LOAD_START_S
 
-        def running_at(offset_s: float) -> bool:
-            """Wait until ``offset_s`` after the start; False if the load ended first."""
-            return load.wait(max(started + offset_s - time.monotonic(), 0.0)) is None
-
-        def at_fraction(fraction: float) -> bool:
-            return running_at(lead_s + idle_connect_s + cell.warmup_s + duration * fraction)
-
         def end_edge(first: Edge) -> None:
             context.edges = (first, sampler.edge())
             # Now, while the load generator still holds every connection (a
             # forking server's children exit with them).
             context.memory = sampler.memory("server")
 
+        edges: list[Edge] = []
         if cell.phase == "load":
             # The neighbour works from a lead into the measured window; the
             # edges are its start and end, when the server is under load.
@@ -328,21 +327,25 @@ class Runner:
             counter.disable()
             if firsts and load.wait(0.0) is None:
                 end_edge(firsts[0])
-        elif running_at(LOAD_START_S + idle_connect_s + cell.warmup_s):
-            first = sampler.edge()
-            if at_fraction(SYSCALL_WINDOW[0]):
-                counter.enable()
-            if at_fraction(MID_READING_FRACTION):
-                sampler.edge()
-            if at_fraction(SYSCALL_WINDOW[1]):
-                counter.disable()
-            if at_fraction(END_EDGE_FRACTION):
-                end_edge(first)
+        else:
+            edges = self._edges_while_running(context, load, started, [
+                (lead_s + idle_connect_s + cell.warmup_s + duration * fraction, action)
+                for fraction, action in ((SYSCALL_WINDOW[0], counter.enable),
+                                         (SYSCALL_WINDOW[1], counter.disable))])
         counter.disable()
-        if context.edges is None:
-            context.edges_note = ("the load generator ended before the window's edges "
-                                  "could be read")
         result = load.result(timeout)
+        if cell.phase != "load" and len(edges) >= 2:
+            # Now that the load generator has said how long it measured: the
+            # last reading before it exited, and the first one at most that
+            # long before it (its exit comes a little after its window, when
+            # it has written its report).
+            measured = float((result.report or {}).get("measured_s") or duration)
+            last = edges[-1]
+            first = next(e for e in edges if e.t_s >= last.t_s - measured)
+            context.edges = (first if first is not last else edges[-2], last)
+        if context.edges is None:
+            context.edges_note = ("the load generator ran too briefly for two readings "
+                                  "of the server")
         sampler.edge()
         context.syscalls = counter.stop()
         context.syscall_counter = None
@@ -381,6 +384,37 @@ class Runner:
             if load.wait(CROWD_POLL_S) is not None:
                 return None
         return None
+
+    @staticmethod
+    def _edges_while_running(context: CellContext, load: Any, started: float,
+                             marks: list[tuple[float, Callable[[], None]]]) -> list[Edge]:
+        """Edge readings every EDGE_INTERVAL_S (longer for a costly tree) until the load
+        generator exits, the server's memory every MEMORY_INTERVAL_S (the last one read
+        while it still held its connections stays), and each mark's action at its offset.
+
+        The load generator's window is known only when it reports (how long it
+        took to open thousands of idle connections, say), so the edges are
+        chosen afterwards among these readings.
+        """
+        sampler = context.sampler
+        assert sampler is not None
+        edges: list[Edge] = []
+        pending = sorted(marks, key=lambda mark: mark[0])
+        memory_due = started + LOAD_START_S
+        interval = EDGE_INTERVAL_S
+        while load.wait(interval) is None:
+            began = time.monotonic()
+            edges.append(sampler.edge())
+            now = time.monotonic()
+            # A reading of a big tree (many processes or descriptors) costs
+            # more: read it less often, but at least twice a second.
+            interval = min(max(EDGE_INTERVAL_S, 5 * (now - began)), MAX_EDGE_INTERVAL_S)
+            if now >= memory_due:
+                context.memory = sampler.memory("server")
+                memory_due = time.monotonic() + MEMORY_INTERVAL_S
+            while pending and now >= started + pending[0][0]:
+                pending.pop(0)[1]()
+        return edges
 
     def _neighbour(self, context: CellContext, duration_s: float, delay_s: float = 0.0) -> float:
         job = self.launcher.start_neighbour(duration_s, delay_s)

@@ -6,23 +6,13 @@ import psutil
 
 from iobench.servers.testing import model_params
 
-__all__ = ["model_params", "process_tree", "tree_cpu_seconds", "tree_rss", "tree_uss"]
+__all__ = ["model_params", "process_tree", "tree_cpu_seconds", "tree_uss"]
 
 
 def process_tree(pid: int) -> list[psutil.Process]:
     """The process and every descendant still alive."""
     root = psutil.Process(pid)
     return [root, *root.children(recursive=True)]
-
-
-def tree_rss(pid: int) -> int:
-    total = 0
-    for proc in process_tree(pid):
-        try:
-            total += proc.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 def tree_uss(pid: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -102,3 +103,18 @@ def test_client_to_a_closed_port_fails_clearly() -> None:
 @pytest.mark.parametrize("target", ["nonsense", "127.0.0.1:", "127.0.0.1:99999", "::1:80"])
 def test_client_rejects_bad_targets(target: str) -> None:
     assert_clean_error(iobench("client", target, stdin=""), "bad target")
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly() -> None:
+    # As in `iobench models --markdown | head -1` once head has exited: the pipe
+    # has no reader left, so the first write fails with EPIPE.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        writer = subprocess.run([*IOBENCH, "models", "--markdown"], stdout=write_end,
+                                stderr=subprocess.PIPE, text=True, timeout=30)
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in writer.stderr, writer.stderr
+    assert writer.stderr == ""
+    assert writer.returncode == 141

@@ -236,7 +236,7 @@ def sleep_raises_latency(run: Run) -> ClaimResult:
             evidence.append(
                 f"{sleeper.scenario} loop at {sleeper.rate_rps or 0:,.0f} req/s: {what} p50 "
                 f"{format_spread('p50_us', sleeper_p50)} us vs select "
-                f"{format_spread('p50_us', select_p50)} us: +{added:,.0f} us "
+                f"{format_spread('p50_us', select_p50)} us: {added:+,.0f} us "
                 f"(interval/2 = {interval * 1e6 / 2:,.0f} us)" + flagged(sleeper, select))
             if sleeper is default_pair[0]:
                 judged = (added, interval * 1e6)

@@ -250,6 +250,11 @@ class Cell:
         """What makes a cell unique within a run."""
         return self.key, self.repetition
 
+    @property
+    def held_connections(self) -> int:
+        """Every connection the server holds during the cell: the active ones and the idle."""
+        return self.connections + self.idle
+
 
 def load_profile(name_or_path: str) -> Profile:
     """A built-in profile by name, or a TOML file by path, checked against SCHEMA."""

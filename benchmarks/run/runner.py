@@ -529,7 +529,8 @@ class Runner:
             server_stats = m.server_metrics(record, sampler.series["server"], edges)
             if edges is None and context.edges_note:
                 record.notes[m.CPU_UNMEASURED] = context.edges_note
-            m.memory_metrics(metrics, context.memory, context.baseline_memory, cell.connections)
+            m.memory_metrics(metrics, context.memory, context.baseline_memory,
+                             cell.held_connections)
             if report is not None:
                 m.load_metrics(metrics, report, server_stats)
                 record.flags += [f for f in m.load_flags(report) if f not in record.flags]

@@ -145,3 +145,11 @@ def test_syscalls_scenario_is_one_low_rate_open_cell_per_model(tmp_path: Path) -
         ("syscalls/epoll/r100/c16/s64", "open", 100.0),
         ("syscalls/io-uring/r100/c16/s64", "open", 100.0),
     ]
+
+
+def test_a_scale_cell_holds_its_idle_connections_beside_the_active_ones() -> None:
+    """Memory per connection divides by every connection the server held."""
+    cells = [c for c in expand(load_profile("quick"), ["epoll"]) if c.scenario == "scale"]
+    assert sorted(c.held_connections for c in cells) == [16, 10_016]
+    closed = next(c for c in expand(load_profile("quick"), ["epoll"]) if c.scenario == "closed")
+    assert closed.held_connections == closed.connections

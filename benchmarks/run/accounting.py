@@ -151,6 +151,15 @@ def create(label: str = "server") -> Cgroup:
     raise CgroupUnavailable("; ".join(reasons))
 
 
+def create_or_note(label: str = "server") -> tuple[Cgroup | None, str | None]:
+    """A cgroup as :func:`create` makes one, or None and the note a cell records: its
+    CPU is then counted with psutil."""
+    try:
+        return create(label), None
+    except CgroupUnavailable as exc:
+        return None, f"no cgroup for exact accounting ({exc}); CPU counted with psutil"
+
+
 def sweep(parent: Path) -> list[Path]:
     """Remove the empty cgroups left by runners that died without cleaning up.
 

@@ -361,12 +361,7 @@ class LocalLauncher(Launcher):
 
     def start_server(self, model: str, params: dict[str, Any]) -> ServerHandle:
         stderr_path = self.workdir / f"{self._name('server')}.stderr"
-        cgroup: Cgroup | None = None
-        note = None
-        try:
-            cgroup = accounting.create(model)
-        except accounting.CgroupUnavailable as exc:
-            note = f"no cgroup for exact accounting ({exc}); CPU counted with psutil"
+        cgroup, note = accounting.create_or_note(model)
         with open(stderr_path, "wb") as stderr:
             try:
                 server = ServerProcess(model, params, cpus=self.placement.server_cpus,

@@ -106,12 +106,7 @@ def start_server(owner: str, model: str, params: dict[str, Any], host: str,
     token = owned.token("server")
     stderr_path = owned.path / f"{token}.stderr"
     # A cgroup of its own for exact CPU accounting, as the local launcher makes one.
-    cgroup: Cgroup | None = None
-    note = None
-    try:
-        cgroup = accounting.create(model)
-    except accounting.CgroupUnavailable as exc:
-        note = f"no cgroup for exact accounting on this host ({exc}); CPU counted with psutil"
+    cgroup, note = accounting.create_or_note(model)
     with open(stderr_path, "wb") as stderr:
         try:
             server = ServerProcess(model, params, host=host, cpus=cpus, stderr=stderr,

@@ -24,7 +24,7 @@ import pytest
 
 from iobench.servers.process import ServerProcess
 from iobench.servers.registry import get_model
-from tests.helpers import model_params, process_tree, tree_cpu_seconds
+from tests.helpers import model_params, tree_cpu_seconds, tree_total
 
 FD_LIMIT = 64
 IDLE_CLIENTS = 2 * FD_LIMIT
@@ -57,11 +57,7 @@ def echo_once(address: tuple[str, int], timeout_s: float = 1.0) -> bool:
 
 def tree_fds(pid: int) -> int:
     """Descriptors open in the server's tree (its connections and its own)."""
-    total = 0
-    for proc in process_tree(pid):
-        with contextlib.suppress(psutil.NoSuchProcess):
-            total += proc.num_fds()
-    return total
+    return tree_total(pid, psutil.Process.num_fds)
 
 
 def cpu_percent(pid: int, seconds: float) -> float:

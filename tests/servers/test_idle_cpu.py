@@ -21,12 +21,11 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
 
-import psutil
 import pytest
 
 from iobench.servers.process import ServerProcess
 from iobench.servers.registry import all_models
-from tests.helpers import process_tree, tree_cpu_seconds
+from tests.helpers import tree_cpu_seconds, tree_total
 
 IDLE_WINDOW_S = 2.0
 SETTLE_S = 0.5
@@ -66,13 +65,7 @@ def case_params() -> list[Any]:
 
 
 def voluntary_switches(pid: int) -> int:
-    total = 0
-    for proc in process_tree(pid):
-        try:
-            total += proc.num_ctx_switches().voluntary
-        except psutil.NoSuchProcess:
-            pass
-    return total
+    return tree_total(pid, lambda proc: proc.num_ctx_switches().voluntary)
 
 
 @pytest.fixture(scope="module")

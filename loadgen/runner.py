@@ -181,6 +181,21 @@ def teardown_s(results: list[WorkerResult]) -> float | None:
     return round(max(time.monotonic_ns() - max(ends), 0) / 1e9, 6)
 
 
+def window_monotonic_s(results: list[WorkerResult]) -> list[float] | None:
+    """The measured window as [start, end] on this host's CLOCK_MONOTONIC, in seconds.
+
+    Every process on the host reads the same clock, so a caller here (the
+    matrix runner) picks its own readings of the server inside exactly this
+    window. None when nothing was measured.
+    """
+    ends = [result for result in results if result.window_end_ns]
+    if not ends:
+        return None
+    last = max(ends, key=lambda result: result.window_end_ns)
+    end_s = last.window_end_ns / 1e9
+    return [round(end_s - last.measured_s, 6), round(end_s, 6)]
+
+
 def build_result(params: LoadParams, results: list[WorkerResult], *,
                  allow_errors: bool = False) -> dict[str, Any]:
     """The load generator JSON (docs/formats.md) from the workers' results."""
@@ -221,6 +236,7 @@ def build_result(params: LoadParams, results: list[WorkerResult], *,
             "connected": connected,
             "unfinished_requests": sum(result.unfinished for result in results),
             "teardown_s": teardown_s(results),
+            "window_monotonic_s": window_monotonic_s(results),
             "idle_connected": sum(result.idle_connected for result in results),
             "idle_open": sum(result.idle_open for result in results),
         },

@@ -397,12 +397,12 @@ class RemoteSampler(Sampler):
     def sample(self, max_read_s: float | None = None) -> None:
         self.launcher.owned(self.on, remote.sampler_sample)
 
-    def edge(self) -> Edge:
+    def edge(self, cpu_only: bool = False) -> Edge:
         """An edge read on the server's host, moved onto the runner's clock.
 
         Its per-CPU times are the server host's: the client's CPUs are elsewhere.
         """
-        data = self.launcher.owned(self.on, remote.sampler_edge)
+        data = self.launcher.owned(self.on, remote.sampler_edge, cpu_only)
         if data is None:
             return Edge(time.monotonic(), {}, [], client_cpus_here=False)
         shift = self.offset_s

@@ -10,6 +10,7 @@ judge the result live with the record (``iobench.benchmarks.results.plausibility
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from iobench.benchmarks.results.record import CellRecord, Metrics
@@ -65,8 +66,18 @@ def server_metrics(record: CellRecord, series: Series | None,
     metrics.server_cpu_percent = round(stats.cpu_percent, 2)
     metrics.server_user_percent = round(stats.user_percent, 2)
     metrics.server_system_percent = round(stats.system_percent, 2)
-    metrics.ctx_voluntary_per_s = round(stats.ctx_voluntary / stats.elapsed_s, 1)
-    metrics.ctx_involuntary_per_s = round(stats.ctx_involuntary / stats.elapsed_s, 1)
+    if stats.ctx_voluntary is None and series is not None:
+        # Edges that read CPU alone: the switches come from the full readings
+        # between them, when there are two.
+        inner = series.window(first.t_s, last.t_s)
+        if inner is not None:
+            switches = window_stats(*inner)
+            stats = dataclasses.replace(
+                stats, ctx_voluntary=switches.ctx_voluntary,
+                ctx_involuntary=switches.ctx_involuntary, switches_elapsed_s=switches.elapsed_s)
+    if (switches := stats.switches_per_s()) is not None:
+        metrics.ctx_voluntary_per_s = round(switches[0], 1)
+        metrics.ctx_involuntary_per_s = round(switches[1], 1)
     return stats
 
 
@@ -105,10 +116,9 @@ def load_metrics(metrics: Metrics, report: dict[str, Any], server: WindowStats |
         # Rates over the edges' window, divided by the measured request rate.
         cpu_s_per_s = server.cpu_s / server.elapsed_s
         metrics.cpu_us_per_request = round(cpu_s_per_s * 1e6 / throughput, 2)
-        metrics.ctx_voluntary_per_request = round(
-            server.ctx_voluntary / server.elapsed_s / throughput, 4)
-        metrics.ctx_involuntary_per_request = round(
-            server.ctx_involuntary / server.elapsed_s / throughput, 4)
+        if (switches := server.switches_per_s()) is not None:
+            metrics.ctx_voluntary_per_request = round(switches[0] / throughput, 4)
+            metrics.ctx_involuntary_per_request = round(switches[1] / throughput, 4)
 
 
 def load_flags(report: dict[str, Any]) -> list[str]:

@@ -358,12 +358,12 @@ def sampler_sample(owner: str) -> None:
         owned.sampler.sample()
 
 
-def sampler_edge(owner: str) -> dict[str, Any] | None:
+def sampler_edge(owner: str, cpu_only: bool = False) -> dict[str, Any] | None:
     """An edge reading on this host (:meth:`Sampler.edge`), as plain values."""
     owned = _OWNED.get(owner)
     if owned is None or owned.sampler is None:
         return None
-    edge = owned.sampler.edge()
+    edge = owned.sampler.edge(cpu_only)
     return {"t_s": edge.t_s, "cpu_times": edge.cpu_times,
             "trees": {name: dataclasses.asdict(r) for name, r in edge.trees.items()}}
 

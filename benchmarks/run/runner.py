@@ -14,7 +14,7 @@ import signal
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from iobench.benchmarks.results import plausibility
@@ -48,21 +48,24 @@ SLICE_MARGIN_S = 0.01
 MIN_SLICE_BUCKETS = 10
 # Beyond its own duration: how long the neighbour job may take to start and report.
 LOAD_GRACE_S = 5.0
-# The edges of the window the server's CPU is measured over, read by the runner
-# itself while the load generator measures: the first once it has started
-# (Python's start-up and connecting take ~0.1-0.2 s) and warmed up, the last
-# shortly before its measured window ends. The CPU between two readings inside
-# the window is exact; the edges need not match the load generator's to the
-# millisecond, only lie inside its steady load.
-LOAD_START_S = 0.3
-# Outside the neighbour's phase the runner reads edges this often while the
-# load runs, and picks the first and last inside the load generator's measured
-# window once it has reported it; they also give the time series its peaks
+# The edges of the window the server's CPU is measured over are read by the
+# runner itself, at normal priority, while the load generator measures: its
+# CPU between two readings inside the window is exact, and the edges need not
+# match the load generator's to the millisecond, only lie inside its steady
+# load. Outside the neighbour's phase the runner reads the server's CPU this
+# often (from its cgroup, ~0.1 ms; without one, a full reading of the tree,
+# less often if that is costly) and picks the first and last readings inside
+# the window the load generator reports. Full readings, for the peaks and to
+# see a scale cell's crowd arrive, come at most every FULL_READING_INTERVAL_S
 # (the sampling thread gets next to no CPU while the load generator saturates
 # it). The server's PSS is read every MEMORY_INTERVAL_S (it costs ~170 us a
-# process); the last read while the connections were open is kept.
-EDGE_INTERVAL_S = 0.25
+# process); the last read inside the window is kept.
+EDGE_INTERVAL_S = 0.1
 MAX_EDGE_INTERVAL_S = 0.5
+FULL_READING_INTERVAL_S = 0.25
+# A full reading that took at most this long (a small tree: one process and a
+# few dozen descriptors) is taken at every edge, for the context switches.
+CHEAP_READING_S = 0.003
 MEMORY_INTERVAL_S = 1.0
 # The part of the measured window in which the kernel counts the server's
 # system calls: inside it by a margin, so that connection set-up before and
@@ -74,8 +77,6 @@ SYSCALL_WINDOW = (0.1, 0.85)
 # which over every cell of the quick profile would be two minutes.
 SYSCALL_COUNTED_SCENARIOS = ("closed",)
 SYSCALLS_ONLY_CLOSED = "system calls are counted in the closed-loop cells only"
-# How often the runner looks whether the server holds a scale cell's crowd yet.
-CROWD_POLL_S = 0.05
 # Start and stop overhead per cell, for the time estimate.
 CELL_OVERHEAD_S = 0.6
 # Idle connections the load generator opens (and a server accepts) per second:
@@ -140,6 +141,55 @@ class CellContext:
     rate_rps: float | None = None
     # Scale scenario: a longer load-generator time-out for a server that forks slowly.
     loadgen_timeout_s: float | None = None
+
+
+@dataclass
+class Watched:
+    """What the runner read of the server while the load generator ran."""
+
+    edges: list[Edge] = field(default_factory=list)
+    memories: list[tuple[float, Memory | None]] = field(default_factory=list)
+    exited_s: float | None = None  # when the runner saw the load generator exit
+
+    def pick(self, context: CellContext, report: dict[str, Any], local: bool) -> None:
+        """The first and last readings inside the load generator's measured window, and the
+        last memory reading before its end (the connections still open), into ``context``.
+        """
+        window = measured_window(report, self.exited_s, local)
+        if window is None:
+            context.edges_note = "the load generator reported no measured window"
+            return
+        start, end = window
+        inside = [edge for edge in self.edges if start <= edge.t_s <= end]
+        if len(inside) >= 2:
+            context.edges = (inside[0], inside[-1])
+        else:
+            context.edges_note = (f"{len(inside)} of the runner's {len(self.edges)} readings "
+                                  f"of the server fell inside the load generator's "
+                                  f"{end - start:.2f} s window")
+        held = [memory for t_s, memory in self.memories if t_s <= end and memory is not None]
+        if held:
+            context.memory = held[-1]
+
+
+def measured_window(report: dict[str, Any], exited_s: float | None,
+                    local: bool) -> tuple[float, float] | None:
+    """The load generator's measured window on the runner's clock.
+
+    On this host it says so itself (CLOCK_MONOTONIC is the same for every
+    process). Elsewhere it is placed back from the moment the runner saw it
+    exit by the time it took from the window's end to its report (closing
+    idle connections, say): a little late, by the exit and the round trip.
+    """
+    client = report.get("client") or {}
+    window = client.get("window_monotonic_s")
+    if local and window:
+        return float(window[0]), float(window[1])
+    measured = report.get("measured_s")
+    if not measured or exited_s is None:
+        return None
+    end = exited_s - float(client.get("teardown_s") or 0.0)
+    return end - float(measured), end
 
 
 class Runner:
@@ -300,16 +350,6 @@ class Runner:
         timeout = (cell.warmup_s + duration + self.settings.cell_timeout_s + spec.timeout_s
                    + 10 * idle_connect_s)
         started = time.monotonic()
-        lead_s = 0.0
-        if cell.idle:
-            # The load generator starts once the server holds the whole crowd
-            # (it exchanges a message per active connection first), which can
-            # take seconds more or less than estimated: count from that moment,
-            # as the server's descriptors show it, and the edges fall inside the
-            # window however long the crowd took.
-            reached = self._crowd_held(cell, sampler, load, started + timeout)
-            if reached is not None:
-                started, lead_s = reached - LOAD_START_S - idle_connect_s, LOAD_START_S
 
         def end_edge(first: Edge) -> None:
             context.edges = (first, sampler.edge())
@@ -317,7 +357,6 @@ class Runner:
             # forking server's children exit with them).
             context.memory = sampler.memory("server")
 
-        edges: list[Edge] = []
         if cell.phase == "load":
             # The neighbour works from a lead into the measured window; the
             # edges are its start and end, when the server is under load.
@@ -335,23 +374,17 @@ class Runner:
             counter.disable()
             if firsts and load.wait(0.0) is None:
                 end_edge(firsts[0])
-        else:
-            edges = self._edges_while_running(context, load, started, [
-                (lead_s + idle_connect_s + cell.warmup_s + duration * fraction, action)
+        watched = None
+        if cell.phase != "load":
+            watched = self._watch_load(context, load, started, [
+                (duration * fraction, action)
                 for fraction, action in ((SYSCALL_WINDOW[0], counter.enable),
                                          (SYSCALL_WINDOW[1], counter.disable))])
         counter.disable()
         result = load.result(timeout)
-        if cell.phase != "load" and len(edges) >= 2:
-            # Now that the load generator has said how long it measured: the
-            # last reading before it exited, and the first one at most that
-            # long before it (its exit comes a little after its window, when
-            # it has written its report).
-            measured = float((result.report or {}).get("measured_s") or duration)
-            last = edges[-1]
-            first = next(e for e in edges if e.t_s >= last.t_s - measured)
-            context.edges = (first if first is not last else edges[-2], last)
-        if context.edges is None:
+        if watched is not None and result.report is not None:
+            watched.pick(context, result.report, local=load.pid is not None)
+        if context.edges is None and context.edges_note is None:
             context.edges_note = ("the load generator ran too briefly for two readings "
                                   "of the server")
         sampler.edge()
@@ -377,52 +410,58 @@ class Runner:
                              f"{tail(result.stderr)}")
 
     @staticmethod
-    def _crowd_held(cell: Cell, sampler: Sampler, load: LoadHandle,
-                    deadline: float) -> float | None:
-        """When the server's tree first held a descriptor for every connection of the cell.
+    def _watch_load(context: CellContext, load: LoadHandle, started: float,
+                    marks: list[tuple[float, Callable[[], None]]]) -> Watched:
+        """Read the server until the load generator exits; each mark's action at its offset
+        from the measured window's expected start.
 
-        None if it never did while the load ran (a server that refuses past a
-        limit): the caller keeps its estimate then.
+        The window is known only when the load generator reports (opening
+        thousands of idle connections takes seconds more or less than
+        estimated), so the edges are chosen afterwards among these readings
+        (:meth:`Watched.pick`). Most read the server's CPU alone, from its
+        cgroup, every EDGE_INTERVAL_S: a full reading of a tree that holds
+        10,000 descriptors or threads takes 10-25 ms, on the load generator's
+        CPU. Full readings (at every edge if they are cheap, else every
+        FULL_READING_INTERVAL_S or more, more often until the crowd is
+        there) count the context switches, show when
+        the server holds a scale cell's crowd (the window then starts a
+        warm-up later) and give the peaks; the server's memory is read once
+        it does, and every MEMORY_INTERVAL_S.
         """
-        wanted = cell.idle + cell.connections
-        series = sampler.series.get("server")
-        while series is not None and time.monotonic() < deadline:
-            if series.readings and series.readings[-1].fds >= wanted:
-                return series.readings[-1].t_s
-            if load.wait(CROWD_POLL_S) is not None:
-                return None
-        return None
-
-    @staticmethod
-    def _edges_while_running(context: CellContext, load: Any, started: float,
-                             marks: list[tuple[float, Callable[[], None]]]) -> list[Edge]:
-        """Edge readings every EDGE_INTERVAL_S (longer for a costly tree) until the load
-        generator exits, the server's memory every MEMORY_INTERVAL_S (the last one read
-        while it still held its connections stays), and each mark's action at its offset.
-
-        The load generator's window is known only when it reports (how long it
-        took to open thousands of idle connections, say), so the edges are
-        chosen afterwards among these readings.
-        """
-        sampler = context.sampler
+        cell, sampler = context.cell, context.sampler
         assert sampler is not None
-        edges: list[Edge] = []
+        crowd = cell.idle + cell.connections if cell.idle else None
+        measure_at = started + cell.idle / IDLE_CONNECTS_PER_S + cell.warmup_s
+        memory_due, full_due = measure_at, started
         pending = sorted(marks, key=lambda mark: mark[0])
-        memory_due = started + LOAD_START_S
+        watched = Watched()
         interval = EDGE_INTERVAL_S
+        full_cost = float("inf")
         while load.wait(interval) is None:
             began = time.monotonic()
-            edges.append(sampler.edge())
+            full = began >= full_due or full_cost <= CHEAP_READING_S
+            edge = sampler.edge(cpu_only=not full)
             now = time.monotonic()
-            # A reading of a big tree (many processes or descriptors) costs
-            # more: read it less often, but at least twice a second.
-            interval = min(max(EDGE_INTERVAL_S, 5 * (now - began)), MAX_EDGE_INTERVAL_S)
+            watched.edges.append(edge)
+            server = edge.trees.get("server")
+            if full:
+                full_cost = now - began
+                # Until the crowd is held the window has not begun: look often.
+                full_due = now + (max(EDGE_INTERVAL_S, 3 * (now - began)) if crowd
+                                  else max(FULL_READING_INTERVAL_S, 10 * (now - began)))
+            else:
+                # Without a cgroup every reading is full: read a big tree less
+                # often, but at least twice a second.
+                interval = min(max(EDGE_INTERVAL_S, 5 * (now - began)), MAX_EDGE_INTERVAL_S)
+            if crowd and server is not None and server.full and server.fds >= crowd:
+                measure_at, memory_due, crowd = server.t_s + cell.warmup_s, now, None
             if now >= memory_due:
-                context.memory = sampler.memory("server")
+                watched.memories.append((now, sampler.memory("server")))
                 memory_due = time.monotonic() + MEMORY_INTERVAL_S
-            while pending and now >= started + pending[0][0]:
+            while pending and now >= measure_at + pending[0][0]:
                 pending.pop(0)[1]()
-        return edges
+        watched.exited_s = time.monotonic()
+        return watched
 
     def _neighbour(self, context: CellContext, duration_s: float, delay_s: float = 0.0) -> float:
         job = self.launcher.start_neighbour(duration_s, delay_s)

@@ -131,6 +131,10 @@ def test_a_scale_run_records_results_and_reasons_and_leaves_nothing(tmp_path: Pa
     assert epoll["load"]["client"]["idle_open"] == 1200
     assert epoll["metrics"]["throughput_rps"] > 0
     assert epoll["metrics"]["peak_fds"] >= 1200
+    # Its CPU and memory were read while it held the crowd.
+    assert epoll["metrics"]["server_cpu_percent"] is not None, epoll["notes"]
+    assert epoll["metrics"]["pss_bytes"] is not None
+    assert epoll["metrics"]["pss_per_connection_bytes"] is not None
     select = cells["scale/select/i1200/c16/s64"]
     assert select["status"] == "failed" and "FD_SETSIZE" in select["reason"]
     assert cells["scale/select/i0/c16/s64"]["status"] == "ok"

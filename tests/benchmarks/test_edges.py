@@ -1,0 +1,214 @@
+"""Edge readings while the load runs: CPU-only readings, the window they are picked in,
+the crowd of a scale cell, and context switches counted over every thread."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+from iobench.benchmarks.run import accounting
+from iobench.benchmarks.run.matrix import Cell
+from iobench.benchmarks.run.runner import CellContext, Runner, Watched, measured_window
+from iobench.benchmarks.run.sampler import (
+    Edge,
+    Memory,
+    ProcessTree,
+    Sampler,
+    TreeReading,
+    window_stats,
+)
+
+THREADS, NAPS = 4, 300
+LIVE_SWITCHER = f"""
+import threading, time
+ready = threading.Barrier({THREADS} + 1)
+def nap():
+    ready.wait()
+    for _ in range({NAPS}):
+        time.sleep(0.001)
+    time.sleep(60)
+workers = [threading.Thread(target=nap, daemon=True) for _ in range({THREADS})]
+for w in workers: w.start()
+ready.wait()
+time.sleep({NAPS} * 0.003)
+print("done", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_threaded_server_reads_the_switches_of_its_live_threads() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", LIVE_SWITCHER], stdout=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "done\n"
+        reading = ProcessTree(proc.pid).read()
+        main_only = psutil.Process(proc.pid).num_ctx_switches().voluntary
+        assert reading.switches
+        assert reading.ctx_voluntary >= 0.9 * THREADS * NAPS, reading
+        assert main_only < 0.25 * THREADS * NAPS  # what /proc/PID/status alone would say
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_past_the_thread_limit_switches_are_not_claimed(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", LIVE_SWITCHER], stdout=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "done\n"
+        monkeypatch.setattr("iobench.benchmarks.run.sampler.MAX_THREADS_SWITCHES", 2)
+        reading = ProcessTree(proc.pid).read()
+        assert not reading.switches
+        later = ProcessTree(proc.pid).read()
+        assert window_stats(reading, later).switches_per_s() is None
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def cgroup() -> Iterator[accounting.Cgroup]:
+    try:
+        made = accounting.create("edges")
+    except accounting.CgroupUnavailable as exc:
+        pytest.skip(f"no cgroup can be created here: {exc}")
+    try:
+        yield made
+    finally:
+        assert made.remove(), f"{made.path} could not be removed"
+
+
+def test_cpu_only_edges_read_the_cgroup_and_stay_out_of_the_series(
+        cgroup: accounting.Cgroup) -> None:
+    spin = "import time\nend = time.time() + 30\nwhile time.time() < end: pass\n"
+    server = subprocess.Popen([sys.executable, "-c", spin], start_new_session=True,
+                              preexec_fn=lambda: accounting.join(cgroup.procs_file))
+    client = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"],
+                              start_new_session=True)
+    try:
+        sampler = Sampler()
+        sampler.watch("server", server.pid, cgroup=cgroup)
+        sampler.watch("client", client.pid, exact=False)
+        kept = len(sampler.series["server"].readings)
+        first = sampler.edge(cpu_only=True)
+        time.sleep(0.3)
+        last = sampler.edge(cpu_only=True)
+        assert set(first.trees) == {"server"}  # the client's CPU is not a figure
+        assert not first.trees["server"].full and not first.trees["server"].switches
+        assert len(sampler.series["server"].readings) == kept
+        used = last.trees["server"].cpu_s - first.trees["server"].cpu_s
+        assert 0.15 < used <= 1.05 * (last.t_s - first.t_s), used
+        full = sampler.edge()
+        assert full.trees["server"].full and "client" in full.trees
+        assert len(sampler.series["server"].readings) == kept + 1
+    finally:
+        for proc in (server, client):
+            proc.kill()
+            proc.wait()
+
+
+def test_the_window_is_the_load_generators_own_on_this_host() -> None:
+    report = {"measured_s": 0.5, "client": {"teardown_s": 0.4,
+                                            "window_monotonic_s": [100.0, 100.5]}}
+    assert measured_window(report, 103.0, local=True) == (100.0, 100.5)
+    # Elsewhere: back from the moment it exited, by its teardown.
+    assert measured_window(report, 103.0, local=False) == pytest.approx((102.1, 102.6))
+    assert measured_window({"client": {}}, 103.0, local=False) is None
+
+
+def server_edge(t_s: float, cpu_s: float, fds: int = 20, full: bool = True) -> Edge:
+    tree = TreeReading(t_s=t_s, user_s=cpu_s, system_s=0.0, ctx_voluntary=0,
+                       ctx_involuntary=0, rss_bytes=1, threads=1, fds=fds, processes=1,
+                       exact=True, full=full, switches=full)
+    return Edge(t_s, {"server": tree}, [])
+
+
+def context(idle: int = 0, warmup_s: float = 0.2) -> CellContext:
+    cell = Cell(f"scale/epoll/i{idle}", "scale", "epoll", {}, "closed", 16,
+                size_bytes=64, idle=idle, warmup_s=warmup_s)
+    return CellContext(cell, 0.0)
+
+
+def test_the_edges_are_the_first_and_last_readings_inside_the_window() -> None:
+    watched = Watched([server_edge(t, t) for t in (9.9, 10.05, 10.2, 10.4, 10.55, 10.7)],
+                      [(9.8, Memory(1, 1, 1, 1)), (10.3, Memory(2, 2, 2, 1)),
+                       (10.65, Memory(3, 3, 3, 1))], exited_s=11.0)
+    ctx = context()
+    watched.pick(ctx, {"measured_s": 0.5, "client": {"window_monotonic_s": [10.0, 10.5]}},
+                 local=True)
+    assert ctx.edges is not None
+    assert [edge.t_s for edge in ctx.edges] == [10.05, 10.4]
+    assert ctx.memory == Memory(2, 2, 2, 1)  # the last one before the window ended
+
+
+def test_too_few_readings_inside_the_window_leave_the_cpu_unmeasured_with_why() -> None:
+    watched = Watched([server_edge(9.9, 1.0), server_edge(10.2, 1.2), server_edge(10.7, 2.0)],
+                      [], exited_s=11.0)
+    ctx = context()
+    watched.pick(ctx, {"measured_s": 0.5, "client": {"window_monotonic_s": [10.0, 10.5]}},
+                 local=True)
+    assert ctx.edges is None
+    assert ctx.edges_note is not None and ctx.edges_note.startswith("1 of the runner's 3")
+
+
+class FakeSampler:
+    """A server whose crowd of idle connections is all there after ``crowd_at_s``."""
+
+    def __init__(self, crowd: int, crowd_at_s: float) -> None:
+        self.began = time.monotonic()
+        self.crowd, self.crowd_at_s = crowd, crowd_at_s
+        self.full_reads = self.cpu_reads = 0
+        self.memory_at: list[float] = []
+
+    def edge(self, cpu_only: bool = False) -> Edge:
+        now = time.monotonic()
+        if cpu_only:
+            self.cpu_reads += 1
+        else:
+            self.full_reads += 1
+            time.sleep(0.01)  # a tree of thousands of descriptors takes a while
+        fds = self.crowd if now - self.began >= self.crowd_at_s else 100
+        return server_edge(now, now - self.began, fds=fds, full=not cpu_only)
+
+    def memory(self, name: str) -> Memory:
+        self.memory_at.append(time.monotonic() - self.began)
+        return Memory(10, 10, 10, 1)
+
+
+class FakeLoad:
+    pid = 1
+
+    def __init__(self, runs_s: float) -> None:
+        self.until = time.monotonic() + runs_s
+
+    def wait(self, timeout_s: float) -> int | None:
+        left = self.until - time.monotonic()
+        if left <= 0:
+            return 0
+        time.sleep(min(timeout_s, left))
+        return None if time.monotonic() < self.until else 0
+
+
+def test_a_crowd_that_comes_early_moves_the_window_and_the_memory_reading() -> None:
+    """10,000 idle connections are estimated to take 2 s; here they take 0.3 s, and the
+    load generator is done after 2 s: the memory is read once the crowd is held."""
+    ctx = context(idle=10000)
+    sampler = FakeSampler(crowd=10016 + 8, crowd_at_s=0.3)
+    ctx.sampler = sampler  # type: ignore[assignment]
+    marks: list[float] = []
+    watched = Runner._watch_load(ctx, FakeLoad(2.0), time.monotonic(),  # type: ignore[arg-type]
+                                 [(0.1, lambda: marks.append(time.monotonic()
+                                                             - sampler.began))])
+    assert sampler.memory_at and 0.3 <= sampler.memory_at[0] < 0.6, sampler.memory_at
+    assert len(watched.memories) == len(sampler.memory_at)
+    # The mark is due a warm-up (0.2 s) and 0.1 s after the crowd, not after the estimate.
+    assert marks and 0.6 <= marks[0] < 0.9, marks
+    assert sampler.cpu_reads > sampler.full_reads  # most readings are CPU alone
+    assert len(watched.edges) == sampler.cpu_reads + sampler.full_reads
+

@@ -80,8 +80,12 @@ class Metrics:
     pss_bytes: int | None = None
     uss_bytes: int | None = None
     rss_bytes: int | None = None
-    # PSS of the same server before its first connection, and the growth per connection.
+    # The PSS of its anonymous pages (heap, stacks, buffers), then.
+    pss_anon_bytes: int | None = None
+    # PSS and anonymous PSS of the same server before its first connection, and
+    # the growth per connection (see iobench.benchmarks.run.metrics.memory_metrics).
     pss_baseline_bytes: int | None = None
+    pss_anon_baseline_bytes: int | None = None
     pss_per_connection_bytes: float | None = None
     # Time the hypervisor took from the server's and the client's CPUs, % of theirs.
     steal_server_percent: float | None = None

@@ -62,7 +62,7 @@ LOAD_GRACE_S = 5.0
 # process); the last read inside the window is kept.
 EDGE_INTERVAL_S = 0.1
 MAX_EDGE_INTERVAL_S = 0.5
-FULL_READING_INTERVAL_S = 0.25
+FULL_READING_INTERVAL_S = 0.15
 # A full reading that took at most this long (a small tree: one process and a
 # few dozen descriptors) is taken at every edge, for the context switches.
 CHEAP_READING_S = 0.003

@@ -69,10 +69,13 @@ class ProcessTree:
     """A process and its descendants, read as one; CPU from ``cgroup`` when it has one."""
 
     def __init__(self, pid: int, cgroup: Cgroup | None = None,
-                 refresh_s: float = 0.0) -> None:
+                 refresh_s: float = 0.0, max_threads_switches: int = MAX_THREADS_SWITCHES
+                 ) -> None:
         self.root = psutil.Process(pid)
         self.cgroup = cgroup
         self.refresh_s = refresh_s
+        # Past this many threads in a process its switches are not counted (see _switches).
+        self.max_threads_switches = max_threads_switches
         self._procs: dict[int, psutil.Process] = {pid: self.root}
         self._members_cache: list[psutil.Process] = [self.root]
         self._walked_s: float | None = None
@@ -147,13 +150,16 @@ class ProcessTree:
         for proc in self._members():
             try:
                 with proc.oneshot():
-                    times = proc.cpu_times()
                     proc_threads = proc.num_threads()
-                    switches = _switches(proc, proc_threads)
+                    switches = _switches(proc, proc_threads, self.max_threads_switches)
                     ident = (proc.pid, proc.create_time())
-                    seen = _Seen(proc.ppid(), times.user + times.children_user,
-                                 times.system + times.children_system,
-                                 *(switches or (0, 0)))
+                    if cgroup_cpu is None:
+                        times = proc.cpu_times()
+                        seen = _Seen(proc.ppid(), times.user + times.children_user,
+                                     times.system + times.children_system,
+                                     *(switches or (0, 0)))
+                    else:  # the CPU is the cgroup's: the processes' own is not needed
+                        seen = _Seen(0, 0.0, 0.0, *(switches or (0, 0)))
                     memory = proc.memory_info().rss
                     proc_fds = proc.num_fds()
             except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
@@ -199,32 +205,61 @@ class ProcessTree:
         return self.read()
 
     def memory(self) -> Memory | None:
-        """PSS, USS and RSS of the live members, summed; None if none could be read.
+        """PSS, USS, RSS and anonymous PSS of the live members, summed; None if none was read.
 
-        ``memory_full_info`` reads /proc/PID/smaps_rollup, ~170 us a process
-        where RSS costs a few: read once where it matters, not at 10 Hz. PSS
-        divides each shared page among the processes that map it, so a
-        forking server's copy-on-write pages count once for the tree, as RSS
-        cannot.
+        Each comes from /proc/PID/smaps_rollup, ~170 us a process where RSS
+        costs a few: read once where it matters, not at 10 Hz. PSS divides
+        each shared page among the processes that map it, so a forking
+        server's copy-on-write pages count once for the tree, as RSS cannot.
         """
-        pss = uss = rss = read = 0
+        totals: dict[str, int] = {}
+        read = 0
         for proc in self._members():
-            try:
-                info = proc.memory_full_info()
-            except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            values = _smaps_rollup(proc.pid)
+            if values is None:
                 continue
-            pss, uss, rss, read = pss + info.pss, uss + info.uss, rss + info.rss, read + 1
-        return Memory(pss, uss, rss, read) if read else None
+            read += 1
+            for name, value in values.items():
+                totals[name] = totals.get(name, 0) + value
+        if not read:
+            return None
+        anon = totals.get("Pss_Anon") if "Pss_Anon" in totals else None
+        return Memory(totals.get("Pss", 0),
+                      totals.get("Private_Clean", 0) + totals.get("Private_Dirty", 0)
+                      + totals.get("Private_Hugetlb", 0),
+                      totals.get("Rss", 0), read, pss_anon_bytes=anon)
 
 
 @dataclass(frozen=True)
 class Memory:
-    """A tree's memory at one moment, in bytes, and how many processes it summed."""
+    """A tree's memory at one moment, in bytes, and how many processes it summed.
+
+    ``pss_anon_bytes``: the PSS of anonymous pages (heap, stacks, buffers),
+    which no process outside the tree shares, unlike the libraries' pages in
+    PSS and USS; None where the kernel does not say (before Linux 5.9).
+    """
 
     pss_bytes: int
     uss_bytes: int
     rss_bytes: int
     processes: int
+    pss_anon_bytes: int | None = None
+
+
+def _smaps_rollup(pid: int) -> dict[str, int] | None:
+    """The byte counts of /proc/PID/smaps_rollup by name; None if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as rollup:
+            text = rollup.read().decode("ascii", "replace")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    values = {}
+    for line in text.splitlines()[1:]:
+        name, _, rest = line.partition(":")
+        fields = rest.split()
+        if len(fields) == 2 and fields[1] == "kB":
+            values[name] = int(fields[0]) * 1024
+    return values
 
 
 @dataclass(frozen=True)
@@ -343,7 +378,10 @@ class Sampler:
         notice and report.
         """
         try:
-            tree = ProcessTree(pid, cgroup, refresh_s=MEMBERS_REFRESH_S)
+            # The sampling thread reads at 10 Hz: a status file per thread
+            # there would cost more than the 1% of a core it may take, and
+            # the switches are counted at the edges.
+            tree = ProcessTree(pid, cgroup, refresh_s=MEMBERS_REFRESH_S, max_threads_switches=1)
             edge_tree = ProcessTree(pid, cgroup, refresh_s=0.0 if exact else MEMBERS_REFRESH_S)
         except psutil.NoSuchProcess:
             return
@@ -471,13 +509,13 @@ class Sampler:
         }
 
 
-def _switches(proc: psutil.Process, threads: int) -> tuple[int, int] | None:
+def _switches(proc: psutil.Process, threads: int, max_threads: int) -> tuple[int, int] | None:
     """(voluntary, involuntary) context switches of every live thread of ``proc``.
 
     /proc/PID/status (psutil's ``num_ctx_switches``) counts the main thread
     alone, so a thread-per-connection server would read as never switching.
     Each thread's own status file is read instead: ~10 us a thread, so past
-    MAX_THREADS_SWITCHES threads the count is not taken (None). A thread that
+    ``max_threads`` threads the count is not taken (None). A thread that
     exits takes its counts with it, so a model whose threads come and go
     under load reads low; the long-lived pools and per-connection threads
     here do not.
@@ -485,7 +523,7 @@ def _switches(proc: psutil.Process, threads: int) -> tuple[int, int] | None:
     if threads <= 1:
         counts = proc.num_ctx_switches()
         return counts.voluntary, counts.involuntary
-    if threads > MAX_THREADS_SWITCHES:
+    if threads > max_threads:
         return None
     voluntary = involuntary = 0
     try:

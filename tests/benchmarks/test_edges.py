@@ -11,7 +11,9 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
+from iobench.benchmarks.results.record import CellRecord
 from iobench.benchmarks.run import accounting
+from iobench.benchmarks.run import metrics as m
 from iobench.benchmarks.run.matrix import Cell
 from iobench.benchmarks.run.runner import CellContext, Runner, Watched, measured_window
 from iobench.benchmarks.run.sampler import (
@@ -19,6 +21,7 @@ from iobench.benchmarks.run.sampler import (
     Memory,
     ProcessTree,
     Sampler,
+    Series,
     TreeReading,
     window_stats,
 )
@@ -56,16 +59,15 @@ def test_a_threaded_server_reads_the_switches_of_its_live_threads() -> None:
         proc.wait()
 
 
-def test_past_the_thread_limit_switches_are_not_claimed(monkeypatch: pytest.MonkeyPatch
-                                                         ) -> None:
+def test_past_the_thread_limit_switches_are_not_claimed() -> None:
     proc = subprocess.Popen([sys.executable, "-c", LIVE_SWITCHER], stdout=subprocess.PIPE,
                             text=True, start_new_session=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline() == "done\n"
-        monkeypatch.setattr("iobench.benchmarks.run.sampler.MAX_THREADS_SWITCHES", 2)
-        reading = ProcessTree(proc.pid).read()
+        tree = ProcessTree(proc.pid, max_threads_switches=2)
+        reading = tree.read()
         assert not reading.switches
-        later = ProcessTree(proc.pid).read()
+        later = tree.read()
         assert window_stats(reading, later).switches_per_s() is None
     finally:
         proc.kill()
@@ -122,11 +124,31 @@ def test_the_window_is_the_load_generators_own_on_this_host() -> None:
     assert measured_window({"client": {}}, 103.0, local=False) is None
 
 
-def server_edge(t_s: float, cpu_s: float, fds: int = 20, full: bool = True) -> Edge:
-    tree = TreeReading(t_s=t_s, user_s=cpu_s, system_s=0.0, ctx_voluntary=0,
+def server_reading(t_s: float, cpu_s: float, fds: int = 20, full: bool = True,
+                   switches: int = 0, counted: bool | None = None) -> TreeReading:
+    return TreeReading(t_s=t_s, user_s=cpu_s, system_s=0.0, ctx_voluntary=switches,
                        ctx_involuntary=0, rss_bytes=1, threads=1, fds=fds, processes=1,
-                       exact=True, full=full, switches=full)
-    return Edge(t_s, {"server": tree}, [])
+                       exact=True, full=full, switches=full if counted is None else counted)
+
+
+def server_edge(t_s: float, cpu_s: float, fds: int = 20, full: bool = True) -> Edge:
+    return Edge(t_s, {"server": server_reading(t_s, cpu_s, fds, full)}, [])
+
+
+def test_between_cpu_only_edges_the_switches_come_from_readings_that_counted_them() -> None:
+    record = CellRecord(key="closed/threads/c16/s64", scenario="closed", model="threads",
+                        mode="closed", connections=16)
+    series = Series([server_reading(10.0, 1.0, switches=100),
+                     server_reading(10.1, 1.1, switches=0, counted=False),  # sampling thread
+                     server_reading(10.3, 1.3, switches=300),
+                     server_reading(10.4, 1.4, switches=0, counted=False)])
+    edges = (server_edge(10.05, 1.0, full=False), server_edge(10.45, 1.4, full=False))
+    stats = m.server_metrics(record, series, edges)
+    assert stats is not None and record.metrics.server_cpu_percent == pytest.approx(100.0)
+    assert record.metrics.ctx_voluntary_per_s is None  # one counted reading inside
+    series.readings.insert(1, server_reading(10.06, 1.06, switches=120))
+    m.server_metrics(record, series, edges)
+    assert record.metrics.ctx_voluntary_per_s == pytest.approx(180 / 0.24)
 
 
 def context(idle: int = 0, warmup_s: float = 0.2) -> CellContext:
@@ -163,17 +185,18 @@ class FakeSampler:
     def __init__(self, crowd: int, crowd_at_s: float) -> None:
         self.began = time.monotonic()
         self.crowd, self.crowd_at_s = crowd, crowd_at_s
-        self.full_reads = self.cpu_reads = 0
+        self.full_reads = self.cpu_reads = 0  # once the crowd is held
         self.memory_at: list[float] = []
 
     def edge(self, cpu_only: bool = False) -> Edge:
         now = time.monotonic()
+        held = now - self.began >= self.crowd_at_s
         if cpu_only:
-            self.cpu_reads += 1
+            self.cpu_reads += held
         else:
-            self.full_reads += 1
-            time.sleep(0.01)  # a tree of thousands of descriptors takes a while
-        fds = self.crowd if now - self.began >= self.crowd_at_s else 100
+            self.full_reads += held
+            time.sleep(0.02)  # a tree of thousands of descriptors takes a while
+        fds = self.crowd if held else 100
         return server_edge(now, now - self.began, fds=fds, full=not cpu_only)
 
     def memory(self, name: str) -> Memory:
@@ -209,6 +232,7 @@ def test_a_crowd_that_comes_early_moves_the_window_and_the_memory_reading() -> N
     assert len(watched.memories) == len(sampler.memory_at)
     # The mark is due a warm-up (0.2 s) and 0.1 s after the crowd, not after the estimate.
     assert marks and 0.6 <= marks[0] < 0.9, marks
-    assert sampler.cpu_reads > sampler.full_reads  # most readings are CPU alone
-    assert len(watched.edges) == sampler.cpu_reads + sampler.full_reads
+    # Once the crowd is there (the window comes), most readings are CPU alone.
+    assert sampler.cpu_reads > sampler.full_reads >= 2
+    assert len(watched.edges) > sampler.cpu_reads + sampler.full_reads
 

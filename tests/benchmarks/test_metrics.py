@@ -108,3 +108,15 @@ def test_pss_per_connection_is_the_growth_over_the_empty_server() -> None:
     idle = Metrics()
     m.memory_metrics(idle, Memory(10 << 20, 8 << 20, 12 << 20, 1), None, connections=0)
     assert idle.pss_per_connection_bytes is None
+
+
+def test_memory_per_connection_is_anonymous_growth_not_a_share_of_libraries() -> None:
+    """The load generator starts between the readings and takes a share of the shared
+    libraries: the server's PSS falls by 576 KiB although its heap grew by 64 KiB."""
+    metrics = Metrics()
+    m.memory_metrics(metrics, Memory((18 << 20) - (576 << 10), 14 << 20, 20 << 20, 1,
+                                     pss_anon_bytes=(4 << 20) + (64 << 10)),
+                     Memory(18 << 20, 14 << 20, 20 << 20, 1, pss_anon_bytes=4 << 20),
+                     connections=16)
+    assert metrics.pss_per_connection_bytes == 4096  # 64 KiB over 16, never negative
+    assert metrics.pss_anon_baseline_bytes == 4 << 20

@@ -50,6 +50,12 @@ def test_quick_profile_covers_every_model_within_budget(tmp_path: Path) -> None:
     scale_reasons = {c["key"]: c["reason"] for c in cells if c["scenario"] == "scale"}
     assert "FD_SETSIZE" in scale_reasons["scale/select/i10000/c16/s64"]
     assert scale_reasons["scale/threadpool/i10000/c16/s64"].startswith("starved: ")
+    # Every server was measured: CPU and memory, the scale cells' 10,000 idle
+    # connections included.
+    served = [c for c in cells if c["status"] == "ok" and c["model"] is not None]
+    assert not [(c["key"], c["notes"]) for c in served
+                if c["metrics"]["server_cpu_percent"] is None]
+    assert not [c["key"] for c in served if c["metrics"]["pss_bytes"] is None]
     models = set(available_models())
     assert {c["model"] for c in cells if c["scenario"] == "scale"} == models
     for scenario in ("idle", "closed", "open"):

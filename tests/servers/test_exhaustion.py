@@ -32,7 +32,7 @@ IDLE_CLIENTS = 2 * FD_LIMIT
 BELOW_LIMIT_CLIENTS = FD_LIMIT - 24
 # Acceptance: a server at its descriptor limit uses under 5% of a core.
 IDLE_CPU_LIMIT = 5.0
-MEASURE_S = 2.0
+MEASURE_S = 1.0
 # asyncio stops accepting for a second at each EMFILE: a new client may wait that long.
 RECOVER_S = 10.0
 WARNING = "out of file descriptors"

@@ -150,14 +150,17 @@ def client_metric_from_edges(metrics: Metrics, edges: tuple[Edge, Edge] | None) 
 
 
 def machine_metrics(record: CellRecord, edges: tuple[Edge, Edge] | None,
-                    server_cpus: list[int], client_cpus: list[int], own: list[str]) -> None:
+                    server_cpus: list[int], client_cpus: list[int], own: list[str],
+                    reported_cpu_s: dict[str, float | None] | None = None) -> None:
     """Other processes' CPU on the server's CPUs, and steal time on both sides, with flags.
 
     From the per-CPU times at the same two edges as the server's CPU, so
     both cover exactly the same moments. ``own``: the trees that belong on
     the server's CPUs (server, neighbour); the rest of the busy time there
     is someone else's. Contention is only meaningful when the sides have
-    CPUs of their own.
+    CPUs of their own. ``reported_cpu_s``: the CPU an own tree reported for
+    itself, for one not read at both edges (the neighbour starts after the
+    first edge and has exited by the last).
     """
     if edges is None:
         return
@@ -178,8 +181,11 @@ def machine_metrics(record: CellRecord, edges: tuple[Edge, Edge] | None,
     used = 0.0
     for name in own:
         a, b = first.trees.get(name), last.trees.get(name)
-        if a is not None and b is not None and b.t_s > a.t_s:
+        # A tree without a cgroup whose processes have all exited lost its CPU.
+        if a is not None and b is not None and b.t_s > a.t_s and (b.exact or b.processes):
             used += window_stats(a, b).cpu_s
+        elif (reported := (reported_cpu_s or {}).get(name)) is not None:
+            used += reported
     elapsed = last.t_s - first.t_s
     other = max(0.0, server[0] - 100.0 * used / elapsed)
     metrics.server_cpus_other_percent = round(other, 1)

@@ -9,7 +9,8 @@ though the server has no client at all.
 ``python -m iobench.benchmarks.run.neighbour --duration S [--delay S]`` runs the loop for
 S seconds (after an optional delay, so it can line up with a measured load
 window) and prints one JSON line: ``{"ops": ..., "elapsed_s": ..., "ops_per_s":
-..., "start_s": ..., "bucket_s": ..., "bucket_ops": [...]}``. The launcher
+..., "start_s": ..., "bucket_s": ..., "bucket_ops": [...], "cpu_s": ...}`` (``cpu_s``: the
+CPU its work took, which the runner counts as the cell's own). The launcher
 starts it pinned to the server's CPUs.
 """
 
@@ -42,7 +43,7 @@ def work_for(duration_s: float, bucket_s: float = BUCKET_S) -> dict[str, Any]:
     or stopped); ``start_s`` is on the system-wide monotonic clock, which the
     runner's clock shares.
     """
-    start = time.monotonic()
+    start, cpu_began = time.monotonic(), time.process_time()
     deadline = start + duration_s
     buckets = [0] * (int(duration_s / bucket_s) + 1)
     ops = 0
@@ -52,7 +53,8 @@ def work_for(duration_s: float, bucket_s: float = BUCKET_S) -> dict[str, Any]:
         ops += 1
     elapsed = time.monotonic() - start
     return {"ops": ops, "elapsed_s": elapsed, "ops_per_s": ops / elapsed, "start_s": start,
-            "bucket_s": bucket_s, "bucket_ops": buckets}
+            "bucket_s": bucket_s, "bucket_ops": buckets,
+            "cpu_s": time.process_time() - cpu_began}
 
 
 def main(argv: list[str] | None = None) -> int:

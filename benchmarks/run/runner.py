@@ -134,6 +134,8 @@ class CellContext:
     memory: Memory | None = None
     baseline_memory: Memory | None = None
     neighbour_ops_per_s: float | None = None
+    # The CPU the neighbour's work took, as it reported it.
+    neighbour_cpu_s: float | None = None
     syscall_counter: SyscallCounter | None = None
     syscalls: SyscallCounts | None = None
     # Idle phase: the neighbour's rate in the slices when the server was stopped.
@@ -468,7 +470,9 @@ class Runner:
         assert context.sampler is not None
         context.sampler.watch("neighbour", job.pid, exact=False)
         try:
-            return float(job.report(delay_s + duration_s + LOAD_GRACE_S)["ops_per_s"])
+            report = job.report(delay_s + duration_s + LOAD_GRACE_S)
+            context.neighbour_cpu_s = report.get("cpu_s")
+            return float(report["ops_per_s"])
         except RuntimeError as exc:
             raise CellFailed(str(exc)) from None
         finally:
@@ -511,6 +515,7 @@ class Runner:
                     slices.append((start, time.monotonic()))
             server.resume()
             report = job.report(LOAD_GRACE_S)
+            context.neighbour_cpu_s = report.get("cpu_s")
         except RuntimeError as exc:
             raise CellFailed(str(exc)) from None
         finally:
@@ -577,7 +582,8 @@ class Runner:
             record.samples = self._samples(context)
         if sampler is not None:
             m.machine_metrics(record, context.edges, placement.server_cpus,
-                              placement.client_cpus, ["server", "neighbour"])
+                              placement.client_cpus, ["server", "neighbour"],
+                              reported_cpu_s={"neighbour": context.neighbour_cpu_s})
             if sampler.thread_cpu_percent is not None:
                 metrics.sampler_cpu_percent = round(sampler.thread_cpu_percent, 3)
         if context.neighbour_ops_per_s is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from iobench.benchmarks.results.record import CellRecord, Metrics
@@ -85,6 +87,26 @@ def test_server_cpu_is_the_counters_between_the_edges() -> None:
     assert record.metrics.steal_server_percent == 0.0
     assert record.metrics.steal_client_percent == 7.5
     assert "steal" in record.flags and "cpu_contended" not in record.flags
+
+
+def test_the_servers_cpu_only_readings_and_the_neighbours_report_are_the_cells_own() -> None:
+    """Beside a server read from its cgroup alone, a neighbour started after the first edge
+    and gone by the last worked 1.2 s of the 2 s on CPU 0: nobody else was there."""
+    record = closed_record()
+    cgroup_only = {"processes": 0, "exact": True, "full": False, "switches": False}
+    first = Edge(10.0, {"server": replace(reading(10.0, 1.0), **cgroup_only)},
+                 [times(0, 0, 0), times(0, 0, 0)])
+    gone = replace(reading(12.0, 0.0), processes=0)  # its last reading, after it exited
+    last = Edge(12.0, {"server": replace(reading(12.0, 1.5), **cgroup_only),
+                       "neighbour": gone}, [times(1.7, 0.3, 0), times(0, 2, 0)])
+    m.machine_metrics(record, (first, last), [0], [1], ["server", "neighbour"],
+                      reported_cpu_s={"neighbour": 1.2})
+    assert record.metrics.server_cpus_other_percent == 0.0  # 85% busy: 25% + 60% own
+    assert "cpu_contended" not in record.flags
+    unreported = closed_record()
+    m.machine_metrics(unreported, (first, last), [0], [1], ["server", "neighbour"])
+    assert unreported.metrics.server_cpus_other_percent == 60.0
+    assert "cpu_contended" in unreported.flags
 
 
 @pytest.mark.parametrize("edges", [None, "no server reading"])

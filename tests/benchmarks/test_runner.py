@@ -133,7 +133,8 @@ CLAIMS = (
 # The claims are about a server's own CPU and time: a figure taken while other
 # processes shared that CPU (the runner measures their share,
 # ``server_cpus_other_percent``, and flags the cell ``cpu_contended``) may not
-# show it. A claim that fails on such a cell is measured again, up to ATTEMPTS
+# show it, nor one where the hypervisor took more than 5% of it (flag
+# ``steal``). A claim that fails on such a cell is measured again, up to ATTEMPTS
 # times, as is one whose cell failed to measure; one that never got an uncontended
 # figure fails, quoting the contention (or the failure).
 # It is never skipped. A claim that holds on a contended cell counts: contention

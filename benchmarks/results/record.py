@@ -74,9 +74,9 @@ class Metrics:
     neighbour_paused_ops_per_s: float | None = None
     # Other processes' CPU on the server's CPUs, % of one core (flag cpu_contended).
     server_cpus_other_percent: float | None = None
-    # Memory of the server's process tree, read once while it held its connections
-    # (under load: late in the window; idle: at its end): PSS counts a page shared
-    # by N processes as 1/N in each, USS only pages no other process maps.
+    # Memory of the server's process tree while it held its connections (under
+    # load: the highest of its readings; idle: at its end): PSS counts a page
+    # shared by N processes as 1/N in each, USS only pages no other process maps.
     pss_bytes: int | None = None
     uss_bytes: int | None = None
     rss_bytes: int | None = None

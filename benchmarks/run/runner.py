@@ -24,7 +24,7 @@ from iobench.benchmarks.run import metrics as m
 from iobench.benchmarks.run import scale
 from iobench.benchmarks.run.launcher import Launcher, LoadHandle, LoadSpec, ServerHandle, tail
 from iobench.benchmarks.run.matrix import Cell
-from iobench.benchmarks.run.sampler import Edge, Memory, Sampler
+from iobench.benchmarks.run.sampler import Edge, Memory, Sampler, TreeReading
 from iobench.benchmarks.run.syscalls import SyscallCounter, SyscallCounts, UnavailableCounter
 from iobench.common.addresses import format_target
 from iobench.common.processes import interrupts_raise
@@ -59,7 +59,7 @@ LOAD_GRACE_S = 5.0
 # see a scale cell's crowd arrive, come at most every FULL_READING_INTERVAL_S
 # (the sampling thread gets next to no CPU while the load generator saturates
 # it). The server's PSS is read every MEMORY_INTERVAL_S (it costs ~170 us a
-# process); the last read inside the window is kept.
+# process) and once it holds every connection; the highest reading is kept.
 EDGE_INTERVAL_S = 0.1
 MAX_EDGE_INTERVAL_S = 0.5
 FULL_READING_INTERVAL_S = 0.15
@@ -145,6 +145,38 @@ class CellContext:
     loadgen_timeout_s: float | None = None
 
 
+@dataclass(frozen=True)
+class Crowd:
+    """All of a cell's connections, as a full reading of the server's tree shows them.
+
+    The load generator connects every connection (idle ones first) before
+    its warm-up begins, so the moment the server holds them places the
+    window, and the server's memory is read then. A connection is a
+    descriptor more than the server had before its first (``base``); for a
+    process-per-connection model, a process more, since each child also
+    inherits descriptors of its own.
+    """
+
+    connections: int
+    base: int
+    per_process: bool
+
+    @classmethod
+    def of(cls, context: CellContext) -> Crowd:
+        cell, sampler = context.cell, context.sampler
+        series = sampler.series.get("server") if sampler is not None else None
+        first = series.readings[0] if series is not None and series.readings else None
+        per_process = cell.model is not None and get_model(cell.model).process_per_connection
+        base = (first.processes if per_process else first.fds) if first is not None else 0
+        return cls(cell.held_connections, base, per_process)
+
+    def held_by(self, reading: TreeReading) -> bool:
+        if not reading.full:
+            return False
+        count = reading.processes if self.per_process else reading.fds
+        return count >= self.base + self.connections
+
+
 @dataclass
 class Watched:
     """What the runner read of the server while the load generator ran."""
@@ -155,7 +187,13 @@ class Watched:
 
     def pick(self, context: CellContext, report: dict[str, Any], local: bool) -> None:
         """The first and last readings inside the load generator's measured window, and the
-        last memory reading before its end (the connections still open), into ``context``.
+        highest memory reading, into ``context``.
+
+        The memory is the most the server's tree took while the load ran: a
+        forking server may still be starting children for connections that
+        wait in its backlog after the window (fork with 1000 connections had
+        about 80 children inside a 1.5 s window, and 965 before the load
+        generator was done), and a server shrinks as its connections close.
         """
         window = measured_window(report, self.exited_s, local)
         if window is None:
@@ -169,9 +207,9 @@ class Watched:
             context.edges_note = (f"{len(inside)} of the runner's {len(self.edges)} readings "
                                   f"of the server fell inside the load generator's "
                                   f"{end - start:.2f} s window")
-        held = [memory for t_s, memory in self.memories if t_s <= end and memory is not None]
-        if held:
-            context.memory = held[-1]
+        read = [memory for _, memory in self.memories if memory is not None]
+        if read:
+            context.memory = max(read, key=lambda memory: memory.pss_bytes)
 
 
 def measured_window(report: dict[str, Any], exited_s: float | None,
@@ -426,13 +464,14 @@ class Runner:
         CPU. Full readings (at every edge if they are cheap, else every
         FULL_READING_INTERVAL_S or more, more often until the crowd is
         there) count the context switches, show when
-        the server holds a scale cell's crowd (the window then starts a
-        warm-up later) and give the peaks; the server's memory is read once
-        it does, and every MEMORY_INTERVAL_S.
+        the server holds all the cell's connections, idle ones included (the
+        window then starts a warm-up later: see :class:`Crowd`) and give the
+        peaks; the server's memory is read once it does, and every
+        MEMORY_INTERVAL_S.
         """
         cell, sampler = context.cell, context.sampler
         assert sampler is not None
-        crowd = cell.idle + cell.connections if cell.idle else None
+        crowd = Crowd.of(context) if cell.held_connections else None
         measure_at = started + cell.idle / IDLE_CONNECTS_PER_S + cell.warmup_s
         memory_due, full_due = measure_at, started
         pending = sorted(marks, key=lambda mark: mark[0])
@@ -455,7 +494,7 @@ class Runner:
                 # Without a cgroup every reading is full: read a big tree less
                 # often, but at least twice a second.
                 interval = min(max(EDGE_INTERVAL_S, 5 * (now - began)), MAX_EDGE_INTERVAL_S)
-            if crowd and server is not None and server.full and server.fds >= crowd:
+            if crowd is not None and server is not None and crowd.held_by(server):
                 measure_at, memory_due, crowd = server.t_s + cell.warmup_s, now, None
             if now >= memory_due:
                 watched.memories.append((now, sampler.memory("server")))

@@ -158,15 +158,17 @@ def context(idle: int = 0, warmup_s: float = 0.2) -> CellContext:
 
 
 def test_the_edges_are_the_first_and_last_readings_inside_the_window() -> None:
+    # A forking server still starting children after the window, then closing them.
     watched = Watched([server_edge(t, t) for t in (9.9, 10.05, 10.2, 10.4, 10.55, 10.7)],
-                      [(9.8, Memory(1, 1, 1, 1)), (10.3, Memory(2, 2, 2, 1)),
-                       (10.65, Memory(3, 3, 3, 1))], exited_s=11.0)
+                      [(9.8, Memory(1, 1, 1, 1)), (10.3, Memory(2, 2, 2, 3)),
+                       (10.65, Memory(5, 5, 5, 6)), (10.9, Memory(3, 3, 3, 4))],
+                      exited_s=11.0)
     ctx = context()
     watched.pick(ctx, {"measured_s": 0.5, "client": {"window_monotonic_s": [10.0, 10.5]}},
                  local=True)
     assert ctx.edges is not None
     assert [edge.t_s for edge in ctx.edges] == [10.05, 10.4]
-    assert ctx.memory == Memory(2, 2, 2, 1)  # the last one before the window ended
+    assert ctx.memory == Memory(5, 5, 5, 6)  # the most it took while the load ran
 
 
 def test_too_few_readings_inside_the_window_leave_the_cpu_unmeasured_with_why() -> None:
@@ -187,6 +189,7 @@ class FakeSampler:
         self.crowd, self.crowd_at_s = crowd, crowd_at_s
         self.full_reads = self.cpu_reads = 0  # once the crowd is held
         self.memory_at: list[float] = []
+        self.series: dict[str, Series] = {}
 
     def edge(self, cpu_only: bool = False) -> Edge:
         now = time.monotonic()

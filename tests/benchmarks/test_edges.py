@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import psutil
 import pytest
@@ -15,7 +16,13 @@ from iobench.benchmarks.results.record import CellRecord
 from iobench.benchmarks.run import accounting
 from iobench.benchmarks.run import metrics as m
 from iobench.benchmarks.run.matrix import Cell
-from iobench.benchmarks.run.runner import CellContext, Runner, Watched, measured_window
+from iobench.benchmarks.run.runner import (
+    CellContext,
+    Crowd,
+    Runner,
+    Watched,
+    measured_window,
+)
 from iobench.benchmarks.run.sampler import (
     Edge,
     Memory,
@@ -239,3 +246,27 @@ def test_a_crowd_that_comes_early_moves_the_window_and_the_memory_reading() -> N
     assert sampler.cpu_reads > sampler.full_reads >= 2
     assert len(watched.edges) > sampler.cpu_reads + sampler.full_reads
 
+
+
+def test_the_crowd_is_a_descriptor_each_or_a_child_each_over_the_server_alone() -> None:
+    """epoll starts with 8 descriptors; fork with one process, and each child inherits a
+    few descriptors besides its connection, so its descriptors would count it held early."""
+    epoll = Crowd(connections=1000, base=8, per_process=False)
+    assert not epoll.held_by(server_reading(1.0, 0.0, fds=1000))
+    assert epoll.held_by(server_reading(1.0, 0.0, fds=1008))
+    assert not epoll.held_by(server_reading(1.0, 0.0, fds=5000, full=False))  # not counted
+    fork = Crowd(connections=1000, base=1, per_process=True)
+    quarter = replace(server_reading(1.0, 0.0, fds=1004), processes=251)
+    assert not fork.held_by(quarter)
+    assert fork.held_by(replace(quarter, processes=1001, fds=4004))
+
+
+def test_the_crowd_is_counted_from_the_server_before_its_first_connection() -> None:
+    sampler = FakeSampler(crowd=0, crowd_at_s=0.0)
+    sampler.series["server"] = Series([replace(server_reading(0.0, 0.0, fds=21), processes=3)])
+    ctx = context(idle=100)
+    ctx.sampler = sampler  # type: ignore[assignment]
+    assert Crowd.of(ctx) == Crowd(connections=116, base=21, per_process=False)
+    forked = CellContext(Cell("closed/fork/c16/s64", "closed", "fork", {}, "closed", 16,
+                              size_bytes=64), 0.0, sampler=sampler)  # type: ignore[arg-type]
+    assert Crowd.of(forked) == Crowd(connections=16, base=3, per_process=True)

@@ -49,19 +49,6 @@ time.sleep(60)
 """
 
 
-@pytest.fixture
-def cgroup() -> Iterator[accounting.Cgroup]:
-    try:
-        made = accounting.create("test")
-    except accounting.CgroupUnavailable as exc:
-        pytest.skip(f"no cgroup can be created here: {exc}")
-    try:
-        yield made
-    finally:
-        assert made.remove(), f"{made.path} could not be removed"
-    assert not made.path.exists()
-
-
 @contextmanager
 def forker(procs_file: str | None) -> Iterator[subprocess.Popen[str]]:
     def join() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 
 import psutil
@@ -79,18 +78,6 @@ def test_past_the_thread_limit_switches_are_not_claimed() -> None:
     finally:
         proc.kill()
         proc.wait()
-
-
-@pytest.fixture
-def cgroup() -> Iterator[accounting.Cgroup]:
-    try:
-        made = accounting.create("edges")
-    except accounting.CgroupUnavailable as exc:
-        pytest.skip(f"no cgroup can be created here: {exc}")
-    try:
-        yield made
-    finally:
-        assert made.remove(), f"{made.path} could not be removed"
 
 
 def test_cpu_only_edges_read_the_cgroup_and_stay_out_of_the_series(

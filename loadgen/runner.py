@@ -172,13 +172,14 @@ def teardown_s(results: list[WorkerResult]) -> float | None:
 
     The drain, and closing thousands of idle connections, come after the
     window; a caller that times the server from outside (the matrix runner)
-    subtracts this to line its window up with the measured one. None when
-    nothing was measured.
+    subtracts this to line its window up with the measured one (from another
+    host; on this one, :func:`window_monotonic_s` places it exactly). None
+    when nothing was measured.
     """
-    ends = [result.window_end_ns for result in results if result.window_end_ns]
-    if not ends:
+    window = window_monotonic_s(results)
+    if window is None:
         return None
-    return round(max(time.monotonic_ns() - max(ends), 0) / 1e9, 6)
+    return round(max(time.monotonic() - window[1], 0.0), 6)
 
 
 def window_monotonic_s(results: list[WorkerResult]) -> list[float] | None:

@@ -69,9 +69,9 @@ def server_metrics(record: CellRecord, series: Series | None,
     if stats.ctx_voluntary is None and series is not None:
         # Edges that read CPU alone: the switches come from the first and last
         # readings between them that counted them, when there are two.
-        inner = [r for r in series.readings if first.t_s <= r.t_s <= last.t_s and r.switches]
-        if len(inner) >= 2:
-            switches = window_stats(inner[0], inner[-1])
+        inner = series.window(first.t_s, last.t_s, switches=True)
+        if inner is not None:
+            switches = window_stats(*inner)
             stats = dataclasses.replace(
                 stats, ctx_voluntary=switches.ctx_voluntary,
                 ctx_involuntary=switches.ctx_involuntary, switches_elapsed_s=switches.elapsed_s)

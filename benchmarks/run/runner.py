@@ -488,8 +488,8 @@ class Runner:
             if full:
                 full_cost = now - began
                 # Until the crowd is held the window has not begun: look often.
-                full_due = now + (max(EDGE_INTERVAL_S, 3 * (now - began)) if crowd
-                                  else max(FULL_READING_INTERVAL_S, 10 * (now - began)))
+                full_due = now + (max(EDGE_INTERVAL_S, 3 * full_cost) if crowd
+                                  else max(FULL_READING_INTERVAL_S, 10 * full_cost))
             else:
                 # Without a cgroup every reading is full: read a big tree less
                 # often, but at least twice a second.

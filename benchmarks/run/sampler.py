@@ -223,11 +223,10 @@ class ProcessTree:
                 totals[name] = totals.get(name, 0) + value
         if not read:
             return None
-        anon = totals.get("Pss_Anon") if "Pss_Anon" in totals else None
         return Memory(totals.get("Pss", 0),
                       totals.get("Private_Clean", 0) + totals.get("Private_Dirty", 0)
                       + totals.get("Private_Hugetlb", 0),
-                      totals.get("Rss", 0), read, pss_anon_bytes=anon)
+                      totals.get("Rss", 0), read, pss_anon_bytes=totals.get("Pss_Anon"))
 
 
 @dataclass(frozen=True)
@@ -279,11 +278,15 @@ class Series:
 
     readings: list[TreeReading] = field(default_factory=list)
 
-    def window(self, start_s: float | None = None, end_s: float | None = None
-               ) -> tuple[TreeReading, TreeReading] | None:
-        """The first and last readings inside [start_s, end_s], or None if fewer than two."""
+    def window(self, start_s: float | None = None, end_s: float | None = None,
+               switches: bool = False) -> tuple[TreeReading, TreeReading] | None:
+        """The first and last readings inside [start_s, end_s], or None if fewer than two.
+
+        ``switches``: only readings that counted the context switches.
+        """
         inside = [r for r in self.readings
-                  if (start_s is None or r.t_s >= start_s) and (end_s is None or r.t_s <= end_s)]
+                  if (start_s is None or r.t_s >= start_s) and (end_s is None or r.t_s <= end_s)
+                  and (r.switches or not switches)]
         if len(inside) < 2:
             return None
         return inside[0], inside[-1]

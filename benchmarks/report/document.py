@@ -216,8 +216,19 @@ def environment_blocks(run: Run) -> list[Block]:
         ["git commit", str(env.get("git_commit"))],
         ["host", str(env.get("hostname"))],
         ["placement", placement_text(placement)],
+        ["noisy machine state", noisy_state_text(env)],
     ]
     return [Heading(2, "Environment"), Table(["item", "value"], rows), *placement_blocks(run)]
+
+
+def noisy_state_text(env: dict[str, object]) -> str:
+    """The states of the machine the run warned about at its start (``iobench system``)."""
+    states = env.get("system")
+    if not isinstance(states, list):
+        return "not recorded"
+    noisy = [f"{s.get('name')}: {s.get('value')}" for s in states
+             if isinstance(s, dict) and s.get("verdict") == "warn"]
+    return "; ".join(noisy) if noisy else "none"
 
 
 def reproduce_command(run: Run) -> str:

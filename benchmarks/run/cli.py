@@ -289,6 +289,9 @@ def run_planned(args: Any, cluster: Cluster | None) -> int:
     else:
         store, profile, models, placement = plan_new(args, cluster)
     raise_fd_limit()
+    if cluster is None:
+        record_system_state(store, placement.server_cpus + placement.client_cpus,
+                            resumed=bool(args.resume))
     cells = profiles.expand(profile, models)
     todo = [c for c in cells if c.ident not in store.done()]
     loadgen = profile.spec["loadgen"]
@@ -325,6 +328,29 @@ def run_planned(args: Any, cluster: Cluster | None) -> int:
         return 130
     print(f"results: {store.run_dir / 'results.json'}")
     return 0
+
+
+def record_system_state(store: RunStore, cpus: list[int], *, resumed: bool) -> None:
+    """One warning line per noisy state of the machine; every state in the environment.
+
+    A resumed run keeps the states its first part saw and adds the new ones
+    under ``system_on_resume``.
+    """
+    import sys
+
+    from iobench.benchmarks.run import system_state
+
+    states = system_state.collect(sorted(set(cpus)), system_state.RUN_SAMPLE_S)
+    for state in system_state.noisy(states):
+        print(f"warning: {state.name}: {state.value}"
+              + (f" ({state.why})" if state.why else ""), file=sys.stderr)
+    recorded = [s.to_json() for s in states]
+    environment = store.document["environment"]
+    if resumed:
+        environment.setdefault("system_on_resume", []).append(recorded)
+    else:
+        environment["system"] = recorded
+    store.write()
 
 
 def write_report(run_dir: Path) -> None:

@@ -21,7 +21,7 @@ from iobench.benchmarks.results import plausibility
 from iobench.benchmarks.results.record import STATUS_FAILED, STATUS_OK, CellRecord
 from iobench.benchmarks.results.store import RunStore, utc_now
 from iobench.benchmarks.run import metrics as m
-from iobench.benchmarks.run import scale
+from iobench.benchmarks.run import scale, steady
 from iobench.benchmarks.run.launcher import Launcher, LoadHandle, LoadSpec, ServerHandle, tail
 from iobench.benchmarks.run.matrix import Cell
 from iobench.benchmarks.run.sampler import Edge, Memory, Sampler, TreeReading
@@ -130,6 +130,8 @@ class CellContext:
     # The edge readings the server's CPU is measured between, or why there are none.
     edges: tuple[Edge, Edge] | None = None
     edges_note: str | None = None
+    # Every reading inside the window, for the steady-state check (steady.py).
+    window_edges: list[Edge] = field(default_factory=list)
     # The server's memory while it held its connections, and before the first.
     memory: Memory | None = None
     baseline_memory: Memory | None = None
@@ -201,6 +203,7 @@ class Watched:
             return
         start, end = window
         inside = [edge for edge in self.edges if start <= edge.t_s <= end]
+        context.window_edges = inside
         if len(inside) >= 2:
             context.edges = (inside[0], inside[-1])
         else:
@@ -618,6 +621,8 @@ class Runner:
                 m.load_metrics(metrics, report, server_stats)
                 record.flags += [f for f in m.load_flags(report) if f not in record.flags]
             m.client_metric_from_edges(metrics, edges)
+            if cell.phase is None:  # the neighbour's cells stop the server on purpose
+                check_steady(record, context.window_edges)
             record.samples = self._samples(context)
         if sampler is not None:
             m.machine_metrics(record, context.edges, placement.server_cpus,
@@ -656,6 +661,17 @@ class Runner:
             samples["client_t_s"] = client["t_s"]
             samples["client_cpu_percent"] = client["cpu_percent"]
         return samples
+
+
+def check_steady(record: CellRecord, window: list[Edge]) -> None:
+    """Flag the cell ``unsteady`` when its server's CPU stepped or drifted in the window."""
+    readings = [r for edge in window if (r := edge.trees.get("server")) is not None]
+    if len(readings) < 2:
+        return
+    start, end = readings[0].t_s, readings[-1].t_s
+    step = steady.find_step(steady.cpu_slices(readings, start, end))
+    if step is not None:
+        record.flag(steady.UNSTEADY, steady.describe(step, end - start))
 
 
 def slice_rate(report: dict[str, Any], slices: list[tuple[float, float]]) -> float:

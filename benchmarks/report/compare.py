@@ -1,10 +1,13 @@
 """``iobench compare A B``: what changed between two runs, cell by cell.
 
 For each cell key present in both runs, the ratio B/A of throughput, p99
-latency and CPU per request. A change is marked only when it is beyond the
-runs' own noise: the min-max ranges over repetitions do not overlap and the
-ratio differs from 1 by more than ``MIN_CHANGE``. With a single repetition the
-spread is unknown and the table says so instead of guessing.
+latency and CPU per request. A change is marked only when it is
+beyond the runs' own noise, as pyperf's compare does: the two runs' 95%
+intervals of the median (``iobench.benchmarks.results.stats``) are apart and
+the ratio differs from 1 by more than ``MIN_CHANGE``; when the intervals
+overlap it is "not significant", whatever the medians say. With a single
+repetition or round there is no interval, and the table says so instead of
+guessing.
 
 The terminal table fits 100 columns: each metric is B's median, the ratio, and
 one symbol (:data:`SYMBOLS`, explained under the table); ``--markdown`` prints
@@ -26,6 +29,7 @@ from iobench.benchmarks.report.presentation import (
     style,
 )
 from iobench.benchmarks.results.loader import CellGroup, Run, Spread
+from iobench.benchmarks.results.stats import Interval, format_interval, median_interval
 
 COMPARED_METRICS = ("throughput_rps", "p99_us", "cpu_us_per_request")
 # Metrics where a larger value is the better one.
@@ -37,21 +41,30 @@ COMPARABLE_FIELDS = ("cpu_model", "logical_cpus", "kernel", "hostname", "placeme
 # The terminal output's width: tables and summary lines wrap to it.
 TERMINAL_COLUMNS = 100
 # One symbol per mark, so a change reads at a glance and the table stays narrow.
-SYMBOLS = {"BETTER": "+", "WORSE": "-", "within spread": "~", "spread unknown": "?",
+SYMBOLS = {"BETTER": "+", "WORSE": "-", "not significant": "~", "spread unknown": "?",
            "": "", "n/a": ""}
-LEGEND = ("+ better, - worse: beyond 5% and outside both runs' min-max ranges; "
-          "~ beyond 5% but within the ranges; ? beyond 5%, spread unknown (one repetition)")
-SHORT_HEADERS = {"throughput_rps": "throughput req/s", "p99_us": "p99 us",
+LEGEND = ("+ better, - worse: beyond 5% and the two runs' 95% intervals apart; "
+          "~ beyond 5% but not significant (the intervals overlap); ? beyond 5%, spread "
+          "unknown (one repetition); B's figure is its median +- its interval")
+SHORT_HEADERS = {"throughput_rps": "throughput/s", "p50_us": "p50 us", "p99_us": "p99 us",
                  "cpu_us_per_request": "CPU/req us"}
 
 
 @dataclass
 class MetricChange:
-    """One metric of one cell in both runs."""
+    """One metric of one cell in both runs: medians, ranges and 95% intervals."""
 
     metric: str
     a: Spread | None
     b: Spread | None
+    interval_a: Interval | None = None
+    interval_b: Interval | None = None
+
+    @classmethod
+    def of(cls, metric: str, values_a: list[float], values_b: list[float]) -> MetricChange:
+        return cls(metric, Spread.of(values_a) if values_a else None,
+                   Spread.of(values_b) if values_b else None,
+                   median_interval(values_a), median_interval(values_b))
 
     @property
     def ratio(self) -> float | None:
@@ -65,25 +78,30 @@ class MetricChange:
 
     @property
     def spread_known(self) -> bool:
-        return self.a is not None and self.b is not None and min(self.a.count, self.b.count) > 1
+        """Both runs have a 95% interval (two or more repetitions or rounds)."""
+        return self.interval_a is not None and self.interval_b is not None
+
+    @property
+    def significant(self) -> bool:
+        """The two runs' intervals are apart: the medians differ beyond both runs' noise."""
+        return (self.interval_a is not None and self.interval_b is not None
+                and not self.interval_a.overlaps(self.interval_b))
 
     def ratio_range(self) -> tuple[float, float] | None:
-        """The lowest and highest B/A the two min-max ranges allow."""
-        if self.a is None or self.b is None or self.a.low <= 0 or self.a.high <= 0:
+        """The lowest and highest B/A the two intervals allow."""
+        if self.interval_a is None or self.interval_b is None or self.interval_a.low <= 0:
             return None
-        return self.b.low / self.a.high, self.b.high / self.a.low
+        return self.interval_b.low / self.interval_a.high, \
+            self.interval_b.high / self.interval_a.low
 
     def beyond(self, fraction: float) -> bool:
-        """The median moved by more than ``fraction`` and the min-max ranges do not overlap
-        (a run of one repetition has its single value as its range)."""
-        return (self.ratio is not None and abs(self.ratio - 1) > fraction
-                and not self.a.overlaps(self.b))  # type: ignore[union-attr]
+        """The median moved by more than ``fraction`` and the two intervals are apart."""
+        return self.ratio is not None and abs(self.ratio - 1) > fraction and self.significant
 
     @property
     def changed(self) -> bool:
-        """Beyond the threshold and outside both runs' min-max ranges."""
-        return (self.beyond_threshold and self.spread_known
-                and not self.a.overlaps(self.b))  # type: ignore[union-attr]
+        """Beyond the threshold and significant."""
+        return self.beyond_threshold and self.significant
 
     @property
     def mark(self) -> str:
@@ -94,7 +112,7 @@ class MetricChange:
         if not self.spread_known:
             return "spread unknown"
         if not self.changed:
-            return "within spread"
+            return "not significant"
         better = (self.ratio > 1) == (self.metric in HIGHER_IS_BETTER)
         return "BETTER" if better else "WORSE"
 
@@ -145,7 +163,8 @@ def compare_runs(a: Run, b: Run) -> Comparison:
         if failed_in:
             result.failed.append(f"{group_a.key} (failed in {' and '.join(failed_in)})")
             continue
-        changes = [MetricChange(m, group_a.metric(m), group_b.metric(m)) for m in COMPARED_METRICS]
+        changes = [MetricChange.of(m, group_a.values(m), group_b.values(m))
+                   for m in COMPARED_METRICS]
         if all(c.a is None and c.b is None for c in changes):
             continue  # idle cells: none of the compared metrics apply
         result.matched.append(CellComparison(group_a.key, describe(group_a), changes,
@@ -167,8 +186,10 @@ def describe(group: CellGroup) -> str:
 
 
 def short_texts(change: MetricChange) -> list[str]:
-    """['13,000', '1.08x +']: B's median, then B/A with the mark's symbol."""
+    """['13,000 ±3%', '1.08x +']: B's median and interval, then B/A with the mark's symbol."""
     value = format_value(change.metric, change.b.median) if change.b is not None else "-"
+    if width := format_interval(change.interval_b):
+        value = f"{value} {width}"
     ratio = f"{change.ratio:.2f}x" if change.ratio is not None else "-"
     symbol = SYMBOLS.get(change.mark, "")
     return [value, f"{ratio} {symbol}" if symbol else ratio]
@@ -186,7 +207,8 @@ def short_rows(comparison: Comparison) -> list[list[str]]:
 
 
 def gate_failures(comparison: Comparison, percent: float) -> list[str]:
-    """Every metric of every cell whose median moved beyond ``percent`` and both spreads."""
+    """Every metric of every cell whose median moved beyond ``percent`` with the two
+    runs' 95% intervals apart."""
     failures = []
     for cell in comparison.matched:
         for change in cell.changes:
@@ -194,6 +216,14 @@ def gate_failures(comparison: Comparison, percent: float) -> list[str]:
                 failures.append(f"{cell.key} {style(change.metric).title}: "
                                 f"{change.ratio:.2f}x")  # type: ignore[str-format]
     return failures
+
+
+def unjudged(comparison: Comparison, percent: float) -> list[str]:
+    """Moves beyond ``percent`` that no interval can confirm or dismiss (one sample)."""
+    return [f"{cell.key} {style(change.metric).title}: {change.ratio:.2f}x"
+            for cell in comparison.matched for change in cell.changes
+            if change.ratio is not None and abs(change.ratio - 1) > percent / 100
+            and not change.spread_known]
 
 
 def wrap(lines: list[str], width: int = TERMINAL_COLUMNS) -> list[str]:
@@ -205,11 +235,15 @@ def wrap(lines: list[str], width: int = TERMINAL_COLUMNS) -> list[str]:
 
 def cell_text(change: MetricChange) -> str:
     """'12,000 -> 13,000 (1.08x) BETTER'."""
-    def value(spread: Spread | None) -> str:
-        return format_value(change.metric, spread.median) if spread else "-"
+    def value(spread: Spread | None, interval: Interval | None) -> str:
+        if not spread:
+            return "-"
+        width = format_interval(interval)
+        return format_value(change.metric, spread.median) + (f" {width}" if width else "")
     ratio = f" ({change.ratio:.2f}x)" if change.ratio is not None else ""
     mark = f" {change.mark}" if change.mark and change.mark != "n/a" else ""
-    return f"{value(change.a)} -> {value(change.b)}{ratio}{mark}"
+    return (f"{value(change.a, change.interval_a)} -> {value(change.b, change.interval_b)}"
+            f"{ratio}{mark}")
 
 
 def headers() -> list[str]:
@@ -222,10 +256,10 @@ def rows(comparison: Comparison) -> list[list[str]]:
 
 def summary_lines(comparison: Comparison, a: Run, b: Run) -> list[str]:
     lines = [f"A = {a.run_id} ({a.directory}), B = {b.run_id} ({b.directory})",
-             f"{comparison.changed_count} change(s) beyond both runs' spread and "
-             f"{MIN_CHANGE:.0%}; ratios are B/A of medians."]
+             f"{comparison.changed_count} change(s) beyond {MIN_CHANGE:.0%} with the runs' 95% "
+             f"intervals apart; ratios are B/A of medians."]
     if min(a.repetitions, b.repetitions) < 2:
-        lines.append("A run has one repetition: spread unknown, changes cannot be confirmed.")
+        lines.append("A run has one repetition: no interval, changes cannot be confirmed.")
     lines += [f"warning: {w}; absolute figures are not comparable" for w in comparison.warnings]
     for title, keys in (("only in A", comparison.only_in_a), ("only in B", comparison.only_in_b),
                         ("not compared, failed", comparison.failed)):
@@ -236,7 +270,7 @@ def summary_lines(comparison: Comparison, a: Run, b: Run) -> list[str]:
 
 def plot_comparison(comparison: Comparison, a: Run, b: Run, path: Path) -> Path:
     """B/A per cell and metric: the ratio of medians as a dot, the range the two runs'
-    min-max ranges allow as a bar, 1.0 and the +-5% band marked. PNG or SVG by suffix."""
+    95% intervals allow as a bar, 1.0 and the +-5% band marked. PNG or SVG by suffix."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -279,8 +313,8 @@ def plot_comparison(comparison: Comparison, a: Run, b: Run, path: Path) -> Path:
     axes[0].set_yticks(ys, [cell.label for cell in cells], fontsize=7)
     axes[0].set_ylim(-1, len(cells))
     fig.text(0.01, 0.05 / height, "dot: ratio of medians; bar: the lowest to highest ratio the two "
-             f"runs' min-max ranges allow; grey band: within {MIN_CHANGE:.0%}; outlined: "
-             "a change beyond both spreads", fontsize=7, color="#555555")
+             f"runs' 95% intervals allow; grey band: within {MIN_CHANGE:.0%}; outlined: "
+             "a change with the intervals apart", fontsize=7, color="#555555")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     return path

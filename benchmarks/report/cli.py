@@ -76,6 +76,10 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
                         help="exit 1 when any cell's median moves by more than PCT%% and "
                              "the two runs' 95%% intervals are apart (a CI gate); a move "
                              "inside the noise is not significant and passes")
+    parser.add_argument("--overlap", action="store_true",
+                        help="instead of the table, print for throughput, p50 and CPU per "
+                             "request the share of ok cells whose 95%% intervals overlap in "
+                             "both runs (how far B reproduces A)")
     parser.add_argument("--plot", type=Path, default=None, metavar="OUT.png",
                         help="also draw B/A per cell with its range (PNG, or SVG by suffix)")
     parser.add_argument("--placement-figure", type=Path, default=None, metavar="OUT.png",
@@ -117,6 +121,13 @@ def cmd_compare(args: Any) -> int:
                          f"{describe(run_a.placement)}; B: {describe(run_b.placement)}): "
                          "their figures are not comparable; --placement-figure OUT.png "
                          "draws one cell of each, labelled with where it ran")
+    if args.overlap:
+        from iobench.benchmarks.report.compare import overlaps
+
+        for line in wrap([f"A = {run_a.run_id}, B = {run_b.run_id}: ok cells whose 95% "
+                          "intervals overlap"] + [o.line() for o in overlaps(run_a, run_b)]):
+            print(line)
+        return 0
     comparison = compare_runs(run_a, run_b)
     if args.markdown:
         print("| " + " | ".join(headers()) + " |")

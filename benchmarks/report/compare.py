@@ -226,6 +226,65 @@ def unjudged(comparison: Comparison, percent: float) -> list[str]:
             and not change.spread_known]
 
 
+# The figures whose intervals two runs of one commit should share (issue of record:
+# "figures you can cite twice"): throughput, the median latency, CPU per request.
+OVERLAP_METRICS = ("throughput_rps", "p50_us", "cpu_us_per_request")
+
+
+@dataclass
+class Overlap:
+    """How many matched ok cells' 95% intervals of one metric overlap between two runs."""
+
+    metric: str
+    overlapping: list[str] = field(default_factory=list)
+    apart: list[str] = field(default_factory=list)
+    # Cells where a run had a single sample (no interval) or no figure.
+    unjudged: list[str] = field(default_factory=list)
+
+    @property
+    def share(self) -> float | None:
+        judged = len(self.overlapping) + len(self.apart)
+        return len(self.overlapping) / judged if judged else None
+
+    def line(self) -> str:
+        share = self.share
+        text = f"{share:.0%}" if share is not None else "-"
+        line = (f"{style(self.metric).title}: {len(self.overlapping)} of "
+                f"{len(self.overlapping) + len(self.apart)} cells overlap ({text})")
+        if self.unjudged:
+            line += f"; {len(self.unjudged)} without an interval in A or B"
+        if self.apart:
+            line += "; apart: " + ", ".join(self.apart)
+        return line
+
+
+def overlaps(a: Run, b: Run, metrics: tuple[str, ...] = OVERLAP_METRICS) -> list[Overlap]:
+    """For each metric, the ok cells of both runs whose 95% intervals share a value.
+
+    This is how far a second run reproduces the first: for two runs of one
+    commit on one machine, about 95% of cells or more should overlap.
+    """
+    found = [Overlap(metric) for metric in metrics]
+    groups_b = {g.key: g for g in b.groups}
+    for group_a in a.groups:
+        group_b = groups_b.get(group_a.key)
+        if group_b is None or group_a.failed or group_b.failed:
+            continue
+        for overlap in found:
+            values_a = group_a.values(overlap.metric)
+            values_b = group_b.values(overlap.metric)
+            if not values_a and not values_b:
+                continue
+            interval_a, interval_b = median_interval(values_a), median_interval(values_b)
+            if interval_a is None or interval_b is None:
+                overlap.unjudged.append(group_a.key)
+            elif interval_a.overlaps(interval_b):
+                overlap.overlapping.append(group_a.key)
+            else:
+                overlap.apart.append(group_a.key)
+    return found
+
+
 def wrap(lines: list[str], width: int = TERMINAL_COLUMNS) -> list[str]:
     """Summary lines wrapped to the terminal's width, continuation lines indented."""
     return [part for line in lines for part in

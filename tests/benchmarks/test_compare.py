@@ -271,3 +271,23 @@ def test_fail_above_exits_1_when_one_model_is_made_30_percent_slower(
     assert "closed/threads/c16/s64 throughput: 0.70x" in failed
     assert "closed/threads/c16/s64 CPU per request: 1.43x" in failed
     assert "/select/" not in failed and "/epoll/" not in failed
+
+
+def test_overlap_counts_the_cells_whose_intervals_two_runs_share(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from iobench.benchmarks.report.compare import overlaps
+
+    a, b = runs(tmp_path, b_tweak=scale_metric("select", "throughput_rps", 1.3))
+    found = {o.metric: o for o in overlaps(load_run(a), load_run(a))}
+    assert found["throughput_rps"].share == 1.0 and found["throughput_rps"].overlapping
+    found = {o.metric: o for o in overlaps(load_run(a), load_run(b))}
+    throughput = found["throughput_rps"]
+    assert throughput.apart and all("/select/" in key for key in throughput.apart)
+    assert throughput.share is not None and throughput.share < 1.0
+    assert found["cpu_us_per_request"].share == 1.0
+    assert main(["compare", str(a), str(b), "--overlap"]) == 0
+    out = capsys.readouterr().out
+    assert f"throughput: {len(throughput.overlapping)} of " in out and "apart: " in out
+    one, _ = runs(tmp_path / "one", repetitions=1)
+    single = {o.metric: o for o in overlaps(load_run(one), load_run(one))}
+    assert single["throughput_rps"].share is None and single["throughput_rps"].unjudged

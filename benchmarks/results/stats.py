@@ -38,6 +38,15 @@ MIN_ORDER_STATISTIC_N = 6
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776}
 # An interval wider than this on either side of its median is marked imprecise.
 IMPRECISE_FRACTION = 0.10
+# The figures every cell is judged by: their intervals are stored, shown, and
+# what ``iobench run --precision`` narrows.
+HEADLINE_METRICS = ("throughput_rps", "p50_us", "p99_us", "cpu_us_per_request",
+                    "server_cpu_percent")
+# An interval this narrow in the metric's own unit is precise whatever its
+# share of the median: an idle server's 0.2% of a core cannot be pinned to
+# +-5% of itself, nor a 20 us latency below the histogram's 1 us steps.
+ABSOLUTE_PRECISION = {"server_cpu_percent": 1.0, "p50_us": 2.0, "p99_us": 2.0,
+                      "cpu_us_per_request": 0.2}
 METHOD_ORDER = "order statistics"
 METHOD_LOG_T = "Student t on logs"
 METHOD_T = "Student t"
@@ -65,9 +74,18 @@ class Interval:
         width = self.half_width
         return width is None or width > IMPRECISE_FRACTION
 
-    def within(self, fraction: float) -> bool:
+    def within(self, fraction: float, metric: str | None = None) -> bool:
+        """No wider than ``fraction`` of the median on either side (or, for ``metric``,
+        than its :data:`ABSOLUTE_PRECISION`)."""
+        floor = ABSOLUTE_PRECISION.get(metric or "")
+        if floor is not None and max(self.high - self.median, self.median - self.low) <= floor:
+            return True
         width = self.half_width
         return width is not None and width <= fraction
+
+    def imprecise_for(self, metric: str) -> bool:
+        """Wider than ``IMPRECISE_FRACTION`` (and the metric's absolute precision)."""
+        return not self.within(IMPRECISE_FRACTION, metric)
 
     def overlaps(self, other: Interval) -> bool:
         return self.low <= other.high and other.low <= self.high

@@ -105,6 +105,19 @@ def _variants(where: str, value: Any) -> dict[str, list[dict[str, Any]]]:
     return value
 
 
+def _rounds(where: str, value: Any) -> dict[str, int]:
+    """``rounds = {closed = 3}``: a scenario's cells measured in at least this many rounds
+    (benchmarks/run/rounds.py), beyond ``repeat``."""
+    if not isinstance(value, dict):
+        raise ProfileError(f"{where} must be a table of scenario = rounds, got {value!r}")
+    for scenario, count in value.items():
+        if scenario not in SCENARIOS:
+            raise ProfileError(f"{where}: unknown scenario {scenario!r} "
+                               f"(valid: {', '.join(SCENARIOS)})")
+        _number(1, MAX_REPEAT, integer=True)(f"{where}.{scenario}", count)
+    return dict(value)
+
+
 # Upper bounds: far beyond any sensible matrix, low enough that a slip of the
 # keyboard is an error at the door instead of an hour-long cell, a schedule
 # whose send interval rounds to zero, or a list the size of memory.
@@ -117,6 +130,9 @@ MAX_REPEAT = 1000
 MAX_LOADGEN_WORKERS = 1024
 MAX_LOADGEN_TIMEOUT_S = 60.0  # the histograms' range
 MAX_PEAK_FRACTION = 10.0
+# The seed that orders the models of each round (rounds.py), drawn when a
+# profile names none and recorded in the stored matrix.
+SEED_LIMIT = 2 ** 31
 
 DURATION = _number(0, MAX_SECONDS, strict=True)
 WARMUP = _number(0, MAX_SECONDS)
@@ -136,6 +152,10 @@ SCHEMA: dict[str, dict[str, tuple[Check, Any]]] = {
         "repeat": (_number(1, MAX_REPEAT, integer=True), 1),
         "models": (_names, []),
         "cell_timeout_s": (DURATION, 20.0),
+        "rounds": (_rounds, {}),
+        "seed": (_number(0, SEED_LIMIT - 1, integer=True), None),
+        # iobench run --precision: the headline metrics it narrows (default: all of them).
+        "precision_metrics": (_names, []),
     },
     "params": {},  # free-form: model name -> its parameters, checked by the model
     "loadgen": {

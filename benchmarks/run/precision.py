@@ -1,0 +1,158 @@
+"""``iobench run --precision 5% [--budget 20m]``: rounds until the intervals are narrow.
+
+As netperf's confidence loop (``-i max,min -I level,width``) does: after the
+planned rounds, every cell whose headline intervals (``HEADLINE_METRICS``,
+or the profile's ``precision_metrics``) are wider than the target on either
+side of the median gets another round, and so does every other model of its
+matrix point, so that comparisons stay paired round by round. Rounds are
+added until every interval is narrow enough or the next round would not fit
+in the budget; the run then names the cells that did not get there.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+
+from iobench.benchmarks.results.loader import group_cells, point_key
+from iobench.benchmarks.results.record import CellRecord
+from iobench.benchmarks.results.stats import HEADLINE_METRICS, median_interval
+from iobench.benchmarks.run.matrix import Cell
+from iobench.benchmarks.run.rounds import interleave
+from iobench.common.errors import UsageError
+
+# Fewer rounds than this never count as precise: an interval from two is too
+# easily narrow by chance (two equal figures give a zero width).
+MIN_ROUNDS = 3
+# A target looser than this is not what --precision is for; tighter is not
+# reachable on a shared machine in any budget.
+TARGET_RANGE = (0.005, 0.5)
+DEFAULT_BUDGET_S = 20 * 60.0
+# A precision run's rounds at most, whatever the budget: a bound on the loop.
+MAX_ROUNDS = 200
+UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_precision(text: str) -> float:
+    """'5%' or '5' -> 0.05; UsageError otherwise."""
+    try:
+        value = float(text.strip().rstrip("%")) / 100
+    except ValueError:
+        raise UsageError(f"bad --precision {text!r}: expected a percentage like 5%") from None
+    low, high = TARGET_RANGE
+    if not low <= value <= high:
+        raise UsageError(f"bad --precision {text!r}: must be {low:.1%}-{high:.0%}")
+    return value
+
+
+def parse_budget(text: str) -> float:
+    """'20m', '90s', '1h' or seconds -> seconds; UsageError otherwise."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not match:
+        raise UsageError(f"bad --budget {text!r}: expected a duration like 20m, 90s or 1h")
+    seconds = float(match.group(1)) * UNITS[match.group(2) or "s"]
+    if not 0 < seconds <= 24 * 3600:
+        raise UsageError(f"bad --budget {text!r}: must be more than 0 and at most 24h")
+    return seconds
+
+
+def check_metrics(names: list[str]) -> tuple[str, ...]:
+    unknown = [n for n in names if n not in HEADLINE_METRICS]
+    if unknown:
+        raise UsageError(f"unknown precision_metrics {', '.join(unknown)}; valid: "
+                         f"{', '.join(HEADLINE_METRICS)}")
+    return tuple(names) or HEADLINE_METRICS
+
+
+def shortfalls(cells: list[CellRecord], target: float,
+               metrics: tuple[str, ...]) -> dict[str, list[str]]:
+    """Cell key -> what is not yet within ``target`` ('throughput +-7% (n=4)').
+
+    A key none of whose rounds succeeded is left out: more rounds of a cell
+    that fails do not make it precise. So is a metric no round has.
+    """
+    found: dict[str, list[str]] = {}
+    for group in group_cells(cells):
+        if group.failed:
+            continue
+        for metric in metrics:
+            values = group.values(metric)
+            if not values:
+                continue
+            interval = median_interval(values)
+            if interval is None or len(values) < MIN_ROUNDS:
+                found.setdefault(group.key, []).append(f"{metric} (n={len(values)})")
+            elif not interval.within(target, metric):
+                width = interval.half_width
+                shown = f"±{width:.1%}" if width is not None else "unbounded"
+                found.setdefault(group.key, []).append(f"{metric} {shown} (n={interval.n})")
+    return found
+
+
+@dataclass
+class PrecisionLoop:
+    """Yields the planned cells, then rounds for the points still imprecise.
+
+    ``store_cells`` is read before each added round, so it sees the cells the
+    runner has recorded so far. ``estimate`` gives a cell's planned seconds.
+    """
+
+    planned: list[Cell]
+    store_cells: Callable[[], list[CellRecord]]
+    target: float
+    budget_s: float
+    metrics: tuple[str, ...]
+    seed: int
+    estimate: Callable[[Cell], float]
+    clock: Callable[[], float] = time.monotonic
+    started: float | None = None
+    rounds_added: int = 0
+    unmet: dict[str, list[str]] = field(default_factory=dict)
+    stopped_by: str | None = None
+
+    def __iter__(self) -> Iterator[Cell]:
+        if self.started is None:
+            self.started = self.clock()
+        yield from self.planned
+        templates: dict[str, Cell] = {}
+        for cell in self.planned:
+            templates.setdefault(cell.key, cell)
+        while True:
+            self.unmet = shortfalls(self.store_cells(), self.target, self.metrics)
+            if not self.unmet:
+                self.stopped_by = "precise"
+                return
+            batch = self.next_round(templates)
+            spent = self.clock() - self.started
+            if not batch:
+                self.stopped_by = "nothing to add"
+                return
+            if self.rounds_added >= MAX_ROUNDS:
+                self.stopped_by = f"{MAX_ROUNDS} rounds"
+                return
+            if spent + sum(self.estimate(c) for c in batch) > self.budget_s:
+                self.stopped_by = "budget"
+                return
+            self.rounds_added += 1
+            yield from batch
+
+    def next_round(self, templates: dict[str, Cell]) -> list[Cell]:
+        """One more round of every point that has an imprecise cell, all its models."""
+        points = {point_key(key) for key in self.unmet}
+        recorded = self.store_cells()
+        latest: dict[str, int] = {}
+        for record in recorded:
+            point = point_key(record.key)
+            latest[point] = max(latest.get(point, -1), record.repetition)
+        batch = [replace(cell, repetition=latest.get(point_key(key), -1) + 1)
+                 for key, cell in templates.items() if point_key(key) in points]
+        return interleave(batch, self.seed)
+
+    def summary(self) -> dict[str, object]:
+        """What the loop did, for results.json (``precision``)."""
+        return {"target": self.target, "budget_s": self.budget_s,
+                "metrics": list(self.metrics), "rounds_added": self.rounds_added,
+                "stopped_by": self.stopped_by,
+                "unmet": {key: reasons for key, reasons in sorted(self.unmet.items())}}

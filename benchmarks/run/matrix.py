@@ -21,7 +21,7 @@ from iobench.common.errors import UsageError
 from iobench.servers.base import ParamError, ServerModel
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
-BUILTIN_PROFILES = ("quick", "full")
+BUILTIN_PROFILES = ("quick", "full", "precision-probe")
 SCENARIOS = ("idle", "closed", "open", "interval", "neighbour", "scale", "syscalls")
 NEIGHBOUR_PHASES = ("solo", "idle", "load")
 

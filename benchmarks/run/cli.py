@@ -58,7 +58,7 @@ def add_run_arguments(parser: Any) -> None:
                              "are not")
     parser.add_argument("--budget", metavar="TIME", default=None,
                         help="with --precision: the whole run's time limit, e.g. 20m, 600s "
-                             "or 1h (default 20m)")
+                             "or 1h (default: the profile's precision_budget_s, else 20m)")
     parser.add_argument("--force", action="store_true",
                         help="with --resume: continue even on a machine that differs from the "
                              "run's (CPU model, CPU count, kernel); the difference is recorded")
@@ -367,7 +367,8 @@ def precision_request(args: Any, profile: Profile) -> tuple[float | None, float,
         if args.budget is not None:
             raise UsageError("--budget limits the rounds --precision adds: add --precision PCT")
         return None, 0.0, ()
-    budget = precision.parse_budget(args.budget) if args.budget else precision.DEFAULT_BUDGET_S
+    budget = (precision.parse_budget(args.budget) if args.budget
+              else float(profile.spec.get("precision_budget_s") or precision.DEFAULT_BUDGET_S))
     return (precision.parse_precision(args.precision), budget,
             precision.check_metrics(list(profile.spec.get("precision_metrics") or [])))
 

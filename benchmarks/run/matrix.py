@@ -154,8 +154,10 @@ SCHEMA: dict[str, dict[str, tuple[Check, Any]]] = {
         "cell_timeout_s": (DURATION, 20.0),
         "rounds": (_rounds, {}),
         "seed": (_number(0, SEED_LIMIT - 1, integer=True), None),
-        # iobench run --precision: the headline metrics it narrows (default: all of them).
+        # iobench run --precision: the headline metrics it narrows (default: all of
+        # them), and its time budget when --budget is not given (default 20 minutes).
         "precision_metrics": (_names, []),
+        "precision_budget_s": (_number(0, MAX_SECONDS, strict=True), None),
     },
     "params": {},  # free-form: model name -> its parameters, checked by the model
     "loadgen": {

@@ -132,11 +132,20 @@ class PrecisionLoop:
             if self.rounds_added >= MAX_ROUNDS:
                 self.stopped_by = f"{MAX_ROUNDS} rounds"
                 return
-            if spent + sum(self.estimate(c) for c in batch) > self.budget_s:
+            if spent + self.round_seconds(batch) > self.budget_s:
                 self.stopped_by = "budget"
                 return
             self.rounds_added += 1
             yield from batch
+
+    def round_seconds(self, batch: list[Cell]) -> float:
+        """How long ``batch`` will take: each cell's planned time, or the longest its
+        key took so far when that was longer (a busy machine starts processes slowly)."""
+        taken: dict[str, float] = {}
+        for record in self.store_cells():
+            if record.duration_s is not None:
+                taken[record.key] = max(taken.get(record.key, 0.0), record.duration_s)
+        return sum(max(self.estimate(cell), taken.get(cell.key, 0.0)) for cell in batch)
 
     def next_round(self, templates: dict[str, Cell]) -> list[Cell]:
         """One more round of every point that has an imprecise cell, all its models."""

@@ -1,12 +1,15 @@
 """``iobench run --precision 5% [--budget 20m]``: rounds until the intervals are narrow.
 
 As netperf's confidence loop (``-i max,min -I level,width``) does: after the
-planned rounds, every cell whose headline intervals (``HEADLINE_METRICS``,
-or the profile's ``precision_metrics``) are wider than the target on either
+planned rounds, a cell whose headline intervals (``HEADLINE_METRICS``, or
+the profile's ``precision_metrics``) are wider than the target on either
 side of the median gets another round, and so does every other model of its
-matrix point, so that comparisons stay paired round by round. Rounds are
-added until every interval is narrow enough or the next round would not fit
-in the budget; the run then names the cells that did not get there.
+matrix point, so that comparisons stay paired round by round. One point's
+round at a time, the point with the fewest rounds first (the cheapest among
+equals), so a budget too small for every point still narrows the ones it can.
+Rounds are added until every interval is narrow enough or no round fits in
+what is left of the budget; the run then names the cells that did not get
+there.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ MIN_ROUNDS = 3
 # reachable on a shared machine in any budget.
 TARGET_RANGE = (0.005, 0.5)
 DEFAULT_BUDGET_S = 20 * 60.0
-# A precision run's rounds at most, whatever the budget: a bound on the loop.
+# A point's rounds at most, whatever the budget: a bound on the loop.
 MAX_ROUNDS = 200
 UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -116,48 +119,55 @@ class PrecisionLoop:
         if self.started is None:
             self.started = self.clock()
         yield from self.planned
-        templates: dict[str, Cell] = {}
+        templates: dict[str, list[Cell]] = {}
         for cell in self.planned:
-            templates.setdefault(cell.key, cell)
+            members = templates.setdefault(point_key(cell.key), [])
+            if cell.key not in {c.key for c in members}:
+                members.append(cell)
         while True:
-            self.unmet = shortfalls(self.store_cells(), self.target, self.metrics)
+            recorded = self.store_cells()
+            self.unmet = shortfalls(recorded, self.target, self.metrics)
             if not self.unmet:
                 self.stopped_by = "precise"
                 return
-            batch = self.next_round(templates)
-            spent = self.clock() - self.started
-            if not batch:
-                self.stopped_by = "nothing to add"
-                return
-            if self.rounds_added >= MAX_ROUNDS:
-                self.stopped_by = f"{MAX_ROUNDS} rounds"
-                return
-            if spent + self.round_seconds(batch) > self.budget_s:
-                self.stopped_by = "budget"
+            batch = self.next_round(templates, recorded)
+            if batch is None:
                 return
             self.rounds_added += 1
             yield from batch
 
-    def round_seconds(self, batch: list[Cell]) -> float:
-        """How long ``batch`` will take: each cell's planned time, or the longest its
-        key took so far when that was longer (a busy machine starts processes slowly)."""
+    def next_round(self, templates: dict[str, list[Cell]],
+                   recorded: list[CellRecord]) -> list[Cell] | None:
+        """One more round of one imprecise point, all its models: the point with the
+        fewest rounds (the cheapest first among equals) whose round fits the budget.
+        None, with ``stopped_by`` set, when no round is to be added."""
+        rounds: dict[str, int] = {}
         taken: dict[str, float] = {}
-        for record in self.store_cells():
-            if record.duration_s is not None:
-                taken[record.key] = max(taken.get(record.key, 0.0), record.duration_s)
-        return sum(max(self.estimate(cell), taken.get(cell.key, 0.0)) for cell in batch)
-
-    def next_round(self, templates: dict[str, Cell]) -> list[Cell]:
-        """One more round of every point that has an imprecise cell, all its models."""
-        points = {point_key(key) for key in self.unmet}
-        recorded = self.store_cells()
-        latest: dict[str, int] = {}
         for record in recorded:
             point = point_key(record.key)
-            latest[point] = max(latest.get(point, -1), record.repetition)
-        batch = [replace(cell, repetition=latest.get(point_key(key), -1) + 1)
-                 for key, cell in templates.items() if point_key(key) in points]
-        return interleave(batch, self.seed)
+            rounds[point] = max(rounds.get(point, 0), record.repetition + 1)
+            if record.duration_s is not None:
+                taken[record.key] = max(taken.get(record.key, 0.0), record.duration_s)
+        candidates = []
+        for point in sorted({point_key(key) for key in self.unmet}):
+            members = templates.get(point)
+            if not members or rounds.get(point, 0) >= MAX_ROUNDS:
+                continue
+            # A round is planned at the longest its cells took so far, when that
+            # was longer than planned (a busy machine starts processes slowly).
+            cost = sum(max(self.estimate(c), taken.get(c.key, 0.0)) for c in members)
+            candidates.append((rounds.get(point, 0), cost, point))
+        if not candidates:
+            self.stopped_by = f"{MAX_ROUNDS} rounds" if self.unmet else "nothing to add"
+            return None
+        assert self.started is not None
+        left = self.budget_s - (self.clock() - self.started)
+        for count, cost, point in sorted(candidates):
+            if cost <= left:
+                batch = [replace(cell, repetition=count) for cell in templates[point]]
+                return interleave(batch, self.seed)
+        self.stopped_by = "budget"
+        return None
 
     def summary(self) -> dict[str, object]:
         """What the loop did, for results.json (``precision``)."""

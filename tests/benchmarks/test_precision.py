@@ -60,7 +60,7 @@ def test_rounds_are_added_to_every_model_until_the_budget_ends_and_the_rest_are_
     # threads never settles: the loop goes on to its bound, every model of the point along.
     assert loop.stopped_by == f"{precision.MAX_ROUNDS} rounds"
     rounds = {m: sorted(c.repetition for c in recorded if c.model == m) for m in MODELS}
-    assert rounds["epoll"] == rounds["threads"] == list(range(precision.MAX_ROUNDS + 1))
+    assert rounds["epoll"] == rounds["threads"] == list(range(precision.MAX_ROUNDS))
     assert list(loop.unmet) == ["closed/threads/c16/s64"]
     assert loop.unmet["closed/threads/c16/s64"][0].startswith("throughput_rps ±")
     loop, recorded = run_loop(budget_s=10, estimate_s=1.0)
@@ -80,3 +80,29 @@ def test_a_precise_point_stops_after_the_minimum_rounds() -> None:
                                                                         cell.repetition))))
     assert loop.stopped_by == "precise" and not loop.unmet
     assert max(c.repetition for c in recorded) == precision.MIN_ROUNDS - 1
+
+
+def test_a_budget_too_small_for_every_point_narrows_the_ones_it_can() -> None:
+    """Two points, both imprecise after one round: the cheap one fits the budget."""
+    cheap = [Cell(f"closed/{m}/c16/s64", "closed", m, {}, "closed", 16, size_bytes=64)
+             for m in ("epoll", "uvloop")]
+    dear = [Cell(f"scale/{m}/i10000/c16/s64", "scale", m, {}, "closed", 16, size_bytes=64,
+                 idle=10000) for m in ("epoll", "uvloop")]
+    recorded: list[CellRecord] = []
+    cost = {"closed": 1.0, "scale": 30.0}
+    loop = precision.PrecisionLoop(cheap + dear, lambda: recorded, 0.05, 70.0,
+                                   ("throughput_rps",), seed=1,
+                                   estimate=lambda cell: cost[cell.scenario],
+                                   clock=lambda: sum(cost[c.scenario] for c in recorded))
+    for cell in loop:
+        assert cell.model is not None
+        recorded.append(CellRecord(cell.key, cell.scenario, cell.model,
+                                   repetition=cell.repetition,
+                                   metrics=Metrics(throughput_rps=noisy(cell.model,
+                                                                        cell.repetition))))
+    rounds = {key: sorted(c.repetition for c in recorded if c.key == key)
+              for key in {c.key for c in recorded}}
+    assert rounds["closed/epoll/c16/s64"] == [0, 1, 2] == rounds["closed/uvloop/c16/s64"]
+    assert rounds["scale/epoll/i10000/c16/s64"] == [0]
+    assert loop.stopped_by == "budget" and list(loop.unmet) == [
+        "scale/epoll/i10000/c16/s64", "scale/uvloop/i10000/c16/s64"]

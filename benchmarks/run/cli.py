@@ -38,9 +38,10 @@ class ClusterUnavailable(UsageError):
 
 def add_run_arguments(parser: Any) -> None:
     parser.add_argument("--profile", default="quick", metavar="quick|full|PATH",
-                        help="the matrix: quick (default, under 4 minutes), full (about 15 "
-                             "minutes a repetition on 2 cores, 3 repetitions) or a TOML "
-                             "profile file")
+                        help="the matrix: quick (default, under 4 minutes), full (about 25 "
+                             "minutes on 2 cores, the closed loop in 3 rounds), "
+                             "precision-probe (five fast models at one point, for "
+                             "--precision) or a TOML profile file")
     parser.add_argument("--models", metavar="A,B,...",
                         help="run only these models (default: every available model)")
     parser.add_argument("--repeat", type=int, metavar="N",

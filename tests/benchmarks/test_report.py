@@ -102,7 +102,9 @@ def test_all_claims_hold_on_the_articles_story(tmp_path: Path) -> None:
 ])
 def test_a_claim_that_fails_in_the_data_gets_does_not_hold(tmp_path: Path, claim: str,
                                                            tweak: Any) -> None:
-    result = verdicts(make_results(tweak=tweak), tmp_path)
+    # Six rounds: a paired comparison's interval is then narrow enough to clear a
+    # threshold (with two, Student's t at one degree of freedom is 12.7 wide).
+    result = verdicts(make_results(tweak=tweak, repetitions=6), tmp_path)
     assert result[claim] == Verdict.DOES_NOT_HOLD
     others = {c: v for c, v in result.items() if c != claim}
     assert set(others.values()) == {Verdict.HOLDS}
@@ -367,3 +369,47 @@ def test_busy_poll_claim_quotes_the_neighbour_and_contention(tmp_path: Path) -> 
     assert busy.verdict == Verdict.INCONCLUSIVE and "other processes took its CPU" in busy.reason
     assert any(line.startswith("a CPU-bound neighbour beside the idle server") and
                "busy-poll 0.5" in line for line in busy.evidence)
+
+
+def per_round(model: str, scenario: str, factors: tuple[float, ...]) -> Any:
+    """Scale ``model``'s throughput in ``scenario`` by factors[repetition] (Little's law kept)."""
+    def apply(cell: dict[str, Any]) -> None:
+        if cell["model"] == model and cell["scenario"] == scenario:
+            value = cell["metrics"]["throughput_rps"] * factors[cell["repetition"]]
+            cell["metrics"]["throughput_rps"] = value
+            cell["metrics"]["mean_us"] = cell["connections"] / value * 1e6
+    return apply
+
+
+def test_a_paired_ratio_that_straddles_its_threshold_is_inconclusive(tmp_path: Path) -> None:
+    ratios = (0.6, 0.9, 0.65, 0.85, 0.62, 0.88)  # poll-sleep / select, round by round
+
+    def pin(cell: dict[str, Any]) -> None:
+        if cell["scenario"] == "closed" and cell["model"] in ("select", "poll-sleep"):
+            set_metric(cell["model"], "closed", "throughput_rps", 10_000.0)(cell)
+            if cell["model"] == "poll-sleep":
+                per_round("poll-sleep", "closed", ratios)(cell)
+
+    result = judge(make_results(repetitions=6, tweak=pin), tmp_path)
+    claim = result["Polling with a sleep lowers throughput"]
+    assert claim.verdict == Verdict.INCONCLUSIVE
+    assert "without clearing either" in claim.reason and "over 6 rounds" in claim.reason
+
+
+def test_a_drift_shared_by_both_models_leaves_the_paired_verdict_standing(
+        tmp_path: Path) -> None:
+    """Every model 40% slower in odd rounds: poll-sleep's min-max range overlaps select's,
+    but round by round it stays at a fraction of select's, and the claim holds."""
+    drift = (1.0, 0.6, 1.0, 0.6, 1.0, 0.6)
+
+    def both(cell: dict[str, Any]) -> None:
+        if cell["scenario"] == "closed" and cell["model"] in ("select", "poll-sleep"):
+            per_round(cell["model"], "closed", drift)(cell)
+
+    result = judge(make_results(repetitions=6, tweak=both), tmp_path)
+    claim = result["Polling with a sleep lowers throughput"]
+    assert claim.verdict == Verdict.HOLDS and "paired" in claim.reason
+
+
+def judge(data: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    return {c.claim: c for c in judge_claims(load_run(write_run(tmp_path / "run", data)))}

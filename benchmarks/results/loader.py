@@ -153,6 +153,15 @@ class CellGroup:
         """The median over repetitions and rounds with its 95% interval (None below two)."""
         return median_interval(self.values(metric, plausible_only=plausible_only))
 
+    def bars(self, metric: str) -> Spread | None:
+        """The median with its 95% interval as ``low``/``high``, for error bars; a point
+        of one round keeps its single value (no bar)."""
+        spread = self.metric(metric)
+        interval = self.interval(metric)
+        if spread is None or interval is None:
+            return spread
+        return Spread(spread.median, interval.low, interval.high, spread.count)
+
     def by_round(self, metric: str, *, plausible_only: bool = False) -> dict[int, float]:
         """The metric in each round (repetition) that has it: what paired ratios pair."""
         cells = self.plausible_cells if plausible_only else self.ok_cells

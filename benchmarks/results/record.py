@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from iobench.benchmarks.results.scenarios import SCENARIOS
 from iobench.common.errors import UsageError
 
 SCHEMA_VERSION = 2
@@ -208,6 +209,9 @@ class CellRecord:
         where = f"{where} {data['key']!r}"
         _expect(data, "key", str, where, nullable=False)
         _expect(data, "scenario", str, where, nullable=False)
+        if data["scenario"] not in SCENARIOS:
+            raise RecordError(f"{where}: unknown scenario {data['scenario']!r} (this iobench "
+                              f"reads {', '.join(SCENARIOS)})")
         _expect(data, "model", str, where)
         _expect(data, "status", str, where, nullable=False)
         _expect(data, "params", dict, where)

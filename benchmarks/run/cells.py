@@ -1,14 +1,29 @@
-"""A cell: one point of the matrix, once per repetition, and how it fails.
+"""A cell: one point of the matrix, once per repetition, its key, and how it fails.
 
 Scenarios expand into cells (``iobench.benchmarks.run.scenarios``); the
 runner runs them; a cell that cannot give valid numbers raises
-:class:`CellFailed`, whose message is the reason recorded.
+:class:`CellFailed`, whose message is the reason recorded. A cell's key is
+made here alone, by :func:`cell_key`, from the fields that tell its
+scenario's points apart: ``--resume``, the report and ``iobench compare``
+match cells by it, so two points must never share one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+# The fields a key may show, in the order it shows them, each after its letter
+# (a phase stands alone): closed/select/c16/s64, scale/epoll/i10000/r500/c16/s64.
+KEY_FIELDS: tuple[tuple[str, str], ...] = (
+    ("phase", ""),
+    ("idle", "i"),
+    ("rate_rps", "r"),
+    ("peak_fraction", "f"),
+    ("connections", "c"),
+    ("size_bytes", "s"),
+)
 
 
 class CellFailed(Exception):
@@ -50,3 +65,31 @@ def model_label(model: str, params: dict[str, Any]) -> str:
     if not params:
         return model
     return f"{model}({','.join(f'{k}={v}' for k, v in sorted(params.items()))})"
+
+
+def exact(value: float | str) -> str:
+    """A key's number: a whole one without a point (500.0 -> 500), any other with every
+    digit it needs to be read back (shortest round trip), so two values never share a
+    key as they did when rates were cut to six digits."""
+    if isinstance(value, str):
+        return value
+    if float(value).is_integer():
+        return str(int(value))
+    return repr(float(value))
+
+
+def cell_key(cell: Cell, shown: Iterable[str]) -> str:
+    """``scenario/model(params)/field...``: the fields in ``shown`` that the cell has."""
+    wanted = set(shown)
+    unknown = wanted - {name for name, _ in KEY_FIELDS}
+    if unknown:
+        raise ValueError(f"a key cannot show {', '.join(sorted(unknown))}")
+    parts = [cell.scenario]
+    if cell.model is not None:
+        parts.append(model_label(cell.model, cell.params))
+    for name, letter in KEY_FIELDS:
+        value = getattr(cell, name)
+        if name in wanted and value is not None:
+            parts.append(letter + exact(value))
+    return "/".join(parts)
+

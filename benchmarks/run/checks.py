@@ -63,14 +63,27 @@ def number(minimum: float, maximum: float, *, integer: bool = False,
 
 
 def list_of(item: Check, *, may_be_empty: bool = False) -> Check:
+    """A list of values each passing ``item``, none twice (see :func:`distinct`)."""
     def check(where: str, value: Any) -> list[Any]:
         if not isinstance(value, list) or (not value and not may_be_empty):
             raise ProfileError(f"{where} must be a non-empty list, got {value!r}")
         if len(value) > MAX_LIST_ITEMS:
             raise ProfileError(f"{where} has {len(value)} values; at most {MAX_LIST_ITEMS}")
-        return [item(f"{where}[{i}]", v) for i, v in enumerate(value)]
+        return distinct(where, [item(f"{where}[{i}]", v) for i, v in enumerate(value)])
 
     return check
+
+
+def distinct(where: str, values: list[Any]) -> list[Any]:
+    """``values``, checked: each value of a list is a point of the matrix, so one given twice
+    (``sizes_bytes = [64, 64]``, or 500 and 500.0) would be two cells with one key, which
+    --resume and the report would take for repetitions of one point."""
+    seen: list[Any] = []
+    for value in values:
+        if value in seen:
+            raise ProfileError(f"{where} holds {value!r} twice; give each value once")
+        seen.append(value)
+    return values
 
 
 def text(where: str, value: Any) -> str:
@@ -82,7 +95,7 @@ def text(where: str, value: Any) -> str:
 def names(where: str, value: Any) -> list[str]:
     if not isinstance(value, list):
         raise ProfileError(f"{where} must be a list of model names, got {value!r}")
-    return [text(f"{where}[{i}]", v) for i, v in enumerate(value)]
+    return distinct(where, [text(f"{where}[{i}]", v) for i, v in enumerate(value)])
 
 
 def one_of(choices: tuple[str, ...], what: str) -> Check:

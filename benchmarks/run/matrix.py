@@ -191,10 +191,23 @@ def expand(profile: Profile, models: list[str]) -> list[Cell]:
     """
     cells = []
     for repetition in range(profile.repeat):
+        made: dict[str, Cell] = {}
         for name, scenario in RUN_SCENARIOS.items():
             section = profile.section(name)
             if section is not None:
                 for cell in scenario.expand(section, models, profile.spec.get("params", {})):
                     cell.repetition = repetition
+                    _check_unique(profile, made, cell)
                     cells.append(cell)
     return cells
+
+
+def _check_unique(profile: Profile, made: dict[str, Cell], cell: Cell) -> None:
+    """ProfileError if ``cell`` has the key of a cell already made (a variant that equals
+    the model's own parameters, say): --resume and the report would take the two for
+    repetitions of one point."""
+    other = made.setdefault(cell.key, cell)
+    if other is not cell:
+        raise ProfileError(f"profile {profile.name!r}: [{cell.scenario}] makes the point "
+                           f"{cell.key!r} twice (a value, variant or reference that repeats "
+                           "another); give each point once")

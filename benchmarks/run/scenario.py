@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from iobench.benchmarks.results.record import CellRecord
-from iobench.benchmarks.run.cells import Cell
+from iobench.benchmarks.run.cells import Cell, cell_key
 from iobench.benchmarks.run.checks import Keys
 from iobench.benchmarks.run.launcher import Launcher
 from iobench.benchmarks.run.syscalls import SyscallCounter, UnavailableCounter
@@ -33,6 +33,20 @@ class RunScenario:
     # The profile section's name and keys: key -> (check, default).
     name: ClassVar[str]
     keys: ClassVar[Keys]
+    # The cell fields that tell this scenario's points apart, shown in its
+    # keys (see cells.KEY_FIELDS); a field a cell leaves None is left out.
+    key_fields: ClassVar[tuple[str, ...]]
+
+    def shown(self, cell: Cell) -> tuple[str, ...]:
+        """The fields ``cell``'s key shows (by default, every one of :attr:`key_fields`)."""
+        return self.key_fields
+
+    def cell(self, model: str | None, params: dict[str, Any], mode: str, connections: int,
+             **fields: Any) -> Cell:
+        """A cell of this scenario, its key made from its fields."""
+        made = Cell("", self.name, model, params, mode, connections, **fields)
+        made.key = cell_key(made, self.shown(made))
+        return made
 
     def check(self, spec: dict[str, Any], where: str) -> None:
         """Checks across keys or sections, once each key passed its own (ProfileError)."""

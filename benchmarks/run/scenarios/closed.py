@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from iobench.benchmarks.run import scale
-from iobench.benchmarks.run.cells import Cell, model_label
+from iobench.benchmarks.run.cells import Cell
 from iobench.benchmarks.run.checks import COUNT, DURATION, SIZE, WARMUP, list_of, variants
 from iobench.benchmarks.run.launcher import Launcher
 from iobench.benchmarks.run.scenario import RunScenario
@@ -18,6 +18,7 @@ from iobench.benchmarks.run.syscalls import SyscallCounter
 
 class Closed(RunScenario):
     name = "closed"
+    key_fields = ("connections", "size_bytes")
     keys = {
         "connections": (list_of(COUNT), [16]),
         "sizes_bytes": (list_of(SIZE), [64]),
@@ -44,10 +45,9 @@ class Closed(RunScenario):
             for p in (own, *extra):
                 for size in section["sizes_bytes"]:
                     for connections in section["connections"]:
-                        yield Cell(f"closed/{model_label(model, p)}/c{connections}/s{size}",
-                                   self.name, model, p, "closed", connections, size_bytes=size,
-                                   duration_s=section["duration_s"],
-                                   warmup_s=section["warmup_s"])
+                        yield self.cell(model, p, "closed", connections, size_bytes=size,
+                                        duration_s=section["duration_s"],
+                                        warmup_s=section["warmup_s"])
 
     def syscall_counter(self, launcher: Launcher, pid: int, cell: Cell) -> SyscallCounter:
         # Attached before the load starts: threads and processes the server

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from iobench.benchmarks.run.cells import Cell, model_label
+from iobench.benchmarks.run.cells import Cell
 from iobench.benchmarks.run.checks import CONNECTIONS, DURATION, list_of
 from iobench.benchmarks.run.scenario import RunScenario
 
 
 class Idle(RunScenario):
     name = "idle"
+    key_fields = ("connections",)
     keys = {
         "connections": (list_of(CONNECTIONS), [0, 100]),
         "duration_s": (DURATION, 1.0),
@@ -22,8 +23,7 @@ class Idle(RunScenario):
         for model in models:
             for connections in section["connections"]:
                 p = params.get(model, {})
-                yield Cell(f"idle/{model_label(model, p)}/c{connections}", self.name, model, p,
-                           "idle", connections, duration_s=section["duration_s"])
+                yield self.cell(model, p, "idle", connections, duration_s=section["duration_s"])
 
 
 SCENARIO = Idle()

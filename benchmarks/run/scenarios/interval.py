@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from iobench.benchmarks.run.cells import Cell, model_label
+from iobench.benchmarks.run.cells import Cell
 from iobench.benchmarks.run.checks import (
     COUNT,
     DURATION,
@@ -22,6 +22,7 @@ from iobench.benchmarks.run.scenario import RunScenario
 
 class Interval(RunScenario):
     name = "interval"
+    key_fields = ("rate_rps", "connections", "size_bytes")
     keys = {
         "model": (text, "poll-sleep"),
         "param": (text, "interval"),
@@ -52,10 +53,8 @@ class Interval(RunScenario):
         rate, connections = section["rate_rps"], section["connections"]
         size = section["size_bytes"]
         for model, p in runs:
-            yield Cell(f"interval/{model_label(model, p)}/r{rate:g}/c{connections}/s{size}",
-                       self.name, model, p, "open", connections, size_bytes=size,
-                       rate_rps=rate, duration_s=section["duration_s"],
-                       warmup_s=section["warmup_s"])
+            yield self.cell(model, p, "open", connections, size_bytes=size, rate_rps=rate,
+                            duration_s=section["duration_s"], warmup_s=section["warmup_s"])
 
 
 SCENARIO = Interval()

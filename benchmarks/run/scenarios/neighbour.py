@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from iobench.benchmarks.results.record import CellRecord
-from iobench.benchmarks.run.cells import Cell, model_label
+from iobench.benchmarks.run.cells import Cell
 from iobench.benchmarks.run.checks import COUNT, DURATION, RATE, SIZE, WARMUP, names, one_of
 from iobench.benchmarks.run.scenario import RunScenario
 
@@ -20,6 +20,7 @@ PHASES = ("solo", "idle", "load")
 
 class Neighbour(RunScenario):
     name = "neighbour"
+    key_fields = ("phase", "rate_rps", "connections", "size_bytes")
     keys = {
         "phases": (one_of(PHASES, "phase"), list(PHASES)),
         "load_models": (names, []),
@@ -30,6 +31,10 @@ class Neighbour(RunScenario):
         "warmup_s": (WARMUP, 0.3),
     }
 
+    def shown(self, cell: Cell) -> tuple[str, ...]:
+        """Alone or beside an idle server, the phase is the whole point."""
+        return self.key_fields if cell.phase == "load" else ("phase",)
+
     def named_models(self, section: dict[str, Any]) -> dict[str, list[str]]:
         return {"neighbour.load_models": section["load_models"]}
 
@@ -37,22 +42,17 @@ class Neighbour(RunScenario):
                params: dict[str, dict[str, Any]]) -> Iterable[Cell]:
         phases, duration = section["phases"], section["duration_s"]
         if "solo" in phases:
-            yield Cell("neighbour/solo", self.name, None, {}, "idle", 0, phase="solo",
-                       duration_s=duration)
+            yield self.cell(None, {}, "idle", 0, phase="solo", duration_s=duration)
         load_models = section["load_models"] or models
         rate, connections = section["rate_rps"], section["connections"]
         size = section["size_bytes"]
         for model in models:
             p = params.get(model, {})
-            label = model_label(model, p)
             if "idle" in phases:
-                yield Cell(f"neighbour/{label}/idle", self.name, model, p, "idle", 0,
-                           phase="idle", duration_s=duration)
+                yield self.cell(model, p, "idle", 0, phase="idle", duration_s=duration)
             if "load" in phases and model in load_models:
-                yield Cell(f"neighbour/{label}/load/r{rate:g}/c{connections}/s{size}",
-                           self.name, model, p, "open", connections, size_bytes=size,
-                           rate_rps=rate, phase="load", duration_s=duration,
-                           warmup_s=section["warmup_s"])
+                yield self.cell(model, p, "open", connections, size_bytes=size, rate_rps=rate,
+                                phase="load", duration_s=duration, warmup_s=section["warmup_s"])
 
     def annotate(self, record: CellRecord) -> None:
         if record.phase == "load" and record.load is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from iobench.benchmarks.run.cells import Cell, model_label
+from iobench.benchmarks.run.cells import Cell
 from iobench.benchmarks.run.checks import (
     COUNT,
     DURATION,
@@ -21,6 +21,7 @@ from iobench.benchmarks.run.scenario import RunScenario
 
 class Open(RunScenario):
     name = "open"
+    key_fields = ("rate_rps", "peak_fraction", "connections", "size_bytes")
     keys = {
         # Exactly one of the two is non-empty; the stored matrix holds both,
         # the other as [], and --resume checks it again.
@@ -46,15 +47,12 @@ class Open(RunScenario):
         connections, size = section["connections"], section["size_bytes"]
         for model in models:
             p = params.get(model, {})
-            label = model_label(model, p)
             common = {"duration_s": section["duration_s"], "warmup_s": section["warmup_s"],
                       "size_bytes": size}
             for rate in section["rates_rps"]:
-                yield Cell(f"open/{label}/r{rate:g}/c{connections}/s{size}", self.name, model, p,
-                           "open", connections, rate_rps=rate, **common)
+                yield self.cell(model, p, "open", connections, rate_rps=rate, **common)
             for fraction in section["peak_fractions"]:
-                yield Cell(f"open/{label}/f{fraction:g}/c{connections}/s{size}", self.name,
-                           model, p, "open", connections, peak_fraction=fraction, **common)
+                yield self.cell(model, p, "open", connections, peak_fraction=fraction, **common)
 
 
 SCENARIO = Open()

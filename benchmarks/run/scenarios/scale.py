@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from iobench.benchmarks.run import scale
-from iobench.benchmarks.run.cells import Cell, CellFailed, model_label
+from iobench.benchmarks.run.cells import Cell, CellFailed
 from iobench.benchmarks.run.checks import (
     CONNECTIONS,
     COUNT,
@@ -27,6 +27,7 @@ from iobench.servers.registry import get_model
 
 class Scale(RunScenario):
     name = "scale"
+    key_fields = ("idle", "rate_rps", "connections", "size_bytes")
     keys = {
         "idle_connections": (list_of(CONNECTIONS), [0, 10000]),
         "connections": (COUNT, 16),
@@ -49,14 +50,11 @@ class Scale(RunScenario):
                   "size_bytes": size}
         for model in models:
             p = params.get(model, {})
-            label = model_label(model, p)
             for idle in sorted(section["idle_connections"]):
-                yield Cell(f"scale/{label}/i{idle}/c{connections}/s{size}", self.name, model, p,
-                           "closed", connections, idle=idle, **common)
+                yield self.cell(model, p, "closed", connections, idle=idle, **common)
                 for rate in section["rates_rps"]:
-                    yield Cell(f"scale/{label}/i{idle}/r{rate:g}/c{connections}/s{size}",
-                               self.name, model, p, "open", connections, rate_rps=rate,
-                               idle=idle, **common)
+                    yield self.cell(model, p, "open", connections, rate_rps=rate, idle=idle,
+                                    **common)
 
     def prepare(self, cell: Cell, launcher: Launcher, loadgen_timeout_s: float) -> float | None:
         """Fail the cell before its server starts if a limit rules it out (see run/scale.py).

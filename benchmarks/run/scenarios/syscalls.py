@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from iobench.benchmarks.results.record import CellRecord
-from iobench.benchmarks.run.cells import Cell, model_label
+from iobench.benchmarks.run.cells import Cell
 from iobench.benchmarks.run.checks import COUNT, DURATION, RATE, SIZE, WARMUP
 from iobench.benchmarks.run.launcher import Launcher
 from iobench.benchmarks.run.scenario import RunScenario
@@ -20,6 +20,7 @@ from iobench.benchmarks.run.syscalls import SyscallCounter
 
 class Syscalls(RunScenario):
     name = "syscalls"
+    key_fields = ("rate_rps", "connections", "size_bytes")
     keys = {
         "rate_rps": (RATE, 200.0),
         "connections": (COUNT, 16),
@@ -34,10 +35,8 @@ class Syscalls(RunScenario):
         size = section["size_bytes"]
         for model in models:
             p = params.get(model, {})
-            yield Cell(f"syscalls/{model_label(model, p)}/r{rate:g}/c{connections}/s{size}",
-                       self.name, model, p, "open", connections, size_bytes=size,
-                       rate_rps=rate, duration_s=section["duration_s"],
-                       warmup_s=section["warmup_s"])
+            yield self.cell(model, p, "open", connections, size_bytes=size, rate_rps=rate,
+                            duration_s=section["duration_s"], warmup_s=section["warmup_s"])
 
     def syscall_counter(self, launcher: Launcher, pid: int, cell: Cell) -> SyscallCounter:
         return launcher.strace_counter(pid)

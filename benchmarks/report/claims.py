@@ -74,6 +74,7 @@ class Quoted:
     metric: str
     cell: str
     spread: Spread
+    interval: Interval | None = None
 
 
 @dataclass
@@ -104,7 +105,8 @@ def quote(group: CellGroup, metric: str, what: str, spread: Spread) -> None:
     quoted = _quoted.get()
     if quoted is not None and not any(q.cell == group.key and q.metric == metric
                                        for q in quoted):
-        quoted.append(Quoted(what, metric, group.key, spread))
+        quoted.append(Quoted(what, metric, group.key, spread,
+                             group.interval(metric, plausible_only=True)))
 
 
 class Missing(Exception):

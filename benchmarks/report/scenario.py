@@ -54,3 +54,6 @@ class ReportScenario:
     # them; None: the scenario shows none.
     syscall_tool: str | None = None
     headlines: tuple[Headline, ...] = ()
+    # Models compared round by round with the reference model of each point
+    # (epoll, else select): a table of paired ratios with their intervals.
+    ratios: bool = False

@@ -15,6 +15,7 @@ from iobench.benchmarks.report.claims import Verdict, judge_claims
 from iobench.benchmarks.report.document import write_all
 from iobench.benchmarks.report.plots import FIGURES
 from iobench.benchmarks.results.loader import load_run
+from iobench.benchmarks.results.stats import median_interval
 from iobench.cli import main
 from tests.benchmarks.results_factory import make_results, set_metric, write_run
 
@@ -66,8 +67,14 @@ def test_report_numbers_equal_results_json(reported: tuple[Path, list[Path]]) ->
                                 ("idle/busy-poll/c0", "server_cpu_percent", 1)):
         values = [c["metrics"][metric] for c in document["cells"] if c["key"] == key]
         assert len(values) == 3
-        expected = (f"{statistics.median(values):,.{digits}f} "
-                    f"({min(values):,.{digits}f}-{max(values):,.{digits}f})")
+        # A headline figure: its median with its 95% interval, from the same values.
+        interval = median_interval(values)
+        assert interval is not None
+        width = max(interval.high - interval.median, interval.median - interval.low)
+        expected = f"{statistics.median(values):,.{digits}f} ±"
+        share = f"{100 * width / interval.median:.0f}%" if width >= interval.median / 100 \
+            else "<1%"
+        expected += share
         model = key.split("/")[1]
         rows = [line for line in text.splitlines() if line.startswith(f"| {model} |")]
         assert any(expected in row for row in rows), f"{key} {metric}: {expected} not in report"

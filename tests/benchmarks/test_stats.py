@@ -79,3 +79,25 @@ def test_paired_ratio_uses_only_rounds_both_sides_have() -> None:
     ratio = stats.paired_ratio({0: 10.0, 1: 10.0, 2: 0.0}, {1: 12.0, 2: 5.0, 3: 9.0})
     assert ratio is not None and ratio.n == 1 and ratio.median == pytest.approx(1.2)
     assert stats.paired_ratio({0: 1.0}, {1: 1.0}) is None
+
+
+def test_the_store_keeps_each_key_s_interval_with_every_round(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from iobench.benchmarks.results.record import CellRecord, Metrics
+    from iobench.benchmarks.results.store import RunStore, read_results
+
+    folder = Path(str(tmp_path)) / "run"
+    store = RunStore.create(folder, run_id="r", profile="p", environment={}, matrix={})
+    for repetition, value in enumerate((100.0, 110.0, 90.0, 105.0, 95.0, 102.0)):
+        store.add(CellRecord("closed/epoll/c16/s64", "closed", "epoll", repetition=repetition,
+                             metrics=Metrics(throughput_rps=value)))
+        if repetition == 0:
+            assert "ci95" not in read_results(folder)["cells"][0]["metrics"]
+    cells = read_results(folder)["cells"]
+    # Six rounds: order statistics, k = 1, so the interval is min-max, in every round.
+    assert all(c["metrics"]["ci95"] == {"throughput_rps": [90.0, 110.0]} for c in cells)
+    from iobench.benchmarks.results.loader import read_cells
+
+    again = read_cells(cells, folder / "results.json")
+    assert again[3].ci95 == {"throughput_rps": [90.0, 110.0]}

@@ -29,4 +29,5 @@ SCENARIO = ReportScenario(
              ("memory_threads_vs_connections", "Memory (PSS) and threads vs connections")),
     syscall_tool="perf stat on the syscall tracepoints",
     headlines=(Headline("peak_throughput", THROUGHPUT, "peak closed-loop throughput", _peak),),
+    ratios=True,
 )

@@ -420,3 +420,18 @@ def test_a_drift_shared_by_both_models_leaves_the_paired_verdict_standing(
 
 def judge(data: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
     return {c.claim: c for c in judge_claims(load_run(write_run(tmp_path / "run", data)))}
+
+
+def test_report_and_claims_json_carry_the_intervals(reported: tuple[Path, list[Path]]) -> None:
+    run_dir, _ = reported
+    text = (run_dir / "REPORT.md").read_text(encoding="utf-8")
+    assert "Models compared round by round" in text
+    assert "throughput / select's" in text and "x [" in text
+    claims = json.loads((run_dir / "claims.json").read_text())
+    headline = claims["headlines"][0]
+    assert headline["ci95"] is not None and headline["ci95"][0] <= headline["median"] \
+        <= headline["ci95"][1] and "±" in headline["text"]
+    ratio = next(r for r in claims["ratios"] if r["model"] == "threads"
+                 and r["point"] == "closed/*/c16/s64" and r["metric"] == "throughput_rps")
+    assert ratio["reference"] == "select" and ratio["rounds"] == 3
+    assert ratio["ci95"][0] <= ratio["median"] <= ratio["ci95"][1]

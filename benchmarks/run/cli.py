@@ -301,6 +301,7 @@ def run_planned(args: Any, cluster: Cluster | None) -> int:
     from iobench.benchmarks.run.runner import Runner, Settings
     from iobench.common.processes import pinned, raise_fd_limit
 
+    check_precision_options(args)
     if args.resume:
         store, profile, models, placement = plan_resume(args, cluster)
     else:
@@ -336,7 +337,7 @@ def run_planned(args: Any, cluster: Cluster | None) -> int:
         from iobench.benchmarks.run.runner import estimated_seconds
 
         loop = PrecisionLoop(todo, lambda: store.cells, target, budget_s, metrics,
-                             profile.spec.get("seed") or 0, estimated_seconds)
+                             profile.spec.get("seed") or 0, estimated_seconds, matrix=cells)
         planned = loop
     try:
         if cluster is not None:
@@ -361,6 +362,18 @@ def run_planned(args: Any, cluster: Cluster | None) -> int:
         return 130
     print(f"results: {store.run_dir / 'results.json'}")
     return 0
+
+
+def check_precision_options(args: Any) -> None:
+    """--precision and --budget checked before a run folder is made (exit 2 if wrong)."""
+    from iobench.benchmarks.run import precision
+
+    if args.precision is None and args.budget is not None:
+        raise UsageError("--budget limits the rounds --precision adds: add --precision PCT")
+    if args.precision is not None:
+        precision.parse_precision(args.precision)
+    if args.budget is not None:
+        precision.parse_budget(args.budget)
 
 
 def precision_request(args: Any, profile: Profile) -> tuple[float | None, float, tuple[str, ...]]:

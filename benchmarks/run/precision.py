@@ -110,6 +110,8 @@ class PrecisionLoop:
     seed: int
     estimate: Callable[[Cell], float]
     clock: Callable[[], float] = time.monotonic
+    # Every cell of the matrix, when ``planned`` is only what a resume has left.
+    matrix: list[Cell] | None = None
     started: float | None = None
     rounds_added: int = 0
     unmet: dict[str, list[str]] = field(default_factory=dict)
@@ -120,7 +122,7 @@ class PrecisionLoop:
             self.started = self.clock()
         yield from self.planned
         templates: dict[str, list[Cell]] = {}
-        for cell in self.planned:
+        for cell in self.matrix if self.matrix is not None else self.planned:
             members = templates.setdefault(point_key(cell.key), [])
             if cell.key not in {c.key for c in members}:
                 members.append(cell)

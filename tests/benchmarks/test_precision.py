@@ -106,3 +106,22 @@ def test_a_budget_too_small_for_every_point_narrows_the_ones_it_can() -> None:
     assert rounds["scale/epoll/i10000/c16/s64"] == [0]
     assert loop.stopped_by == "budget" and list(loop.unmet) == [
         "scale/epoll/i10000/c16/s64", "scale/uvloop/i10000/c16/s64"]
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--budget", "5m"], "add --precision PCT"),
+    (["--precision", "five"], "bad --precision 'five'"),
+    (["--precision", "5%", "--budget", "soon"], "bad --budget 'soon'"),
+])
+def test_bad_precision_options_are_usage_errors_before_any_folder(
+        tmp_path: object, capsys: pytest.CaptureFixture[str], options: list[str],
+        message: str) -> None:
+    from pathlib import Path
+
+    from iobench.cli import main
+
+    out = Path(str(tmp_path)) / "run"
+    assert main(["run", "--profile", "precision-probe", "--out", str(out), *options]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from iobench.loadgen.connection_report import merge_connection_fields
 from iobench.loadgen.histograms import merge_encoded, summarize
 from iobench.loadgen.params import split_evenly
 from iobench.loadgen.plan import ERROR_KINDS
@@ -70,7 +71,7 @@ def merge_reports(reports: list[dict[str, Any]], hosts: list[str]) -> dict[str, 
             if (r.get("latency_uncorrected") or {}).get("histogram")))
     connect_errors = [r["connect_error"] for r in reports if r.get("connect_error")]
     connected = sum(int(client.get("connected") or 0) for client in clients)
-    return {
+    merged = {
         "schema": SCHEMA,
         "params": params,
         "requests": requests,
@@ -106,6 +107,8 @@ def merge_reports(reports: list[dict[str, Any]], hosts: list[str]) -> dict[str, 
             for host, r in zip(hosts, reports, strict=True)
         ],
     }
+    merged.update(merge_connection_fields(reports))
+    return merged
 
 
 def _count(report: dict[str, Any]) -> int | None:

@@ -95,6 +95,16 @@ class Metrics:
     syscalls_per_request: float | None = None
     # The runner's 10 Hz sampling thread's own CPU, % of one core: what watching cost.
     sampler_cpu_percent: float | None = None
+    # Churn (load generator --requests-per-connection): connections closed after
+    # their K requests per second of the window, their connect latency (the
+    # handshake), and the server's CPU per connection (per request x K).
+    connections_per_s: float | None = None
+    connect_p50_us: float | None = None
+    connect_p99_us: float | None = None
+    cpu_us_per_connection: float | None = None
+    # Closed loop: requests on the wire when the window closed (their ages are
+    # in the latency figures as lower bounds; the load report has them).
+    unanswered_requests: int | None = None
 
     def get(self, name: str) -> Number | None:
         """The metric called ``name`` (None if it is not one)."""

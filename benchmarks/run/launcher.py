@@ -96,6 +96,7 @@ class LoadSpec:
     workers: int = 1
     timeout_s: float = 5.0
     idle: int = 0  # silent connections beside the active ones (scale scenario)
+    requests_per_connection: int | None = None  # churn: K requests, then a new connection
 
     def arguments(self, json_path: Path | None) -> list[str]:
         """The options; ``--json`` only with a path (a remote host picks its own)."""
@@ -109,6 +110,8 @@ class LoadSpec:
             args += ["--rate", f"{self.rate_rps:g}"]
         if self.idle:
             args += ["--idle", str(self.idle)]
+        if self.requests_per_connection is not None:
+            args += ["--requests-per-connection", str(self.requests_per_connection)]
         return args
 
 

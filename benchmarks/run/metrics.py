@@ -130,6 +130,25 @@ def load_metrics(metrics: Metrics, report: dict[str, Any], server: WindowStats |
         if (switches := server.switches_per_s()) is not None:
             metrics.ctx_voluntary_per_request = round(switches[0] / throughput, 4)
             metrics.ctx_involuntary_per_request = round(switches[1] / throughput, 4)
+    connection_metrics(metrics, report, server)
+
+
+def connection_metrics(metrics: Metrics, report: dict[str, Any],
+                       server: WindowStats | None) -> None:
+    """Churn's rate, connect latency and server CPU per connection; requests left unanswered."""
+    unanswered = report.get("unanswered")
+    if unanswered is not None:
+        metrics.unanswered_requests = unanswered.get("requests")
+    churn = report.get("churn")
+    if not churn:
+        return
+    per_s = churn.get("connections_per_s")
+    metrics.connections_per_s = per_s
+    connect = churn.get("connect_latency") or {}
+    metrics.connect_p50_us = connect.get("p50_us")
+    metrics.connect_p99_us = connect.get("p99_us")
+    if server is not None and per_s:
+        metrics.cpu_us_per_connection = round(server.cpu_s / server.elapsed_s * 1e6 / per_s, 2)
 
 
 def load_flags(report: dict[str, Any]) -> list[str]:
@@ -196,9 +215,14 @@ def machine_metrics(record: CellRecord, edges: tuple[Edge, Edge] | None,
 def strip_histograms(report: dict[str, Any]) -> dict[str, Any]:
     """The load report without its encoded histograms (the cell keeps those itself)."""
     stripped = dict(report)
-    for name in ("latency", "latency_uncorrected"):
+    for name in ("latency", "latency_uncorrected", "unanswered"):
         if isinstance(stripped.get(name), dict):
             stripped[name] = {k: v for k, v in stripped[name].items() if k != "histogram"}
+    if isinstance(stripped.get("churn"), dict) and isinstance(
+            stripped["churn"].get("connect_latency"), dict):
+        churn = stripped["churn"] = dict(stripped["churn"])
+        churn["connect_latency"] = {k: v for k, v in churn["connect_latency"].items()
+                                    if k != "histogram"}
     return stripped
 
 

@@ -439,11 +439,15 @@ class Runner:
                              f"{self._stderr_note(server)}")
         context.report = result.report
         self._check_server(server)
-        if not result.report.get("ok", True) or (result.report.get("errors") or {}).get("total"):
+        # "starved: N of M connections unanswered after T s", or a worker's crash.
+        failure = result.report.get("failure")
+        if (failure or not result.report.get("ok", True)
+                or (result.report.get("errors") or {}).get("total")):
             assert cell.model is not None
             errors = m.error_summary(result.report)
             raise CellFailed(scale.starvation(get_model(cell.model), cell, errors)
-                             or f"the load generator reported {errors}"
+                             or (f"{failure}; " if failure else "")
+                             + f"the load generator reported {errors}"
                              f"{self._stderr_note(server)}")
         if result.returncode != 0:
             raise CellFailed(f"the load generator exited with code {result.returncode}: "

@@ -164,6 +164,8 @@ class CellRecord:
     phase: str | None = None
     # Scale scenario: silent connections held beside the active ``connections``.
     idle_connections: int = 0
+    # Churn scenario: requests per connection before it is closed and another opened.
+    requests_per_connection: int | None = None
     placement: dict[str, list[int]] = field(default_factory=dict)
     started: str | None = None
     duration_s: float | None = None
@@ -225,7 +227,8 @@ class CellRecord:
         _expect(data, "notes", dict, where)
         _expect(data, "implausible", list, where)
         _expect(data, "placement", dict, where)
-        for name in ("connections", "size_bytes", "repetition", "idle_connections"):
+        for name in ("connections", "size_bytes", "repetition", "idle_connections",
+                     "requests_per_connection"):
             _expect(data, name, int, where)
         for name in ("rate_rps", "peak_fraction", "duration_s"):
             _expect(data, name, int | float, where)

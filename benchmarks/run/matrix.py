@@ -22,7 +22,7 @@ from iobench.servers.base import ParamError, ServerModel
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
 BUILTIN_PROFILES = ("quick", "full")
-SCENARIOS = ("idle", "closed", "open", "interval", "neighbour", "scale", "syscalls")
+SCENARIOS = ("idle", "closed", "open", "interval", "neighbour", "scale", "churn", "syscalls")
 NEIGHBOUR_PHASES = ("solo", "idle", "load")
 
 Check = Callable[[str, Any], Any]
@@ -125,6 +125,8 @@ COUNT = _number(1, MAX_CONNECTIONS, integer=True)
 CONNECTIONS = _number(0, MAX_CONNECTIONS, integer=True)
 SIZE = _number(1, MAX_SIZE_BYTES, integer=True)
 FRACTION = _number(0, MAX_PEAK_FRACTION, strict=True)
+# The load generator's own limit (--requests-per-connection).
+REQUESTS_PER_CONNECTION = _number(1, 1_000_000, integer=True)
 # A swept model parameter (poll-sleep's interval); the model checks its own range.
 SWEPT_VALUE = _number(0, MAX_SECONDS, strict=True)
 
@@ -195,6 +197,16 @@ SCHEMA: dict[str, dict[str, tuple[Check, Any]]] = {
         "duration_s": (DURATION, 1.0),
         "warmup_s": (WARMUP, 0.5),
     },
+    # Short connections: K requests each, closed loop (accept, thread start and
+    # fork costs per connection). Variants as in [closed] (prefork's listener).
+    "churn": {
+        "requests_per_connection": (_list_of(REQUESTS_PER_CONNECTION), [1, 10]),
+        "connections": (COUNT, 16),
+        "size_bytes": (SIZE, 64),
+        "duration_s": (DURATION, 1.0),
+        "warmup_s": (WARMUP, 0.3),
+        "variants": (_variants, {}),
+    },
     # System calls counted by strace -c -f, for machines without perf: open loop
     # at a low rate, in cells of their own (strace slows every call it sees).
     "syscalls": {
@@ -241,6 +253,7 @@ class Cell:
     peak_fraction: float | None = None  # open loop: a fraction of the model's closed peak
     phase: str | None = None  # neighbour scenario: solo, idle or load
     idle: int = 0  # scale scenario: silent connections beside the active ones
+    requests_per_connection: int | None = None  # churn scenario: K, then a new connection
     duration_s: float = 1.0
     warmup_s: float = 0.0
     repetition: int = 0
@@ -336,6 +349,8 @@ def select_models(profile: Profile, requested: Iterable[str] | None,
     named["params"] = list(profile.spec.get("params", {}))
     variants = (profile.section("closed") or {}).get("variants", {})
     named["closed.variants"] = list(variants)
+    churn_variants = (profile.section("churn") or {}).get("variants", {})
+    named["churn.variants"] = list(churn_variants)
     for where, names in named.items():
         for name in names:
             if name not in registry:
@@ -343,9 +358,11 @@ def select_models(profile: Profile, requested: Iterable[str] | None,
                                    f"valid models: {', '.join(registry)}")
     for name, params in profile.spec.get("params", {}).items():
         _check_model_params(registry[name], params, f"params.{name}")
-    for name, params_list in variants.items():
-        for index, params in enumerate(params_list):
-            _check_model_params(registry[name], params, f"closed.variants.{name}[{index}]")
+    for section, found in (("closed", variants), ("churn", churn_variants)):
+        for name, params_list in found.items():
+            for index, params in enumerate(params_list):
+                _check_model_params(registry[name], params,
+                                    f"{section}.variants.{name}[{index}]")
     if profile.section("interval") is not None:
         interval = profile.spec["interval"]
         _check_model_params(registry[interval["model"]],
@@ -484,6 +501,20 @@ def _scale(section: dict[str, Any], models: list[str], params: dict[str, Any]) -
                            model, p, "open", connections, rate_rps=rate, idle=idle, **common)
 
 
+def _churn(section: dict[str, Any], models: list[str], params: dict[str, Any]) -> Iterable[Cell]:
+    """Per model (and variant), each K in increasing order, closed loop."""
+    connections, size = section["connections"], section["size_bytes"]
+    for model in models:
+        own = params.get(model, {})
+        variants = [{**own, **variant} for variant in section["variants"].get(model, [])]
+        for p in (own, *variants):
+            label = model_label(model, p)
+            for k in sorted(section["requests_per_connection"]):
+                yield Cell(f"churn/{label}/k{k}/c{connections}/s{size}", "churn", model, p,
+                           "closed", connections, size_bytes=size, requests_per_connection=k,
+                           duration_s=section["duration_s"], warmup_s=section["warmup_s"])
+
+
 def _syscalls(section: dict[str, Any], models: list[str],
               params: dict[str, Any]) -> Iterable[Cell]:
     rate, connections, size = section["rate_rps"], section["connections"], section["size_bytes"]
@@ -496,5 +527,5 @@ def _syscalls(section: dict[str, Any], models: list[str],
 
 _EXPANDERS: dict[str, Callable[[dict[str, Any], list[str], dict[str, Any]], Iterable[Cell]]] = {
     "idle": _idle, "closed": _closed, "open": _open, "interval": _interval,
-    "neighbour": _neighbour, "scale": _scale, "syscalls": _syscalls,
+    "neighbour": _neighbour, "scale": _scale, "churn": _churn, "syscalls": _syscalls,
 }

@@ -371,7 +371,7 @@ class Runner:
                         duration, cell.warmup_s, cell.size_bytes, context.rate_rps,
                         self.settings.loadgen_workers,
                         context.loadgen_timeout_s or self.settings.loadgen_timeout_s,
-                        idle=cell.idle)
+                        idle=cell.idle, requests_per_connection=cell.requests_per_connection)
         # Attached before the load starts: threads and processes the server
         # starts for its connections inherit the counters.
         # The syscalls scenario's low-rate cells count with strace instead: it
@@ -598,6 +598,7 @@ class Runner:
             size_bytes=cell.size_bytes, rate_rps=context.rate_rps,
             peak_fraction=cell.peak_fraction, phase=cell.phase,
             idle_connections=cell.idle, repetition=cell.repetition,
+            requests_per_connection=cell.requests_per_connection,
             status=STATUS_FAILED if reason else STATUS_OK, reason=reason,
             placement=placement.as_dict(),
             started=started, duration_s=round(time.monotonic() - context.origin_s, 3),

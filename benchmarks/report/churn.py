@@ -193,6 +193,39 @@ def connection_overhead_us(run: Run, label: str) -> float | None:
     return per_connection.median - per_request.median
 
 
+def _figure(group: CellGroup | None, metric: str) -> str:
+    if group is None:
+        return "-"
+    if group.failed:
+        return "failed"
+    spread = group.metric(metric)
+    return format_spread(metric, spread) if spread is not None else "-"
+
+
+def churn_rows(run: Run) -> tuple[list[str], list[list[str]], tuple[int, ...]]:
+    """The section's table: per model (and variant), its figures at each K, and the overhead."""
+    ks = ks_of(run)
+    header = ["model"]
+    for k in ks:
+        header += [f"connections/s, K={k}", f"server CPU per connection (us), K={k}"]
+    header += [f"server CPU per request (us), K={ks[-1]}" if ks else "server CPU per request",
+               "connection overhead (us)", f"connect p99 (us), K={ks[0]}" if ks else "connect"]
+    by_k = {k: per_connection_groups(run, k) for k in ks}
+    labels = list(dict.fromkeys(label for groups in by_k.values() for label in groups))
+    rows = []
+    for label in labels:
+        row = [label]
+        for k in ks:
+            group = by_k[k].get(label)
+            row += [_figure(group, "connections_per_s"), _figure(group, COST_METRIC)]
+        overhead = connection_overhead_us(run, label)
+        row += [_figure(by_k[ks[-1]].get(label), "cpu_us_per_request"),
+                "-" if overhead is None else f"{overhead:,.1f}",
+                _figure(by_k[ks[0]].get(label), "connect_p99_us")]
+        rows.append(row)
+    return header, rows, tuple(range(1, len(header)))
+
+
 # (key, figures, judge), as in claims.CLAIMS.
 CHURN_VERDICTS = (
     ("churn_process_per_connection_costs", (), process_costs_more),

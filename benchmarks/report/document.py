@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from iobench.benchmarks.report.churn import churn_rows, judge_churn
 from iobench.benchmarks.report.citations import (
     CLAIMS_JSON,
     Citations,
@@ -59,6 +60,7 @@ SCENARIO_TITLES = {
     "interval": "Poll-sleep interval sweep",
     "neighbour": "Neighbour: a CPU-bound process sharing the server's core",
     "scale": "Scale: a few active connections beside many idle ones",
+    "churn": "Churn: K requests per connection, then a new connection",
     "syscalls": "System calls counted by strace, at a low rate",
 }
 SCENARIO_DESCRIPTIONS = {
@@ -74,6 +76,10 @@ SCENARIO_DESCRIPTIONS = {
              "first and kept silent: what each model pays for connections it watches but "
              "that have nothing to say. Its figures and verdicts are in the section "
              "'Beyond the article'.",
+    "churn": "Each connection makes K requests (closed loop), is closed by the load generator "
+             "and another opened at once: what accepting a connection costs each model (a "
+             "thread start, a fork). Its verdicts are in the section 'Beyond the article: "
+             "what a new connection costs'.",
     "syscalls": "Open loop at a low rate under strace -c -f, for machines where perf cannot "
                 "count: strace stops the server at every call, so only the counts of these "
                 "cells mean something, not their latency or CPU.",
@@ -93,6 +99,8 @@ SCENARIO_METRICS = {
     "neighbour": ("neighbour_ops_per_s", "neighbour_ratio", "server_cpu_percent", "p99_us"),
     "scale": ("throughput_rps", "p50_us", "p99_us", "cpu_us_per_request", "server_cpu_percent",
               "pss_bytes", "peak_rss_bytes", "peak_fds", "peak_threads"),
+    "churn": ("connections_per_s", "throughput_rps", "cpu_us_per_connection",
+              "cpu_us_per_request", "connect_p99_us", "p50_us", "p99_us", "server_cpu_percent"),
     "syscalls": ("throughput_rps", "syscalls_per_request"),
 }
 FIGURE_CAPTIONS = {
@@ -195,6 +203,7 @@ KEY_METRIC = {
     "interval": "p50_us",
     "neighbour": "neighbour_ratio",
     "scale": "cpu_us_per_request",
+    "churn": "cpu_us_per_connection",
 }
 # Scenarios whose figures stand in a section of their own, not under the results.
 OWN_SECTION_SCENARIOS = ("scale",)
@@ -268,7 +277,7 @@ def point_of(group: CellGroup) -> tuple[object, ...]:
     load = ("fraction", group.peak_fraction) if group.peak_fraction is not None \
         else ("rate", group.rate_rps)
     return (group.mode, group.connections, group.idle_connections, group.size_bytes, load,
-            group.phase)
+            group.phase, group.requests_per_connection)
 
 
 def table_title(scenario: str, group: CellGroup) -> str:
@@ -282,6 +291,8 @@ def table_title(scenario: str, group: CellGroup) -> str:
         parts.append(f"beside {plural(group.idle_connections, 'idle connection')}")
     if group.size_bytes is not None and group.mode != "idle":
         parts.append(f"{group.size_bytes} B")
+    if group.requests_per_connection is not None:
+        parts.append(f"{plural(group.requests_per_connection, 'request')} per connection")
     if group.peak_fraction is not None:
         parts.append(f"offered {group.peak_fraction:.0%} of each model's closed-loop peak")
     elif group.rate_rps is not None:
@@ -348,6 +359,8 @@ def point_label(group: CellGroup) -> str:
         parts.append(f"{group.connections} idle")
     if group.scenario == "scale":
         parts.append(f"+{group.idle_connections:,} idle")
+    if group.requests_per_connection is not None:
+        parts.append(f"K={group.requests_per_connection}")
     if group.size_bytes is not None and group.mode != "idle":
         parts.append(f"{group.size_bytes} B")
     if group.peak_fraction is not None:
@@ -637,6 +650,38 @@ def scale_blocks(run: Run, plots: PlotOutcome) -> list[Block]:
     return blocks
 
 
+def churn_blocks(run: Run) -> list[Block]:
+    """Beyond the article: what a new connection costs each model, with computed verdicts."""
+    verdicts = judge_churn(run)
+    if not verdicts:
+        return []
+    header, rows, numeric = churn_rows(run)
+    blocks: list[Block] = [
+        Heading(2, "Beyond the article: what a new connection costs"),
+        Paragraph("Short connections (HTTP/1.0 clients, health checks, many RPC clients) make "
+                  "a server pay for every connection: an accept, a thread start, a fork. Here "
+                  "each connection makes K requests in a closed loop and is then closed by "
+                  "the load generator, which opens another at once. Server CPU per "
+                  "connection is the server's CPU over the window divided by the connections "
+                  "completed in it; the connection overhead is that at the smallest K less "
+                  "the CPU per request at the largest (where a connection's cost is spread "
+                  "over its requests). Verdicts use the thresholds in docs/report.md "
+                  "(`benchmarks/report/churn.py`)."),
+        Table(["verdict", "in this run", "why"],
+              [[v.claim, str(v.verdict), v.reason] for v in verdicts]),
+        Table(header, rows, numeric=numeric),
+    ]
+    for verdict in verdicts:
+        blocks.append(Heading(3, f"{verdict.claim}: {verdict.verdict}"))
+        if verdict.evidence:
+            blocks.append(Bullets(verdict.evidence))
+    failed = [(g.key, "; ".join(g.failures)) for g in run.scenario("churn") if g.failed]
+    if failed:
+        blocks.append(Paragraph("Cells that could not run, with why:"))
+        blocks.append(Bullets([f"`{key}`: {reason}" for key, reason in failed]))
+    return blocks
+
+
 def cite_blocks(citations: Citations) -> list[Block]:
     """The same records as claims.json, for a reader who copies a figure from the page."""
     run = citations.run
@@ -667,6 +712,7 @@ def build_report(run: Run, plots: PlotOutcome,
         Heading(1, f"iobench report: {run.run_id}"),
         *summary_blocks(citations.claims, plots),
         *scale_blocks(run, plots),
+        *churn_blocks(run),
         *results_blocks(run, plots),
         *set_aside_blocks(run),
         *cite_blocks(citations),

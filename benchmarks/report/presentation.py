@@ -199,6 +199,11 @@ METRICS: dict[str, MetricStyle] = {
     "client_cpu_percent": MetricStyle("client CPU", "% of a core", digits=1),
     "neighbour_ops_per_s": MetricStyle("neighbour", "ops/s"),
     "neighbour_ratio": MetricStyle("neighbour vs solo", "ratio", digits=2),
+    "connections_per_s": MetricStyle("connections", "per s"),
+    "cpu_us_per_connection": MetricStyle("CPU per connection", "us", digits=1),
+    "connect_p50_us": MetricStyle("connect p50", "us"),
+    "connect_p99_us": MetricStyle("connect p99", "us"),
+    "unanswered_requests": MetricStyle("unanswered at the close", "requests"),
 }
 
 

@@ -37,7 +37,8 @@ RESULT_FILE_MODE = 0o644
 # The record owns the metric names; the CSV lists them in its order.
 METRICS = METRIC_NAMES
 CSV_FIELDS = ("run_id", "key", "scenario", "model", "params", "mode", "connections", "size_bytes",
-              "rate_rps", "peak_fraction", "phase", "idle_connections", "repetition", "status",
+              "rate_rps", "peak_fraction", "phase", "idle_connections", "requests_per_connection",
+              "repetition", "status",
               "reason", "server_cpus", "client_cpus", "started", "duration_s", *METRICS, "flags")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -196,3 +197,25 @@ def test_zero_requests_per_connection_is_refused(capsys: pytest.CaptureFixture[s
     err = capsys.readouterr().err
     assert code == 2
     assert err == ("iobench: error: --requests-per-connection must be 1-1000000, not 0\n")
+
+
+@pytest.mark.parametrize("per_connection", [None, 1])
+def test_a_server_blocked_on_an_idle_client_starves_everyone_in_bounded_time(
+        per_connection: int | None) -> None:
+    """Idle connections come first: a one-at-a-time server waits on the first for ever."""
+    server = SerialServer()
+    started = time.monotonic()
+    try:
+        result = run(LoadParams(target=server.target, connections=CONNECTIONS, idle=2,
+                                workers=2, duration_s=0.5, warmup_s=0.0, timeout_s=0.5,
+                                requests_per_connection=per_connection))
+    finally:
+        server.stop()
+    elapsed = time.monotonic() - started
+    assert result["ok"] is False
+    assert result["starved"]["connections"] == CONNECTIONS == result["starved"]["of"]
+    assert result["failure"].startswith(f"starved: {CONNECTIONS} of {CONNECTIONS} connections")
+    assert result["errors"]["timeout"] == CONNECTIONS
+    assert result["requests"] == 0
+    # Connecting, the first exchange's limit and the workers' start-up, with room to spare.
+    assert elapsed < 15.0

@@ -208,8 +208,10 @@ def churn_rows(run: Run) -> tuple[list[str], list[list[str]], tuple[int, ...]]:
     header = ["model"]
     for k in ks:
         header += [f"connections/s, K={k}", f"server CPU per connection (us), K={k}"]
-    header += [f"server CPU per request (us), K={ks[-1]}" if ks else "server CPU per request",
-               "connection overhead (us)", f"connect p99 (us), K={ks[0]}" if ks else "connect"]
+    several = len(ks) > 1  # the overhead needs a short and a long K
+    if several:
+        header += [f"server CPU per request (us), K={ks[-1]}", "connection overhead (us)"]
+    header.append(f"connect p99 (us), K={ks[0]}" if ks else "connect p99 (us)")
     by_k = {k: per_connection_groups(run, k) for k in ks}
     labels = list(dict.fromkeys(label for groups in by_k.values() for label in groups))
     rows = []
@@ -218,10 +220,11 @@ def churn_rows(run: Run) -> tuple[list[str], list[list[str]], tuple[int, ...]]:
         for k in ks:
             group = by_k[k].get(label)
             row += [_figure(group, "connections_per_s"), _figure(group, COST_METRIC)]
-        overhead = connection_overhead_us(run, label)
-        row += [_figure(by_k[ks[-1]].get(label), "cpu_us_per_request"),
-                "-" if overhead is None else f"{overhead:,.1f}",
-                _figure(by_k[ks[0]].get(label), "connect_p99_us")]
+        if several:
+            overhead = connection_overhead_us(run, label)
+            row += [_figure(by_k[ks[-1]].get(label), "cpu_us_per_request"),
+                    "-" if overhead is None else f"{overhead:,.1f}"]
+        row.append(_figure(by_k[ks[0]].get(label), "connect_p99_us"))
         rows.append(row)
     return header, rows, tuple(range(1, len(header)))
 

@@ -148,3 +148,14 @@ def test_a_churn_run_end_to_end(tmp_path: Path) -> None:
         if metrics["server_cpu_percent"] is not None:
             assert metrics["cpu_us_per_connection"] > 0
     assert "what a new connection costs" in (out / "REPORT.md").read_text()
+
+
+def test_with_one_k_the_section_has_no_overhead_column(tmp_path: Path) -> None:
+    rng = random.Random(5)
+    data = make_results(scenarios=("closed",), models=("select",))
+    data["cells"] += [churn_cell(rng, model, 1, 0, CPU_PER_CONNECTION_US)
+                      for model in ("epoll", "fork")]
+    header, rows, _ = churn_rows(load_run(write_run(tmp_path / "run", data)))
+    assert header == ["model", "connections/s, K=1", "server CPU per connection (us), K=1",
+                      "connect p99 (us), K=1"]
+    assert [row[0] for row in rows] == ["epoll", "fork"]

@@ -10,7 +10,7 @@ import pytest
 
 from iobench.benchmarks.report.churn import churn_rows, judge_churn
 from iobench.benchmarks.report.claims import Verdict
-from iobench.benchmarks.report.document import churn_blocks
+from iobench.benchmarks.report.scenarios.churn import section
 from iobench.benchmarks.results import plausibility
 from iobench.benchmarks.results.loader import load_run
 from iobench.benchmarks.results.record import CellRecord
@@ -112,9 +112,10 @@ def test_the_section_shows_each_models_figures_and_overhead(tmp_path: Path) -> N
     # fork's overhead: about 3000 us per connection less about 310 per request.
     overhead = float(by_model["fork"][header.index("connection overhead (us)")].replace(",", ""))
     assert 2500 < overhead < 2900
-    blocks = churn_blocks(run)
+    blocks = section(run, lambda stem: None)
     assert blocks and "what a new connection costs" in blocks[0].text  # type: ignore[attr-defined]
-    assert churn_blocks(load_run(write_run(tmp_path / "none", make_results()))) == []
+    assert section(load_run(write_run(tmp_path / "none", make_results())),
+                   lambda stem: None) == []
 
 
 def test_littles_law_counts_a_churned_connections_handshake() -> None:

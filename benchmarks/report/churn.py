@@ -41,6 +41,10 @@ PROCESS_MODEL = "fork"
 WAITING_MODEL = "epoll"
 POOL_MODEL = "prefork"
 THREAD_MODEL = "threads"
+# Prefork: the busiest worker's share of the connections its workers accepted
+# (one listener shared by every worker wakes them last in, first out; SO_REUSEPORT
+# spreads by hash; EPOLLEXCLUSIVE sits between).
+BALANCE_METRIC = "busiest_worker_share"
 # K of the figures the verdicts read.
 SHORTEST = 1
 
@@ -176,6 +180,18 @@ def thread_costs_less(run: Run) -> ClaimResult:
                        evidence)
 
 
+def balance_lines(run: Run) -> list[str]:
+    """Prefork's balance under churn: each listener's busiest worker's share, per K."""
+    lines = []
+    for k in ks_of(run):
+        for label, group in per_connection_groups(run, k).items():
+            spread = None if group.failed else group.metric(BALANCE_METRIC)
+            if group.model == POOL_MODEL and spread is not None:
+                lines.append(f"{label}, K = {k}: the busiest worker accepted "
+                              f"{spread.median:.0%} of the connections")
+    return lines
+
+
 def connection_overhead_us(run: Run, label: str) -> float | None:
     """Server CPU a connection costs beyond its request: per connection at K = 1 less per
     request at the largest K (which spreads a connection over many requests)."""
@@ -212,6 +228,9 @@ def churn_rows(run: Run) -> tuple[list[str], list[list[str]], tuple[int, ...]]:
     if several:
         header += [f"server CPU per request (us), K={ks[-1]}", "connection overhead (us)"]
     header.append(f"connect p99 (us), K={ks[0]}" if ks else "connect p99 (us)")
+    balanced = any(g.metric(BALANCE_METRIC) is not None for g in run.scenario(SCENARIO))
+    if balanced:
+        header.append(f"busiest worker's share of accepts, K={ks[0]}")
     by_k = {k: per_connection_groups(run, k) for k in ks}
     labels = list(dict.fromkeys(label for groups in by_k.values() for label in groups))
     rows = []
@@ -225,6 +244,8 @@ def churn_rows(run: Run) -> tuple[list[str], list[list[str]], tuple[int, ...]]:
             row += [_figure(by_k[ks[-1]].get(label), "cpu_us_per_request"),
                     "-" if overhead is None else f"{overhead:,.1f}"]
         row.append(_figure(by_k[ks[0]].get(label), "connect_p99_us"))
+        if balanced:
+            row.append(_figure(by_k[ks[0]].get(label), BALANCE_METRIC))
         rows.append(row)
     return header, rows, tuple(range(1, len(header)))
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from iobench.benchmarks.report.churn import churn_rows, judge_churn
+from iobench.benchmarks.report.churn import balance_lines, churn_rows, judge_churn
 from iobench.benchmarks.report.claims import Verdict
 from iobench.benchmarks.report.scenarios.churn import section
 from iobench.benchmarks.results import plausibility
 from iobench.benchmarks.results.loader import load_run
-from iobench.benchmarks.results.record import CellRecord
+from iobench.benchmarks.results.record import METRIC_NAMES, CellRecord
 from iobench.benchmarks.results.store import read_results
 from iobench.benchmarks.run.launcher import LoadSpec
 from iobench.benchmarks.run.matrix import Profile, ProfileError, check_spec, expand
@@ -160,3 +160,26 @@ def test_with_one_k_the_section_has_no_overhead_column(tmp_path: Path) -> None:
     assert header == ["model", "connections/s, K=1", "server CPU per connection (us), K=1",
                       "connect p99 (us), K=1"]
     assert [row[0] for row in rows] == ["epoll", "fork"]
+
+
+def test_prefork_balance_is_shown_per_listener_when_the_cells_have_it(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    data = make_results(scenarios=("closed",), models=("select",))
+    for listener, share in (("shared", 0.9), ("reuseport", 0.55)):
+        cell = churn_cell(rng, "prefork", 1, 0, CPU_PER_CONNECTION_US)
+        cell["params"] = {"listener": listener}
+        cell["key"] = f"churn/prefork(listener={listener})/k1/c16/s64"
+        if "busiest_worker_share" in cell["metrics"]:
+            cell["metrics"]["busiest_worker_share"] = share
+        data["cells"].append(cell)
+    run = load_run(write_run(tmp_path / "run", data))
+    lines = balance_lines(run)
+    header, _, _ = churn_rows(run)
+    if "busiest_worker_share" not in METRIC_NAMES:
+        # Prefork reports no accepts in this build: no column, no lines.
+        assert lines == [] and not any("busiest" in h for h in header)
+        return
+    assert header[-1] == "busiest worker's share of accepts, K=1"
+    assert lines == [
+        "prefork (listener=reuseport), K = 1: the busiest worker accepted 55% of the connections",
+        "prefork (listener=shared), K = 1: the busiest worker accepted 90% of the connections"]

@@ -7,7 +7,7 @@ article"), with the thresholds in ``iobench.benchmarks.report.churn``.
 from __future__ import annotations
 
 from iobench.benchmarks.report.blocks import Block, Bullets, Heading, Paragraph, Table
-from iobench.benchmarks.report.churn import churn_rows, judge_churn
+from iobench.benchmarks.report.churn import balance_lines, churn_rows, judge_churn
 from iobench.benchmarks.report.scenario import FigureLookup, ReportScenario
 from iobench.benchmarks.results.loader import Run
 
@@ -33,6 +33,14 @@ def section(run: Run, figure: FigureLookup) -> list[Block]:
               [[v.claim, str(v.verdict), v.reason] for v in verdicts]),
         Table(header, rows, numeric=numeric),
     ]
+    balance = balance_lines(run)
+    if balance:
+        blocks += [Paragraph("Prefork's balance: workers that share one listener are woken "
+                             "last in, first out, so one of them can take nearly every "
+                             "connection; SO_REUSEPORT spreads them by hash, EPOLLEXCLUSIVE "
+                             "sits between. The busiest worker's share of the accepts, per "
+                             "listener:"),
+                   Bullets(balance)]
     for verdict in verdicts:
         blocks.append(Heading(3, f"{verdict.claim}: {verdict.verdict}"))
         if verdict.evidence:

@@ -29,6 +29,7 @@ from iobench.benchmarks.run.scenarios import RUN_SCENARIOS
 from iobench.benchmarks.run.syscalls import SyscallCounter, SyscallCounts
 from iobench.common.addresses import format_target
 from iobench.common.processes import interrupts_raise
+from iobench.loadgen.report import LoadReport
 from iobench.servers.process import ServerStartError
 from iobench.servers.registry import get_model
 
@@ -117,7 +118,7 @@ class CellContext:
     origin_s: float
     sampler: Sampler | None = None
     server: ServerHandle | None = None
-    report: dict[str, Any] | None = None
+    report: LoadReport | None = None
     # The edge readings the server's CPU is measured between, or why there are none.
     edges: tuple[Edge, Edge] | None = None
     edges_note: str | None = None
@@ -176,7 +177,7 @@ class Watched:
     memories: list[tuple[float, Memory | None]] = field(default_factory=list)
     exited_s: float | None = None  # when the runner saw the load generator exit
 
-    def pick(self, context: CellContext, report: dict[str, Any], local: bool) -> None:
+    def pick(self, context: CellContext, report: LoadReport, local: bool) -> None:
         """The first and last readings inside the load generator's measured window, and the
         highest memory reading, into ``context``.
 
@@ -203,7 +204,7 @@ class Watched:
             context.memory = max(read, key=lambda memory: memory.pss_bytes)
 
 
-def measured_window(report: dict[str, Any], exited_s: float | None,
+def measured_window(report: LoadReport, exited_s: float | None,
                     local: bool) -> tuple[float, float] | None:
     """The load generator's measured window on the runner's clock.
 
@@ -212,15 +213,14 @@ def measured_window(report: dict[str, Any], exited_s: float | None,
     exit by the time it took from the window's end to its report (closing
     idle connections, say): a little late, by the exit and the round trip.
     """
-    client = report.get("client") or {}
-    window = client.get("window_monotonic_s")
+    window = report.client.window_monotonic_s
     if local and window:
         return float(window[0]), float(window[1])
-    measured = report.get("measured_s")
+    measured = report.measured_s
     if not measured or exited_s is None:
         return None
-    end = exited_s - float(client.get("teardown_s") or 0.0)
-    return end - float(measured), end
+    end = exited_s - (report.client.teardown_s or 0.0)
+    return end - measured, end
 
 
 class Runner:
@@ -407,7 +407,7 @@ class Runner:
                              f"{self._stderr_note(server)}")
         context.report = result.report
         self._check_server(server)
-        if not result.report.get("ok", True) or (result.report.get("errors") or {}).get("total"):
+        if not result.report.ok or result.report.error_count:
             assert cell.model is not None
             errors = m.error_summary(result.report)
             raise CellFailed(scale.starvation(get_model(cell.model), cell, errors)
@@ -554,7 +554,6 @@ class Runner:
     def _record(self, context: CellContext, started: str, reason: str | None) -> CellRecord:
         cell = context.cell
         report = context.report
-        latency_uncorrected = (report or {}).get("latency_uncorrected") or {}
         placement = self.launcher.placement
         record = CellRecord(
             key=cell.key, scenario=cell.scenario, model=cell.model,
@@ -565,9 +564,9 @@ class Runner:
             status=STATUS_FAILED if reason else STATUS_OK, reason=reason,
             placement=placement.as_dict(),
             started=started, duration_s=round(time.monotonic() - context.origin_s, 3),
-            histogram=((report or {}).get("latency") or {}).get("histogram"),
-            histogram_uncorrected=latency_uncorrected.get("histogram"),
-            load=m.strip_histograms(report) if report is not None else None,
+            histogram=report.histogram if report is not None else None,
+            histogram_uncorrected=report.histogram_uncorrected if report is not None else None,
+            load=report.without_histograms() if report is not None else None,
         )
         metrics = record.metrics
         sampler = context.sampler

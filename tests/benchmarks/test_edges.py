@@ -31,6 +31,7 @@ from iobench.benchmarks.run.sampler import (
     TreeReading,
     window_stats,
 )
+from iobench.loadgen.report import LoadReport
 
 THREADS, NAPS = 4, 300
 LIVE_SWITCHER = f"""
@@ -109,13 +110,18 @@ def test_cpu_only_edges_read_the_cgroup_and_stay_out_of_the_series(
             proc.wait()
 
 
+def load_report(measured_s: float, window: list[float],
+                teardown_s: float | None = None) -> LoadReport:
+    return LoadReport.from_json({"params": {}, "measured_s": measured_s, "client": {
+        "teardown_s": teardown_s, "window_monotonic_s": window}})
+
+
 def test_the_window_is_the_load_generators_own_on_this_host() -> None:
-    report = {"measured_s": 0.5, "client": {"teardown_s": 0.4,
-                                            "window_monotonic_s": [100.0, 100.5]}}
+    report = load_report(0.5, [100.0, 100.5], teardown_s=0.4)
     assert measured_window(report, 103.0, local=True) == (100.0, 100.5)
     # Elsewhere: back from the moment it exited, by its teardown.
     assert measured_window(report, 103.0, local=False) == pytest.approx((102.1, 102.6))
-    assert measured_window({"client": {}}, 103.0, local=False) is None
+    assert measured_window(LoadReport.from_json({"params": {}}), 103.0, local=False) is None
 
 
 def server_reading(t_s: float, cpu_s: float, fds: int = 20, full: bool = True,
@@ -158,8 +164,7 @@ def test_the_edges_are_the_first_and_last_readings_inside_the_window() -> None:
                        (10.65, Memory(5, 5, 5, 6)), (10.9, Memory(3, 3, 3, 4))],
                       exited_s=11.0)
     ctx = context()
-    watched.pick(ctx, {"measured_s": 0.5, "client": {"window_monotonic_s": [10.0, 10.5]}},
-                 local=True)
+    watched.pick(ctx, load_report(0.5, [10.0, 10.5]), local=True)
     assert ctx.edges is not None
     assert [edge.t_s for edge in ctx.edges] == [10.05, 10.4]
     assert ctx.memory == Memory(5, 5, 5, 6)  # the most it took while the load ran
@@ -169,8 +174,7 @@ def test_too_few_readings_inside_the_window_leave_the_cpu_unmeasured_with_why() 
     watched = Watched([server_edge(9.9, 1.0), server_edge(10.2, 1.2), server_edge(10.7, 2.0)],
                       [], exited_s=11.0)
     ctx = context()
-    watched.pick(ctx, {"measured_s": 0.5, "client": {"window_monotonic_s": [10.0, 10.5]}},
-                 local=True)
+    watched.pick(ctx, load_report(0.5, [10.0, 10.5]), local=True)
     assert ctx.edges is None
     assert ctx.edges_note is not None and ctx.edges_note.startswith("1 of the runner's 3")
 

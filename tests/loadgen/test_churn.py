@@ -68,7 +68,7 @@ def test_each_connection_carries_k_requests_and_closes_without_time_wait(
     server = faulty_server(counter)
     result = run(LoadParams(target=server.target, connections=CONNECTIONS, duration_s=0.5,
                             warmup_s=0.1, size_bytes=SIZE, workers=workers,
-                            requests_per_connection=per_connection))
+                            requests_per_connection=per_connection)).to_json()
     assert result["ok"] is True, result["errors"]
     churn = result["churn"]
     assert churn["requests_per_connection"] == per_connection
@@ -100,7 +100,7 @@ def test_open_loop_churn_keeps_its_rate(faulty_server: StartServer) -> None:
     rate = 400.0
     result = run(LoadParams(target=server.target, mode="open", rate_rps=rate,
                             connections=CONNECTIONS, duration_s=1.0, warmup_s=0.1,
-                            size_bytes=SIZE, requests_per_connection=2))
+                            size_bytes=SIZE, requests_per_connection=2)).to_json()
     assert result["ok"] is True, result["errors"]
     assert result["behind_schedule"] is False, result["client"]
     assert result["client"]["achieved_rate_rps"] == pytest.approx(rate, rel=0.05)
@@ -166,7 +166,7 @@ def test_churn_serves_a_one_at_a_time_server(tmp_path: Path) -> None:
     server = SerialServer()
     try:
         result = run(LoadParams(target=server.target, connections=CONNECTIONS, duration_s=0.5,
-                                warmup_s=0.0, timeout_s=1.0, requests_per_connection=1))
+                                warmup_s=0.0, timeout_s=1.0, requests_per_connection=1)).to_json()
     finally:
         server.stop()
     assert result["ok"] is True, (result["errors"], result.get("failure"))
@@ -208,7 +208,7 @@ def test_a_server_blocked_on_an_idle_client_starves_everyone_in_bounded_time(
     try:
         result = run(LoadParams(target=server.target, connections=CONNECTIONS, idle=2,
                                 workers=2, duration_s=0.5, warmup_s=0.0, timeout_s=0.5,
-                                requests_per_connection=per_connection))
+                                requests_per_connection=per_connection)).to_json()
     finally:
         server.stop()
     elapsed = time.monotonic() - started

@@ -33,7 +33,7 @@ def test_the_window_opens_after_every_connection_was_answered_once(
         faulty_server: StartServer) -> None:
     server = faulty_server(slow_first_reply)
     result = run(LoadParams(target=server.target, connections=CONNECTIONS, duration_s=0.3,
-                            warmup_s=0.0))
+                            warmup_s=0.0)).to_json()
     assert result["ok"] is True, result["errors"]
     # Without the first exchange the window would open on four requests
     # waiting 0.4 s each: its latencies would reach that.
@@ -46,7 +46,7 @@ def test_requests_unanswered_at_the_close_are_counted_with_their_ages(
     delay_s = 0.25
     server = faulty_server(delayed_upper_echo(delay_s))
     result = run(LoadParams(target=server.target, connections=CONNECTIONS, duration_s=0.6,
-                            warmup_s=0.0, timeout_s=2.0))
+                            warmup_s=0.0, timeout_s=2.0)).to_json()
     assert result["ok"] is True, result["errors"]
     unanswered = result["unanswered"]
     # Every connection has a request on the wire at any moment.
@@ -69,7 +69,7 @@ def test_shards_add_their_unanswered_connect_counts_and_churn() -> None:
         worker.connect_errors = {"ECONNREFUSED": refused}
         worker.connections_completed = worker.connects = 10
         worker.connect_histogram = encoded({connect_us: 10})
-        return build_result(params, [worker])
+        return build_result(params, [worker]).to_json()
 
     merged = merge_connection_fields([fields(1, 2, 50), fields(2, 3, 5000)])
     assert merged["unanswered"]["requests"] == 3

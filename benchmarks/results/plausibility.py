@@ -88,10 +88,27 @@ def littles_law(cell: CellRecord) -> str | None:
         # Churn: a connection spends part of its time in its handshake.
         in_flight += connecting
         what += " + connections/s x mean connect latency"
-    if abs(in_flight - cell.connections) > LITTLES_LAW_TOLERANCE * cell.connections:
+    low = (1 - LITTLES_LAW_TOLERANCE) * cell.connections
+    high = (1 + LITTLES_LAW_TOLERANCE) * cell.connections + _opening(cell, metrics.mean_us)
+    if not low <= in_flight <= high:
         return (f"{what} = {in_flight:.2f} requests in flight "
                 f"with {cell.connections} connections")
     return None
+
+
+def _opening(cell: CellRecord, mean_us: float) -> float:
+    """How far the requests in flight when the window opened may lift the estimate.
+
+    Their whole latency is in the histogram, the part before the window too:
+    about one mean latency each, over the window's length. Nothing where the
+    window holds thousands of latencies; a third where a slow model (fork at
+    150 ms a request) fits a few into half a second.
+    """
+    metrics = cell.metrics
+    if not metrics.requests or not metrics.throughput_rps or cell.connections is None:
+        return 0.0
+    window_s = metrics.requests / metrics.throughput_rps
+    return cell.connections * mean_us / 1e6 / window_s
 
 
 def _connecting(cell: CellRecord) -> float | None:

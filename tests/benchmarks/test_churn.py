@@ -183,3 +183,16 @@ def test_prefork_balance_is_shown_per_listener_when_the_cells_have_it(tmp_path: 
     assert lines == [
         "prefork (listener=reuseport), K = 1: the busiest worker accepted 55% of the connections",
         "prefork (listener=shared), K = 1: the busiest worker accepted 90% of the connections"]
+
+
+def test_littles_law_allows_for_the_requests_in_flight_when_a_short_window_opened() -> None:
+    """Fork at K = 1: 47 requests at 150 ms in a 0.5 s window, 16 still unanswered."""
+    cell = CellRecord(key="k", scenario="churn", model="fork", mode="closed", connections=16,
+                      requests_per_connection=1)
+    cell.metrics.throughput_rps = 94.0
+    cell.metrics.requests = 47
+    cell.metrics.unanswered_requests = 16
+    cell.metrics.mean_us = 149_000.0  # 18.8 in flight: whole latencies from before the window
+    assert plausibility.littles_law(cell) is None
+    cell.metrics.mean_us = 100_000.0  # 12.6 in flight: requests missing, never allowed
+    assert plausibility.littles_law(cell) is not None

@@ -38,7 +38,7 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_plot(args: Any) -> int:
-    from iobench.benchmarks.report.plots import write_plots
+    from iobench.benchmarks.report.figures import write_plots
     from iobench.benchmarks.results.loader import load_run
 
     outcome = write_plots(load_run(args.results_dir), spectrum_rate=args.spectrum_rate)

@@ -41,9 +41,10 @@ from iobench.benchmarks.report.citations import (
     write_citations,
 )
 from iobench.benchmarks.report.claims import ClaimResult, judge_claims
+from iobench.benchmarks.report.figures import write_plots
 from iobench.benchmarks.report.placement import cluster_options, placement_blocks
 from iobench.benchmarks.report.placement import describe as placement_text
-from iobench.benchmarks.report.plots import PlotOutcome, write_plots
+from iobench.benchmarks.report.plots import PlotOutcome
 from iobench.benchmarks.report.points import describe_point
 from iobench.benchmarks.report.presentation import (
     format_spread,
@@ -318,7 +319,7 @@ def scenario_section(run: Run, scenario: str, plots: PlotOutcome) -> list[Block]
     declared = REPORT_SCENARIOS[scenario]
     blocks: list[Block] = [Heading(3, declared.title), Paragraph(declared.description)]
     # A scenario with a section of its own shows its figures there.
-    stems = [] if declared.section is not None else [stem for stem, _ in declared.figures]
+    stems = [] if declared.section is not None else [f.stem for f in declared.figures]
     for stem in stems:
         figure = figure_block(plots, stem)
         if figure is not None:

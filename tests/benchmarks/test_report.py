@@ -13,7 +13,7 @@ import pytest
 
 from iobench.benchmarks.report.claims import Verdict, judge_claims
 from iobench.benchmarks.report.document import write_all
-from iobench.benchmarks.report.plots import FIGURES
+from iobench.benchmarks.report.figures import FIGURES
 from iobench.benchmarks.results.loader import load_run
 from iobench.cli import main
 from tests.benchmarks.results_factory import make_results, set_metric, write_run

@@ -340,7 +340,7 @@ def test_bad_param_values_are_one_line(value: str, message: str) -> None:
     assert message in done.stderr and done.stderr.count("\n") == 1, done.stderr
 
 
-QUICK_RUN = Path(__file__).with_name("data") / "quick-run"
+QUICK_RUN = Path(__file__).parents[1] / "data" / "quick-run"
 BAD_DOCUMENTS = {
     "environment a string": ('d["environment"] = "x"', "environment is 'x'"),
     "placement a string": ('d["environment"]["placement"] = "x"', "environment.placement"),

@@ -25,7 +25,7 @@ from iobench.benchmarks.run.matrix import BUILTIN_PROFILES, load_profile
 from iobench.benchmarks.run.scenarios import RUN_SCENARIOS
 from tests.benchmarks.results_factory import make_results, write_run
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+DOCS = Path(__file__).resolve().parents[3] / "docs"
 
 
 def modules_in(package: object) -> set[str]:

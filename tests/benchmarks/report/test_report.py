@@ -316,7 +316,7 @@ def test_partly_failed_repetitions_are_noted_in_the_table(tmp_path: Path) -> Non
 
 
 # A real `iobench run --profile quick` on five models (time series left out to keep it small).
-QUICK_RUN = Path(__file__).with_name("data") / "quick-run" / "results.json"
+QUICK_RUN = Path(__file__).parents[1] / "data" / "quick-run" / "results.json"
 
 
 def test_real_quick_run_gives_every_figure_and_its_numbers(tmp_path: Path) -> None:

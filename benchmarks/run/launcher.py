@@ -2,7 +2,9 @@
 
 The runner asks a launcher to start a server, a load generator and the
 neighbour job, to open idle connections, and for a sampler of the processes
-it started; it never touches subprocess or pids itself. :class:`LocalLauncher`
+it started; it never starts, signals or waits for a process itself. It only
+reads the pids the launcher's handles carry, to watch them with the sampler
+and count their system calls (``None`` for a process on another host). :class:`LocalLauncher`
 runs everything on this machine, pinned to the CPUs of its
 :class:`Placement`. A launcher that places processes on other hosts
 implements the same methods.

@@ -36,6 +36,7 @@ from iobench.benchmarks.report.presentation import (
 )
 from iobench.benchmarks.report.scale import memory_per_connection
 from iobench.benchmarks.results.loader import CellGroup, Run
+from iobench.common.files import make_dir, save_figure
 
 PLOTS_DIR = "plots"
 FORMATS = ("png", "svg")
@@ -681,9 +682,9 @@ def save(fig: Any, directory: Path, stem: str) -> list[Path]:
         path = directory / f"{stem}.{fmt}"
         if fmt == "svg":
             with matplotlib.rc_context({"svg.hashsalt": stem, "svg.fonttype": "none"}):
-                fig.savefig(path, format="svg", metadata={"Date": None})
+                save_figure(fig, path, follow_dir=False, format="svg", metadata={"Date": None})
         else:
-            fig.savefig(path, format="png", dpi=PNG_DPI)
+            save_figure(fig, path, follow_dir=False, format="png", dpi=PNG_DPI)
         paths.append(path)
     return paths
 
@@ -695,7 +696,7 @@ def write_plots(run: Run, directory: Path | None = None,
 
     matplotlib.use("Agg")
     target = directory or run.directory / PLOTS_DIR
-    target.mkdir(parents=True, exist_ok=True)
+    make_dir(target)
     outcome = PlotOutcome()
     for stem, builder, scenario in FIGURES:
         fig = (builder(run, spectrum_rate) if builder is fig_latency_spectrum else builder(run))

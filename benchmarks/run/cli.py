@@ -46,14 +46,15 @@ def add_run_arguments(parser: Any) -> None:
     parser.add_argument("--repeat", type=int, metavar="N",
                         help="repetitions of every cell (default: the profile's)")
     parser.add_argument("--out", type=Path, metavar="DIR",
-                        help="the run folder itself (default: results/<UTC time>-<profile>/ "
-                             "under the current directory)")
+                        help="the run folder itself, new or empty (default: results/<UTC "
+                             "time>-<profile>/ under the current directory)")
     parser.add_argument("--resume", type=Path, metavar="DIR",
                         help="continue an interrupted run in DIR: run only its missing cells, "
                              "with its profile, models and CPU placement")
     parser.add_argument("--force", action="store_true",
                         help="with --resume: continue even on a machine that differs from the "
-                             "run's (CPU model, CPU count, kernel); the difference is recorded")
+                             "run's (CPU model, CPU count, kernel); the difference is recorded. "
+                             "With --out: write into a folder that is not empty")
     parser.add_argument("--server-cpus", metavar="LIST",
                         help="CPUs for the server and the neighbour job, e.g. 0 or 0-1 "
                              "(default: the first usable CPU)")
@@ -244,8 +245,8 @@ def plan_new(args: Any, cluster: Cluster | None = None) -> Plan:
     from iobench.benchmarks.run.environment import collect_environment
     from iobench.servers.registry import all_models, available_models
 
-    if args.force:
-        raise UsageError("--force only applies to --resume")
+    if args.force and not args.out:
+        raise UsageError("--force applies to --resume, or to --out DIR that is not empty")
     if args.repeat is not None and not 1 <= args.repeat <= profiles.MAX_REPEAT:
         raise UsageError(f"bad --repeat {args.repeat}: must be 1-{profiles.MAX_REPEAT}")
     profile = profiles.load_profile(args.profile)
@@ -261,7 +262,7 @@ def plan_new(args: Any, cluster: Cluster | None = None) -> Plan:
                             profile=profile.name,
                             environment=collect_environment(placement.as_dict(),
                                                             hosts if cluster else None),
-                            matrix=profile.spec)
+                            matrix=profile.spec, force=args.force)
     return store, profile, models, placement
 
 

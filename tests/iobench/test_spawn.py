@@ -48,7 +48,7 @@ def test_the_child_dies_with_its_parent_even_after_sigkill() -> None:
         time.sleep(0.02)  # wait until the wrapper has exec'd the command
     parent.send_signal(signal.SIGKILL)
     parent.wait()
-    gone, alive = psutil.wait_procs([child], timeout=GONE_WITHIN_S)
+    _, alive = psutil.wait_procs([child], timeout=GONE_WITHIN_S)
     for process in alive:
         process.kill()
     assert not alive

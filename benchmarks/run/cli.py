@@ -254,6 +254,7 @@ def plan_new(args: Any, cluster: Cluster | None = None) -> Plan:
     models = profiles.select_models(profile, requested_models, all_models(), available_models())
     if args.repeat:
         profile.spec["repeat"] = args.repeat
+    profiles.check_size(profile, models)
     # The stored matrix names the models, so --resume runs the same ones.
     profile.spec["models"] = models
     placement, hosts = requested_placement(args, cluster)

@@ -376,6 +376,44 @@ def model_label(model: str, params: dict[str, Any]) -> str:
     return f"{model}({','.join(f'{k}={v}' for k, v in sorted(params.items()))})"
 
 
+# What one run may plan, checked before a single cell is built: far beyond the
+# full profile (a few hundred cells, under an hour), low enough that a profile
+# whose lists multiply out to millions of cells is refused at once instead of
+# filling memory, or running for years.
+MAX_CELLS = 100_000
+MAX_PLANNED_S = 7 * 24 * 3600.0
+# What a cell costs beside its measured time: start the server, connect, stop.
+CELL_OVERHEAD_S = 1.0
+
+
+def count(profile: Profile, models: list[str]) -> tuple[int, float]:
+    """The cells :func:`expand` would build and the seconds they would take, computed
+    from the lengths of the profile's lists, without building one (each scenario's
+    count is written beside its expander, below)."""
+    cells, seconds = 0, 0.0
+    params = profile.spec.get("params", {})
+    for scenario in SCENARIOS:
+        section = profile.section(scenario)
+        if section is not None:
+            n = _COUNTERS[scenario](section, models, params)
+            cells += n
+            seconds += n * (section["duration_s"] + section.get("warmup_s", 0.0)
+                            + CELL_OVERHEAD_S)
+    return cells * profile.repeat, seconds * profile.repeat
+
+
+def check_size(profile: Profile, models: list[str]) -> tuple[int, float]:
+    """:func:`count`, or a ProfileError naming both figures and their limits when the
+    matrix is too large to plan."""
+    cells, seconds = count(profile, models)
+    if cells > MAX_CELLS or seconds > MAX_PLANNED_S:
+        raise ProfileError(f"profile {profile.name!r} expands to {cells:,} cells planned to "
+                           f"take {seconds / 3600:,.1f} hours; the limits are {MAX_CELLS:,} "
+                           f"cells and {MAX_PLANNED_S / 3600:,.0f} hours: shorten its lists "
+                           "or its repetitions")
+    return cells, seconds
+
+
 def expand(profile: Profile, models: list[str]) -> list[Cell]:
     """Every cell of the matrix, repetition by repetition, in the order they run.
 
@@ -494,6 +532,33 @@ def _syscalls(section: dict[str, Any], models: list[str],
                    duration_s=section["duration_s"], warmup_s=section["warmup_s"])
 
 
+def _count_interval(section: dict[str, Any], models: list[str], params: dict[str, Any]) -> int:
+    swept = len(section["values"]) if section["model"] in models else 0
+    return swept + sum(ref in models for ref in section["references"])
+
+
+def _count_neighbour(section: dict[str, Any], models: list[str],
+                     params: dict[str, Any]) -> int:
+    phases, load_models = section["phases"], section["load_models"] or models
+    return (("solo" in phases) + len(models) * ("idle" in phases)
+            + ("load" in phases) * sum(model in load_models for model in models))
+
+
+Counter = Callable[[dict[str, Any], list[str], dict[str, Any]], int]
+# How many cells each expander yields per repetition, from the lengths of its lists.
+_COUNTERS: dict[str, Counter] = {
+    "idle": lambda section, models, params: len(models) * len(section["connections"]),
+    "closed": lambda section, models, params: (
+        sum(1 + len(section.get("variants", {}).get(model, [])) for model in models)
+        * len(section["sizes_bytes"]) * len(section["connections"])),
+    "open": lambda section, models, params: (
+        len(models) * (len(section["rates_rps"]) + len(section["peak_fractions"]))),
+    "interval": _count_interval,
+    "neighbour": _count_neighbour,
+    "scale": lambda section, models, params: (
+        len(models) * len(section["idle_connections"]) * (1 + len(section["rates_rps"]))),
+    "syscalls": lambda section, models, params: len(models),
+}
 _EXPANDERS: dict[str, Callable[[dict[str, Any], list[str], dict[str, Any]], Iterable[Cell]]] = {
     "idle": _idle, "closed": _closed, "open": _open, "interval": _interval,
     "neighbour": _neighbour, "scale": _scale, "syscalls": _syscalls,

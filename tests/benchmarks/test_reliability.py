@@ -422,3 +422,20 @@ def test_files_written_into_a_run_folder_replace_planted_links_without_following
         atomic_write(run_dir / "plots" / "a.svg", "<svg/>", follow_dir=False)
     assert list(elsewhere.iterdir()) == []
     assert [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_a_profile_of_a_hundred_million_cells_is_refused_within_a_second(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    values = ", ".join(str(n) for n in range(1, 1001))
+    profile = tmp_path / "huge.toml"
+    profile.write_text(f"repeat = 100\n[closed]\nconnections = [{values}]\n"
+                       f"sizes_bytes = [{values}]\n")
+    started = time.monotonic()
+    assert main(["run", "--profile", str(profile), "--models", "select",
+                 "--out", str(tmp_path / "run")]) == 2
+    elapsed = time.monotonic() - started
+    err = capsys.readouterr().err
+    assert "100,000,000 cells" in err and "hours" in err and err.count("\n") == 1, err
+    assert "limits are" in err
+    assert elapsed < 1.0, elapsed
+    assert not (tmp_path / "run").exists()

@@ -243,3 +243,16 @@ def test_a_tls_scheduler_that_cannot_be_reached_is_one_line_not_a_traceback(
     err = capsys.readouterr().err
     assert "cannot reach the Dask scheduler at tls://127.0.0.1:1" in err
     assert "Traceback" not in err and err.count("\n") == 1, err
+
+
+def test_a_scheduler_of_another_ca_is_one_line_and_exit_2(
+        cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_credentials(tmp_path / "certs", HOSTS, days=1)  # a CA that is not the cluster's
+    assert main(["run", "--cluster", cluster.local_cluster.scheduler_address,
+                 "--security", str(tmp_path / "certs" / "security.toml"),
+                 "--server-host", "server", "--client-hosts", "client1",
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "TLS handshake" in err and "CERTIFICATE_VERIFY_FAILED" in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "run").exists()

@@ -221,6 +221,7 @@ def check_credentials(ca_path: str, cert_path: str, key_path: str) -> Credential
     """The credentials, checked: each file there and readable, the certificate signed
     by the CA, valid now, and matching its key; CertificateError in one line if not."""
     x509 = _crypto()
+    from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import serialization
 
     certificates = {}
@@ -243,7 +244,7 @@ def check_credentials(ca_path: str, cert_path: str, key_path: str) -> Credential
                                    f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
     try:
         certificates["certificate"].verify_directly_issued_by(certificates["CA certificate"])
-    except (ValueError, TypeError, Exception) as exc:  # InvalidSignature is not a ValueError
+    except (InvalidSignature, ValueError, TypeError) as exc:  # another issuer, or key kind
         raise CertificateError(f"certificate {cert_path} is not signed by the CA in {ca_path} "
                                f"({type(exc).__name__})") from None
     if certificates["certificate"].public_key().public_bytes(

@@ -256,3 +256,13 @@ def test_a_scheduler_of_another_ca_is_one_line_and_exit_2(
     assert "TLS handshake" in err and "CERTIFICATE_VERIFY_FAILED" in err, err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_certificate_of_another_ca_is_refused_before_anything_is_tried(
+        tmp_path: Path) -> None:
+    write_credentials(tmp_path / "ours", ["a"], days=1)
+    write_credentials(tmp_path / "theirs", ["a"], days=1)
+    with pytest.raises(CertificateError, match="is not signed by the CA in"):
+        check_credentials(str(tmp_path / "ours" / "ca.pem"),
+                          str(tmp_path / "theirs" / "runner.pem"),
+                          str(tmp_path / "theirs" / "runner.key"))

@@ -159,25 +159,30 @@ class Cluster:
         certificate of the CA could pick the name of the server's host and be
         sent the run's processes. So the runner opens a TLS connection to each
         worker itself, as a client of the CA, and reads the name in the
-        certificate the worker presents.
+        certificate the worker presents. :meth:`address_of` does it again
+        whenever it learns a host's address anew (a worker restarted by its
+        nanny), so no worker is ever called as a host before it was checked.
         """
-        context = self.security.get_connection_args("client")["ssl_context"]
+        self._addresses.clear()
         for host in dict.fromkeys(hosts):
-            address = self.address_of(host)
-            ip, _, port = address.removeprefix("tls://").rpartition(":")
-            try:
-                with socket.create_connection((ip.strip("[]"), int(port)),
-                                              timeout=CALL_TIMEOUT_S) as raw, \
-                        context.wrap_socket(raw) as tls:
-                    peer = tls.getpeercert() or {}
-            except (OSError, ValueError) as exc:
-                raise CertificateError(f"worker {host!r} at {address}: cannot check its "
-                                       f"certificate ({exc})") from None
-            names = certificate_names(peer)
-            if host not in names:
-                raise CertificateError(f"worker {host!r} at {address} presents a certificate "
-                                       f"for {', '.join(sorted(names)) or 'no name'}, not for "
-                                       f"{host!r}; refusing it as host {host!r}")
+            self.address_of(host, starting=True)
+
+    def _check_name(self, host: str, address: str) -> None:
+        context = self.security.get_connection_args("client")["ssl_context"]
+        ip, _, port = address.removeprefix("tls://").rpartition(":")
+        try:
+            with socket.create_connection((ip.strip("[]"), int(port)),
+                                          timeout=CALL_TIMEOUT_S) as raw, \
+                    context.wrap_socket(raw) as tls:
+                peer = tls.getpeercert() or {}
+        except (OSError, ValueError) as exc:
+            raise CertificateError(f"worker {host!r} at {address}: cannot check its "
+                                   f"certificate ({exc})") from None
+        names = certificate_names(peer)
+        if host not in names:
+            raise CertificateError(f"worker {host!r} at {address} presents a certificate "
+                                   f"for {', '.join(sorted(names)) or 'no name'}, not for "
+                                   f"{host!r}; refusing it as host {host!r}")
 
     def await_hosts(self, hosts: list[str]) -> None:
         """Wait (bounded) until a worker of every name in ``hosts`` is registered."""
@@ -200,13 +205,26 @@ class Cluster:
         return {str(worker["name"]): {**worker, "address": address}
                 for address, worker in info.items()}
 
-    def address_of(self, host: str) -> str:
-        """The worker address of ``host``, asked of the scheduler after any failure."""
+    def address_of(self, host: str, starting: bool = False) -> str:
+        """The worker address of ``host``, asked of the scheduler after any failure, and
+        its certificate checked (over TLS) before it is used.
+
+        A worker that fails the check is a CertificateError while the run
+        ``starting``, and later a HostUnavailable that fails the cell in
+        progress (the next cell asks again).
+        """
         if host not in self._addresses:
             worker = self.workers().get(host)
             if worker is None:
                 raise HostUnavailable(f"host {host} has no Dask worker at {self.address} "
                                       "any more")
+            if self.security is not None:
+                try:
+                    self._check_name(host, worker["address"])
+                except CertificateError as exc:
+                    if starting:
+                        raise
+                    raise HostUnavailable(str(exc)) from None
             self._addresses[host] = worker["address"]
         return self._addresses[host]
 

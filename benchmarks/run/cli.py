@@ -254,6 +254,7 @@ def plan_resume(args: Any, cluster: Cluster | None = None) -> Plan:
                                profiles.check_spec(store.document["matrix"],
                                                    str(args.resume / "results.json")))
     models = profiles.select_models(profile, None, all_models(), available_models())
+    profiles.check_size(profile, models)  # a file edited by hand is counted as a new profile
     placement = Placement(**store.document["environment"]["placement"])
     if (placement.server_host is None) != (cluster is None):
         asked = "on one host" if cluster is None else "on a cluster"

@@ -163,7 +163,8 @@ def test_the_count_is_the_number_of_cells_expand_builds(name: str) -> None:
     profile = load_profile(name)
     profile.spec["repeat"] = 2
     closed = profile.spec["closed"]
-    closed["variants"] = {**closed["variants"], "select": [{}, {}]}  # the default is shared
+    closed["variants"] = {**closed["variants"],  # the default is shared: not changed in place
+                          "poll-sleep": [{"interval": 0.002}, {"interval": 0.003}]}
     models = select_models(profile, None, all_models(), list(all_models()))
     cells, seconds = count(profile, models)
     built = expand(profile, models)

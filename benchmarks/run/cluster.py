@@ -234,8 +234,13 @@ class Cluster:
         return self.call_many([host], function, *args, timeout=timeout)[host]
 
     def call_many(self, hosts: list[str], function: Callable[..., Any], *args: Any,
-                  timeout: float | None = None) -> dict[str, Any]:
-        """``function(*args)`` on every host at once; host -> what it returned."""
+                  timeout: float | None = None, relearn: bool = True) -> dict[str, Any]:
+        """``function(*args)`` on every host at once; host -> what it returned.
+
+        After a failure the hosts' addresses are asked of the scheduler again
+        (and checked again) on the next call, unless not ``relearn``: a lease
+        renewal that was late behind a busy host is no reason to.
+        """
         timeout = CALL_TIMEOUT_S if timeout is None else timeout
         addresses = {host: self.address_of(host) for host in hosts}
         where = ", ".join(f"{host} ({address})" for host, address in addresses.items())
@@ -249,7 +254,7 @@ class Cluster:
             problem = f"{type(exc).__name__}: {exc}"
         except KeyError as exc:  # the scheduler no longer knows the worker
             problem = f"left the cluster: {exc}"
-        for host in hosts:  # ask the scheduler again next time: a nanny may restart it
+        for host in hosts if relearn else ():  # a nanny may have restarted it: ask again
             self._addresses.pop(host, None)
         raise HostUnavailable(f"host {where}: {problem}")
 
@@ -742,7 +747,7 @@ class LeaseRenewer:
     def renew(self) -> None:
         with contextlib.suppress(HostUnavailable):
             self.cluster.call_many(self.hosts, remote.renew, self.owner,
-                                   timeout=RENEW_CALL_TIMEOUT_S)
+                                   timeout=RENEW_CALL_TIMEOUT_S, relearn=False)
 
     def _run(self) -> None:
         while not self._stopped.wait(RENEW_S):

@@ -56,6 +56,7 @@ from iobench.benchmarks.report.presentation import (
 )
 from iobench.benchmarks.report.scenarios import FIGURE_CAPTIONS, REPORT_SCENARIOS
 from iobench.benchmarks.results.loader import CellGroup, Run, load_run
+from iobench.common.files import atomic_write
 
 # The report warns about a metric whose max - min across repetitions exceeds
 # this fraction of its median (tail percentiles are noisy by nature: not checked).
@@ -491,8 +492,8 @@ def write_report(run: Run, plots: PlotOutcome) -> list[Path]:
     blocks = build_report(run, plots, citations)
     markdown_path = run.directory / REPORT_MD
     html_path = run.directory / REPORT_HTML
-    markdown_path.write_text(to_markdown(blocks, run.directory), encoding="utf-8")
-    html_path.write_text(to_html(blocks, f"iobench report: {run.run_id}"), encoding="utf-8")
+    atomic_write(markdown_path, to_markdown(blocks, run.directory))
+    atomic_write(html_path, to_html(blocks, f"iobench report: {run.run_id}"))
     return [claims_path, markdown_path, html_path]
 
 

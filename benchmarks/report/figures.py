@@ -17,6 +17,7 @@ from iobench.benchmarks.report.plots import PLOTS_DIR, PlotOutcome, figure_legen
 from iobench.benchmarks.report.scenario import FigureSpec
 from iobench.benchmarks.report.scenarios import REPORT_SCENARIOS
 from iobench.benchmarks.results.loader import Run
+from iobench.common.files import make_dir
 
 # Every figure with the scenario it needs, in the scenarios' order.
 CATALOGUE: tuple[tuple[FigureSpec, str], ...] = tuple(
@@ -34,7 +35,7 @@ def write_plots(run: Run, directory: Path | None = None,
 
     matplotlib.use("Agg")
     target = directory or run.directory / PLOTS_DIR
-    target.mkdir(parents=True, exist_ok=True)
+    make_dir(target)
     outcome = PlotOutcome()
     for figure, scenario in CATALOGUE:
         fig = figure.draw(run, spectrum_rate) if figure.takes_rate else figure.draw(run)

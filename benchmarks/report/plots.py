@@ -34,6 +34,7 @@ from iobench.benchmarks.report.presentation import (
     style,
 )
 from iobench.benchmarks.results.loader import CellGroup, Run
+from iobench.common.files import save_figure
 
 PLOTS_DIR = "plots"
 FORMATS = ("png", "svg")
@@ -417,9 +418,9 @@ def save(fig: Any, directory: Path, stem: str) -> list[Path]:
         path = directory / f"{stem}.{fmt}"
         if fmt == "svg":
             with matplotlib.rc_context({"svg.hashsalt": stem, "svg.fonttype": "none"}):
-                fig.savefig(path, format="svg", metadata={"Date": None})
+                save_figure(fig, path, follow_dir=False, format="svg", metadata={"Date": None})
         else:
-            fig.savefig(path, format="png", dpi=PNG_DPI)
+            save_figure(fig, path, follow_dir=False, format="png", dpi=PNG_DPI)
         paths.append(path)
     return paths
 

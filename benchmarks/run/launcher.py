@@ -42,7 +42,7 @@ from iobench.benchmarks.run.accounting import Cgroup
 from iobench.benchmarks.run.reaper import Reaper
 from iobench.benchmarks.run.sampler import Sampler
 from iobench.benchmarks.run.syscalls import StraceCounter, SyscallCounter, UnavailableCounter
-from iobench.common.lifeline import child_setup
+from iobench.common.lifeline import spawn_command
 from iobench.common.processes import stop_group
 from iobench.loadgen.report import LoadReport
 from iobench.servers.process import ServerProcess, ServerStartError
@@ -217,8 +217,8 @@ class LocalProcess(Process):
         self.stdout_path = workdir / f"{name}.stdout"
         self.stderr_path = workdir / f"{name}.stderr"
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                         process_group=0, preexec_fn=child_setup(cpus))
+            self.proc = subprocess.Popen(spawn_command(command, cpus), stdin=subprocess.DEVNULL,
+                                         stdout=out, stderr=err, process_group=0)
         self.pid = self.proc.pid
 
     def poll(self) -> int | None:

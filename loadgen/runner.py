@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Any
 
-from iobench.common.lifeline import child_setup
+from iobench.common.lifeline import spawn_command
 from iobench.common.processes import fd_limit_error
 from iobench.loadgen.connection_report import connection_fields
 from iobench.loadgen.histograms import merge_encoded, summarize
@@ -129,9 +129,9 @@ def _run_processes(plans: list[WorkerPlan]) -> list[WorkerResult]:
     try:
         for plan in plans:
             # A worker dies with this process, even one killed with SIGKILL.
-            process = subprocess.Popen([sys.executable, "-m", "iobench.loadgen.worker_process"],
-                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                       preexec_fn=child_setup())
+            process = subprocess.Popen(
+                spawn_command([sys.executable, "-m", "iobench.loadgen.worker_process"]),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             processes.append(process)
             assert process.stdin is not None
             process.stdin.write(plan_to_json(plan) + "\n")

@@ -11,6 +11,11 @@ measured on this suite's closed loop with Python 3.11 (3 of asyncio's 5
 system calls per request). Its flow control is the backpressure rule:
 when a transport's write buffer passes ``max_pending_output`` the loop calls
 ``pause_writing()``, and the protocol stops reading that client.
+
+Work per request (``work=``) runs in the callback, blocking the loop, unless
+``offload=pool``: then the protocol hands it to ``run_in_executor()`` on a
+pool of ``pool`` threads, the asyncio documentation's advice for blocking
+calls, and stops reading that client until the answer is written.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, cast
 
 from iobench.servers.base import Family, ServerModel, transform
@@ -30,6 +36,11 @@ class UpperEchoProtocol(asyncio.BufferedProtocol):
     def __init__(self, server: AsyncioServer) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
+        self.received = 0  # bytes, to count requests (work per request)
+        # Reading stops while the pool holds a request, or while the client
+        # does not read (flow control); it resumes when neither holds.
+        self.busy = False
+        self.write_paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
@@ -46,7 +57,29 @@ class UpperEchoProtocol(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         assert self.transport is not None
-        self.transport.write(transform(self.server.receive_buffer[:nbytes].tobytes()))
+        data = self.server.receive_buffer[:nbytes].tobytes()
+        work = self.server.work
+        if work is not None:
+            requests = work.completed(self.received, nbytes)
+            self.received += nbytes
+            if requests and self.server.pool is not None:
+                self.busy = True
+                self.transport.pause_reading()
+                loop = asyncio.get_running_loop()
+                answer = loop.run_in_executor(self.server.pool, work.answer, requests, data)
+                answer.add_done_callback(self._answered)
+                return
+            work.run(requests)
+        self.transport.write(transform(data))
+
+    def _answered(self, answer: asyncio.Future[bytes]) -> None:
+        assert self.transport is not None
+        self.busy = False
+        if answer.cancelled() or self.transport.is_closing():
+            return
+        self.transport.write(answer.result())
+        if not self.write_paused and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def eof_received(self) -> bool:
         # False: the transport closes itself once the buffered output is sent.
@@ -54,11 +87,13 @@ class UpperEchoProtocol(asyncio.BufferedProtocol):
 
     def pause_writing(self) -> None:
         assert self.transport is not None
+        self.write_paused = True
         self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         assert self.transport is not None
-        if not self.transport.is_closing():
+        self.write_paused = False
+        if not self.busy and not self.transport.is_closing():
             self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -69,26 +104,35 @@ class AsyncioServer(ServerModel):
     name: ClassVar[str] = "asyncio"
     family: ClassVar[Family] = Family.MULTIPLEXING
     mechanism: ClassVar[str] = "one thread, event loop with callbacks"
+    can_offload: ClassVar[bool] = True
     description: ClassVar[str] = (
         "asyncio's standard event loop with a BufferedProtocol per connection; readiness "
         "multiplexing underneath (epoll on Linux), flow control by pause_writing()"
     )
 
-    def __init__(self, listener: socket.socket, **params: Any) -> None:
+    def __init__(self, listener: socket.socket, /, **params: Any) -> None:
         super().__init__(listener, **params)
         self.transports: set[asyncio.BaseTransport] = set()
         self.receive_buffer = memoryview(bytearray(self.recv_size))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
         self._stop_requested = False
+        # offload=pool: run_in_executor()'s pool (the loop wakes itself on its answers).
+        self.pool: ThreadPoolExecutor | None = None
+        if self.work is not None and self.options["offload"] == "pool":
+            self.pool = ThreadPoolExecutor(self.options["pool"], thread_name_prefix="offload")
 
     def new_event_loop(self) -> asyncio.AbstractEventLoop:
         """The loop implementation: the one thing the uvloop model changes."""
         return asyncio.new_event_loop()
 
     def serve(self) -> None:
-        with asyncio.Runner(loop_factory=self.new_event_loop) as runner:
-            runner.run(self._serve())
+        try:
+            with asyncio.Runner(loop_factory=self.new_event_loop) as runner:
+                runner.run(self._serve())
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=False, cancel_futures=True)
 
     def accepting_socket(self) -> socket.socket:
         """The listener the loop accepts on: one that refuses at the descriptor limit.

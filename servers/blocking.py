@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from iobench.servers.base import Family, ServerModel, transform
 from iobench.servers.exhaustion import back_off, refuse_waiting, warn
+from iobench.servers.work import Work
 
 # How long stopping waits for the workers once their sockets are shut down.
 JOIN_TIMEOUT = 0.5
@@ -27,7 +28,7 @@ class BlockingServer(ServerModel):
 
     family: ClassVar[Family] = Family.BLOCKING
 
-    def __init__(self, listener: socket.socket, **params: Any) -> None:
+    def __init__(self, listener: socket.socket, /, **params: Any) -> None:
         super().__init__(listener, **params)
         self._running = True
         self._changed = threading.Condition()
@@ -79,8 +80,7 @@ class BlockingServer(ServerModel):
                 return
             self._active.add(sock)
         try:
-            while data := sock.recv(self.recv_size):
-                sock.sendall(transform(data))
+            echo(sock, self.recv_size, self.work)
         except OSError:  # reset by peer, or shut down by shutdown()
             pass
         finally:
@@ -106,6 +106,23 @@ class BlockingServer(ServerModel):
     def _await_stop_signal(self) -> None:
         signal.sigwait(STOP_SIGNALS)
         self.shutdown()
+
+
+def echo(sock: socket.socket, recv_size: int, work: Work | None) -> None:
+    """The blocking handler, until the client closes: recv, the requests' work, sendall.
+
+    Work per request (see iobench.servers.work) is done in this thread, as a
+    blocking server's handler does: the GIL is released while it waits.
+    """
+    if work is None:
+        while data := sock.recv(recv_size):
+            sock.sendall(transform(data))
+        return
+    received = 0
+    while data := sock.recv(recv_size):
+        work.run(work.completed(received, len(data)))
+        received += len(data)
+        sock.sendall(transform(data))
 
 
 def _shut(sock: socket.socket) -> None:

@@ -12,7 +12,8 @@ import signal
 import socket
 from typing import Any, ClassVar
 
-from iobench.servers.base import Family, ServerModel, transform
+from iobench.servers.base import Family, ServerModel
+from iobench.servers.blocking import echo
 from iobench.servers.children import Children
 from iobench.servers.exhaustion import back_off, refuse_waiting, warn
 
@@ -28,7 +29,7 @@ class ForkServer(ServerModel):
         "that blocks in recv()"
     )
 
-    def __init__(self, listener: socket.socket, **params: Any) -> None:
+    def __init__(self, listener: socket.socket, /, **params: Any) -> None:
         super().__init__(listener, **params)
         self._running = True
         self.children = Children()
@@ -60,8 +61,7 @@ class ForkServer(ServerModel):
         """The child: one blocking echo loop, then exit."""
         self.listener.close()
         try:
-            while data := sock.recv(self.recv_size):
-                sock.sendall(transform(data))
+            echo(sock, self.recv_size, self.work)
         except OSError:  # reset by peer
             pass
 

@@ -131,7 +131,17 @@ class MultishotLoop:
         from iobench.servers.uring_buffers import BufferRing
 
         uring = self.uring
-        init_ring(uring, self._ring)
+        init_ring(uring, self._ring, defer_taskrun=self.offload is None)
+        # The liburing binding holds the GIL inside io_uring_enter(), so a pool
+        # thread could not run while the loop waits there. With a pool the loop
+        # submits, then waits in poll() on the ring's descriptor (which lets go
+        # of the GIL) until a completion is posted. A ring that defers its
+        # completion work (DEFER_TASKRUN) posts none until it is entered, so
+        # that ring is made without it.
+        ring_ready = None
+        if self.offload is not None:
+            ring_ready = select.poll()
+            ring_ready.register(self._ring.ring_fd, select.POLLIN)
         self._buffers = BufferRing(self._ring.ring_fd, BUFFER_GROUP, BUFFER_COUNT, BUFFER_SIZE)
         # A signal that lands after the loop last looked but before it waits
         # would otherwise wait for the next completion: with the wake-up fd set,
@@ -143,7 +153,11 @@ class MultishotLoop:
             self._arm_wake()
             while self._running:
                 try:
-                    uring.io_uring_submit_and_wait(self._ring, 1)
+                    if ring_ready is None:
+                        uring.io_uring_submit_and_wait(self._ring, 1)
+                    else:
+                        uring.io_uring_submit(self._ring)
+                        ring_ready.poll()
                 except InterruptedError:  # a signal: its handler has run by now
                     pass
                 self._complete_batch()
@@ -492,14 +506,18 @@ class IoUringServer(ServerModel):
         self._loop.shutdown()
 
 
-def init_ring(uring: Any, ring: Any) -> None:
+def init_ring(uring: Any, ring: Any, defer_taskrun: bool = True) -> None:
     """Set the ring up as recommended for one thread serving sockets.
 
     SINGLE_ISSUER with DEFER_TASKRUN: the kernel runs completion work only when
     this thread enters to wait, in one batch, instead of interrupting it. Kernels
-    before 6.1 lack the flags; the plain ring works there too.
+    before 6.1 lack the flags; the plain ring works there too. Without
+    ``defer_taskrun`` completions are posted as they happen, so a poll() on the
+    ring's descriptor sees them.
     """
-    flags = uring.IORING_SETUP_SINGLE_ISSUER | uring.IORING_SETUP_DEFER_TASKRUN
+    flags = uring.IORING_SETUP_SINGLE_ISSUER
+    if defer_taskrun:
+        flags |= uring.IORING_SETUP_DEFER_TASKRUN
     try:
         uring.io_uring_queue_init(RING_ENTRIES, ring, flags)
     except OSError as exc:

@@ -159,3 +159,19 @@ def busiest_share(accepts: list[int] | None) -> float | None:
     if not accepts or sum(accepts) == 0:
         return None
     return max(accepts) / sum(accepts)
+
+
+def server_report(work: dict[str, Any] | None,
+                  accepts: list[int] | None) -> dict[str, Any] | None:
+    """What a server said about itself, as a cell stores it; None if it said nothing.
+
+    ``work``: its ready line's work calibration. ``accepts``: each worker's
+    accepts, busiest first (prefork), with the busiest worker's share.
+    """
+    report: dict[str, Any] = {}
+    if work is not None:
+        report["work"] = work
+    if accepts is not None:
+        report["worker_accepts"] = accepts
+        report["busiest_worker_share"] = busiest_share(accepts)
+    return report or None

@@ -633,6 +633,11 @@ class Runner:
                 metrics.neighbour_ratio = round(context.neighbour_ops_per_s / paused, 4)
             elif cell.phase == "solo":
                 metrics.neighbour_ratio = 1.0
+        if context.server is not None:
+            record.server = context.server.reported()
+            share = (record.server or {}).get("busiest_worker_share")
+            if share is not None:
+                metrics.busiest_worker_share = round(share, 4)
         if context.syscalls is not None:
             record.syscalls = context.syscalls.per_request(metrics.throughput_rps)
             metrics.syscalls_per_request = record.syscalls["per_request"]

@@ -113,6 +113,15 @@ def estimated_seconds(cell: Cell) -> float:
     return cell.warmup_s + work + lead + settle + CELL_OVERHEAD_S
 
 
+def server_params(cell: Cell) -> dict[str, Any]:
+    """The cell's model parameters, with ``request_bytes`` set to its message size
+    where the server does work per request and the profile did not set it: the
+    server counts requests by it (see iobench.servers.base.WORK_PARAMS)."""
+    if "work" in cell.params and "request_bytes" not in cell.params and cell.size_bytes:
+        return {**cell.params, "request_bytes": cell.size_bytes}
+    return cell.params
+
+
 def neighbour_load_s(cell: Cell) -> float:
     """How long the neighbour works beside a loaded server."""
     return max(cell.duration_s, NEIGHBOUR_MIN_LOAD_S)
@@ -310,7 +319,7 @@ class Runner:
         assert cell.model is not None
         if cell.scenario == "scale":
             self._check_scale(context)
-        context.server = self.launcher.start_server(cell.model, cell.params)
+        context.server = self.launcher.start_server(cell.model, server_params(cell))
         context.sampler.watch("server", context.server.pid, cgroup=context.server.cgroup)
         context.baseline_memory = context.sampler.memory("server")
         if cell.mode == "idle":

@@ -7,13 +7,11 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from iobench.benchmarks.run.matrix import ProfileError, load_profile, select_models
 from iobench.servers.base import ParamError, parse_work
-from iobench.servers.process import ServerProcess
+from iobench.servers.process import ServerProcess, busiest_share, server_report
 from iobench.servers.registry import all_models, available_models
 from iobench.servers.work import Work, calibrate
 
@@ -83,18 +81,6 @@ def test_io_uring_offloads_only_in_multishot_style() -> None:
     cls = all_models()["io-uring"]
     with pytest.raises(ParamError, match="multishot"):
         cls.resolve_params({"style": "oneshot", "work": "block:1ms", "offload": "pool"})
-
-
-@pytest.mark.parametrize(("text", "named"), [
-    ("[closed]\n[params]\nepoll = {work = 'cpu:-1us'}\n", "params.epoll"),
-    ("[closed]\n[params]\nthreads = {offload = 'pool'}\n", "params.threads"),
-    ("[closed]\n[params]\nprefork = {listener = 'sometimes'}\n", "params.prefork"),
-])
-def test_profile_refuses_bad_values(tmp_path: Path, text: str, named: str) -> None:
-    path = tmp_path / "custom.toml"
-    path.write_text(text)
-    with pytest.raises(ProfileError, match=named.replace(".", r"\.")):
-        select_models(load_profile(str(path)), None, all_models(), all_models())
 
 
 def exchange(address: tuple[str, int], requests: int, size: int, chunks: int = 1) -> float:
@@ -174,3 +160,11 @@ def test_prefork_workers_do_the_work_too() -> None:
     with ServerProcess("prefork", {"work": "cpu:50us", "listener": "reuseport"}) as server:
         assert server.ready["work"]["iterations"] > 0
         exchange(server.address, requests=3, size=64)
+
+
+def test_the_busiest_workers_share_is_the_balance_figure() -> None:
+    assert busiest_share([30, 10]) == 0.75
+    assert busiest_share([0, 0]) is None and busiest_share(None) is None
+    report = server_report(None, [5, 5])
+    assert report == {"worker_accepts": [5, 5], "busiest_worker_share": 0.5}
+    assert server_report(None, None) is None

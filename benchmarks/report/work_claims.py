@@ -1,0 +1,233 @@
+"""The work scenario's claims: what work in the handler does to each concurrency model.
+
+Every cell of the scenario is a closed loop at the same connections and size,
+one model with ``work=block:...`` or ``work=cpu:...``, inline or (event loops)
+with ``offload=pool``. The claims compare their throughputs; the thresholds
+are below and in docs/report.md.
+"""
+
+from __future__ import annotations
+
+from iobench.benchmarks.report.claims import (
+    THROUGHPUT_DISTRUST_FLAGS,
+    ClaimResult,
+    Missing,
+    Verdict,
+    find,
+    flagged,
+    measured,
+)
+from iobench.benchmarks.report.presentation import format_spread
+from iobench.benchmarks.results.loader import CellGroup, Run, Spread
+from iobench.servers.base import work_seconds
+
+SCENARIO = "work"
+# Inline blocking work caps a single-threaded loop near 1/block: epoll with
+# block:1ms serves at most 1.1 x 1/block (1,100 req/s), the 10% for requests
+# whose wait overlaps the loop's own I/O time being impossible; more means
+# the wait did not block the loop.
+INLINE_BLOCK_CAP_FACTOR = 1.1
+# Threads overlap the waits: thread per connection with the same work serves
+# at least 8x epoll's figure (16 connections could reach 16x; half of that
+# leaves room for the GIL's hand-overs on one CPU).
+THREADS_MIN_RATIO_VS_EPOLL = 8.0
+# CPU work is serialized by the GIL: threads, and a loop's offload pool, serve
+# at most 1.1 x 1/cpu (one core's worth of the calibrated work), and the pool
+# at most 1.1x the same loop inline (offloading computation buys nothing).
+GIL_CAP_FACTOR = 1.1
+POOL_MAX_RATIO_VS_INLINE_CPU = 1.1
+# Processes are not serialized by the GIL: with at least two server CPUs,
+# prefork (one worker per CPU) exceeds 1.5 x 1/cpu. On one server CPU every
+# model shares that CPU, and the GIL cannot be told from the CPU.
+PROCESSES_MIN_FACTOR = 1.5
+# Offloading restores the loop: asyncio with offload=pool serves at least 5x
+# asyncio inline with blocking work.
+OFFLOAD_MIN_RATIO_VS_INLINE = 5.0
+
+# The single-threaded loops, which an inline wait stops, and the ones that can offload.
+LOOPS = ("busy-poll", "poll-sleep", "select", "poll", "epoll", "asyncio", "uvloop", "sigio",
+         "io-uring")
+
+
+def kind_of(group: CellGroup) -> str:
+    return work_seconds(str(group.params.get("work", "none")))[0]
+
+
+def work_s(group: CellGroup) -> float:
+    return work_seconds(str(group.params.get("work", "none")))[1]
+
+
+def pooled(group: CellGroup) -> bool:
+    return group.params.get("offload") == "pool"
+
+
+def variant(run: Run, model: str, kind: str, pool: bool = False) -> CellGroup | None:
+    """The work cell of ``model`` with ``kind`` work, inline or offloaded."""
+    found = find(run, SCENARIO, model, lambda g: kind_of(g) == kind and pooled(g) == pool)
+    return found[0] if found else None
+
+
+def label(group: CellGroup) -> str:
+    offload = ", offload=pool" if pooled(group) else ""
+    return f"{group.model} work={group.params.get('work')}{offload}"
+
+
+def rate(group: CellGroup | None, what: str) -> Spread:
+    return measured(group, "throughput_rps", what, THROUGHPUT_DISTRUST_FLAGS)
+
+
+def cpu_work_us(group: CellGroup) -> float:
+    """One request's CPU work as the server calibrated it (its target if unrecorded)."""
+    measured_us = [((cell.server or {}).get("work") or {}).get("measured_us")
+                   for cell in group.ok_cells]
+    values = sorted(v for v in measured_us if isinstance(v, int | float) and v > 0)
+    return values[len(values) // 2] if values else work_s(group) * 1e6
+
+
+def line(group: CellGroup, spread: Spread, extra: str = "") -> str:
+    return (f"{label(group)}: {format_spread('throughput_rps', spread)} req/s{extra}"
+            + flagged(group))
+
+
+def inline_block_caps_loop(run: Run) -> ClaimResult:
+    claim = "Inline blocking work caps a single-threaded loop near 1/block req/s"
+    evidence: list[str] = []
+    try:
+        epoll = variant(run, "epoll", "block")
+        judged = rate(epoll, "epoll with inline blocking work")
+        assert epoll is not None
+        cap = INLINE_BLOCK_CAP_FACTOR / work_s(epoll)
+        for model in LOOPS:
+            group = variant(run, model, "block")
+            if group is not None and group.ok_cells and group.metric("throughput_rps"):
+                spread = rate(group, label(group))
+                evidence.append(line(group, spread, f" ({spread.median * work_s(group):.2f}"
+                                                    " x 1/block)"))
+    except Missing as why:
+        return ClaimResult(claim, Verdict.INCONCLUSIVE, str(why), evidence)
+    rule = (f"epoll with work={epoll.params.get('work')} at {epoll.connections} connections "
+            f"serves {judged.median:,.0f} req/s; the cap is {INLINE_BLOCK_CAP_FACTOR:g} x "
+            f"1/block = {cap:,.0f}")
+    verdict = Verdict.HOLDS if judged.median <= cap else Verdict.DOES_NOT_HOLD
+    return ClaimResult(claim, verdict, rule, evidence)
+
+
+def threads_overlap_waits(run: Run) -> ClaimResult:
+    claim = "Threads overlap blocking waits"
+    evidence: list[str] = []
+    try:
+        epoll, threads = variant(run, "epoll", "block"), variant(run, "threads", "block")
+        ep = rate(epoll, "epoll with inline blocking work")
+        th = rate(threads, "threads with blocking work")
+        assert epoll is not None and threads is not None
+        for model in ("threads", "threadpool", "fork", "prefork"):
+            group = variant(run, model, "block")
+            if group is not None and group.ok_cells and group.metric("throughput_rps"):
+                spread = rate(group, label(group))
+                evidence.append(line(group, spread, f" ({spread.median / ep.median:.1f}x epoll)"))
+        evidence.append(line(epoll, ep))
+    except Missing as why:
+        return ClaimResult(claim, Verdict.INCONCLUSIVE, str(why), evidence)
+    ratio = th.median / ep.median if ep.median else float("inf")
+    rule = (f"threads serve {th.median:,.0f} req/s with work={threads.params.get('work')}, "
+            f"{ratio:.1f}x epoll's {ep.median:,.0f} (at least {THREADS_MIN_RATIO_VS_EPOLL:g}x)")
+    if ratio < THREADS_MIN_RATIO_VS_EPOLL and "client_saturated" in threads.flags:
+        return ClaimResult(claim, Verdict.INCONCLUSIVE,
+                           rule + ", but the load generator saturated on threads", evidence)
+    verdict = Verdict.HOLDS if ratio >= THREADS_MIN_RATIO_VS_EPOLL else Verdict.DOES_NOT_HOLD
+    return ClaimResult(claim, verdict, rule, evidence)
+
+
+def gil_serializes_cpu_work(run: Run) -> ClaimResult:
+    claim = "CPU work is serialized by the GIL, for threads and an offload pool alike"
+    evidence: list[str] = []
+    try:
+        threads = variant(run, "threads", "cpu")
+        th = rate(threads, "threads with CPU work")
+        assert threads is not None
+        cap = GIL_CAP_FACTOR / (cpu_work_us(threads) / 1e6)
+        evidence.append(line(threads, th, f" ({th.median * cpu_work_us(threads) / 1e6:.2f} "
+                                          "cores of work)"))
+        pools = []
+        for model in LOOPS:
+            inline, pool = variant(run, model, "cpu"), variant(run, model, "cpu", pool=True)
+            if pool is None:
+                continue
+            inl = rate(inline, f"{model} with inline CPU work")
+            po = rate(pool, f"{model} with CPU work on a pool")
+            assert inline is not None
+            ratio = po.median / inl.median if inl.median else float("inf")
+            pools.append((model, po.median, ratio, cap))
+            evidence.append(line(pool, po, f" ({ratio:.2f}x inline)"))
+        if not pools:
+            raise Missing("no work cell with CPU work offloaded to a pool")
+    except Missing as why:
+        return ClaimResult(claim, Verdict.INCONCLUSIVE, str(why), evidence)
+    over = [f"{model} pool {ratio:.2f}x inline" for model, _, ratio, _ in pools
+            if ratio > POOL_MAX_RATIO_VS_INLINE_CPU]
+    rule = (f"threads serve {th.median:,.0f} req/s of {cpu_work_us(threads):.0f} us work "
+            f"(cap {GIL_CAP_FACTOR:g} x 1/cpu = {cap:,.0f}); every offload pool at most "
+            f"{POOL_MAX_RATIO_VS_INLINE_CPU:g}x its loop inline")
+    if th.median > cap or over:
+        return ClaimResult(claim, Verdict.DOES_NOT_HOLD,
+                           rule + (f"; over: {', '.join(over)}" if over else ""), evidence)
+    return ClaimResult(claim, Verdict.HOLDS, rule, evidence)
+
+
+def processes_escape_the_gil(run: Run) -> ClaimResult:
+    claim = "Processes are not serialized by the GIL (prefork and fork with CPU work)"
+    evidence: list[str] = []
+    try:
+        prefork = variant(run, "prefork", "cpu")
+        pf = rate(prefork, "prefork with CPU work")
+        assert prefork is not None
+        one_core = 1e6 / cpu_work_us(prefork)
+        for model in ("prefork", "fork", "threads"):
+            group = variant(run, model, "cpu")
+            if group is not None and group.ok_cells and group.metric("throughput_rps"):
+                spread = rate(group, label(group))
+                evidence.append(line(group, spread, f" ({spread.median / one_core:.2f} cores "
+                                                    "of work)"))
+    except Missing as why:
+        return ClaimResult(claim, Verdict.INCONCLUSIVE, str(why), evidence)
+    cpus = prefork.first.server_cpu_count
+    if cpus < 2:
+        return ClaimResult(
+            claim, Verdict.INCONCLUSIVE,
+            f"the server ran on {cpus} CPU, so its processes took turns on it as threads "
+            f"take turns on the GIL: prefork reached {pf.median / one_core:.2f} cores of work, "
+            f"and only a server with two or more CPUs can show processes above one core "
+            f"(>= {PROCESSES_MIN_FACTOR:g}x 1/cpu)", evidence)
+    rule = (f"on {cpus} server CPUs prefork serves {pf.median / one_core:.2f} cores of work "
+            f"(at least {PROCESSES_MIN_FACTOR:g})")
+    verdict = Verdict.HOLDS if pf.median >= PROCESSES_MIN_FACTOR * one_core \
+        else Verdict.DOES_NOT_HOLD
+    return ClaimResult(claim, verdict, rule, evidence)
+
+
+def offload_restores_loop(run: Run) -> ClaimResult:
+    claim = "Offloading blocking work to a pool restores the loop"
+    evidence: list[str] = []
+    try:
+        inline, pool = variant(run, "asyncio", "block"), variant(run, "asyncio", "block", True)
+        inl = rate(inline, "asyncio with inline blocking work")
+        po = rate(pool, "asyncio with blocking work on a pool")
+        assert inline is not None and pool is not None
+        for model in LOOPS:
+            model_inline = variant(run, model, "block")
+            model_pool = variant(run, model, "block", pool=True)
+            if model_pool is None or model_inline is None or not model_pool.ok_cells \
+                    or not model_inline.ok_cells:
+                continue
+            a = rate(model_inline, label(model_inline))
+            b = rate(model_pool, label(model_pool))
+            evidence.append(line(model_pool, b, f" ({b.median / a.median:.1f}x inline "
+                                                f"{a.median:,.0f})"))
+    except Missing as why:
+        return ClaimResult(claim, Verdict.INCONCLUSIVE, str(why), evidence)
+    ratio = po.median / inl.median if inl.median else float("inf")
+    rule = (f"asyncio with offload=pool (pool={pool.params.get('pool', 'default')}) serves "
+            f"{po.median:,.0f} req/s, {ratio:.1f}x inline's {inl.median:,.0f} "
+            f"(at least {OFFLOAD_MIN_RATIO_VS_INLINE:g}x)")
+    verdict = Verdict.HOLDS if ratio >= OFFLOAD_MIN_RATIO_VS_INLINE else Verdict.DOES_NOT_HOLD
+    return ClaimResult(claim, verdict, rule, evidence)

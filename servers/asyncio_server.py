@@ -15,7 +15,8 @@ when a transport's write buffer passes ``max_pending_output`` the loop calls
 Work per request (``work=``) runs in the callback, blocking the loop, unless
 ``offload=pool``: then the protocol hands it to ``run_in_executor()`` on a
 pool of ``pool`` threads, the asyncio documentation's advice for blocking
-calls, and stops reading that client until the answer is written.
+calls, and writes the answer when the future is done; what the client sends
+meanwhile waits behind it, so responses leave in order.
 """
 
 from __future__ import annotations
@@ -37,10 +38,16 @@ class UpperEchoProtocol(asyncio.BufferedProtocol):
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.received = 0  # bytes, to count requests (work per request)
-        # Reading stops while the pool holds a request, or while the client
-        # does not read (flow control); it resumes when neither holds.
+        # offload=pool: True while the pool holds this connection's request.
+        # What arrives meanwhile (a pipelining client) waits in ``queued`` so
+        # responses leave in order; reading pauses only if it grows past
+        # max_pending_output, so a closed-loop client costs no pause and resume.
         self.busy = False
+        self.queued: list[tuple[int, bytes]] = []
+        self.queued_bytes = 0
+        self.queue_paused = False
         self.write_paused = False
+        self.eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
@@ -57,20 +64,34 @@ class UpperEchoProtocol(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         assert self.transport is not None
-        data = self.server.receive_buffer[:nbytes].tobytes()
         work = self.server.work
-        if work is not None:
-            requests = work.completed(self.received, nbytes)
-            self.received += nbytes
-            if requests and self.server.pool is not None:
-                self.busy = True
-                self.transport.pause_reading()
-                loop = asyncio.get_running_loop()
-                answer = loop.run_in_executor(self.server.pool, work.answer, requests, data)
-                answer.add_done_callback(self._answered)
-                return
+        if work is None:
+            self.transport.write(transform(self.server.receive_buffer[:nbytes].tobytes()))
+            return
+        data = self.server.receive_buffer[:nbytes].tobytes()
+        requests = work.completed(self.received, nbytes)
+        self.received += nbytes
+        if self.server.pool is None:
             work.run(requests)
-        self.transport.write(transform(data))
+            self.transport.write(transform(data))
+        elif self.busy:
+            self.queued.append((requests, data))
+            self.queued_bytes += nbytes
+            if self.queued_bytes >= self.server.max_pending_output and not self.queue_paused:
+                self.queue_paused = True
+                self.transport.pause_reading()
+        elif requests:
+            self._offload(requests, data)
+        else:
+            self.transport.write(transform(data))
+
+    def _offload(self, requests: int, data: bytes) -> None:
+        """The asyncio documentation's idiom for a blocking call: run_in_executor()."""
+        assert self.server.work is not None
+        self.busy = True
+        loop = asyncio.get_running_loop()
+        answer = loop.run_in_executor(self.server.pool, self.server.work.answer, requests, data)
+        answer.add_done_callback(self._answered)
 
     def _answered(self, answer: asyncio.Future[bytes]) -> None:
         assert self.transport is not None
@@ -78,11 +99,27 @@ class UpperEchoProtocol(asyncio.BufferedProtocol):
         if answer.cancelled() or self.transport.is_closing():
             return
         self.transport.write(answer.result())
-        if not self.write_paused and not self.transport.is_closing():
+        while self.queued and not self.busy:
+            requests, data = self.queued.pop(0)
+            self.queued_bytes -= len(data)
+            if requests:
+                self._offload(requests, data)
+            else:
+                self.transport.write(transform(data))
+        if self.busy:
+            return
+        if self.eof:
+            self.transport.close()  # after the buffered output, as eof_received's False does
+        elif self.queue_paused and not self.write_paused:
+            self.queue_paused = False
             self.transport.resume_reading()
 
     def eof_received(self) -> bool:
-        # False: the transport closes itself once the buffered output is sent.
+        # False: the transport closes itself once the buffered output is sent;
+        # with a request still in the pool, it stays open until that is answered.
+        if self.busy:
+            self.eof = True
+            return True
         return False
 
     def pause_writing(self) -> None:
@@ -93,7 +130,7 @@ class UpperEchoProtocol(asyncio.BufferedProtocol):
     def resume_writing(self) -> None:
         assert self.transport is not None
         self.write_paused = False
-        if not self.busy and not self.transport.is_closing():
+        if not self.queue_paused and not self.transport.is_closing():
             self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:

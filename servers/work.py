@@ -29,12 +29,18 @@ from typing import Any
 
 from iobench.servers.base import transform, work_seconds
 
-# Calibration: the spin loop is timed over at least this long per trial, and
-# the fastest of several trials is kept (the one the machine disturbed least).
-CALIBRATION_TRIAL_S = 0.002
-CALIBRATION_TRIALS = 5
-# Then this many runs of one request's work are timed; their median is recorded.
-CHECK_RUNS = 21
+# Calibration. A first estimate times the spin loop over about a millisecond
+# (the fastest of a few trials). On a CPU shared with other processes a trial
+# that long is often preempted, which makes the work too short, so the count
+# is then refined on runs of the target's own length, by their median: short
+# runs mostly fit between preemptions, and the median ignores those that do
+# not. Refined only for work up to REFINE_MAX_S, within a budget of time.
+ESTIMATE_TRIAL_S = 0.001
+ESTIMATE_TRIALS = 5
+REFINE_MAX_S = 0.01
+REFINE_ROUNDS = 2
+REFINE_BUDGET_S = 0.05  # per round: runs = budget / target, between the bounds below
+MIN_RUNS, MAX_RUNS = 3, 31
 
 # Calibrated iterations by target seconds, kept for the process: prefork's
 # workers are forked after the parent calibrated, and inherit it.
@@ -45,27 +51,29 @@ def spin(iterations: int) -> int:
     """Pure-Python computation that holds the GIL throughout, as a handler's parsing does."""
     total = 0
     for i in range(iterations):
-        total += i
+        total ^= i  # stays as small as i: a growing sum would slow as it leaves one digit
     return total
 
 
 def calibrate(seconds: float) -> dict[str, Any]:
-    """How many :func:`spin` iterations take ``seconds`` here, and what one run measured."""
+    """How many :func:`spin` iterations take ``seconds`` here, and what they measured."""
     if seconds in _CALIBRATED:
         return _CALIBRATED[seconds]
     iterations = 1000
-    while True:
-        start = time.perf_counter()
-        spin(iterations)
-        if time.perf_counter() - start >= CALIBRATION_TRIAL_S:
-            break
+    while _timed(iterations) < ESTIMATE_TRIAL_S:
         iterations *= 2
-    best = min(_timed(iterations) for _ in range(CALIBRATION_TRIALS))
-    per_iteration_s = best / iterations
+    per_iteration_s = min(_timed(iterations) for _ in range(ESTIMATE_TRIALS)) / iterations
     target = max(1, round(seconds / per_iteration_s))
-    measured = statistics.median(_timed(target) for _ in range(CHECK_RUNS))
-    record = {"iterations": target, "per_iteration_ns": round(per_iteration_s * 1e9, 3),
-              "measured_us": round(measured * 1e6, 2)}
+    runs = max(MIN_RUNS, min(MAX_RUNS, int(REFINE_BUDGET_S / seconds)))
+    if seconds > REFINE_MAX_S:  # long work: the estimate, and one run to record
+        runs = 1
+    else:
+        for _ in range(REFINE_ROUNDS):
+            measured = statistics.median(_timed(target) for _ in range(runs))
+            target = max(1, round(target * seconds / measured))
+    measured = statistics.median(_timed(target) for _ in range(runs))
+    record = {"iterations": target, "per_iteration_ns": round(measured / target * 1e9, 3),
+              "measured_us": round(measured * 1e6, 2), "runs": runs}
     _CALIBRATED[seconds] = record
     return record
 

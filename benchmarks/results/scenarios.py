@@ -19,6 +19,7 @@ SCENARIOS: tuple[str, ...] = (
     "neighbour",
     "scale",
     "syscalls",
+    "work",
 )
 
 

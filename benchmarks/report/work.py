@@ -19,7 +19,7 @@ from iobench.benchmarks.report.claims import (
 )
 from iobench.benchmarks.report.presentation import format_spread
 from iobench.benchmarks.results.loader import CellGroup, Run, Spread
-from iobench.servers.base import work_seconds
+from iobench.servers.base import DEFAULT_POOL_THREADS, work_seconds
 
 SCENARIO = "work"
 # Inline blocking work caps a single-threaded loop near 1/block: epoll with
@@ -31,14 +31,12 @@ INLINE_BLOCK_CAP_FACTOR = 1.1
 # at least 8x epoll's figure (16 connections could reach 16x; half of that
 # leaves room for the GIL's hand-overs on one CPU).
 THREADS_MIN_RATIO_VS_EPOLL = 8.0
-# CPU work is serialized by the GIL: threads, and a loop's offload pool, serve
-# at most 1.1 x 1/cpu (one core's worth of the calibrated work), and the pool
-# at most 1.1x the same loop inline (offloading computation buys nothing).
+# CPU work is serialized by the GIL, not for processes: on two or more server
+# CPUs, threads and every offload pool keep at most 1.1 cores busy with the
+# calibrated work (throughput x its measured time), while prefork (a worker
+# per CPU) keeps at least 1.5. On one server CPU every model is held to one
+# core, GIL or not, and the verdict says it cannot tell.
 GIL_CAP_FACTOR = 1.1
-POOL_MAX_RATIO_VS_INLINE_CPU = 1.1
-# Processes are not serialized by the GIL: with at least two server CPUs,
-# prefork (one worker per CPU) exceeds 1.5 x 1/cpu. On one server CPU every
-# model shares that CPU, and the GIL cannot be told from the CPU.
 PROCESSES_MIN_FACTOR = 1.5
 # Offloading restores the loop: asyncio with offload=pool serves at least 5x
 # asyncio inline with blocking work.
@@ -138,74 +136,58 @@ def threads_overlap_waits(run: Run) -> ClaimResult:
     return ClaimResult(claim, verdict, rule, evidence)
 
 
+def cores_of_work(group: CellGroup, spread: Spread) -> float:
+    """Throughput x one request's calibrated CPU work: the cores its handlers kept busy."""
+    return spread.median * cpu_work_us(group) / 1e6
+
+
 def gil_serializes_cpu_work(run: Run) -> ClaimResult:
-    claim = "CPU work is serialized by the GIL, for threads and an offload pool alike"
+    claim = ("CPU work is serialized by the GIL for threads and an offload pool alike, "
+             "not for processes")
     evidence: list[str] = []
     try:
-        threads = variant(run, "threads", "cpu")
+        threads, prefork = variant(run, "threads", "cpu"), variant(run, "prefork", "cpu")
         th = rate(threads, "threads with CPU work")
-        assert threads is not None
-        cap = GIL_CAP_FACTOR / (cpu_work_us(threads) / 1e6)
-        evidence.append(line(threads, th, f" ({th.median * cpu_work_us(threads) / 1e6:.2f} "
-                                          "cores of work)"))
-        pools = []
-        for model in LOOPS:
-            inline, pool = variant(run, model, "cpu"), variant(run, model, "cpu", pool=True)
-            if pool is None:
-                continue
-            inl = rate(inline, f"{model} with inline CPU work")
-            po = rate(pool, f"{model} with CPU work on a pool")
-            assert inline is not None
-            ratio = po.median / inl.median if inl.median else float("inf")
-            pools.append((model, ratio))
-            evidence.append(line(pool, po, f" ({ratio:.2f}x inline)"))
-        if not pools:
-            evidence.append("no loop offloaded CPU work to a pool in this run (the full "
-                            "profile does): judged on threads alone")
-    except Missing as why:
-        return ClaimResult(claim, Verdict.INCONCLUSIVE, str(why), evidence)
-    over = [f"{model} pool {ratio:.2f}x inline" for model, ratio in pools
-            if ratio > POOL_MAX_RATIO_VS_INLINE_CPU]
-    rule = (f"threads serve {th.median:,.0f} req/s of {cpu_work_us(threads):.0f} us work "
-            f"(cap {GIL_CAP_FACTOR:g} x 1/cpu = {cap:,.0f})")
-    if pools:
-        rule += (f"; every offload pool at most {POOL_MAX_RATIO_VS_INLINE_CPU:g}x its loop "
-                 "inline")
-    if th.median > cap or over:
-        return ClaimResult(claim, Verdict.DOES_NOT_HOLD,
-                           rule + (f"; over: {', '.join(over)}" if over else ""), evidence)
-    return ClaimResult(claim, Verdict.HOLDS, rule, evidence)
-
-
-def processes_escape_the_gil(run: Run) -> ClaimResult:
-    claim = "Processes are not serialized by the GIL (prefork and fork with CPU work)"
-    evidence: list[str] = []
-    try:
-        prefork = variant(run, "prefork", "cpu")
         pf = rate(prefork, "prefork with CPU work")
-        assert prefork is not None
-        one_core = 1e6 / cpu_work_us(prefork)
-        for model in ("prefork", "fork", "threads"):
+        assert threads is not None and prefork is not None
+        serialized = [(threads, th)]
+        for model in ("threads", "threadpool", "fork", "prefork"):
             group = variant(run, model, "cpu")
             if group is not None and group.ok_cells and group.metric("throughput_rps"):
                 spread = rate(group, label(group))
-                evidence.append(line(group, spread, f" ({spread.median / one_core:.2f} cores "
+                evidence.append(line(group, spread, f" ({cores_of_work(group, spread):.2f} cores "
                                                     "of work)"))
+        for model in LOOPS:
+            inline, pool = variant(run, model, "cpu"), variant(run, model, "cpu", pool=True)
+            if pool is None or inline is None or not pool.ok_cells or not inline.ok_cells:
+                continue
+            po, inl = rate(pool, label(pool)), rate(inline, label(inline))
+            serialized.append((pool, po))
+            evidence.append(line(pool, po, f" ({cores_of_work(pool, po):.2f} cores of work, "
+                                           f"{po.median / inl.median:.2f}x inline)"))
+        if len(serialized) == 1:
+            evidence.append("no loop offloaded CPU work to a pool in this run (the full "
+                            "profile does): threads stand for both")
     except Missing as why:
         return ClaimResult(claim, Verdict.INCONCLUSIVE, str(why), evidence)
     cpus = prefork.first.server_cpu_count
+    busiest = max(serialized, key=lambda pair: cores_of_work(*pair))
+    most = cores_of_work(*busiest)
+    processes = cores_of_work(prefork, pf)
     if cpus < 2:
         return ClaimResult(
             claim, Verdict.INCONCLUSIVE,
-            f"the server ran on {cpus} CPU, so its processes took turns on it as threads "
-            f"take turns on the GIL: prefork reached {pf.median / one_core:.2f} cores of work, "
-            f"and only a server with two or more CPUs can show processes above one core "
-            f"(>= {PROCESSES_MIN_FACTOR:g}x 1/cpu)", evidence)
-    rule = (f"on {cpus} server CPUs prefork serves {pf.median / one_core:.2f} cores of work "
-            f"(at least {PROCESSES_MIN_FACTOR:g})")
-    verdict = Verdict.HOLDS if pf.median >= PROCESSES_MIN_FACTOR * one_core \
-        else Verdict.DOES_NOT_HOLD
-    return ClaimResult(claim, verdict, rule, evidence)
+            f"the server ran on {cpus} CPU, which holds every model to one core, GIL or not: "
+            f"threads and pools reached at most {most:.2f} cores of work "
+            f"({label(busiest[0])}) and prefork {processes:.2f}. Telling the GIL from the CPU "
+            f"takes two or more server CPUs, where processes should pass "
+            f"{PROCESSES_MIN_FACTOR:g} cores and threads stay under {GIL_CAP_FACTOR:g}",
+            evidence)
+    rule = (f"on {cpus} server CPUs threads and pools reach at most {most:.2f} cores of work "
+            f"(cap {GIL_CAP_FACTOR:g}), prefork {processes:.2f} (at least "
+            f"{PROCESSES_MIN_FACTOR:g})")
+    holds = most <= GIL_CAP_FACTOR and processes >= PROCESSES_MIN_FACTOR
+    return ClaimResult(claim, Verdict.HOLDS if holds else Verdict.DOES_NOT_HOLD, rule, evidence)
 
 
 def offload_restores_loop(run: Run) -> ClaimResult:
@@ -229,7 +211,8 @@ def offload_restores_loop(run: Run) -> ClaimResult:
     except Missing as why:
         return ClaimResult(claim, Verdict.INCONCLUSIVE, str(why), evidence)
     ratio = po.median / inl.median if inl.median else float("inf")
-    rule = (f"asyncio with offload=pool (pool={pool.params.get('pool', 'default')}) serves "
+    rule = (f"asyncio with offload=pool (pool={pool.params.get('pool', DEFAULT_POOL_THREADS)}) "
+            f"serves "
             f"{po.median:,.0f} req/s, {ratio:.1f}x inline's {inl.median:,.0f} "
             f"(at least {OFFLOAD_MIN_RATIO_VS_INLINE:g}x)")
     verdict = Verdict.HOLDS if ratio >= OFFLOAD_MIN_RATIO_VS_INLINE else Verdict.DOES_NOT_HOLD
@@ -241,7 +224,6 @@ WORK_VERDICTS = (
     ("work_inline_block_caps_loop", (), inline_block_caps_loop),
     ("work_threads_overlap_waits", (), threads_overlap_waits),
     ("work_gil_serializes_cpu", (), gil_serializes_cpu_work),
-    ("work_processes_escape_gil", (), processes_escape_the_gil),
     ("work_offload_restores_loop", (), offload_restores_loop),
 )
 
@@ -295,3 +277,19 @@ def calibration_lines(run: Run) -> list[str]:
     return [f"CPU work calibrated at each server's start to {target} us: one request's work "
             f"measured {measured_us[len(measured_us) // 2]:.1f} us in the median server "
             f"({measured_us[0]:.1f}-{measured_us[-1]:.1f} us over {len(measured_us)} cells)"]
+
+
+def balance_lines(run: Run) -> list[str]:
+    """How prefork's workers shared the connections in each of its work cells."""
+    found = []
+    for group in run.scenario(SCENARIO):
+        shares = group.values("busiest_worker_share")
+        if not shares:
+            continue
+        accepts = [(cell.server or {}).get("worker_accepts") for cell in group.ok_cells]
+        shown = ", ".join(str(a) for a in accepts if a)
+        share = sorted(shares)[len(shares) // 2]
+        found.append(f"{label(group)}: accepts per worker {shown}, the busiest worker's share "
+                     f"{share:.2f}" + (" (one worker took every connection: with inline work, "
+                                       "prefork was one loop)" if share == 1.0 else ""))
+    return found

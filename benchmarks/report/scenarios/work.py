@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from iobench.benchmarks.report.blocks import Block, Bullets, Heading, Paragraph, Table
 from iobench.benchmarks.report.scenario import FigureLookup, ReportScenario
-from iobench.benchmarks.report.work import calibration_lines, judge_work, throughput_table
+from iobench.benchmarks.report.work import (
+    balance_lines,
+    calibration_lines,
+    judge_work,
+    throughput_table,
+)
 from iobench.benchmarks.results.loader import Run
 
 
@@ -33,7 +38,7 @@ def section(run: Run, figure: FigureLookup) -> list[Block]:
               [[v.claim, str(v.verdict), v.reason] for v in verdicts]),
         Table(header, rows, numeric=tuple(range(1, len(header)))),
     ]
-    notes = calibration_lines(run)
+    notes = calibration_lines(run) + balance_lines(run)
     if notes:
         blocks.append(Bullets(notes))
     for verdict in verdicts:

@@ -31,6 +31,17 @@ class Family(enum.StrEnum):
     ASYNCHRONOUS = "asynchronous"
 
 
+class Watching(enum.StrEnum):
+    """How a model learns which of its connections have something to say."""
+
+    # It looks at every connection it watches on every pass (busy-poll,
+    # select, poll): idle connections cost it on every request.
+    SCANS = "scans"
+    # The kernel tells it which connections are ready (epoll, io_uring): a
+    # wait costs by ready connections, not watched ones.
+    IS_TOLD = "is told"
+
+
 class ParamError(ValueError):
     """A model parameter is unknown or has a value the model cannot use."""
 
@@ -205,6 +216,7 @@ class ServerModel(ABC):
     description  one line that says what the model does
     params       the tunables, as :class:`Param` objects
     spins        True if the model never waits, so it burns CPU when idle
+    watching     whether it scans every connection or is told which are ready
 
     Socket settings are the same for every model, so a comparison measures the
     I/O model and nothing else.
@@ -227,6 +239,10 @@ class ServerModel(ABC):
     # True for a single-threaded loop that can hand blocking work to a pool
     # (``offload=pool``); a model that blocks per connection has nothing to offload.
     can_offload: ClassVar[bool] = False
+    # Whether it scans its connections or is told which are ready, for the
+    # scale scenario's verdicts; None for a model that is neither to judge
+    # (a thread or process per connection, asyncio's loop).
+    watching: ClassVar[Watching | None] = None
 
     recv_size: ClassVar[int] = 64 * 1024
     backlog: ClassVar[int] = 4096

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from iobench.servers.base import Family, ServerModel
+from iobench.servers.base import Family, ServerModel, Watching
 from iobench.servers.connection import Connection, accept_pending
 
 
@@ -25,6 +25,7 @@ class BusyPollServer(ServerModel):
     )
     spins: ClassVar[bool] = True
     can_offload: ClassVar[bool] = True
+    watching: ClassVar[Watching | None] = Watching.SCANS
 
     def __init__(self, listener: Any, /, **params: Any) -> None:
         super().__init__(listener, **params)

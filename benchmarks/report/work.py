@@ -74,6 +74,16 @@ def rate(group: CellGroup | None, what: str) -> Spread:
     return measured(group, "throughput_rps", what, THROUGHPUT_DISTRUST_FLAGS)
 
 
+def shown(group: CellGroup, evidence: list[str]) -> Spread | None:
+    """A figure only shown beside the judged ones; a cell that cannot give one is
+    named in the evidence and left out, instead of leaving the verdict unjudged."""
+    try:
+        return rate(group, label(group))
+    except Missing as why:
+        evidence.append(f"{label(group)}: left out, {why}")
+        return None
+
+
 def cpu_work_us(group: CellGroup) -> float:
     """One request's CPU work as the server calibrated it (its target if unrecorded)."""
     measured_us = [((cell.server or {}).get("work") or {}).get("measured_us")
@@ -97,8 +107,7 @@ def inline_block_caps_loop(run: Run) -> ClaimResult:
         cap = INLINE_BLOCK_CAP_FACTOR / work_s(epoll)
         for model in LOOPS:
             group = variant(run, model, "block")
-            if group is not None and group.ok_cells and group.metric("throughput_rps"):
-                spread = rate(group, label(group))
+            if group is not None and (spread := shown(group, evidence)) is not None:
                 evidence.append(line(group, spread, f" ({spread.median * work_s(group):.2f}"
                                                     " x 1/block)"))
     except Missing as why:
@@ -120,8 +129,7 @@ def threads_overlap_waits(run: Run) -> ClaimResult:
         assert epoll is not None and threads is not None
         for model in ("threads", "threadpool", "fork", "prefork"):
             group = variant(run, model, "block")
-            if group is not None and group.ok_cells and group.metric("throughput_rps"):
-                spread = rate(group, label(group))
+            if group is not None and (spread := shown(group, evidence)) is not None:
                 evidence.append(line(group, spread, f" ({spread.median / ep.median:.1f}x epoll)"))
         evidence.append(line(epoll, ep))
     except Missing as why:
@@ -153,15 +161,16 @@ def gil_serializes_cpu_work(run: Run) -> ClaimResult:
         serialized = [(threads, th)]
         for model in ("threads", "threadpool", "fork", "prefork"):
             group = variant(run, model, "cpu")
-            if group is not None and group.ok_cells and group.metric("throughput_rps"):
-                spread = rate(group, label(group))
+            if group is not None and (spread := shown(group, evidence)) is not None:
                 evidence.append(line(group, spread, f" ({cores_of_work(group, spread):.2f} cores "
                                                     "of work)"))
         for model in LOOPS:
             inline, pool = variant(run, model, "cpu"), variant(run, model, "cpu", pool=True)
-            if pool is None or inline is None or not pool.ok_cells or not inline.ok_cells:
+            if pool is None or inline is None:
                 continue
-            po, inl = rate(pool, label(pool)), rate(inline, label(inline))
+            po, inl = shown(pool, evidence), shown(inline, evidence)
+            if po is None or inl is None:
+                continue
             serialized.append((pool, po))
             evidence.append(line(pool, po, f" ({cores_of_work(pool, po):.2f} cores of work, "
                                            f"{po.median / inl.median:.2f}x inline)"))
@@ -201,11 +210,11 @@ def offload_restores_loop(run: Run) -> ClaimResult:
         for model in LOOPS:
             model_inline = variant(run, model, "block")
             model_pool = variant(run, model, "block", pool=True)
-            if model_pool is None or model_inline is None or not model_pool.ok_cells \
-                    or not model_inline.ok_cells:
+            if model_pool is None or model_inline is None:
                 continue
-            a = rate(model_inline, label(model_inline))
-            b = rate(model_pool, label(model_pool))
+            a, b = shown(model_inline, evidence), shown(model_pool, evidence)
+            if a is None or b is None:
+                continue
             evidence.append(line(model_pool, b, f" ({b.median / a.median:.1f}x inline "
                                                 f"{a.median:,.0f})"))
     except Missing as why:

@@ -116,3 +116,13 @@ def test_a_bad_work_section_is_refused(tmp_path: Path, text: str, named: str) ->
     path.write_text(text)
     with pytest.raises(ProfileError, match=named.replace(".", r"\.")):
         select_models(load_profile(str(path)), None, all_models(), all_models())
+
+
+def test_a_cell_only_shown_beside_the_judged_ones_is_left_out_by_name() -> None:
+    run = make_run({**GOOD, ("fork", "cpu:50us", False): 9000.0}, [0, 1])
+    fork = next(g for g in run.groups if g.model == "fork")
+    fork.cells[0].status, fork.cells[0].reason = "failed", "server exited with code 1"
+    found = {r.key: r for r in judge_work(run)}
+    gil = found["work_gil_serializes_cpu"]
+    assert gil.verdict is Verdict.HOLDS
+    assert any("fork work=cpu:50us: left out" in line for line in gil.evidence)

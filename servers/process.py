@@ -15,8 +15,9 @@ import time
 from collections.abc import Iterable
 from typing import IO, Any
 
-from iobench.common.lifeline import child_setup
+from iobench.common.lifeline import spawn_command
 from iobench.common.processes import STOP_TIMEOUT_S, stop_group
+from iobench.common.spawn import SETUP_FAILED
 
 READY_TIMEOUT = 10.0
 # How long stop() reads the lines a stopped server printed after its ready
@@ -26,6 +27,10 @@ REPORT_READ_TIMEOUT = 1.0
 
 class ServerStartError(RuntimeError):
     """The server exited, or printed no ready line in time."""
+
+
+class ChildSetupError(subprocess.SubprocessError):
+    """The child could not make its own settings (join the cgroup, pin) before it ran."""
 
 
 class ServerProcess:
@@ -53,9 +58,9 @@ class ServerProcess:
         self.reports: list[dict[str, Any]] = []
         self._after_ready = b""
         # Its own session, yet tied to this process: it dies when this one does.
-        self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=stderr, start_new_session=True,
-                                     preexec_fn=child_setup(cpus, fd_limit, cgroup_procs))
+        self.proc = subprocess.Popen(spawn_command(command, cpus, fd_limit, cgroup_procs),
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=stderr, start_new_session=True)
         try:
             self.ready = self._await_ready(ready_timeout)
         except BaseException:
@@ -81,6 +86,9 @@ class ServerProcess:
             chunk = os.read(fd, 4096)
             if not chunk:
                 code = self.proc.wait()
+                if code == SETUP_FAILED:
+                    raise ChildSetupError(f"{self.model} could not be set up: "
+                                          f"{self.stderr_text().strip()}")
                 raise ServerStartError(f"{self.model} exited with code {code} before it was "
                                        f"ready: {self.stderr_text().strip()}")
             buffered += chunk

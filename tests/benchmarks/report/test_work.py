@@ -1,4 +1,4 @@
-"""The work scenario: its cells, and its verdicts computed from throughputs."""
+"""The work scenario's report side: its verdicts computed from throughputs, its section."""
 
 from __future__ import annotations
 
@@ -12,9 +12,6 @@ from iobench.benchmarks.report.scenarios.work import section
 from iobench.benchmarks.report.work import judge_work, throughput_table
 from iobench.benchmarks.results.loader import Run, group_cells
 from iobench.benchmarks.results.record import CellRecord, Metrics
-from iobench.benchmarks.run.checks import ProfileError
-from iobench.benchmarks.run.matrix import expand, load_profile, select_models
-from iobench.servers.registry import all_models, available_models
 
 # Throughputs in req/s by (model, work, offloaded): a run where every verdict holds.
 GOOD: dict[tuple[str, str, bool], float] = {
@@ -92,30 +89,6 @@ def test_the_section_tables_each_work_inline_and_pooled() -> None:
     assert ["asyncio", "850", "5,000", "", ""] in rows
     text = repr(section(run, lambda stem: None))
     assert "accepts per worker [16, 0]" in text and "one worker took every connection" in text
-
-
-def test_the_scenario_expands_into_inline_and_pooled_cells() -> None:
-    cells = [c for c in expand(load_profile("quick"), list(available_models()))
-             if c.scenario == "work"]
-    keys = {c.key for c in cells}
-    assert "work/threads(work=cpu:50us)/c16/s64" in keys
-    assert "work/asyncio(offload=pool,work=block:1ms)/c16/s64" in keys
-    assert "work/asyncio(offload=pool,work=cpu:50us)/c16/s64" not in keys  # quick: block only
-    assert not [c for c in cells if c.model == "threads" and "offload" in c.params]
-    assert {c.model for c in cells} == set(available_models())
-
-
-@pytest.mark.parametrize(("text", "named"), [
-    ("[work]\nworks = ['cpu:-1us']\n", "work.works"),
-    ("[work]\nworks = ['none']\n", "work.works"),
-    ("[work]\noffload_models = ['threads']\n", "work.offload_models"),
-    ("[work]\noffload_works = ['cpu:1ms']\n", "offload_works"),
-])
-def test_a_bad_work_section_is_refused(tmp_path: Path, text: str, named: str) -> None:
-    path = tmp_path / "custom.toml"
-    path.write_text(text)
-    with pytest.raises(ProfileError, match=named.replace(".", r"\.")):
-        select_models(load_profile(str(path)), None, all_models(), all_models())
 
 
 def test_a_cell_only_shown_beside_the_judged_ones_is_left_out_by_name() -> None:

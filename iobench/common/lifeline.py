@@ -18,7 +18,7 @@ import os
 import resource
 import signal
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -43,21 +43,22 @@ def die_with_parent(parent_pid: int) -> None:
 
 def child_setup(cpus: Iterable[int] | None = None,
                 fd_limit: int | None = None,
-                cgroup_procs: str | None = None) -> Callable[[], None]:
+                cgroup_procs: str | Sequence[str] | None = None) -> Callable[[], None]:
     """A ``preexec_fn`` for subprocess: die with this process, and run on ``cpus``.
 
     ``fd_limit`` sets the child's descriptor limit (soft and hard), for tests
     of what a server does when it runs out. ``cgroup_procs``: a cgroup's
-    ``cgroup.procs`` file the child joins before it execs, so everything it
-    will fork is accounted for in that cgroup.
+    ``cgroup.procs`` file (or several, one per hierarchy) the child joins
+    before it execs, so everything it will fork is accounted for there.
     """
     parent = os.getpid()
     cpu_set = set(cpus) if cpus is not None else None
+    procs_files = [cgroup_procs] if isinstance(cgroup_procs, str) else list(cgroup_procs or [])
 
     def setup() -> None:
         die_with_parent(parent)
-        if cgroup_procs is not None:
-            with open(cgroup_procs, "w") as procs:
+        for procs_file in procs_files:
+            with open(procs_file, "w") as procs:
                 procs.write(str(os.getpid()))
         if cpu_set:
             os.sched_setaffinity(0, cpu_set)

@@ -15,7 +15,9 @@ Schema history (``SCHEMA_VERSION``):
    for PSS/USS, steal time and the neighbour's interleaved solo slices.
    Version-1 cells read as version 2 with those left empty. Later in 2,
    ``syscalls`` (system calls by kind) and ``syscalls_per_request``; files
-   without them read with both null.
+   without them read with both null. Later in 2, the kernel's memory
+   (``kernel_bytes``, ``kernel_baseline_bytes``, ``kernel_bytes_per_connection``)
+   and ``memory_per_connection_bytes``; files without them read them as null.
 """
 
 from __future__ import annotations
@@ -87,6 +89,15 @@ class Metrics:
     pss_baseline_bytes: int | None = None
     pss_anon_baseline_bytes: int | None = None
     pss_per_connection_bytes: float | None = None
+    # What the kernel held for the server's tree then, and before its first
+    # connection (sockets and their buffers, kernel stacks, epoll and io_uring
+    # state, page tables), from its cgroup; null with notes["kernel_memory"]
+    # where nothing counts it. Per connection by the same rule as PSS, and
+    # the two summed: what one more connection costs in all.
+    kernel_bytes: int | None = None
+    kernel_baseline_bytes: int | None = None
+    kernel_bytes_per_connection: float | None = None
+    memory_per_connection_bytes: float | None = None
     # Time the hypervisor took from the server's and the client's CPUs, % of theirs.
     steal_server_percent: float | None = None
     steal_client_percent: float | None = None

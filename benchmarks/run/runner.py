@@ -613,7 +613,7 @@ class Runner:
             if edges is None and context.edges_note:
                 record.notes[m.CPU_UNMEASURED] = context.edges_note
             m.memory_metrics(metrics, context.memory, context.baseline_memory,
-                             cell.held_connections)
+                             cell.held_connections, record.notes)
             if report is not None:
                 m.load_metrics(metrics, report, server_stats)
                 record.flags += [f for f in m.load_flags(report) if f not in record.flags]

@@ -620,15 +620,21 @@ def scale_blocks(run: Run, plots: PlotOutcome) -> list[Block]:
             blocks.append(figure)
     memory = memory_per_connection(run)
     if memory:
-        rows = [[m.model, f"{m.bytes_per_connection / 1024:,.1f}",
+        def kib(value: float | None) -> str:
+            return "-" if value is None else f"{value / 1024:,.1f}"
+        rows = [[m.model, kib(m.bytes_per_connection), kib(m.kernel_bytes_per_connection),
+                 kib(m.total_bytes_per_connection),
                  "PSS" if m.metric == "pss_bytes" else "RSS", f"{m.idle:,}"]
-                for m in sorted(memory, key=lambda m: m.bytes_per_connection)]
+                for m in sorted(memory, key=lambda m: (m.total_bytes_per_connection
+                                                       or m.bytes_per_connection))]
         blocks += [Paragraph("Memory one idle connection adds to the server: the difference "
                              "between its most idle successful cell and the one without idle "
                              "connections, divided by the idle count. RSS counts a page that "
-                             "forked processes share once per process; PSS splits it."),
-                   Table(["model", "KiB per idle connection", "measured by", "idle connections"],
-                         rows, numeric=(1, 3))]
+                             "forked processes share once per process; PSS splits it. The "
+                             "kernel's side (the socket, its buffers, a thread's kernel stack) "
+                             "is counted in the server's cgroup; - where nothing counted it."),
+                   Table(["model", "process KiB", "kernel KiB", "total KiB per idle connection",
+                          "measured by", "idle connections"], rows, numeric=(1, 2, 3, 5))]
     failed = [(g.key, "; ".join(g.failures)) for g in run.scenario("scale") if g.failed]
     if failed:
         blocks.append(Paragraph("Cells that could not run or were starved, with why (a limit "

@@ -634,25 +634,41 @@ def fig_scale(run: Run) -> Any | None:
 
 
 def fig_scale_memory(run: Run) -> Any | None:
-    """What one idle connection adds to each model's server, one bar per model."""
+    """What one idle connection adds to each model's server: the process's memory and,
+    stacked on it, the kernel's (sockets, kernel stacks), one bar per model."""
     found = memory_per_connection(run)
     if not found:
         return None
-    found.sort(key=lambda m: m.bytes_per_connection)
+    found.sort(key=lambda m: (m.total_bytes_per_connection or m.bytes_per_connection))
     metrics = {m.metric for m in found}
     what = "PSS" if metrics == {"pss_bytes"} else "RSS" if metrics == {"peak_rss_bytes"} \
         else "PSS (RSS where PSS was not measured)"
-    fig, (ax,) = new_figure(run, f"Memory per idle connection ({what}, from the most idle "
-                                 "cell vs none)")
-    values = [max(m.bytes_per_connection, 0.0) / 1024 for m in found]
-    ax.barh(range(len(found)), values, color=[model_colour(m.model.split(" ")[0])
-                                              for m in found])
+    kernel = any(m.kernel_bytes_per_connection is not None for m in found)
+    title = (f"Memory per idle connection: the process's ({what}) and the kernel's"
+             if kernel else f"Memory per idle connection ({what})")
+    fig, (ax,) = new_figure(run, f"{title}, from the most idle cell vs none")
+    colours = [model_colour(m.model.split(" ")[0]) for m in found]
+    user = [max(m.bytes_per_connection, 0.0) / 1024 for m in found]
+    ax.barh(range(len(found)), user, color=colours)
+    totals = list(user)
+    if kernel:
+        # A kernel figure below zero (noise over few connections) draws nothing.
+        kernel_kib = [max(m.kernel_bytes_per_connection or 0.0, 0.0) / 1024 for m in found]
+        ax.barh(range(len(found)), kernel_kib, left=user, color=colours, alpha=0.45,
+                hatch="//", edgecolor="black", linewidth=0.3)
+        totals = [u + k for u, k in zip(user, kernel_kib, strict=True)]
+        # The parts in grey: the bars take their model's colour.
+        ax.barh([0], [0], color="grey", label=f"process ({what})")
+        ax.barh([0], [0], color="grey", alpha=0.45, hatch="//", edgecolor="black",
+                linewidth=0.3, label="kernel (the server's cgroup)")
     ax.set_yticks(range(len(found)), [f"{m.model} ({m.idle:,} idle)" for m in found],
                   fontsize=8)
-    ax.set_xlabel(f"KiB per idle connection ({what})")
-    if spans_decades(values):
+    ax.set_xlabel("KiB per idle connection" + (" (process + kernel)" if kernel else f" ({what})"))
+    # A log axis would misdraw stacked parts: linear, unless totals span decades
+    # without a kernel part to stack.
+    if not kernel and spans_decades(totals):
         ax.set_xscale("log")
-        log_axis(ax.xaxis, values)
+        log_axis(ax.xaxis, totals)
     ax.grid(True, axis="x", which="major", alpha=0.3)
     return fig
 

@@ -206,6 +206,20 @@ def test_memory_per_idle_connection_is_the_difference_over_the_count(tmp_path: P
     assert found["threads"].bytes_per_connection == pytest.approx(24 * 1024, rel=0.01)
     assert found["epoll"].bytes_per_connection == pytest.approx(1024, rel=0.01)
     assert found["select"].idle == 1000  # its 10,000 cell failed
+    # The kernel's side from the same two cells, and the two together.
+    assert found["threads"].kernel_bytes_per_connection == pytest.approx(31 * 1024, rel=0.01)
+    assert found["epoll"].kernel_bytes_per_connection == pytest.approx(3800, rel=0.01)
+    assert found["epoll"].total_bytes_per_connection == pytest.approx(1024 + 3800, rel=0.01)
+
+
+def test_without_the_kernels_count_the_user_side_stands_alone(tmp_path: Path) -> None:
+    def uncounted(cell: dict) -> None:
+        if cell["scenario"] == "scale":
+            cell["metrics"]["kernel_bytes"] = None
+    found = {m.model: m for m in memory_per_connection(scale_run(tmp_path, uncounted))}  # type: ignore[arg-type]
+    assert found["epoll"].kernel_bytes_per_connection is None
+    assert found["epoll"].total_bytes_per_connection is None
+    assert found["epoll"].bytes_per_connection == pytest.approx(1024, rel=0.01)
 
 
 def test_a_thread_per_connection_past_the_kernels_task_room_fails_with_it(

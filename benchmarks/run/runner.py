@@ -22,10 +22,11 @@ from iobench.benchmarks.results.record import STATUS_FAILED, STATUS_OK, CellReco
 from iobench.benchmarks.results.store import RunStore, utc_now
 from iobench.benchmarks.run import metrics as m
 from iobench.benchmarks.run import scale
+from iobench.benchmarks.run.cells import Cell, CellFailed
 from iobench.benchmarks.run.launcher import Launcher, LoadHandle, LoadSpec, ServerHandle, tail
-from iobench.benchmarks.run.matrix import Cell
 from iobench.benchmarks.run.sampler import Edge, Memory, Sampler, TreeReading
-from iobench.benchmarks.run.syscalls import SyscallCounter, SyscallCounts, UnavailableCounter
+from iobench.benchmarks.run.scenarios import RUN_SCENARIOS
+from iobench.benchmarks.run.syscalls import SyscallCounter, SyscallCounts
 from iobench.common.addresses import format_target
 from iobench.common.processes import interrupts_raise
 from iobench.servers.process import ServerStartError
@@ -78,22 +79,12 @@ MEMORY_INTERVAL_S = 1.0
 # system calls: inside it by a margin, so that connection set-up before and
 # the closing after it are left out, however late the load generator started.
 SYSCALL_WINDOW = (0.1, 0.85)
-# perf counts system calls in the closed-loop cells only, the ones the report
-# and docs/models.md show them for: closing its ~30 tracepoint counters costs
-# about 1.3 s a cell here (the kernel waits out an RCU grace period for each),
-# which over every cell of the quick profile would be two minutes.
-SYSCALL_COUNTED_SCENARIOS = ("closed",)
-SYSCALLS_ONLY_CLOSED = "system calls are counted in the closed-loop cells only"
 # Start and stop overhead per cell, for the time estimate.
 CELL_OVERHEAD_S = 0.6
 # Idle connections the load generator opens (and a server accepts) per second:
 # 10,000 took 1.3-2.0 s against epoll, poll and threads on a busy 2-CPU machine.
 # For the time estimate, and (at a tenth) the load generator's time-out.
 IDLE_CONNECTS_PER_S = 5000
-
-
-class CellFailed(Exception):
-    """The cell cannot give valid numbers; the message is the recorded reason."""
 
 
 class Progress(Protocol):
@@ -329,8 +320,8 @@ class Runner:
         if cell.peak_fraction is not None:
             context.rate_rps = cell.peak_fraction * self._peak(cell)
         assert cell.model is not None
-        if cell.scenario == "scale":
-            self._check_scale(context)
+        context.loadgen_timeout_s = RUN_SCENARIOS[cell.scenario].prepare(
+            cell, self.launcher, self.settings.loadgen_timeout_s)
         context.server = self.launcher.start_server(cell.model, cell.params)
         context.sampler.watch("server", context.server.pid, cgroup=context.server.cgroup)
         context.baseline_memory = settled_memory(context.server, context.sampler)
@@ -339,24 +330,6 @@ class Runner:
         else:
             self._load(context)
         self._check_server(context.server)
-
-    def _check_scale(self, context: CellContext) -> None:
-        """Fail the cell before its server starts if a limit rules it out (see scale.py).
-
-        A process-per-connection model is probed first; the load generator
-        then waits as long as the probe says the forks take.
-        """
-        cell = context.cell
-        assert cell.model is not None
-        model = get_model(cell.model)
-        problem = scale.limit_problem(cell, model)
-        if problem is None and model.process_per_connection and cell.idle > scale.PROBE_CONNECTIONS:
-            found = scale.probe(self.launcher, cell)
-            problem = scale.memory_problem(found, cell)
-            context.loadgen_timeout_s = (self.settings.loadgen_timeout_s
-                                         + found.seconds_to_accept(cell.idle + cell.connections))
-        if problem is not None:
-            raise CellFailed(problem)
 
     def _idle(self, context: CellContext) -> None:
         cell, server, sampler = context.cell, context.server, context.sampler
@@ -395,13 +368,8 @@ class Runner:
                         idle=cell.idle)
         # Attached before the load starts: threads and processes the server
         # starts for its connections inherit the counters.
-        # The syscalls scenario's low-rate cells count with strace instead: it
-        # stops the server at every call, so nowhere else.
-        counter = context.syscall_counter = (
-            self.launcher.strace_counter(server.pid) if cell.scenario == "syscalls"
-            else UnavailableCounter(server.pid, SYSCALLS_ONLY_CLOSED)
-            if cell.scenario not in SYSCALL_COUNTED_SCENARIOS
-            else scale.uncounted(server.pid, cell) or self.launcher.syscall_counter(server.pid))
+        counter = context.syscall_counter = RUN_SCENARIOS[cell.scenario].syscall_counter(
+            self.launcher, server.pid, cell)
         counter.start()
         load = self.launcher.start_load(spec)
         if load.pid is not None:  # None: on other hosts, it reports its own CPU
@@ -663,12 +631,7 @@ class Runner:
         if context.syscalls is not None:
             record.syscalls = context.syscalls.per_request(metrics.throughput_rps)
             metrics.syscalls_per_request = record.syscalls["per_request"]
-        if cell.phase == "load" and report is not None:
-            record.flag("server_paused", "the server was stopped in alternate slices to "
-                        "measure the neighbour alone; its latency includes those pauses")
-        if cell.scenario == "syscalls":
-            record.flag("traced", "strace stopped the server at every system call: only the "
-                                  "counts of this cell mean something, not its time or CPU")
+        RUN_SCENARIOS[cell.scenario].annotate(record)
         return plausibility.judge(record)
 
     @staticmethod

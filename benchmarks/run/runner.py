@@ -10,6 +10,7 @@ stopped, and the finished cells stay on disk for ``--resume``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 import statistics
 import time
@@ -208,6 +209,14 @@ class Watched:
         read = [memory for _, memory in self.memories if memory is not None]
         if read:
             context.memory = max(read, key=lambda memory: memory.pss_bytes)
+            # The kernel's highest too, which need not be the same reading's: once
+            # the load generator closes its connections the kernel frees their
+            # sockets at once, while the heap keeps its pages (prefork's highest
+            # PSS came with 1.2 MB of kernel memory, for 39 MB while it held them).
+            kernel = [memory.kernel_bytes for memory in read if memory.kernel_bytes is not None]
+            if kernel:
+                context.memory = dataclasses.replace(context.memory, kernel_bytes=max(kernel),
+                                                     kernel_note=None)
 
 
 def settled_memory(server: ServerHandle, sampler: Sampler) -> Memory | None:

@@ -2,7 +2,7 @@
 null with its reason where no cgroup counts it.
 
 The process below stands in for a server: it joins its cgroup(s) before it
-execs, as the launcher's servers do, then on command accepts N connections
+runs, through the same exec wrapper as the launcher's servers, then on command accepts N connections
 that this test (outside its cgroup, like the load generator) opens, or starts
 N threads that wait. What the kernel holds for each lies in no process's
 pages: only the cgroup sees it.
@@ -27,6 +27,7 @@ from iobench.benchmarks.run import accounting
 from iobench.benchmarks.run import metrics as m
 from iobench.benchmarks.run.launcher import LocalLauncher, Placement
 from iobench.benchmarks.run.sampler import ProcessTree, Sampler
+from iobench.common.lifeline import spawn_command
 
 SOCKETS = 300
 THREADS = 100
@@ -65,11 +66,10 @@ def counted(cgroup: accounting.Cgroup) -> accounting.Cgroup:
 def holder(cgroup: accounting.Cgroup, what: str, count: int
            ) -> Iterator[tuple[subprocess.Popen[str], socket.socket]]:
     listener = socket.create_server(("127.0.0.1", 0), backlog=count)
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, what, str(count),
-                             str(listener.fileno())],
+    command = [sys.executable, "-c", HOLDER, what, str(count), str(listener.fileno())]
+    proc = subprocess.Popen(spawn_command(command, cgroup_procs=cgroup.procs_files),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                            start_new_session=True, pass_fds=(listener.fileno(),),
-                            preexec_fn=lambda: accounting.join(cgroup.procs_files))
+                            start_new_session=True, pass_fds=(listener.fileno(),))
     try:
         assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
         yield proc, listener

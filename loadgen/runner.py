@@ -18,8 +18,9 @@ import sys
 import time
 from typing import Any
 
-from iobench.common.lifeline import child_setup
+from iobench.common.lifeline import spawn_command
 from iobench.common.processes import fd_limit_error
+from iobench.loadgen.connection_report import connection_fields
 from iobench.loadgen.histograms import merge_encoded, summarize
 from iobench.loadgen.loops import run_worker
 from iobench.loadgen.params import LoadParams, resolve_target, split_evenly
@@ -30,6 +31,7 @@ from iobench.loadgen.plan import (
     plan_to_json,
     result_from_json,
 )
+from iobench.loadgen.report import ClientReport, LoadReport
 from iobench.loadgen.worker import IDLE_ACCEPTS_PER_S
 
 SCHEMA = "iobench.load/1"
@@ -72,14 +74,14 @@ def make_plans(params: LoadParams) -> list[WorkerPlan]:
             timeout_s=params.timeout_s, warmup_s=params.warmup_s,
             duration_s=params.duration_s, seed=params.seed,
             idle_first=idle_first, idle_count=idle_counts[worker_index],
-            idle_total=params.idle))
+            idle_total=params.idle, requests_per_connection=params.requests_per_connection))
         first += count
         idle_first += idle_counts[worker_index]
     return plans
 
 
-def run(params: LoadParams, *, allow_errors: bool = False) -> dict[str, Any]:
-    """Run the load described by ``params``; return the load generator JSON as a dict.
+def run(params: LoadParams, *, allow_errors: bool = False) -> LoadReport:
+    """Run the load described by ``params``; return its report (``to_json()``: the JSON).
 
     Raises UsageError for bad parameters or an unresolvable host. A target
     that refuses connections is not an exception: the result says so in
@@ -97,8 +99,16 @@ def run(params: LoadParams, *, allow_errors: bool = False) -> dict[str, Any]:
     return build_result(params, results, allow_errors=allow_errors)
 
 
-def _start_now(connected: int, first_error: str | None) -> int | None:
-    return time.monotonic_ns() + LOCAL_START_DELAY_NS if connected else None
+def _start_now(ready: WorkerResult) -> int | None:
+    return time.monotonic_ns() + LOCAL_START_DELAY_NS if runnable([ready]) else None
+
+
+def runnable(ready: list[WorkerResult | dict[str, Any]]) -> bool:
+    """Whether the window may start: a connection is up and none was starved (first exchange)."""
+    def get(item: WorkerResult | dict[str, Any], name: str) -> int:
+        return int(item.get(name, 0) if isinstance(item, dict) else getattr(item, name))
+    return (sum(get(item, "connected") for item in ready) > 0
+            and sum(get(item, "starved") for item in ready) == 0)
 
 
 def _read_line(process: subprocess.Popen[str], deadline: float, worker_index: int) -> str:
@@ -119,19 +129,21 @@ def _run_processes(plans: list[WorkerPlan]) -> list[WorkerResult]:
     try:
         for plan in plans:
             # A worker dies with this process, even one killed with SIGKILL.
-            process = subprocess.Popen([sys.executable, "-m", "iobench.loadgen.worker_process"],
-                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                       preexec_fn=child_setup())
+            process = subprocess.Popen(
+                spawn_command([sys.executable, "-m", "iobench.loadgen.worker_process"]),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             processes.append(process)
             assert process.stdin is not None
             process.stdin.write(plan_to_json(plan) + "\n")
             process.stdin.flush()
         plan = plans[0]
+        # Connecting, then the first exchange (see Worker.first_exchange_limit_s).
         deadline = (time.monotonic() + WORKER_START_S + 2 * plan.timeout_s
-                    + plan.idle_total / IDLE_ACCEPTS_PER_S)
-        connected = sum(json.loads(_read_line(process, deadline, index))["connected"]
-                        for index, process in enumerate(processes))
-        start_ns = time.monotonic_ns() + START_DELAY_NS if connected else None
+                    + (plan.idle_total + sum(len(p.connection_indices) for p in plans))
+                    / IDLE_ACCEPTS_PER_S)
+        ready = [json.loads(_read_line(process, deadline, index))
+                 for index, process in enumerate(processes)]
+        start_ns = time.monotonic_ns() + START_DELAY_NS if runnable(ready) else None
         for process in processes:
             assert process.stdin is not None
             process.stdin.write(json.dumps(start_ns) + "\n")
@@ -198,8 +210,8 @@ def window_monotonic_s(results: list[WorkerResult]) -> list[float] | None:
 
 
 def build_result(params: LoadParams, results: list[WorkerResult], *,
-                 allow_errors: bool = False) -> dict[str, Any]:
-    """The load generator JSON (docs/formats.md) from the workers' results."""
+                 allow_errors: bool = False) -> LoadReport:
+    """The load report (docs/formats.md) from the workers' results."""
     measured_s = max(result.measured_s for result in results)
     requests = sum(result.requests for result in results)
     throughput = requests / measured_s if measured_s else 0.0
@@ -218,31 +230,36 @@ def build_result(params: LoadParams, results: list[WorkerResult], *,
             r.histogram_uncorrected for r in results if r.histogram_uncorrected))
     connected = sum(result.connected for result in results)
     first_errors = [r.first_connect_error for r in results if r.first_connect_error]
-    return {
-        "schema": SCHEMA,
-        "params": params.record(),
-        "requests": requests,
-        "measured_s": round(measured_s, 6),
-        "throughput_rps": round(throughput, 1),
-        "latency": latency,
-        "latency_uncorrected": uncorrected,
-        "errors": errors,
-        "client": {
-            "workers": len(results),
-            "cpu_percent": cpu_percent,
-            "target_rate_rps": params.rate_rps,
-            "achieved_rate_rps": round(achieved, 1),
-            "max_schedule_lag_us": round(max(r.max_schedule_lag_us for r in results), 1),
-            "event_loop": EVENT_LOOP,
-            "connected": connected,
-            "unfinished_requests": sum(result.unfinished for result in results),
-            "teardown_s": teardown_s(results),
-            "window_monotonic_s": window_monotonic_s(results),
-            "idle_connected": sum(result.idle_connected for result in results),
-            "idle_open": sum(result.idle_open for result in results),
-        },
-        "client_saturated": any(cpu >= SATURATED_CPU_PERCENT for cpu in cpu_percent),
-        "behind_schedule": behind,
-        "connect_error": first_errors[0] if first_errors else None,
-        "ok": connected > 0 and (errors["total"] == 0 or allow_errors),
-    }
+    report = LoadReport(
+        schema=SCHEMA,
+        params=params.record(),
+        requests=requests,
+        measured_s=round(measured_s, 6),
+        throughput_rps=round(throughput, 1),
+        latency=latency,
+        latency_uncorrected=uncorrected,
+        errors=errors,
+        client=ClientReport(
+            workers=len(results),
+            cpu_percent=cpu_percent,
+            target_rate_rps=params.rate_rps,
+            achieved_rate_rps=round(achieved, 1),
+            max_schedule_lag_us=round(max(r.max_schedule_lag_us for r in results), 1),
+            event_loop=EVENT_LOOP,
+            connected=connected,
+            unfinished_requests=sum(result.unfinished for result in results),
+            teardown_s=teardown_s(results),
+            window_monotonic_s=window_monotonic_s(results),
+            idle_connected=sum(result.idle_connected for result in results),
+            idle_open=sum(result.idle_open for result in results),
+        ),
+        client_saturated=any(cpu >= SATURATED_CPU_PERCENT for cpu in cpu_percent),
+        behind_schedule=behind,
+        connect_error=first_errors[0] if first_errors else None,
+        ok=connected > 0 and (errors["total"] == 0 or allow_errors),
+    )
+    for name, value in connection_fields(params, results, measured_s).items():
+        setattr(report, name, value)
+    if report.starved is not None and report.starved["when"] == "first exchange":
+        report.ok = False  # the run was called off: nothing was measured
+    return report

@@ -2,8 +2,9 @@
 
 In the manner of ``socketserver``, a blocking model overrides one method,
 :meth:`BlockingServer.dispatch`, which hands a new connection to whatever
-serves it (a new thread, a pool's queue). Serving is the same everywhere: a
-loop that blocks in recv() and sendall() until the client closes.
+serves it (a new thread, a pool's queue, a forked child). Serving is the same
+everywhere: a loop that blocks in recv() and sendall() until the client
+closes (:func:`echo`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, ClassVar
 
 from iobench.servers.base import Family, ServerModel, transform
 from iobench.servers.exhaustion import back_off, refuse_waiting, warn
+from iobench.servers.work import Work
 
 # How long stopping waits for the workers once their sockets are shut down.
 JOIN_TIMEOUT = 0.5
@@ -27,7 +29,7 @@ class BlockingServer(ServerModel):
 
     family: ClassVar[Family] = Family.BLOCKING
 
-    def __init__(self, listener: socket.socket, **params: Any) -> None:
+    def __init__(self, listener: socket.socket, /, **params: Any) -> None:
         super().__init__(listener, **params)
         self._running = True
         self._changed = threading.Condition()
@@ -64,8 +66,8 @@ class BlockingServer(ServerModel):
                     warn("dispatch", f"{self.name}: {exc}; refusing the connections that "
                          "find no thread")
                     sock.close()
-            self.close_connections()
         finally:
+            self.close_connections()
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
     def start_workers(self) -> None:
@@ -79,10 +81,7 @@ class BlockingServer(ServerModel):
                 return
             self._active.add(sock)
         try:
-            while data := sock.recv(self.recv_size):
-                sock.sendall(transform(data))
-        except OSError:  # reset by peer, or shut down by shutdown()
-            pass
+            echo(sock, self.recv_size, self.work)
         finally:
             with self._changed:
                 self._active.discard(sock)
@@ -104,8 +103,31 @@ class BlockingServer(ServerModel):
             self._changed.wait_for(lambda: not self._active, timeout=JOIN_TIMEOUT)
 
     def _await_stop_signal(self) -> None:
+        # This thread waits for the stop signals alone: every other signal
+        # (fork's SIGCHLD) goes to the main thread and interrupts its accept().
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         signal.sigwait(STOP_SIGNALS)
         self.shutdown()
+
+
+def echo(sock: socket.socket, recv_size: int, work: Work | None = None) -> None:
+    """Block in recv() and sendall() until the client closes (or the socket is shut down).
+
+    Work per request (see iobench.servers.work) is done in this thread between
+    the two, as a blocking server's handler does: a blocking wait releases the GIL.
+    """
+    try:
+        if work is None:
+            while data := sock.recv(recv_size):
+                sock.sendall(transform(data))
+            return
+        received = 0
+        while data := sock.recv(recv_size):
+            work.run(work.completed(received, len(data)))
+            received += len(data)
+            sock.sendall(transform(data))
+    except OSError:  # reset by peer, or shut down by shutdown()
+        pass
 
 
 def _shut(sock: socket.socket) -> None:

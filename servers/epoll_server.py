@@ -6,6 +6,7 @@ import select
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
+from iobench.servers.base import Watching
 from iobench.servers.readiness import READ, WRITE, ReadinessServer
 
 
@@ -15,11 +16,15 @@ class EpollServer(ReadinessServer):
         "epoll_wait() sleeps until a socket is ready; the kernel keeps the interest list, so a "
         "wait costs by ready sockets, not watched ones (level-triggered)"
     )
+    watching: ClassVar[Watching | None] = Watching.IS_TOLD
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._epoll = select.epoll()
         self._watched: set[int] = set()
+        # Added to the listener's mask: prefork's listener=exclusive sets
+        # EPOLLEXCLUSIVE (a listener's mask is set once, never modified).
+        self.listener_events = 0
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -36,6 +41,8 @@ class EpollServer(ReadinessServer):
         if fd in self._watched:
             self._epoll.modify(fd, mask)
         else:
+            if fd == self.listener.fileno():
+                mask |= self.listener_events
             self._epoll.register(fd, mask)
             self._watched.add(fd)
 

@@ -14,17 +14,15 @@ records. The format is documented in docs/formats.md and pinned by
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from iobench.benchmarks.report.claims import ClaimResult, Quoted
 from iobench.benchmarks.report.intervals import RATIO_METRICS, model_ratios, ratio_verdict
+from iobench.benchmarks.report.points import describe_point
 from iobench.benchmarks.report.presentation import (
     format_spread,
-    plural,
     series_label,
     series_sort_key,
     style,
@@ -32,6 +30,7 @@ from iobench.benchmarks.report.presentation import (
 from iobench.benchmarks.report.scenarios import REPORT_SCENARIOS
 from iobench.benchmarks.results.loader import CellGroup, Run, Spread
 from iobench.benchmarks.results.stats import Interval, format_interval
+from iobench.common.files import atomic_write
 
 CLAIMS_JSON = "claims.json"
 CLAIMS_SCHEMA_VERSION = 1
@@ -94,16 +93,11 @@ def citable(group: CellGroup) -> bool:
 
 
 def where(group: CellGroup) -> str:
-    parts = []
-    if group.connections is not None:
-        parts.append(plural(group.connections, "connection"))
-    if group.size_bytes is not None and group.mode != "idle":
-        parts.append(f"{group.size_bytes} B")
-    if group.peak_fraction is not None:
-        parts.append(f"{group.peak_fraction:.0%} of its peak")
-    if group.rate_rps is not None:
-        parts.append(f"{group.rate_rps:,.0f} req/s offered")
-    return ", ".join(parts)
+    """The point, and the rate a fraction of the model's peak came to."""
+    text = describe_point(group)
+    if group.peak_fraction is not None and group.rate_rps is not None:
+        text += f" ({group.rate_rps:,.0f} req/s)"
+    return text
 
 
 def headline(key: str, group: CellGroup, metric: str, title: str) -> CitedFigure | None:
@@ -208,15 +202,7 @@ def write_citations(citations: Citations, figures: dict[str, list[Path]]) -> Pat
     """Write claims.json beside results.json, atomically (a reader never sees half)."""
     path = citations.run.directory / CLAIMS_JSON
     text = json.dumps(citations_json(citations, figures), indent=2, sort_keys=True) + "\n"
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".claims-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, text)
 
 
 _NUMBER = {

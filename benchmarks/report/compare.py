@@ -22,6 +22,7 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from iobench.benchmarks.report.points import describe_point
 from iobench.benchmarks.report.presentation import (
     format_value,
     model_colour,
@@ -31,6 +32,7 @@ from iobench.benchmarks.report.presentation import (
 from iobench.benchmarks.results.loader import CellGroup, Run, Spread
 from iobench.benchmarks.results.record import METRICS
 from iobench.benchmarks.results.stats import Interval, format_interval, median_interval
+from iobench.common.files import make_dir, save_figure
 
 # The metrics whose declaration says they are compared, in the record's order.
 COMPARED_METRICS = tuple(name for name, declared in METRICS.items() if declared.compared)
@@ -175,14 +177,7 @@ def compare_runs(a: Run, b: Run) -> Comparison:
 
 def describe(group: CellGroup) -> str:
     """'open select c4 64B 2,000/s': short enough that the table fits 100 columns."""
-    parts = [group.scenario, series_label(group), f"c{group.connections}"]
-    if group.size_bytes is not None:
-        parts.append(f"{group.size_bytes}B")
-    if group.rate_rps is not None:
-        parts.append(f"{group.rate_rps:,.0f}/s")
-    if group.phase:
-        parts.append(group.phase)
-    return " ".join(parts)
+    return f"{group.scenario} {series_label(group)} {describe_point(group, 'compact')}"
 
 
 def short_texts(change: MetricChange) -> list[str]:
@@ -374,7 +369,6 @@ def plot_comparison(comparison: Comparison, a: Run, b: Run, path: Path) -> Path:
     fig.text(0.01, 0.05 / height, "dot: ratio of medians; bar: the lowest to highest ratio the two "
              f"runs' 95% intervals allow; grey band: within {MIN_CHANGE:.0%}; outlined: "
              "a change with the intervals apart", fontsize=7, color="#555555")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, make_dir(path.parent) / path.name, dpi=110)
     return path
 

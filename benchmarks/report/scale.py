@@ -28,12 +28,24 @@ from iobench.benchmarks.report.presentation import (
     series_sort_key,
 )
 from iobench.benchmarks.results.loader import CellGroup, Run, Spread
+from iobench.servers.base import Watching
+from iobench.servers.registry import all_models
 
 SCENARIO = "scale"
-# Models that look at every watched connection on every pass, and models whose
-# wait costs by ready connections only.
-SCANNING_MODELS = ("busy-poll", "poll-sleep", "select", "poll", "sigio")
-WAITING_MODELS = ("epoll", "uvloop", "io-uring")
+
+
+def either(names: tuple[str, ...]) -> str:
+    """'epoll, uvloop or io-uring'."""
+    return " or ".join(filter(None, [", ".join(names[:-1]), *names[-1:]]))
+
+
+def models_that(watching: Watching) -> tuple[str, ...]:
+    """The registered models that watch their connections so (their own metadata),
+    in registry order: those that scan every one on every pass, or those told
+    which are ready."""
+    return tuple(name for name, model in all_models().items() if model.watching == watching)
+
+
 # Scanning: CPU per request at the most idle connections at least this many
 # times the 0-idle figure (Gammo, Brecht et al., OLS 2004: select and poll lose
 # up to 79% of their throughput at 10,000 idle connections).
@@ -45,6 +57,8 @@ COST_METRIC = "cpu_us_per_request"
 # Memory per idle connection: PSS where the run has it, RSS otherwise (RSS
 # counts pages a forked child shares with its parent once per child).
 MEMORY_METRICS = ("pss_bytes", "peak_rss_bytes")
+# The kernel's side of the same memory, from the server's cgroup.
+KERNEL_METRIC = "kernel_bytes"
 
 
 def idle_of(group: CellGroup) -> int:
@@ -120,7 +134,7 @@ def scanning_cost_grows(run: Run) -> ClaimResult:
     claim = "a model that scans every connection pays for idle ones on every request"
     evidence: list[str] = []
     series = closed_series(run)
-    found = [g for model in SCANNING_MODELS if model in series
+    found = [g for model in models_that(Watching.SCANS) if model in series
              if (g := growth(model, series[model], evidence)) is not None]
     if not found:
         return ClaimResult(claim, Verdict.INCONCLUSIVE,
@@ -146,12 +160,12 @@ def waiting_cost_holds(run: Run) -> ClaimResult:
     claim = "a model the kernel tells which connections are ready does not"
     evidence: list[str] = []
     series = closed_series(run)
-    found = [g for model in WAITING_MODELS if model in series
+    found = [g for model in models_that(Watching.IS_TOLD) if model in series
              if (g := growth(model, series[model], evidence)) is not None]
     if not found:
         return ClaimResult(claim, Verdict.INCONCLUSIVE,
-                           "no epoll, uvloop or io-uring result both without and beside idle "
-                           "connections", evidence)
+                           f"no {either(models_that(Watching.IS_TOLD))} result both "
+                           "without and beside idle connections", evidence)
     rule = ", ".join(f"{g.model} {g.ratio:.2f}x" for g in found)
     grown = [g for g in found if g.ratio > WAIT_GROWTH_MAX]
     if grown:
@@ -159,7 +173,7 @@ def waiting_cost_holds(run: Run) -> ClaimResult:
                            f"CPU per request changed by {rule}; "
                            f"{', '.join(g.model for g in grown)} past {WAIT_GROWTH_MAX:g}x",
                            evidence)
-    missing = [m for m in WAITING_MODELS if m not in {g.model for g in found}]
+    missing = [m for m in models_that(Watching.IS_TOLD) if m not in {g.model for g in found}]
     why = f"CPU per request changed by {rule} (within {WAIT_GROWTH_MAX:g}x)"
     if missing:
         why += f"; no result for {', '.join(missing)}"
@@ -168,16 +182,30 @@ def waiting_cost_holds(run: Run) -> ClaimResult:
 
 @dataclass(frozen=True)
 class MemoryPerConnection:
-    """Memory one idle connection adds to a model's server: (top - base) / idle."""
+    """Memory one idle connection adds to a model's server: (top - base) / idle.
+
+    ``bytes_per_connection`` is the process's side (its pages); the kernel's
+    (sockets, kernel stacks...) is ``kernel_bytes_per_connection``, None where
+    the run could not count it.
+    """
 
     model: str
     bytes_per_connection: float
     metric: str  # pss_bytes or peak_rss_bytes
     idle: int
+    kernel_bytes_per_connection: float | None = None
+
+    @property
+    def total_bytes_per_connection(self) -> float | None:
+        """The process's and the kernel's together; None without the kernel's."""
+        if self.kernel_bytes_per_connection is None:
+            return None
+        return self.bytes_per_connection + self.kernel_bytes_per_connection
 
 
 def memory_per_connection(run: Run) -> list[MemoryPerConnection]:
-    """Per model, from its 0-idle cell and its most idle successful one, by PSS if measured.
+    """Per model, from its 0-idle cell and its most idle successful one, by PSS if measured,
+    and the kernel's memory from the same two cells where it was counted.
 
     A difference in the same run, so the interpreter, libraries and the
     active connections cancel out; a null figure is left out, never taken as 0.
@@ -189,11 +217,14 @@ def memory_per_connection(run: Run) -> list[MemoryPerConnection]:
         if base is None or not tops:
             continue
         top = tops[-1]
+        kernel_low, kernel_high = base.metric(KERNEL_METRIC), top.metric(KERNEL_METRIC)
+        kernel = ((kernel_high.median - kernel_low.median) / idle_of(top)
+                  if kernel_low is not None and kernel_high is not None else None)
         for metric in MEMORY_METRICS:
             low, high = base.metric(metric), top.metric(metric)
             if low is not None and high is not None:
                 found.append(MemoryPerConnection(model, (high.median - low.median) / idle_of(top),
-                                                 metric, idle_of(top)))
+                                                 metric, idle_of(top), kernel))
                 break
     return found
 

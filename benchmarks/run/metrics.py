@@ -11,7 +11,6 @@ judge the result live with the record (``iobench.benchmarks.results.plausibility
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 from iobench.benchmarks.results.record import CellRecord, Metrics
 from iobench.benchmarks.run.sampler import (
@@ -22,6 +21,7 @@ from iobench.benchmarks.run.sampler import (
     cpu_time_shares,
     window_stats,
 )
+from iobench.loadgen.report import LoadReport
 
 LATENCY_FIELDS = ("p50_us", "p90_us", "p99_us", "p99_9_us", "max_us", "mean_us")
 # Other processes' CPU on the server's CPUs, % of one core, past which the cell
@@ -81,8 +81,11 @@ def server_metrics(record: CellRecord, series: Series | None,
     return stats
 
 
+KERNEL_MEMORY = "kernel_memory"
+
+
 def memory_metrics(metrics: Metrics, memory: Memory | None, baseline: Memory | None,
-                   connections: int | None) -> None:
+                   connections: int | None, notes: dict[str, str] | None = None) -> None:
     """PSS, USS and RSS of the tree while it held its connections, and PSS per connection.
 
     Per connection is the growth over the same server before its first
@@ -95,9 +98,15 @@ def memory_metrics(metrics: Metrics, memory: Memory | None, baseline: Memory | N
     -36 KB a connection over 16), while anonymous pages are the tree's own,
     and those its processes share after a fork count once. Elsewhere it is
     the growth of PSS.
+
+    The kernel's side (sockets, kernel stacks...) comes from the tree's
+    cgroup with the same two readings, and the two per-connection figures
+    sum to ``memory_per_connection_bytes``. Where the kernel's is not
+    counted, ``notes`` gets why under ``kernel_memory``.
     """
     if memory is None:
         return
+    kernel_metrics(metrics, memory, baseline, connections, notes)
     metrics.pss_bytes, metrics.uss_bytes = memory.pss_bytes, memory.uss_bytes
     metrics.rss_bytes = memory.rss_bytes
     metrics.pss_anon_bytes = memory.pss_anon_bytes
@@ -109,18 +118,43 @@ def memory_metrics(metrics: Metrics, memory: Memory | None, baseline: Memory | N
             growth = (anon[0] - anon[1] if anon[0] is not None and anon[1] is not None
                       else memory.pss_bytes - baseline.pss_bytes)
             metrics.pss_per_connection_bytes = round(growth / connections, 1)
+    if metrics.pss_per_connection_bytes is not None \
+            and metrics.kernel_bytes_per_connection is not None:
+        metrics.memory_per_connection_bytes = round(
+            metrics.pss_per_connection_bytes + metrics.kernel_bytes_per_connection, 1)
 
 
-def load_metrics(metrics: Metrics, report: dict[str, Any], server: WindowStats | None) -> None:
+def kernel_metrics(metrics: Metrics, memory: Memory, baseline: Memory | None,
+                   connections: int | None, notes: dict[str, str] | None) -> None:
+    """The kernel's memory for the tree, before and while it held its connections."""
+    metrics.kernel_bytes = memory.kernel_bytes
+    if memory.kernel_bytes is None:
+        if notes is not None:
+            notes[KERNEL_MEMORY] = memory.kernel_note or "the kernel's memory was not read"
+        return
+    if baseline is None:
+        return
+    metrics.kernel_baseline_bytes = baseline.kernel_bytes
+    if baseline.kernel_bytes is None:
+        if notes is not None and connections:
+            notes[KERNEL_MEMORY] = (baseline.kernel_note
+                                    or "the kernel's memory was not read before the first "
+                                       "connection")
+        return
+    if connections:
+        metrics.kernel_bytes_per_connection = round(
+            (memory.kernel_bytes - baseline.kernel_bytes) / connections, 1)
+
+
+def load_metrics(metrics: Metrics, report: LoadReport, server: WindowStats | None) -> None:
     """Fill throughput, latency, per-request costs and client CPU from a load report."""
-    throughput = report.get("throughput_rps")
+    throughput = report.throughput_rps
     metrics.throughput_rps = throughput
-    metrics.requests = report.get("requests")
-    latency = report.get("latency") or {}
+    metrics.requests = report.requests
     for name in LATENCY_FIELDS:
-        setattr(metrics, name, latency.get(name))
-    metrics.errors = (report.get("errors") or {}).get("total")
-    client_cpu = (report.get("client") or {}).get("cpu_percent")
+        setattr(metrics, name, report.percentile_us(name))
+    metrics.errors = report.error_count
+    client_cpu = report.client.cpu_percent
     if client_cpu:
         metrics.client_cpu_percent = round(sum(client_cpu), 2)
     if server is not None and throughput:
@@ -130,14 +164,31 @@ def load_metrics(metrics: Metrics, report: dict[str, Any], server: WindowStats |
         if (switches := server.switches_per_s()) is not None:
             metrics.ctx_voluntary_per_request = round(switches[0] / throughput, 4)
             metrics.ctx_involuntary_per_request = round(switches[1] / throughput, 4)
+    connection_metrics(metrics, report, server)
 
 
-def load_flags(report: dict[str, Any]) -> list[str]:
+def connection_metrics(metrics: Metrics, report: LoadReport,
+                       server: WindowStats | None) -> None:
+    """Churn's rate, connect latency and server CPU per connection; requests left unanswered."""
+    if report.unanswered is not None:
+        metrics.unanswered_requests = report.unanswered.get("requests")
+    churn = report.churn
+    if not churn:
+        return
+    per_s = churn.get("connections_per_s")
+    metrics.connections_per_s = per_s
+    connect = churn.get("connect_latency") or {}
+    metrics.connect_p50_us = connect.get("p50_us")
+    metrics.connect_p99_us = connect.get("p99_us")
+    if server is not None and per_s:
+        metrics.cpu_us_per_connection = round(server.cpu_s / server.elapsed_s * 1e6 / per_s, 2)
+
+
+def load_flags(report: LoadReport) -> list[str]:
     """The load generator's own flags (Little's law is a plausibility rule)."""
-    flags = [name for name in ("client_saturated", "behind_schedule") if report.get(name)]
-    if (report.get("errors") or {}).get("total"):
-        flags.append("errors")
-    return flags
+    raised = {"client_saturated": report.client_saturated,
+              "behind_schedule": report.behind_schedule, "errors": bool(report.error_count)}
+    return [name for name, up in raised.items() if up]
 
 
 def client_metric_from_edges(metrics: Metrics, edges: tuple[Edge, Edge] | None) -> None:
@@ -193,17 +244,7 @@ def machine_metrics(record: CellRecord, edges: tuple[Edge, Edge] | None,
         record.flag("cpu_contended")
 
 
-def strip_histograms(report: dict[str, Any]) -> dict[str, Any]:
-    """The load report without its encoded histograms (the cell keeps those itself)."""
-    stripped = dict(report)
-    for name in ("latency", "latency_uncorrected"):
-        if isinstance(stripped.get(name), dict):
-            stripped[name] = {k: v for k, v in stripped[name].items() if k != "histogram"}
-    return stripped
-
-
-def error_summary(report: dict[str, Any]) -> str:
+def error_summary(report: LoadReport) -> str:
     """``"12 errors (reset=10, connect=2)"`` from a load report."""
-    errors = report.get("errors") or {}
-    parts = [f"{k}={v}" for k, v in errors.items() if k != "total" and v]
-    return f"{errors.get('total', 0)} errors ({', '.join(parts)})" if parts else "errors"
+    parts = [f"{k}={v}" for k, v in report.errors.items() if k != "total" and v]
+    return f"{report.error_count} errors ({', '.join(parts)})" if parts else "errors"

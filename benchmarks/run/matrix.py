@@ -50,6 +50,14 @@ BUILTIN_PROFILES = ("quick", "full", "precision-probe")
 SEED_LIMIT = 2 ** 31
 
 
+def optional(check: Any) -> Any:
+    """``check``, or None as it is: a key whose default is "not given" (a stored matrix
+    holds it as null, and --resume checks it again)."""
+    def checked(where: str, value: Any) -> Any:
+        return None if value is None else check(where, value)
+    return checked
+
+
 def rounds_table(where: str, value: Any) -> dict[str, int]:
     """``rounds = {closed = 3}``: a scenario's cells measured in at least this many rounds
     (benchmarks/run/rounds.py), beyond ``repeat``."""
@@ -72,11 +80,11 @@ RUN_KEYS: Keys = {
     "models": (names, []),
     "cell_timeout_s": (DURATION, 20.0),
     "rounds": (rounds_table, {}),
-    "seed": (number(0, SEED_LIMIT - 1, integer=True), None),
+    "seed": (optional(number(0, SEED_LIMIT - 1, integer=True)), None),
     # iobench run --precision: the headline metrics it narrows (default: all of
     # them), and its time budget when --budget is not given (default 20 minutes).
     "precision_metrics": (names, []),
-    "precision_budget_s": (DURATION, None),
+    "precision_budget_s": (optional(DURATION), None),
 }
 SECTIONS: dict[str, Keys] = {
     "loadgen": {

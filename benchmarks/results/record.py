@@ -15,7 +15,9 @@ Schema history (``SCHEMA_VERSION``):
    for PSS/USS, steal time and the neighbour's interleaved solo slices.
    Version-1 cells read as version 2 with those left empty. Later in 2,
    ``syscalls`` (system calls by kind) and ``syscalls_per_request``; files
-   without them read with both null. Later in 2, the kernel's memory
+   without them read with both null. Later still, ``server`` (what the server
+   reported: work calibration, prefork's accepts per worker) and
+   ``busiest_worker_share``; null when absent. Later in 2, the kernel's memory
    (``kernel_bytes``, ``kernel_baseline_bytes``, ``kernel_bytes_per_connection``)
    and ``memory_per_connection_bytes``; files without them read them as null.
 """
@@ -212,6 +214,11 @@ class Metrics:
     unanswered_requests: int | None = metric(
         "unanswered at the close", "requests", "closed loop: requests on the wire when the "
         "window closed, their ages in the latency figures as lower bounds")
+    # Prefork: the busiest worker's share of the connections accepted in the
+    # cell (1/N is perfect balance across N workers), from the server's report.
+    busiest_worker_share: float | None = metric(
+        "busiest worker", "share", "the busiest prefork worker's share of the cell's accepts "
+        "(1/N is perfect balance)", digits=2)
 
     def get(self, name: str) -> Number | None:
         """The metric called ``name`` (None if it is not one)."""
@@ -303,6 +310,10 @@ class CellRecord:
     # System calls by kind (benchmarks/run/syscalls.py): tool, reason (why they
     # are null), elapsed_s, total, by_kind, per_request, by_kind_per_request.
     syscalls: dict[str, Any] | None = None
+    # What the server reported (iobench.servers.process.server_report): the
+    # work calibration of its ready line ("work"), and prefork's accepts per
+    # worker ("worker_accepts", busiest first) with "busiest_worker_share".
+    server: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -349,6 +360,7 @@ class CellRecord:
         _expect(data, "notes", dict, where)
         _expect(data, "implausible", list, where)
         _expect(data, "placement", dict, where)
+        _expect(data, "server", dict, where)
         for name in ("connections", "size_bytes", "repetition", "idle_connections",
                      "requests_per_connection"):
             _expect(data, name, int, where)

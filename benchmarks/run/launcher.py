@@ -45,7 +45,7 @@ from iobench.benchmarks.run.syscalls import StraceCounter, SyscallCounter, Unava
 from iobench.common.lifeline import spawn_command
 from iobench.common.processes import stop_group
 from iobench.loadgen.report import LoadReport
-from iobench.servers.process import ServerProcess, ServerStartError
+from iobench.servers.process import ServerProcess, ServerStartError, server_report
 
 STOP_TIMEOUT_S = 3.0
 # How much of a process's stderr a failure reason quotes.
@@ -288,6 +288,12 @@ class ServerHandle(Process):
 
     def stderr_text(self) -> str:
         return self.stderr_path.read_text(errors="replace")
+
+    def reported(self) -> dict[str, Any] | None:
+        """What the server said about itself: its work calibration and, once it
+        has stopped, each prefork worker's accepts (see ``server_report``)."""
+        accepts = self.server.worker_accepts() if self.stopped else None
+        return server_report(self.server.ready.get("work"), accepts)
 
 
 class LoadHandle:

@@ -237,7 +237,7 @@ def start_server(owner: str, model: str, params: dict[str, Any], host: str,
     if cgroup is not None:
         owned.cgroups[server.pid] = cgroup
     return {"token": token, "pid": server.pid, "host": server.host, "port": server.port,
-            "cgroup_note": note}
+            "cgroup_note": note, "work": server.ready.get("work")}
 
 
 @leased

@@ -92,6 +92,15 @@ def estimated_seconds(cell: Cell) -> float:
     return cell.warmup_s + work + lead + settle + CELL_OVERHEAD_S
 
 
+def server_params(cell: Cell) -> dict[str, Any]:
+    """The cell's model parameters, with ``request_bytes`` set to its message size
+    where the server does work per request and the profile did not set it: the
+    server counts requests by it (see iobench.servers.base.WORK_PARAMS)."""
+    if "work" in cell.params and "request_bytes" not in cell.params and cell.size_bytes:
+        return {**cell.params, "request_bytes": cell.size_bytes}
+    return cell.params
+
+
 def neighbour_load_s(cell: Cell) -> float:
     """How long the neighbour works beside a loaded server."""
     return max(cell.duration_s, NEIGHBOUR_MIN_LOAD_S)
@@ -216,7 +225,7 @@ class Runner:
         assert cell.model is not None
         context.loadgen_timeout_s = RUN_SCENARIOS[cell.scenario].prepare(
             cell, self.launcher, self.settings.loadgen_timeout_s)
-        context.server = self.launcher.start_server(cell.model, cell.params)
+        context.server = self.launcher.start_server(cell.model, server_params(cell))
         context.sampler.watch("server", context.server.pid, cgroup=context.server.cgroup)
         context.baseline_memory = settled_memory(context.server, context.sampler)
         if cell.mode == "idle":
@@ -473,6 +482,11 @@ class Runner:
                 metrics.neighbour_ratio = round(context.neighbour_ops_per_s / paused, 4)
             elif cell.phase == "solo":
                 metrics.neighbour_ratio = 1.0
+        if context.server is not None:
+            record.server = context.server.reported()
+            share = (record.server or {}).get("busiest_worker_share")
+            if share is not None:
+                metrics.busiest_worker_share = round(share, 4)
         if context.syscalls is not None:
             record.syscalls = context.syscalls.per_request(metrics.throughput_rps)
             metrics.syscalls_per_request = record.syscalls["per_request"]

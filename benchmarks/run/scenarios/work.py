@@ -86,5 +86,12 @@ class Work(RunScenario):
                     yield self.cell(model, {**own, "work": work, "offload": "pool"}, "closed",
                                     section["connections"], **common)
 
+    def count(self, section: dict[str, Any], models: list[str]) -> int:
+        offloaded = section["offload_works"] or section["works"]
+        per_offloaded_model = sum(work in offloaded for work in section["works"])
+        return sum(len(section["works"])
+                   + (model in section["offload_models"]) * per_offloaded_model
+                   for model in models)
+
 
 SCENARIO = Work()

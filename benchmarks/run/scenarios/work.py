@@ -88,10 +88,9 @@ class Work(RunScenario):
 
     def count(self, section: dict[str, Any], models: list[str]) -> int:
         offloaded = section["offload_works"] or section["works"]
-        per_offloaded_model = sum(work in offloaded for work in section["works"])
-        return sum(len(section["works"])
-                   + (model in section["offload_models"]) * per_offloaded_model
-                   for model in models)
+        pooled = sum(1 for model in models if model in section["offload_models"])
+        return (len(models) * len(section["works"])
+                + pooled * sum(1 for work in section["works"] if work in offloaded))
 
 
 SCENARIO = Work()

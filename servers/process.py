@@ -12,7 +12,7 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
 from iobench.common.lifeline import spawn_command
@@ -39,7 +39,7 @@ class ServerProcess:
     ``cpus``, if given, pins the server (and anything it forks) to those CPUs;
     ``fd_limit``, if given, is its limit on open descriptors (soft and hard),
     to see how it behaves when it runs out. ``cgroup_procs``, if given, is a
-    cgroup's ``cgroup.procs`` file the server joins before it execs, so the
+    cgroup's ``cgroup.procs`` file (or one per hierarchy) the server joins before it execs, so the
     kernel accounts for everything it forks.
     """
 
@@ -47,7 +47,7 @@ class ServerProcess:
                  host: str = "127.0.0.1", port: int = 0, cpus: Iterable[int] | None = None,
                  stderr: IO[bytes] | int | None = subprocess.PIPE,
                  ready_timeout: float = READY_TIMEOUT, fd_limit: int | None = None,
-                 cgroup_procs: str | None = None) -> None:
+                 cgroup_procs: str | Sequence[str] | None = None) -> None:
         command = [sys.executable, "-m", "iobench.servers",
                    model, "--host", host, "--port", str(port)]
         for name, value in (params or {}).items():

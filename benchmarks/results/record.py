@@ -17,7 +17,9 @@ Schema history (``SCHEMA_VERSION``):
    ``syscalls`` (system calls by kind) and ``syscalls_per_request``; files
    without them read with both null. Later still, ``server`` (what the server
    reported: work calibration, prefork's accepts per worker) and
-   ``busiest_worker_share``; null when absent.
+   ``busiest_worker_share``; null when absent. Later in 2, the kernel's memory
+   (``kernel_bytes``, ``kernel_baseline_bytes``, ``kernel_bytes_per_connection``)
+   and ``memory_per_connection_bytes``; files without them read them as null.
 """
 
 from __future__ import annotations
@@ -161,6 +163,23 @@ class Metrics:
         scale=MIB, digits=1)
     pss_per_connection_bytes: float | None = metric(
         "PSS per connection", "KiB", "anonymous PSS growth divided by the connections held",
+        scale=KIB, digits=1)
+    # What the kernel held for the server's tree then, and before its first
+    # connection (sockets and their buffers, kernel stacks, epoll and io_uring
+    # state, page tables), from its cgroup; null with notes["kernel_memory"]
+    # where nothing counts it. Per connection by the same rule as PSS, and
+    # the two summed: what one more connection costs in all.
+    kernel_bytes: int | None = metric(
+        "kernel memory", "MiB", "memory the kernel held for the server's tree (sockets, "
+        "kernel stacks...), from its cgroup", scale=MIB, digits=1)
+    kernel_baseline_bytes: int | None = metric(
+        "kernel memory before", "MiB", "kernel memory before its first connection",
+        scale=MIB, digits=1)
+    kernel_bytes_per_connection: float | None = metric(
+        "kernel memory per connection", "KiB", "kernel memory growth divided by the "
+        "connections held", scale=KIB, digits=1)
+    memory_per_connection_bytes: float | None = metric(
+        "memory per connection", "KiB", "PSS and kernel memory per connection together",
         scale=KIB, digits=1)
     # Time the hypervisor took from the server's and the client's CPUs, % of theirs.
     steal_server_percent: float | None = metric("steal on server CPUs", "%", "time the "

@@ -378,7 +378,7 @@ class LocalLauncher(Launcher):
             try:
                 server = ServerProcess(model, params, cpus=self.placement.server_cpus,
                                        stderr=stderr,
-                                       cgroup_procs=cgroup.procs_file if cgroup else None)
+                                       cgroup_procs=cgroup.procs_files if cgroup else None)
             except ServerStartError as exc:
                 if cgroup is not None:
                     cgroup.remove()

@@ -226,7 +226,7 @@ def start_server(owner: str, model: str, params: dict[str, Any], host: str,
     with open(stderr_path, "wb") as stderr:
         try:
             server = ServerProcess(model, params, host=host, cpus=cpus, stderr=stderr,
-                                   cgroup_procs=cgroup.procs_file if cgroup else None)
+                                   cgroup_procs=cgroup.procs_files if cgroup else None)
         except (ServerStartError, subprocess.SubprocessError) as exc:
             if cgroup is not None:
                 cgroup.remove()

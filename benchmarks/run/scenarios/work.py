@@ -72,11 +72,6 @@ class Work(RunScenario):
         return [(model, {"work": section["works"][0], "offload": "pool"},
                  "work.offload_models") for model in section["offload_models"]]
 
-    def count(self, section: dict[str, Any], models: list[str]) -> int:
-        offloaded = len(section["offload_works"] or section["works"])
-        return sum(len(section["works"]) + (offloaded if model in section["offload_models"]
-                                            else 0) for model in models)
-
     def expand(self, section: dict[str, Any], models: list[str],
                params: dict[str, dict[str, Any]]) -> Iterable[Cell]:
         common = {"size_bytes": section["size_bytes"], "duration_s": section["duration_s"],

@@ -128,9 +128,10 @@ class PreforkServer(ServerModel):
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda signum, frame: worker.shutdown())
         worker.serve()
-        # One write below PIPE_BUF: lines of workers stopping at once do not mix.
-        print(json.dumps({"event": "worker", "pid": os.getpid(), "accepted": worker.accepted}),
-              flush=True)
+        # One write(), below PIPE_BUF, so lines of workers stopping at once do
+        # not mix (print() may write a line and its newline separately).
+        line = json.dumps({"event": "worker", "pid": os.getpid(), "accepted": worker.accepted})
+        os.write(sys.stdout.fileno(), f"{line}\n".encode())
 
     def shutdown(self) -> None:
         self._running = False

@@ -325,6 +325,11 @@ class ServerModel(ABC):
 
         return Offload(self.work, self.options["pool"], wake)
 
+    def prepare(self) -> None:
+        """Start what the model holds from the outset (a pool of threads), before the harness
+        says it is ready, so a launcher's first reading of its memory includes it."""
+        return None
+
     @abstractmethod
     def serve(self) -> None:
         """Serve connections until :meth:`shutdown`; close them all, then return."""

@@ -112,7 +112,4 @@ def test_quick_profile_plans_fit_the_budget() -> None:
     planned = sum(estimated_seconds(cell) for cell in cells)
     # The closed-loop cells, the ones models are ranked by, get intervals from 3 rounds.
     assert {c.repetition for c in cells if c.scenario == "closed"} == {0, 1, 2}
-    # The plan counts CELL_OVERHEAD_S (0.6 s) to start and stop each cell's processes,
-    # where 0.3-0.4 s was measured on an idle machine: what remains of the budget holds
-    # the report (~10 s) and the run's own start.
-    assert planned < QUICK_BUDGET_S * 0.92, f"{len(cells)} cells planned at {planned:.0f} s"
+    assert planned < QUICK_BUDGET_S * 0.8, f"{len(cells)} cells planned at {planned:.0f} s"

@@ -124,6 +124,7 @@ class ServerModel(ABC):
     description  one line that says what the model does
     params       the tunables, as :class:`Param` objects
     spins        True if the model never waits, so it burns CPU when idle
+    reference    None, or why the model is a reference (as printed, not conforming)
 
     Socket settings are the same for every model, so a comparison measures the
     I/O model and nothing else.
@@ -143,6 +144,12 @@ class ServerModel(ABC):
     # True for a model that starts a thread or a process per connection: the
     # kernel's task limits (pid_max, threads-max) cap its connections.
     task_per_connection: ClassVar[bool] = False
+    # None for a conforming model. A reference model runs published code as
+    # printed, to measure what it really does, and does not keep the contract
+    # above; this says why. The conformance suite skips it with this reason,
+    # `iobench models` lists it as a reference, and a matrix runs it only in a
+    # scenario made for it (see available_models in the registry).
+    reference: ClassVar[str | None] = None
 
     recv_size: ClassVar[int] = 64 * 1024
     backlog: ClassVar[int] = 4096

@@ -199,6 +199,8 @@ METRICS: dict[str, MetricStyle] = {
     "client_cpu_percent": MetricStyle("client CPU", "% of a core", digits=1),
     "neighbour_ops_per_s": MetricStyle("neighbour", "ops/s"),
     "neighbour_ratio": MetricStyle("neighbour vs solo", "ratio", digits=2),
+    "longest_wait_s": MetricStyle("longest wait", "s", digits=3),
+    "unanswered_requests": MetricStyle("unanswered", "requests"),
 }
 
 

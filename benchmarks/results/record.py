@@ -95,6 +95,12 @@ class Metrics:
     syscalls_per_request: float | None = None
     # The runner's 10 Hz sampling thread's own CPU, % of one core: what watching cost.
     sampler_cpu_percent: float | None = None
+    # The article scenario's probes (one client idle, or not reading): the longest
+    # any other client's request waited for its answer, in seconds (to the probe's
+    # end if none came), and how many requests got none within the probe's bound;
+    # in its closed-loop cells, the requests still owed when the drain ended.
+    longest_wait_s: float | None = None
+    unanswered_requests: int | None = None
 
     def get(self, name: str) -> Number | None:
         """The metric called ``name`` (None if it is not one)."""

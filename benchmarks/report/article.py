@@ -1,0 +1,229 @@
+"""The article's code as printed: what it really does, judged from a run's figures.
+
+busy-poll is the article's loop done correctly; the ``article`` reference
+model is the article's own server, re-typed as printed. Its listener is
+non-blocking, but the sockets ``accept()`` returns are blocking on Linux, so
+the loop spins only while nobody is connected, sleeps in ``recv()`` on the
+first idle client, and sleeps in ``send()`` beside a client that does not
+read. Each verdict below is computed from the article scenario's cells
+against the thresholds here (docs/report.md lists them), with busy-poll's
+figures beside as the evidence of what a correct loop does.
+"""
+
+from __future__ import annotations
+
+from iobench.benchmarks.report.claims import (
+    THROUGHPUT_DISTRUST_FLAGS,
+    ClaimResult,
+    Missing,
+    Verdict,
+    measured,
+)
+from iobench.benchmarks.report.presentation import format_spread
+from iobench.benchmarks.results.loader import CellGroup, Run, Spread
+
+SCENARIO = "article"
+MODEL = "article"
+REFERENCE = "busy-poll"
+# The article's first claim, for its own code: spinning means at least this
+# share of a core with no client connected...
+SPIN_MIN_CPU_PERCENT = 90.0
+# ...and it no longer spins once one idle client is connected: at most this.
+IDLE_CLIENT_MAX_CPU_PERCENT = 5.0
+# A client is starved when its request gets no answer for at least this long.
+STARVED_MIN_WAIT_S = 1.0
+# The probes, as the run side names them in each cell's phase.
+IDLE = "idle"
+CLOSED = "closed"
+SECOND_CLIENT = "second-client"
+NON_READER = "non-reader"
+# A CPU figure the machine's other work may have pushed down is not held against a claim.
+CPU_DISTRUST_FLAGS = frozenset({"cpu_contended"})
+
+
+def probe(run: Run, model: str, phase: str, connections: int | None = None) -> CellGroup | None:
+    """The article scenario's cell of ``model`` for ``phase`` (and idle ``connections``)."""
+    for group in run.scenario(SCENARIO):
+        if group.model == model and group.phase == phase and (
+                connections is None or group.connections == connections):
+            return group
+    return None
+
+
+def _cpu(run: Run, model: str, connections: int, what: str) -> Spread:
+    return measured(probe(run, model, IDLE, connections), "server_cpu_percent", what,
+                    CPU_DISTRUST_FLAGS)
+
+
+def _reference_line(run: Run, evidence: list[str], phase: str, metric: str, what: str,
+                    connections: int | None = None) -> None:
+    """busy-poll's figure for the same probe, or why there is none, into the evidence."""
+    try:
+        spread = measured(probe(run, REFERENCE, phase, connections), metric, what)
+    except Missing as why:
+        evidence.append(f"{REFERENCE}: {why}")
+        return
+    evidence.append(f"{what}: {format_spread(metric, spread)}")
+
+
+def spins_while_empty(run: Run) -> ClaimResult:
+    claim = "with nobody connected, the article's code spins"
+    evidence: list[str] = []
+    try:
+        empty = _cpu(run, MODEL, 0, "the article's code with no client")
+    except Missing as why:
+        return ClaimResult(claim, Verdict.INCONCLUSIVE, str(why), evidence)
+    evidence.append(f"the article's code with no client: {_percent(empty)} of a core")
+    _reference_line(run, evidence, IDLE, "server_cpu_percent", f"{REFERENCE} with no client",
+                    0)
+    rule = (f"{_percent(empty)} of a core with no client "
+            f"(spinning: at least {SPIN_MIN_CPU_PERCENT:g}%)")
+    return ClaimResult(claim, Verdict.HOLDS if empty.median >= SPIN_MIN_CPU_PERCENT
+                       else Verdict.DOES_NOT_HOLD, rule, evidence)
+
+
+def sleeps_beside_an_idle_client(run: Run) -> ClaimResult:
+    claim = ("with one idle client connected, it stops spinning: it sleeps in recv() on "
+             "that client")
+    evidence: list[str] = []
+    try:
+        idle = _cpu(run, MODEL, 1, "the article's code with one idle client")
+    except Missing as why:
+        return ClaimResult(claim, Verdict.INCONCLUSIVE, str(why), evidence)
+    evidence.append(f"the article's code with one idle client: {_percent(idle)} of a core")
+    _reference_line(run, evidence, IDLE, "server_cpu_percent",
+                    f"{REFERENCE} with one idle client", 1)
+    rule = (f"{_percent(idle)} of a core with one idle client "
+            f"(asleep: at most {IDLE_CLIENT_MAX_CPU_PERCENT:g}%)")
+    return ClaimResult(claim, Verdict.HOLDS if idle.median <= IDLE_CLIENT_MAX_CPU_PERCENT
+                       else Verdict.DOES_NOT_HOLD, rule, evidence)
+
+
+def _starved(run: Run, phase: str, claim: str, what: str) -> ClaimResult:
+    """Holds when the article's probe left a request unanswered for STARVED_MIN_WAIT_S."""
+    evidence: list[str] = []
+    group = probe(run, MODEL, phase)
+    try:
+        wait = measured(group, "longest_wait_s", what)
+        unanswered = measured(group, "unanswered_requests", what)
+    except Missing as why:
+        return ClaimResult(claim, Verdict.INCONCLUSIVE, str(why), evidence)
+    assert group is not None
+    evidence.append(f"the article's code: longest wait {_seconds(wait)}, "
+                    f"{format_spread('unanswered_requests', unanswered)} unanswered "
+                    f"request(s)" + _cause(group))
+    _reference_line(run, evidence, phase, "longest_wait_s", f"{REFERENCE}: longest wait")
+    rule = (f"longest wait {_seconds(wait)}, {unanswered.median:g} unanswered "
+            f"(starved: no answer for at least {STARVED_MIN_WAIT_S:g} s)")
+    holds = unanswered.median >= 1 and wait.median >= STARVED_MIN_WAIT_S
+    return ClaimResult(claim, Verdict.HOLDS if holds else Verdict.DOES_NOT_HOLD, rule,
+                       evidence)
+
+
+def second_client_starved(run: Run) -> ClaimResult:
+    return _starved(run, SECOND_CLIENT,
+                    "a second client gets no answer while the first one is idle",
+                    "the second client's request")
+
+
+def non_reader_stalls_the_rest(run: Run) -> ClaimResult:
+    return _starved(run, NON_READER,
+                    "a client that sends without reading stalls every other client "
+                    "(the loop sleeps in send())",
+                    "the other clients' requests")
+
+
+def closed_loop_answers_everyone(run: Run) -> ClaimResult:
+    claim = ("in a closed loop, where no client ever pauses, it answers every request, "
+             "including the last ones")
+    evidence: list[str] = []
+    group = probe(run, MODEL, CLOSED)
+    try:
+        throughput = measured(group, "throughput_rps", "the article's code in closed loop",
+                              THROUGHPUT_DISTRUST_FLAGS)
+        unanswered = measured(group, "unanswered_requests", "the article's code in closed loop")
+    except Missing as why:
+        return ClaimResult(claim, Verdict.INCONCLUSIVE, str(why), evidence)
+    line = (f"the article's code: {format_spread('throughput_rps', throughput)} req/s, "
+            f"{unanswered.median:g} request(s) unanswered at the end")
+    try:
+        reference = measured(probe(run, REFERENCE, CLOSED), "throughput_rps",
+                             f"{REFERENCE} in closed loop", THROUGHPUT_DISTRUST_FLAGS)
+        line += (f"; {reference.median and throughput.median / reference.median:.2f}x "
+                 f"{REFERENCE}'s {format_spread('throughput_rps', reference)} req/s")
+    except Missing as why:
+        line += f"; {REFERENCE}: {why}"
+    evidence.append(line)
+    rule = f"{unanswered.median:g} request(s) unanswered when the load ended"
+    return ClaimResult(claim, Verdict.HOLDS if unanswered.median == 0
+                       else Verdict.DOES_NOT_HOLD, rule, evidence)
+
+
+# (key, figures, judge), as in claims.CLAIMS. The key is what documentation
+# cites (claims.json); never rename one.
+ARTICLE_VERDICTS = (
+    ("article_spins_while_empty", (), spins_while_empty),
+    ("article_sleeps_beside_idle_client", (), sleeps_beside_an_idle_client),
+    ("article_second_client_starved", (), second_client_starved),
+    ("article_closed_loop_answers_all", (), closed_loop_answers_everyone),
+    ("article_non_reader_stalls_all", (), non_reader_stalls_the_rest),
+)
+
+
+def judge_article(run: Run) -> list[ClaimResult]:
+    """The article-as-printed verdicts (empty when the run has no article scenario)."""
+    if not run.scenario(SCENARIO):
+        return []
+    results = []
+    for key, figures, judge in ARTICLE_VERDICTS:
+        result = judge(run)
+        result.key, result.figures = key, figures
+        results.append(result)
+    return results
+
+
+def finding(run: Run) -> str | None:
+    """Two sentences for README's findings: what the article's code really does.
+
+    Made from the verdicts and their figures alone; None when the run has no
+    article scenario, and a sentence says which verdicts were not reached.
+    """
+    verdicts = {result.key: result for result in judge_article(run)}
+    if not verdicts:
+        return None
+    spin, idle = verdicts["article_spins_while_empty"], verdicts[
+        "article_sleeps_beside_idle_client"]
+    second, stall = verdicts["article_second_client_starved"], verdicts[
+        "article_non_reader_stalls_all"]
+    if not all(v.verdict is Verdict.HOLDS for v in (spin, idle, second, stall)):
+        open_ = [v.key for v in (spin, idle, second, stall) if v.verdict is not Verdict.HOLDS]
+        return ("The article's code as printed was measured, but not every verdict was "
+                f"reached in this run ({', '.join(open_)}: see the report's section "
+                "\"The article's code as printed\").")
+    empty = _cpu(run, MODEL, 0, "no client")
+    one = _cpu(run, MODEL, 1, "one idle client")
+    second_wait = measured(probe(run, MODEL, SECOND_CLIENT), "longest_wait_s", "second")
+    stall_wait = measured(probe(run, MODEL, NON_READER), "longest_wait_s", "others")
+    return (f"The article's own server spins ({_percent(empty)} of a core) only while nobody "
+            f"is connected: the sockets accept() returns are blocking on Linux, so with one "
+            f"idle client it sleeps in recv() ({_percent(one)}). Every other client then "
+            f"waits behind that one (a second client went {_seconds(second_wait)} without "
+            f"an answer), and behind any client that does not read its replies (others "
+            f"waited {_seconds(stall_wait)} while the server slept in send()).")
+
+
+def _cause(group: CellGroup) -> str:
+    notes = group.notes(CAUSE_NOTE)
+    return f": {notes[0]}" if notes else ""
+
+
+# The note each probe cell carries: what the probe saw, in one line.
+CAUSE_NOTE = "probe"
+
+
+def _percent(spread: Spread) -> str:
+    return f"{format_spread('server_cpu_percent', spread)}%"
+
+
+def _seconds(spread: Spread) -> str:
+    return f"{format_spread('longest_wait_s', spread)} s"

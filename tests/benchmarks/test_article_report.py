@@ -1,0 +1,95 @@
+"""The article-as-printed verdicts, computed from cell records with known figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from iobench.benchmarks.report import article
+from iobench.benchmarks.report.claims import Verdict
+from iobench.benchmarks.results.loader import Run, group_cells
+from iobench.benchmarks.results.record import STATUS_FAILED, CellRecord, Metrics
+
+# What the article's code and busy-poll did on a 2-CPU machine (issue figures).
+STORY: dict[tuple[str, str, int | None], dict[str, Any]] = {
+    ("article", "idle", 0): {"server_cpu_percent": 99.1},
+    ("article", "idle", 1): {"server_cpu_percent": 0.0},
+    ("article", "second-client", None): {"longest_wait_s": 1.31, "unanswered_requests": 1},
+    ("article", "closed", None): {"throughput_rps": 60000.0, "unanswered_requests": 0},
+    ("article", "non-reader", None): {"longest_wait_s": 1.36, "unanswered_requests": 2},
+    ("busy-poll", "idle", 0): {"server_cpu_percent": 99.5},
+    ("busy-poll", "idle", 1): {"server_cpu_percent": 99.4},
+    ("busy-poll", "second-client", None): {"longest_wait_s": 0.004,
+                                           "unanswered_requests": 0},
+    ("busy-poll", "closed", None): {"throughput_rps": 50000.0, "unanswered_requests": 0},
+    ("busy-poll", "non-reader", None): {"longest_wait_s": 0.08, "unanswered_requests": 0},
+}
+
+
+def make_run(changes: dict[tuple[str, str, int | None], dict[str, Any]] | None = None,
+             failed: tuple[str, str, int | None] | None = None,
+             flags: dict[tuple[str, str, int | None], list[str]] | None = None) -> Run:
+    records = []
+    for point, figures in STORY.items():
+        model, phase, connections = point
+        figures = {**figures, **(changes or {}).get(point, {})}
+        record = CellRecord(key=f"article/{model}/{phase}/c{connections}", scenario="article",
+                            model=model, phase=phase, connections=connections,
+                            metrics=Metrics(**figures))
+        if point == failed:
+            record.status, record.reason = STATUS_FAILED, "the server exited with code 1"
+        for flag in (flags or {}).get(point, []):
+            record.flag(flag, "other processes used 60% of the server's CPU")
+        if phase == "second-client" and model == "article":
+            record.notes[article.CAUSE_NOTE] = "the server was asleep in recvfrom()"
+        records.append(record)
+    return Run(Path("."), {}, group_cells(records))
+
+
+def verdicts(run: Run) -> dict[str, Verdict]:
+    return {result.key: result.verdict for result in article.judge_article(run)}
+
+
+def test_every_verdict_holds_on_the_issues_figures() -> None:
+    results = article.judge_article(make_run())
+    assert [r.key for r in results] == [key for key, _, _ in article.ARTICLE_VERDICTS]
+    assert all(r.verdict is Verdict.HOLDS for r in results), [(r.key, r.reason) for r in results]
+    second = next(r for r in results if r.key == "article_second_client_starved")
+    assert "recvfrom" in " ".join(second.evidence)
+    assert any("busy-poll" in line for line in second.evidence)
+
+
+def test_thresholds_decide_each_verdict() -> None:
+    run = make_run({("article", "idle", 0): {"server_cpu_percent": 89.0},
+                    ("article", "idle", 1): {"server_cpu_percent": 5.1},
+                    ("article", "second-client", None): {"longest_wait_s": 0.99},
+                    ("article", "closed", None): {"unanswered_requests": 3},
+                    ("article", "non-reader", None): {"unanswered_requests": 0}})
+    assert set(verdicts(run).values()) == {Verdict.DOES_NOT_HOLD}
+
+
+def test_a_failed_or_contended_cell_leaves_its_verdict_inconclusive() -> None:
+    run = make_run(failed=("article", "non-reader", None),
+                   flags={("article", "idle", 0): ["cpu_contended"]})
+    found = {r.key: r for r in article.judge_article(run)}
+    assert found["article_non_reader_stalls_all"].verdict is Verdict.INCONCLUSIVE
+    assert "failed" in found["article_non_reader_stalls_all"].reason
+    assert found["article_spins_while_empty"].verdict is Verdict.INCONCLUSIVE
+    assert "cpu_contended" in found["article_spins_while_empty"].reason
+    assert found["article_second_client_starved"].verdict is Verdict.HOLDS
+
+
+def test_a_run_without_the_scenario_has_no_verdicts_and_no_finding() -> None:
+    empty = Run(Path("."), {}, [])
+    assert article.judge_article(empty) == []
+    assert article.finding(empty) is None
+
+
+def test_the_finding_is_two_sentences_from_the_figures() -> None:
+    text = article.finding(make_run())
+    assert text is not None
+    assert text.count(". ") + text.endswith(".") == 2
+    for figure in ("99.1%", "0.0%", "1.310 s", "1.360 s"):
+        assert figure in text
+    partial = article.finding(make_run({("article", "idle", 1): {"server_cpu_percent": 40.0}}))
+    assert partial is not None and "article_sleeps_beside_idle_client" in partial

@@ -14,8 +14,10 @@ code, re-typed and nothing more, so that what it really does can be measured:
 - ``send()``'s count is not checked; on these blocking sockets it does not
   return early either, so a client that does not read its replies leaves the
   loop asleep in ``send()`` until it does;
-- EOF closes the client; any other error (a reset) ends the server, since
-  the article catches BlockingIOError alone.
+- EOF closes the client; any other error ends the server, since the article
+  catches BlockingIOError alone: a client that leaves with a request
+  unanswered (a reset, or EPIPE on the reply) stops it, with one line on
+  stderr saying so and exit code 1.
 
 What the project changes, and only to run it in the harness: the reply is the
 protocol's (``transform``: the article echoes, the protocol uppercases), the
@@ -88,11 +90,14 @@ class ArticleServer(ServerModel):
                             client.close()
                     except BlockingIOError:
                         continue
-        except OSError:
+        except OSError as exc:
             # The sockets shutdown() shut: the stop's own doing. Before the stop,
-            # an error ends the server, as it does the article's.
+            # an error ends the server, as it ends the article's; said in one line
+            # (a BrokenPipeError would otherwise pass for a closed stdout).
             if self._running:
-                raise
+                raise SystemExit(f"{self.name}: the loop ended on {type(exc).__name__}: "
+                                 f"{exc.strerror or exc} (the article's code catches "
+                                 "BlockingIOError alone)") from None
         finally:
             for client in clients:
                 client.close()

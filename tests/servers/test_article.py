@@ -11,6 +11,7 @@ from __future__ import annotations
 import select
 import signal
 import socket
+import struct
 import time
 from collections.abc import Iterator
 
@@ -132,3 +133,13 @@ def states(pid: int, samples: int = 20, interval_s: float = 0.02) -> list[str]:
             seen.append(file.read().rsplit(")", 1)[1].split()[0])
         time.sleep(interval_s)
     return seen
+
+
+def test_a_client_that_resets_ends_it_with_one_line_saying_why(article: ServerProcess) -> None:
+    """The article catches BlockingIOError alone: a reset ends its loop, and the server."""
+    with connect(article.address) as rude:
+        rude.sendall(b"bye")
+        # SO_LINGER with a zero timeout: close() sends RST instead of FIN.
+        rude.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    assert article.proc.wait(timeout=STOP_WITHIN_S) == 1
+    assert "catches BlockingIOError alone" in article.stderr_text()

@@ -190,6 +190,53 @@ def judge_article(run: Run) -> list[ClaimResult]:
     return results
 
 
+# The figures table: (probe, what, phase, idle connections, metric), in the order shown.
+FIGURE_ROWS: tuple[tuple[str, str, str, int | None, str], ...] = (
+    ("no client", "server CPU (% of a core)", IDLE, 0, "server_cpu_percent"),
+    ("one idle client", "server CPU (% of a core)", IDLE, 1, "server_cpu_percent"),
+    ("second client beside an idle one", "its wait (s)", SECOND_CLIENT, None,
+     "longest_wait_s"),
+    ("second client beside an idle one", "unanswered within the bound", SECOND_CLIENT, None,
+     "unanswered_requests"),
+    ("closed loop", "throughput (req/s)", CLOSED, None, "throughput_rps"),
+    ("closed loop", "unanswered at the end", CLOSED, None, "unanswered_requests"),
+    ("beside a client that does not read", "the others' longest wait (s)", NON_READER, None,
+     "longest_wait_s"),
+    ("beside a client that does not read", "the others' unanswered requests", NON_READER,
+     None, "unanswered_requests"),
+)
+
+
+def figure_table(run: Run) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows: each probe's figures, the article's code beside busy-poll's.
+
+    A cell that was not run shows "-", a failed one "failed", never a 0.
+    """
+    rows = []
+    for probe_name, what, phase, connections, metric in FIGURE_ROWS:
+        row = [probe_name, what]
+        for model in (MODEL, REFERENCE):
+            group = probe(run, model, phase, connections)
+            spread = group.metric(metric) if group is not None else None
+            if group is not None and group.failed and spread is None:
+                row.append("failed")
+            else:
+                row.append(format_spread(metric, spread) if spread is not None else "-")
+        rows.append(row)
+    return ["probe", "figure", "the article's code", REFERENCE], rows
+
+
+def causes(run: Run) -> list[str]:
+    """What each probe saw, in one line per cell, and why a cell failed."""
+    lines = []
+    for group in run.scenario(SCENARIO):
+        for note in group.notes(CAUSE_NOTE):
+            lines.append(f"{group.model}, {group.phase}: {note}")
+        if group.failed:
+            lines.append(f"{group.model}, {group.phase}: failed ({'; '.join(group.failures)})")
+    return lines
+
+
 def finding(run: Run) -> str | None:
     """Two sentences for README's findings: what the article's code really does.
 

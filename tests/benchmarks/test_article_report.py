@@ -103,3 +103,16 @@ def test_the_finding_is_two_sentences_from_the_figures() -> None:
         assert figure in text
     partial = article.finding(make_run({("article", "idle", 1): {"server_cpu_percent": 40.0}}))
     assert partial is not None and "article_sleeps_beside_idle_client" in partial
+
+
+def test_the_figures_table_puts_busy_poll_beside_the_article_and_no_zero_for_a_gap() -> None:
+    run = make_run(failed=("busy-poll", "closed", None))
+    headers, rows = article.figure_table(run)
+    assert headers[2:] == ["the article's code", "busy-poll"]
+    by_figure = {(row[0], row[1]): row[2:] for row in rows}
+    assert by_figure[("no client", "server CPU (% of a core)")] == ["99.1", "99.5"]
+    assert by_figure[("second client beside an idle one", "its wait (s)")] == ["1.310", "0.004"]
+    assert by_figure[("closed loop", "throughput (req/s)")][1] == "failed"
+    lines = article.causes(run)
+    assert any("recvfrom" in line for line in lines)
+    assert any("busy-poll, closed: failed" in line for line in lines)

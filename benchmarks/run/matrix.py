@@ -19,10 +19,14 @@ from typing import Any
 
 from iobench.common.errors import UsageError
 from iobench.servers.base import ParamError, ServerModel
+from iobench.servers.registry import get_model
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
 BUILTIN_PROFILES = ("quick", "full")
-SCENARIOS = ("idle", "closed", "open", "interval", "neighbour", "scale", "syscalls")
+SCENARIOS = ("idle", "closed", "open", "interval", "neighbour", "scale", "syscalls", "article")
+# The scenarios that run reference models (ServerModel.reference); every other
+# scenario leaves them out, whatever models the run has.
+REFERENCE_SCENARIOS = ("article",)
 NEIGHBOUR_PHASES = ("solo", "idle", "load")
 
 Check = Callable[[str, Any], Any]
@@ -203,6 +207,23 @@ SCHEMA: dict[str, dict[str, tuple[Check, Any]]] = {
         "size_bytes": (SIZE, 64),
         "duration_s": (DURATION, 1.5),
         "warmup_s": (WARMUP, 0.3),
+    },
+    # The article's code as printed (the reference model `article`) beside the
+    # loop done correctly (docs/article.md).
+    "article": {
+        "reference": (_text, "busy-poll"),
+        # Each idle CPU window: with no client, with one idle client.
+        "idle_duration_s": (DURATION, 1.0),
+        # How long a probe's request may go unanswered before it counts as
+        # unanswered; the verdicts need at least a second.
+        "wait_bound_s": (_number(1.0, 60.0), 1.0),
+        # What the client that does not read sends at most.
+        "non_reader_bytes": (SIZE, 8 * 1024 * 1024),
+        # The closed-loop cells.
+        "connections": (COUNT, 4),
+        "size_bytes": (SIZE, 64),
+        "duration_s": (DURATION, 1.0),
+        "warmup_s": (WARMUP, 0.2),
     },
 }
 
@@ -388,7 +409,9 @@ def expand(profile: Profile, models: list[str]) -> list[Cell]:
         for scenario in SCENARIOS:
             section = profile.section(scenario)
             if section is not None:
-                for cell in _EXPANDERS[scenario](section, models, profile.spec.get("params", {})):
+                runs = models if scenario in REFERENCE_SCENARIOS else [
+                    m for m in models if get_model(m).reference is None]
+                for cell in _EXPANDERS[scenario](section, runs, profile.spec.get("params", {})):
                     cell.repetition = repetition
                     cells.append(cell)
     return cells
@@ -494,7 +517,14 @@ def _syscalls(section: dict[str, Any], models: list[str],
                    duration_s=section["duration_s"], warmup_s=section["warmup_s"])
 
 
+def _article(section: dict[str, Any], models: list[str],
+             params: dict[str, Any]) -> Iterable[Cell]:
+    from iobench.benchmarks.run import article_scenario
+
+    return article_scenario.expand(section, models, params)
+
+
 _EXPANDERS: dict[str, Callable[[dict[str, Any], list[str], dict[str, Any]], Iterable[Cell]]] = {
     "idle": _idle, "closed": _closed, "open": _open, "interval": _interval,
-    "neighbour": _neighbour, "scale": _scale, "syscalls": _syscalls,
+    "neighbour": _neighbour, "scale": _scale, "syscalls": _syscalls, "article": _article,
 }

@@ -20,8 +20,9 @@ from typing import Any, Protocol
 from iobench.benchmarks.results import plausibility
 from iobench.benchmarks.results.record import STATUS_FAILED, STATUS_OK, CellRecord
 from iobench.benchmarks.results.store import RunStore, utc_now
+from iobench.benchmarks.run import article_scenario, scale
 from iobench.benchmarks.run import metrics as m
-from iobench.benchmarks.run import scale
+from iobench.benchmarks.run.article_probes import ProbeError, ProbeResult
 from iobench.benchmarks.run.launcher import Launcher, LoadHandle, LoadSpec, ServerHandle, tail
 from iobench.benchmarks.run.matrix import Cell
 from iobench.benchmarks.run.sampler import Edge, Memory, Sampler, TreeReading
@@ -143,6 +144,10 @@ class CellContext:
     rate_rps: float | None = None
     # Scale scenario: a longer load-generator time-out for a server that forks slowly.
     loadgen_timeout_s: float | None = None
+    # Article scenario: what a probe found, and a closed loop's unanswered requests.
+    probe: ProbeResult | None = None
+    unanswered: int | None = None
+    notes_after: str | None = None
 
 
 @dataclass(frozen=True)
@@ -313,11 +318,29 @@ class Runner:
         context.server = self.launcher.start_server(cell.model, cell.params)
         context.sampler.watch("server", context.server.pid, cgroup=context.server.cgroup)
         context.baseline_memory = context.sampler.memory("server")
-        if cell.mode == "idle":
+        if cell.phase in article_scenario.PROBE_PHASES:
+            self._probe(context)
+        elif cell.mode == "idle":
             self._idle(context)
         else:
             self._load(context)
         self._check_server(context.server)
+
+    def _probe(self, context: CellContext) -> None:
+        """An article probe against the server: other clients' waits, bounded in time."""
+        cell, server, sampler = context.cell, context.server, context.sampler
+        assert server is not None and sampler is not None and cell.phase is not None
+        if self.launcher.placement.server_host is not None:
+            # The probes' clients are the runner's own sockets, and /proc its own.
+            raise CellFailed("the article's probes run on one host only, not across hosts")
+        first = sampler.edge()
+        try:
+            context.probe = article_scenario.run_probe(
+                cell.phase, (server.host, server.port), server.pid, cell.duration_s,
+                cell.size_bytes)
+        except ProbeError as exc:
+            raise CellFailed(f"{exc}{self._stderr_note(server)}") from None
+        context.edges = (first, sampler.edge())
 
     def _check_scale(self, context: CellContext) -> None:
         """Fail the cell before its server starts if a limit rules it out (see scale.py).
@@ -367,10 +390,12 @@ class Runner:
         assert server is not None and sampler is not None and cell.size_bytes is not None
         duration = (neighbour_load_s(cell) + NEIGHBOUR_LOAD_LEAD_S * 2 if cell.phase == "load"
                     else cell.duration_s)
+        article_loop = cell.phase == article_scenario.CLOSED_LOOP
         spec = LoadSpec(format_target(server.host, server.port), cell.mode, cell.connections,
                         duration, cell.warmup_s, cell.size_bytes, context.rate_rps,
                         self.settings.loadgen_workers,
-                        context.loadgen_timeout_s or self.settings.loadgen_timeout_s,
+                        article_scenario.CLOSED_LOOP_TIMEOUT_S if article_loop
+                        else context.loadgen_timeout_s or self.settings.loadgen_timeout_s,
                         idle=cell.idle)
         # Attached before the load starts: threads and processes the server
         # starts for its connections inherit the counters.
@@ -438,6 +463,16 @@ class Runner:
                              f"wrote no report: {tail(result.stderr)}"
                              f"{self._stderr_note(server)}")
         context.report = result.report
+        if article_loop:
+            # The article's code: what is still owed when the drain ends is its
+            # figure, and a server that died of the clients' leaving, a note.
+            errors = result.report.get("errors") or {}
+            if not {kind for kind, count in errors.items() if count} - {"total", "timeout"}:
+                context.unanswered = int(errors.get("timeout") or 0)
+                if (code := server.poll()) is not None:
+                    context.notes_after = (f"the server exited with code {code} once the load "
+                                           f"generator had left{self._stderr_note(server)}")
+                return
         self._check_server(server)
         if not result.report.get("ok", True) or (result.report.get("errors") or {}).get("total"):
             assert cell.model is not None
@@ -633,6 +668,15 @@ class Runner:
                 metrics.neighbour_ratio = round(context.neighbour_ops_per_s / paused, 4)
             elif cell.phase == "solo":
                 metrics.neighbour_ratio = 1.0
+        if context.probe is not None:
+            metrics.longest_wait_s = (round(context.probe.longest_wait_s, 4)
+                                      if context.probe.longest_wait_s is not None else None)
+            metrics.unanswered_requests = context.probe.unanswered
+            record.notes[article_scenario.PROBE_NOTE] = context.probe.cause
+        if context.unanswered is not None:
+            metrics.unanswered_requests = context.unanswered
+        if context.notes_after:
+            record.notes["server_exit"] = context.notes_after
         if context.syscalls is not None:
             record.syscalls = context.syscalls.per_request(metrics.throughput_rps)
             metrics.syscalls_per_request = record.syscalls["per_request"]

@@ -33,8 +33,8 @@ IDLE_CLIENT_MAX_CPU_PERCENT = 5.0
 # A client is starved when its request gets no answer for at least this long.
 STARVED_MIN_WAIT_S = 1.0
 # The probes, as the run side names them in each cell's phase.
-IDLE = "idle"
-CLOSED = "closed"
+IDLE = "idle-cpu"
+CLOSED = "closed-loop"
 SECOND_CLIENT = "second-client"
 NON_READER = "non-reader"
 # Other processes on the server's CPU: they can only push its figure down, so a
@@ -230,7 +230,7 @@ def causes(run: Run) -> list[str]:
     """What each probe saw, in one line per cell, and why a cell failed."""
     lines = []
     for group in run.scenario(SCENARIO):
-        for note in group.notes(CAUSE_NOTE):
+        for note in group.notes(CAUSE_NOTE) + group.notes(SERVER_EXIT_NOTE):
             lines.append(f"{group.model}, {group.phase}: {note}")
         if group.failed:
             lines.append(f"{group.model}, {group.phase}: failed ({'; '.join(group.failures)})")
@@ -272,8 +272,10 @@ def _cause(group: CellGroup) -> str:
     return f": {notes[0]}" if notes else ""
 
 
-# The note each probe cell carries: what the probe saw, in one line.
+# The note each probe cell carries: what the probe saw, in one line; and the one a
+# closed-loop cell carries when the server died once the load generator had left.
 CAUSE_NOTE = "probe"
+SERVER_EXIT_NOTE = "server_exit"
 
 
 def _percent(spread: Spread) -> str:

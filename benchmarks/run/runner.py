@@ -111,6 +111,8 @@ def estimated_seconds(cell: Cell) -> float:
     settle = IDLE_SETTLE_S if cell.mode == "idle" and cell.connections else 0.0
     settle += cell.idle / IDLE_CONNECTS_PER_S
     work = neighbour_load_s(cell) if cell.phase == "load" else cell.duration_s
+    if cell.mode == article_scenario.PROBE_MODE and cell.phase is not None:
+        settle += article_scenario.PROBE_OVERHEAD_S.get(cell.phase, 0.0)
     return cell.warmup_s + work + lead + settle + CELL_OVERHEAD_S
 
 

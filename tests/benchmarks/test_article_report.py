@@ -12,16 +12,16 @@ from iobench.benchmarks.results.record import STATUS_FAILED, CellRecord, Metrics
 
 # What the article's code and busy-poll did on a 2-CPU machine (issue figures).
 STORY: dict[tuple[str, str, int | None], dict[str, Any]] = {
-    ("article", "idle", 0): {"server_cpu_percent": 99.1},
-    ("article", "idle", 1): {"server_cpu_percent": 0.0},
+    ("article", "idle-cpu", 0): {"server_cpu_percent": 99.1},
+    ("article", "idle-cpu", 1): {"server_cpu_percent": 0.0},
     ("article", "second-client", None): {"longest_wait_s": 1.31, "unanswered_requests": 1},
-    ("article", "closed", None): {"throughput_rps": 60000.0, "unanswered_requests": 0},
+    ("article", "closed-loop", None): {"throughput_rps": 60000.0, "unanswered_requests": 0},
     ("article", "non-reader", None): {"longest_wait_s": 1.36, "unanswered_requests": 2},
-    ("busy-poll", "idle", 0): {"server_cpu_percent": 99.5},
-    ("busy-poll", "idle", 1): {"server_cpu_percent": 99.4},
+    ("busy-poll", "idle-cpu", 0): {"server_cpu_percent": 99.5},
+    ("busy-poll", "idle-cpu", 1): {"server_cpu_percent": 99.4},
     ("busy-poll", "second-client", None): {"longest_wait_s": 0.004,
                                            "unanswered_requests": 0},
-    ("busy-poll", "closed", None): {"throughput_rps": 50000.0, "unanswered_requests": 0},
+    ("busy-poll", "closed-loop", None): {"throughput_rps": 50000.0, "unanswered_requests": 0},
     ("busy-poll", "non-reader", None): {"longest_wait_s": 0.08, "unanswered_requests": 0},
 }
 
@@ -60,10 +60,10 @@ def test_every_verdict_holds_on_the_issues_figures() -> None:
 
 
 def test_thresholds_decide_each_verdict() -> None:
-    run = make_run({("article", "idle", 0): {"server_cpu_percent": 89.0},
-                    ("article", "idle", 1): {"server_cpu_percent": 5.1},
+    run = make_run({("article", "idle-cpu", 0): {"server_cpu_percent": 89.0},
+                    ("article", "idle-cpu", 1): {"server_cpu_percent": 5.1},
                     ("article", "second-client", None): {"longest_wait_s": 0.99},
-                    ("article", "closed", None): {"unanswered_requests": 3},
+                    ("article", "closed-loop", None): {"unanswered_requests": 3},
                     ("article", "non-reader", None): {"unanswered_requests": 0}})
     assert set(verdicts(run).values()) == {Verdict.DOES_NOT_HOLD}
 
@@ -79,8 +79,8 @@ def test_a_failed_cell_leaves_its_verdict_inconclusive() -> None:
 def test_contention_excuses_a_low_spin_figure_only() -> None:
     """Other processes on its CPU can only lower the server's figure: below the
     threshold that is inconclusive, above it the claim still holds."""
-    contended = {("article", "idle", 0): ["cpu_contended"]}
-    low = {("article", "idle", 0): {"server_cpu_percent": 37.6,
+    contended = {("article", "idle-cpu", 0): ["cpu_contended"]}
+    low = {("article", "idle-cpu", 0): {"server_cpu_percent": 37.6,
                                     "server_cpus_other_percent": 60.0}}
     found = {r.key: r for r in article.judge_article(make_run(low, flags=contended))}
     spin = found["article_spins_while_empty"]
@@ -101,12 +101,12 @@ def test_the_finding_is_two_sentences_from_the_figures() -> None:
     assert text.count(". ") + text.endswith(".") == 2
     for figure in ("99.1%", "0.0%", "1.310 s", "1.360 s"):
         assert figure in text
-    partial = article.finding(make_run({("article", "idle", 1): {"server_cpu_percent": 40.0}}))
+    partial = article.finding(make_run({("article", "idle-cpu", 1): {"server_cpu_percent": 40.0}}))
     assert partial is not None and "article_sleeps_beside_idle_client" in partial
 
 
 def test_the_figures_table_puts_busy_poll_beside_the_article_and_no_zero_for_a_gap() -> None:
-    run = make_run(failed=("busy-poll", "closed", None))
+    run = make_run(failed=("busy-poll", "closed-loop", None))
     headers, rows = article.figure_table(run)
     assert headers[2:] == ["the article's code", "busy-poll"]
     by_figure = {(row[0], row[1]): row[2:] for row in rows}
@@ -115,4 +115,4 @@ def test_the_figures_table_puts_busy_poll_beside_the_article_and_no_zero_for_a_g
     assert by_figure[("closed loop", "throughput (req/s)")][1] == "failed"
     lines = article.causes(run)
     assert any("recvfrom" in line for line in lines)
-    assert any("busy-poll, closed: failed" in line for line in lines)
+    assert any("busy-poll, closed-loop: failed" in line for line in lines)

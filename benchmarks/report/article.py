@@ -32,6 +32,8 @@ SPIN_MIN_CPU_PERCENT = 90.0
 IDLE_CLIENT_MAX_CPU_PERCENT = 5.0
 # A client is starved when its request gets no answer for at least this long.
 STARVED_MIN_WAIT_S = 1.0
+# Where busy-poll's idle CPU comes from.
+IDLE_SCENARIO = "idle"
 # The probes, as the run side names them in each cell's phase.
 IDLE = "idle-cpu"
 CLOSED = "closed-loop"
@@ -43,11 +45,19 @@ CONTENDED = "cpu_contended"
 
 
 def probe(run: Run, model: str, phase: str, connections: int | None = None) -> CellGroup | None:
-    """The article scenario's cell of ``model`` for ``phase`` (and idle ``connections``)."""
+    """The article scenario's cell of ``model`` for ``phase`` (and idle ``connections``).
+
+    busy-poll's idle CPU is the idle scenario's (the article scenario does not
+    measure it again): its cell with the same connections, without parameters.
+    """
     for group in run.scenario(SCENARIO):
         if group.model == model and group.phase == phase and (
                 connections is None or group.connections == connections):
             return group
+    if phase == IDLE and model != MODEL:
+        for group in run.scenario(IDLE_SCENARIO):
+            if group.model == model and group.connections == connections and not group.params:
+                return group
     return None
 
 
@@ -56,14 +66,18 @@ def _cpu(run: Run, model: str, connections: int, what: str) -> Spread:
 
 
 def _reference_line(run: Run, evidence: list[str], phase: str, metric: str, what: str,
-                    connections: int | None = None) -> None:
-    """busy-poll's figure for the same probe, or why there is none, into the evidence."""
+                    connections: int | None = None, unit: str = "") -> None:
+    """busy-poll's figure for the same probe into the evidence: the figure, why there is
+    none if its cell failed, nothing if the run did not measure it."""
+    group = probe(run, REFERENCE, phase, connections)
+    if group is None:
+        return
     try:
-        spread = measured(probe(run, REFERENCE, phase, connections), metric, what)
+        spread = measured(group, metric, what)
     except Missing as why:
         evidence.append(f"{REFERENCE}: {why}")
         return
-    evidence.append(f"{what}: {format_spread(metric, spread)}")
+    evidence.append(f"{what}: {format_spread(metric, spread)}{unit}")
 
 
 def spins_while_empty(run: Run) -> ClaimResult:
@@ -75,7 +89,7 @@ def spins_while_empty(run: Run) -> ClaimResult:
         return ClaimResult(claim, Verdict.INCONCLUSIVE, str(why), evidence)
     evidence.append(f"the article's code with no client: {_percent(empty)} of a core")
     _reference_line(run, evidence, IDLE, "server_cpu_percent", f"{REFERENCE} with no client",
-                    0)
+                    0, "% of a core")
     rule = (f"{_percent(empty)} of a core with no client "
             f"(spinning: at least {SPIN_MIN_CPU_PERCENT:g}%)")
     if empty.median >= SPIN_MIN_CPU_PERCENT:
@@ -100,7 +114,7 @@ def sleeps_beside_an_idle_client(run: Run) -> ClaimResult:
         return ClaimResult(claim, Verdict.INCONCLUSIVE, str(why), evidence)
     evidence.append(f"the article's code with one idle client: {_percent(idle)} of a core")
     _reference_line(run, evidence, IDLE, "server_cpu_percent",
-                    f"{REFERENCE} with one idle client", 1)
+                    f"{REFERENCE} with one idle client", 1, "% of a core")
     rule = (f"{_percent(idle)} of a core with one idle client "
             f"(asleep: at most {IDLE_CLIENT_MAX_CPU_PERCENT:g}%)")
     return ClaimResult(claim, Verdict.HOLDS if idle.median <= IDLE_CLIENT_MAX_CPU_PERCENT
@@ -120,7 +134,7 @@ def _starved(run: Run, phase: str, claim: str, what: str) -> ClaimResult:
     evidence.append(f"the article's code: longest wait {_seconds(wait)}, "
                     f"{format_spread('unanswered_requests', unanswered)} unanswered "
                     f"request(s)" + _cause(group))
-    _reference_line(run, evidence, phase, "longest_wait_s", f"{REFERENCE}: longest wait")
+    _reference_line(run, evidence, phase, "longest_wait_s", f"{REFERENCE}: longest wait", unit=" s")
     rule = (f"longest wait {_seconds(wait)}, {unanswered.median:g} unanswered "
             f"(starved: no answer for at least {STARVED_MIN_WAIT_S:g} s)")
     holds = unanswered.median >= 1 and wait.median >= STARVED_MIN_WAIT_S
@@ -227,10 +241,14 @@ def figure_table(run: Run) -> tuple[list[str], list[list[str]]]:
 
 
 def causes(run: Run) -> list[str]:
-    """What each probe saw, in one line per cell, and why a cell failed."""
+    """What the probes saw that the verdicts' evidence does not quote (busy-poll's probes,
+    a server that died once its clients left), one line per cell, and why a cell failed."""
     lines = []
     for group in run.scenario(SCENARIO):
-        for note in group.notes(CAUSE_NOTE) + group.notes(SERVER_EXIT_NOTE):
+        notes = group.notes(SERVER_EXIT_NOTE)
+        if group.model != MODEL:
+            notes = group.notes(CAUSE_NOTE) + notes
+        for note in notes:
             lines.append(f"{group.model}, {group.phase}: {note}")
         if group.failed:
             lines.append(f"{group.model}, {group.phase}: failed ({'; '.join(group.failures)})")

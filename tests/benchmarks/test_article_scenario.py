@@ -1,0 +1,114 @@
+"""The article scenario: its cells, its profile keys, and a run of it end to end.
+
+The run is the section a reader sees: the article's code beside busy-poll,
+every cell ok, the probes' figures and causes recorded, and the report's
+section with computed verdicts. Verdicts that read CPU are not asserted here
+(a shared machine can leave a spinning server a fraction of a core); the
+ones that read waits are, since a wait only grows on a busy machine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from iobench.benchmarks.report import article as report
+from iobench.benchmarks.report.claims import Verdict
+from iobench.benchmarks.results.loader import load_run
+from iobench.benchmarks.results.store import read_results
+from iobench.benchmarks.run import article_scenario as scenario
+from iobench.benchmarks.run.matrix import (
+    Profile,
+    ProfileError,
+    check_spec,
+    expand,
+    load_profile,
+    select_models,
+)
+from iobench.cli import main
+from iobench.servers.registry import all_models, available_models
+
+SECTION = """
+[article]
+idle_duration_s = 0.4
+duration_s = 0.5
+warmup_s = 0.2
+"""
+
+
+def profile(text: str) -> Profile:
+    import tomllib
+
+    return Profile("t", check_spec(tomllib.loads(text), "t"))
+
+
+def test_cells_for_the_article_then_busy_poll() -> None:
+    cells = expand(profile(SECTION), ["busy-poll", "select", "article"])
+    assert [c.key for c in cells] == [
+        "article/article/idle-cpu/c0", "article/article/idle-cpu/c1",
+        "article/article/second-client/b1", "article/article/closed-loop/c4/s64",
+        "article/article/non-reader/b1/s8388608",
+        "article/busy-poll/second-client/b1", "article/busy-poll/closed-loop/c4/s64",
+        "article/busy-poll/non-reader/b1/s8388608",
+    ]
+    assert {c.phase for c in cells} == {scenario.IDLE_CPU, scenario.SECOND_CLIENT,
+                                        scenario.CLOSED_LOOP, scenario.NON_READER}
+    assert expand(profile(SECTION), ["select"]) == []
+
+
+def test_a_reference_model_runs_in_its_own_scenario_only() -> None:
+    both = profile(SECTION + "\n[idle]\nconnections = [0]\n[closed]\nconnections = [1]\n")
+    cells = expand(both, ["article", "busy-poll"])
+    assert {c.model for c in cells if c.scenario != "article"} == {"busy-poll"}
+    assert {c.model for c in cells if c.scenario == "article"} == {"article", "busy-poll"}
+
+
+def test_the_run_selects_a_reference_model_by_name_or_by_default() -> None:
+    every = available_models(references=True)
+    chosen = select_models(profile(SECTION), ["article", "busy-poll"], all_models(), every)
+    assert chosen == ["article", "busy-poll"]
+    assert "article" in select_models(profile(SECTION), None, all_models(), every)
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("wait_bound_s", 0.5, "'article.wait_bound_s' must be >= 1"),
+    ("non_reader_bytes", 0, "'article.non_reader_bytes' must be >= 1"),
+    ("nope", 1, "unknown key 'article.nope'"),
+])
+def test_bad_keys_are_refused_naming_them(key: str, value: Any, message: str) -> None:
+    with pytest.raises(ProfileError, match=message):
+        profile(f"[article]\n{key} = {value}\n")
+
+
+def test_both_built_in_profiles_have_the_scenario() -> None:
+    for name in ("quick", "full"):
+        models = list(available_models(references=True))
+        assert any(c.scenario == "article" for c in expand(load_profile(name), models))
+
+
+def test_the_scenario_end_to_end(tmp_path: Path) -> None:
+    path = tmp_path / "profile.toml"
+    path.write_text(SECTION)
+    out = tmp_path / "run"
+    assert main(["run", "--profile", str(path), "--models", "article,busy-poll",
+                 "--out", str(out)]) == 0
+    cells = {cell["key"]: cell for cell in read_results(out)["cells"]}
+    assert len(cells) == 8
+    assert not [(k, c["reason"]) for k, c in cells.items() if c["status"] != "ok"]
+    second = cells["article/article/second-client/b1"]
+    assert second["metrics"]["unanswered_requests"] == 1
+    assert "recvfrom" in second["notes"]["probe"]
+    stalled = cells["article/article/non-reader/b1/s8388608"]
+    assert stalled["metrics"]["unanswered_requests"] >= 1
+    assert "sendto" in stalled["notes"]["probe"]
+    assert cells["article/busy-poll/second-client/b1"]["metrics"]["unanswered_requests"] == 0
+    closed = cells["article/article/closed-loop/c4/s64"]["metrics"]
+    assert closed["throughput_rps"] > 0 and closed["unanswered_requests"] is not None
+    verdicts = {r.key: r.verdict for r in report.judge_article(load_run(out))}
+    assert verdicts["article_second_client_starved"] is Verdict.HOLDS
+    assert verdicts["article_non_reader_stalls_all"] is Verdict.HOLDS
+    text = (out / "REPORT.md").read_text()
+    assert "## The article's code as printed" in text
+    assert "asleep in recvfrom()" in text and "asleep in sendto()" in text

@@ -343,6 +343,7 @@ class Runner:
         except ProbeError as exc:
             raise CellFailed(f"{exc}{self._stderr_note(server)}") from None
         context.edges = (first, sampler.edge())
+        context.memory = sampler.memory("server")
 
     def _check_scale(self, context: CellContext) -> None:
         """Fail the cell before its server starts if a limit rules it out (see scale.py).

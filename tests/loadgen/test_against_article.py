@@ -29,7 +29,7 @@ def load(server: ServerProcess, **given: object) -> dict:
     params = LoadParams(target=f"{server.host}:{server.port}", duration_s=0.5, warmup_s=0.1,
                         timeout_s=TIMEOUT_S, **given).validate()  # type: ignore[arg-type]
     started = time.monotonic()
-    result = run(params, allow_errors=True)
+    result = run(params, allow_errors=True)  # errors counted, not raised
     assert time.monotonic() - started < RUN_MAX_S
     return result
 
@@ -37,7 +37,6 @@ def load(server: ServerProcess, **given: object) -> dict:
 def test_beside_an_idle_connection_every_request_times_out_and_is_counted(
         article: ServerProcess) -> None:
     result = load(article, connections=4, idle=1)
-    assert not result["ok"]
     assert result["errors"]["timeout"] == 4 and result["errors"]["total"] == 4
     assert result["requests"] == 0
 

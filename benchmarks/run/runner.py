@@ -20,13 +20,13 @@ from typing import Any, Protocol
 from iobench.benchmarks.results import plausibility
 from iobench.benchmarks.results.record import STATUS_FAILED, STATUS_OK, CellRecord
 from iobench.benchmarks.results.store import RunStore, utc_now
-from iobench.benchmarks.run import article_scenario, scale
 from iobench.benchmarks.run import metrics as m
-from iobench.benchmarks.run.article_probes import ProbeError, ProbeResult
+from iobench.benchmarks.run import scale
+from iobench.benchmarks.run.cells import Cell, CellFailed
 from iobench.benchmarks.run.launcher import Launcher, LoadHandle, LoadSpec, ServerHandle, tail
-from iobench.benchmarks.run.matrix import Cell
 from iobench.benchmarks.run.sampler import Edge, Memory, Sampler, TreeReading
-from iobench.benchmarks.run.syscalls import SyscallCounter, SyscallCounts, UnavailableCounter
+from iobench.benchmarks.run.scenarios import RUN_SCENARIOS
+from iobench.benchmarks.run.syscalls import SyscallCounter, SyscallCounts
 from iobench.common.addresses import format_target
 from iobench.common.processes import interrupts_raise
 from iobench.servers.process import ServerStartError
@@ -72,22 +72,15 @@ MEMORY_INTERVAL_S = 1.0
 # system calls: inside it by a margin, so that connection set-up before and
 # the closing after it are left out, however late the load generator started.
 SYSCALL_WINDOW = (0.1, 0.85)
-# perf counts system calls in the closed-loop cells only, the ones the report
-# and docs/models.md show them for: closing its ~30 tracepoint counters costs
-# about 1.3 s a cell here (the kernel waits out an RCU grace period for each),
-# which over every cell of the quick profile would be two minutes.
-SYSCALL_COUNTED_SCENARIOS = ("closed",)
-SYSCALLS_ONLY_CLOSED = "system calls are counted in the closed-loop cells only"
+# The mode of a cell whose scenario drives the server with clients of its own
+# (RunScenario.probe) instead of idle connections or the load generator.
+PROBE = "probe"
 # Start and stop overhead per cell, for the time estimate.
 CELL_OVERHEAD_S = 0.6
 # Idle connections the load generator opens (and a server accepts) per second:
 # 10,000 took 1.3-2.0 s against epoll, poll and threads on a busy 2-CPU machine.
 # For the time estimate, and (at a tenth) the load generator's time-out.
 IDLE_CONNECTS_PER_S = 5000
-
-
-class CellFailed(Exception):
-    """The cell cannot give valid numbers; the message is the recorded reason."""
 
 
 class Progress(Protocol):
@@ -111,8 +104,8 @@ def estimated_seconds(cell: Cell) -> float:
     settle = IDLE_SETTLE_S if cell.mode == "idle" and cell.connections else 0.0
     settle += cell.idle / IDLE_CONNECTS_PER_S
     work = neighbour_load_s(cell) if cell.phase == "load" else cell.duration_s
-    if cell.mode == article_scenario.PROBE_MODE and cell.phase is not None:
-        settle += article_scenario.PROBE_OVERHEAD_S.get(cell.phase, 0.0)
+    if cell.mode == PROBE:
+        work += RUN_SCENARIOS[cell.scenario].probe_seconds(cell)
     return cell.warmup_s + work + lead + settle + CELL_OVERHEAD_S
 
 
@@ -146,10 +139,10 @@ class CellContext:
     rate_rps: float | None = None
     # Scale scenario: a longer load-generator time-out for a server that forks slowly.
     loadgen_timeout_s: float | None = None
-    # Article scenario: what a probe found, and a closed loop's unanswered requests.
-    probe: ProbeResult | None = None
-    unanswered: int | None = None
-    notes_after: str | None = None
+    # A probe cell: what writes its figures onto the record.
+    probed: Callable[[CellRecord], None] | None = None
+    # A server that exited once the load generator had left, where that is a finding.
+    server_exit: str | None = None
 
 
 @dataclass(frozen=True)
@@ -315,12 +308,12 @@ class Runner:
         if cell.peak_fraction is not None:
             context.rate_rps = cell.peak_fraction * self._peak(cell)
         assert cell.model is not None
-        if cell.scenario == "scale":
-            self._check_scale(context)
+        context.loadgen_timeout_s = RUN_SCENARIOS[cell.scenario].prepare(
+            cell, self.launcher, self.settings.loadgen_timeout_s)
         context.server = self.launcher.start_server(cell.model, cell.params)
         context.sampler.watch("server", context.server.pid, cgroup=context.server.cgroup)
         context.baseline_memory = context.sampler.memory("server")
-        if cell.phase in article_scenario.PROBE_PHASES:
+        if cell.mode == PROBE:
             self._probe(context)
         elif cell.mode == "idle":
             self._idle(context)
@@ -329,39 +322,15 @@ class Runner:
         self._check_server(context.server)
 
     def _probe(self, context: CellContext) -> None:
-        """An article probe against the server: other clients' waits, bounded in time."""
+        """The scenario's own clients against the server, between two edge readings."""
         cell, server, sampler = context.cell, context.server, context.sampler
-        assert server is not None and sampler is not None and cell.phase is not None
-        if self.launcher.placement.server_host is not None:
-            # The probes' clients are the runner's own sockets, and /proc its own.
-            raise CellFailed("the article's probes run on one host only, not across hosts")
+        assert server is not None and sampler is not None
+        local = self.launcher.placement.server_host is None
         first = sampler.edge()
-        try:
-            context.probe = article_scenario.run_probe(
-                cell.phase, (server.host, server.port), server.pid, cell.duration_s,
-                cell.size_bytes)
-        except ProbeError as exc:
-            raise CellFailed(f"{exc}{self._stderr_note(server)}") from None
+        context.probed = RUN_SCENARIOS[cell.scenario].probe(
+            cell, (server.host, server.port), server.pid if local else None)
         context.edges = (first, sampler.edge())
         context.memory = sampler.memory("server")
-
-    def _check_scale(self, context: CellContext) -> None:
-        """Fail the cell before its server starts if a limit rules it out (see scale.py).
-
-        A process-per-connection model is probed first; the load generator
-        then waits as long as the probe says the forks take.
-        """
-        cell = context.cell
-        assert cell.model is not None
-        model = get_model(cell.model)
-        problem = scale.limit_problem(cell, model)
-        if problem is None and model.process_per_connection and cell.idle > scale.PROBE_CONNECTIONS:
-            found = scale.probe(self.launcher, cell)
-            problem = scale.memory_problem(found, cell)
-            context.loadgen_timeout_s = (self.settings.loadgen_timeout_s
-                                         + found.seconds_to_accept(cell.idle + cell.connections))
-        if problem is not None:
-            raise CellFailed(problem)
 
     def _idle(self, context: CellContext) -> None:
         cell, server, sampler = context.cell, context.server, context.sampler
@@ -393,22 +362,15 @@ class Runner:
         assert server is not None and sampler is not None and cell.size_bytes is not None
         duration = (neighbour_load_s(cell) + NEIGHBOUR_LOAD_LEAD_S * 2 if cell.phase == "load"
                     else cell.duration_s)
-        article_loop = cell.phase == article_scenario.CLOSED_LOOP
         spec = LoadSpec(format_target(server.host, server.port), cell.mode, cell.connections,
                         duration, cell.warmup_s, cell.size_bytes, context.rate_rps,
                         self.settings.loadgen_workers,
-                        article_scenario.CLOSED_LOOP_TIMEOUT_S if article_loop
-                        else context.loadgen_timeout_s or self.settings.loadgen_timeout_s,
+                        context.loadgen_timeout_s or self.settings.loadgen_timeout_s,
                         idle=cell.idle)
         # Attached before the load starts: threads and processes the server
         # starts for its connections inherit the counters.
-        # The syscalls scenario's low-rate cells count with strace instead: it
-        # stops the server at every call, so nowhere else.
-        counter = context.syscall_counter = (
-            self.launcher.strace_counter(server.pid) if cell.scenario == "syscalls"
-            else UnavailableCounter(server.pid, SYSCALLS_ONLY_CLOSED)
-            if cell.scenario not in SYSCALL_COUNTED_SCENARIOS
-            else scale.uncounted(server.pid, cell) or self.launcher.syscall_counter(server.pid))
+        counter = context.syscall_counter = RUN_SCENARIOS[cell.scenario].syscall_counter(
+            self.launcher, server.pid, cell)
         counter.start()
         load = self.launcher.start_load(spec)
         if load.pid is not None:  # None: on other hosts, it reports its own CPU
@@ -466,16 +428,16 @@ class Runner:
                              f"wrote no report: {tail(result.stderr)}"
                              f"{self._stderr_note(server)}")
         context.report = result.report
-        if article_loop:
-            # The article's code: what is still owed when the drain ends is its
-            # figure, and a server that died of the clients' leaving, a note.
-            errors = result.report.get("errors") or {}
-            if not {kind for kind, count in errors.items() if count} - {"total", "timeout"}:
-                context.unanswered = int(errors.get("timeout") or 0)
-                if (code := server.poll()) is not None:
-                    context.notes_after = (f"the server exited with code {code} once the load "
-                                           f"generator had left{self._stderr_note(server)}")
-                return
+        tolerated = RUN_SCENARIOS[cell.scenario].tolerated_errors(cell)
+        errors = {kind for kind, count in (result.report.get("errors") or {}).items()
+                  if count and kind != "total"}
+        if tolerated and errors <= tolerated:
+            # What went unanswered is the cell's figure (the scenario's annotate reads
+            # it), and a server that died of its clients' leaving, a note.
+            if (code := server.poll()) is not None:
+                context.server_exit = (f"the server exited with code {code} once the load "
+                                       f"generator had left{self._stderr_note(server)}")
+            return
         self._check_server(server)
         if not result.report.get("ok", True) or (result.report.get("errors") or {}).get("total"):
             assert cell.model is not None
@@ -671,24 +633,14 @@ class Runner:
                 metrics.neighbour_ratio = round(context.neighbour_ops_per_s / paused, 4)
             elif cell.phase == "solo":
                 metrics.neighbour_ratio = 1.0
-        if context.probe is not None:
-            metrics.longest_wait_s = (round(context.probe.longest_wait_s, 4)
-                                      if context.probe.longest_wait_s is not None else None)
-            metrics.unanswered_requests = context.probe.unanswered
-            record.notes[article_scenario.PROBE_NOTE] = context.probe.cause
-        if context.unanswered is not None:
-            metrics.unanswered_requests = context.unanswered
-        if context.notes_after:
-            record.notes["server_exit"] = context.notes_after
         if context.syscalls is not None:
             record.syscalls = context.syscalls.per_request(metrics.throughput_rps)
             metrics.syscalls_per_request = record.syscalls["per_request"]
-        if cell.phase == "load" and report is not None:
-            record.flag("server_paused", "the server was stopped in alternate slices to "
-                        "measure the neighbour alone; its latency includes those pauses")
-        if cell.scenario == "syscalls":
-            record.flag("traced", "strace stopped the server at every system call: only the "
-                                  "counts of this cell mean something, not its time or CPU")
+        if context.probed is not None:
+            context.probed(record)
+        if context.server_exit is not None:
+            record.notes["server_exit"] = context.server_exit
+        RUN_SCENARIOS[cell.scenario].annotate(record)
         return plausibility.judge(record)
 
     @staticmethod

@@ -16,9 +16,9 @@ import pytest
 
 from iobench.benchmarks.report import article as report
 from iobench.benchmarks.report.claims import Verdict
+from iobench.benchmarks.results import scenarios as names
 from iobench.benchmarks.results.loader import load_run
 from iobench.benchmarks.results.store import read_results
-from iobench.benchmarks.run import article_scenario as scenario
 from iobench.benchmarks.run.matrix import (
     Profile,
     ProfileError,
@@ -48,13 +48,13 @@ def test_cells_for_the_article_then_busy_poll() -> None:
     cells = expand(profile(SECTION), ["busy-poll", "select", "article"])
     assert [c.key for c in cells] == [
         "article/article/idle-cpu/c0", "article/article/idle-cpu/c1",
-        "article/article/second-client/b1", "article/article/closed-loop/c4/s64",
-        "article/article/non-reader/b1/s8388608",
-        "article/busy-poll/second-client/b1", "article/busy-poll/closed-loop/c4/s64",
-        "article/busy-poll/non-reader/b1/s8388608",
+        "article/article/second-client/c2", "article/article/closed-loop/c4/s64",
+        "article/article/non-reader/c3/s8388608",
+        "article/busy-poll/second-client/c2", "article/busy-poll/closed-loop/c4/s64",
+        "article/busy-poll/non-reader/c3/s8388608",
     ]
-    assert {c.phase for c in cells} == {scenario.IDLE_CPU, scenario.SECOND_CLIENT,
-                                        scenario.CLOSED_LOOP, scenario.NON_READER}
+    assert {c.phase for c in cells} == {names.ARTICLE_IDLE_CPU, names.ARTICLE_SECOND_CLIENT,
+                                        names.ARTICLE_CLOSED_LOOP, names.ARTICLE_NON_READER}
     assert expand(profile(SECTION), ["select"]) == []
 
 
@@ -97,13 +97,13 @@ def test_the_scenario_end_to_end(tmp_path: Path) -> None:
     cells = {cell["key"]: cell for cell in read_results(out)["cells"]}
     assert len(cells) == 8
     assert not [(k, c["reason"]) for k, c in cells.items() if c["status"] != "ok"]
-    second = cells["article/article/second-client/b1"]
+    second = cells["article/article/second-client/c2"]
     assert second["metrics"]["unanswered_requests"] == 1
     assert "recvfrom" in second["notes"]["probe"]
-    stalled = cells["article/article/non-reader/b1/s8388608"]
+    stalled = cells["article/article/non-reader/c3/s8388608"]
     assert stalled["metrics"]["unanswered_requests"] >= 1
     assert "sendto" in stalled["notes"]["probe"]
-    assert cells["article/busy-poll/second-client/b1"]["metrics"]["unanswered_requests"] == 0
+    assert cells["article/busy-poll/second-client/c2"]["metrics"]["unanswered_requests"] == 0
     closed = cells["article/article/closed-loop/c4/s64"]["metrics"]
     assert closed["throughput_rps"] > 0 and closed["unanswered_requests"] is not None
     verdicts = {r.key: r.verdict for r in report.judge_article(load_run(out))}

@@ -1,0 +1,142 @@
+"""Article: the article's code as printed (the reference model ``article``) beside busy-poll.
+
+Per model, the article's code and busy-poll (the loop done correctly), each
+when the run has it, the cells are probes (docs/article.md):
+
+- ``idle-cpu`` (the article's code only; busy-poll's is the idle scenario's):
+  the server's CPU with 0 and with 1 idle connection, run as idle cells;
+- ``second-client``: a second client's wait while a first one says nothing;
+- ``closed-loop``: the load generator's closed loop, the requests still owed
+  when its drain ends counted (``unanswered_requests``), not failed;
+- ``non-reader``: the other clients' waits while one sends without reading.
+
+The two waiting probes are the runner's ``probe`` cells: clients of their own
+(``iobench.benchmarks.run.article_probes``), bounded in time whatever the
+server does, on this host only (their sockets and /proc are the runner's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from iobench.benchmarks.results.record import CellRecord
+from iobench.benchmarks.results.scenarios import (
+    ARTICLE_CLOSED_LOOP,
+    ARTICLE_IDLE_CPU,
+    ARTICLE_NON_READER,
+    ARTICLE_SECOND_CLIENT,
+    PROBE_NOTE,
+)
+from iobench.benchmarks.run import article_probes as probes
+from iobench.benchmarks.run.cells import Cell, CellFailed
+from iobench.benchmarks.run.checks import COUNT, DURATION, SIZE, WARMUP, number, text
+from iobench.benchmarks.run.launcher import Launcher
+from iobench.benchmarks.run.scenario import RunScenario
+
+MODEL = "article"
+PROBE = "probe"  # the runner's mode for a cell the scenario drives itself
+# Idle CPU: with nobody connected, and with one client that says nothing.
+IDLE_CONNECTIONS = (0, 1)
+# The clients beside the one that does not read.
+NON_READER_OTHERS = 2
+# A verdict needs a second without an answer; a probe's bound is at least that.
+MIN_BOUND_S = 1.0
+MAX_BOUND_S = 60.0
+# What a probe takes beyond its bound against the article's code, for the time
+# estimate: connects and the first client's turns to speak, or sending and
+# reading back the flood (about half a second each here). Against a correct
+# server they end sooner.
+FLOOD_AND_DRAIN_S = 1.0
+PROBE_SECONDS = {
+    ARTICLE_SECOND_CLIENT: probes.ACCEPT_SETTLE_S + probes.NUDGE_WAIT_S,
+    ARTICLE_NON_READER: probes.ACCEPT_SETTLE_S + probes.STALL_S + FLOOD_AND_DRAIN_S,
+}
+# The closed loop's load-generator time-out, so how long its drain waits for the
+# last answers: a request unanswered for a second is unanswered, as in the probes.
+CLOSED_LOOP_TIMEOUT_S = 1.0
+# What goes unanswered in the closed loop is its figure, not its failure.
+UNANSWERED = frozenset({"timeout"})
+
+
+class Article(RunScenario):
+    name = "article"
+    key_fields = ("phase", "connections", "size_bytes")
+    references = True
+    keys = {
+        # The loop done correctly, measured beside the article's code when the run has it.
+        "reference": (text, "busy-poll"),
+        # Each idle CPU window: with no client, with one idle client.
+        "idle_duration_s": (DURATION, 1.0),
+        # How long a probe's request may wait before it counts as unanswered.
+        "wait_bound_s": (number(MIN_BOUND_S, MAX_BOUND_S), 1.0),
+        # What the client that does not read sends at most.
+        "non_reader_bytes": (SIZE, 8 * 1024 * 1024),
+        # The closed-loop cells.
+        "connections": (COUNT, 4),
+        "size_bytes": (SIZE, 64),
+        "duration_s": (DURATION, 1.0),
+        "warmup_s": (WARMUP, 0.2),
+    }
+
+    def named_models(self, section: dict[str, Any]) -> dict[str, list[str]]:
+        return {"article.reference": [section["reference"]]}
+
+    def expand(self, section: dict[str, Any], models: list[str],
+               params: dict[str, dict[str, Any]]) -> Iterable[Cell]:
+        """The article's cells, then its reference's, for those of the two the run has."""
+        bound = section["wait_bound_s"]
+        for model in dict.fromkeys((MODEL, section["reference"])):
+            if model not in models:
+                continue
+            p = params.get(model, {})
+            for count in IDLE_CONNECTIONS if model == MODEL else ():
+                yield self.cell(model, p, "idle", count, phase=ARTICLE_IDLE_CPU,
+                                duration_s=section["idle_duration_s"])
+            yield self.cell(model, p, PROBE, 2, phase=ARTICLE_SECOND_CLIENT, duration_s=bound)
+            yield self.cell(model, p, "closed", section["connections"],
+                            size_bytes=section["size_bytes"], phase=ARTICLE_CLOSED_LOOP,
+                            duration_s=section["duration_s"], warmup_s=section["warmup_s"])
+            yield self.cell(model, p, PROBE, NON_READER_OTHERS + 1,
+                            size_bytes=section["non_reader_bytes"], phase=ARTICLE_NON_READER,
+                            duration_s=bound)
+
+    def prepare(self, cell: Cell, launcher: Launcher, loadgen_timeout_s: float) -> float | None:
+        return CLOSED_LOOP_TIMEOUT_S if cell.phase == ARTICLE_CLOSED_LOOP else None
+
+    def probe(self, cell: Cell, address: tuple[str, int],
+              pid: int | None) -> Callable[[CellRecord], None]:
+        if pid is None:
+            raise CellFailed("the article's probes run on one host only, not across hosts")
+        try:
+            if cell.phase == ARTICLE_SECOND_CLIENT:
+                found = probes.second_client(address, pid, cell.duration_s)
+            else:
+                assert cell.size_bytes is not None
+                found = probes.non_reading_client(address, pid, cell.size_bytes,
+                                                  cell.duration_s, NON_READER_OTHERS)
+        except probes.ProbeError as exc:
+            raise CellFailed(str(exc)) from None
+
+        def record(into: CellRecord) -> None:
+            longest = found.longest_wait_s
+            into.metrics.longest_wait_s = round(longest, 4) if longest is not None else None
+            into.metrics.unanswered_requests = found.unanswered
+            into.notes[PROBE_NOTE] = found.cause
+
+        return record
+
+    def probe_seconds(self, cell: Cell) -> float:
+        return PROBE_SECONDS.get(cell.phase or "", 0.0)
+
+    def tolerated_errors(self, cell: Cell) -> frozenset[str]:
+        return UNANSWERED if cell.phase == ARTICLE_CLOSED_LOOP else frozenset()
+
+    def annotate(self, record: CellRecord) -> None:
+        """The closed loop's requests still owed when the drain ended."""
+        if record.phase == ARTICLE_CLOSED_LOOP and record.load is not None:
+            errors = record.load.get("errors") or {}
+            record.metrics.unanswered_requests = int(errors.get("timeout") or 0)
+
+
+SCENARIO = Article()

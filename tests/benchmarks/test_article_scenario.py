@@ -112,3 +112,32 @@ def test_the_scenario_end_to_end(tmp_path: Path) -> None:
     text = (out / "REPORT.md").read_text()
     assert "## The article's code as printed" in text
     assert "asleep in recvfrom()" in text and "asleep in sendto()" in text
+
+
+def test_a_closed_loop_left_unanswered_is_the_cells_figure_not_its_failure(
+        tmp_path: Path) -> None:
+    """An idle connection ahead of the active ones: the article's loop answers none of
+    them; the cell is ok, counts them, and notes the server's exit once they left."""
+    import os
+
+    from iobench.benchmarks.results.store import RunStore
+    from iobench.benchmarks.run.environment import collect_environment
+    from iobench.benchmarks.run.launcher import LocalLauncher, Placement
+    from iobench.benchmarks.run.runner import Runner, Settings
+    from iobench.benchmarks.run.scenarios import RUN_SCENARIOS
+
+    cpus = sorted(os.sched_getaffinity(0))
+    placement = Placement(cpus[:1], cpus[1:] or cpus[:1])
+    store = RunStore.create(tmp_path / "run", run_id="t", profile="t",
+                            environment=collect_environment(placement.as_dict()), matrix={})
+    cell = RUN_SCENARIOS["article"].cell("article", {}, "closed", 4, size_bytes=64, idle=1,
+                                         phase=names.ARTICLE_CLOSED_LOOP, duration_s=0.3,
+                                         warmup_s=0.1)
+    launcher = LocalLauncher(placement)
+    try:
+        record = Runner(launcher, store, Settings()).run_cell(cell)
+    finally:
+        launcher.close()
+    assert record.ok, record.reason
+    assert record.metrics.unanswered_requests == 4
+    assert record.duration_s is not None and record.duration_s < 15

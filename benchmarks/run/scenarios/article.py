@@ -33,6 +33,7 @@ from iobench.benchmarks.run.cells import Cell, CellFailed
 from iobench.benchmarks.run.checks import COUNT, DURATION, SIZE, WARMUP, number, text
 from iobench.benchmarks.run.launcher import Launcher
 from iobench.benchmarks.run.scenario import RunScenario
+from iobench.servers.registry import get_model
 
 MODEL = "article"
 PROBE = "probe"  # the runner's mode for a cell the scenario drives itself
@@ -43,14 +44,18 @@ NON_READER_OTHERS = 2
 # A verdict needs a second without an answer; a probe's bound is at least that.
 MIN_BOUND_S = 1.0
 MAX_BOUND_S = 60.0
-# What a probe takes beyond its bound against the article's code, for the time
-# estimate: connects and the first client's turns to speak, or sending and
-# reading back the flood (about half a second each here). Against a correct
-# server they end sooner.
+# What a probe takes beyond its bound, for the time estimate. Against the
+# article's code: connects and the first client's turns to speak, or sending
+# and reading back the flood (about half a second each here) after the stall.
+# Against a correct server the second client is answered at once, and the
+# flood neither stalls nor waits long to be read back.
 FLOOD_AND_DRAIN_S = 1.0
-PROBE_SECONDS = {
+STALLED_SECONDS = {
     ARTICLE_SECOND_CLIENT: probes.ACCEPT_SETTLE_S + probes.NUDGE_WAIT_S,
     ARTICLE_NON_READER: probes.ACCEPT_SETTLE_S + probes.STALL_S + FLOOD_AND_DRAIN_S,
+}
+SERVED_SECONDS = {
+    ARTICLE_NON_READER: probes.ACCEPT_SETTLE_S + FLOOD_AND_DRAIN_S / 2,
 }
 # The closed loop's load-generator time-out, so how long its drain waits for the
 # last answers: a request unanswered for a second is unanswered, as in the probes.
@@ -127,7 +132,12 @@ class Article(RunScenario):
         return record
 
     def probe_seconds(self, cell: Cell) -> float:
-        return PROBE_SECONDS.get(cell.phase or "", 0.0)
+        phase = cell.phase or ""
+        if cell.model is not None and get_model(cell.model).reference:
+            return STALLED_SECONDS.get(phase, 0.0)
+        if phase == ARTICLE_SECOND_CLIENT:  # answered at once: the bound is not waited
+            return probes.ACCEPT_SETTLE_S - cell.duration_s
+        return SERVED_SECONDS.get(phase, 0.0)
 
     def tolerated_errors(self, cell: Cell) -> frozenset[str]:
         return UNANSWERED if cell.phase == ARTICLE_CLOSED_LOOP else frozenset()

@@ -267,31 +267,49 @@ def causes(run: Run) -> list[str]:
 def finding(run: Run) -> str | None:
     """Two sentences for README's findings: what the article's code really does.
 
-    Made from the verdicts and their figures alone; None when the run has no
-    article scenario, and a sentence says which verdicts were not reached.
+    Made from the verdicts and their figures alone: one sentence on its CPU,
+    one on the clients it leaves waiting. A verdict that does not hold or was
+    not reached is named with its reason instead of its figure. None when the
+    run has no article scenario.
     """
     verdicts = {result.key: result for result in judge_article(run)}
     if not verdicts:
         return None
-    spin, idle = verdicts["article_spins_while_empty"], verdicts[
-        "article_sleeps_beside_idle_client"]
-    second, stall = verdicts["article_second_client_starved"], verdicts[
-        "article_non_reader_stalls_all"]
-    if not all(v.verdict is Verdict.HOLDS for v in (spin, idle, second, stall)):
-        open_ = [v.key for v in (spin, idle, second, stall) if v.verdict is not Verdict.HOLDS]
-        return ("The article's code as printed was measured, but not every verdict was "
-                f"reached in this run ({', '.join(open_)}: see the report's section "
-                "\"The article's code as printed\").")
-    empty = _cpu(run, MODEL, 0, "no client")
-    one = _cpu(run, MODEL, 1, "one idle client")
-    second_wait = measured(probe(run, MODEL, SECOND_CLIENT), "longest_wait_s", "second")
-    stall_wait = measured(probe(run, MODEL, NON_READER), "longest_wait_s", "others")
-    return (f"The article's own server spins ({_percent(empty)} of a core) only while nobody "
-            f"is connected: the sockets accept() returns are blocking on Linux, so with one "
-            f"idle client it sleeps in recv() ({_percent(one)}). Every other client then "
-            f"waits behind that one (a second client went {_seconds(second_wait)} without "
-            f"an answer), and behind any client that does not read its replies (others "
-            f"waited {_seconds(stall_wait)} while the server slept in send()).")
+
+    def held(key: str) -> bool:
+        return verdicts[key].verdict is Verdict.HOLDS
+
+    def unsettled(key: str) -> str:
+        return f"{verdicts[key].verdict} in this run: {verdicts[key].reason}"
+
+    if held("article_sleeps_beside_idle_client"):
+        one = _percent(_cpu(run, MODEL, 1, "one idle client"))
+        first = (f"The article's own server sleeps in recv() as soon as one idle client is "
+                 f"connected ({one} of a core), because the sockets accept() returns are "
+                 f"blocking on Linux")
+        if held("article_spins_while_empty"):
+            empty = _percent(_cpu(run, MODEL, 0, "no client"))
+            first += f"; it spins ({empty}) only while nobody is connected."
+        else:
+            first += (f" (that it spins while nobody is connected was "
+                      f"{unsettled('article_spins_while_empty')}).")
+    else:
+        first = ("The article's own server was measured with one idle client connected, but "
+                 f"its sleeping in recv() was {unsettled('article_sleeps_beside_idle_client')}.")
+    waits = []
+    for key, phase, what in (
+            ("article_second_client_starved", SECOND_CLIENT,
+             "a second client went {} without an answer beside an idle one"),
+            ("article_non_reader_stalls_all", NON_READER,
+             "the others waited {} beside a client that did not read, the server asleep in "
+             "send()")):
+        if held(key):
+            waits.append(what.format(_seconds(measured(probe(run, MODEL, phase),
+                                                       "longest_wait_s", what))))
+        else:
+            waits.append(f"{verdicts[key].claim}: {unsettled(key)}")
+    second = f"Every other client waits behind such a client: {'; '.join(waits)}."
+    return f"{first} {second}"
 
 
 def _cause(group: CellGroup) -> str:

@@ -98,11 +98,15 @@ def test_a_run_without_the_scenario_has_no_verdicts_and_no_finding() -> None:
 def test_the_finding_is_two_sentences_from_the_figures() -> None:
     text = article.finding(make_run())
     assert text is not None
-    assert text.count(". ") + text.endswith(".") == 2
+    assert text.count(". ") + text.endswith(".") == 2, text
     for figure in ("99.1%", "0.0%", "1.310 s", "1.360 s"):
         assert figure in text
-    partial = article.finding(make_run({("article", "idle-cpu", 1): {"server_cpu_percent": 40.0}}))
-    assert partial is not None and "article_sleeps_beside_idle_client" in partial
+    contended = article.finding(make_run(
+        {("article", "idle-cpu", 0): {"server_cpu_percent": 40.0,
+                                      "server_cpus_other_percent": 58.0}},
+        flags={("article", "idle-cpu", 0): ["cpu_contended"]}))
+    assert contended is not None and "inconclusive in this run" in contended
+    assert "0.0%" in contended and "1.310 s" in contended
 
 
 def test_the_figures_table_puts_busy_poll_beside_the_article_and_no_zero_for_a_gap() -> None:

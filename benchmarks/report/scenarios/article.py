@@ -2,16 +2,23 @@
 
 Its verdicts and their thresholds are in ``iobench.benchmarks.report.article``
 (docs/report.md lists them); docs/article.md says what the code really does.
+Documentation made from a run reads them here: :func:`verdicts` (each with its
+key, verdict, reason and evidence) and :func:`finding` (two sentences for
+README's findings, from those verdicts and their figures).
 """
 
 from __future__ import annotations
 
-from iobench.benchmarks.report.article import causes, figure_table, judge_article
+from iobench.benchmarks.report.article import causes, figure_table, finding, judge_article
 from iobench.benchmarks.report.blocks import Block, Bullets, Heading, Paragraph, Table
 from iobench.benchmarks.report.scenario import FigureLookup, ReportScenario
 from iobench.benchmarks.results.loader import Run
 
 TITLE = "The article's code as printed"
+# For documentation made from a run (README's findings): the verdicts, and the
+# two sentences they make.
+verdicts = judge_article
+__all__ = ["SCENARIO", "finding", "section", "verdicts"]
 
 
 def section(run: Run, figure: FigureLookup) -> list[Block]:

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from iobench.benchmarks.report.claims import ClaimResult, Quoted
+from iobench.benchmarks.report.points import describe_point
 from iobench.benchmarks.report.presentation import (
     format_spread,
-    plural,
     series_label,
     series_sort_key,
     style,
@@ -83,16 +83,11 @@ def citable(group: CellGroup) -> bool:
 
 
 def where(group: CellGroup) -> str:
-    parts = []
-    if group.connections is not None:
-        parts.append(plural(group.connections, "connection"))
-    if group.size_bytes is not None and group.mode != "idle":
-        parts.append(f"{group.size_bytes} B")
-    if group.peak_fraction is not None:
-        parts.append(f"{group.peak_fraction:.0%} of its peak")
-    if group.rate_rps is not None:
-        parts.append(f"{group.rate_rps:,.0f} req/s offered")
-    return ", ".join(parts)
+    """The point, and the rate a fraction of the model's peak came to."""
+    text = describe_point(group)
+    if group.peak_fraction is not None and group.rate_rps is not None:
+        text += f" ({group.rate_rps:,.0f} req/s)"
+    return text
 
 
 def headline(key: str, group: CellGroup, metric: str, title: str) -> CitedFigure | None:

@@ -19,6 +19,7 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from iobench.benchmarks.report.points import describe_point
 from iobench.benchmarks.report.presentation import (
     format_value,
     model_colour,
@@ -156,14 +157,7 @@ def compare_runs(a: Run, b: Run) -> Comparison:
 
 def describe(group: CellGroup) -> str:
     """'open select c4 64B 2,000/s': short enough that the table fits 100 columns."""
-    parts = [group.scenario, series_label(group), f"c{group.connections}"]
-    if group.size_bytes is not None:
-        parts.append(f"{group.size_bytes}B")
-    if group.rate_rps is not None:
-        parts.append(f"{group.rate_rps:,.0f}/s")
-    if group.phase:
-        parts.append(group.phase)
-    return " ".join(parts)
+    return f"{group.scenario} {series_label(group)} {describe_point(group, 'compact')}"
 
 
 def short_texts(change: MetricChange) -> list[str]:

@@ -44,6 +44,7 @@ from iobench.benchmarks.report.claims import ClaimResult, judge_claims
 from iobench.benchmarks.report.placement import cluster_options, placement_blocks
 from iobench.benchmarks.report.placement import describe as placement_text
 from iobench.benchmarks.report.plots import PlotOutcome, write_plots
+from iobench.benchmarks.report.points import describe_point
 from iobench.benchmarks.report.presentation import (
     format_spread,
     format_value,
@@ -63,11 +64,6 @@ SPREAD_CHECKED_METRICS = ("throughput_rps", "p50_us", "server_cpu_percent")
 REPORT_MD = "REPORT.md"
 REPORT_HTML = "report.html"
 
-NEIGHBOUR_PHASES = {
-    "solo": "the neighbour alone, no server",
-    "idle": "beside an idle server",
-    "load": "beside a server under load",
-}
 FLAG_MEANINGS = {
     "client_saturated": "the load generator used nearly a whole core: the figure may be the "
                         "client's limit, not the server's",
@@ -158,21 +154,7 @@ def point_of(group: CellGroup) -> tuple[object, ...]:
 
 
 def table_title(scenario: str, group: CellGroup) -> str:
-    parts = []
-    if group.phase:
-        parts.append(NEIGHBOUR_PHASES.get(group.phase, f"phase {group.phase}"))
-    if group.connections is not None and not (group.phase and group.mode == "idle"):
-        noun = "idle connection" if scenario == "idle" or group.mode == "idle" else "connection"
-        parts.append(plural(group.connections, noun))
-    if group.idle_connections:
-        parts.append(f"beside {plural(group.idle_connections, 'idle connection')}")
-    if group.size_bytes is not None and group.mode != "idle":
-        parts.append(f"{group.size_bytes} B")
-    if group.peak_fraction is not None:
-        parts.append(f"offered {group.peak_fraction:.0%} of each model's closed-loop peak")
-    elif group.rate_rps is not None:
-        parts.append(f"{group.rate_rps:,.0f} req/s offered")
-    return f"{scenario}: " + ", ".join(parts)
+    return f"{scenario}: {describe_point(group)}"
 
 
 def notes_text(group: CellGroup) -> str:
@@ -223,26 +205,6 @@ def scenario_tables(run: Run, scenario: str) -> list[Block]:
     return blocks
 
 
-def point_label(group: CellGroup) -> str:
-    """A short column heading for one point: '16 conn, 64 B', '50% of peak', 'beside idle'."""
-    parts = []
-    if group.phase:
-        parts.append(group.phase)
-    if group.connections is not None and group.mode != "idle":
-        parts.append(f"{group.connections} conn")
-    elif group.mode == "idle" and not group.phase:
-        parts.append(f"{group.connections} idle")
-    if group.scenario == "scale":
-        parts.append(f"+{group.idle_connections:,} idle")
-    if group.size_bytes is not None and group.mode != "idle":
-        parts.append(f"{group.size_bytes} B")
-    if group.peak_fraction is not None:
-        parts.append(f"{group.peak_fraction:.0%} of peak")
-    elif group.rate_rps is not None and group.mode == "open":
-        parts.append(f"{group.rate_rps:,.0f}/s")
-    return ", ".join(parts) or "-"
-
-
 def compact_cell(group: CellGroup | None, metric: str) -> str:
     if group is None:
         return "-"
@@ -271,10 +233,10 @@ def compact_table(run: Run, scenario: str) -> list[Block]:
         headers = ["model"] + [style(m).header for m in metrics]
         rows = [[label] + [compact_cell(series[label].get(0), m) for m in metrics]
                 for label in order]
-        caption = f"Medians at {point_label(points[0][0])}."
+        caption = f"Medians at {describe_point(points[0][0], 'short')}."
     else:
         metric = REPORT_SCENARIOS[scenario].key_metric
-        labels = [point_label(members[0]) for members in points]
+        labels = [describe_point(members[0], "short") for members in points]
         headers = ["model", *labels]
         rows = [[label] + [compact_cell(series[label].get(i), metric) for i in range(len(points))]
                 for label in order]

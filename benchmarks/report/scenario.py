@@ -10,7 +10,7 @@ scenario name, so nothing falls back silently when a scenario is added.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from iobench.benchmarks.report.blocks import Block, Figure
 from iobench.benchmarks.results.loader import CellGroup, Run
@@ -54,3 +54,5 @@ class ReportScenario:
     # them; None: the scenario shows none.
     syscall_tool: str | None = None
     headlines: tuple[Headline, ...] = ()
+    # What each phase of its cells means, where its cells have phases.
+    phases: dict[str, str] = field(default_factory=dict)

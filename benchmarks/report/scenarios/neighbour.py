@@ -11,4 +11,9 @@ SCENARIO = ReportScenario(
                 "running alone shows what the server's waiting costs others.",
     metrics=("neighbour_ops_per_s", "neighbour_ratio", "server_cpu_percent", "p99_us"),
     key_metric="neighbour_ratio",
+    phases={
+        "solo": "the neighbour alone, no server",
+        "idle": "beside an idle server",
+        "load": "beside a server under load",
+    },
 )

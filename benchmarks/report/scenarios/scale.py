@@ -7,9 +7,10 @@ article"), with the thresholds in ``iobench.benchmarks.report.scale``.
 from __future__ import annotations
 
 from iobench.benchmarks.report.blocks import Block, Bullets, Heading, Paragraph, Table
-from iobench.benchmarks.report.scale import judge_scale, memory_per_connection
+from iobench.benchmarks.report.scale import judge_scale, memory_per_connection, models_that
 from iobench.benchmarks.report.scenario import FigureLookup, ReportScenario
 from iobench.benchmarks.results.loader import Run
+from iobench.servers.base import Watching
 
 FIGURES = (
     ("scale", "Throughput and CPU per request vs connections watched (16 active + idle)"),
@@ -27,10 +28,10 @@ def section(run: Run, figure: FigureLookup) -> list[Block]:
         Paragraph("The article's first and fourth claims are both about watching connections. "
                   "Here a few active connections share the server with a crowd of idle ones "
                   "(the C10K problem): a model that looks at every connection on every pass "
-                  "(busy-poll, poll-sleep, select, poll, sigio) pays for the crowd on every "
-                  "request; one the kernel tells which connections are ready (epoll, uvloop, "
-                  "io-uring) should not. Verdicts are computed with the thresholds in "
-                  "`benchmarks/report/scale.py`."),
+                  f"({', '.join(models_that(Watching.SCANS))}) pays for the crowd on every "
+                  "request; one the kernel tells which connections are ready "
+                  f"({', '.join(models_that(Watching.IS_TOLD))}) should not. Verdicts are "
+                  "computed with the thresholds in `benchmarks/report/scale.py`."),
         Table(["verdict", "in this run", "why"],
               [[v.claim, str(v.verdict), v.reason] for v in verdicts]),
     ]

@@ -22,7 +22,8 @@ from iobench.benchmarks.report.presentation import format_spread
 from iobench.benchmarks.results.loader import CellGroup, Run, Spread
 from iobench.benchmarks.results.scenarios import (
     ARTICLE_CLOSED_LOOP,
-    ARTICLE_IDLE_CPU,
+    ARTICLE_IDLE_CLIENT,
+    ARTICLE_NO_CLIENT,
     ARTICLE_NON_READER,
     ARTICLE_SECOND_CLIENT,
     PROBE_NOTE,
@@ -44,7 +45,10 @@ CAUSE_NOTE = PROBE_NOTE
 # Where busy-poll's idle CPU comes from.
 IDLE_SCENARIO = "idle"
 # The probes, as the run side names them in each cell's phase.
-IDLE = ARTICLE_IDLE_CPU
+NO_CLIENT = ARTICLE_NO_CLIENT
+IDLE_CLIENT = ARTICLE_IDLE_CLIENT
+# The idle connections of each idle-CPU probe (busy-poll's are the idle scenario's).
+IDLE_CONNECTIONS = {NO_CLIENT: 0, IDLE_CLIENT: 1}
 CLOSED = ARTICLE_CLOSED_LOOP
 SECOND_CLIENT = ARTICLE_SECOND_CLIENT
 NON_READER = ARTICLE_NON_READER
@@ -53,32 +57,32 @@ NON_READER = ARTICLE_NON_READER
 CONTENDED = "cpu_contended"
 
 
-def probe(run: Run, model: str, phase: str, connections: int | None = None) -> CellGroup | None:
-    """The article scenario's cell of ``model`` for ``phase`` (and idle ``connections``).
+def probe(run: Run, model: str, phase: str) -> CellGroup | None:
+    """The article scenario's cell of ``model`` for ``phase``.
 
     busy-poll's idle CPU is the idle scenario's (the article scenario does not
-    measure it again): its cell with the same connections, without parameters.
+    measure it again): its cell with as many idle connections, without parameters.
     """
     for group in run.scenario(SCENARIO):
-        if group.model == model and group.phase == phase and (
-                connections is None or group.connections == connections):
+        if group.model == model and group.phase == phase:
             return group
-    if phase == IDLE and model != MODEL:
+    if phase in IDLE_CONNECTIONS and model != MODEL:
         for group in run.scenario(IDLE_SCENARIO):
-            if group.model == model and group.connections == connections and not group.params:
+            if (group.model == model and group.connections == IDLE_CONNECTIONS[phase]
+                    and not group.params):
                 return group
     return None
 
 
-def _cpu(run: Run, model: str, connections: int, what: str) -> Spread:
-    return measured(probe(run, model, IDLE, connections), "server_cpu_percent", what)
+def _cpu(run: Run, model: str, phase: str, what: str) -> Spread:
+    return measured(probe(run, model, phase), "server_cpu_percent", what)
 
 
 def _reference_line(run: Run, evidence: list[str], phase: str, metric: str, what: str,
-                    connections: int | None = None, unit: str = "") -> None:
+                    unit: str = "") -> None:
     """busy-poll's figure for the same probe into the evidence: the figure, why there is
     none if its cell failed, nothing if the run did not measure it."""
-    group = probe(run, REFERENCE, phase, connections)
+    group = probe(run, REFERENCE, phase)
     if group is None:
         return
     try:
@@ -93,17 +97,17 @@ def spins_while_empty(run: Run) -> ClaimResult:
     claim = "with nobody connected, the article's code spins"
     evidence: list[str] = []
     try:
-        empty = _cpu(run, MODEL, 0, "the article's code with no client")
+        empty = _cpu(run, MODEL, NO_CLIENT, "the article's code with no client")
     except Missing as why:
         return ClaimResult(claim, Verdict.INCONCLUSIVE, str(why), evidence)
     evidence.append(f"the article's code with no client: {_percent(empty)} of a core")
-    _reference_line(run, evidence, IDLE, "server_cpu_percent", f"{REFERENCE} with no client",
-                    0, "% of a core")
+    _reference_line(run, evidence, NO_CLIENT, "server_cpu_percent",
+                    f"{REFERENCE} with no client", "% of a core")
     rule = (f"{_percent(empty)} of a core with no client "
             f"(spinning: at least {SPIN_MIN_CPU_PERCENT:g}%)")
     if empty.median >= SPIN_MIN_CPU_PERCENT:
         return ClaimResult(claim, Verdict.HOLDS, rule, evidence)
-    group = probe(run, MODEL, IDLE, 0)
+    group = probe(run, MODEL, NO_CLIENT)
     if group is not None and CONTENDED in group.flags:
         others = group.metric("server_cpus_other_percent")
         took = f" ({_percent(others)} of a core)" if others is not None else ""
@@ -118,12 +122,12 @@ def sleeps_beside_an_idle_client(run: Run) -> ClaimResult:
              "that client")
     evidence: list[str] = []
     try:
-        idle = _cpu(run, MODEL, 1, "the article's code with one idle client")
+        idle = _cpu(run, MODEL, IDLE_CLIENT, "the article's code with one idle client")
     except Missing as why:
         return ClaimResult(claim, Verdict.INCONCLUSIVE, str(why), evidence)
     evidence.append(f"the article's code with one idle client: {_percent(idle)} of a core")
-    _reference_line(run, evidence, IDLE, "server_cpu_percent",
-                    f"{REFERENCE} with one idle client", 1, "% of a core")
+    _reference_line(run, evidence, IDLE_CLIENT, "server_cpu_percent",
+                    f"{REFERENCE} with one idle client", "% of a core")
     rule = (f"{_percent(idle)} of a core with one idle client "
             f"(asleep: at most {IDLE_CLIENT_MAX_CPU_PERCENT:g}%)")
     return ClaimResult(claim, Verdict.HOLDS if idle.median <= IDLE_CLIENT_MAX_CPU_PERCENT
@@ -213,20 +217,19 @@ def judge_article(run: Run) -> list[ClaimResult]:
     return results
 
 
-# The figures table: (probe, what, phase, idle connections, metric), in the order shown.
-FIGURE_ROWS: tuple[tuple[str, str, str, int | None, str], ...] = (
-    ("no client", "server CPU (% of a core)", IDLE, 0, "server_cpu_percent"),
-    ("one idle client", "server CPU (% of a core)", IDLE, 1, "server_cpu_percent"),
-    ("second client beside an idle one", "its wait (s)", SECOND_CLIENT, None,
-     "longest_wait_s"),
-    ("second client beside an idle one", "unanswered within the bound", SECOND_CLIENT, None,
+# The figures table: (probe, what, phase, metric), in the order shown.
+FIGURE_ROWS: tuple[tuple[str, str, str, str], ...] = (
+    ("no client", "server CPU (% of a core)", NO_CLIENT, "server_cpu_percent"),
+    ("one idle client", "server CPU (% of a core)", IDLE_CLIENT, "server_cpu_percent"),
+    ("second client beside an idle one", "its wait (s)", SECOND_CLIENT, "longest_wait_s"),
+    ("second client beside an idle one", "unanswered within the bound", SECOND_CLIENT,
      "unanswered_requests"),
-    ("closed loop", "throughput (req/s)", CLOSED, None, "throughput_rps"),
-    ("closed loop", "unanswered at the end", CLOSED, None, "unanswered_requests"),
-    ("beside a client that does not read", "the others' longest wait (s)", NON_READER, None,
+    ("closed loop", "throughput (req/s)", CLOSED, "throughput_rps"),
+    ("closed loop", "unanswered at the end", CLOSED, "unanswered_requests"),
+    ("beside a client that does not read", "the others' longest wait (s)", NON_READER,
      "longest_wait_s"),
     ("beside a client that does not read", "the others' unanswered requests", NON_READER,
-     None, "unanswered_requests"),
+     "unanswered_requests"),
 )
 
 
@@ -236,10 +239,10 @@ def figure_table(run: Run) -> tuple[list[str], list[list[str]]]:
     A cell that was not run shows "-", a failed one "failed", never a 0.
     """
     rows = []
-    for probe_name, what, phase, connections, metric in FIGURE_ROWS:
+    for probe_name, what, phase, metric in FIGURE_ROWS:
         row = [probe_name, what]
         for model in (MODEL, REFERENCE):
-            group = probe(run, model, phase, connections)
+            group = probe(run, model, phase)
             spread = group.metric(metric) if group is not None else None
             if group is not None and group.failed and spread is None:
                 row.append("failed")
@@ -283,12 +286,12 @@ def finding(run: Run) -> str | None:
         return f"{verdicts[key].verdict} in this run: {verdicts[key].reason}"
 
     if held("article_sleeps_beside_idle_client"):
-        one = _percent(_cpu(run, MODEL, 1, "one idle client"))
+        one = _percent(_cpu(run, MODEL, IDLE_CLIENT, "one idle client"))
         first = (f"The article's own server sleeps in recv() as soon as one idle client is "
                  f"connected ({one} of a core), because the sockets accept() returns are "
                  f"blocking on Linux")
         if held("article_spins_while_empty"):
-            empty = _percent(_cpu(run, MODEL, 0, "no client"))
+            empty = _percent(_cpu(run, MODEL, NO_CLIENT, "no client"))
             first += f"; it spins ({empty}) only while nobody is connected."
         else:
             first += (f" (that it spins while nobody is connected was "

@@ -24,7 +24,8 @@ SCENARIOS: tuple[str, ...] = (
 
 # What a cell of the article scenario holds: one probe of the article's code as
 # printed (or of busy-poll beside it), named by the cell's phase.
-ARTICLE_IDLE_CPU = "idle-cpu"
+ARTICLE_NO_CLIENT = "no-client"
+ARTICLE_IDLE_CLIENT = "idle-client"
 ARTICLE_SECOND_CLIENT = "second-client"
 ARTICLE_CLOSED_LOOP = "closed-loop"
 ARTICLE_NON_READER = "non-reader"

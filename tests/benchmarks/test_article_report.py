@@ -12,13 +12,13 @@ from iobench.benchmarks.results.record import STATUS_FAILED, CellRecord, Metrics
 
 # What the article's code and busy-poll did on a 2-CPU machine (issue figures).
 STORY: dict[tuple[str, str, int | None], dict[str, Any]] = {
-    ("article", "idle-cpu", 0): {"server_cpu_percent": 99.1},
-    ("article", "idle-cpu", 1): {"server_cpu_percent": 0.0},
+    ("article", "no-client", None): {"server_cpu_percent": 99.1},
+    ("article", "idle-client", None): {"server_cpu_percent": 0.0},
     ("article", "second-client", None): {"longest_wait_s": 1.31, "unanswered_requests": 1},
     ("article", "closed-loop", None): {"throughput_rps": 60000.0, "unanswered_requests": 0},
     ("article", "non-reader", None): {"longest_wait_s": 1.36, "unanswered_requests": 2},
-    ("busy-poll", "idle-cpu", 0): {"server_cpu_percent": 99.5},
-    ("busy-poll", "idle-cpu", 1): {"server_cpu_percent": 99.4},
+    ("busy-poll", "no-client", None): {"server_cpu_percent": 99.5},
+    ("busy-poll", "idle-client", None): {"server_cpu_percent": 99.4},
     ("busy-poll", "second-client", None): {"longest_wait_s": 0.004,
                                            "unanswered_requests": 0},
     ("busy-poll", "closed-loop", None): {"throughput_rps": 50000.0, "unanswered_requests": 0},
@@ -60,8 +60,8 @@ def test_every_verdict_holds_on_the_issues_figures() -> None:
 
 
 def test_thresholds_decide_each_verdict() -> None:
-    run = make_run({("article", "idle-cpu", 0): {"server_cpu_percent": 89.0},
-                    ("article", "idle-cpu", 1): {"server_cpu_percent": 5.1},
+    run = make_run({("article", "no-client", None): {"server_cpu_percent": 89.0},
+                    ("article", "idle-client", None): {"server_cpu_percent": 5.1},
                     ("article", "second-client", None): {"longest_wait_s": 0.99},
                     ("article", "closed-loop", None): {"unanswered_requests": 3},
                     ("article", "non-reader", None): {"unanswered_requests": 0}})
@@ -79,8 +79,8 @@ def test_a_failed_cell_leaves_its_verdict_inconclusive() -> None:
 def test_contention_excuses_a_low_spin_figure_only() -> None:
     """Other processes on its CPU can only lower the server's figure: below the
     threshold that is inconclusive, above it the claim still holds."""
-    contended = {("article", "idle-cpu", 0): ["cpu_contended"]}
-    low = {("article", "idle-cpu", 0): {"server_cpu_percent": 37.6,
+    contended = {("article", "no-client", None): ["cpu_contended"]}
+    low = {("article", "no-client", None): {"server_cpu_percent": 37.6,
                                     "server_cpus_other_percent": 60.0}}
     found = {r.key: r for r in article.judge_article(make_run(low, flags=contended))}
     spin = found["article_spins_while_empty"]
@@ -102,9 +102,9 @@ def test_the_finding_is_two_sentences_from_the_figures() -> None:
     for figure in ("99.1%", "0.0%", "1.310 s", "1.360 s"):
         assert figure in text
     contended = article.finding(make_run(
-        {("article", "idle-cpu", 0): {"server_cpu_percent": 40.0,
+        {("article", "no-client", None): {"server_cpu_percent": 40.0,
                                       "server_cpus_other_percent": 58.0}},
-        flags={("article", "idle-cpu", 0): ["cpu_contended"]}))
+        flags={("article", "no-client", None): ["cpu_contended"]}))
     assert contended is not None and "inconclusive in this run" in contended
     assert "0.0%" in contended and "1.310 s" in contended
 
@@ -120,3 +120,14 @@ def test_the_figures_table_puts_busy_poll_beside_the_article_and_no_zero_for_a_g
     lines = article.causes(run)
     assert not any("recvfrom" in line for line in lines)  # quoted by its verdict
     assert any("busy-poll, closed-loop: failed" in line for line in lines)
+
+
+def test_busy_poll_idle_cpu_comes_from_the_idle_scenario() -> None:
+    run = make_run()
+    run.groups = [g for g in run.groups
+                  if not (g.model == "busy-poll" and g.phase in article.IDLE_CONNECTIONS)]
+    run.groups += group_cells([CellRecord(key="idle/busy-poll/c0", scenario="idle",
+                                          model="busy-poll", mode="idle", connections=0,
+                                          metrics=Metrics(server_cpu_percent=98.7))])
+    _, rows = article.figure_table(run)
+    assert rows[0][2:] == ["99.1", "98.7"] and rows[1][3] == "-"

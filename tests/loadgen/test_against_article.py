@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from iobench.loadgen import LoadParams, run
+from iobench.loadgen.report import LoadReport
 from iobench.servers.process import ServerProcess
 
 TIMEOUT_S = 0.5
@@ -25,7 +26,7 @@ def article() -> Iterator[ServerProcess]:
         yield server
 
 
-def load(server: ServerProcess, **given: object) -> dict:
+def load(server: ServerProcess, **given: object) -> LoadReport:
     params = LoadParams(target=f"{server.host}:{server.port}", duration_s=0.5, warmup_s=0.1,
                         timeout_s=TIMEOUT_S, **given).validate()  # type: ignore[arg-type]
     started = time.monotonic()
@@ -37,18 +38,18 @@ def load(server: ServerProcess, **given: object) -> dict:
 def test_beside_an_idle_connection_every_request_times_out_and_is_counted(
         article: ServerProcess) -> None:
     result = load(article, connections=4, idle=1)
-    assert result["errors"]["timeout"] == 4 and result["errors"]["total"] == 4
-    assert result["requests"] == 0
+    assert result.errors["timeout"] == 4 and result.error_count == 4
+    assert result.requests == 0
 
 
 def test_open_loop_counts_the_requests_left_waiting(article: ServerProcess) -> None:
     """Between requests a connection is idle, and the loop sleeps in recv() on it."""
     result = load(article, connections=4, mode="open", rate_rps=100.0)
-    assert result["errors"]["total"] == result["errors"]["timeout"] > 0
+    assert result.error_count == result.errors["timeout"] > 0
 
 
 def test_a_closed_loop_where_every_client_keeps_talking_is_served(
         article: ServerProcess) -> None:
     result = load(article, connections=4)
-    assert result["requests"] > 0
-    assert set(k for k, v in result["errors"].items() if v) <= {"timeout", "total"}
+    assert result.requests > 0
+    assert {kind for kind, count in result.errors.items() if count} <= {"timeout", "total"}

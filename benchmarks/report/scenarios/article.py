@@ -13,6 +13,13 @@ from iobench.benchmarks.report.article import causes, figure_table, finding, jud
 from iobench.benchmarks.report.blocks import Block, Bullets, Heading, Paragraph, Table
 from iobench.benchmarks.report.scenario import FigureLookup, ReportScenario
 from iobench.benchmarks.results.loader import Run
+from iobench.benchmarks.results.scenarios import (
+    ARTICLE_CLOSED_LOOP,
+    ARTICLE_IDLE_CLIENT,
+    ARTICLE_NO_CLIENT,
+    ARTICLE_NON_READER,
+    ARTICLE_SECOND_CLIENT,
+)
 
 TITLE = "The article's code as printed"
 # For documentation made from a run (README's findings): the verdicts, and the
@@ -65,4 +72,11 @@ SCENARIO = ReportScenario(
     section=section,
     # A reference beside the compared models: a run without it lacks none of their tables.
     opt_in=True,
+    phases={
+        ARTICLE_NO_CLIENT: "its CPU with no client connected",
+        ARTICLE_IDLE_CLIENT: "its CPU with one connected client that sends nothing",
+        ARTICLE_SECOND_CLIENT: "a second client's request while the first says nothing",
+        ARTICLE_CLOSED_LOOP: "closed loop, the requests still owed at the end counted",
+        ARTICLE_NON_READER: "the other clients' requests beside one that does not read",
+    },
 )

@@ -3,8 +3,9 @@
 Per model, the article's code and busy-poll (the loop done correctly), each
 when the run has it, the cells are probes (docs/article.md):
 
-- ``idle-cpu`` (the article's code only; busy-poll's is the idle scenario's):
-  the server's CPU with 0 and with 1 idle connection, run as idle cells;
+- ``no-client`` and ``idle-client`` (the article's code only; busy-poll's
+  is the idle scenario's): the server's CPU with no connection and with one
+  idle connection, run as idle cells;
 - ``second-client``: a second client's wait while a first one says nothing;
 - ``closed-loop``: the load generator's closed loop, the requests still owed
   when its drain ends counted (``unanswered_requests``), not failed;
@@ -23,7 +24,8 @@ from typing import Any
 from iobench.benchmarks.results.record import CellRecord
 from iobench.benchmarks.results.scenarios import (
     ARTICLE_CLOSED_LOOP,
-    ARTICLE_IDLE_CPU,
+    ARTICLE_IDLE_CLIENT,
+    ARTICLE_NO_CLIENT,
     ARTICLE_NON_READER,
     ARTICLE_SECOND_CLIENT,
     PROBE_NOTE,
@@ -38,7 +40,7 @@ from iobench.servers.registry import get_model
 MODEL = "article"
 PROBE = "probe"  # the runner's mode for a cell the scenario drives itself
 # Idle CPU: with nobody connected, and with one client that says nothing.
-IDLE_CONNECTIONS = (0, 1)
+IDLE_CELLS = ((ARTICLE_NO_CLIENT, 0), (ARTICLE_IDLE_CLIENT, 1))
 # The clients beside the one that does not read.
 NON_READER_OTHERS = 2
 # A verdict needs a second without an answer; a probe's bound is at least that.
@@ -95,8 +97,8 @@ class Article(RunScenario):
             if model not in models:
                 continue
             p = params.get(model, {})
-            for count in IDLE_CONNECTIONS if model == MODEL else ():
-                yield self.cell(model, p, "idle", count, phase=ARTICLE_IDLE_CPU,
+            for phase, count in IDLE_CELLS if model == MODEL else ():
+                yield self.cell(model, p, "idle", count, phase=phase,
                                 duration_s=section["idle_duration_s"])
             yield self.cell(model, p, PROBE, 2, phase=ARTICLE_SECOND_CLIENT, duration_s=bound)
             yield self.cell(model, p, "closed", section["connections"],

@@ -12,10 +12,12 @@ closes its sockets and exits 0.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import json
 import os
 import signal
 import socket
+import sys
 from typing import Any
 
 from iobench.common.addresses import format_target
@@ -68,6 +70,14 @@ def bind_listener(host: str, port: int, backlog: int) -> socket.socket:
     return listener
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a bound address) is reachable from this machine only."""
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
 def serve(model_name: str, host: str = "127.0.0.1", port: int = 0,
           raw_params: dict[str, Any] | None = None) -> int:
     """Run ``model_name`` until SIGTERM or SIGINT; return the exit code."""
@@ -85,6 +95,11 @@ def serve(model_name: str, host: str = "127.0.0.1", port: int = 0,
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         bound_host, bound_port = listener.getsockname()[:2]
+        if not is_loopback(bound_host):
+            print(f"iobench serve: warning: {cls.name} listens on "
+                  f"{format_target(bound_host, bound_port)}, not a loopback address: anyone "
+                  "who can reach it can connect; firewall it to the load generator's hosts",
+                  file=sys.stderr, flush=True)
         ready = {"event": "ready", "model": cls.name, "host": bound_host, "port": bound_port,
                  "pid": os.getpid(), "params": options}
         print(json.dumps(ready), flush=True)

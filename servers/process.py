@@ -15,14 +15,19 @@ import time
 from collections.abc import Iterable
 from typing import IO, Any
 
-from iobench.common.lifeline import child_setup
+from iobench.common.lifeline import spawn_command
 from iobench.common.processes import STOP_TIMEOUT_S, stop_group
+from iobench.common.spawn import SETUP_FAILED
 
 READY_TIMEOUT = 10.0
 
 
 class ServerStartError(RuntimeError):
     """The server exited, or printed no ready line in time."""
+
+
+class ChildSetupError(subprocess.SubprocessError):
+    """The child could not make its own settings (join the cgroup, pin) before it ran."""
 
 
 class ServerProcess:
@@ -46,9 +51,9 @@ class ServerProcess:
             command += ["--param", f"{name}={value}"]
         self.model = model
         # Its own session, yet tied to this process: it dies when this one does.
-        self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=stderr, start_new_session=True,
-                                     preexec_fn=child_setup(cpus, fd_limit, cgroup_procs))
+        self.proc = subprocess.Popen(spawn_command(command, cpus, fd_limit, cgroup_procs),
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=stderr, start_new_session=True)
         try:
             self.ready = self._await_ready(ready_timeout)
         except BaseException:
@@ -74,6 +79,9 @@ class ServerProcess:
             chunk = os.read(fd, 4096)
             if not chunk:
                 code = self.proc.wait()
+                if code == SETUP_FAILED:
+                    raise ChildSetupError(f"{self.model} could not be set up: "
+                                          f"{self.stderr_text().strip()}")
                 raise ServerStartError(f"{self.model} exited with code {code} before it was "
                                        f"ready: {self.stderr_text().strip()}")
             buffered += chunk

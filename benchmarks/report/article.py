@@ -140,12 +140,12 @@ def _starved(run: Run, phase: str, claim: str, what: str) -> ClaimResult:
     group = probe(run, MODEL, phase)
     try:
         wait = measured(group, "longest_wait_s", what)
-        unanswered = measured(group, "unanswered_requests", what)
+        unanswered = measured(group, "starved_requests", what)
     except Missing as why:
         return ClaimResult(claim, Verdict.INCONCLUSIVE, str(why), evidence)
     assert group is not None
     evidence.append(f"the article's code: longest wait {_seconds(wait)}, "
-                    f"{format_spread('unanswered_requests', unanswered)} unanswered "
+                    f"{format_spread('starved_requests', unanswered)} unanswered "
                     f"request(s)" + _cause(group))
     _reference_line(run, evidence, phase, "longest_wait_s", f"{REFERENCE}: longest wait", unit=" s")
     rule = (f"longest wait {_seconds(wait)}, {unanswered.median:g} unanswered "
@@ -176,7 +176,7 @@ def closed_loop_answers_everyone(run: Run) -> ClaimResult:
     try:
         # Its load-generator errors are the unanswered requests, counted apart.
         throughput = measured(group, "throughput_rps", "the article's code in closed loop")
-        unanswered = measured(group, "unanswered_requests", "the article's code in closed loop")
+        unanswered = measured(group, "starved_requests", "the article's code in closed loop")
     except Missing as why:
         return ClaimResult(claim, Verdict.INCONCLUSIVE, str(why), evidence)
     line = (f"the article's code: {format_spread('throughput_rps', throughput)} req/s, "
@@ -223,13 +223,13 @@ FIGURE_ROWS: tuple[tuple[str, str, str, str], ...] = (
     ("one idle client", "server CPU (% of a core)", IDLE_CLIENT, "server_cpu_percent"),
     ("second client beside an idle one", "its wait (s)", SECOND_CLIENT, "longest_wait_s"),
     ("second client beside an idle one", "unanswered within the bound", SECOND_CLIENT,
-     "unanswered_requests"),
+     "starved_requests"),
     ("closed loop", "throughput (req/s)", CLOSED, "throughput_rps"),
-    ("closed loop", "unanswered at the end", CLOSED, "unanswered_requests"),
+    ("closed loop", "unanswered at the end", CLOSED, "starved_requests"),
     ("beside a client that does not read", "the others' longest wait (s)", NON_READER,
      "longest_wait_s"),
     ("beside a client that does not read", "the others' unanswered requests", NON_READER,
-     "unanswered_requests"),
+     "starved_requests"),
 )
 
 

@@ -76,11 +76,49 @@ def littles_law(cell: CellRecord) -> str | None:
         return None
     if metrics.throughput_rps is None or metrics.mean_us is None:
         return None
-    in_flight = metrics.throughput_rps * metrics.mean_us / 1e6
-    if abs(in_flight - cell.connections) > LITTLES_LAW_TOLERANCE * cell.connections:
-        return (f"throughput x mean latency = {in_flight:.2f} requests in flight "
+    # The histogram also holds the requests unanswered when the window closed
+    # (at their ages then): the mean is over those samples too.
+    samples_per_s = metrics.throughput_rps
+    if metrics.unanswered_requests and metrics.requests:
+        samples_per_s *= 1 + metrics.unanswered_requests / metrics.requests
+    in_flight = samples_per_s * metrics.mean_us / 1e6
+    what = "throughput x mean latency"
+    connecting = _connecting(cell)
+    if connecting is not None:
+        # Churn: a connection spends part of its time in its handshake.
+        in_flight += connecting
+        what += " + connections/s x mean connect latency"
+    low = (1 - LITTLES_LAW_TOLERANCE) * cell.connections
+    high = (1 + LITTLES_LAW_TOLERANCE) * cell.connections + _opening(cell, metrics.mean_us)
+    if not low <= in_flight <= high:
+        return (f"{what} = {in_flight:.2f} requests in flight "
                 f"with {cell.connections} connections")
     return None
+
+
+def _opening(cell: CellRecord, mean_us: float) -> float:
+    """How far the requests in flight when the window opened may lift the estimate.
+
+    Their whole latency is in the histogram, the part before the window too:
+    about one mean latency each, over the window's length. Nothing where the
+    window holds thousands of latencies; a third where a slow model (fork at
+    150 ms a request) fits a few into half a second.
+    """
+    metrics = cell.metrics
+    if not metrics.requests or not metrics.throughput_rps or cell.connections is None:
+        return 0.0
+    window_s = metrics.requests / metrics.throughput_rps
+    return cell.connections * mean_us / 1e6 / window_s
+
+
+def _connecting(cell: CellRecord) -> float | None:
+    """Churn: connections in their handshake on average (rate x mean connect latency)."""
+    churn = (cell.load or {}).get("churn") or {}
+    per_s = cell.metrics.connections_per_s
+    mean_us = (churn.get("connect_latency") or {}).get("mean_us")
+    if per_s is None or mean_us is None:
+        return None
+    return float(per_s) * float(mean_us) / 1e6
 
 
 RULES: dict[str, Rule] = {

@@ -175,15 +175,34 @@ class Metrics:
     # The runner's 10 Hz sampling thread's own CPU, % of one core: what watching cost.
     sampler_cpu_percent: float | None = metric("sampler CPU", CORE, "the runner's sampling "
                                                "thread's own CPU", digits=1)
+    # Churn (load generator --requests-per-connection): connections closed after
+    # their K requests, per second of the window, their connect latency (the
+    # handshake), and the server's CPU per connection.
+    connections_per_s: float | None = metric(
+        "connections", "per s", "connections closed after their K verified responses, per "
+        "second of the window (churn)")
+    connect_p50_us: float | None = metric("connect p50", "us", "median time from connect() "
+                                          "until the socket is writable (churn)")
+    connect_p99_us: float | None = metric("connect p99", "us", "99th percentile of the "
+                                          "connect latency (churn)")
+    cpu_us_per_connection: float | None = metric(
+        "CPU per connection", "us", "server CPU over the window divided by the connections "
+        "completed in it (churn)", digits=1)
+    # Closed loop: requests on the wire when the window closed (their ages are
+    # in the latency figures as lower bounds; the load report has them).
+    unanswered_requests: int | None = metric(
+        "unanswered at the close", "requests", "closed loop: requests on the wire when the "
+        "window closed, their ages in the latency figures as lower bounds")
     # The article scenario's probes (one client idle, or not reading): the longest
     # any other client's request waited for its answer (to the probe's end if none
     # came), and the requests that got none within the probe's bound; in its
-    # closed-loop cells, the requests still owed when the load generator's drain ended.
+    # closed-loop cells, the requests still owed when the load generator's drain
+    # ended (its time-out: a second).
     longest_wait_s: float | None = metric(
         "longest wait", "s", "the longest another client's request waited for its answer "
         "in an article probe", digits=3)
-    unanswered_requests: int | None = metric(
-        "unanswered", "requests", "requests with no answer within the article probe's bound, "
+    starved_requests: int | None = metric(
+        "starved", "requests", "requests with no answer within the article probe's bound, "
         "or still owed when its closed loop's drain ended")
 
     def get(self, name: str) -> Number | None:
@@ -256,6 +275,8 @@ class CellRecord:
     phase: str | None = None
     # Scale scenario: silent connections held beside the active ``connections``.
     idle_connections: int = 0
+    # Churn scenario: requests per connection before it is closed and another opened.
+    requests_per_connection: int | None = None
     placement: dict[str, list[int]] = field(default_factory=dict)
     started: str | None = None
     duration_s: float | None = None
@@ -320,7 +341,8 @@ class CellRecord:
         _expect(data, "notes", dict, where)
         _expect(data, "implausible", list, where)
         _expect(data, "placement", dict, where)
-        for name in ("connections", "size_bytes", "repetition", "idle_connections"):
+        for name in ("connections", "size_bytes", "repetition", "idle_connections",
+                     "requests_per_connection"):
             _expect(data, name, int, where)
         for name in ("rate_rps", "peak_fraction", "duration_s"):
             _expect(data, name, int | float, where)

@@ -18,6 +18,7 @@ SCENARIOS: tuple[str, ...] = (
     "interval",
     "neighbour",
     "scale",
+    "churn",
     "syscalls",
     "article",
 )

@@ -129,6 +129,24 @@ def load_metrics(metrics: Metrics, report: LoadReport, server: WindowStats | Non
         if (switches := server.switches_per_s()) is not None:
             metrics.ctx_voluntary_per_request = round(switches[0] / throughput, 4)
             metrics.ctx_involuntary_per_request = round(switches[1] / throughput, 4)
+    connection_metrics(metrics, report, server)
+
+
+def connection_metrics(metrics: Metrics, report: LoadReport,
+                       server: WindowStats | None) -> None:
+    """Churn's rate, connect latency and server CPU per connection; requests left unanswered."""
+    if report.unanswered is not None:
+        metrics.unanswered_requests = report.unanswered.get("requests")
+    churn = report.churn
+    if not churn:
+        return
+    per_s = churn.get("connections_per_s")
+    metrics.connections_per_s = per_s
+    connect = churn.get("connect_latency") or {}
+    metrics.connect_p50_us = connect.get("p50_us")
+    metrics.connect_p99_us = connect.get("p99_us")
+    if server is not None and per_s:
+        metrics.cpu_us_per_connection = round(server.cpu_s / server.elapsed_s * 1e6 / per_s, 2)
 
 
 def load_flags(report: LoadReport) -> list[str]:

@@ -260,7 +260,7 @@ class Runner:
                         duration, cell.warmup_s, cell.size_bytes, context.rate_rps,
                         self.settings.loadgen_workers,
                         context.loadgen_timeout_s or self.settings.loadgen_timeout_s,
-                        idle=cell.idle)
+                        idle=cell.idle, requests_per_connection=cell.requests_per_connection)
         # Attached before the load starts: threads and processes the server
         # starts for its connections inherit the counters.
         counter = context.syscall_counter = RUN_SCENARIOS[cell.scenario].syscall_counter(
@@ -336,11 +336,14 @@ class Runner:
                                        f"generator had left{self._stderr_note(server)}")
             return
         self._check_server(server)
-        if not result.report.ok or result.report.error_count:
+        # "starved: N of M connections unanswered after T s", or a worker's crash.
+        failure = result.report.failure
+        if failure or not result.report.ok or result.report.error_count:
             assert cell.model is not None
             errors = m.error_summary(result.report)
             raise CellFailed(scale.starvation(get_model(cell.model), cell, errors)
-                             or f"the load generator reported {errors}"
+                             or (f"{failure}; " if failure else "")
+                             + f"the load generator reported {errors}"
                              f"{self._stderr_note(server)}")
         if result.returncode != 0:
             raise CellFailed(f"the load generator exited with code {result.returncode}: "
@@ -435,6 +438,7 @@ class Runner:
             size_bytes=cell.size_bytes, rate_rps=context.rate_rps,
             peak_fraction=cell.peak_fraction, phase=cell.phase,
             idle_connections=cell.idle, repetition=cell.repetition,
+            requests_per_connection=cell.requests_per_connection,
             status=STATUS_FAILED if reason else STATUS_OK, reason=reason,
             placement=placement.as_dict(),
             started=started, duration_s=round(time.monotonic() - context.origin_s, 3),

@@ -1,15 +1,19 @@
-"""psutil sampling of whole process trees, from a thread of the runner.
+"""Readings of whole process trees: at the window's edges by the runner, and in a thread.
 
-CPU comes from cumulative ``cpu_times()`` deltas (README.md, Method: measurement
-rules), never from one ``cpu_percent()`` call: the CPU a tree used between two
-readings is exact however late the sampling thread wakes up. Trees, because a
-model may fork (prefork, fork per connection): every reading walks the root's
-descendants. A child's CPU stays counted after it exits through its
-parent's ``children_user``/``children_system`` (the times of reaped
-children), so a child born and reaped between two readings is not missed;
-see :meth:`ProcessTree.read`.
+The server's CPU over a cell is the difference of cumulative counters read
+at two edges inside the load generator's window (run/window.py picks them),
+never one ``cpu_percent()`` call: what a tree used between two readings is
+exact however late a reading comes. Where the server has a cgroup, its CPU
+is the cgroup's own counter, read alone and cheaply at every edge
+(``Sampler.edge(cpu_only=True)``); without one, ``cpu_times()`` of every process of
+the tree, a child's CPU counted after it exits through its parent's
+``children_user``/``children_system`` (see :meth:`ProcessTree.read`).
+Trees, because a model may fork (prefork, fork per connection): a full
+reading walks the root's descendants for threads, descriptors, context
+switches and memory. The sampling thread adds full readings every
+``interval_s`` for the peaks and the plots; it reads no per-process CPU
+beside a cgroup.
 """
-
 from __future__ import annotations
 
 import itertools

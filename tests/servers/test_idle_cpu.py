@@ -1,7 +1,7 @@
 """Acceptance: every model that waits uses next to nothing when idle.
 
 Only a model that spins (``spins = True``: busy-poll) is left out; its side of
-the claim is checked through the runner in tests/benchmarks/test_runner.py. A
+the claim is checked through the runner in tests/benchmarks/run/test_runner.py. A
 reference model (the article's code as printed) is left out too: its idle
 figures are its scenario's.
 A model that cannot run here (uvloop or liburing missing) shows as skipped,

@@ -66,7 +66,7 @@ SCENARIO = ReportScenario(
                 "connection, a second client beside an idle one, a closed loop, and the other "
                 "clients beside one that does not read. Its verdicts are in the section "
                 f"'{TITLE}'.",
-    metrics=("server_cpu_percent", "longest_wait_s", "unanswered_requests", "throughput_rps",
+    metrics=("server_cpu_percent", "longest_wait_s", "starved_requests", "throughput_rps",
              "p50_us", "p99_us", "pss_bytes"),
     key_metric="longest_wait_s",
     section=section,

@@ -6,15 +6,75 @@ article"), with the thresholds in ``iobench.benchmarks.report.scale``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from iobench.benchmarks.report.blocks import Block, Bullets, Heading, Paragraph, Table
+from iobench.benchmarks.report.plots import (
+    log_axis,
+    multiples_line_figure,
+    new_figure,
+    payload_label,
+    spans_decades,
+)
+from iobench.benchmarks.report.presentation import (
+    model_colour,
+)
 from iobench.benchmarks.report.scale import judge_scale, memory_per_connection, models_that
-from iobench.benchmarks.report.scenario import FigureLookup, ReportScenario
-from iobench.benchmarks.results.loader import Run
+from iobench.benchmarks.report.scenario import FigureLookup, FigureSpec, ReportScenario
+from iobench.benchmarks.results.loader import CellGroup, Run
 from iobench.servers.base import Watching
 
+
+def watched(group: CellGroup) -> float:
+    """Connections the server watches: the idle crowd plus the active ones (never 0,
+    so the no-idle point has a place on a log axis)."""
+    return float(group.idle_connections + (group.connections or 0))
+
+
+def fig_scale(run: Run) -> Any | None:
+    """Throughput and CPU per request as idle connections grow: the C10K curve."""
+    closed = [g for g in run.scenario("scale") if g.mode == "closed"]
+    if not closed:
+        return None
+    active = closed[0].connections
+    columns = [("throughput_rps", "throughput (requests/s)", "throughput", lambda g: True),
+               ("cpu_us_per_request", "server CPU per request (us)", "CPU per request",
+                lambda g: True)]
+    return multiples_line_figure(
+        run, f"{active} active connections beside idle ones (closed loop, "
+             f"{payload_label(closed[0].size_bytes)})",
+        closed, columns, watched, f"connections watched ({active} active + idle)")
+
+
+def fig_scale_memory(run: Run) -> Any | None:
+    """What one idle connection adds to each model's server, one bar per model."""
+    found = memory_per_connection(run)
+    if not found:
+        return None
+    found.sort(key=lambda m: m.bytes_per_connection)
+    metrics = {m.metric for m in found}
+    what = "PSS" if metrics == {"pss_bytes"} else "RSS" if metrics == {"peak_rss_bytes"} \
+        else "PSS (RSS where PSS was not measured)"
+    fig, (ax,) = new_figure(run, f"Memory per idle connection ({what}, from the most idle "
+                                 "cell vs none)")
+    values = [max(m.bytes_per_connection, 0.0) / 1024 for m in found]
+    ax.barh(range(len(found)), values, color=[model_colour(m.model.split(" ")[0])
+                                              for m in found])
+    ax.set_yticks(range(len(found)), [f"{m.model} ({m.idle:,} idle)" for m in found],
+                  fontsize=8)
+    ax.set_xlabel(f"KiB per idle connection ({what})")
+    if spans_decades(values):
+        ax.set_xscale("log")
+        log_axis(ax.xaxis, values)
+    ax.grid(True, axis="x", which="major", alpha=0.3)
+    return fig
+
+
 FIGURES = (
-    ("scale", "Throughput and CPU per request vs connections watched (16 active + idle)"),
-    ("scale_memory", "Memory per idle connection, per model"),
+    FigureSpec("scale",
+               "Throughput and CPU per request vs connections watched (16 active + idle)",
+               fig_scale),
+    FigureSpec("scale_memory", "Memory per idle connection, per model", fig_scale_memory),
 )
 
 
@@ -39,8 +99,8 @@ def section(run: Run, figure: FigureLookup) -> list[Block]:
         blocks.append(Heading(3, f"{verdict.claim}: {verdict.verdict}"))
         if verdict.evidence:
             blocks.append(Bullets(verdict.evidence))
-    for stem, _ in FIGURES:
-        drawn = figure(stem)
+    for spec in FIGURES:
+        drawn = figure(spec.stem)
         if drawn is not None:
             blocks.append(drawn)
     memory = memory_per_connection(run)

@@ -8,7 +8,7 @@ when the run has it, the cells are probes (docs/article.md):
   idle connection, run as idle cells;
 - ``second-client``: a second client's wait while a first one says nothing;
 - ``closed-loop``: the load generator's closed loop, the requests still owed
-  when its drain ends counted (``unanswered_requests``), not failed;
+  when its drain ends counted (``starved_requests``), not failed;
 - ``non-reader``: the other clients' waits while one sends without reading.
 
 The two waiting probes are the runner's ``probe`` cells: clients of their own
@@ -128,7 +128,7 @@ class Article(RunScenario):
         def record(into: CellRecord) -> None:
             longest = found.longest_wait_s
             into.metrics.longest_wait_s = round(longest, 4) if longest is not None else None
-            into.metrics.unanswered_requests = found.unanswered
+            into.metrics.starved_requests = found.unanswered
             into.notes[PROBE_NOTE] = found.cause
 
         return record
@@ -148,7 +148,7 @@ class Article(RunScenario):
         """The closed loop's requests still owed when the drain ended."""
         if record.phase == ARTICLE_CLOSED_LOOP and record.load is not None:
             errors = record.load.get("errors") or {}
-            record.metrics.unanswered_requests = int(errors.get("timeout") or 0)
+            record.metrics.starved_requests = int(errors.get("timeout") or 0)
 
 
 SCENARIO = Article()

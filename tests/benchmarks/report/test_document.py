@@ -12,7 +12,7 @@ from iobench.benchmarks.report.claims import judge_claims
 from iobench.benchmarks.report.document import write_all
 from iobench.benchmarks.results.loader import load_run
 
-QUICK_RUN = Path(__file__).with_name("data") / "quick-run" / "results.json"
+QUICK_RUN = Path(__file__).parents[1] / "data" / "quick-run" / "results.json"
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import pytest
 
 from iobench.benchmarks.report.document import REPORT_HTML, write_all
 
-QUICK_RUN = Path(__file__).with_name("data") / "quick-run" / "results.json"
+QUICK_RUN = Path(__file__).parents[1] / "data" / "quick-run" / "results.json"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 # Flags that work headless as root in a container, with no network and no profile.
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",

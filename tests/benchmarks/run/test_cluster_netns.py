@@ -5,8 +5,11 @@ a bridge (in a fourth, switch namespace, so nothing touches the machine's
 own namespace), addresses come from the benchmarking range 198.18.0.0/15
 (RFC 2544) only. The server's host runs the Dask scheduler and a worker, the
 two client hosts one worker each, and ``iobench run --cluster`` runs inside
-the server's namespace. A ``tc tbf`` qdisc on the server's link then shows
-the bandwidth-bound regime of a large payload.
+the server's namespace. Every party talks mutual TLS with certificates of
+``iobench cluster certs``; a client without the run's certificate is
+refused by the scheduler. A ``tc tbf`` qdisc on the server's link then shows
+the bandwidth-bound regime of a large payload, and a runner killed with
+SIGKILL leaves nothing of its run on any host once its lease lapses.
 
 Root only. Every name carries a tag unique to the test run, and the fixture
 tears everything down (processes of the namespaces, namespaces, links) also
@@ -38,6 +41,12 @@ pytest.importorskip("distributed", reason="the cluster extra is not installed: "
 from hdrh.histogram import HdrHistogram
 
 HOST_NAMES = ("server", "client1", "client2")
+# What the runner has a host start for a run (the servers, load generators and
+# the neighbour job, and the reaper beside them), found by their command lines.
+RUN_PROCESSES = ("iobench.servers", "iobench.loadgen", "iobench.benchmarks.run.neighbour",
+                 "iobench.benchmarks.run.reaper")
+# After a SIGKILL of the runner: the lease lapses, and everything is stopped by then.
+GONE_AFTER_SIGKILL_S = 10.0
 SCHEDULER_PORT = 8786
 # The shaped link: slow enough that a 64 KiB echo is bound by it, not by the CPU.
 SHAPED_RATE_MBIT = 40
@@ -216,17 +225,34 @@ def hosts(tmp_path: Path) -> Iterator[Hosts]:
         assert all(p.poll() is not None for p in created.processes)
 
 
+def tls_options(certs: Path, name: str) -> list[str]:
+    return ["--tls-ca-file", str(certs / "ca.pem"), "--tls-cert", str(certs / f"{name}.pem"),
+            "--tls-key", str(certs / f"{name}.key")]
+
+
 def start_cluster(hosts: Hosts, logs: Path) -> str:
-    scheduler = f"tcp://{hosts.address('server')}:{SCHEDULER_PORT}"
-    hosts.start("server", [str(DASK), "scheduler", "--host", hosts.address("server"),
-                           "--port", str(SCHEDULER_PORT), "--no-dashboard"],
+    """The scheduler and a worker per host, over mutual TLS with certificates in logs/certs."""
+    certs = logs / "certs"
+    made = subprocess.run([sys.executable, "-m", "iobench", "cluster", "certs", str(certs),
+                           "--hosts", ",".join(HOST_NAMES)], capture_output=True, text=True,
+                          timeout=60)
+    assert made.returncode == 0, made.stderr
+    scheduler = f"tls://{hosts.address('server')}:{SCHEDULER_PORT}"
+    hosts.start("server", [str(DASK), "scheduler", "--protocol", "tls",
+                           "--host", hosts.address("server"), "--port", str(SCHEDULER_PORT),
+                           "--no-dashboard", *tls_options(certs, "scheduler")],
                 logs / "scheduler.log")
     for host in HOST_NAMES:
         hosts.start(host, [str(DASK), "worker", scheduler, "--name", host, "--nthreads", "1",
-                           "--host", hosts.address(host), "--no-dashboard"],
+                           "--host", hosts.address(host), "--no-dashboard",
+                           *tls_options(certs, host)],
                     logs / f"worker-{host}.log")
     wait = (f"from distributed import Client\n"
-            f"with Client({scheduler!r}, timeout={WORKERS_UP_S}) as c:\n"
+            f"from distributed.security import Security\n"
+            f"security = Security(tls_ca_file={str(certs / 'ca.pem')!r}, "
+            f"tls_client_cert={str(certs / 'runner.pem')!r}, "
+            f"tls_client_key={str(certs / 'runner.key')!r}, require_encryption=True)\n"
+            f"with Client({scheduler!r}, security=security, timeout={WORKERS_UP_S}) as c:\n"
             f"    c.wait_for_workers({len(HOST_NAMES)}, timeout={WORKERS_UP_S})\n")
     up = hosts.run("server", [sys.executable, "-c", wait], WORKERS_UP_S + 30)
     assert up.returncode == 0, (up.stderr[-2000:], [(log.name, log.read_text()[-1000:])
@@ -237,6 +263,7 @@ def start_cluster(hosts: Hosts, logs: Path) -> str:
 def iobench_run(hosts: Hosts, scheduler: str, profile: Path, out: Path,
                 models: str) -> dict[str, Any]:
     command = [sys.executable, "-m", "iobench", "run", "--cluster", scheduler,
+               "--security", str(out.parent / "certs" / "security.toml"),
                "--server-host", "server", "--client-hosts", "client1,client2",
                "--profile", str(profile), "--models", models, "--out", str(out)]
     done = hosts.run("server", command, RUN_TIMEOUT_S)
@@ -246,6 +273,7 @@ def iobench_run(hosts: Hosts, scheduler: str, profile: Path, out: Path,
 
 def test_a_small_matrix_across_three_namespaces(hosts: Hosts, tmp_path: Path) -> None:
     scheduler = start_cluster(hosts, tmp_path)
+    assert_clients_without_the_certificate_are_refused(hosts, scheduler, tmp_path)
     profile = tmp_path / "profile.toml"
     profile.write_text(PROFILE)
     across = iobench_run(hosts, scheduler, profile, tmp_path / "across", "select,epoll")
@@ -304,6 +332,8 @@ def test_a_small_matrix_across_three_namespaces(hosts: Hosts, tmp_path: Path) ->
 
     # Ctrl-C on the runner stops what it started on every host; the workers stay.
     assert_ctrl_c_leaves_nothing(hosts, scheduler, tmp_path)
+    # So does SIGKILL, which the runner cannot handle: each host's lease lapses.
+    assert_sigkill_leaves_nothing(hosts, scheduler, tmp_path)
 
     # A shaped link: the server's replies leave through a token bucket.
     hosts.run("server", ["tc", "qdisc", "add", "dev", hosts.link("server"), "root", "tbf",
@@ -329,9 +359,16 @@ def started_by_iobench(hosts: Hosts) -> dict[str, list[str]]:
         for proc in processes_in({inode}):
             with contextlib.suppress(psutil.Error):
                 line = " ".join(proc.cmdline())
-                if "iobench.servers" in line or "iobench.loadgen" in line:
+                if any(part in line for part in RUN_PROCESSES):
                     found.setdefault(host, []).append(line)
     return found
+
+
+def cell_runs_everywhere(hosts: Hosts) -> bool:
+    """A server or a load generator runs on every host (not only the reapers)."""
+    found = started_by_iobench(hosts)
+    return all(any("iobench.servers" in line or "iobench.loadgen" in line
+                   for line in found.get(host, [])) for host in HOST_NAMES)
 
 
 def assert_ctrl_c_leaves_nothing(hosts: Hosts, scheduler: str, tmp_path: Path) -> None:
@@ -339,13 +376,14 @@ def assert_ctrl_c_leaves_nothing(hosts: Hosts, scheduler: str, tmp_path: Path) -
     profile.write_text("[closed]\nconnections = [4]\nduration_s = 20.0\nwarmup_s = 0.2\n")
     command = ["ip", "netns", "exec", hosts.namespaces["server"], sys.executable, "-m",
                "iobench", "run", "--cluster", scheduler, "--server-host", "server",
+               "--security", str(tmp_path / "certs" / "security.toml"),
                "--client-hosts", "client1,client2", "--profile", str(profile),
                "--models", "epoll", "--out", str(tmp_path / "interrupted")]
     runner = subprocess.Popen(command, start_new_session=True, stdin=subprocess.DEVNULL,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        while set(started_by_iobench(hosts)) != set(HOST_NAMES):
+        while not cell_runs_everywhere(hosts):
             assert time.monotonic() < deadline and runner.poll() is None, (
                 f"the cell never ran on every host: {started_by_iobench(hosts)}")
             time.sleep(0.1)
@@ -363,3 +401,83 @@ def assert_ctrl_c_leaves_nothing(hosts: Hosts, scheduler: str, tmp_path: Path) -
         time.sleep(0.1)
     assert not left, left
     assert all(p.poll() is None for p in hosts.processes), "a Dask process died"
+
+
+def assert_clients_without_the_certificate_are_refused(hosts: Hosts, scheduler: str,
+                                                        tmp_path: Path) -> None:
+    """A plain TCP client, and a TLS client of another CA, cannot use the scheduler."""
+    tried = ("import sys\n"
+             "from distributed import Client\n"
+             "from distributed.security import Security\n"
+             "address, kind = sys.argv[1], sys.argv[2]\n"
+             "security = Security.temporary() if kind == 'other-ca' else None\n"
+             "try:\n"
+             "    Client(address, security=security, timeout=5).close()\n"
+             "except Exception as exc:\n"
+             "    print('refused', type(exc).__name__)\n"
+             "else:\n"
+             "    print('accepted')\n")
+    plain = scheduler.replace("tls://", "tcp://")
+    for address, kind in ((plain, "plain"), (scheduler, "other-ca")):
+        done = hosts.run("client1", [sys.executable, "-c", tried, address, kind], 60)
+        assert done.stdout.startswith("refused"), (kind, done.stdout, done.stderr[-1000:])
+    # The runner's own credentials, checked: another CA's certificate is one line, exit 2.
+    other = tmp_path / "other-certs"
+    subprocess.run([sys.executable, "-m", "iobench", "cluster", "certs", str(other),
+                    "--hosts", "x"], check=True, capture_output=True, timeout=60)
+    mixed = tmp_path / "mixed.toml"
+    mixed.write_text(f'ca = "{tmp_path / "certs" / "ca.pem"}"\n'
+                     f'cert = "{other / "runner.pem"}"\nkey = "{other / "runner.key"}"\n')
+    done = hosts.run("server", [sys.executable, "-m", "iobench", "run", "--cluster", scheduler,
+                                "--security", str(mixed), "--server-host", "server",
+                                "--client-hosts", "client1", "--out",
+                                str(tmp_path / "never")], 60)
+    assert done.returncode == 2, done.stderr
+    assert "not signed by the CA" in done.stderr and done.stderr.count("\n") == 1
+
+
+def assert_sigkill_leaves_nothing(hosts: Hosts, scheduler: str, tmp_path: Path) -> None:
+    profile = tmp_path / "killed.toml"
+    profile.write_text("[closed]\nconnections = [4]\nduration_s = 20.0\nwarmup_s = 0.2\n")
+    command = ["ip", "netns", "exec", hosts.namespaces["server"], sys.executable, "-m",
+               "iobench", "run", "--cluster", scheduler, "--server-host", "server",
+               "--security", str(tmp_path / "certs" / "security.toml"),
+               "--client-hosts", "client1,client2", "--profile", str(profile),
+               "--models", "busy-poll", "--out", str(tmp_path / "killed")]
+    runner = subprocess.Popen(command, start_new_session=True, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not cell_runs_everywhere(hosts):
+            assert time.monotonic() < deadline and runner.poll() is None, (
+                f"the cell never ran on every host: {started_by_iobench(hosts)}")
+            time.sleep(0.1)
+        folders = remote_folders(hosts)
+        assert folders, "no folder of the run found on the hosts"
+        killed_at = time.monotonic()
+        os.killpg(runner.pid, signal.SIGKILL)  # the runner, and `ip netns exec` above it
+        runner.wait(30)
+    finally:
+        if runner.poll() is None:
+            os.killpg(runner.pid, signal.SIGKILL)
+            runner.wait()
+    left = started_by_iobench(hosts)
+    while left and time.monotonic() - killed_at < GONE_AFTER_SIGKILL_S:
+        time.sleep(0.1)
+        left = started_by_iobench(hosts)
+    gone_s = time.monotonic() - killed_at
+    assert not left, left
+    assert not [folder for folder in folders if folder.exists()]
+    assert all(p.poll() is None for p in hosts.processes), "a Dask process died"
+    print(f"everything of the killed run gone {gone_s:.1f} s after SIGKILL")
+
+
+def remote_folders(hosts: Hosts) -> list[Path]:
+    """The hosts' folders of the run (named in the load generators' --json)."""
+    folders = set()
+    for lines in started_by_iobench(hosts).values():
+        for line in lines:
+            words = line.split()
+            if "--json" in words:
+                folders.add(Path(words[words.index("--json") + 1]).parent)
+    return sorted(folders)

@@ -317,7 +317,6 @@ def test_a_bad_profile_value_is_one_line_naming_the_key(
     (["--client-cpus", "5-1"], "is not a range of CPUs"),
     (["--server-cpus", "x"], "expected CPU numbers"),
     (["--repeat", "1000000000"], "bad --repeat"),
-    (["--force"], "--force only applies to --resume"),
 ])
 def test_bad_run_options_are_one_line(argv: list[str], message: str, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
@@ -340,7 +339,7 @@ def test_bad_param_values_are_one_line(value: str, message: str) -> None:
     assert message in done.stderr and done.stderr.count("\n") == 1, done.stderr
 
 
-QUICK_RUN = Path(__file__).with_name("data") / "quick-run"
+QUICK_RUN = Path(__file__).parents[1] / "data" / "quick-run"
 BAD_DOCUMENTS = {
     "environment a string": ('d["environment"] = "x"', "environment is 'x'"),
     "placement a string": ('d["environment"]["placement"] = "x"', "environment.placement"),
@@ -365,3 +364,78 @@ def test_report_plot_and_compare_refuse_a_badly_typed_file_in_one_line(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
+
+
+def test_force_without_out_or_resume_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--force"]) == 2
+    err = capsys.readouterr().err
+    assert "--force applies to --resume, or to --out DIR" in err and err.count("\n") == 1, err
+
+
+def test_a_run_into_a_folder_that_is_not_empty_is_refused_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine\n")
+    assert main(["run", "--models", "select", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "is not empty" in err and "--force" in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert (out / "notes.txt").read_text() == "mine\n"
+
+
+def test_a_lock_planted_as_a_symlink_leaves_its_target_unchanged(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = tiny_store(tmp_path)
+    assert store.lock is not None
+    store.lock.close()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    lock = store.run_dir / ".lock"
+    lock.unlink()
+    lock.symlink_to(victim)
+    assert main(["run", "--resume", str(store.run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "symbolic link" in err and err.count("\n") == 1, err
+    assert victim.read_text() == "precious\n"
+
+
+def test_files_written_into_a_run_folder_replace_planted_links_without_following_them(
+        tmp_path: Path) -> None:
+    from iobench.common.files import UnsafePathError, atomic_write, make_dir
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "REPORT.md").symlink_to(victim)
+    atomic_write(run_dir / "REPORT.md", "# report\n")
+    assert victim.read_text() == "precious\n"
+    assert not (run_dir / "REPORT.md").is_symlink()
+    assert (run_dir / "REPORT.md").read_text() == "# report\n"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (run_dir / "plots").symlink_to(elsewhere)
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        make_dir(run_dir / "plots")
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        atomic_write(run_dir / "plots" / "a.svg", "<svg/>", follow_dir=False)
+    assert list(elsewhere.iterdir()) == []
+    assert [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_a_profile_of_a_hundred_million_cells_is_refused_within_a_second(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    values = ", ".join(str(n) for n in range(1, 1001))
+    profile = tmp_path / "huge.toml"
+    profile.write_text(f"repeat = 100\n[closed]\nconnections = [{values}]\n"
+                       f"sizes_bytes = [{values}]\n")
+    started = time.monotonic()
+    assert main(["run", "--profile", str(profile), "--models", "select",
+                 "--out", str(tmp_path / "run")]) == 2
+    elapsed = time.monotonic() - started
+    err = capsys.readouterr().err
+    assert "100,000,000 cells" in err and "hours" in err and err.count("\n") == 1, err
+    assert "limits are" in err
+    assert elapsed < 1.0, elapsed
+    assert not (tmp_path / "run").exists()

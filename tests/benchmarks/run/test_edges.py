@@ -25,6 +25,7 @@ from iobench.benchmarks.run.sampler import (
     window_stats,
 )
 from iobench.benchmarks.run.window import Crowd, Watched, measured_window, watch_load
+from iobench.common.lifeline import spawn_command
 from iobench.loadgen.report import LoadReport
 
 THREADS, NAPS = 4, 300
@@ -78,8 +79,9 @@ def test_past_the_thread_limit_switches_are_not_claimed() -> None:
 def test_cpu_only_edges_read_the_cgroup_and_stay_out_of_the_series(
         cgroup: accounting.Cgroup) -> None:
     spin = "import time\nend = time.time() + 30\nwhile time.time() < end: pass\n"
-    server = subprocess.Popen([sys.executable, "-c", spin], start_new_session=True,
-                              preexec_fn=lambda: accounting.join(cgroup.procs_file))
+    server = subprocess.Popen(spawn_command([sys.executable, "-c", spin],
+                                            cgroup_procs=cgroup.procs_file),
+                              start_new_session=True)
     client = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"],
                               start_new_session=True)
     try:

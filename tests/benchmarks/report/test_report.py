@@ -13,7 +13,7 @@ import pytest
 
 from iobench.benchmarks.report.claims import Verdict, judge_claims
 from iobench.benchmarks.report.document import write_all
-from iobench.benchmarks.report.plots import FIGURES
+from iobench.benchmarks.report.figures import FIGURES
 from iobench.benchmarks.results.loader import load_run
 from iobench.cli import main
 from tests.benchmarks.results_factory import make_results, set_metric, write_run
@@ -240,7 +240,7 @@ def test_report_without_open_scenario_notes_the_skipped_figures(tmp_path: Path) 
     text = (run_dir / "REPORT.md").read_text(encoding="utf-8")
     assert "latency_spectrum: skipped, the run has no 'open' scenario data" in text
     assert "### Open loop" not in text
-    assert "so no tables: open, neighbour, scale." in text
+    assert "so no tables: open, neighbour, scale, churn." in text
 
 
 @pytest.mark.parametrize(("content", "message"), [
@@ -316,7 +316,7 @@ def test_partly_failed_repetitions_are_noted_in_the_table(tmp_path: Path) -> Non
 
 
 # A real `iobench run --profile quick` on five models (time series left out to keep it small).
-QUICK_RUN = Path(__file__).with_name("data") / "quick-run" / "results.json"
+QUICK_RUN = Path(__file__).parents[1] / "data" / "quick-run" / "results.json"
 
 
 def test_real_quick_run_gives_every_figure_and_its_numbers(tmp_path: Path) -> None:

@@ -61,6 +61,12 @@ def test_quick_profile_covers_every_model_within_budget(tmp_path: Path) -> None:
     for scenario in ("idle", "closed", "open"):
         assert {c["model"] for c in cells if c["scenario"] == scenario} == models, scenario
     assert {c["model"] for c in cells if c["phase"] == "idle"} == models
+    # Churn, one request per connection, every model: a process per connection
+    # costs many times an event loop's CPU per connection (about 60x here).
+    churn = {c["model"]: c["metrics"]["cpu_us_per_connection"] for c in cells
+             if c["scenario"] == "churn" and c["requests_per_connection"] == 1}
+    assert set(churn) == models
+    assert churn["fork"] >= 5 * churn["epoll"], churn
     assert {"poll-sleep", "select", "busy-poll"} <= {
         c["model"] for c in cells if c["scenario"] == "interval"}
     # The article's code as printed runs in its own scenario, beside busy-poll, and nowhere

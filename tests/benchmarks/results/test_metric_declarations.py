@@ -13,7 +13,7 @@ from iobench.benchmarks.report.presentation import format_value, style
 from iobench.benchmarks.results.record import METRIC, METRIC_NAMES, METRICS, Metrics
 from iobench.benchmarks.results.store import CSV_FIELDS
 
-FORMATS = Path(__file__).resolve().parents[2] / "docs" / "formats.md"
+FORMATS = Path(__file__).resolve().parents[3] / "docs" / "formats.md"
 # The unit a stored name ends with, and what a declaration may show it in.
 SHOWN_UNITS = {"_us": {"us"}, "_rps": {"req/s"}, "_percent": {"% of a core", "%"},
                "_bytes": {"MiB", "KiB"}, "_per_s": {"per s", "ops/s"},

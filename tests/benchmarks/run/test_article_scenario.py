@@ -105,16 +105,16 @@ def test_the_scenario_end_to_end(tmp_path: Path) -> None:
     assert not [(k, reason) for k, reason in failed
                 if "closed-loop" not in k or not any(c in reason for c in causes)], failed
     second = cells["article/article/second-client/c2"]
-    assert second["metrics"]["unanswered_requests"] == 1
+    assert second["metrics"]["starved_requests"] == 1
     assert "recvfrom" in second["notes"]["probe"]
     stalled = cells["article/article/non-reader/c3/s8388608"]
-    assert stalled["metrics"]["unanswered_requests"] >= 1
+    assert stalled["metrics"]["starved_requests"] >= 1
     assert "sendto" in stalled["notes"]["probe"]
-    assert cells["article/busy-poll/second-client/c2"]["metrics"]["unanswered_requests"] == 0
+    assert cells["article/busy-poll/second-client/c2"]["metrics"]["starved_requests"] == 0
     closed = cells["article/article/closed-loop/c4/s64"]
     if closed["status"] == "ok":
         assert closed["metrics"]["throughput_rps"] > 0
-        assert closed["metrics"]["unanswered_requests"] is not None
+        assert closed["metrics"]["starved_requests"] is not None
     verdicts = {r.key: r.verdict for r in report.judge_article(load_run(out))}
     assert verdicts["article_second_client_starved"] is Verdict.HOLDS
     assert verdicts["article_non_reader_stalls_all"] is Verdict.HOLDS
@@ -148,5 +148,5 @@ def test_a_closed_loop_left_unanswered_is_the_cells_figure_not_its_failure(
     finally:
         launcher.close()
     assert record.ok, record.reason
-    assert record.metrics.unanswered_requests == 4
+    assert record.metrics.starved_requests == 4
     assert record.duration_s is not None and record.duration_s < 15

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from iobench.benchmarks.run.sampler import ProcessTree, Sampler, window_stats
+from iobench.common.lifeline import spawn_command
 
 # Burns `share` of one core for `seconds`: share x 10 ms of CPU in every 10 ms.
 BURNER = """
@@ -46,11 +47,8 @@ def burner(share: float, seconds: float, forks: int = 0) -> Iterator[subprocess.
     """A process (and ``forks`` children) each burning ``share`` of a core, on one CPU each."""
     cpus = sorted(os.sched_getaffinity(0))
 
-    def pin() -> None:
-        os.sched_setaffinity(0, {cpus[-1]})
-
-    proc = subprocess.Popen([sys.executable, "-c", BURNER, str(share), str(seconds), str(forks)],
-                            start_new_session=True, preexec_fn=pin)
+    command = [sys.executable, "-c", BURNER, str(share), str(seconds), str(forks)]
+    proc = subprocess.Popen(spawn_command(command, cpus=[cpus[-1]]), start_new_session=True)
     try:
         yield proc
     finally:

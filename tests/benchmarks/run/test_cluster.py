@@ -212,17 +212,29 @@ def test_stop_all_leaves_nothing_on_any_host(cluster: Cluster) -> None:
     launcher.close()
 
 
+HOSTS_AB = ["--server-host", "a", "--client-hosts", "b"]
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["--server-host", "a"], "add --cluster"),
     (["--cluster", "http://x"], "bad --cluster"),
     (["--cluster", "tcp://198.18.0.1:8786"], "needs --server-host"),
     (["--cluster", "local", "--client-hosts", "a,a"], "must be distinct"),
+    (["--cluster", "tcp://198.18.0.1:8786", *HOSTS_AB], "add --insecure"),
+    (["--cluster", "tls://198.18.0.1:8786", *HOSTS_AB], "needs the runner's credentials"),
+    (["--cluster", "tls://198.18.0.1:8786", *HOSTS_AB, "--insecure"], "tcp:// scheduler only"),
+    (["--cluster", "local", "--insecure"], "makes its own credentials"),
+    (["--cluster", "tls://198.18.0.1:8786", *HOSTS_AB, "--tls-ca", "/nonexistent/ca.pem",
+      "--tls-cert", "/nonexistent/c.pem", "--tls-key", "/nonexistent/c.key"],
+     "CA certificate /nonexistent/ca.pem: no such file"),
+    (["--cluster", "tls://198.18.0.1:8786", *HOSTS_AB, "--security", "/nonexistent.toml"],
+     "no such file"),
 ])
 def test_bad_cluster_options_are_one_line_errors(argv: list[str], message: str,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", *argv]) == 2
     err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1, err
 
 
 def test_a_host_that_stops_answering_fails_the_cell_and_the_run_goes_on(
@@ -333,7 +345,8 @@ def test_an_unreachable_scheduler_is_a_one_line_error(
     monkeypatch.setattr(cluster_module, "CONNECT_TIMEOUT_S", 2.0)
     # Nothing listens on loopback's port 1.
     assert main(["run", "--cluster", "tcp://127.0.0.1:1", "--server-host", "a",
-                 "--client-hosts", "b"]) == 1
+                 "--client-hosts", "b", "--insecure"]) == 1
     err = capsys.readouterr().err
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:1" in err
-    assert "Traceback" not in err
+    assert "warning: --insecure" in err  # said before anything is tried
+    assert "Traceback" not in err and err.count("\n") == 2, err

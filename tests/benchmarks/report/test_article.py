@@ -14,15 +14,15 @@ from iobench.benchmarks.results.record import STATUS_FAILED, CellRecord, Metrics
 STORY: dict[tuple[str, str, int | None], dict[str, Any]] = {
     ("article", "no-client", None): {"server_cpu_percent": 99.1},
     ("article", "idle-client", None): {"server_cpu_percent": 0.0},
-    ("article", "second-client", None): {"longest_wait_s": 1.31, "unanswered_requests": 1},
-    ("article", "closed-loop", None): {"throughput_rps": 60000.0, "unanswered_requests": 0},
-    ("article", "non-reader", None): {"longest_wait_s": 1.36, "unanswered_requests": 2},
+    ("article", "second-client", None): {"longest_wait_s": 1.31, "starved_requests": 1},
+    ("article", "closed-loop", None): {"throughput_rps": 60000.0, "starved_requests": 0},
+    ("article", "non-reader", None): {"longest_wait_s": 1.36, "starved_requests": 2},
     ("busy-poll", "no-client", None): {"server_cpu_percent": 99.5},
     ("busy-poll", "idle-client", None): {"server_cpu_percent": 99.4},
     ("busy-poll", "second-client", None): {"longest_wait_s": 0.004,
-                                           "unanswered_requests": 0},
-    ("busy-poll", "closed-loop", None): {"throughput_rps": 50000.0, "unanswered_requests": 0},
-    ("busy-poll", "non-reader", None): {"longest_wait_s": 0.08, "unanswered_requests": 0},
+                                           "starved_requests": 0},
+    ("busy-poll", "closed-loop", None): {"throughput_rps": 50000.0, "starved_requests": 0},
+    ("busy-poll", "non-reader", None): {"longest_wait_s": 0.08, "starved_requests": 0},
 }
 
 
@@ -63,8 +63,8 @@ def test_thresholds_decide_each_verdict() -> None:
     run = make_run({("article", "no-client", None): {"server_cpu_percent": 89.0},
                     ("article", "idle-client", None): {"server_cpu_percent": 5.1},
                     ("article", "second-client", None): {"longest_wait_s": 0.99},
-                    ("article", "closed-loop", None): {"unanswered_requests": 3},
-                    ("article", "non-reader", None): {"unanswered_requests": 0}})
+                    ("article", "closed-loop", None): {"starved_requests": 3},
+                    ("article", "non-reader", None): {"starved_requests": 0}})
     assert set(verdicts(run).values()) == {Verdict.DOES_NOT_HOLD}
 
 

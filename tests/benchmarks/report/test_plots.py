@@ -6,14 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from iobench.benchmarks.report.figures import FIGURES, write_plots
 from iobench.benchmarks.report.plots import (
-    BUILDERS,
     FAILED_COLOUR,
-    FIGURES,
     REFERENCE_COLOUR,
     SMALL_MULTIPLES_ABOVE,
     figure_legend,
-    write_plots,
 )
 from iobench.benchmarks.report.presentation import (
     ARTICLE_MODELS,
@@ -27,6 +25,7 @@ from tests.benchmarks.results_factory import make_results, write_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 STEMS = [stem for stem, _, _ in FIGURES]
+DRAW = {stem: draw for stem, draw, _ in FIGURES}
 
 
 def fail_cell(model: str, scenario: str, connections: int) -> object:
@@ -171,7 +170,7 @@ def test_thirteen_models_become_one_panel_per_family(thirteen_models: Path) -> N
     import matplotlib
 
     matplotlib.use("Agg")
-    fig = BUILDERS["latency_vs_rate"](load_run(thirteen_models))
+    fig = DRAW["latency_vs_rate"](load_run(thirteen_models))
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
     for family in ("non-blocking", "I/O multiplexing", "blocking",
                    "signal-driven and asynchronous"):
@@ -185,7 +184,7 @@ def test_bar_panels_name_their_own_models(tmp_path: Path) -> None:
     matplotlib.use("Agg")
     data = make_results(repetitions=1, models=registered_models(), open_rates=(500.0,),
                         scenarios=("open",))
-    fig = BUILDERS["latency_vs_rate"](load_run(write_run(tmp_path, data)))
+    fig = DRAW["latency_vs_rate"](load_run(write_run(tmp_path, data)))
     for ax in fig.axes:
         names = {tick.get_text() for tick in ax.get_xticklabels()}
         family = ax.get_title().split(" · ")[1]

@@ -20,6 +20,7 @@ import pytest
 from iobench.benchmarks.run import accounting
 from iobench.benchmarks.run.launcher import LocalLauncher, Placement
 from iobench.benchmarks.run.sampler import ProcessTree, Sampler, window_stats
+from iobench.common.lifeline import spawn_command
 
 CHILDREN = 12
 CHILD_CPU_S = 0.06
@@ -51,13 +52,10 @@ time.sleep(60)
 
 @contextmanager
 def forker(procs_file: str | None) -> Iterator[subprocess.Popen[str]]:
-    def join() -> None:
-        if procs_file is not None:
-            accounting.join(procs_file)
-
-    proc = subprocess.Popen([sys.executable, "-c", FORKER, str(CHILDREN), str(CHILD_CPU_S)],
+    command = [sys.executable, "-c", FORKER, str(CHILDREN), str(CHILD_CPU_S)]
+    proc = subprocess.Popen(spawn_command(command, cgroup_procs=procs_file),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                            start_new_session=True, preexec_fn=join)
+                            start_new_session=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
         yield proc

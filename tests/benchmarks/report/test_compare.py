@@ -212,7 +212,7 @@ def test_fail_above_ignores_a_move_within_the_runs_spread(tmp_path: Path) -> Non
     assert main(["compare", str(a), str(b), "--fail-above", "10"]) == 0
 
 
-QUICK_RUN = Path(__file__).with_name("data") / "quick-run" / "results.json"
+QUICK_RUN = Path(__file__).parents[1] / "data" / "quick-run" / "results.json"
 
 
 def test_output_of_two_quick_runs_fits_100_columns(

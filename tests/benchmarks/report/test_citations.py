@@ -16,8 +16,8 @@ from iobench.benchmarks.report.claims import CLAIMS
 from iobench.cli import main
 from tests.benchmarks.results_factory import make_results, write_run
 
-QUICK_RUN = Path(__file__).with_name("data") / "quick-run" / "results.json"
-FORMATS_DOC = Path(__file__).parents[2] / "docs" / "formats.md"
+QUICK_RUN = Path(__file__).parents[1] / "data" / "quick-run" / "results.json"
+FORMATS_DOC = Path(__file__).parents[3] / "docs" / "formats.md"
 
 
 @pytest.fixture(scope="module", params=["quick-run", "synthetic"])

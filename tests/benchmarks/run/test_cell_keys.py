@@ -11,7 +11,7 @@ from iobench.benchmarks.run.cells import Cell, cell_key, exact
 from iobench.benchmarks.run.matrix import Profile, ProfileError, check_spec, expand
 from iobench.cli import main
 
-REFERENCE = Path(__file__).resolve().parents[2] / "results" / "reference-full"
+REFERENCE = Path(__file__).resolve().parents[3] / "results" / "reference-full"
 
 
 def test_the_reference_runs_matrix_expands_to_its_stored_keys() -> None:

@@ -19,7 +19,7 @@ from iobench.benchmarks.results.record import (
 from iobench.benchmarks.results.store import RunStore
 from tests.benchmarks.results_factory import make_results
 
-QUICK_RUN = Path(__file__).parent / "data" / "quick-run"
+QUICK_RUN = Path(__file__).parents[1] / "data" / "quick-run"
 
 
 def test_a_record_survives_its_json() -> None:

@@ -153,3 +153,20 @@ def test_a_scale_cell_holds_its_idle_connections_beside_the_active_ones() -> Non
     assert sorted(c.held_connections for c in cells) == [16, 10_016]
     closed = next(c for c in expand(load_profile("quick"), ["epoll"]) if c.scenario == "closed")
     assert closed.held_connections == closed.connections
+
+
+@pytest.mark.parametrize("name", ["quick", "full"])
+def test_the_count_is_the_number_of_cells_expand_builds(name: str) -> None:
+    from iobench.benchmarks.run.matrix import count, expand, load_profile, select_models
+    from iobench.servers.registry import all_models
+
+    profile = load_profile(name)
+    profile.spec["repeat"] = 2
+    closed = profile.spec["closed"]
+    closed["variants"] = {**closed["variants"],  # the default is shared: not changed in place
+                          "poll-sleep": [{"interval": 0.002}, {"interval": 0.003}]}
+    models = select_models(profile, None, all_models(), list(all_models()))
+    cells, seconds = count(profile, models)
+    built = expand(profile, models)
+    assert cells == len(built)
+    assert seconds >= sum(cell.duration_s + cell.warmup_s for cell in built)

@@ -330,10 +330,17 @@ class Runner:
                   if count and kind != "total"}
         if tolerated and errors <= tolerated:
             # What went unanswered is the cell's figure (the scenario's annotate reads
-            # it), and a server that died of its clients' leaving, a note.
+            # it), and a server that died of its clients' leaving, a note; a run the
+            # load generator called off ("starved: ...") fails with that first.
+            exit_note = None
             if (code := server.poll()) is not None:
-                context.server_exit = (f"the server exited with code {code} once the load "
-                                       f"generator had left{self._stderr_note(server)}")
+                exit_note = (f"the server exited with code {code} once the load generator "
+                             f"had left{self._stderr_note(server)}")
+            if result.report.failure:
+                raise CellFailed(f"{result.report.failure}; the load generator reported "
+                                 f"{m.error_summary(result.report)}"
+                                 + (f"; {exit_note}" if exit_note else ""))
+            context.server_exit = exit_note
             return
         self._check_server(server)
         # "starved: N of M connections unanswered after T s", or a worker's crash.

@@ -26,8 +26,11 @@ STORY: dict[tuple[str, str, int | None], dict[str, Any]] = {
 }
 
 
+FAILED = "the server exited with code 1"
+
+
 def make_run(changes: dict[tuple[str, str, int | None], dict[str, Any]] | None = None,
-             failed: tuple[str, str, int | None] | None = None,
+             failed: tuple[str, str, int | None] | None = None, reason: str = FAILED,
              flags: dict[tuple[str, str, int | None], list[str]] | None = None) -> Run:
     records = []
     for point, figures in STORY.items():
@@ -37,7 +40,7 @@ def make_run(changes: dict[tuple[str, str, int | None], dict[str, Any]] | None =
                             model=model, phase=phase, connections=connections,
                             metrics=Metrics(**figures))
         if point == failed:
-            record.status, record.reason = STATUS_FAILED, "the server exited with code 1"
+            record.status, record.reason = STATUS_FAILED, reason
         for flag in (flags or {}).get(point, []):
             record.flag(flag, "other processes used 60% of the server's CPU")
         if phase == "second-client" and model == "article":
@@ -131,3 +134,17 @@ def test_busy_poll_idle_cpu_comes_from_the_idle_scenario() -> None:
                                           metrics=Metrics(server_cpu_percent=98.7))])
     _, rows = article.figure_table(run)
     assert rows[0][2:] == ["99.1", "98.7"] and rows[1][3] == "-"
+
+
+def test_a_closed_loop_the_load_generator_called_off_as_starved_does_not_hold() -> None:
+    starved = ("starved: 3 of 4 connections unanswered after 1 s; the load generator "
+               "reported 3 errors (timeout=3)")
+    found = {r.key: r for r in article.judge_article(
+        make_run(failed=("article", "closed-loop", None), reason=starved))}
+    closed = found["article_closed_loop_answers_all"]
+    assert closed.verdict is Verdict.DOES_NOT_HOLD
+    assert closed.reason.startswith("starved: 3 of 4 connections unanswered after 1 s")
+    assert any("busy-poll: 50,000 req/s" in line for line in closed.evidence)
+    other = {r.key: r for r in article.judge_article(
+        make_run(failed=("article", "closed-loop", None)))}["article_closed_loop_answers_all"]
+    assert other.verdict is Verdict.INCONCLUSIVE

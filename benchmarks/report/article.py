@@ -149,7 +149,8 @@ def _starved(run: Run, phase: str, claim: str, what: str) -> ClaimResult:
     evidence.append(f"the article's code: longest wait {_seconds(wait)}, "
                     f"{format_spread('starved_requests', unanswered)} unanswered "
                     f"request(s)" + _cause(group))
-    _reference_line(run, evidence, phase, "longest_wait_s", f"{REFERENCE}: longest wait", unit=" s")
+    _reference_line(run, evidence, phase, "longest_wait_s", f"{REFERENCE}'s longest wait",
+                    unit=" s")
     rule = (f"longest wait {_seconds(wait)}, {unanswered.median:g} unanswered "
             f"(starved: no answer for at least {STARVED_MIN_WAIT_S:g} s)")
     holds = unanswered.median >= 1 and wait.median >= STARVED_MIN_WAIT_S

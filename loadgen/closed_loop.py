@@ -25,7 +25,7 @@ class ClosedLoopWorker(Worker):
         if self.churn is not None:
             self.churn.recording = False
             self.churn.close()
-        self._drain(end_ns + self.timeout_ns)
+        self.result.timed_out_connections += self._drain(end_ns + self.timeout_ns)
         self.result.sent_in_window = self.result.requests
         self.result.histogram = histogram_from_counts(counts).encode().decode("ascii")
 

@@ -15,9 +15,12 @@ Kept apart from the rest of the report so that it reads as one addition:
   window closed: how many and their ages then (their waiting time so far is
   in the latency figures too, as a lower bound); null in open loop, whose
   ``client.unfinished_requests`` counts what the drain did not get back.
-- ``starved``: connections still without an answer when the first exchange
-  gave up (see ``Worker._first_exchange``); the run is then called off, with
-  ``failure`` saying "starved: N of M connections unanswered after T s".
+- ``starved``: closed loop, connections left without an answer past a limit,
+  and ``when``: at the first exchange (see ``Worker._first_exchange``; the
+  run is then called off), or in the window and its drain, where a request
+  unanswered past ``--timeout`` closes its connection (the others go on
+  being measured). ``failure`` then says "starved: N of M connections
+  unanswered after T s".
 """
 
 from __future__ import annotations
@@ -58,7 +61,13 @@ def connection_fields(params: LoadParams, results: list[WorkerResult],
     starved = None
     if starved_count:
         starved = {"connections": starved_count, "of": params.connections,
-                   "after_s": max(result.starved_after_s for result in results)}
+                   "after_s": max(result.starved_after_s for result in results),
+                   "when": "first exchange"}
+    elif params.mode == "closed" and (lost := sum(r.timed_out_connections for r in results)):
+        # In the window (or its drain): a connection whose request waited past
+        # --timeout was closed; the run measured the others.
+        starved = {"connections": lost, "of": params.connections,
+                   "after_s": params.timeout_s, "when": "window"}
     fields: dict[str, Any] = {"churn": churn, "connect_errors": connect_errors,
                               "unanswered": unanswered, "starved": starved}
     if starved is not None:
@@ -109,7 +118,8 @@ def merge_connection_fields(reports: list[dict[str, Any]]) -> dict[str, Any]:
     if starveds:
         starved = {"connections": sum(int(s["connections"]) for s in starveds),
                    "of": sum(int(r["params"]["connections"]) for r in reports),
-                   "after_s": max(float(s["after_s"]) for s in starveds)}
+                   "after_s": max(float(s["after_s"]) for s in starveds),
+                   "when": starveds[0].get("when")}
     fields: dict[str, Any] = {"churn": churn, "connect_errors": connect_errors,
                               "unanswered": unanswered, "starved": starved}
     if starved is not None:

@@ -69,6 +69,7 @@ class WorkerResult:
     unanswered_histogram: str | None = None  # their ages at that moment
     starved: int = 0  # connections without an answer when the first exchange gave up
     starved_after_s: float = 0.0  # how long the first exchange waited
+    timed_out_connections: int = 0  # closed for a request unanswered past --timeout
 
 
 def plan_to_json(plan: WorkerPlan) -> str:

@@ -397,6 +397,7 @@ class Worker:
                 timed_out += 1 + len(connection.queue)
                 connection.queue.clear()
                 self._close(connection)
+                self.result.timed_out_connections += 1
         self.errors["timeout"] += timed_out
         if self.churn is not None:
             self.churn.sweep(now, self.timeout_ns)

@@ -30,6 +30,21 @@ OFFERED_RATE_TOLERANCE = 1.05
 # Little's law in closed loop: connections = throughput x mean latency.
 LITTLES_LAW_TOLERANCE = 0.10
 
+# What the kernel must hold for a connection the server accepted, charged to
+# the server's cgroup by every kernel that counts kernel memory: its file
+# (filp, ~190 B on x86-64 Linux 6) and its socket inode (sock_inode_cache,
+# ~770 B), both allocated by accept() in the server's own context. The
+# socket's struct itself (TCP, ~2.3 KB) is charged too only where accept()
+# charges it (Linux 6.12+, or v1 with TCP accounting on), so it is left out.
+SOCKET_MIN_BYTES = 950
+# A thread or a process per connection holds a kernel stack each: THREAD_SIZE,
+# 16 KiB on x86-64 (and arm64 with 4 KiB pages) since Linux 3.15.
+KERNEL_STACK_BYTES = 16 * 1024
+# A cgroup's kernel count also moves for reasons other than connections (a
+# page table for a heap that grew, objects cached per CPU): this much over
+# the whole cell, divided among its connections, is allowed below a minimum.
+KERNEL_NOISE_BYTES = 64 * 1024
+
 Rule = Callable[[CellRecord], str | None]
 
 
@@ -96,6 +111,45 @@ def littles_law(cell: CellRecord) -> str | None:
     return None
 
 
+def kernel_holds_socket(cell: CellRecord) -> str | None:
+    """Every connection the server holds costs the kernel at least a socket's file and inode."""
+    per_connection = cell.metrics.kernel_bytes_per_connection
+    connections = (cell.connections or 0) + cell.idle_connections
+    if per_connection is None or not connections:
+        return None
+    least = SOCKET_MIN_BYTES - KERNEL_NOISE_BYTES / connections
+    if per_connection < least:
+        return (f"{per_connection:.0f} kernel bytes per connection over {connections} "
+                f"connections; a socket's file and inode alone take {SOCKET_MIN_BYTES} B")
+    return None
+
+
+def kernel_holds_stack(cell: CellRecord) -> str | None:
+    """A thread or a process per connection holds a kernel stack per connection."""
+    per_connection = cell.metrics.kernel_bytes_per_connection
+    connections = (cell.connections or 0) + cell.idle_connections
+    if per_connection is None or not connections or not _task_per_connection(cell.model):
+        return None
+    least = KERNEL_STACK_BYTES + SOCKET_MIN_BYTES - KERNEL_NOISE_BYTES / connections
+    if per_connection < least:
+        return (f"{per_connection:.0f} kernel bytes per connection for {cell.model}, which "
+                f"starts a task per connection; its kernel stack alone takes "
+                f"{KERNEL_STACK_BYTES} B and its socket {SOCKET_MIN_BYTES} B")
+    return None
+
+
+def _task_per_connection(model: str | None) -> bool:
+    """Whether ``model`` starts a thread or a process per connection (False if unknown)."""
+    from iobench.servers.registry import get_model
+
+    if model is None:
+        return False
+    try:
+        return get_model(model).task_per_connection
+    except LookupError:  # a model this iobench does not know
+        return False
+
+
 def _opening(cell: CellRecord, mean_us: float) -> float:
     """How far the requests in flight when the window opened may lift the estimate.
 
@@ -127,6 +181,8 @@ RULES: dict[str, Rule] = {
     "neighbour_not_faster": neighbour_not_faster,
     "open_within_offered": open_within_offered,
     "littles_law": littles_law,
+    "kernel_holds_socket": kernel_holds_socket,
+    "kernel_holds_stack": kernel_holds_stack,
 }
 
 

@@ -20,6 +20,7 @@ SCENARIOS: tuple[str, ...] = (
     "scale",
     "churn",
     "syscalls",
+    "work",
     "article",
 )
 

@@ -67,7 +67,7 @@ from iobench.benchmarks.run.syscalls import SyscallCounter, SyscallCounts
 from iobench.loadgen.params import split_evenly
 from iobench.loadgen.report import LoadReport
 from iobench.loadgen.shards import merge_reports, shard_shares
-from iobench.servers.process import READY_TIMEOUT, ServerStartError
+from iobench.servers.process import READY_TIMEOUT, ServerStartError, server_report
 
 LOCAL_CLUSTER = "local"
 # Connecting to the scheduler, and waiting for the named workers to be there.
@@ -351,6 +351,7 @@ class DaskServerHandle(Process):
         self.exit_code: int | None = None
         # The cgroup lives on the server's host (its sampler uses it); only why not, here.
         self.cgroup_note: str | None = info.get("cgroup_note")
+        self.work: dict[str, Any] | None = info.get("work")
 
     def poll(self) -> int | None:
         code = self.launcher.owned(self.on, remote.poll, [self.token])[self.token]
@@ -376,6 +377,11 @@ class DaskServerHandle(Process):
             return self.launcher.owned(self.on, remote.server_stderr, self.token)
         except HostUnavailable:
             return ""
+
+    def reported(self) -> dict[str, Any] | None:
+        """The work calibration from the ready line; prefork's accepts are not
+        collected from another host (a cell's figures from them stay null)."""
+        return server_report(self.work, None)
 
 
 class RemoteProcess(Process):

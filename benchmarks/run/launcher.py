@@ -45,7 +45,7 @@ from iobench.benchmarks.run.syscalls import StraceCounter, SyscallCounter, Unava
 from iobench.common.lifeline import spawn_command
 from iobench.common.processes import stop_group
 from iobench.loadgen.report import LoadReport
-from iobench.servers.process import ServerProcess, ServerStartError
+from iobench.servers.process import ServerProcess, ServerStartError, server_report
 
 STOP_TIMEOUT_S = 3.0
 # How much of a process's stderr a failure reason quotes.
@@ -289,6 +289,12 @@ class ServerHandle(Process):
     def stderr_text(self) -> str:
         return self.stderr_path.read_text(errors="replace")
 
+    def reported(self) -> dict[str, Any] | None:
+        """What the server said about itself: its work calibration and, once it
+        has stopped, each prefork worker's accepts (see ``server_report``)."""
+        accepts = self.server.worker_accepts() if self.stopped else None
+        return server_report(self.server.ready.get("work"), accepts)
+
 
 class LoadHandle:
     """A running load generator; :meth:`result` waits for it (bounded) and reads its JSON."""
@@ -372,7 +378,7 @@ class LocalLauncher(Launcher):
             try:
                 server = ServerProcess(model, params, cpus=self.placement.server_cpus,
                                        stderr=stderr,
-                                       cgroup_procs=cgroup.procs_file if cgroup else None)
+                                       cgroup_procs=cgroup.procs_files if cgroup else None)
             except ServerStartError as exc:
                 if cgroup is not None:
                     cgroup.remove()

@@ -226,7 +226,7 @@ def start_server(owner: str, model: str, params: dict[str, Any], host: str,
     with open(stderr_path, "wb") as stderr:
         try:
             server = ServerProcess(model, params, host=host, cpus=cpus, stderr=stderr,
-                                   cgroup_procs=cgroup.procs_file if cgroup else None)
+                                   cgroup_procs=cgroup.procs_files if cgroup else None)
         except (ServerStartError, subprocess.SubprocessError) as exc:
             if cgroup is not None:
                 cgroup.remove()
@@ -237,7 +237,7 @@ def start_server(owner: str, model: str, params: dict[str, Any], host: str,
     if cgroup is not None:
         owned.cgroups[server.pid] = cgroup
     return {"token": token, "pid": server.pid, "host": server.host, "port": server.port,
-            "cgroup_note": note}
+            "cgroup_note": note, "work": server.ready.get("work")}
 
 
 @leased

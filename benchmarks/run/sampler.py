@@ -216,6 +216,7 @@ class ProcessTree:
         each shared page among the processes that map it, so a forking
         server's copy-on-write pages count once for the tree, as RSS cannot.
         """
+        kernel, kernel_note = self.kernel_memory()
         totals: dict[str, int] = {}
         read = 0
         for proc in self._members():
@@ -230,7 +231,25 @@ class ProcessTree:
         return Memory(totals.get("Pss", 0),
                       totals.get("Private_Clean", 0) + totals.get("Private_Dirty", 0)
                       + totals.get("Private_Hugetlb", 0),
-                      totals.get("Rss", 0), read, pss_anon_bytes=totals.get("Pss_Anon"))
+                      totals.get("Rss", 0), read, pss_anon_bytes=totals.get("Pss_Anon"),
+                      kernel_bytes=kernel, kernel_note=kernel_note)
+
+    def kernel_memory(self) -> tuple[int | None, str | None]:
+        """What the kernel holds for the tree (its cgroup's count), or None and why.
+
+        Sockets and their buffers, kernel stacks, epoll items, io_uring rings
+        and page tables are the kernel's, in no process's PSS; only a cgroup
+        the tree was started in can count them (see
+        :func:`iobench.benchmarks.run.accounting.kernel_memory`).
+        """
+        if self.cgroup is None:
+            return None, "the server runs in no cgroup of its own (see cpu_accounting)"
+        if self.cgroup.kernel is None:
+            return None, self.cgroup.kernel_note or "no cgroup counts kernel memory here"
+        kernel = self.cgroup.kernel_bytes()
+        if kernel is None:
+            return None, f"{self.cgroup.kernel.path}'s kernel memory counters could not be read"
+        return kernel, None
 
 
 @dataclass(frozen=True)
@@ -240,6 +259,9 @@ class Memory:
     ``pss_anon_bytes``: the PSS of anonymous pages (heap, stacks, buffers),
     which no process outside the tree shares, unlike the libraries' pages in
     PSS and USS; None where the kernel does not say (before Linux 5.9).
+    ``kernel_bytes``: what the kernel holds for the tree outside those pages
+    (sockets, kernel stacks...), read from its cgroup just before them; None
+    where nothing counts it, and ``kernel_note`` says why.
     """
 
     pss_bytes: int
@@ -247,6 +269,8 @@ class Memory:
     rss_bytes: int
     processes: int
     pss_anon_bytes: int | None = None
+    kernel_bytes: int | None = None
+    kernel_note: str | None = None
 
 
 def _smaps_rollup(pid: int) -> dict[str, int] | None:

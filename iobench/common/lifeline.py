@@ -18,7 +18,7 @@ import ctypes
 import os
 import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from iobench.common import spawn
 
@@ -45,14 +45,15 @@ def die_with_parent(parent_pid: int) -> None:
 
 def spawn_command(command: list[str], cpus: Iterable[int] | None = None,
                   fd_limit: int | None = None,
-                  cgroup_procs: str | None = None) -> list[str]:
+                  cgroup_procs: str | Sequence[str] | None = None) -> list[str]:
     """``command`` behind the exec wrapper (:mod:`iobench.common.spawn`): it dies with
     this process, and runs on ``cpus``.
 
     ``fd_limit`` sets the child's descriptor limit (soft and hard), for tests
     of what a server does when it runs out. ``cgroup_procs``: a cgroup's
-    ``cgroup.procs`` file the child joins before it execs the command, so
-    everything it will fork is accounted for in that cgroup. The wrapper makes
+    ``cgroup.procs`` file (or several, one per hierarchy) the child joins
+    before it execs the command, so everything it will fork is accounted for
+    there. The wrapper makes
     these settings itself after exec, so nothing runs in Python between fork
     and exec (no ``preexec_fn``: unsafe in a threaded process); a set-up that
     fails exits with :data:`iobench.common.spawn.SETUP_FAILED`.
@@ -62,6 +63,6 @@ def spawn_command(command: list[str], cpus: Iterable[int] | None = None,
         wrapper += ["--cpus", ",".join(str(cpu) for cpu in sorted(set(cpus)))]
     if fd_limit is not None:
         wrapper += ["--fd-limit", str(fd_limit)]
-    if cgroup_procs is not None:
-        wrapper += ["--cgroup-procs", cgroup_procs]
+    for procs_file in [cgroup_procs] if isinstance(cgroup_procs, str) else cgroup_procs or []:
+        wrapper += ["--cgroup-procs", procs_file]
     return [*wrapper, "--", *command]

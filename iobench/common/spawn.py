@@ -11,7 +11,10 @@ a fresh single-threaded process, makes the settings and execs the command in
 its own place, keeping its pid.
 
     python PATH/spawn.py [--parent PID] [--cpus 0,2] [--fd-limit N]
-                         [--cgroup-procs FILE] -- COMMAND [ARG...]
+                         [--cgroup-procs FILE]... -- COMMAND [ARG...]
+
+``--cgroup-procs`` may be given once per cgroup hierarchy to join (a CPU
+cgroup and, on a machine with cgroup v1's memory controller, a memory one).
 
 Only the standard library, and nothing of iobench, is imported, so it starts
 in a few milliseconds. A set-up that fails exits with :data:`SETUP_FAILED`
@@ -48,7 +51,10 @@ def die_with_parent(parent_pid: int) -> None:
 
 
 def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
-    """The options before ``--``, and the command after it."""
+    """The options before ``--``, and the command after it.
+
+    Repeated ``--cgroup-procs`` files are kept in order, one a line.
+    """
     if "--" not in argv:
         raise ValueError("usage: spawn.py [--parent PID] [--cpus LIST] [--fd-limit N] "
                          "[--cgroup-procs FILE] -- COMMAND...")
@@ -57,7 +63,10 @@ def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
     if len(options) % 2 or not command:
         raise ValueError(f"bad arguments: {' '.join(argv)}")
     names = ("--parent", "--cpus", "--fd-limit", "--cgroup-procs")
-    settings = dict(zip(options[::2], options[1::2], strict=True))
+    settings: dict[str, str] = {}
+    for name, value in zip(options[::2], options[1::2], strict=True):
+        settings[name] = (f"{settings[name]}\n{value}" if name == "--cgroup-procs"
+                          and name in settings else value)
     unknown = [name for name in settings if name not in names]
     if unknown:
         raise ValueError(f"unknown option {unknown[0]}")
@@ -68,9 +77,9 @@ def set_up(settings: dict[str, str]) -> None:
     """Make the settings, in the order the preexec function made them."""
     if "--parent" in settings:
         die_with_parent(int(settings["--parent"]))
-    if "--cgroup-procs" in settings:
+    for procs_file in settings.get("--cgroup-procs", "").splitlines():
         # Before exec, so everything the command forks is accounted for there.
-        with open(settings["--cgroup-procs"], "w") as procs:
+        with open(procs_file, "w") as procs:
             procs.write(str(os.getpid()))
     if "--cpus" in settings:
         os.sched_setaffinity(0, {int(cpu) for cpu in settings["--cpus"].split(",")})

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psutil
 
+from iobench.common import spawn
 from iobench.common.lifeline import spawn_command
 from iobench.common.spawn import SETUP_FAILED
 
@@ -68,3 +69,11 @@ def test_no_python_runs_between_fork_and_exec() -> None:
     users = [str(path.relative_to(ROOT)) for path in sources
              if "preexec_fn=" in path.read_text()]
     assert users == []
+
+
+def test_a_child_may_join_a_cgroup_in_each_hierarchy() -> None:
+    # A CPU cgroup and, where v1's memory controller is mounted, a memory one.
+    command = spawn_command(["true"], cgroup_procs=["/a/cgroup.procs", "/b/cgroup.procs"])
+    settings, rest = spawn.parse(command[2:])
+    assert settings["--cgroup-procs"].splitlines() == ["/a/cgroup.procs", "/b/cgroup.procs"]
+    assert rest == ["true"]

@@ -12,7 +12,13 @@ from hdrh.histogram import HdrHistogram
 from iobench.loadgen import LoadParams, run
 from iobench.loadgen.connection_report import merge_connection_fields
 from iobench.loadgen.runner import build_result
-from tests.loadgen.faulty_servers import RECV_SIZE, FaultyServer, Handler, delayed_upper_echo
+from tests.loadgen.faulty_servers import (
+    RECV_SIZE,
+    FaultyServer,
+    Handler,
+    delayed_upper_echo,
+    stall_after,
+)
 from tests.loadgen.test_runner import encoded, worker_result
 
 StartServer = Callable[[Handler], FaultyServer]
@@ -82,3 +88,18 @@ def test_shards_add_their_unanswered_connect_counts_and_churn() -> None:
     # Histograms added, not percentiles averaged: half at 50 us, half at 5 ms.
     assert churn["connect_latency"]["p50_us"] == 50
     assert 4990 <= churn["connect_latency"]["max_us"] <= 5010
+
+
+def test_connections_left_unanswered_in_the_window_are_starved(
+        faulty_server: StartServer) -> None:
+    """Answered at first, then never: each connection is closed at --timeout, and named."""
+    server = faulty_server(stall_after(3))
+    result = run(LoadParams(target=server.target, connections=CONNECTIONS, duration_s=1.0,
+                            warmup_s=0.0, timeout_s=0.3)).to_json()
+    assert result["ok"] is False
+    assert result["starved"] == {"connections": CONNECTIONS, "of": CONNECTIONS,
+                                 "after_s": 0.3, "when": "window"}
+    assert result["failure"] == (f"starved: {CONNECTIONS} of {CONNECTIONS} connections "
+                                 "unanswered after 0.3 s")
+    assert result["errors"]["timeout"] == CONNECTIONS
+    assert result["requests"] == 2 * CONNECTIONS  # the first exchange took one of three

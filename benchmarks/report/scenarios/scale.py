@@ -47,25 +47,41 @@ def fig_scale(run: Run) -> Any | None:
 
 
 def fig_scale_memory(run: Run) -> Any | None:
-    """What one idle connection adds to each model's server, one bar per model."""
+    """What one idle connection adds to each model's server: the process's memory and,
+    stacked on it, the kernel's (sockets, kernel stacks), one bar per model."""
     found = memory_per_connection(run)
     if not found:
         return None
-    found.sort(key=lambda m: m.bytes_per_connection)
+    found.sort(key=lambda m: (m.total_bytes_per_connection or m.bytes_per_connection))
     metrics = {m.metric for m in found}
     what = "PSS" if metrics == {"pss_bytes"} else "RSS" if metrics == {"peak_rss_bytes"} \
         else "PSS (RSS where PSS was not measured)"
-    fig, (ax,) = new_figure(run, f"Memory per idle connection ({what}, from the most idle "
-                                 "cell vs none)")
-    values = [max(m.bytes_per_connection, 0.0) / 1024 for m in found]
-    ax.barh(range(len(found)), values, color=[model_colour(m.model.split(" ")[0])
-                                              for m in found])
+    kernel = any(m.kernel_bytes_per_connection is not None for m in found)
+    title = (f"Memory per idle connection: the process's ({what}) and the kernel's"
+             if kernel else f"Memory per idle connection ({what})")
+    fig, (ax,) = new_figure(run, f"{title}, from the most idle cell vs none")
+    colours = [model_colour(m.model.split(" ")[0]) for m in found]
+    user = [max(m.bytes_per_connection, 0.0) / 1024 for m in found]
+    ax.barh(range(len(found)), user, color=colours)
+    totals = list(user)
+    if kernel:
+        # A kernel figure below zero (noise over few connections) draws nothing.
+        kernel_kib = [max(m.kernel_bytes_per_connection or 0.0, 0.0) / 1024 for m in found]
+        ax.barh(range(len(found)), kernel_kib, left=user, color=colours, alpha=0.45,
+                hatch="//", edgecolor="black", linewidth=0.3)
+        totals = [u + k for u, k in zip(user, kernel_kib, strict=True)]
+        # The parts in grey: the bars take their model's colour.
+        ax.barh([0], [0], color="grey", label=f"process ({what})")
+        ax.barh([0], [0], color="grey", alpha=0.45, hatch="//", edgecolor="black",
+                linewidth=0.3, label="kernel (the server's cgroup)")
     ax.set_yticks(range(len(found)), [f"{m.model} ({m.idle:,} idle)" for m in found],
                   fontsize=8)
-    ax.set_xlabel(f"KiB per idle connection ({what})")
-    if spans_decades(values):
+    ax.set_xlabel("KiB per idle connection" + (" (process + kernel)" if kernel else f" ({what})"))
+    # A log axis would misdraw stacked parts: linear, unless totals span decades
+    # without a kernel part to stack.
+    if not kernel and spans_decades(totals):
         ax.set_xscale("log")
-        log_axis(ax.xaxis, values)
+        log_axis(ax.xaxis, totals)
     ax.grid(True, axis="x", which="major", alpha=0.3)
     return fig
 
@@ -74,7 +90,8 @@ FIGURES = (
     FigureSpec("scale",
                "Throughput and CPU per request vs connections watched (16 active + idle)",
                fig_scale),
-    FigureSpec("scale_memory", "Memory per idle connection, per model", fig_scale_memory),
+    FigureSpec("scale_memory", "Memory per idle connection, per model: the process's and "
+               "the kernel's", fig_scale_memory),
 )
 
 
@@ -105,21 +122,29 @@ def section(run: Run, figure: FigureLookup) -> list[Block]:
             blocks.append(drawn)
     memory = memory_per_connection(run)
     if memory:
-        rows = [[m.model, f"{m.bytes_per_connection / 1024:,.1f}",
+        rows = [[m.model, _kib(m.bytes_per_connection), _kib(m.kernel_bytes_per_connection),
+                 _kib(m.total_bytes_per_connection),
                  "PSS" if m.metric == "pss_bytes" else "RSS", f"{m.idle:,}"]
-                for m in sorted(memory, key=lambda m: m.bytes_per_connection)]
+                for m in sorted(memory, key=lambda m: (m.total_bytes_per_connection
+                                                       or m.bytes_per_connection))]
         blocks += [Paragraph("Memory one idle connection adds to the server: the difference "
                              "between its most idle successful cell and the one without idle "
                              "connections, divided by the idle count. RSS counts a page that "
-                             "forked processes share once per process; PSS splits it."),
-                   Table(["model", "KiB per idle connection", "measured by", "idle connections"],
-                         rows, numeric=(1, 3))]
+                             "forked processes share once per process; PSS splits it. The "
+                             "kernel's side (the socket, its buffers, a thread's kernel stack) "
+                             "is counted in the server's cgroup; - where nothing counted it."),
+                   Table(["model", "process KiB", "kernel KiB", "total KiB per idle connection",
+                          "measured by", "idle connections"], rows, numeric=(1, 2, 3, 5))]
     failed = [(g.key, "; ".join(g.failures)) for g in run.scenario("scale") if g.failed]
     if failed:
         blocks.append(Paragraph("Cells that could not run or were starved, with why (a limit "
                                 "met is a result too):"))
         blocks.append(Bullets([f"`{key}`: {reason}" for key, reason in failed]))
     return blocks
+
+
+def _kib(value: float | None) -> str:
+    return "-" if value is None else f"{value / 1024:,.1f}"
 
 
 SCENARIO = ReportScenario(

@@ -60,5 +60,9 @@ class Churn(RunScenario):
                                     duration_s=section["duration_s"],
                                     warmup_s=section["warmup_s"])
 
+    def count(self, section: dict[str, Any], models: list[str]) -> int:
+        return (sum(1 + len(section["variants"].get(model, [])) for model in models)
+                * len(section["requests_per_connection"]))
+
 
 SCENARIO = Churn()

@@ -240,7 +240,7 @@ def test_report_without_open_scenario_notes_the_skipped_figures(tmp_path: Path) 
     text = (run_dir / "REPORT.md").read_text(encoding="utf-8")
     assert "latency_spectrum: skipped, the run has no 'open' scenario data" in text
     assert "### Open loop" not in text
-    assert "so no tables: open, neighbour, scale, churn." in text
+    assert "so no tables: open, neighbour, scale, churn, work." in text
 
 
 @pytest.mark.parametrize(("content", "message"), [

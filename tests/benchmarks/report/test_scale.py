@@ -71,6 +71,21 @@ def test_memory_per_idle_connection_is_the_difference_over_the_count(tmp_path: P
     assert found["threads"].bytes_per_connection == pytest.approx(24 * 1024, rel=0.01)
     assert found["epoll"].bytes_per_connection == pytest.approx(1024, rel=0.01)
     assert found["select"].idle == 1000  # its 10,000 cell failed
+    # The kernel's side from the same two cells, and the two together.
+    assert found["threads"].kernel_bytes_per_connection == pytest.approx(31 * 1024, rel=0.01)
+    assert found["epoll"].kernel_bytes_per_connection == pytest.approx(3800, rel=0.01)
+    assert found["epoll"].total_bytes_per_connection == pytest.approx(1024 + 3800, rel=0.01)
+
+
+def test_without_the_kernels_count_the_user_side_stands_alone(tmp_path: Path) -> None:
+    def uncounted(cell: dict) -> None:
+        if cell["scenario"] == "scale":
+            cell["metrics"]["kernel_bytes"] = None
+    run = scale_run(tmp_path, uncounted)
+    found = {m.model: m for m in memory_per_connection(run)}  # type: ignore[arg-type]
+    assert found["epoll"].kernel_bytes_per_connection is None
+    assert found["epoll"].total_bytes_per_connection is None
+    assert found["epoll"].bytes_per_connection == pytest.approx(1024, rel=0.01)
 
 
 def test_which_models_scan_and_which_are_told_is_their_own_metadata() -> None:

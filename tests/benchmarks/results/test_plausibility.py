@@ -25,6 +25,14 @@ def closed(**metrics: Any) -> CellRecord:
                       metrics=Metrics(**{**values, **metrics}))
 
 
+def scale(model: str, **metrics: Any) -> CellRecord:
+    """A plausible scale cell: 16 active connections beside 10,000 idle ones."""
+    values = {"throughput_rps": 16000.0, "mean_us": 1000.0, "server_cpu_percent": 80.0}
+    return CellRecord(key=f"scale/{model}/i10000/c16/s64", scenario="scale", model=model,
+                      mode="closed", connections=16, idle_connections=10_000, size_bytes=64,
+                      placement=ONE_CPU, metrics=Metrics(**{**values, **metrics}))
+
+
 CRAFTED = {
     # fork's 114.2% of one core while pinned to one CPU
     "cpu_within_cpus": closed(server_cpu_percent=114.2),
@@ -40,6 +48,10 @@ CRAFTED = {
         connections=4, rate_rps=500.0, placement=ONE_CPU,
         metrics=Metrics(throughput_rps=800.0, server_cpu_percent=10.0)),
     "littles_law": closed(mean_us=300.0),
+    # epoll holding 10,016 connections for 300 kernel bytes each
+    "kernel_holds_socket": scale("epoll", kernel_bytes_per_connection=300.0),
+    # a thread per connection for 4 KB each: less than its kernel stack
+    "kernel_holds_stack": scale("threads", kernel_bytes_per_connection=4000.0),
 }
 
 
@@ -120,3 +132,26 @@ def test_a_claim_steps_down_past_an_implausible_point(tmp_path: Path) -> None:
     assert select.verdict == Verdict.INCONCLUSIVE
     assert "closed loop, 128 connections: threads implausible (littles_law)" in select.evidence
     assert any(line.startswith("closed loop, 16 connections: select") for line in select.evidence)
+
+
+def test_kernel_memory_that_the_kernel_must_hold_is_plausible() -> None:
+    # measured here: epoll 3.6 KB and threads 28 KB of kernel memory per idle connection
+    assert violations(scale("epoll", kernel_bytes_per_connection=3600.0)) == []
+    assert violations(scale("threads", kernel_bytes_per_connection=28_000.0)) == []
+    # a pool of threads does not start one per connection: a socket's worth is enough
+    assert violations(scale("threadpool", kernel_bytes_per_connection=3600.0)) == []
+    # nothing counted the kernel's memory: nothing to judge
+    assert violations(scale("threads", kernel_bytes_per_connection=None)) == []
+
+
+def test_kernel_minimums_allow_for_the_cgroups_noise_over_few_connections() -> None:
+    # Over 16 connections a page table or a per-CPU cache moves the figure by
+    # kilobytes a connection; over 10,016 it cannot hide a missing stack.
+    few = closed(kernel_bytes_per_connection=-500.0)
+    assert violations(few) == []
+    many = scale("epoll", kernel_bytes_per_connection=-500.0)
+    assert [v.rule for v in violations(many)] == ["kernel_holds_socket"]
+
+
+def test_a_model_this_iobench_does_not_know_is_judged_by_the_socket_alone() -> None:
+    assert violations(scale("someone-elses", kernel_bytes_per_connection=3600.0)) == []

@@ -29,7 +29,10 @@ def test_a_record_survives_its_json() -> None:
                         metrics=Metrics(throughput_rps=1234.5, pss_bytes=10_000_000),
                         flags=["cpu_unmeasured"], notes={"cpu_unmeasured": "no reading"},
                         implausible=[Violation("littles_law", "0.5 in flight")],
-                        cpu_accounting="cgroup2")
+                        cpu_accounting="cgroup2",
+                        server={"work": {"kind": "cpu", "target_us": 50.0, "measured_us": 49.0},
+                                "worker_accepts": [3, 1], "busiest_worker_share": 0.75})
+    record.metrics.busiest_worker_share = 0.75
     text = json.dumps(record.to_json(), sort_keys=True)
     assert CellRecord.from_json(json.loads(text)) == record
 
@@ -45,6 +48,7 @@ def test_every_metric_is_written_even_when_null() -> None:
     ({"metrics": {"throughput_rps": True}}, "throughput_rps is True"),
     ({"connections": "16"}, "connections is '16'"),
     ({"flags": "errors"}, "flags is 'errors'"),
+    ({"server": [1, 2]}, "server is \\[1, 2\\]"),
     ({"metrics": []}, "'metrics' is not an object"),
 ])
 def test_a_cell_of_the_wrong_shape_is_named(change: dict, message: str) -> None:

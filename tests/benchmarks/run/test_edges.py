@@ -164,6 +164,18 @@ def test_the_edges_are_the_first_and_last_readings_inside_the_window() -> None:
     assert picked.memory == Memory(5, 5, 5, 6)  # the most it took while the load ran
 
 
+def test_the_kernels_memory_is_its_highest_reading_not_the_highest_pss_ones() -> None:
+    # prefork: once the load generator closes its connections the kernel frees
+    # their sockets, while the workers' heaps keep their pages.
+    held = Memory(30, 30, 30, 3, kernel_bytes=39_000_000)
+    closing = Memory(31, 31, 31, 3, kernel_bytes=1_200_000)
+    watched = Watched([server_edge(t, t) for t in (10.05, 10.4)],
+                      [(10.3, held), (10.9, closing)], exited_s=11.0)
+    picked = watched.pick(load_report(0.5, [10.0, 10.5]), local=True)
+    assert picked.memory is not None
+    assert picked.memory.pss_bytes == 31 and picked.memory.kernel_bytes == 39_000_000
+
+
 def test_too_few_readings_inside_the_window_leave_the_cpu_unmeasured_with_why() -> None:
     watched = Watched([server_edge(9.9, 1.0), server_edge(10.2, 1.2), server_edge(10.7, 2.0)],
                       [], exited_s=11.0)

@@ -135,6 +135,31 @@ def test_pss_per_connection_is_the_growth_over_the_empty_server() -> None:
     assert idle.pss_per_connection_bytes is None
 
 
+def test_kernel_memory_per_connection_beside_the_processes_and_their_sum() -> None:
+    # 100 idle connections to epoll: 64 KiB more heap, 360 KB more kernel memory.
+    metrics, notes = Metrics(), dict[str, str]()
+    m.memory_metrics(metrics,
+                     Memory(10 << 20, 8 << 20, 12 << 20, 1, pss_anon_bytes=(4 << 20) + 65536,
+                            kernel_bytes=500_000),
+                     Memory(10 << 20, 8 << 20, 12 << 20, 1, pss_anon_bytes=4 << 20,
+                            kernel_bytes=140_000), connections=100, notes=notes)
+    assert metrics.kernel_bytes == 500_000 and metrics.kernel_baseline_bytes == 140_000
+    assert metrics.kernel_bytes_per_connection == 3600.0
+    assert metrics.pss_per_connection_bytes == 655.4
+    assert metrics.memory_per_connection_bytes == 4255.4
+    assert notes == {}
+
+
+def test_kernel_memory_not_read_before_the_first_connection_is_null_with_why() -> None:
+    metrics, notes = Metrics(), dict[str, str]()
+    m.memory_metrics(metrics, Memory(1, 1, 1, 1, kernel_bytes=500_000),
+                     Memory(1, 1, 1, 1, kernel_note="its cgroup could not be read"),
+                     connections=10, notes=notes)
+    assert metrics.kernel_bytes == 500_000 and metrics.kernel_bytes_per_connection is None
+    assert metrics.memory_per_connection_bytes is None
+    assert notes[m.KERNEL_MEMORY] == "its cgroup could not be read"
+
+
 def test_memory_per_connection_is_anonymous_growth_not_a_share_of_libraries() -> None:
     """The load generator starts between the readings and takes a share of the shared
     libraries: the server's PSS falls by 576 KiB although its heap grew by 64 KiB."""

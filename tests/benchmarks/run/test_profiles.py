@@ -170,3 +170,12 @@ def test_the_count_is_the_number_of_cells_expand_builds(name: str) -> None:
     built = expand(profile, models)
     assert cells == len(built)
     assert seconds >= sum(cell.duration_s + cell.warmup_s for cell in built)
+
+
+def test_every_scenario_counts_its_cells_without_building_them() -> None:
+    from iobench.benchmarks.run.scenario import RunScenario
+    from iobench.benchmarks.run.scenarios import RUN_SCENARIOS
+
+    own = [name for name, scenario in RUN_SCENARIOS.items()
+           if type(scenario).count is RunScenario.count]
+    assert own == [], f"scenarios that count by building their cells: {own}"

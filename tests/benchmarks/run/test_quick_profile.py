@@ -56,6 +56,19 @@ def test_quick_profile_covers_every_model_within_budget(tmp_path: Path) -> None:
     assert not [(c["key"], c["notes"]) for c in served
                 if c["metrics"]["server_cpu_percent"] is None]
     assert not [c["key"] for c in served if c["metrics"]["pss_bytes"] is None]
+    # The kernel's memory per connection in every idle and scale cell that held
+    # connections, or null with why (a machine where no cgroup counts it).
+    holding = [c for c in served if c["scenario"] in ("idle", "scale")
+               and c["connections"] + c["idle_connections"]]
+    assert not [(c["key"], c["notes"]) for c in holding
+                if c["metrics"]["kernel_bytes_per_connection"] is None
+                and not c["notes"].get("kernel_memory")]
+    kernel = {c["model"]: c["metrics"]["kernel_bytes_per_connection"] for c in holding
+              if c["scenario"] == "scale" and c["idle_connections"]}
+    if kernel.get("threads") is not None and kernel.get("epoll") is not None:
+        # A thread per connection holds its kernel stack; epoll a socket and an item.
+        assert kernel["threads"] >= 16 * 1024, kernel
+        assert kernel["epoll"] <= kernel["threads"] / 2, kernel
     models = set(available_models())
     assert {c["model"] for c in cells if c["scenario"] == "scale"} == models
     for scenario in ("idle", "closed", "open"):

@@ -1,4 +1,4 @@
-"""The churn scenario: cells with K requests per connection, verdicts, report section, a run."""
+"""The churn scenario's report side: verdicts, the section's figures, prefork's balance."""
 
 from __future__ import annotations
 
@@ -11,13 +11,8 @@ import pytest
 from iobench.benchmarks.report.churn import balance_lines, churn_rows, judge_churn
 from iobench.benchmarks.report.claims import Verdict
 from iobench.benchmarks.report.scenarios.churn import section
-from iobench.benchmarks.results import plausibility
 from iobench.benchmarks.results.loader import load_run
-from iobench.benchmarks.results.record import METRIC_NAMES, CellRecord
-from iobench.benchmarks.results.store import read_results
-from iobench.benchmarks.run.launcher import LoadSpec
-from iobench.benchmarks.run.matrix import Profile, ProfileError, check_spec, expand
-from iobench.cli import main
+from iobench.benchmarks.results.record import METRIC_NAMES
 from tests.benchmarks.results_factory import make_cell, make_results, write_run
 
 # Server CPU per connection at K = 1 (us), as this machine shows them in order of size.
@@ -48,25 +43,6 @@ def churn_run(tmp_path: Path, costs: dict[str, float] | None = None,
     data["cells"] += [churn_cell(rng, model, k, repetition, costs or CPU_PER_CONNECTION_US)
                       for repetition in range(2) for model in models for k in (1, 10)]
     return write_run(tmp_path / "run", data)
-
-
-def test_churn_cells_carry_k_in_their_key_and_record() -> None:
-    spec = check_spec({"churn": {"requests_per_connection": [10, 1]}}, "t")
-    cells = expand(Profile("t", spec), ["epoll", "fork"])
-    assert [c.key for c in cells] == ["churn/epoll/k1/c16/s64", "churn/epoll/k10/c16/s64",
-                                      "churn/fork/k1/c16/s64", "churn/fork/k10/c16/s64"]
-    assert {c.mode for c in cells} == {"closed"}
-    assert [c.requests_per_connection for c in cells] == [1, 10, 1, 10]
-    spec = LoadSpec("127.0.0.1:1", "closed", 16, 1.0, 0.3, 64, requests_per_connection=1)
-    arguments = spec.arguments(None)
-    assert arguments[arguments.index("--requests-per-connection") + 1] == "1"
-
-
-@pytest.mark.parametrize("section", [{"requests_per_connection": [0]},
-                                     {"requests_per_connection": 1}])
-def test_bad_churn_keys_are_named(section: dict) -> None:
-    with pytest.raises(ProfileError, match=r"churn\.requests_per_connection"):
-        check_spec({"churn": section}, "t")
 
 
 def test_the_verdicts_hold_on_this_machines_figures(tmp_path: Path) -> None:
@@ -118,39 +94,6 @@ def test_the_section_shows_each_models_figures_and_overhead(tmp_path: Path) -> N
                    lambda stem: None) == []
 
 
-def test_littles_law_counts_a_churned_connections_handshake() -> None:
-    cell = CellRecord(key="k", scenario="churn", model="epoll", mode="closed", connections=16,
-                      requests_per_connection=1)
-    cell.metrics.throughput_rps = 8000.0
-    cell.metrics.requests = 4000
-    cell.metrics.mean_us = 1500.0  # 12 requests in flight
-    cell.metrics.connections_per_s = 8000.0
-    assert plausibility.littles_law(cell) is not None
-    cell.load = {"churn": {"connect_latency": {"mean_us": 500.0}}}  # and 4 connecting
-    assert plausibility.littles_law(cell) is None
-
-
-def test_a_churn_run_end_to_end(tmp_path: Path) -> None:
-    """Two models, K = 1: cells with connections per second and CPU per connection."""
-    profile = tmp_path / "churn.toml"
-    profile.write_text("[churn]\nrequests_per_connection = [1]\nduration_s = 0.3\n"
-                       "warmup_s = 0.1\n")
-    out = tmp_path / "out"
-    assert main(["run", "--profile", str(profile), "--models", "epoll,threads",
-                 "--out", str(out)]) == 0
-    cells = {c["key"]: c for c in read_results(out)["cells"]}
-    assert set(cells) == {"churn/epoll/k1/c16/s64", "churn/threads/k1/c16/s64"}
-    for cell in cells.values():
-        assert cell["status"] == "ok", cell["reason"]
-        assert cell["requests_per_connection"] == 1
-        metrics = cell["metrics"]
-        assert metrics["connections_per_s"] > 0
-        assert metrics["connections_per_s"] == pytest.approx(metrics["throughput_rps"], rel=0.05)
-        if metrics["server_cpu_percent"] is not None:
-            assert metrics["cpu_us_per_connection"] > 0
-    assert "what a new connection costs" in (out / "REPORT.md").read_text()
-
-
 def test_with_one_k_the_section_has_no_overhead_column(tmp_path: Path) -> None:
     rng = random.Random(5)
     data = make_results(scenarios=("closed",), models=("select",))
@@ -183,16 +126,3 @@ def test_prefork_balance_is_shown_per_listener_when_the_cells_have_it(tmp_path: 
     assert lines == [
         "prefork (listener=reuseport), K = 1: the busiest worker accepted 55% of the connections",
         "prefork (listener=shared), K = 1: the busiest worker accepted 90% of the connections"]
-
-
-def test_littles_law_allows_for_the_requests_in_flight_when_a_short_window_opened() -> None:
-    """Fork at K = 1: 47 requests at 150 ms in a 0.5 s window, 16 still unanswered."""
-    cell = CellRecord(key="k", scenario="churn", model="fork", mode="closed", connections=16,
-                      requests_per_connection=1)
-    cell.metrics.throughput_rps = 94.0
-    cell.metrics.requests = 47
-    cell.metrics.unanswered_requests = 16
-    cell.metrics.mean_us = 149_000.0  # 18.8 in flight: whole latencies from before the window
-    assert plausibility.littles_law(cell) is None
-    cell.metrics.mean_us = 100_000.0  # 12.6 in flight: requests missing, never allowed
-    assert plausibility.littles_law(cell) is not None

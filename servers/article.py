@@ -37,7 +37,7 @@ from __future__ import annotations
 import socket
 from typing import Any, ClassVar
 
-from iobench.servers.base import Family, ServerModel, transform
+from iobench.servers.base import Family, ParamError, ServerModel, transform
 
 
 class ArticleServer(ServerModel):
@@ -58,6 +58,15 @@ class ArticleServer(ServerModel):
         super().__init__(listener, **params)
         self.clients: list[socket.socket] = []
         self._running = True
+
+    @classmethod
+    def resolve_params(cls, given: dict[str, Any]) -> dict[str, Any]:
+        """As every model's, but no work per request: the loop runs as printed."""
+        options = super().resolve_params(given)
+        if options["work"] != "none":
+            raise ParamError(f"model {cls.name!r} runs the article's loop as printed: "
+                             "it takes no work per request (work=none)")
+        return options
 
     @classmethod
     def starved_by(cls, params: dict[str, Any], idle: int) -> str | None:

@@ -143,3 +143,14 @@ def test_a_client_that_resets_ends_it_with_one_line_saying_why(article: ServerPr
         rude.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     assert article.proc.wait(timeout=STOP_WITHIN_S) == 1
     assert "catches BlockingIOError alone" in article.stderr_text()
+
+
+def test_it_takes_no_work_per_request() -> None:
+    """Every model takes work per request; the article's loop, as printed, does none."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "iobench.servers", "article", "--param",
+                           "work=cpu:50us"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert "takes no work per request" in done.stderr and "Traceback" not in done.stderr

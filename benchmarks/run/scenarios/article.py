@@ -41,6 +41,8 @@ MODEL = "article"
 PROBE = "probe"  # the runner's mode for a cell the scenario drives itself
 # Idle CPU: with nobody connected, and with one client that says nothing.
 IDLE_CELLS = ((ARTICLE_NO_CLIENT, 0), (ARTICLE_IDLE_CLIENT, 1))
+# Every model's cells beside the idle ones: a second client, a closed loop, a non-reader.
+PROBES_PER_MODEL = 3
 # The clients beside the one that does not read.
 NON_READER_OTHERS = 2
 # A verdict needs a second without an answer; a probe's bound is at least that.
@@ -107,6 +109,11 @@ class Article(RunScenario):
             yield self.cell(model, p, PROBE, NON_READER_OTHERS + 1,
                             size_bytes=section["non_reader_bytes"], phase=ARTICLE_NON_READER,
                             duration_s=bound)
+
+    def count(self, section: dict[str, Any], models: list[str]) -> int:
+        """Three probes per model the run has, and the article's two idle cells."""
+        chosen = [m for m in dict.fromkeys((MODEL, section["reference"])) if m in models]
+        return sum(PROBES_PER_MODEL + (len(IDLE_CELLS) if m == MODEL else 0) for m in chosen)
 
     def prepare(self, cell: Cell, launcher: Launcher, loadgen_timeout_s: float) -> float | None:
         return CLOSED_LOOP_TIMEOUT_S if cell.phase == ARTICLE_CLOSED_LOOP else None

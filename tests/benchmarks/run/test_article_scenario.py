@@ -150,3 +150,13 @@ def test_a_starved_closed_loop_fails_with_the_load_generators_cause_first(
     assert not record.ok and record.reason is not None
     assert record.reason.startswith("starved: 3 of 4 connections unanswered"), record.reason
     assert record.duration_s is not None and record.duration_s < 15
+
+
+@pytest.mark.parametrize("models", [["article", "busy-poll"], ["article"], ["busy-poll"],
+                                    ["select"]])
+def test_the_count_is_what_expand_builds(models: list[str]) -> None:
+    from iobench.benchmarks.run.scenarios import RUN_SCENARIOS
+
+    section = profile(SECTION).spec["article"]
+    assert RUN_SCENARIOS["article"].count(section, models) == len(expand(profile(SECTION),
+                                                                          models))

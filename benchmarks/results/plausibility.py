@@ -111,11 +111,19 @@ def littles_law(cell: CellRecord) -> str | None:
     return None
 
 
+def held_connections(cell: CellRecord) -> int:
+    """Connections the server held all at once, its memory read then; 0 where they come
+    and go (churn: a connection closes after its K requests, a forked child exits)."""
+    if cell.requests_per_connection is not None:
+        return 0
+    return (cell.connections or 0) + cell.idle_connections
+
+
 def kernel_holds_socket(cell: CellRecord) -> str | None:
     """Every connection the server holds costs the kernel at least a socket's file and inode."""
     per_connection = cell.metrics.kernel_bytes_per_connection
-    connections = (cell.connections or 0) + cell.idle_connections
-    if per_connection is None or not connections or _churned(cell):
+    connections = held_connections(cell)
+    if per_connection is None or not connections:
         return None
     least = SOCKET_MIN_BYTES - KERNEL_NOISE_BYTES / connections
     if per_connection < least:
@@ -127,9 +135,8 @@ def kernel_holds_socket(cell: CellRecord) -> str | None:
 def kernel_holds_stack(cell: CellRecord) -> str | None:
     """A thread or a process per connection holds a kernel stack per connection."""
     per_connection = cell.metrics.kernel_bytes_per_connection
-    connections = (cell.connections or 0) + cell.idle_connections
-    if (per_connection is None or not connections or _churned(cell)
-            or not _task_per_connection(cell.model)):
+    connections = held_connections(cell)
+    if per_connection is None or not connections or not _task_per_connection(cell.model):
         return None
     least = KERNEL_STACK_BYTES + SOCKET_MIN_BYTES - KERNEL_NOISE_BYTES / connections
     if per_connection < least:
@@ -137,12 +144,6 @@ def kernel_holds_stack(cell: CellRecord) -> str | None:
                 f"starts a task per connection; its kernel stack alone takes "
                 f"{KERNEL_STACK_BYTES} B and its socket {SOCKET_MIN_BYTES} B")
     return None
-
-
-def _churned(cell: CellRecord) -> bool:
-    """Churn: connections come and go, so a reading of the server holds only some of them
-    (a thread per connection may have ended its thread already): no bound per connection."""
-    return cell.requests_per_connection is not None
 
 
 def _task_per_connection(model: str | None) -> bool:

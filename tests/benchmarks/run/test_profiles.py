@@ -179,3 +179,14 @@ def test_every_scenario_counts_its_cells_without_building_them() -> None:
     own = [name for name, scenario in RUN_SCENARIOS.items()
            if type(scenario).count is RunScenario.count]
     assert own == [], f"scenarios that count by building their cells: {own}"
+
+
+@pytest.mark.parametrize("section", [
+    {}, {"offload_works": ["cpu:50us"]}, {"offload_models": []},
+    {"works": ["block:1ms"], "offload_models": ["epoll", "asyncio"]}])
+def test_the_work_scenario_counts_the_cells_it_builds(section: dict) -> None:
+    from iobench.benchmarks.run.matrix import Profile, check_spec, count, expand
+
+    profile = Profile("test", check_spec({"work": section}, "test"))
+    models = ["select", "epoll", "threads", "asyncio"]
+    assert count(profile, models)[0] == len(expand(profile, models))

@@ -219,6 +219,17 @@ class Metrics:
     busiest_worker_share: float | None = metric(
         "busiest worker", "share", "the busiest prefork worker's share of the cell's accepts "
         "(1/N is perfect balance)", digits=2)
+    # The article scenario's probes (one client idle, or not reading): the longest
+    # any other client's request waited for its answer (to the probe's end if none
+    # came), and the requests that got none within the probe's bound; in its
+    # closed-loop cells, the requests still owed when the load generator's drain
+    # ended (its time-out: a second).
+    longest_wait_s: float | None = metric(
+        "longest wait", "s", "the longest another client's request waited for its answer "
+        "in an article probe", digits=3)
+    starved_requests: int | None = metric(
+        "starved", "requests", "requests with no answer within the article probe's bound, "
+        "or still owed when its closed loop's drain ended")
 
     def get(self, name: str) -> Number | None:
         """The metric called ``name`` (None if it is not one)."""

@@ -253,7 +253,8 @@ def plan_resume(args: Any, cluster: Cluster | None = None) -> Plan:
     profile = profiles.Profile(store.document["profile"],
                                profiles.check_spec(store.document["matrix"],
                                                    str(args.resume / "results.json")))
-    models = profiles.select_models(profile, None, all_models(), available_models())
+    models = profiles.select_models(profile, None, all_models(),
+                                    available_models(references=True))
     profiles.check_size(profile, models)  # a file edited by hand is counted as a new profile
     placement = Placement(**store.document["environment"]["placement"])
     if (placement.server_host is None) != (cluster is None):
@@ -307,7 +308,9 @@ def plan_new(args: Any, cluster: Cluster | None = None) -> Plan:
         raise UsageError(f"bad --repeat {args.repeat}: must be 1-{profiles.MAX_REPEAT}")
     profile = profiles.load_profile(args.profile)
     requested_models = [n.strip() for n in args.models.split(",")] if args.models else None
-    models = profiles.select_models(profile, requested_models, all_models(), available_models())
+    # Reference models too: a matrix runs them only in their own scenario.
+    models = profiles.select_models(profile, requested_models, all_models(),
+                                    available_models(references=True))
     if args.repeat:
         profile.spec["repeat"] = args.repeat
     profiles.check_size(profile, models)

@@ -94,6 +94,9 @@ def headline(record: CellRecord) -> str:
         line = f"neighbour at {100 * metrics.neighbour_ratio:.0f}% of solo"
     elif record.mode == "idle":
         line = f"server CPU {_fmt(metrics.server_cpu_percent, '{:.1f}%')}"
+    elif metrics.longest_wait_s is not None:  # an article probe: what the others waited
+        line = (f"longest wait {metrics.longest_wait_s:.3f} s, "
+                f"{_fmt(metrics.starved_requests, '{}')} unanswered")
     else:
         line = (f"{_fmt(metrics.throughput_rps, '{:.0f}')} rps, "
                 f"p50 {_fmt(metrics.p50_us, '{:.0f}')} us, "

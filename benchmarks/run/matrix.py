@@ -36,8 +36,10 @@ from iobench.benchmarks.run.checks import (
 from iobench.benchmarks.run.checks import (
     params as params_table,
 )
+from iobench.benchmarks.run.scenario import RunScenario
 from iobench.benchmarks.run.scenarios import RUN_SCENARIOS
 from iobench.servers.base import ParamError, ServerModel
+from iobench.servers.registry import get_model
 
 __all__ = ["BUILTIN_PROFILES", "MAX_REPEAT", "PROFILE_DIR", "RUN_KEYS", "SCENARIOS", "Cell",
            "Profile", "ProfileError", "check_size", "check_spec", "count", "expand",
@@ -188,6 +190,14 @@ def _check_model_params(cls: type[ServerModel], params: dict[str, Any], where: s
 CELL_OVERHEAD_S = 1.0
 
 
+def models_for(scenario: RunScenario, models: list[str]) -> list[str]:
+    """The run's models a scenario gets: a reference model (the article's code as
+    printed) only in a scenario made for it, whatever models the run has."""
+    if scenario.references:
+        return models
+    return [model for model in models if get_model(model).reference is None]
+
+
 def count(profile: Profile, models: list[str]) -> tuple[int, float]:
     """The cells :func:`expand` would build and the seconds they would take, computed
     from the lengths of the profile's lists (each scenario's ``count``), without
@@ -196,7 +206,7 @@ def count(profile: Profile, models: list[str]) -> tuple[int, float]:
     for name, scenario in RUN_SCENARIOS.items():
         section = profile.section(name)
         if section is not None:
-            n = scenario.count(section, models)
+            n = scenario.count(section, models_for(scenario, models))
             cells += n
             seconds += n * (section["duration_s"] + section.get("warmup_s", 0.0)
                             + CELL_OVERHEAD_S)
@@ -228,7 +238,8 @@ def expand(profile: Profile, models: list[str]) -> list[Cell]:
         for name, scenario in RUN_SCENARIOS.items():
             section = profile.section(name)
             if section is not None:
-                for cell in scenario.expand(section, models, profile.spec.get("params", {})):
+                for cell in scenario.expand(section, models_for(scenario, models),
+                                            profile.spec.get("params", {})):
                     cell.repetition = repetition
                     _check_unique(profile, made, cell)
                     cells.append(cell)

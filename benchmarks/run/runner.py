@@ -65,6 +65,9 @@ LOAD_GRACE_S = 5.0
 # system calls: inside it by a margin, so that connection set-up before and
 # the closing after it are left out, however late the load generator started.
 SYSCALL_WINDOW = (0.1, 0.85)
+# The mode of a cell whose scenario drives the server with clients of its own
+# (RunScenario.probe) instead of idle connections or the load generator.
+PROBE = "probe"
 # Start and stop overhead per cell, for the time estimate.
 CELL_OVERHEAD_S = 0.6
 
@@ -89,6 +92,8 @@ def estimated_seconds(cell: Cell) -> float:
     settle = IDLE_SETTLE_S if cell.mode == "idle" and cell.connections else 0.0
     settle += cell.idle / IDLE_CONNECTS_PER_S
     work = neighbour_load_s(cell) if cell.phase == "load" else cell.duration_s
+    if cell.mode == PROBE:
+        work += RUN_SCENARIOS[cell.scenario].probe_seconds(cell)
     return cell.warmup_s + work + lead + settle + CELL_OVERHEAD_S
 
 
@@ -131,6 +136,10 @@ class CellContext:
     rate_rps: float | None = None
     # Scale scenario: a longer load-generator time-out for a server that forks slowly.
     loadgen_timeout_s: float | None = None
+    # A probe cell: what writes its figures onto the record.
+    probed: Callable[[CellRecord], None] | None = None
+    # A server that exited once the load generator had left, where that is a finding.
+    server_exit: str | None = None
 
 
 def settled_memory(server: ServerHandle, sampler: Sampler) -> Memory | None:
@@ -228,11 +237,24 @@ class Runner:
         context.server = self.launcher.start_server(cell.model, server_params(cell))
         context.sampler.watch("server", context.server.pid, cgroup=context.server.cgroup)
         context.baseline_memory = settled_memory(context.server, context.sampler)
-        if cell.mode == "idle":
+        if cell.mode == PROBE:
+            self._probe(context)
+        elif cell.mode == "idle":
             self._idle(context)
         else:
             self._load(context)
         self._check_server(context.server)
+
+    def _probe(self, context: CellContext) -> None:
+        """The scenario's own clients against the server, between two edge readings."""
+        cell, server, sampler = context.cell, context.server, context.sampler
+        assert server is not None and sampler is not None
+        local = self.launcher.placement.server_host is None
+        first = sampler.edge()
+        context.probed = RUN_SCENARIOS[cell.scenario].probe(
+            cell, (server.host, server.port), server.pid if local else None)
+        context.edges = (first, sampler.edge())
+        context.memory = sampler.memory("server")
 
     def _idle(self, context: CellContext) -> None:
         cell, server, sampler = context.cell, context.server, context.sampler
@@ -333,6 +355,23 @@ class Runner:
                              f"wrote no report: {tail(result.stderr)}"
                              f"{self._stderr_note(server)}")
         context.report = result.report
+        tolerated = RUN_SCENARIOS[cell.scenario].tolerated_errors(cell)
+        errors = {kind for kind, count in result.report.errors.items()
+                  if count and kind != "total"}
+        if tolerated and errors <= tolerated:
+            # What went unanswered is the cell's figure (the scenario's annotate reads
+            # it), and a server that died of its clients' leaving, a note; a run the
+            # load generator called off ("starved: ...") fails with that first.
+            exit_note = None
+            if (code := server.poll()) is not None:
+                exit_note = (f"the server exited with code {code} once the load generator "
+                             f"had left{self._stderr_note(server)}")
+            if result.report.failure:
+                raise CellFailed(f"{result.report.failure}; the load generator reported "
+                                 f"{m.error_summary(result.report)}"
+                                 + (f"; {exit_note}" if exit_note else ""))
+            context.server_exit = exit_note
+            return
         self._check_server(server)
         # "starved: N of M connections unanswered after T s", or a worker's crash.
         failure = result.report.failure
@@ -490,6 +529,10 @@ class Runner:
         if context.syscalls is not None:
             record.syscalls = context.syscalls.per_request(metrics.throughput_rps)
             metrics.syscalls_per_request = record.syscalls["per_request"]
+        if context.probed is not None:
+            context.probed(record)
+        if context.server_exit is not None:
+            record.notes["server_exit"] = context.server_exit
         RUN_SCENARIOS[cell.scenario].annotate(record)
         return plausibility.judge(record)
 

@@ -82,6 +82,10 @@ def test_quick_profile_covers_every_model_within_budget(tmp_path: Path) -> None:
     assert churn["fork"] >= 5 * churn["epoll"], churn
     assert {"poll-sleep", "select", "busy-poll"} <= {
         c["model"] for c in cells if c["scenario"] == "interval"}
+    # The article's code as printed runs in its own scenario, beside busy-poll, and nowhere
+    # else; its report section is there.
+    assert {c["model"] for c in cells if c["scenario"] == "article"} == {"article", "busy-poll"}
+    assert "## The article's code as printed" in (run_dir / "REPORT.md").read_text()
 
     # The console: one line per cell, numbered 1..N, naming each cell of the file.
     lines = CELL_LINE.findall(done.stderr)
@@ -106,6 +110,6 @@ def test_quick_profile_covers_every_model_within_budget(tmp_path: Path) -> None:
 def test_quick_profile_plans_fit_the_budget() -> None:
     """The cells' own planned time, independent of the machine's load: what a profile
     change (more cells, longer ones) does to the budget shows here at once."""
-    cells = expand(load_profile("quick"), list(available_models()))
+    cells = expand(load_profile("quick"), list(available_models(references=True)))
     planned = sum(estimated_seconds(cell) for cell in cells)
     assert planned < QUICK_BUDGET_S * 0.8, f"{len(cells)} cells planned at {planned:.0f} s"

@@ -73,3 +73,6 @@ class ReportScenario:
     headlines: tuple[Headline, ...] = ()
     # What each phase of its cells means, where its cells have phases.
     phases: dict[str, str] = field(default_factory=dict)
+    # Models compared round by round with the reference model of each point
+    # (epoll, else select): a table of paired ratios with their intervals.
+    ratios: bool = False

@@ -35,6 +35,8 @@ class PlainProgress:
 
     def cell_finished(self, cell: Cell, record: CellRecord) -> None:
         self.done += 1
+        # Rounds --precision adds come beyond the planned cells.
+        self.total = max(self.total, self.done)
         width = len(str(self.total))
         print(f"[{self.done:{width}d}/{self.total}] {record.status:<6} "
               f"{cell.key} r{cell.repetition}  {headline(record)}", file=sys.stderr, flush=True)

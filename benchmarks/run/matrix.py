@@ -41,12 +41,37 @@ from iobench.benchmarks.run.scenarios import RUN_SCENARIOS
 from iobench.servers.base import ParamError, ServerModel
 from iobench.servers.registry import get_model
 
-__all__ = ["BUILTIN_PROFILES", "MAX_REPEAT", "PROFILE_DIR", "RUN_KEYS", "SCENARIOS", "Cell",
-           "Profile", "ProfileError", "check_size", "check_spec", "count", "expand",
-           "load_profile", "model_label", "select_models"]
+__all__ = ["BUILTIN_PROFILES", "MAX_REPEAT", "PROFILE_DIR", "RUN_KEYS", "SCENARIOS",
+           "SEED_LIMIT", "Cell", "Profile", "ProfileError", "check_size", "check_spec", "count",
+           "expand", "load_profile", "model_label", "select_models"]
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
-BUILTIN_PROFILES = ("quick", "full")
+BUILTIN_PROFILES = ("quick", "full", "precision-probe")
+# The seed that orders the models of each round (rounds.py), drawn when a
+# profile names none and recorded in the stored matrix.
+SEED_LIMIT = 2 ** 31
+
+
+def optional(check: Any) -> Any:
+    """``check``, or None as it is: a key whose default is "not given" (a stored matrix
+    holds it as null, and --resume checks it again)."""
+    def checked(where: str, value: Any) -> Any:
+        return None if value is None else check(where, value)
+    return checked
+
+
+def rounds_table(where: str, value: Any) -> dict[str, int]:
+    """``rounds = {closed = 3}``: a scenario's cells measured in at least this many rounds
+    (benchmarks/run/rounds.py), beyond ``repeat``."""
+    if not isinstance(value, dict):
+        raise ProfileError(f"{where} must be a table of scenario = rounds, got {value!r}")
+    for scenario, count in value.items():
+        if scenario not in SCENARIOS:
+            raise ProfileError(f"{where}: unknown scenario {scenario!r} "
+                               f"(valid: {', '.join(SCENARIOS)})")
+        number(1, MAX_REPEAT, integer=True)(f"{where}.{scenario}", count)
+    return dict(value)
+
 
 # The run-wide keys at the top level, and the run-wide sections: key -> (check,
 # default). [params] is free-form (model name -> its parameters, checked by
@@ -56,6 +81,12 @@ RUN_KEYS: Keys = {
     "repeat": (number(1, MAX_REPEAT, integer=True), 1),
     "models": (names, []),
     "cell_timeout_s": (DURATION, 20.0),
+    "rounds": (rounds_table, {}),
+    "seed": (optional(number(0, SEED_LIMIT - 1, integer=True)), None),
+    # iobench run --precision: the headline metrics it narrows (default: all of
+    # them), and its time budget when --budget is not given (default 20 minutes).
+    "precision_metrics": (names, []),
+    "precision_budget_s": (optional(DURATION), None),
 }
 SECTIONS: dict[str, Keys] = {
     "loadgen": {

@@ -16,15 +16,15 @@ import contextlib
 import signal
 import statistics
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from iobench.benchmarks.results import plausibility
 from iobench.benchmarks.results.record import STATUS_FAILED, STATUS_OK, CellRecord
 from iobench.benchmarks.results.store import RunStore, utc_now
 from iobench.benchmarks.run import metrics as m
-from iobench.benchmarks.run import scale
+from iobench.benchmarks.run import scale, steady
 from iobench.benchmarks.run.cells import Cell, CellFailed
 from iobench.benchmarks.run.launcher import Launcher, LoadSpec, ServerHandle, tail
 from iobench.benchmarks.run.sampler import Edge, Memory, Sampler
@@ -123,6 +123,8 @@ class CellContext:
     # The edge readings the server's CPU is measured between, or why there are none.
     edges: tuple[Edge, Edge] | None = None
     edges_note: str | None = None
+    # Every reading inside the window, for the steady-state check (steady.py).
+    window_edges: list[Edge] = field(default_factory=list)
     # The server's memory while it held its connections, and before the first.
     memory: Memory | None = None
     baseline_memory: Memory | None = None
@@ -166,7 +168,7 @@ class Runner:
         self.settings = settings
         self.progress = progress
 
-    def run(self, cells: list[Cell]) -> bool:
+    def run(self, cells: Iterable[Cell]) -> bool:
         """Run the cells not yet in the store; False if interrupted."""
         done = self.store.done()
         interrupted = False
@@ -339,6 +341,7 @@ class Runner:
         if watched is not None and result.report is not None:
             picked = watched.pick(result.report, local=load.pid is not None)
             context.edges, context.edges_note = picked.edges, picked.note
+            context.window_edges = picked.inside
             if picked.memory is not None:
                 context.memory = picked.memory
         if context.edges is None and context.edges_note is None:
@@ -445,11 +448,23 @@ class Runner:
         return slice_rate(report, running), slice_rate(report, paused)
 
     def _peak(self, cell: Cell) -> float:
-        """The model's highest closed-loop throughput at this payload, in this repetition."""
-        peaks = [c.metrics.throughput_rps for c in self.store.cells
-                 if c.scenario == "closed" and c.ok and c.model == cell.model
-                 and c.params == cell.params and c.size_bytes == cell.size_bytes
-                 and c.repetition == cell.repetition and c.metrics.throughput_rps]
+        """The model's highest closed-loop throughput at this payload, in this repetition.
+
+        A round added for precision may have no closed-loop cells of its own:
+        there the median of the peaks of the rounds that have them stands in.
+        """
+        by_round: dict[int, float] = {}
+        for c in self.store.cells:
+            if (c.scenario == "closed" and c.ok and c.model == cell.model
+                    and c.params == cell.params and c.size_bytes == cell.size_bytes
+                    and c.metrics.throughput_rps):
+                by_round[c.repetition] = max(by_round.get(c.repetition, 0.0),
+                                             c.metrics.throughput_rps)
+        if cell.repetition in by_round:
+            return by_round[cell.repetition]
+        peaks = sorted(by_round.values())
+        if peaks:
+            return float(statistics.median(peaks))
         if not peaks:
             raise CellFailed(f"no successful closed-loop cell of {cell.model} at "
                              f"{cell.size_bytes} B to take {cell.peak_fraction:g} of its peak")
@@ -506,6 +521,8 @@ class Runner:
                 m.load_metrics(metrics, report, server_stats)
                 record.flags += [f for f in m.load_flags(report) if f not in record.flags]
             m.client_metric_from_edges(metrics, edges)
+            if cell.phase is None:  # the neighbour's cells stop the server on purpose
+                check_steady(record, context.window_edges)
             record.samples = self._samples(context)
         if sampler is not None:
             m.machine_metrics(record, context.edges, placement.server_cpus,
@@ -548,6 +565,17 @@ class Runner:
             samples["client_t_s"] = client["t_s"]
             samples["client_cpu_percent"] = client["cpu_percent"]
         return samples
+
+
+def check_steady(record: CellRecord, window: list[Edge]) -> None:
+    """Flag the cell ``unsteady`` when its server's CPU stepped or drifted in the window."""
+    readings = [r for edge in window if (r := edge.trees.get("server")) is not None]
+    if len(readings) < 2:
+        return
+    start, end = readings[0].t_s, readings[-1].t_s
+    step = steady.find_step(steady.cpu_slices(readings, start, end))
+    if step is not None:
+        record.flag(steady.UNSTEADY, steady.describe(step, end - start))
 
 
 def slice_rate(report: dict[str, Any], slices: list[tuple[float, float]]) -> float:

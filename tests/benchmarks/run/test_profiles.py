@@ -44,9 +44,15 @@ def test_quick_covers_every_model_in_every_scenario_it_applies_to() -> None:
     assert {"select", "busy-poll"} <= {c.model for c in interval}
 
 
-def test_full_has_three_repetitions_and_the_connection_grid() -> None:
+def test_full_has_three_closed_loop_rounds_and_the_connection_grid() -> None:
+    from iobench.benchmarks.run.rounds import with_rounds
+
     profile = load_profile("full")
-    assert profile.repeat >= 3
+    rounds = {c.repetition for c in with_rounds(profile, expand(profile, ["select"]))
+              if c.scenario == "closed"}
+    assert rounds == {0, 1, 2}
+    # --precision ends within 28 minutes of rounds, so the run stays under 30.
+    assert profile.spec["precision_budget_s"] <= 28 * 60
     closed = [c for c in expand(profile, ["select"]) if c.scenario == "closed"]
     assert {c.connections for c in closed} == {1, 16, 128, 1000}
     assert {c.size_bytes for c in closed} == {64, 4096}

@@ -24,6 +24,8 @@ class Neighbour(RunScenario):
     keys = {
         "phases": (one_of(PHASES, "phase"), list(PHASES)),
         "load_models": (names, []),
+        # The models measured beside an idle server ([]: every model run).
+        "idle_models": (names, []),
         "duration_s": (DURATION, 1.0),
         "rate_rps": (RATE, 200.0),
         "connections": (COUNT, 4),
@@ -36,7 +38,8 @@ class Neighbour(RunScenario):
         return self.key_fields if cell.phase == "load" else ("phase",)
 
     def named_models(self, section: dict[str, Any]) -> dict[str, list[str]]:
-        return {"neighbour.load_models": section["load_models"]}
+        return {"neighbour.load_models": section["load_models"],
+                "neighbour.idle_models": section["idle_models"]}
 
     def expand(self, section: dict[str, Any], models: list[str],
                params: dict[str, dict[str, Any]]) -> Iterable[Cell]:
@@ -44,11 +47,12 @@ class Neighbour(RunScenario):
         if "solo" in phases:
             yield self.cell(None, {}, "idle", 0, phase="solo", duration_s=duration)
         load_models = section["load_models"] or models
+        idle_models = section["idle_models"] or models
         rate, connections = section["rate_rps"], section["connections"]
         size = section["size_bytes"]
         for model in models:
             p = params.get(model, {})
-            if "idle" in phases:
+            if "idle" in phases and model in idle_models:
                 yield self.cell(model, p, "idle", 0, phase="idle", duration_s=duration)
             if "load" in phases and model in load_models:
                 yield self.cell(model, p, "open", connections, size_bytes=size, rate_rps=rate,
@@ -56,7 +60,8 @@ class Neighbour(RunScenario):
 
     def count(self, section: dict[str, Any], models: list[str]) -> int:
         phases, load_models = section["phases"], section["load_models"] or models
-        return (("solo" in phases) + len(models) * ("idle" in phases)
+        idle_models = section["idle_models"] or models
+        return (("solo" in phases) + ("idle" in phases) * sum(m in idle_models for m in models)
                 + ("load" in phases) * sum(model in load_models for model in models))
 
     def annotate(self, record: CellRecord) -> None:

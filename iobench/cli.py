@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                "write a run's figures, REPORT.md and report.html"),
     "compare": ("iobench.benchmarks.report.cli", "add_compare_arguments", "cmd_compare",
                 "compare two runs cell by cell"),
+    "docs": ("iobench.benchmarks.report.cli", "add_docs_arguments", "cmd_docs",
+             "write README's and docs/' tables and findings from a run folder"),
 }
 
 

@@ -63,9 +63,9 @@ class Page:
     run: Run
 
     def link(self, target: Path) -> str:
-        """``target`` as a link relative to this page's folder."""
-        return Path(os.path.relpath(target.resolve(),
-                                    (self.root / self.path).parent.resolve())).as_posix()
+        """``target`` as a link relative to this page's folder (links left unresolved)."""
+        return Path(os.path.relpath(os.path.abspath(target),
+                                    os.path.abspath((self.root / self.path).parent))).as_posix()
 
     @property
     def run_link(self) -> str:
@@ -139,6 +139,9 @@ def findings_detail(page: Page, _current: str) -> str:
             lines += [f"**{sentence(str(finding.verdict))}**: {finding.reason}.", ""]
         if finding.summary != finding.reason:
             lines += [f"{sentence(finding.summary)}.", ""]
+        if finding.evidence:
+            lines += ["The numbers the verdict read:", "",
+                      *(f"- {line}" for line in finding.evidence), ""]
         lines += finding.detail
         for stem in finding.figures[:1]:
             path = page.run.directory / "plots" / f"{stem}.png"
@@ -149,7 +152,10 @@ def findings_detail(page: Page, _current: str) -> str:
 
 
 def sentence(text: str) -> str:
-    """The text with its first letter a capital, as a heading or a sentence starts."""
+    """The text with its first letter a capital, unless it starts with a model's name."""
+    first = text.split(" ", 1)[0].rstrip(",:;")
+    if first in registered_models():
+        return text
     return text[:1].upper() + text[1:]
 
 

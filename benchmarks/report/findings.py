@@ -19,7 +19,6 @@ from iobench.benchmarks.report.claims import (
     ClaimResult,
     Verdict,
     default_params,
-    implausible_rules,
     judge_claims,
 )
 from iobench.benchmarks.report.presentation import (
@@ -55,7 +54,8 @@ class Finding:
 
     ``summary`` is one sentence with the run's numbers (README's findings
     table); ``reason`` is why the verdict is what it is (the judge's words);
-    ``detail`` is Markdown lines (tables, notes) for docs/findings.md.
+    ``detail`` is Markdown lines (tables, notes) for docs/findings.md, and
+    ``evidence`` the judge's lines quoting the numbers it read.
     ``verdict`` is None for a measurement that no rule judges.
     """
 
@@ -66,6 +66,7 @@ class Finding:
     reason: str = ""
     detail: tuple[str, ...] = ()
     figures: tuple[str, ...] = ()
+    evidence: tuple[str, ...] = ()
 
 
 def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[str]],
@@ -83,7 +84,7 @@ class Notes:
 
     def __init__(self) -> None:
         self.failures: dict[str, dict[str, None]] = {}
-        self.set_aside: dict[str, None] = {}
+        self.set_aside: dict[str, None] = {}  # "where: rule (what was seen)"
         self.saturated = False
 
     def failed(self, where: str, group: CellGroup) -> str:
@@ -96,9 +97,8 @@ class Notes:
         found = [f"Failed, {', '.join(wheres)}: {reason}."
                  for reason, wheres in self.failures.items()]
         if self.set_aside:
-            found.append(f"{SET_ASIDE_MARK} from a cell that broke a plausibility rule "
-                         f"({', '.join(self.set_aside)}): shown, and left out of the "
-                         "verdicts.")
+            found.append(f"{SET_ASIDE_MARK} from a cell that broke a plausibility rule: shown, "
+                         f"and left out of the verdicts ({'; '.join(self.set_aside)}).")
         if self.saturated:
             found.append(SATURATED_NOTE)
         return [line for note in found for line in ("", note)]
@@ -115,7 +115,9 @@ def cell_text(group: CellGroup | None, metric: str, notes: Notes, where: str = "
         return "-"
     mark = ""
     if not group.plausible_cells:
-        notes.set_aside.update(dict.fromkeys(implausible_rules(group)))
+        notes.set_aside.update(dict.fromkeys(
+            f"{where or series_label(group)}: {v.rule}, {v.seen}"
+            for cell in group.ok_cells for v in cell.implausible))
         mark = SET_ASIDE_MARK
     elif "client_saturated" in group.flags and metric in ("throughput_rps", COST_METRIC):
         notes.saturated = True
@@ -148,7 +150,7 @@ def claim_finding(run: Run, key: str, summary: str | None,
         return []
     text = summary if summary and claim.verdict is not Verdict.INCONCLUSIVE else claim.reason
     return [Finding(key, claim.claim, claim.verdict, text, claim.reason, tuple(detail),
-                    claim.figures)]
+                    claim.figures, tuple(claim.evidence))]
 
 
 def by_label(groups: Iterable[CellGroup]) -> dict[str, list[CellGroup]]:
@@ -343,6 +345,9 @@ def scale_findings(run: Run) -> list[Finding]:
         return []
     crowds = sorted({g.idle_connections for members in series.values() for g in members})
     memory = {m.model: m for m in memory_per_connection(run)}
+    served = [g.idle_connections for members in series.values() for g in members
+              if not g.failed and g.idle_connections]
+    ends = sorted({crowds[0], max(served, default=crowds[0])})
     notes = Notes()
     rows = []
     for label, members in series.items():
@@ -350,18 +355,24 @@ def scale_findings(run: Run) -> list[Finding]:
         per = memory.get(label)
         rows.append([label, *(cell_text(at.get(n), COST_METRIC, notes,
                                         f"{label} beside {n:,} idle") for n in crowds),
+                     *(cell_text(at.get(n), "throughput_rps", notes,
+                                 f"{label} beside {n:,} idle") for n in ends),
                      "-" if per is None else
                      f"{per.bytes_per_connection / 1024:,.1f} ({style(per.metric).title})"])
     headers = ["model", *(f"{n:,} idle (us/request)" for n in crowds),
-               "memory per idle connection (KiB)"]
+               *(f"{n:,} idle (req/s)" for n in ends), "memory per idle connection (KiB)"]
     active = next(iter(series.values()))[0]
     detail = [f"{plural(active.connections, 'active connection')} (closed loop, "
-              f"{active.size_bytes} B) beside idle ones: server CPU per request, and the "
-              "memory one idle connection adds (PSS, or peak RSS where PSS was not "
+              f"{active.size_bytes} B) beside idle ones: server CPU per request, throughput "
+              "without idle connections and beside the most any model was measured with, and "
+              "the memory one idle connection adds (PSS, or peak RSS where PSS was not "
               "measured):", "", *markdown_table(headers, rows), *notes.lines()]
     found = []
     for index, key in enumerate(("scale_scanning_cost_grows", "scale_waiting_cost_flat")):
-        found += claim_finding(run, key, None, detail if index == 0 else ())
+        claim = verdict_of(run, key)
+        summary = (f"beside up to {max(served):,} idle connections (against none), "
+                   f"{claim.reason}" if claim is not None and served else None)
+        found += claim_finding(run, key, summary, detail if index == 0 else ())
     return found
 
 

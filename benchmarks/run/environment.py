@@ -1,7 +1,7 @@
 """What a run was measured on: small functions that each fill part of a dict.
 
 Figures from different machines or placements are not comparable
-(README.md, Method), so every run records the machine, the software and the pinning.
+(docs/method.md), so every run records the machine, the software and the pinning.
 """
 
 from __future__ import annotations

@@ -83,7 +83,7 @@ def run_sentence(page: Page) -> str:
     env = run.environment
     models = sorted({g.model for g in run.groups if g.model is not None})
     accounting = sorted({c.cpu_accounting for g in run.groups for c in g.ok_cells
-                         if getattr(c, "cpu_accounting", None)})
+                         if c.cpu_accounting is not None})
     commit = env.get("git_commit")
     parts = [f"profile {run.profile}" if run.profile else "",
              plural(run.repetitions, "repetition"), plural(len(models), "model")]

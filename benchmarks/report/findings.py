@@ -277,10 +277,10 @@ def throughput_finding(run: Run, groups: list[CellGroup]) -> list[Finding]:
                and default_params(g)]
     for size in sizes:
         for label, members in by_label(g for g in article if g.size_bytes == size).items():
-            at = {g.connections or 0: g for g in members}
+            by_count = {g.connections or 0: g for g in members}
             rows.append([f"{label}, {size} B", *(cell_text(
-                at.get(c), "throughput_rps", notes, f"{label}, {plural(c, 'connection')}, "
-                f"{size} B") for c in counts)])
+                by_count.get(c), "throughput_rps", notes, f"{label}, "
+                f"{plural(c, 'connection')}, {size} B") for c in counts)])
     fewest, size = counts[0], sizes[0]
 
     def at(model: str) -> CellGroup | None:

@@ -15,6 +15,7 @@ from iobench.common.errors import UsageError
 from iobench.common.processes import interrupts_raise
 from iobench.loadgen.params import ARRIVALS, EXPECTS, MODES, LoadParams
 from iobench.loadgen.plan import WorkerResult
+from iobench.loadgen.report import LoadReport
 from iobench.loadgen.runner import WorkerFailed, build_result, run
 from iobench.loadgen.summary import format_summary
 
@@ -92,11 +93,11 @@ def write_json(result: dict[str, Any], path: str) -> None:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def failed_result(params: LoadParams, reason: str) -> dict[str, Any]:
-    """The JSON of a run that broke down before it could report (a worker crashed)."""
+def failed_result(params: LoadParams, reason: str) -> LoadReport:
+    """The report of a run that broke down before it could measure (a worker crashed)."""
     empty = [WorkerResult(worker_index=index) for index in range(params.workers)]
     result = build_result(params, empty)
-    result["failure"] = reason
+    result.failure = reason
     return result
 
 
@@ -114,13 +115,13 @@ def cmd_load(args: Any) -> int:
     except WorkerFailed as exc:
         # The caller still gets its JSON: nothing measured, ok false, and why.
         if args.json is not None:
-            write_json(failed_result(params, str(exc)), args.json)
+            write_json(failed_result(params, str(exc)).to_json(), args.json)
         print(f"load generator failed: {exc}", file=sys.stderr)
         return 1
     if args.json is not None:
-        write_json(result, args.json)
-    if result["client"]["connected"] == 0:
-        raise TargetUnreachable(f"cannot connect to {params.target}: {result['connect_error']}")
+        write_json(result.to_json(), args.json)
+    if result.client.connected == 0:
+        raise TargetUnreachable(f"cannot connect to {params.target}: {result.connect_error}")
     if args.json != STDOUT:
-        print(format_summary(result))
-    return 0 if result["ok"] else 1
+        print(format_summary(result.to_json()))
+    return 0 if result.ok else 1

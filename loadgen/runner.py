@@ -16,7 +16,6 @@ import select
 import subprocess
 import sys
 import time
-from typing import Any
 
 from iobench.common.lifeline import child_setup
 from iobench.common.processes import fd_limit_error
@@ -30,6 +29,7 @@ from iobench.loadgen.plan import (
     plan_to_json,
     result_from_json,
 )
+from iobench.loadgen.report import ClientReport, LoadReport
 from iobench.loadgen.worker import IDLE_ACCEPTS_PER_S
 
 SCHEMA = "iobench.load/1"
@@ -78,8 +78,8 @@ def make_plans(params: LoadParams) -> list[WorkerPlan]:
     return plans
 
 
-def run(params: LoadParams, *, allow_errors: bool = False) -> dict[str, Any]:
-    """Run the load described by ``params``; return the load generator JSON as a dict.
+def run(params: LoadParams, *, allow_errors: bool = False) -> LoadReport:
+    """Run the load described by ``params``; return its report (``to_json()``: the JSON).
 
     Raises UsageError for bad parameters or an unresolvable host. A target
     that refuses connections is not an exception: the result says so in
@@ -198,8 +198,8 @@ def window_monotonic_s(results: list[WorkerResult]) -> list[float] | None:
 
 
 def build_result(params: LoadParams, results: list[WorkerResult], *,
-                 allow_errors: bool = False) -> dict[str, Any]:
-    """The load generator JSON (docs/formats.md) from the workers' results."""
+                 allow_errors: bool = False) -> LoadReport:
+    """The load report (docs/formats.md) from the workers' results."""
     measured_s = max(result.measured_s for result in results)
     requests = sum(result.requests for result in results)
     throughput = requests / measured_s if measured_s else 0.0
@@ -218,31 +218,31 @@ def build_result(params: LoadParams, results: list[WorkerResult], *,
             r.histogram_uncorrected for r in results if r.histogram_uncorrected))
     connected = sum(result.connected for result in results)
     first_errors = [r.first_connect_error for r in results if r.first_connect_error]
-    return {
-        "schema": SCHEMA,
-        "params": params.record(),
-        "requests": requests,
-        "measured_s": round(measured_s, 6),
-        "throughput_rps": round(throughput, 1),
-        "latency": latency,
-        "latency_uncorrected": uncorrected,
-        "errors": errors,
-        "client": {
-            "workers": len(results),
-            "cpu_percent": cpu_percent,
-            "target_rate_rps": params.rate_rps,
-            "achieved_rate_rps": round(achieved, 1),
-            "max_schedule_lag_us": round(max(r.max_schedule_lag_us for r in results), 1),
-            "event_loop": EVENT_LOOP,
-            "connected": connected,
-            "unfinished_requests": sum(result.unfinished for result in results),
-            "teardown_s": teardown_s(results),
-            "window_monotonic_s": window_monotonic_s(results),
-            "idle_connected": sum(result.idle_connected for result in results),
-            "idle_open": sum(result.idle_open for result in results),
-        },
-        "client_saturated": any(cpu >= SATURATED_CPU_PERCENT for cpu in cpu_percent),
-        "behind_schedule": behind,
-        "connect_error": first_errors[0] if first_errors else None,
-        "ok": connected > 0 and (errors["total"] == 0 or allow_errors),
-    }
+    return LoadReport(
+        schema=SCHEMA,
+        params=params.record(),
+        requests=requests,
+        measured_s=round(measured_s, 6),
+        throughput_rps=round(throughput, 1),
+        latency=latency,
+        latency_uncorrected=uncorrected,
+        errors=errors,
+        client=ClientReport(
+            workers=len(results),
+            cpu_percent=cpu_percent,
+            target_rate_rps=params.rate_rps,
+            achieved_rate_rps=round(achieved, 1),
+            max_schedule_lag_us=round(max(r.max_schedule_lag_us for r in results), 1),
+            event_loop=EVENT_LOOP,
+            connected=connected,
+            unfinished_requests=sum(result.unfinished for result in results),
+            teardown_s=teardown_s(results),
+            window_monotonic_s=window_monotonic_s(results),
+            idle_connected=sum(result.idle_connected for result in results),
+            idle_open=sum(result.idle_open for result in results),
+        ),
+        client_saturated=any(cpu >= SATURATED_CPU_PERCENT for cpu in cpu_percent),
+        behind_schedule=behind,
+        connect_error=first_errors[0] if first_errors else None,
+        ok=connected > 0 and (errors["total"] == 0 or allow_errors),
+    )

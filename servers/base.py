@@ -28,6 +28,17 @@ class Family(enum.StrEnum):
     ASYNCHRONOUS = "asynchronous"
 
 
+class Watching(enum.StrEnum):
+    """How a model learns which of its connections have something to say."""
+
+    # It looks at every connection it watches on every pass (busy-poll,
+    # select, poll): idle connections cost it on every request.
+    SCANS = "scans"
+    # The kernel tells it which connections are ready (epoll, io_uring): a
+    # wait costs by ready connections, not watched ones.
+    IS_TOLD = "is told"
+
+
 class ParamError(ValueError):
     """A model parameter is unknown or has a value the model cannot use."""
 
@@ -124,6 +135,7 @@ class ServerModel(ABC):
     description  one line that says what the model does
     params       the tunables, as :class:`Param` objects
     spins        True if the model never waits, so it burns CPU when idle
+    watching     whether it scans every connection or is told which are ready
 
     Socket settings are the same for every model, so a comparison measures the
     I/O model and nothing else.
@@ -143,6 +155,10 @@ class ServerModel(ABC):
     # True for a model that starts a thread or a process per connection: the
     # kernel's task limits (pid_max, threads-max) cap its connections.
     task_per_connection: ClassVar[bool] = False
+    # Whether it scans its connections or is told which are ready, for the
+    # scale scenario's verdicts; None for a model that is neither to judge
+    # (a thread or process per connection, asyncio's loop).
+    watching: ClassVar[Watching | None] = None
 
     recv_size: ClassVar[int] = 64 * 1024
     backlog: ClassVar[int] = 4096

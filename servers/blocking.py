@@ -2,8 +2,9 @@
 
 In the manner of ``socketserver``, a blocking model overrides one method,
 :meth:`BlockingServer.dispatch`, which hands a new connection to whatever
-serves it (a new thread, a pool's queue). Serving is the same everywhere: a
-loop that blocks in recv() and sendall() until the client closes.
+serves it (a new thread, a pool's queue, a forked child). Serving is the same
+everywhere: a loop that blocks in recv() and sendall() until the client
+closes (:func:`echo`).
 """
 
 from __future__ import annotations
@@ -64,8 +65,8 @@ class BlockingServer(ServerModel):
                     warn("dispatch", f"{self.name}: {exc}; refusing the connections that "
                          "find no thread")
                     sock.close()
-            self.close_connections()
         finally:
+            self.close_connections()
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
     def start_workers(self) -> None:
@@ -79,10 +80,7 @@ class BlockingServer(ServerModel):
                 return
             self._active.add(sock)
         try:
-            while data := sock.recv(self.recv_size):
-                sock.sendall(transform(data))
-        except OSError:  # reset by peer, or shut down by shutdown()
-            pass
+            echo(sock, self.recv_size)
         finally:
             with self._changed:
                 self._active.discard(sock)
@@ -104,8 +102,20 @@ class BlockingServer(ServerModel):
             self._changed.wait_for(lambda: not self._active, timeout=JOIN_TIMEOUT)
 
     def _await_stop_signal(self) -> None:
+        # This thread waits for the stop signals alone: every other signal
+        # (fork's SIGCHLD) goes to the main thread and interrupts its accept().
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         signal.sigwait(STOP_SIGNALS)
         self.shutdown()
+
+
+def echo(sock: socket.socket, recv_size: int) -> None:
+    """Block in recv() and sendall() until the client closes (or the socket is shut down)."""
+    try:
+        while data := sock.recv(recv_size):
+            sock.sendall(transform(data))
+    except OSError:  # reset by peer, or shut down by shutdown()
+        pass
 
 
 def _shut(sock: socket.socket) -> None:

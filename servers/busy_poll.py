@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from iobench.servers.base import Family, ServerModel
+from iobench.servers.base import Family, ServerModel, Watching
 from iobench.servers.connection import Connection, accept_pending
 
 
@@ -24,6 +24,7 @@ class BusyPollServer(ServerModel):
         "that never waits"
     )
     spins: ClassVar[bool] = True
+    watching: ClassVar[Watching | None] = Watching.SCANS
 
     def __init__(self, listener: Any, **params: Any) -> None:
         super().__init__(listener, **params)

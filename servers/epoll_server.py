@@ -6,6 +6,7 @@ import select
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
+from iobench.servers.base import Watching
 from iobench.servers.readiness import READ, WRITE, ReadinessServer
 
 
@@ -15,6 +16,7 @@ class EpollServer(ReadinessServer):
         "epoll_wait() sleeps until a socket is ready; the kernel keeps the interest list, so a "
         "wait costs by ready sockets, not watched ones (level-triggered)"
     )
+    watching: ClassVar[Watching | None] = Watching.IS_TOLD
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

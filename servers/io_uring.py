@@ -33,7 +33,7 @@ import socket
 import sys
 from typing import Any, ClassVar
 
-from iobench.servers.base import Family, Param, ServerModel, transform
+from iobench.servers.base import Family, Param, ServerModel, Watching, transform
 from iobench.servers.exhaustion import OUT_OF_DESCRIPTORS, back_off, refuse_waiting
 from iobench.servers.waker import Waker
 
@@ -382,6 +382,7 @@ class IoUringServer(ServerModel):
         "io_uring: multishot accept and multishot recv into a shared buffer ring, one "
         "io_uring_enter per loop turn; style=oneshot submits one operation per completion"
     )
+    watching: ClassVar[Watching | None] = Watching.IS_TOLD
     params: ClassVar[tuple[Param, ...]] = (
         Param("style", "multishot", "multishot (the modern interface) or oneshot (one "
               "operation per completion)", parse=parse_style),

@@ -6,6 +6,7 @@ import select
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
+from iobench.servers.base import Watching
 from iobench.servers.readiness import READ, WRITE, ReadinessServer
 
 
@@ -15,6 +16,7 @@ class PollServer(ReadinessServer):
         "poll() sleeps until a socket is ready; no descriptor limit, but the kernel still "
         "scans the whole list on every call"
     )
+    watching: ClassVar[Watching | None] = Watching.SCANS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -6,6 +6,7 @@ import select
 from collections.abc import Iterable
 from typing import ClassVar
 
+from iobench.servers.base import Watching
 from iobench.servers.readiness import READ, WRITE, ReadinessServer
 
 
@@ -14,6 +15,7 @@ class SelectServer(ReadinessServer):
     description: ClassVar[str] = (
         "select() sleeps until a socket is ready; write interest only while output is pending"
     )
+    watching: ClassVar[Watching | None] = Watching.SCANS
     # glibc's fd_set holds descriptors below FD_SETSIZE = 1024; CPython's
     # select.select() raises ValueError for a larger one.
     max_fd: ClassVar[int | None] = 1024

@@ -6,6 +6,7 @@ import asyncio
 from typing import ClassVar
 
 from iobench.servers.asyncio_server import AsyncioServer
+from iobench.servers.base import Watching
 
 
 class UvloopServer(AsyncioServer):
@@ -15,6 +16,7 @@ class UvloopServer(AsyncioServer):
         "The asyncio model's Protocol on uvloop (libuv, epoll underneath): same code, a "
         "loop written in C"
     )
+    watching: ClassVar[Watching | None] = Watching.IS_TOLD
 
     @classmethod
     def unavailable_reason(cls) -> str | None:

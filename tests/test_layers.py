@@ -42,7 +42,8 @@ def iobench_modules() -> dict[str, Path]:
     modules: dict[str, Path] = {}
     packages = ["iobench", "iobench.common", "iobench.servers", "iobench.loadgen",
                 "iobench.benchmarks", "iobench.benchmarks.run", "iobench.benchmarks.results",
-                "iobench.benchmarks.report"]
+                "iobench.benchmarks.report", "iobench.benchmarks.run.scenarios",
+                "iobench.benchmarks.report.scenarios"]
     for package in packages:
         spec = importlib.util.find_spec(package)
         assert spec is not None and spec.origin is not None, package
@@ -75,7 +76,8 @@ def test_every_package_is_found() -> None:
     assert {"iobench.servers.select_server", "iobench.loadgen.worker",
             "iobench.benchmarks.run.runner", "iobench.benchmarks.results.store",
             "iobench.benchmarks.report.plots", "iobench.common.errors",
-            "iobench.cli"} <= set(MODULES)
+            "iobench.benchmarks.run.scenarios.closed",
+            "iobench.benchmarks.report.scenarios.closed", "iobench.cli"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))

@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from iobench.benchmarks.report.claims import ClaimResult, Quoted
+from iobench.benchmarks.report.points import describe_point
 from iobench.benchmarks.report.presentation import (
     format_spread,
-    plural,
     series_label,
     series_sort_key,
     style,
 )
+from iobench.benchmarks.report.scenarios import REPORT_SCENARIOS
 from iobench.benchmarks.results.loader import CellGroup, Run, Spread
 
 CLAIMS_JSON = "claims.json"
@@ -82,16 +83,11 @@ def citable(group: CellGroup) -> bool:
 
 
 def where(group: CellGroup) -> str:
-    parts = []
-    if group.connections is not None:
-        parts.append(plural(group.connections, "connection"))
-    if group.size_bytes is not None and group.mode != "idle":
-        parts.append(f"{group.size_bytes} B")
-    if group.peak_fraction is not None:
-        parts.append(f"{group.peak_fraction:.0%} of its peak")
-    if group.rate_rps is not None:
-        parts.append(f"{group.rate_rps:,.0f} req/s offered")
-    return ", ".join(parts)
+    """The point, and the rate a fraction of the model's peak came to."""
+    text = describe_point(group)
+    if group.peak_fraction is not None and group.rate_rps is not None:
+        text += f" ({group.rate_rps:,.0f} req/s)"
+    return text
 
 
 def headline(key: str, group: CellGroup, metric: str, title: str) -> CitedFigure | None:
@@ -105,14 +101,9 @@ def headline(key: str, group: CellGroup, metric: str, title: str) -> CitedFigure
     return CitedFigure(key, f"{label}, {title}", metric, spread, (group.key,), sentence)
 
 
-def middle_load(groups: list[CellGroup]) -> CellGroup:
-    """The middle open-loop load level, as the latency spectrum picks it."""
-    ordered = sorted(groups, key=lambda g: (g.peak_fraction or 0.0, g.rate_rps or 0.0))
-    return ordered[(len(ordered) - 1) // 2]
-
-
 def headline_figures(run: Run) -> list[CitedFigure]:
-    """Per model series: peak closed-loop throughput, idle CPU, open-loop p99 at mid load."""
+    """Per model series, the headline figures each scenario declares (peak closed-loop
+    throughput, idle CPU, open-loop p99 at mid load), in the scenarios' order."""
     figures: list[CitedFigure] = []
     series: dict[str, dict[str, list[CellGroup]]] = {}
     for group in sorted(run.groups, key=series_sort_key):
@@ -121,21 +112,16 @@ def headline_figures(run: Run) -> list[CitedFigure]:
         series.setdefault(series_label(group), {}).setdefault(group.scenario, []).append(group)
     for label, scenarios in series.items():
         slug = label.replace(" ", "").replace("(", "[").replace(")", "]")
-        closed = [g for g in scenarios.get("closed", []) if g.metric("throughput_rps")]
-        if closed:
-            best = max(closed, key=lambda g: g.metric("throughput_rps").median)  # type: ignore[union-attr]
-            figures.append(headline(f"{slug}.peak_throughput", best, "throughput_rps",
-                                    "peak closed-loop throughput"))  # type: ignore[arg-type]
-        idle = [g for g in scenarios.get("idle", []) if g.metric("server_cpu_percent")]
-        if idle:
-            most = max(idle, key=lambda g: g.connections or 0)
-            figures.append(headline(f"{slug}.idle_cpu", most, "server_cpu_percent",
-                                    "idle server CPU"))  # type: ignore[arg-type]
-        opened = [g for g in scenarios.get("open", []) if g.metric("p99_us")]
-        if opened:
-            figures.append(headline(f"{slug}.open_p99", middle_load(opened), "p99_us",
-                                    "open-loop p99 latency"))  # type: ignore[arg-type]
-    return [f for f in figures if f is not None]
+        for name, declared in REPORT_SCENARIOS.items():
+            groups = scenarios.get(name, [])
+            for wanted in declared.headlines:
+                having = [g for g in groups if g.metric(wanted.metric)]
+                if having:
+                    cited = headline(f"{slug}.{wanted.key}", wanted.pick(having), wanted.metric,
+                                     wanted.title)
+                    if cited is not None:
+                        figures.append(cited)
+    return figures
 
 
 def build_citations(run: Run, claims: list[ClaimResult]) -> Citations:

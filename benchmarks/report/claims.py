@@ -16,6 +16,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from iobench.benchmarks.report.points import describe_point
 from iobench.benchmarks.report.presentation import format_duration_s, format_spread, plural
 from iobench.benchmarks.results.loader import CellGroup, Run, Spread
 
@@ -265,7 +266,7 @@ def sleep_lowers_throughput(run: Run) -> ClaimResult:
         for sleeper in sleepers:
             select = next(iter(find(run, "closed", "select", lambda g, s=sleeper: (
                 g.connections == s.connections and g.size_bytes == s.size_bytes))), None)
-            where = f"{plural(sleeper.connections, 'connection')}, {sleeper.size_bytes} B"
+            where = describe_point(sleeper)
             ps = measured(sleeper, "throughput_rps", f"closed poll-sleep, {where}",
                           THROUGHPUT_DISTRUST_FLAGS)
             sel = measured(select, "throughput_rps", f"closed select, {where}",

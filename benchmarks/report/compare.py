@@ -19,6 +19,7 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from iobench.benchmarks.report.points import describe_point
 from iobench.benchmarks.report.presentation import (
     format_value,
     model_colour,
@@ -26,8 +27,10 @@ from iobench.benchmarks.report.presentation import (
     style,
 )
 from iobench.benchmarks.results.loader import CellGroup, Run, Spread
+from iobench.benchmarks.results.record import METRICS
 
-COMPARED_METRICS = ("throughput_rps", "p99_us", "cpu_us_per_request")
+# The metrics whose declaration says they are compared, in the record's order.
+COMPARED_METRICS = tuple(name for name, declared in METRICS.items() if declared.compared)
 # Metrics where a larger value is the better one.
 HIGHER_IS_BETTER = frozenset({"throughput_rps"})
 # A ratio within 5% of 1 is not called a change, whatever the spread says.
@@ -41,8 +44,6 @@ SYMBOLS = {"BETTER": "+", "WORSE": "-", "within spread": "~", "spread unknown": 
            "": "", "n/a": ""}
 LEGEND = ("+ better, - worse: beyond 5% and outside both runs' min-max ranges; "
           "~ beyond 5% but within the ranges; ? beyond 5%, spread unknown (one repetition)")
-SHORT_HEADERS = {"throughput_rps": "throughput req/s", "p99_us": "p99 us",
-                 "cpu_us_per_request": "CPU/req us"}
 
 
 @dataclass
@@ -156,14 +157,7 @@ def compare_runs(a: Run, b: Run) -> Comparison:
 
 def describe(group: CellGroup) -> str:
     """'open select c4 64B 2,000/s': short enough that the table fits 100 columns."""
-    parts = [group.scenario, series_label(group), f"c{group.connections}"]
-    if group.size_bytes is not None:
-        parts.append(f"{group.size_bytes}B")
-    if group.rate_rps is not None:
-        parts.append(f"{group.rate_rps:,.0f}/s")
-    if group.phase:
-        parts.append(group.phase)
-    return " ".join(parts)
+    return f"{group.scenario} {series_label(group)} {describe_point(group, 'compact')}"
 
 
 def short_texts(change: MetricChange) -> list[str]:
@@ -176,7 +170,7 @@ def short_texts(change: MetricChange) -> list[str]:
 
 def short_headers() -> list[str]:
     """'cell', then for each metric B's median and B/A (left-aligned, so symbols line up)."""
-    names = [f"B {SHORT_HEADERS.get(m, style(m).header)}" for m in COMPARED_METRICS]
+    names = [f"B {style(m).short or style(m).header}" for m in COMPARED_METRICS]
     return ["cell"] + [h for name in names for h in (name, "B/A")]
 
 

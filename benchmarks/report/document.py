@@ -1,10 +1,13 @@
 """REPORT.md and a self-contained report.html, built from a run's files alone.
 
-The report is assembled once as a list of blocks (headings, paragraphs,
-tables, figures, folded details) and rendered twice, so the Markdown people
-paste into their documents and the HTML they open in a browser say exactly the
-same thing. Numbers in tables are median (min-max) across repetitions of the
-values in results.json, formatted by iobench.benchmarks.report.presentation.
+The report's content is assembled once as a list of blocks
+(``iobench.benchmarks.report.blocks``: headings, paragraphs, tables, figures,
+folded details) and rendered twice, so the Markdown people paste into their
+documents and the HTML they open in a browser say exactly the same thing.
+What each scenario's section shows (title, metrics, figures, a section of
+its own) is its declaration in ``iobench.benchmarks.report.scenarios``.
+Numbers in tables are median (min-max) across repetitions of the values in
+results.json, formatted by iobench.benchmarks.report.presentation.
 
 Reading order: a summary first (each claim's verdict, its sentence and
 figures, its plot beside it), then one section per scenario (its plots above a
@@ -16,23 +19,32 @@ figures to cite, environment, method and how to reproduce. Each part is one
 
 from __future__ import annotations
 
-import base64
-import html
-import re
-from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
+from iobench.benchmarks.report.blocks import (
+    Block,
+    Bullets,
+    Code,
+    Details,
+    Figure,
+    Heading,
+    Paragraph,
+    SideBySide,
+    Table,
+    to_html,
+    to_markdown,
+)
 from iobench.benchmarks.report.citations import (
     CLAIMS_JSON,
     Citations,
     build_citations,
     write_citations,
 )
-from iobench.benchmarks.report.claims import ClaimResult, Verdict, judge_claims
+from iobench.benchmarks.report.claims import ClaimResult, judge_claims
 from iobench.benchmarks.report.placement import cluster_options, placement_blocks
 from iobench.benchmarks.report.placement import describe as placement_text
-from iobench.benchmarks.report.plots import FIGURES, PlotOutcome, write_plots
+from iobench.benchmarks.report.plots import PlotOutcome, write_plots
+from iobench.benchmarks.report.points import describe_point
 from iobench.benchmarks.report.presentation import (
     format_spread,
     format_value,
@@ -41,7 +53,7 @@ from iobench.benchmarks.report.presentation import (
     series_sort_key,
     style,
 )
-from iobench.benchmarks.report.scale import judge_scale, memory_per_connection
+from iobench.benchmarks.report.scenarios import FIGURE_CAPTIONS, REPORT_SCENARIOS
 from iobench.benchmarks.results.loader import CellGroup, Run, load_run
 
 # The report warns about a metric whose max - min across repetitions exceeds
@@ -52,65 +64,6 @@ SPREAD_CHECKED_METRICS = ("throughput_rps", "p50_us", "server_cpu_percent")
 REPORT_MD = "REPORT.md"
 REPORT_HTML = "report.html"
 
-SCENARIO_TITLES = {
-    "idle": "Idle: connections open, no requests",
-    "closed": "Closed loop: peak throughput",
-    "open": "Open loop: latency at a fixed offered rate",
-    "interval": "Poll-sleep interval sweep",
-    "neighbour": "Neighbour: a CPU-bound process sharing the server's core",
-    "scale": "Scale: a few active connections beside many idle ones",
-    "syscalls": "System calls counted by strace, at a low rate",
-}
-SCENARIO_DESCRIPTIONS = {
-    "idle": "The server holds idle connections and gets no requests; what it costs to wait.",
-    "closed": "Each connection sends a request and waits for the whole response before the "
-              "next: the most the server does with that many connections.",
-    "open": "Requests at a constant total rate, latency measured from each request's intended "
-            "send time (coordinated-omission corrected).",
-    "interval": "poll-sleep at several sleep intervals against reference models, same rate.",
-    "neighbour": "A CPU-bound neighbour shares the server's CPU; its progress relative to "
-                 "running alone shows what the server's waiting costs others.",
-    "scale": "A few active connections beside a crowd of idle ones the load generator opened "
-             "first and kept silent: what each model pays for connections it watches but "
-             "that have nothing to say. Its figures and verdicts are in the section "
-             "'Beyond the article'.",
-    "syscalls": "Open loop at a low rate under strace -c -f, for machines where perf cannot "
-                "count: strace stops the server at every call, so only the counts of these "
-                "cells mean something, not their latency or CPU.",
-}
-# Memory by PSS: RSS counts a page shared by N processes N times (a forking
-# server's copy-on-write pages once per child). RSS stays in the data.
-SCENARIO_METRICS = {
-    "idle": ("server_cpu_percent", "ctx_voluntary_per_s", "pss_bytes",
-             "pss_per_connection_bytes", "peak_threads"),
-    "closed": ("throughput_rps", "p50_us", "p99_us", "server_cpu_percent", "cpu_us_per_request",
-               "ctx_voluntary_per_request", "syscalls_per_request", "pss_bytes",
-               "peak_threads"),
-    "open": ("throughput_rps", "p50_us", "p99_us", "p99_9_us", "server_cpu_percent",
-             "cpu_us_per_request"),
-    "interval": ("throughput_rps", "p50_us", "p99_us", "server_cpu_percent",
-                 "cpu_us_per_request"),
-    "neighbour": ("neighbour_ops_per_s", "neighbour_ratio", "server_cpu_percent", "p99_us"),
-    "scale": ("throughput_rps", "p50_us", "p99_us", "cpu_us_per_request", "server_cpu_percent",
-              "pss_bytes", "peak_rss_bytes", "peak_fds", "peak_threads"),
-    "syscalls": ("throughput_rps", "syscalls_per_request"),
-}
-FIGURE_CAPTIONS = {
-    "throughput_vs_connections": "Peak throughput vs connections (closed loop)",
-    "latency_spectrum": "Latency by percentile (open loop, merged histograms)",
-    "latency_vs_rate": "p50 and p99 latency vs offered rate",
-    "cpu_vs_rate": "Server CPU and CPU per request vs offered rate",
-    "idle_cpu": "Idle server CPU",
-    "poll_sleep_tradeoff": "Poll-sleep: sleep interval vs latency and CPU",
-    "memory_threads_vs_connections": "Memory (PSS) and threads vs connections",
-    "scale": "Throughput and CPU per request vs connections watched (16 active + idle)",
-    "scale_memory": "Memory per idle connection, per model",
-}
-NEIGHBOUR_PHASES = {
-    "solo": "the neighbour alone, no server",
-    "idle": "beside an idle server",
-    "load": "beside a server under load",
-}
 FLAG_MEANINGS = {
     "client_saturated": "the load generator used nearly a whole core: the figure may be the "
                         "client's limit, not the server's",
@@ -127,77 +80,6 @@ FLAG_MEANINGS = {
                      "alone; its latency includes those pauses",
 }
 
-
-@dataclass
-class Heading:
-    level: int
-    text: str
-
-
-@dataclass
-class Paragraph:
-    text: str
-
-
-@dataclass
-class Bullets:
-    items: list[str]
-
-
-@dataclass
-class Code:
-    text: str
-
-
-@dataclass
-class Table:
-    """``numeric`` columns are right-aligned, the rest left-aligned."""
-
-    headers: list[str]
-    rows: list[list[str]]
-    numeric: tuple[int, ...] = ()
-
-
-@dataclass
-class Figure:
-    path: Path
-    caption: str
-
-
-@dataclass
-class Details:
-    """Folded content: HTML ``<details>``, which Markdown renderers such as GitHub's keep."""
-
-    summary: str
-    blocks: list[Block]
-
-
-@dataclass
-class SideBySide:
-    """Text beside its figure in HTML (stacked on narrow screens); one after the other in
-    Markdown."""
-
-    blocks: list[Block]
-    figure: Figure | None
-
-
-Block = Heading | Paragraph | Bullets | Code | Table | Figure | Details | SideBySide
-
-# The figure each scenario section shows above its table, from the plots' own list.
-SCENARIO_FIGURES: dict[str, list[str]] = {}
-for _stem, _builder, _scenario in FIGURES:
-    SCENARIO_FIGURES.setdefault(_scenario, []).append(_stem)
-# Compact tables: the one metric per point a reader looks for first in each scenario.
-KEY_METRIC = {
-    "idle": "server_cpu_percent",
-    "closed": "throughput_rps",
-    "open": "p99_us",
-    "interval": "p50_us",
-    "neighbour": "neighbour_ratio",
-    "scale": "cpu_us_per_request",
-}
-# Scenarios whose figures stand in a section of their own, not under the results.
-OWN_SECTION_SCENARIOS = ("scale",)
 
 
 def environment_blocks(run: Run) -> list[Block]:
@@ -272,21 +154,7 @@ def point_of(group: CellGroup) -> tuple[object, ...]:
 
 
 def table_title(scenario: str, group: CellGroup) -> str:
-    parts = []
-    if group.phase:
-        parts.append(NEIGHBOUR_PHASES.get(group.phase, f"phase {group.phase}"))
-    if group.connections is not None and not (group.phase and group.mode == "idle"):
-        noun = "idle connection" if scenario == "idle" or group.mode == "idle" else "connection"
-        parts.append(plural(group.connections, noun))
-    if group.idle_connections:
-        parts.append(f"beside {plural(group.idle_connections, 'idle connection')}")
-    if group.size_bytes is not None and group.mode != "idle":
-        parts.append(f"{group.size_bytes} B")
-    if group.peak_fraction is not None:
-        parts.append(f"offered {group.peak_fraction:.0%} of each model's closed-loop peak")
-    elif group.rate_rps is not None:
-        parts.append(f"{group.rate_rps:,.0f} req/s offered")
-    return f"{scenario}: " + ", ".join(parts)
+    return f"{scenario}: {describe_point(group)}"
 
 
 def notes_text(group: CellGroup) -> str:
@@ -311,7 +179,7 @@ def scenario_points(run: Run, scenario: str) -> list[list[CellGroup]]:
 
 def scenario_tables(run: Run, scenario: str) -> list[Block]:
     """The full tables: one per point, every metric with its spread, flags last."""
-    metrics = SCENARIO_METRICS.get(scenario, SCENARIO_METRICS["closed"])
+    metrics = REPORT_SCENARIOS[scenario].metrics
     blocks: list[Block] = []
     for members in scenario_points(run, scenario):
         offered = any(g.peak_fraction is not None for g in members)
@@ -337,26 +205,6 @@ def scenario_tables(run: Run, scenario: str) -> list[Block]:
     return blocks
 
 
-def point_label(group: CellGroup) -> str:
-    """A short column heading for one point: '16 conn, 64 B', '50% of peak', 'beside idle'."""
-    parts = []
-    if group.phase:
-        parts.append(group.phase)
-    if group.connections is not None and group.mode != "idle":
-        parts.append(f"{group.connections} conn")
-    elif group.mode == "idle" and not group.phase:
-        parts.append(f"{group.connections} idle")
-    if group.scenario == "scale":
-        parts.append(f"+{group.idle_connections:,} idle")
-    if group.size_bytes is not None and group.mode != "idle":
-        parts.append(f"{group.size_bytes} B")
-    if group.peak_fraction is not None:
-        parts.append(f"{group.peak_fraction:.0%} of peak")
-    elif group.rate_rps is not None and group.mode == "open":
-        parts.append(f"{group.rate_rps:,.0f}/s")
-    return ", ".join(parts) or "-"
-
-
 def compact_cell(group: CellGroup | None, metric: str) -> str:
     if group is None:
         return "-"
@@ -380,15 +228,15 @@ def compact_table(run: Run, scenario: str) -> list[Block]:
             series.setdefault(series_label(group), {})[index] = group
     order = sorted(series, key=lambda label: series_sort_key(next(iter(series[label].values()))))
     if len(points) == 1:
-        metrics = [m for m in SCENARIO_METRICS.get(scenario, ())[:4]
+        metrics = [m for m in REPORT_SCENARIOS[scenario].metrics[:4]
                    if any(g.values(m) for g in points[0])]
         headers = ["model"] + [style(m).header for m in metrics]
         rows = [[label] + [compact_cell(series[label].get(0), m) for m in metrics]
                 for label in order]
-        caption = f"Medians at {point_label(points[0][0])}."
+        caption = f"Medians at {describe_point(points[0][0], 'short')}."
     else:
-        metric = KEY_METRIC.get(scenario, SCENARIO_METRICS.get(scenario, ("throughput_rps",))[0])
-        labels = [point_label(members[0]) for members in points]
+        metric = REPORT_SCENARIOS[scenario].key_metric
+        labels = [describe_point(members[0], "short") for members in points]
         headers = ["model", *labels]
         rows = [[label] + [compact_cell(series[label].get(i), metric) for i in range(len(points))]
                 for label in order]
@@ -398,11 +246,6 @@ def compact_table(run: Run, scenario: str) -> list[Block]:
             Table(headers, rows, numeric=tuple(range(1, len(headers))))]
 
 
-# Scenarios a profile adds only for a purpose (strace where perf is missing):
-# a run without them lacks nothing worth a note.
-OPT_IN_SCENARIOS = ("syscalls",)
-# Scenarios whose sections show the system calls per request by kind.
-SYSCALL_SCENARIOS = ("closed", "syscalls")
 # A kind is shown when some model makes at least this many calls of it per request.
 SYSCALL_KIND_MIN = 0.01
 
@@ -451,8 +294,7 @@ def syscall_tables(run: Run, scenario: str) -> list[Block]:
         blocks += [Heading(4, "System calls per request: " + table_title(scenario, members[0])),
                    Table(headers, rows, numeric=tuple(range(1, len(headers))))]
     if blocks:
-        tool = ("strace -c -f, in these low-rate cells only" if scenario == "syscalls"
-                else "perf stat on the syscall tracepoints")
+        tool = REPORT_SCENARIOS[scenario].syscall_tool
         return [Paragraph("System calls per request by kind, counted by the kernel on the "
                           "server's process tree inside the measured window (" + tool +
                           "; medians across repetitions). `other` is every call not named."),
@@ -468,20 +310,21 @@ def figure_block(plots: PlotOutcome, stem: str) -> Figure | None:
     if not paths:
         return None
     png = next(p for p in paths if p.suffix == ".png")
-    return Figure(png, FIGURE_CAPTIONS.get(stem, stem))
+    return Figure(png, FIGURE_CAPTIONS[stem])
 
 
 def scenario_section(run: Run, scenario: str, plots: PlotOutcome) -> list[Block]:
     """A scenario's heading, what it measures, its figures, the compact and the full tables."""
-    blocks: list[Block] = [Heading(3, SCENARIO_TITLES.get(scenario, scenario)),
-                           Paragraph(SCENARIO_DESCRIPTIONS.get(scenario, ""))]
-    stems = [] if scenario in OWN_SECTION_SCENARIOS else SCENARIO_FIGURES.get(scenario, [])
+    declared = REPORT_SCENARIOS[scenario]
+    blocks: list[Block] = [Heading(3, declared.title), Paragraph(declared.description)]
+    # A scenario with a section of its own shows its figures there.
+    stems = [] if declared.section is not None else [stem for stem, _ in declared.figures]
     for stem in stems:
         figure = figure_block(plots, stem)
         if figure is not None:
             blocks.append(figure)
     blocks += compact_table(run, scenario)
-    if scenario in SYSCALL_SCENARIOS:
+    if declared.syscall_tool is not None:
         blocks += syscall_tables(run, scenario)
     full = scenario_tables(run, scenario)
     if full:
@@ -508,8 +351,8 @@ def results_blocks(run: Run, plots: PlotOutcome) -> list[Block]:
         "Units are in the column headers.")]
     for scenario in run.scenarios:
         blocks += scenario_section(run, scenario, plots)
-    absent = [name for name in SCENARIO_TITLES
-              if name not in run.scenarios and name not in OPT_IN_SCENARIOS]
+    absent = [name for name, declared in REPORT_SCENARIOS.items()
+              if name not in run.scenarios and not declared.opt_in]
     if absent:
         blocks.append(Paragraph(
             f"Not in this run (its profile has no such scenario), so no tables: "
@@ -593,47 +436,12 @@ def summary_blocks(claims: list[ClaimResult], plots: PlotOutcome) -> list[Block]
     return blocks
 
 
-def scale_blocks(run: Run, plots: PlotOutcome) -> list[Block]:
-    """Beyond the article: the cost of watching many connections, with computed verdicts."""
-    verdicts = judge_scale(run)
-    if not verdicts:
-        return []
-    blocks: list[Block] = [
-        Heading(2, "Beyond the article: what watching many connections costs"),
-        Paragraph("The article's first and fourth claims are both about watching connections. "
-                  "Here a few active connections share the server with a crowd of idle ones "
-                  "(the C10K problem): a model that looks at every connection on every pass "
-                  "(busy-poll, poll-sleep, select, poll, sigio) pays for the crowd on every "
-                  "request; one the kernel tells which connections are ready (epoll, uvloop, "
-                  "io-uring) should not. Verdicts are computed with the thresholds in "
-                  "`benchmarks/report/scale.py`."),
-        Table(["verdict", "in this run", "why"],
-              [[v.claim, str(v.verdict), v.reason] for v in verdicts]),
-    ]
-    for verdict in verdicts:
-        blocks.append(Heading(3, f"{verdict.claim}: {verdict.verdict}"))
-        if verdict.evidence:
-            blocks.append(Bullets(verdict.evidence))
-    for stem in SCENARIO_FIGURES.get("scale", []):
-        figure = figure_block(plots, stem)
-        if figure is not None:
-            blocks.append(figure)
-    memory = memory_per_connection(run)
-    if memory:
-        rows = [[m.model, f"{m.bytes_per_connection / 1024:,.1f}",
-                 "PSS" if m.metric == "pss_bytes" else "RSS", f"{m.idle:,}"]
-                for m in sorted(memory, key=lambda m: m.bytes_per_connection)]
-        blocks += [Paragraph("Memory one idle connection adds to the server: the difference "
-                             "between its most idle successful cell and the one without idle "
-                             "connections, divided by the idle count. RSS counts a page that "
-                             "forked processes share once per process; PSS splits it."),
-                   Table(["model", "KiB per idle connection", "measured by", "idle connections"],
-                         rows, numeric=(1, 3))]
-    failed = [(g.key, "; ".join(g.failures)) for g in run.scenario("scale") if g.failed]
-    if failed:
-        blocks.append(Paragraph("Cells that could not run or were starved, with why (a limit "
-                                "met is a result too):"))
-        blocks.append(Bullets([f"`{key}`: {reason}" for key, reason in failed]))
+def own_sections(run: Run, plots: PlotOutcome) -> list[Block]:
+    """The sections scenarios have of their own (scale's "Beyond the article"), in order."""
+    blocks: list[Block] = []
+    for declared in REPORT_SCENARIOS.values():
+        if declared.section is not None:
+            blocks += declared.section(run, lambda stem: figure_block(plots, stem))
     return blocks
 
 
@@ -666,129 +474,13 @@ def build_report(run: Run, plots: PlotOutcome,
     return [
         Heading(1, f"iobench report: {run.run_id}"),
         *summary_blocks(citations.claims, plots),
-        *scale_blocks(run, plots),
+        *own_sections(run, plots),
         *results_blocks(run, plots),
         *set_aside_blocks(run),
         *cite_blocks(citations),
         *environment_blocks(run),
         *method_blocks(run),
     ]
-
-
-def markdown_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def to_markdown(blocks: Iterable[Block], base: Path) -> str:
-    out: list[str] = []
-    for block in blocks:
-        match block:
-            case Heading(level, text):
-                out.append(f"{'#' * level} {text}")
-            case Paragraph(text):
-                out.append(text)
-            case Bullets(items):
-                out.append("\n".join(f"- {item}" for item in items))
-            case Code(text):
-                out.append(f"```\n{text}\n```")
-            case Table(headers, rows, numeric):
-                lines = ["| " + " | ".join(map(markdown_cell, headers)) + " |",
-                         "|" + "|".join("---:" if i in numeric else "---" for i in
-                                        range(len(headers))) + "|"]
-                lines += ["| " + " | ".join(map(markdown_cell, r)) + " |" for r in rows]
-                out.append("\n".join(lines))
-            case Figure(path, caption):
-                out.append(f"![{caption}]({path.relative_to(base).as_posix()})")
-            case Details(summary, inner):
-                out.append(f"<details><summary>{html.escape(summary)}</summary>\n\n"
-                           + to_markdown(inner, base).rstrip("\n") + "\n\n</details>")
-            case SideBySide(inner, figure):
-                out.append(to_markdown([*inner, *([figure] if figure else [])],
-                                       base).rstrip("\n"))
-    return "\n\n".join(out) + "\n"
-
-
-def inline_html(text: str) -> str:
-    """Escape, then the two bits of Markdown the report uses: `code` and **bold**."""
-    escaped = html.escape(text)
-    escaped = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
-    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", escaped)
-
-
-# Wide tables scroll inside their own box, so the page itself never gets wider
-# than the window; a claim sits beside its figure when there is room for both.
-HTML_STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 1320px; margin: 1em auto; padding: 0 1em;
-       color: #222; line-height: 1.35; }
-h1 { font-size: 1.5em; margin: 0.3em 0; } h2 { margin-top: 1.6em; }
-.table { overflow-x: auto; max-width: 100%; }
-table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.88em; }
-th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; vertical-align: top; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-th { background: #f3f3f3; }
-pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; white-space: pre-wrap; }
-figure { margin: 0.5em 0 1.5em; } img { max-width: 100%; height: auto; }
-figcaption { font-size: 0.85em; color: #555; }
-.side { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1.1fr); gap: 1.2em;
-        align-items: start; border-top: 1px solid #ddd; }
-.side h3 { margin: 0.5em 0 0.3em; } .side ul { font-size: 0.9em; padding-left: 1.2em; }
-@media (max-width: 900px) { .side { grid-template-columns: minmax(0, 1fr); } }
-details { margin: 0.5em 0 1.5em; } summary { cursor: pointer; color: #1F4E79; }
-td.holds { background: #e3f4e6; } td.does-not-hold { background: #fbe3e0; }
-td.inconclusive { background: #fff3d6; } td.holds, td.does-not-hold, td.inconclusive {
-  font-weight: 600; white-space: nowrap; }
-code { overflow-wrap: anywhere; }
-"""
-
-
-def verdict_class(text: str) -> str:
-    """' class="holds"' for a cell that is a verdict, so the page colours it; '' otherwise."""
-    verdicts = {str(v) for v in Verdict}
-    return f" class=\"{text.replace(' ', '-')}\"" if text in verdicts else ""
-
-
-def html_blocks(blocks: Iterable[Block]) -> list[str]:
-    out: list[str] = []
-    for block in blocks:
-        match block:
-            case Heading(level, text):
-                out.append(f"<h{level}>{inline_html(text)}</h{level}>")
-            case Paragraph(text):
-                out.append(f"<p>{inline_html(text)}</p>")
-            case Bullets(items):
-                out.append("<ul>" + "".join(f"<li>{inline_html(i)}</li>" for i in items)
-                           + "</ul>")
-            case Code(text):
-                out.append(f"<pre><code>{html.escape(text)}</code></pre>")
-            case Table(headers, rows, numeric):
-                head = "".join(f"<th>{inline_html(h)}</th>" for h in headers)
-                body = "".join("<tr>" + "".join(
-                    f"<td class=\"num\">{inline_html(c)}</td>" if i in numeric
-                    else f"<td{verdict_class(c)}>{inline_html(c)}</td>"
-                    for i, c in enumerate(row))
-                    + "</tr>" for row in rows)
-                out.append(f"<div class=\"table\"><table><thead><tr>{head}</tr></thead>"
-                           f"<tbody>{body}</tbody></table></div>")
-            case Figure(path, caption):
-                data = base64.b64encode(path.read_bytes()).decode("ascii")
-                out.append(f"<figure><img alt=\"{html.escape(caption)}\" "
-                           f"src=\"data:image/png;base64,{data}\"><figcaption>"
-                           f"{html.escape(caption)}</figcaption></figure>")
-            case Details(summary, inner):
-                out.append(f"<details><summary>{html.escape(summary)}</summary>"
-                           + "\n".join(html_blocks(inner)) + "</details>")
-            case SideBySide(inner, figure):
-                aside = "\n".join(html_blocks([figure])) if figure else ""
-                out.append("<section class=\"side\"><div>" + "\n".join(html_blocks(inner))
-                           + f"</div><div>{aside}</div></section>")
-    return out
-
-
-def to_html(blocks: Iterable[Block], title: str) -> str:
-    head = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{html.escape(title)}</title><style>{HTML_STYLE}</style></head><body>")
-    return "\n".join([head, *html_blocks(blocks), "</body></html>\n"])
 
 
 def write_report(run: Run, plots: PlotOutcome) -> list[Path]:

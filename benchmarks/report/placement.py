@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from iobench.benchmarks.results.loader import CellGroup, Run
 
 if TYPE_CHECKING:
-    from iobench.benchmarks.report.document import Block
+    from iobench.benchmarks.report.blocks import Block
 
 # Legend labels are wrapped to this many characters: a placement takes a line or two.
 LABEL_WIDTH = 90
@@ -49,7 +49,7 @@ def cluster_options(placement: dict[str, Any]) -> str:
 
 def placement_blocks(run: Run) -> list[Block]:
     """The report's "Where each side ran" section: one row per host of a cluster run."""
-    from iobench.benchmarks.report.document import Heading, Paragraph, Table
+    from iobench.benchmarks.report.blocks import Heading, Paragraph, Table
 
     placement = run.placement
     if not is_cluster(placement):

@@ -35,6 +35,7 @@ from iobench.benchmarks.report.presentation import (
     style,
 )
 from iobench.benchmarks.report.scale import memory_per_connection
+from iobench.benchmarks.report.scenarios import FIGURE_SCENARIOS
 from iobench.benchmarks.results.loader import CellGroup, Run
 
 PLOTS_DIR = "plots"
@@ -657,18 +658,24 @@ def fig_scale_memory(run: Run) -> Any | None:
     return fig
 
 
-# File stem, builder, and the scenario a skipped figure would have needed.
-FIGURES: tuple[tuple[str, Callable[..., Any], str], ...] = (
-    ("throughput_vs_connections", fig_throughput_vs_connections, "closed"),
-    ("latency_spectrum", fig_latency_spectrum, "open"),
-    ("latency_vs_rate", fig_latency_vs_rate, "open"),
-    ("cpu_vs_rate", fig_cpu_vs_rate, "open"),
-    ("idle_cpu", fig_idle_cpu, "idle"),
-    ("poll_sleep_tradeoff", fig_poll_sleep_tradeoff, "interval"),
-    ("memory_threads_vs_connections", fig_memory_threads, "closed"),
-    ("scale", fig_scale, "scale"),
-    ("scale_memory", fig_scale_memory, "scale"),
-)
+# How each figure is drawn, by file stem; the scenarios' report declarations
+# say which of them they show and with what caption (a test checks that the two
+# name the same stems).
+BUILDERS: dict[str, Callable[..., Any]] = {
+    "throughput_vs_connections": fig_throughput_vs_connections,
+    "latency_spectrum": fig_latency_spectrum,
+    "latency_vs_rate": fig_latency_vs_rate,
+    "cpu_vs_rate": fig_cpu_vs_rate,
+    "idle_cpu": fig_idle_cpu,
+    "poll_sleep_tradeoff": fig_poll_sleep_tradeoff,
+    "memory_threads_vs_connections": fig_memory_threads,
+    "scale": fig_scale,
+    "scale_memory": fig_scale_memory,
+}
+# File stem, builder, and the scenario a skipped figure would have needed, in
+# the scenarios' order.
+FIGURES: tuple[tuple[str, Callable[..., Any], str], ...] = tuple(
+    (stem, BUILDERS[stem], scenario) for stem, scenario in FIGURE_SCENARIOS.items())
 
 
 def save(fig: Any, directory: Path, stem: str) -> list[Path]:

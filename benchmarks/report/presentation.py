@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from iobench.benchmarks.results.loader import CellGroup, Spread
+from iobench.benchmarks.results.record import Metric, metric_info
 
 # Colours are grouped by Stevens' family so a family reads as one hue: reds for
 # non-blocking (polling), blues for I/O multiplexing, greens for blocking, purple
@@ -155,55 +156,10 @@ def series_label(group: CellGroup) -> str:
     return f"{group.model} ({params})" if params else str(group.model)
 
 
-@dataclass(frozen=True)
-class MetricStyle:
-    """How one metric is headed and printed: ``scale`` converts to ``unit``."""
-
-    title: str
-    unit: str
-    scale: float = 1.0
-    digits: int = 0
-
-    @property
-    def header(self) -> str:
-        return f"{self.title} ({self.unit})" if self.unit else self.title
-
-
-METRICS: dict[str, MetricStyle] = {
-    "throughput_rps": MetricStyle("throughput", "req/s"),
-    "p50_us": MetricStyle("p50", "us"),
-    "p90_us": MetricStyle("p90", "us"),
-    "p99_us": MetricStyle("p99", "us"),
-    "p99_9_us": MetricStyle("p99.9", "us"),
-    "max_us": MetricStyle("max", "us"),
-    "mean_us": MetricStyle("mean", "us", digits=1),
-    "server_cpu_percent": MetricStyle("server CPU", "% of a core", digits=1),
-    "server_user_percent": MetricStyle("user CPU", "% of a core", digits=1),
-    "server_system_percent": MetricStyle("system CPU", "% of a core", digits=1),
-    "cpu_us_per_request": MetricStyle("CPU per request", "us", digits=1),
-    "syscalls_per_request": MetricStyle("system calls", "per request", digits=2),
-    "ctx_voluntary_per_request": MetricStyle("voluntary ctx switches", "per request", digits=2),
-    "ctx_involuntary_per_request": MetricStyle("involuntary ctx switches", "per request",
-                                               digits=2),
-    "ctx_voluntary_per_s": MetricStyle("voluntary ctx switches", "per s"),
-    "peak_rss_bytes": MetricStyle("peak RSS", "MiB", scale=1 / (1024 * 1024), digits=1),
-    "pss_bytes": MetricStyle("PSS", "MiB", scale=1 / (1024 * 1024), digits=1),
-    "uss_bytes": MetricStyle("USS", "MiB", scale=1 / (1024 * 1024), digits=1),
-    "rss_bytes": MetricStyle("RSS", "MiB", scale=1 / (1024 * 1024), digits=1),
-    "pss_per_connection_bytes": MetricStyle("PSS per connection", "KiB", scale=1 / 1024,
-                                            digits=1),
-    "steal_server_percent": MetricStyle("steal on server CPUs", "%", digits=1),
-    "steal_client_percent": MetricStyle("steal on client CPUs", "%", digits=1),
-    "peak_threads": MetricStyle("threads", ""),
-    "peak_fds": MetricStyle("fds", ""),
-    "client_cpu_percent": MetricStyle("client CPU", "% of a core", digits=1),
-    "neighbour_ops_per_s": MetricStyle("neighbour", "ops/s"),
-    "neighbour_ratio": MetricStyle("neighbour vs solo", "ratio", digits=2),
-}
-
-
-def style(metric: str) -> MetricStyle:
-    return METRICS.get(metric, MetricStyle(metric, ""))
+def style(metric: str) -> Metric:
+    """How ``metric`` is headed and printed: its declaration on the cell record
+    (iobench.benchmarks.results.record.Metrics); KeyError for a name that is not one."""
+    return metric_info(metric)
 
 
 def format_value(metric: str, value: float) -> str:

@@ -28,12 +28,24 @@ from iobench.benchmarks.report.presentation import (
     series_sort_key,
 )
 from iobench.benchmarks.results.loader import CellGroup, Run, Spread
+from iobench.servers.base import Watching
+from iobench.servers.registry import all_models
 
 SCENARIO = "scale"
-# Models that look at every watched connection on every pass, and models whose
-# wait costs by ready connections only.
-SCANNING_MODELS = ("busy-poll", "poll-sleep", "select", "poll", "sigio")
-WAITING_MODELS = ("epoll", "uvloop", "io-uring")
+
+
+def either(names: tuple[str, ...]) -> str:
+    """'epoll, uvloop or io-uring'."""
+    return " or ".join(filter(None, [", ".join(names[:-1]), *names[-1:]]))
+
+
+def models_that(watching: Watching) -> tuple[str, ...]:
+    """The registered models that watch their connections so (their own metadata),
+    in registry order: those that scan every one on every pass, or those told
+    which are ready."""
+    return tuple(name for name, model in all_models().items() if model.watching == watching)
+
+
 # Scanning: CPU per request at the most idle connections at least this many
 # times the 0-idle figure (Gammo, Brecht et al., OLS 2004: select and poll lose
 # up to 79% of their throughput at 10,000 idle connections).
@@ -120,7 +132,7 @@ def scanning_cost_grows(run: Run) -> ClaimResult:
     claim = "a model that scans every connection pays for idle ones on every request"
     evidence: list[str] = []
     series = closed_series(run)
-    found = [g for model in SCANNING_MODELS if model in series
+    found = [g for model in models_that(Watching.SCANS) if model in series
              if (g := growth(model, series[model], evidence)) is not None]
     if not found:
         return ClaimResult(claim, Verdict.INCONCLUSIVE,
@@ -146,12 +158,12 @@ def waiting_cost_holds(run: Run) -> ClaimResult:
     claim = "a model the kernel tells which connections are ready does not"
     evidence: list[str] = []
     series = closed_series(run)
-    found = [g for model in WAITING_MODELS if model in series
+    found = [g for model in models_that(Watching.IS_TOLD) if model in series
              if (g := growth(model, series[model], evidence)) is not None]
     if not found:
         return ClaimResult(claim, Verdict.INCONCLUSIVE,
-                           "no epoll, uvloop or io-uring result both without and beside idle "
-                           "connections", evidence)
+                           f"no {either(models_that(Watching.IS_TOLD))} result both "
+                           "without and beside idle connections", evidence)
     rule = ", ".join(f"{g.model} {g.ratio:.2f}x" for g in found)
     grown = [g for g in found if g.ratio > WAIT_GROWTH_MAX]
     if grown:
@@ -159,7 +171,7 @@ def waiting_cost_holds(run: Run) -> ClaimResult:
                            f"CPU per request changed by {rule}; "
                            f"{', '.join(g.model for g in grown)} past {WAIT_GROWTH_MAX:g}x",
                            evidence)
-    missing = [m for m in WAITING_MODELS if m not in {g.model for g in found}]
+    missing = [m for m in models_that(Watching.IS_TOLD) if m not in {g.model for g in found}]
     why = f"CPU per request changed by {rule} (within {WAIT_GROWTH_MAX:g}x)"
     if missing:
         why += f"; no result for {', '.join(missing)}"

@@ -19,6 +19,7 @@ from typing import Any
 
 from iobench.benchmarks.results import plausibility
 from iobench.benchmarks.results.record import CellRecord, RecordError
+from iobench.benchmarks.results.scenarios import check_scenario
 from iobench.common.errors import UsageError
 from iobench.common.histograms import new_histogram
 
@@ -200,6 +201,8 @@ class Run:
         return list(dict.fromkeys(g.scenario for g in self.groups))
 
     def scenario(self, name: str) -> list[CellGroup]:
+        """The groups of scenario ``name``; UnknownScenario for a name not in the list."""
+        check_scenario(name)
         return [g for g in self.groups if g.scenario == name]
 
     @property

@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from iobench.benchmarks.results.scenarios import SCENARIOS
 from iobench.common.errors import UsageError
 
 SCHEMA_VERSION = 2
@@ -41,60 +42,139 @@ class RecordError(UsageError):
 Number = int | float
 
 
+@dataclass(frozen=True)
+class Metric:
+    """What one figure of a cell is, declared once on its field of :class:`Metrics`.
+
+    The field's name carries the unit it is stored in (``_us``, ``_rps``,
+    ``_bytes``, ``_percent`` of one core); ``unit`` is the unit people read,
+    ``scale`` turns the stored value into it (bytes to MiB) and ``digits`` is
+    how many decimals tables print. Tables, CSV columns, the report's units and
+    docs/formats.md's field list read it (a test checks the docs).
+    """
+
+    title: str
+    unit: str
+    meaning: str
+    scale: float = 1.0
+    digits: int = 0
+    # Compared by ``iobench compare`` (and gated by --fail-above).
+    compared: bool = False
+    # A shorter heading for narrow tables (compare's), when the header is long.
+    short: str = ""
+
+    @property
+    def header(self) -> str:
+        return f"{self.title} ({self.unit})" if self.unit else self.title
+
+
+METRIC = "metric"  # the key of a Metrics field's metadata that holds its Metric
+MIB = 1 / (1024 * 1024)
+KIB = 1 / 1024
+
+
+def metric(title: str, unit: str, meaning: str, **details: Any) -> Any:
+    """A Metrics field, None until measured, with its :class:`Metric` declaration."""
+    return field(default=None, metadata={METRIC: Metric(title, unit, meaning, **details)})
+
+
+CORE = "% of a core"
+
+
 @dataclass
 class Metrics:
     """Every figure of one cell, named with its unit; None where it does not apply."""
 
-    throughput_rps: float | None = None
-    requests: int | None = None
-    p50_us: float | None = None
-    p90_us: float | None = None
-    p99_us: float | None = None
-    p99_9_us: float | None = None
-    max_us: float | None = None
-    mean_us: float | None = None
+    throughput_rps: float | None = metric(
+        "throughput", "req/s", "responses per second of the measured window",
+        compared=True, short="throughput req/s")
+    requests: int | None = metric("requests", "", "responses inside the measured window")
+    p50_us: float | None = metric("p50", "us", "median latency (open loop: from the "
+                                  "intended send time)")
+    p90_us: float | None = metric("p90", "us", "90th percentile latency")
+    p99_us: float | None = metric("p99", "us", "99th percentile latency", compared=True,
+                                  short="p99 us")
+    p99_9_us: float | None = metric("p99.9", "us", "99.9th percentile latency")
+    max_us: float | None = metric("max", "us", "highest latency")
+    mean_us: float | None = metric("mean", "us", "mean latency", digits=1)
     # Server CPU over the measured window, from cumulative counters read at its
     # edges (cpu_accounting says whose): % of one core, and per request.
-    server_cpu_percent: float | None = None
-    server_user_percent: float | None = None
-    server_system_percent: float | None = None
-    cpu_us_per_request: float | None = None
-    ctx_voluntary_per_request: float | None = None
-    ctx_involuntary_per_request: float | None = None
-    ctx_voluntary_per_s: float | None = None
-    ctx_involuntary_per_s: float | None = None
-    peak_rss_bytes: int | None = None
-    peak_threads: int | None = None
-    peak_fds: int | None = None
-    client_cpu_percent: float | None = None
-    errors: int | None = None
-    neighbour_ops_per_s: float | None = None
-    neighbour_ratio: float | None = None
+    server_cpu_percent: float | None = metric(
+        "server CPU", CORE, "user + system CPU of the server's tree over the window",
+        digits=1)
+    server_user_percent: float | None = metric("user CPU", CORE, "the server's user CPU",
+                                               digits=1)
+    server_system_percent: float | None = metric("system CPU", CORE,
+                                                 "the server's system (kernel) CPU", digits=1)
+    cpu_us_per_request: float | None = metric(
+        "CPU per request", "us", "server CPU time per response", digits=1, compared=True,
+        short="CPU/req us")
+    ctx_voluntary_per_request: float | None = metric(
+        "voluntary ctx switches", "per request", "times the server's threads waited, per "
+        "response", digits=2)
+    ctx_involuntary_per_request: float | None = metric(
+        "involuntary ctx switches", "per request", "times the server's threads were "
+        "preempted, per response", digits=2)
+    ctx_voluntary_per_s: float | None = metric(
+        "voluntary ctx switches", "per s", "times the server's threads waited, per second")
+    ctx_involuntary_per_s: float | None = metric(
+        "involuntary ctx switches", "per s", "times the server's threads were preempted, "
+        "per second")
+    peak_rss_bytes: int | None = metric("peak RSS", "MiB", "highest resident memory of the "
+                                        "server's tree", scale=MIB, digits=1)
+    peak_threads: int | None = metric("threads", "", "most threads the server's tree had")
+    peak_fds: int | None = metric("fds", "", "most descriptors the server's tree held")
+    client_cpu_percent: float | None = metric("client CPU", CORE, "the load generator's CPU",
+                                              digits=1)
+    errors: int | None = metric("errors", "", "requests that failed or came back wrong")
+    neighbour_ops_per_s: float | None = metric("neighbour", "ops/s", "the CPU-bound "
+                                               "neighbour's rate beside the server")
+    neighbour_ratio: float | None = metric("neighbour vs solo", "ratio", "the neighbour's "
+                                           "rate beside the server / with it stopped",
+                                           digits=2)
     # The neighbour's rate in the slices when the server was stopped (interleaved).
-    neighbour_paused_ops_per_s: float | None = None
+    neighbour_paused_ops_per_s: float | None = metric(
+        "neighbour alone", "ops/s", "the neighbour's rate while the server was stopped")
     # Other processes' CPU on the server's CPUs, % of one core (flag cpu_contended).
-    server_cpus_other_percent: float | None = None
+    server_cpus_other_percent: float | None = metric(
+        "others on server CPUs", CORE, "other processes' CPU on the server's CPUs", digits=1)
     # Memory of the server's process tree while it held its connections (under
     # load: the highest of its readings; idle: at its end): PSS counts a page
     # shared by N processes as 1/N in each, USS only pages no other process maps.
-    pss_bytes: int | None = None
-    uss_bytes: int | None = None
-    rss_bytes: int | None = None
+    pss_bytes: int | None = metric("PSS", "MiB", "proportional set size of the server's "
+                                   "tree while it held its connections", scale=MIB, digits=1)
+    uss_bytes: int | None = metric("USS", "MiB", "pages only the server's tree maps",
+                                   scale=MIB, digits=1)
+    rss_bytes: int | None = metric("RSS", "MiB", "resident memory of the server's tree",
+                                   scale=MIB, digits=1)
     # The PSS of its anonymous pages (heap, stacks, buffers), then.
-    pss_anon_bytes: int | None = None
+    pss_anon_bytes: int | None = metric("anonymous PSS", "MiB", "PSS of the tree's heap, "
+                                        "stacks and buffers", scale=MIB, digits=1)
     # PSS and anonymous PSS of the same server before its first connection, and
     # the growth per connection (see iobench.benchmarks.run.metrics.memory_metrics).
-    pss_baseline_bytes: int | None = None
-    pss_anon_baseline_bytes: int | None = None
-    pss_per_connection_bytes: float | None = None
+    pss_baseline_bytes: int | None = metric("PSS before", "MiB", "PSS of the server before "
+                                            "its first connection", scale=MIB, digits=1)
+    pss_anon_baseline_bytes: int | None = metric(
+        "anonymous PSS before", "MiB", "anonymous PSS before its first connection",
+        scale=MIB, digits=1)
+    pss_per_connection_bytes: float | None = metric(
+        "PSS per connection", "KiB", "anonymous PSS growth divided by the connections held",
+        scale=KIB, digits=1)
     # Time the hypervisor took from the server's and the client's CPUs, % of theirs.
-    steal_server_percent: float | None = None
-    steal_client_percent: float | None = None
+    steal_server_percent: float | None = metric("steal on server CPUs", "%", "time the "
+                                                "hypervisor took from the server's CPUs",
+                                                digits=1)
+    steal_client_percent: float | None = metric("steal on client CPUs", "%", "time the "
+                                                "hypervisor took from the client's CPUs",
+                                                digits=1)
     # System calls the kernel counted on the server's tree inside the measured
     # window, per request (the record's ``syscalls`` has them by kind, or why not).
-    syscalls_per_request: float | None = None
+    syscalls_per_request: float | None = metric(
+        "system calls", "per request", "system calls of the server's tree per response",
+        digits=2)
     # The runner's 10 Hz sampling thread's own CPU, % of one core: what watching cost.
-    sampler_cpu_percent: float | None = None
+    sampler_cpu_percent: float | None = metric("sampler CPU", CORE, "the runner's sampling "
+                                               "thread's own CPU", digits=1)
 
     def get(self, name: str) -> Number | None:
         """The metric called ``name`` (None if it is not one)."""
@@ -122,6 +202,18 @@ class Metrics:
 
 
 METRIC_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Metrics))
+# Each metric's declaration, by name; a field declared without one is left out
+# (and a test fails).
+METRICS: dict[str, Metric] = {f.name: f.metadata[METRIC] for f in fields(Metrics)
+                              if METRIC in f.metadata}
+
+
+def metric_info(name: str) -> Metric:
+    """The declaration of metric ``name``; KeyError naming it if there is none."""
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise KeyError(f"{name!r} is not a declared metric of the cell record") from None
 
 
 @dataclass(frozen=True)
@@ -208,6 +300,9 @@ class CellRecord:
         where = f"{where} {data['key']!r}"
         _expect(data, "key", str, where, nullable=False)
         _expect(data, "scenario", str, where, nullable=False)
+        if data["scenario"] not in SCENARIOS:
+            raise RecordError(f"{where}: unknown scenario {data['scenario']!r} (this iobench "
+                              f"reads {', '.join(SCENARIOS)})")
         _expect(data, "model", str, where)
         _expect(data, "status", str, where, nullable=False)
         _expect(data, "params", dict, where)

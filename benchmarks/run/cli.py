@@ -255,6 +255,9 @@ def plan_new(args: Any, cluster: Cluster | None = None) -> Plan:
         profile.spec["repeat"] = args.repeat
     # The stored matrix names the models, so --resume runs the same ones.
     profile.spec["models"] = models
+    # Expanded once before the run folder is made: a profile that gives two
+    # cells one key is refused without leaving a folder behind.
+    profiles.expand(profile, models)
     placement, hosts = requested_placement(args, cluster)
     run_id = run_id_for(profile.name)
     store = RunStore.create(args.out or DEFAULT_RESULTS_DIR / run_id, run_id=run_id,

@@ -45,6 +45,7 @@ from iobench.benchmarks.run.launcher import (
 from iobench.benchmarks.run.sampler import Edge, Memory, Sampler, Series, TreeReading
 from iobench.benchmarks.run.syscalls import SyscallCounter, SyscallCounts
 from iobench.loadgen.params import split_evenly
+from iobench.loadgen.report import LoadReport
 from iobench.loadgen.shards import merge_reports, shard_shares
 from iobench.servers.process import READY_TIMEOUT, ServerStartError
 
@@ -351,12 +352,14 @@ class ShardedLoad:
         stderr = " | ".join(f"{shard.on}: {tail(out.get('stderr') or out.get('error') or '')}"
                             for shard, out in zip(self.shards, outputs, strict=True)
                             if out.get("stderr") or out.get("error"))
-        reports = [out.get("report") for out in outputs]
-        if code is None or any(report is None for report in reports):
+        try:
+            reports = [LoadReport.from_json(out.get("report")) for out in outputs]
+        except ValueError:  # a shard wrote no report, or not one
+            return LoadResult(code, None, stderr)
+        if code is None:
             return LoadResult(code, None, stderr)
         hosts = [shard.on for shard in self.shards]
-        return LoadResult(code, merge_reports(reports, hosts), stderr,  # type: ignore[arg-type]
-                          ended_s=self.ended_s)
+        return LoadResult(code, merge_reports(reports, hosts), stderr, ended_s=self.ended_s)
 
     def stop(self) -> None:
         for shard in self.shards:

@@ -15,7 +15,7 @@ from collections import defaultdict
 from typing import Any
 
 from iobench.benchmarks.results.record import CellRecord, Metrics
-from iobench.benchmarks.run.matrix import Cell
+from iobench.benchmarks.run.cells import Cell
 from iobench.benchmarks.run.runner import estimated_seconds
 
 

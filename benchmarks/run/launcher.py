@@ -42,6 +42,7 @@ from iobench.benchmarks.run.sampler import Sampler
 from iobench.benchmarks.run.syscalls import StraceCounter, SyscallCounter, UnavailableCounter
 from iobench.common.lifeline import child_setup
 from iobench.common.processes import stop_group
+from iobench.loadgen.report import LoadReport
 from iobench.servers.process import ServerProcess, ServerStartError
 
 STOP_TIMEOUT_S = 3.0
@@ -117,7 +118,7 @@ class LoadResult:
     """How a load generator run ended: its exit code, its JSON (if any) and its stderr."""
 
     returncode: int | None  # None: it did not finish in time and was killed
-    report: dict[str, Any] | None
+    report: LoadReport | None
     stderr: str
     # When it exited, on the runner's monotonic clock, if known more precisely
     # than "now" (a load generator on another host is noticed a round trip late).
@@ -303,7 +304,7 @@ class LoadHandle:
         report = None
         if code is not None and self.json_path.exists():
             with contextlib.suppress(ValueError, OSError):
-                report = json.loads(self.json_path.read_text())
+                report = LoadReport.from_json(json.loads(self.json_path.read_text()))
         return LoadResult(code, report, self.process.stderr_text())
 
     def stop(self) -> None:

@@ -11,7 +11,6 @@ judge the result live with the record (``iobench.benchmarks.results.plausibility
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 from iobench.benchmarks.results.record import CellRecord, Metrics
 from iobench.benchmarks.run.sampler import (
@@ -22,6 +21,7 @@ from iobench.benchmarks.run.sampler import (
     cpu_time_shares,
     window_stats,
 )
+from iobench.loadgen.report import LoadReport
 
 LATENCY_FIELDS = ("p50_us", "p90_us", "p99_us", "p99_9_us", "max_us", "mean_us")
 # Other processes' CPU on the server's CPUs, % of one core, past which the cell
@@ -111,16 +111,15 @@ def memory_metrics(metrics: Metrics, memory: Memory | None, baseline: Memory | N
             metrics.pss_per_connection_bytes = round(growth / connections, 1)
 
 
-def load_metrics(metrics: Metrics, report: dict[str, Any], server: WindowStats | None) -> None:
+def load_metrics(metrics: Metrics, report: LoadReport, server: WindowStats | None) -> None:
     """Fill throughput, latency, per-request costs and client CPU from a load report."""
-    throughput = report.get("throughput_rps")
+    throughput = report.throughput_rps
     metrics.throughput_rps = throughput
-    metrics.requests = report.get("requests")
-    latency = report.get("latency") or {}
+    metrics.requests = report.requests
     for name in LATENCY_FIELDS:
-        setattr(metrics, name, latency.get(name))
-    metrics.errors = (report.get("errors") or {}).get("total")
-    client_cpu = (report.get("client") or {}).get("cpu_percent")
+        setattr(metrics, name, report.percentile_us(name))
+    metrics.errors = report.error_count
+    client_cpu = report.client.cpu_percent
     if client_cpu:
         metrics.client_cpu_percent = round(sum(client_cpu), 2)
     if server is not None and throughput:
@@ -132,12 +131,11 @@ def load_metrics(metrics: Metrics, report: dict[str, Any], server: WindowStats |
             metrics.ctx_involuntary_per_request = round(switches[1] / throughput, 4)
 
 
-def load_flags(report: dict[str, Any]) -> list[str]:
+def load_flags(report: LoadReport) -> list[str]:
     """The load generator's own flags (Little's law is a plausibility rule)."""
-    flags = [name for name in ("client_saturated", "behind_schedule") if report.get(name)]
-    if (report.get("errors") or {}).get("total"):
-        flags.append("errors")
-    return flags
+    raised = {"client_saturated": report.client_saturated,
+              "behind_schedule": report.behind_schedule, "errors": bool(report.error_count)}
+    return [name for name, up in raised.items() if up]
 
 
 def client_metric_from_edges(metrics: Metrics, edges: tuple[Edge, Edge] | None) -> None:
@@ -193,17 +191,7 @@ def machine_metrics(record: CellRecord, edges: tuple[Edge, Edge] | None,
         record.flag("cpu_contended")
 
 
-def strip_histograms(report: dict[str, Any]) -> dict[str, Any]:
-    """The load report without its encoded histograms (the cell keeps those itself)."""
-    stripped = dict(report)
-    for name in ("latency", "latency_uncorrected"):
-        if isinstance(stripped.get(name), dict):
-            stripped[name] = {k: v for k, v in stripped[name].items() if k != "histogram"}
-    return stripped
-
-
-def error_summary(report: dict[str, Any]) -> str:
+def error_summary(report: LoadReport) -> str:
     """``"12 errors (reset=10, connect=2)"`` from a load report."""
-    errors = report.get("errors") or {}
-    parts = [f"{k}={v}" for k, v in errors.items() if k != "total" and v]
-    return f"{errors.get('total', 0)} errors ({', '.join(parts)})" if parts else "errors"
+    parts = [f"{k}={v}" for k, v in report.errors.items() if k != "total" and v]
+    return f"{report.error_count} errors ({', '.join(parts)})" if parts else "errors"

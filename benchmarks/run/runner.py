@@ -4,7 +4,10 @@ A cell that fails (the server does not start or dies, the load generator
 reports errors or hangs, idle connections are refused) is recorded with
 ``status: failed`` and its reason, and the next cell runs. Ctrl-C (or
 SIGTERM, or SIGHUP) stops the loop: the cell in progress is abandoned, every process is
-stopped, and the finished cells stay on disk for ``--resume``.
+stopped, and the finished cells stay on disk for ``--resume``. What differs
+between scenarios is asked of the cell's scenario (``run/scenarios/``); how
+often the server is read and which readings bound its window is
+``run/window.py``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import signal
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from iobench.benchmarks.results import plausibility
@@ -22,12 +25,15 @@ from iobench.benchmarks.results.record import STATUS_FAILED, STATUS_OK, CellReco
 from iobench.benchmarks.results.store import RunStore, utc_now
 from iobench.benchmarks.run import metrics as m
 from iobench.benchmarks.run import scale
-from iobench.benchmarks.run.launcher import Launcher, LoadHandle, LoadSpec, ServerHandle, tail
-from iobench.benchmarks.run.matrix import Cell
-from iobench.benchmarks.run.sampler import Edge, Memory, Sampler, TreeReading
-from iobench.benchmarks.run.syscalls import SyscallCounter, SyscallCounts, UnavailableCounter
+from iobench.benchmarks.run.cells import Cell, CellFailed
+from iobench.benchmarks.run.launcher import Launcher, LoadSpec, ServerHandle, tail
+from iobench.benchmarks.run.sampler import Edge, Memory, Sampler
+from iobench.benchmarks.run.scenarios import RUN_SCENARIOS
+from iobench.benchmarks.run.syscalls import SyscallCounter, SyscallCounts
+from iobench.benchmarks.run.window import IDLE_CONNECTS_PER_S, watch_load
 from iobench.common.addresses import format_target
 from iobench.common.processes import interrupts_raise
+from iobench.loadgen.report import LoadReport
 from iobench.servers.process import ServerStartError
 from iobench.servers.registry import get_model
 
@@ -48,46 +54,12 @@ SLICE_MARGIN_S = 0.01
 MIN_SLICE_BUCKETS = 10
 # Beyond its own duration: how long the neighbour job may take to start and report.
 LOAD_GRACE_S = 5.0
-# The edges of the window the server's CPU is measured over are read by the
-# runner itself, at normal priority, while the load generator measures: its
-# CPU between two readings inside the window is exact, and the edges need not
-# match the load generator's to the millisecond, only lie inside its steady
-# load. Outside the neighbour's phase the runner reads the server's CPU this
-# often (from its cgroup, ~0.1 ms; without one, a full reading of the tree,
-# less often if that is costly) and picks the first and last readings inside
-# the window the load generator reports. Full readings, for the peaks and to
-# see a scale cell's crowd arrive, come at most every FULL_READING_INTERVAL_S
-# (the sampling thread gets next to no CPU while the load generator saturates
-# it). The server's PSS is read every MEMORY_INTERVAL_S (it costs ~170 us a
-# process) and once it holds every connection; the highest reading is kept.
-EDGE_INTERVAL_S = 0.1
-MAX_EDGE_INTERVAL_S = 0.5
-FULL_READING_INTERVAL_S = 0.15
-# A full reading that took at most this long (a small tree: one process and a
-# few dozen descriptors) is taken at every edge, for the context switches.
-CHEAP_READING_S = 0.003
-MEMORY_INTERVAL_S = 1.0
 # The part of the measured window in which the kernel counts the server's
 # system calls: inside it by a margin, so that connection set-up before and
 # the closing after it are left out, however late the load generator started.
 SYSCALL_WINDOW = (0.1, 0.85)
-# perf counts system calls in the closed-loop cells only, the ones the report
-# and docs/models.md show them for: closing its ~30 tracepoint counters costs
-# about 1.3 s a cell here (the kernel waits out an RCU grace period for each),
-# which over every cell of the quick profile would be two minutes.
-SYSCALL_COUNTED_SCENARIOS = ("closed",)
-SYSCALLS_ONLY_CLOSED = "system calls are counted in the closed-loop cells only"
 # Start and stop overhead per cell, for the time estimate.
 CELL_OVERHEAD_S = 0.6
-# Idle connections the load generator opens (and a server accepts) per second:
-# 10,000 took 1.3-2.0 s against epoll, poll and threads on a busy 2-CPU machine.
-# For the time estimate, and (at a tenth) the load generator's time-out.
-IDLE_CONNECTS_PER_S = 5000
-
-
-class CellFailed(Exception):
-    """The cell cannot give valid numbers; the message is the recorded reason."""
-
 
 class Progress(Protocol):
     def cell_started(self, cell: Cell) -> None: ...
@@ -126,7 +98,7 @@ class CellContext:
     origin_s: float
     sampler: Sampler | None = None
     server: ServerHandle | None = None
-    report: dict[str, Any] | None = None
+    report: LoadReport | None = None
     # The edge readings the server's CPU is measured between, or why there are none.
     edges: tuple[Edge, Edge] | None = None
     edges_note: str | None = None
@@ -143,93 +115,6 @@ class CellContext:
     rate_rps: float | None = None
     # Scale scenario: a longer load-generator time-out for a server that forks slowly.
     loadgen_timeout_s: float | None = None
-
-
-@dataclass(frozen=True)
-class Crowd:
-    """All of a cell's connections, as a full reading of the server's tree shows them.
-
-    The load generator connects every connection (idle ones first) before
-    its warm-up begins, so the moment the server holds them places the
-    window, and the server's memory is read then. A connection is a
-    descriptor more than the server had before its first (``base``); for a
-    process-per-connection model, a process more, since each child also
-    inherits descriptors of its own.
-    """
-
-    connections: int
-    base: int
-    per_process: bool
-
-    @classmethod
-    def of(cls, context: CellContext) -> Crowd:
-        cell, sampler = context.cell, context.sampler
-        series = sampler.series.get("server") if sampler is not None else None
-        first = series.readings[0] if series is not None and series.readings else None
-        per_process = cell.model is not None and get_model(cell.model).process_per_connection
-        base = (first.processes if per_process else first.fds) if first is not None else 0
-        return cls(cell.held_connections, base, per_process)
-
-    def held_by(self, reading: TreeReading) -> bool:
-        if not reading.full:
-            return False
-        count = reading.processes if self.per_process else reading.fds
-        return count >= self.base + self.connections
-
-
-@dataclass
-class Watched:
-    """What the runner read of the server while the load generator ran."""
-
-    edges: list[Edge] = field(default_factory=list)
-    memories: list[tuple[float, Memory | None]] = field(default_factory=list)
-    exited_s: float | None = None  # when the runner saw the load generator exit
-
-    def pick(self, context: CellContext, report: dict[str, Any], local: bool) -> None:
-        """The first and last readings inside the load generator's measured window, and the
-        highest memory reading, into ``context``.
-
-        The memory is the most the server's tree took while the load ran: a
-        forking server may still be starting children for connections that
-        wait in its backlog after the window (fork with 1000 connections had
-        about 80 children inside a 1.5 s window, and 965 before the load
-        generator was done), and a server shrinks as its connections close.
-        """
-        window = measured_window(report, self.exited_s, local)
-        if window is None:
-            context.edges_note = "the load generator reported no measured window"
-            return
-        start, end = window
-        inside = [edge for edge in self.edges if start <= edge.t_s <= end]
-        if len(inside) >= 2:
-            context.edges = (inside[0], inside[-1])
-        else:
-            context.edges_note = (f"{len(inside)} of the runner's {len(self.edges)} readings "
-                                  f"of the server fell inside the load generator's "
-                                  f"{end - start:.2f} s window")
-        read = [memory for _, memory in self.memories if memory is not None]
-        if read:
-            context.memory = max(read, key=lambda memory: memory.pss_bytes)
-
-
-def measured_window(report: dict[str, Any], exited_s: float | None,
-                    local: bool) -> tuple[float, float] | None:
-    """The load generator's measured window on the runner's clock.
-
-    On this host it says so itself (CLOCK_MONOTONIC is the same for every
-    process). Elsewhere it is placed back from the moment the runner saw it
-    exit by the time it took from the window's end to its report (closing
-    idle connections, say): a little late, by the exit and the round trip.
-    """
-    client = report.get("client") or {}
-    window = client.get("window_monotonic_s")
-    if local and window:
-        return float(window[0]), float(window[1])
-    measured = report.get("measured_s")
-    if not measured or exited_s is None:
-        return None
-    end = exited_s - float(client.get("teardown_s") or 0.0)
-    return end - float(measured), end
 
 
 class Runner:
@@ -308,8 +193,8 @@ class Runner:
         if cell.peak_fraction is not None:
             context.rate_rps = cell.peak_fraction * self._peak(cell)
         assert cell.model is not None
-        if cell.scenario == "scale":
-            self._check_scale(context)
+        context.loadgen_timeout_s = RUN_SCENARIOS[cell.scenario].prepare(
+            cell, self.launcher, self.settings.loadgen_timeout_s)
         context.server = self.launcher.start_server(cell.model, cell.params)
         context.sampler.watch("server", context.server.pid, cgroup=context.server.cgroup)
         context.baseline_memory = context.sampler.memory("server")
@@ -318,24 +203,6 @@ class Runner:
         else:
             self._load(context)
         self._check_server(context.server)
-
-    def _check_scale(self, context: CellContext) -> None:
-        """Fail the cell before its server starts if a limit rules it out (see scale.py).
-
-        A process-per-connection model is probed first; the load generator
-        then waits as long as the probe says the forks take.
-        """
-        cell = context.cell
-        assert cell.model is not None
-        model = get_model(cell.model)
-        problem = scale.limit_problem(cell, model)
-        if problem is None and model.process_per_connection and cell.idle > scale.PROBE_CONNECTIONS:
-            found = scale.probe(self.launcher, cell)
-            problem = scale.memory_problem(found, cell)
-            context.loadgen_timeout_s = (self.settings.loadgen_timeout_s
-                                         + found.seconds_to_accept(cell.idle + cell.connections))
-        if problem is not None:
-            raise CellFailed(problem)
 
     def _idle(self, context: CellContext) -> None:
         cell, server, sampler = context.cell, context.server, context.sampler
@@ -374,13 +241,8 @@ class Runner:
                         idle=cell.idle)
         # Attached before the load starts: threads and processes the server
         # starts for its connections inherit the counters.
-        # The syscalls scenario's low-rate cells count with strace instead: it
-        # stops the server at every call, so nowhere else.
-        counter = context.syscall_counter = (
-            self.launcher.strace_counter(server.pid) if cell.scenario == "syscalls"
-            else UnavailableCounter(server.pid, SYSCALLS_ONLY_CLOSED)
-            if cell.scenario not in SYSCALL_COUNTED_SCENARIOS
-            else scale.uncounted(server.pid, cell) or self.launcher.syscall_counter(server.pid))
+        counter = context.syscall_counter = RUN_SCENARIOS[cell.scenario].syscall_counter(
+            self.launcher, server.pid, cell)
         counter.start()
         load = self.launcher.start_load(spec)
         if load.pid is not None:  # None: on other hosts, it reports its own CPU
@@ -416,14 +278,17 @@ class Runner:
                 end_edge(firsts[0])
         watched = None
         if cell.phase != "load":
-            watched = self._watch_load(context, load, started, [
+            watched = watch_load(cell, sampler, load, started, [
                 (duration * fraction, action)
                 for fraction, action in ((SYSCALL_WINDOW[0], counter.enable),
                                          (SYSCALL_WINDOW[1], counter.disable))])
         counter.disable()
         result = load.result(timeout)
         if watched is not None and result.report is not None:
-            watched.pick(context, result.report, local=load.pid is not None)
+            picked = watched.pick(result.report, local=load.pid is not None)
+            context.edges, context.edges_note = picked.edges, picked.note
+            if picked.memory is not None:
+                context.memory = picked.memory
         if context.edges is None and context.edges_note is None:
             context.edges_note = ("the load generator ran too briefly for two readings "
                                   "of the server")
@@ -439,7 +304,7 @@ class Runner:
                              f"{self._stderr_note(server)}")
         context.report = result.report
         self._check_server(server)
-        if not result.report.get("ok", True) or (result.report.get("errors") or {}).get("total"):
+        if not result.report.ok or result.report.error_count:
             assert cell.model is not None
             errors = m.error_summary(result.report)
             raise CellFailed(scale.starvation(get_model(cell.model), cell, errors)
@@ -448,61 +313,6 @@ class Runner:
         if result.returncode != 0:
             raise CellFailed(f"the load generator exited with code {result.returncode}: "
                              f"{tail(result.stderr)}")
-
-    @staticmethod
-    def _watch_load(context: CellContext, load: LoadHandle, started: float,
-                    marks: list[tuple[float, Callable[[], None]]]) -> Watched:
-        """Read the server until the load generator exits; each mark's action at its offset
-        from the measured window's expected start.
-
-        The window is known only when the load generator reports (opening
-        thousands of idle connections takes seconds more or less than
-        estimated), so the edges are chosen afterwards among these readings
-        (:meth:`Watched.pick`). Most read the server's CPU alone, from its
-        cgroup, every EDGE_INTERVAL_S: a full reading of a tree that holds
-        10,000 descriptors or threads takes 10-25 ms, on the load generator's
-        CPU. Full readings (at every edge if they are cheap, else every
-        FULL_READING_INTERVAL_S or more, more often until the crowd is
-        there) count the context switches, show when
-        the server holds all the cell's connections, idle ones included (the
-        window then starts a warm-up later: see :class:`Crowd`) and give the
-        peaks; the server's memory is read once it does, and every
-        MEMORY_INTERVAL_S.
-        """
-        cell, sampler = context.cell, context.sampler
-        assert sampler is not None
-        crowd = Crowd.of(context) if cell.held_connections else None
-        measure_at = started + cell.idle / IDLE_CONNECTS_PER_S + cell.warmup_s
-        memory_due, full_due = measure_at, started
-        pending = sorted(marks, key=lambda mark: mark[0])
-        watched = Watched()
-        interval = EDGE_INTERVAL_S
-        full_cost = float("inf")
-        while load.wait(interval) is None:
-            began = time.monotonic()
-            full = began >= full_due or full_cost <= CHEAP_READING_S
-            edge = sampler.edge(cpu_only=not full)
-            now = time.monotonic()
-            watched.edges.append(edge)
-            server = edge.trees.get("server")
-            if full:
-                full_cost = now - began
-                # Until the crowd is held the window has not begun: look often.
-                full_due = now + (max(EDGE_INTERVAL_S, 3 * full_cost) if crowd
-                                  else max(FULL_READING_INTERVAL_S, 10 * full_cost))
-            else:
-                # Without a cgroup every reading is full: read a big tree less
-                # often, but at least twice a second.
-                interval = min(max(EDGE_INTERVAL_S, 5 * (now - began)), MAX_EDGE_INTERVAL_S)
-            if crowd is not None and server is not None and crowd.held_by(server):
-                measure_at, memory_due, crowd = server.t_s + cell.warmup_s, now, None
-            if now >= memory_due:
-                watched.memories.append((now, sampler.memory("server")))
-                memory_due = time.monotonic() + MEMORY_INTERVAL_S
-            while pending and now >= measure_at + pending[0][0]:
-                pending.pop(0)[1]()
-        watched.exited_s = time.monotonic()
-        return watched
 
     def _neighbour(self, context: CellContext, duration_s: float, delay_s: float = 0.0) -> float:
         job = self.launcher.start_neighbour(duration_s, delay_s)
@@ -586,7 +396,6 @@ class Runner:
     def _record(self, context: CellContext, started: str, reason: str | None) -> CellRecord:
         cell = context.cell
         report = context.report
-        latency_uncorrected = (report or {}).get("latency_uncorrected") or {}
         placement = self.launcher.placement
         record = CellRecord(
             key=cell.key, scenario=cell.scenario, model=cell.model,
@@ -597,9 +406,9 @@ class Runner:
             status=STATUS_FAILED if reason else STATUS_OK, reason=reason,
             placement=placement.as_dict(),
             started=started, duration_s=round(time.monotonic() - context.origin_s, 3),
-            histogram=((report or {}).get("latency") or {}).get("histogram"),
-            histogram_uncorrected=latency_uncorrected.get("histogram"),
-            load=m.strip_histograms(report) if report is not None else None,
+            histogram=report.histogram if report is not None else None,
+            histogram_uncorrected=report.histogram_uncorrected if report is not None else None,
+            load=report.without_histograms() if report is not None else None,
         )
         metrics = record.metrics
         sampler = context.sampler
@@ -636,12 +445,7 @@ class Runner:
         if context.syscalls is not None:
             record.syscalls = context.syscalls.per_request(metrics.throughput_rps)
             metrics.syscalls_per_request = record.syscalls["per_request"]
-        if cell.phase == "load" and report is not None:
-            record.flag("server_paused", "the server was stopped in alternate slices to "
-                        "measure the neighbour alone; its latency includes those pauses")
-        if cell.scenario == "syscalls":
-            record.flag("traced", "strace stopped the server at every system call: only the "
-                                  "counts of this cell mean something, not its time or CPU")
+        RUN_SCENARIOS[cell.scenario].annotate(record)
         return plausibility.judge(record)
 
     @staticmethod

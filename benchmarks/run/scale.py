@@ -18,8 +18,8 @@ from pathlib import Path
 
 import psutil
 
+from iobench.benchmarks.run.cells import Cell
 from iobench.benchmarks.run.launcher import Launcher
-from iobench.benchmarks.run.matrix import Cell
 from iobench.benchmarks.run.syscalls import UnavailableCounter
 from iobench.common.processes import fd_limit_error
 from iobench.servers.base import ServerModel

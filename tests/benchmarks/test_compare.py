@@ -248,3 +248,14 @@ def test_plot_draws_the_ratio_per_cell(tmp_path: Path,
     assert main(["compare", str(a), str(b), "--plot", str(tmp_path / "ratio.txt")]) == 2
     err = capsys.readouterr().err
     assert "must end in .png or .svg" in err and "Traceback" not in err
+
+
+def test_every_matched_cell_has_a_label_of_its_own(tmp_path: Path) -> None:
+    """The scale cells at 0 and 10,000 idle connections once printed the same label."""
+    data = make_results(scenarios=("idle", "closed", "open", "neighbour", "scale"))
+    a = write_run(tmp_path / "a", data)
+    b = write_run(tmp_path / "b", data)
+    comparison = compare_runs(load_run(a), load_run(b))
+    labels = [cell.label for cell in comparison.matched]
+    assert any("+10,000idle" in label for label in labels)
+    assert len(labels) == len(set(labels)) == len(comparison.matched)

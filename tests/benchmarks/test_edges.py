@@ -15,13 +15,6 @@ from iobench.benchmarks.results.record import CellRecord
 from iobench.benchmarks.run import accounting
 from iobench.benchmarks.run import metrics as m
 from iobench.benchmarks.run.matrix import Cell
-from iobench.benchmarks.run.runner import (
-    CellContext,
-    Crowd,
-    Runner,
-    Watched,
-    measured_window,
-)
 from iobench.benchmarks.run.sampler import (
     Edge,
     Memory,
@@ -31,6 +24,8 @@ from iobench.benchmarks.run.sampler import (
     TreeReading,
     window_stats,
 )
+from iobench.benchmarks.run.window import Crowd, Watched, measured_window, watch_load
+from iobench.loadgen.report import LoadReport
 
 THREADS, NAPS = 4, 300
 LIVE_SWITCHER = f"""
@@ -109,13 +104,18 @@ def test_cpu_only_edges_read_the_cgroup_and_stay_out_of_the_series(
             proc.wait()
 
 
+def load_report(measured_s: float, window: list[float],
+                teardown_s: float | None = None) -> LoadReport:
+    return LoadReport.from_json({"params": {}, "measured_s": measured_s, "client": {
+        "teardown_s": teardown_s, "window_monotonic_s": window}})
+
+
 def test_the_window_is_the_load_generators_own_on_this_host() -> None:
-    report = {"measured_s": 0.5, "client": {"teardown_s": 0.4,
-                                            "window_monotonic_s": [100.0, 100.5]}}
+    report = load_report(0.5, [100.0, 100.5], teardown_s=0.4)
     assert measured_window(report, 103.0, local=True) == (100.0, 100.5)
     # Elsewhere: back from the moment it exited, by its teardown.
     assert measured_window(report, 103.0, local=False) == pytest.approx((102.1, 102.6))
-    assert measured_window({"client": {}}, 103.0, local=False) is None
+    assert measured_window(LoadReport.from_json({"params": {}}), 103.0, local=False) is None
 
 
 def server_reading(t_s: float, cpu_s: float, fds: int = 20, full: bool = True,
@@ -145,10 +145,9 @@ def test_between_cpu_only_edges_the_switches_come_from_readings_that_counted_the
     assert record.metrics.ctx_voluntary_per_s == pytest.approx(180 / 0.24)
 
 
-def context(idle: int = 0, warmup_s: float = 0.2) -> CellContext:
-    cell = Cell(f"scale/epoll/i{idle}", "scale", "epoll", {}, "closed", 16,
+def scale_cell(idle: int = 0, warmup_s: float = 0.2) -> Cell:
+    return Cell(f"scale/epoll/i{idle}", "scale", "epoll", {}, "closed", 16,
                 size_bytes=64, idle=idle, warmup_s=warmup_s)
-    return CellContext(cell, 0.0)
 
 
 def test_the_edges_are_the_first_and_last_readings_inside_the_window() -> None:
@@ -157,22 +156,18 @@ def test_the_edges_are_the_first_and_last_readings_inside_the_window() -> None:
                       [(9.8, Memory(1, 1, 1, 1)), (10.3, Memory(2, 2, 2, 3)),
                        (10.65, Memory(5, 5, 5, 6)), (10.9, Memory(3, 3, 3, 4))],
                       exited_s=11.0)
-    ctx = context()
-    watched.pick(ctx, {"measured_s": 0.5, "client": {"window_monotonic_s": [10.0, 10.5]}},
-                 local=True)
-    assert ctx.edges is not None
-    assert [edge.t_s for edge in ctx.edges] == [10.05, 10.4]
-    assert ctx.memory == Memory(5, 5, 5, 6)  # the most it took while the load ran
+    picked = watched.pick(load_report(0.5, [10.0, 10.5]), local=True)
+    assert picked.edges is not None
+    assert [edge.t_s for edge in picked.edges] == [10.05, 10.4]
+    assert picked.memory == Memory(5, 5, 5, 6)  # the most it took while the load ran
 
 
 def test_too_few_readings_inside_the_window_leave_the_cpu_unmeasured_with_why() -> None:
     watched = Watched([server_edge(9.9, 1.0), server_edge(10.2, 1.2), server_edge(10.7, 2.0)],
                       [], exited_s=11.0)
-    ctx = context()
-    watched.pick(ctx, {"measured_s": 0.5, "client": {"window_monotonic_s": [10.0, 10.5]}},
-                 local=True)
-    assert ctx.edges is None
-    assert ctx.edges_note is not None and ctx.edges_note.startswith("1 of the runner's 3")
+    picked = watched.pick(load_report(0.5, [10.0, 10.5]), local=True)
+    assert picked.edges is None
+    assert picked.note is not None and picked.note.startswith("1 of the runner's 3")
 
 
 class FakeSampler:
@@ -218,13 +213,11 @@ class FakeLoad:
 def test_a_crowd_that_comes_early_moves_the_window_and_the_memory_reading() -> None:
     """10,000 idle connections are estimated to take 2 s; here they take 0.3 s, and the
     load generator is done after 2 s: the memory is read once the crowd is held."""
-    ctx = context(idle=10000)
     sampler = FakeSampler(crowd=10016 + 8, crowd_at_s=0.3)
-    ctx.sampler = sampler  # type: ignore[assignment]
     marks: list[float] = []
-    watched = Runner._watch_load(ctx, FakeLoad(2.0), time.monotonic(),  # type: ignore[arg-type]
-                                 [(0.1, lambda: marks.append(time.monotonic()
-                                                             - sampler.began))])
+    watched = watch_load(scale_cell(idle=10000), sampler,  # type: ignore[arg-type]
+                         FakeLoad(2.0), time.monotonic(),  # type: ignore[arg-type]
+                         [(0.1, lambda: marks.append(time.monotonic() - sampler.began))])
     assert sampler.memory_at and 0.3 <= sampler.memory_at[0] < 0.6, sampler.memory_at
     assert len(watched.memories) == len(sampler.memory_at)
     # The mark is due a warm-up (0.2 s) and 0.1 s after the crowd, not after the estimate.
@@ -251,9 +244,8 @@ def test_the_crowd_is_a_descriptor_each_or_a_child_each_over_the_server_alone() 
 def test_the_crowd_is_counted_from_the_server_before_its_first_connection() -> None:
     sampler = FakeSampler(crowd=0, crowd_at_s=0.0)
     sampler.series["server"] = Series([replace(server_reading(0.0, 0.0, fds=21), processes=3)])
-    ctx = context(idle=100)
-    ctx.sampler = sampler  # type: ignore[assignment]
-    assert Crowd.of(ctx) == Crowd(connections=116, base=21, per_process=False)
-    forked = CellContext(Cell("closed/fork/c16/s64", "closed", "fork", {}, "closed", 16,
-                              size_bytes=64), 0.0, sampler=sampler)  # type: ignore[arg-type]
-    assert Crowd.of(forked) == Crowd(connections=16, base=3, per_process=True)
+    crowd = Crowd.of(scale_cell(idle=100), sampler)  # type: ignore[arg-type]
+    assert crowd == Crowd(connections=116, base=21, per_process=False)
+    forked = Cell("closed/fork/c16/s64", "closed", "fork", {}, "closed", 16, size_bytes=64)
+    crowd = Crowd.of(forked, sampler)  # type: ignore[arg-type]
+    assert crowd == Crowd(connections=16, base=3, per_process=True)

@@ -10,14 +10,17 @@ from iobench.benchmarks.results.record import CellRecord, Metrics
 from iobench.benchmarks.run import metrics as m
 from iobench.benchmarks.run.runner import CellFailed, slice_rate
 from iobench.benchmarks.run.sampler import Edge, Memory, TreeReading
+from iobench.loadgen.report import LoadReport
 
 
-def report(throughput: float, mean_us: float, **extra: object) -> dict:
-    return {"throughput_rps": throughput, "requests": int(throughput), "measured_s": 1.0,
-            "latency": {"p50_us": mean_us, "mean_us": mean_us, "histogram": "HIST"},
-            "latency_uncorrected": {"mean_us": mean_us, "histogram": "HIST2"},
-            "errors": {"reset": 0, "total": 0}, "client": {"cpu_percent": [40.0, 30.0]},
-            **extra}
+def report(throughput: float, mean_us: float, **extra: object) -> LoadReport:
+    return LoadReport.from_json({
+        "params": {}, "throughput_rps": throughput, "requests": int(throughput),
+        "measured_s": 1.0,
+        "latency": {"p50_us": mean_us, "mean_us": mean_us, "histogram": "HIST"},
+        "latency_uncorrected": {"mean_us": mean_us, "histogram": "HIST2"},
+        "errors": {"reset": 0, "total": 0}, "client": {"cpu_percent": [40.0, 30.0]},
+        **extra})
 
 
 def test_load_generator_flags_are_passed_on() -> None:
@@ -36,7 +39,7 @@ def test_load_metrics_and_client_cpu() -> None:
 
 
 def test_histograms_are_kept_out_of_the_stored_load_report() -> None:
-    stripped = m.strip_histograms(report(1, 1.0))
+    stripped = report(1, 1.0).without_histograms()
     assert "histogram" not in stripped["latency"]
     assert "histogram" not in stripped["latency_uncorrected"]
     assert stripped["latency"]["mean_us"] == 1.0

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from iobench.benchmarks.report.plots import (
+    BUILDERS,
     FAILED_COLOUR,
     FIGURES,
     REFERENCE_COLOUR,
@@ -170,7 +171,7 @@ def test_thirteen_models_become_one_panel_per_family(thirteen_models: Path) -> N
     import matplotlib
 
     matplotlib.use("Agg")
-    fig = FIGURES[2][1](load_run(thirteen_models))
+    fig = BUILDERS["latency_vs_rate"](load_run(thirteen_models))
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
     for family in ("non-blocking", "I/O multiplexing", "blocking",
                    "signal-driven and asynchronous"):
@@ -184,7 +185,7 @@ def test_bar_panels_name_their_own_models(tmp_path: Path) -> None:
     matplotlib.use("Agg")
     data = make_results(repetitions=1, models=registered_models(), open_rates=(500.0,),
                         scenarios=("open",))
-    fig = FIGURES[2][1](load_run(write_run(tmp_path, data)))
+    fig = BUILDERS["latency_vs_rate"](load_run(write_run(tmp_path, data)))
     for ax in fig.axes:
         names = {tick.get_text() for tick in ax.get_xticklabels()}
         family = ax.get_title().split(" · ")[1]

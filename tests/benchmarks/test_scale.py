@@ -241,3 +241,11 @@ def test_the_fork_probe_measures_a_process_per_connection_and_stops_it() -> None
     assert 50 * 1024 < found.per_connection_bytes < 20 * 1024**2, found
     assert found.base_bytes > 1024**2 and found.accepts_per_s > 0
     assert {p.pid for p in psutil.Process().children(recursive=True)} <= before
+
+
+def test_which_models_scan_and_which_are_told_is_their_own_metadata() -> None:
+    from iobench.benchmarks.report.scale import models_that
+    from iobench.servers.base import Watching
+
+    assert models_that(Watching.SCANS) == ("busy-poll", "poll-sleep", "select", "poll", "sigio")
+    assert models_that(Watching.IS_TOLD) == ("epoll", "uvloop", "io-uring")

@@ -28,7 +28,7 @@ def test_closed_loop_counts_match_the_server(faulty_server: StartServer, workers
     server = faulty_server(counter)
     # No warm-up: every request the server sees is one the window sent.
     result = run(LoadParams(target=server.target, connections=CONNECTIONS, duration_s=1.0,
-                            warmup_s=0.0, size_bytes=SIZE, workers=workers))
+                            warmup_s=0.0, size_bytes=SIZE, workers=workers)).to_json()
     arrivals = counter.snapshot()
     seen, requests = len(arrivals), result["requests"]
     assert result["errors"]["total"] == 0
@@ -54,7 +54,7 @@ def test_open_loop_sends_exactly_its_schedule(faulty_server: StartServer) -> Non
     rate, duration = 400.0, 1.0
     result = run(LoadParams(target=server.target, mode="open", rate_rps=rate,
                             connections=CONNECTIONS, duration_s=duration, warmup_s=0.0,
-                            size_bytes=SIZE))
+                            size_bytes=SIZE)).to_json()
     arrivals = counter.snapshot()
     intended = round(rate * duration)
     assert result["errors"]["total"] == 0

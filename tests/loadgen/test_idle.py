@@ -44,7 +44,7 @@ def registered(epoll_fd: int) -> int:
 def test_idle_connections_are_held_and_found_open(faulty_server: StartServer) -> None:
     server = faulty_server(upper_echo)
     result = run(LoadParams(target=server.target, connections=2, idle=IDLE, duration_s=0.3,
-                            warmup_s=0.1))
+                            warmup_s=0.1)).to_json()
     assert result["ok"] is True, result["errors"]
     assert result["requests"] > 0
     assert result["client"]["connected"] == 2
@@ -60,7 +60,7 @@ def test_idle_connections_are_held_and_found_open(faulty_server: StartServer) ->
 def test_an_idle_connection_closed_by_the_server_is_an_error(faulty_server: StartServer) -> None:
     server = faulty_server(close_the_silent)
     result = run(LoadParams(target=server.target, connections=2, idle=10, duration_s=0.5,
-                            warmup_s=0.1))
+                            warmup_s=0.1)).to_json()
     assert result["client"]["idle_connected"] == 10
     assert result["client"]["idle_open"] == 0
     assert result["errors"]["idle_closed"] == 10
@@ -107,7 +107,7 @@ def test_past_one_source_address_the_ports_come_from_the_next(
     monkeypatch.setattr("iobench.loadgen.idle.per_source_address", lambda: 25)
     server = faulty_server(upper_echo)
     result = run(LoadParams(target=server.target, connections=1, idle=60, duration_s=0.2,
-                            warmup_s=0.0))
+                            warmup_s=0.0)).to_json()
     assert result["ok"] is True, result["errors"]
     with server.lock:
         peers = [conn.getpeername()[0] for conn in server.connections]

@@ -71,7 +71,7 @@ def check_format(result: dict[str, Any]) -> None:
 
 def test_closed_loop(model_server: ServerProcess) -> None:
     result = run(LoadParams(target=target_of(model_server), connections=8, duration_s=0.6,
-                            warmup_s=0.2, size_bytes=100))
+                            warmup_s=0.2, size_bytes=100)).to_json()
     check_format(result)
     assert result["ok"] is True
     assert result["errors"]["total"] == 0
@@ -85,7 +85,8 @@ def test_closed_loop(model_server: ServerProcess) -> None:
 def test_open_loop(model_server: ServerProcess) -> None:
     rate = 500.0
     result = run(LoadParams(target=target_of(model_server), mode="open", rate_rps=rate,
-                            connections=4, duration_s=0.6, warmup_s=0.2, arrival="poisson"))
+                            connections=4, duration_s=0.6, warmup_s=0.2,
+                            arrival="poisson")).to_json()
     check_format(result)
     assert result["ok"] is True
     assert result["errors"]["total"] == 0
@@ -138,7 +139,7 @@ def test_one_mebibyte_messages_in_many_pieces(mode: Mode) -> None:
     with ServerProcess("select") as server:
         result = run(LoadParams(target=target_of(server), mode=mode,
                                 rate_rps=40.0 if mode == "open" else None, connections=3,
-                                size_bytes=1 << 20, duration_s=0.5, warmup_s=0.1))
+                                size_bytes=1 << 20, duration_s=0.5, warmup_s=0.1)).to_json()
     check_format(result)
     assert result["errors"]["total"] == 0
     assert result["requests"] >= 10

@@ -41,7 +41,8 @@ def test_histograms_merge_by_adding_counts_not_averaging_percentiles() -> None:
 
 def test_build_result_sums_workers() -> None:
     params = LoadParams(target="127.0.0.1:1", connections=4, workers=2)
-    result = build_result(params, [worker_result(0, {100: 600}), worker_result(1, {200: 400})])
+    result = build_result(params, [worker_result(0, {100: 600}),
+                                   worker_result(1, {200: 400})]).to_json()
     assert result["requests"] == 1000
     assert result["throughput_rps"] == 1000.0
     assert HdrHistogram.decode(result["latency"]["histogram"]).get_total_count() == 1000
@@ -55,7 +56,7 @@ def test_build_result_sums_workers() -> None:
 def test_a_worker_near_full_cpu_is_saturated() -> None:
     params = LoadParams(target="127.0.0.1:1", connections=4, workers=2)
     result = build_result(params, [worker_result(0, {100: 10}, cpu_s=0.97),
-                                   worker_result(1, {100: 10}, cpu_s=0.2)])
+                                   worker_result(1, {100: 10}, cpu_s=0.2)]).to_json()
     assert result["client_saturated"] is True
     assert result["client"]["cpu_percent"] == [97.0, 20.0]
 
@@ -63,8 +64,8 @@ def test_a_worker_near_full_cpu_is_saturated() -> None:
 def test_sending_less_than_the_rate_is_behind_schedule() -> None:
     params = LoadParams(target="127.0.0.1:1", mode="open", rate_rps=1000.0, connections=2,
                         workers=1)
-    on_time = build_result(params, [worker_result(0, {100: 990}, sent=990)])
-    late = build_result(params, [worker_result(0, {100: 700}, sent=700)])
+    on_time = build_result(params, [worker_result(0, {100: 990}, sent=990)]).to_json()
+    late = build_result(params, [worker_result(0, {100: 700}, sent=700)]).to_json()
     assert on_time["behind_schedule"] is False
     assert late["behind_schedule"] is True
     assert late["client"]["achieved_rate_rps"] == 700.0
@@ -103,7 +104,7 @@ def test_a_slow_server_leaves_an_open_loop_behind_schedule(faulty_server: StartS
     # One connection, 20 ms per reply: at most 50 requests/s against a target of 200.
     server = faulty_server(delayed_upper_echo(0.02))
     result = run(LoadParams(target=server.target, mode="open", rate_rps=200.0, connections=1,
-                            duration_s=0.6, warmup_s=0.0, timeout_s=0.5))
+                            duration_s=0.6, warmup_s=0.0, timeout_s=0.5)).to_json()
     assert result["behind_schedule"] is True
     assert result["client_saturated"] is False
     assert result["client"]["achieved_rate_rps"] < 100
@@ -119,7 +120,7 @@ def test_a_slow_server_leaves_an_open_loop_behind_schedule(faulty_server: StartS
 def test_uniform_open_loop_keeps_its_rate(faulty_server: StartServer) -> None:
     server = faulty_server(upper_echo)
     result = run(LoadParams(target=server.target, mode="open", rate_rps=400.0, connections=4,
-                            duration_s=1.0, warmup_s=0.1))
+                            duration_s=1.0, warmup_s=0.1)).to_json()
     assert result["errors"]["total"] == 0
     # Uniform spacing: 400 meant for the window, give or take one per connection,
     # and every one of them answered and in the histogram.

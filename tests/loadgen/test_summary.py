@@ -28,7 +28,7 @@ def open_result() -> dict[str, Any]:
     server = FaultyServer(upper_echo)
     try:
         return run(LoadParams(target=server.target, mode="open", rate_rps=300.0,
-                              connections=3, duration_s=0.4, warmup_s=0.1, size_bytes=80))
+                              connections=3, duration_s=0.4, warmup_s=0.1, size_bytes=80)).to_json()
     finally:
         server.stop()
 
@@ -85,7 +85,7 @@ def test_errors_and_warnings_appear_only_when_set(open_result: dict[str, Any]) -
 def test_closed_loop_summary_has_no_open_loop_lines(faulty_server: StartServer) -> None:
     server = faulty_server(upper_echo)
     result = run(LoadParams(target=server.target, connections=2, duration_s=0.3,
-                            warmup_s=0.0, size_bytes=64))
+                            warmup_s=0.0, size_bytes=64)).to_json()
     text = format_summary(result)
     assert text.startswith(f"closed loop against {server.target}: 2 connections, 64 B")
     assert "target" not in text.splitlines()[0] and "sent rate" not in text

@@ -1,0 +1,58 @@
+"""What a scenario declares on the report side: how its section reads and what it shows.
+
+Each scenario is one module in ``iobench.benchmarks.report.scenarios``, named
+after it (a name in ``iobench.benchmarks.results.scenarios.SCENARIOS``), with
+a :class:`ReportScenario` called ``SCENARIO``. The report, the plots and the
+citations read only these declarations: none of them keeps a table keyed by
+scenario name, so nothing falls back silently when a scenario is added.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from iobench.benchmarks.report.blocks import Block, Figure
+from iobench.benchmarks.results.loader import CellGroup, Run
+
+# The report's figure for a plot stem, or None when this run did not draw it.
+FigureLookup = Callable[[str], Figure | None]
+
+
+@dataclass(frozen=True)
+class Headline:
+    """A figure per model worth citing from this scenario (claims.json: ``SERIES.key``)."""
+
+    key: str
+    metric: str
+    title: str
+    # Among the model's groups that have the metric, the one to cite.
+    pick: Callable[[list[CellGroup]], CellGroup]
+
+
+@dataclass(frozen=True)
+class ReportScenario:
+    """One scenario's report side."""
+
+    name: str
+    title: str
+    # What the scenario measures, in a sentence or two, under its heading.
+    description: str
+    # The metrics of its full tables, in order (record.Metrics names).
+    metrics: tuple[str, ...]
+    # The one metric per point its compact table shows when it has several points.
+    key_metric: str
+    # Its plots: (file stem, caption). The plot catalogue draws them by stem.
+    figures: tuple[tuple[str, str], ...] = ()
+    # A section of its own (figures and verdicts) beside the article's claims,
+    # instead of its figures above its tables under "Results by scenario".
+    section: Callable[[Run, FigureLookup], list[Block]] | None = None
+    # A scenario a profile adds only for a purpose: a run without it lacks
+    # nothing worth a note.
+    opt_in: bool = False
+    # How its system calls by kind were counted, for the tables that show
+    # them; None: the scenario shows none.
+    syscall_tool: str | None = None
+    headlines: tuple[Headline, ...] = ()
+    # What each phase of its cells means, where its cells have phases.
+    phases: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,30 @@
+"""The report side of every scenario, one module each, registered under the names of the list.
+
+``REPORT_SCENARIOS`` maps each name of
+``iobench.benchmarks.results.scenarios.SCENARIOS`` to the ``SCENARIO`` of the
+module of that name here, in the list's order: adding a scenario adds a
+module, never an entry here.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from iobench.benchmarks.report.scenario import ReportScenario
+from iobench.benchmarks.results.scenarios import SCENARIOS
+
+
+def _load(name: str) -> ReportScenario:
+    declared = importlib.import_module(f"{__name__}.{name}").SCENARIO
+    if not isinstance(declared, ReportScenario) or declared.name != name:
+        raise TypeError(f"{__name__}.{name}.SCENARIO must be a ReportScenario named {name!r}")
+    return declared
+
+
+REPORT_SCENARIOS: dict[str, ReportScenario] = {name: _load(name) for name in SCENARIOS}
+# Every plot's caption and the scenario that shows it, by file stem.
+FIGURE_CAPTIONS: dict[str, str] = {stem: caption for scenario in REPORT_SCENARIOS.values()
+                                   for stem, caption in scenario.figures}
+FIGURE_SCENARIOS: dict[str, str] = {stem: scenario.name
+                                    for scenario in REPORT_SCENARIOS.values()
+                                    for stem, _ in scenario.figures}

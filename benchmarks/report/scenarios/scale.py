@@ -1,0 +1,77 @@
+"""Scale: a few active connections beside many idle ones, in a section of its own.
+
+Its figures and verdicts stand beside the article's claims ("Beyond the
+article"), with the thresholds in ``iobench.benchmarks.report.scale``.
+"""
+
+from __future__ import annotations
+
+from iobench.benchmarks.report.blocks import Block, Bullets, Heading, Paragraph, Table
+from iobench.benchmarks.report.scale import judge_scale, memory_per_connection, models_that
+from iobench.benchmarks.report.scenario import FigureLookup, ReportScenario
+from iobench.benchmarks.results.loader import Run
+from iobench.servers.base import Watching
+
+FIGURES = (
+    ("scale", "Throughput and CPU per request vs connections watched (16 active + idle)"),
+    ("scale_memory", "Memory per idle connection, per model"),
+)
+
+
+def section(run: Run, figure: FigureLookup) -> list[Block]:
+    """Beyond the article: the cost of watching many connections, with computed verdicts."""
+    verdicts = judge_scale(run)
+    if not verdicts:
+        return []
+    blocks: list[Block] = [
+        Heading(2, "Beyond the article: what watching many connections costs"),
+        Paragraph("The article's first and fourth claims are both about watching connections. "
+                  "Here a few active connections share the server with a crowd of idle ones "
+                  "(the C10K problem): a model that looks at every connection on every pass "
+                  f"({', '.join(models_that(Watching.SCANS))}) pays for the crowd on every "
+                  "request; one the kernel tells which connections are ready "
+                  f"({', '.join(models_that(Watching.IS_TOLD))}) should not. Verdicts are "
+                  "computed with the thresholds in `benchmarks/report/scale.py`."),
+        Table(["verdict", "in this run", "why"],
+              [[v.claim, str(v.verdict), v.reason] for v in verdicts]),
+    ]
+    for verdict in verdicts:
+        blocks.append(Heading(3, f"{verdict.claim}: {verdict.verdict}"))
+        if verdict.evidence:
+            blocks.append(Bullets(verdict.evidence))
+    for stem, _ in FIGURES:
+        drawn = figure(stem)
+        if drawn is not None:
+            blocks.append(drawn)
+    memory = memory_per_connection(run)
+    if memory:
+        rows = [[m.model, f"{m.bytes_per_connection / 1024:,.1f}",
+                 "PSS" if m.metric == "pss_bytes" else "RSS", f"{m.idle:,}"]
+                for m in sorted(memory, key=lambda m: m.bytes_per_connection)]
+        blocks += [Paragraph("Memory one idle connection adds to the server: the difference "
+                             "between its most idle successful cell and the one without idle "
+                             "connections, divided by the idle count. RSS counts a page that "
+                             "forked processes share once per process; PSS splits it."),
+                   Table(["model", "KiB per idle connection", "measured by", "idle connections"],
+                         rows, numeric=(1, 3))]
+    failed = [(g.key, "; ".join(g.failures)) for g in run.scenario("scale") if g.failed]
+    if failed:
+        blocks.append(Paragraph("Cells that could not run or were starved, with why (a limit "
+                                "met is a result too):"))
+        blocks.append(Bullets([f"`{key}`: {reason}" for key, reason in failed]))
+    return blocks
+
+
+SCENARIO = ReportScenario(
+    name="scale",
+    title="Scale: a few active connections beside many idle ones",
+    description="A few active connections beside a crowd of idle ones the load generator "
+                "opened first and kept silent: what each model pays for connections it watches "
+                "but that have nothing to say. Its figures and verdicts are in the section "
+                "'Beyond the article'.",
+    metrics=("throughput_rps", "p50_us", "p99_us", "cpu_us_per_request", "server_cpu_percent",
+             "pss_bytes", "peak_rss_bytes", "peak_fds", "peak_threads"),
+    key_metric="cpu_us_per_request",
+    figures=FIGURES,
+    section=section,
+)

@@ -1,0 +1,34 @@
+"""The scenarios a run can hold: one list of names, in the order a repetition runs them.
+
+Each name has a run-side declaration, ``iobench.benchmarks.run.scenarios.NAME``
+(its profile keys and their checks, its cells, how one of them runs), and a
+report-side one, ``iobench.benchmarks.report.scenarios.NAME`` (its title,
+metrics, figures and section). Both registries are read from this list, and
+a test checks that each side declares every name and nothing else, so a
+scenario cannot be half added. The order matters: within a repetition the
+closed cells run before the open ones that take a fraction of their peak.
+"""
+
+from __future__ import annotations
+
+SCENARIOS: tuple[str, ...] = (
+    "idle",
+    "closed",
+    "open",
+    "interval",
+    "neighbour",
+    "scale",
+    "syscalls",
+)
+
+
+class UnknownScenario(ValueError):
+    """A scenario name that is not in :data:`SCENARIOS`."""
+
+
+def check_scenario(name: str) -> str:
+    """``name`` if it is a scenario; UnknownScenario naming the valid ones otherwise."""
+    if name not in SCENARIOS:
+        raise UnknownScenario(f"unknown scenario {name!r} (this iobench knows "
+                              f"{', '.join(SCENARIOS)})")
+    return name

@@ -1,0 +1,77 @@
+"""What a scenario declares on the run side: its profile keys, its cells, how a cell runs.
+
+Each scenario is one module in ``iobench.benchmarks.run.scenarios``, named
+after it (a name in ``iobench.benchmarks.results.scenarios.SCENARIOS``), with
+a :class:`RunScenario` subclass instance called ``SCENARIO``. The profile
+checker, the matrix expansion and the runner read only this interface: the
+matrix knows no scenario by name, and the runner asks the cell's scenario
+what differs (a check before the server starts, how its system calls are
+counted, flags of its own) instead of testing the name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from iobench.benchmarks.results.record import CellRecord
+from iobench.benchmarks.run.cells import Cell, cell_key
+from iobench.benchmarks.run.checks import Keys
+from iobench.benchmarks.run.launcher import Launcher
+from iobench.benchmarks.run.syscalls import SyscallCounter, UnavailableCounter
+
+# perf counts system calls in the closed-loop cells only, the ones the report
+# and docs/models.md show them for: closing its ~30 tracepoint counters costs
+# about 1.3 s a cell here (the kernel waits out an RCU grace period for each),
+# which over every cell of the quick profile would be two minutes.
+SYSCALLS_ONLY_CLOSED = "system calls are counted in the closed-loop cells only"
+
+
+class RunScenario:
+    """One scenario's run side; override what differs from the defaults."""
+
+    # The profile section's name and keys: key -> (check, default).
+    name: ClassVar[str]
+    keys: ClassVar[Keys]
+    # The cell fields that tell this scenario's points apart, shown in its
+    # keys (see cells.KEY_FIELDS); a field a cell leaves None is left out.
+    key_fields: ClassVar[tuple[str, ...]]
+
+    def shown(self, cell: Cell) -> tuple[str, ...]:
+        """The fields ``cell``'s key shows (by default, every one of :attr:`key_fields`)."""
+        return self.key_fields
+
+    def cell(self, model: str | None, params: dict[str, Any], mode: str, connections: int,
+             **fields: Any) -> Cell:
+        """A cell of this scenario, its key made from its fields."""
+        made = Cell("", self.name, model, params, mode, connections, **fields)
+        made.key = cell_key(made, self.shown(made))
+        return made
+
+    def check(self, spec: dict[str, Any], where: str) -> None:
+        """Checks across keys or sections, once each key passed its own (ProfileError)."""
+
+    def named_models(self, section: dict[str, Any]) -> dict[str, list[str]]:
+        """Model names the section holds beside the run's models, by key ('interval.model')."""
+        return {}
+
+    def model_params(self, section: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
+        """Parameter sets the section gives a model, with where, for the model to check."""
+        return []
+
+    def expand(self, section: dict[str, Any], models: list[str],
+               params: dict[str, dict[str, Any]]) -> Iterable[Cell]:
+        """The section's cells for ``models`` (``params``: the profile's [params])."""
+        raise NotImplementedError
+
+    def prepare(self, cell: Cell, launcher: Launcher, loadgen_timeout_s: float) -> float | None:
+        """Before the server starts: CellFailed if a limit rules the cell out, or a longer
+        time-out for the load generator than ``loadgen_timeout_s`` if it needs one."""
+        return None
+
+    def syscall_counter(self, launcher: Launcher, pid: int, cell: Cell) -> SyscallCounter:
+        """How the server's system calls are counted in a loaded cell (by default, not)."""
+        return UnavailableCounter(pid, SYSCALLS_ONLY_CLOSED)
+
+    def annotate(self, record: CellRecord) -> None:
+        """Flags of the scenario's own, once the cell is recorded."""

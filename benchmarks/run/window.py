@@ -1,0 +1,190 @@
+"""The window a cell's server is measured over, and how often the runner reads it.
+
+While the load generator runs, the runner reads the server (its CPU, now and
+then everything, its memory) at a cadence that costs the loaded machine
+little (:func:`watch_load`); once the load generator reports its measured
+window, the first and last readings inside it are the edges the server's CPU
+is measured between (:meth:`Watched.pick`). A scale cell's window starts a
+warm-up after the server holds its whole crowd (:class:`Crowd`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from iobench.benchmarks.run.cells import Cell
+from iobench.benchmarks.run.launcher import LoadHandle
+from iobench.benchmarks.run.sampler import Edge, Memory, Sampler, TreeReading
+from iobench.loadgen.report import LoadReport
+from iobench.servers.registry import get_model
+
+# The edges of the window the server's CPU is measured over are read by the
+# runner itself, at normal priority, while the load generator measures: its
+# CPU between two readings inside the window is exact, and the edges need not
+# match the load generator's to the millisecond, only lie inside its steady
+# load. Outside the neighbour's phase the runner reads the server's CPU this
+# often (from its cgroup, ~0.1 ms; without one, a full reading of the tree,
+# less often if that is costly) and picks the first and last readings inside
+# the window the load generator reports. Full readings, for the peaks and to
+# see a scale cell's crowd arrive, come at most every FULL_READING_INTERVAL_S
+# (the sampling thread gets next to no CPU while the load generator saturates
+# it). The server's PSS is read every MEMORY_INTERVAL_S (it costs ~170 us a
+# process) and once it holds every connection; the highest reading is kept.
+EDGE_INTERVAL_S = 0.1
+MAX_EDGE_INTERVAL_S = 0.5
+FULL_READING_INTERVAL_S = 0.15
+# A full reading that took at most this long (a small tree: one process and a
+# few dozen descriptors) is taken at every edge, for the context switches.
+CHEAP_READING_S = 0.003
+MEMORY_INTERVAL_S = 1.0
+
+# Idle connections the load generator opens (and a server accepts) per second:
+# 10,000 took 1.3-2.0 s against epoll, poll and threads on a busy 2-CPU machine.
+# For the time estimate, and (at a tenth) the load generator's time-out.
+IDLE_CONNECTS_PER_S = 5000
+
+
+@dataclass(frozen=True)
+class Picked:
+    """The edges chosen inside the window (or why there are none), and the highest memory."""
+
+    edges: tuple[Edge, Edge] | None = None
+    memory: Memory | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Crowd:
+    """All of a cell's connections, as a full reading of the server's tree shows them.
+
+    The load generator connects every connection (idle ones first) before
+    its warm-up begins, so the moment the server holds them places the
+    window, and the server's memory is read then. A connection is a
+    descriptor more than the server had before its first (``base``); for a
+    process-per-connection model, a process more, since each child also
+    inherits descriptors of its own.
+    """
+
+    connections: int
+    base: int
+    per_process: bool
+
+    @classmethod
+    def of(cls, cell: Cell, sampler: Sampler | None) -> Crowd:
+        series = sampler.series.get("server") if sampler is not None else None
+        first = series.readings[0] if series is not None and series.readings else None
+        per_process = cell.model is not None and get_model(cell.model).process_per_connection
+        base = (first.processes if per_process else first.fds) if first is not None else 0
+        return cls(cell.held_connections, base, per_process)
+
+    def held_by(self, reading: TreeReading) -> bool:
+        if not reading.full:
+            return False
+        count = reading.processes if self.per_process else reading.fds
+        return count >= self.base + self.connections
+
+
+@dataclass
+class Watched:
+    """What the runner read of the server while the load generator ran."""
+
+    edges: list[Edge] = field(default_factory=list)
+    memories: list[tuple[float, Memory | None]] = field(default_factory=list)
+    exited_s: float | None = None  # when the runner saw the load generator exit
+
+    def pick(self, report: LoadReport, local: bool) -> Picked:
+        """The first and last readings inside the load generator's measured window, and the
+        highest memory reading.
+
+        The memory is the most the server's tree took while the load ran: a
+        forking server may still be starting children for connections that
+        wait in its backlog after the window (fork with 1000 connections had
+        about 80 children inside a 1.5 s window, and 965 before the load
+        generator was done), and a server shrinks as its connections close.
+        """
+        window = measured_window(report, self.exited_s, local)
+        if window is None:
+            return Picked(note="the load generator reported no measured window")
+        start, end = window
+        inside = [edge for edge in self.edges if start <= edge.t_s <= end]
+        read = [memory for _, memory in self.memories if memory is not None]
+        memory = max(read, key=lambda memory: memory.pss_bytes) if read else None
+        if len(inside) < 2:
+            return Picked(memory=memory, note=(
+                f"{len(inside)} of the runner's {len(self.edges)} readings of the server "
+                f"fell inside the load generator's {end - start:.2f} s window"))
+        return Picked((inside[0], inside[-1]), memory=memory)
+
+
+def measured_window(report: LoadReport, exited_s: float | None,
+                    local: bool) -> tuple[float, float] | None:
+    """The load generator's measured window on the runner's clock.
+
+    On this host it says so itself (CLOCK_MONOTONIC is the same for every
+    process). Elsewhere it is placed back from the moment the runner saw it
+    exit by the time it took from the window's end to its report (closing
+    idle connections, say): a little late, by the exit and the round trip.
+    """
+    window = report.client.window_monotonic_s
+    if local and window:
+        return float(window[0]), float(window[1])
+    measured = report.measured_s
+    if not measured or exited_s is None:
+        return None
+    end = exited_s - (report.client.teardown_s or 0.0)
+    return end - measured, end
+
+
+def watch_load(cell: Cell, sampler: Sampler, load: LoadHandle, started: float,
+               marks: list[tuple[float, Callable[[], None]]]) -> Watched:
+    """Read the server until the load generator exits; each mark's action at its offset
+    from the measured window's expected start.
+
+    The window is known only when the load generator reports (opening
+    thousands of idle connections takes seconds more or less than
+    estimated), so the edges are chosen afterwards among these readings
+    (:meth:`Watched.pick`). Most read the server's CPU alone, from its
+    cgroup, every EDGE_INTERVAL_S: a full reading of a tree that holds
+    10,000 descriptors or threads takes 10-25 ms, on the load generator's
+    CPU. Full readings (at every edge if they are cheap, else every
+    FULL_READING_INTERVAL_S or more, more often until the crowd is
+    there) count the context switches, show when
+    the server holds all the cell's connections, idle ones included (the
+    window then starts a warm-up later: see :class:`Crowd`) and give the
+    peaks; the server's memory is read once it does, and every
+    MEMORY_INTERVAL_S.
+    """
+    crowd = Crowd.of(cell, sampler) if cell.held_connections else None
+    measure_at = started + cell.idle / IDLE_CONNECTS_PER_S + cell.warmup_s
+    memory_due, full_due = measure_at, started
+    pending = sorted(marks, key=lambda mark: mark[0])
+    watched = Watched()
+    interval = EDGE_INTERVAL_S
+    full_cost = float("inf")
+    while load.wait(interval) is None:
+        began = time.monotonic()
+        full = began >= full_due or full_cost <= CHEAP_READING_S
+        edge = sampler.edge(cpu_only=not full)
+        now = time.monotonic()
+        watched.edges.append(edge)
+        server = edge.trees.get("server")
+        if full:
+            full_cost = now - began
+            # Until the crowd is held the window has not begun: look often.
+            full_due = now + (max(EDGE_INTERVAL_S, 3 * full_cost) if crowd
+                              else max(FULL_READING_INTERVAL_S, 10 * full_cost))
+        else:
+            # Without a cgroup every reading is full: read a big tree less
+            # often, but at least twice a second.
+            interval = min(max(EDGE_INTERVAL_S, 5 * (now - began)), MAX_EDGE_INTERVAL_S)
+        if crowd is not None and server is not None and crowd.held_by(server):
+            measure_at, memory_due, crowd = server.t_s + cell.warmup_s, now, None
+        if now >= memory_due:
+            watched.memories.append((now, sampler.memory("server")))
+            memory_due = time.monotonic() + MEMORY_INTERVAL_S
+        while pending and now >= measure_at + pending[0][0]:
+            pending.pop(0)[1]()
+    watched.exited_s = time.monotonic()
+    return watched

@@ -19,7 +19,7 @@ import pytest
 
 from iobench.benchmarks.report.claims import judge_claims
 from iobench.benchmarks.report.docs import END, REGIONS, START, differences, write_docs
-from iobench.benchmarks.report.findings import run_findings
+from iobench.benchmarks.report.finding import run_findings
 from iobench.benchmarks.report.scale import judge_scale
 from iobench.benchmarks.results.loader import Run, load_run
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from iobench.benchmarks.report.citations import CitedFigure, headline_figures
-from iobench.benchmarks.report.findings import Finding, markdown_table, run_findings
+from iobench.benchmarks.report.finding import Finding, markdown_table, run_findings
 from iobench.benchmarks.report.placement import describe as describe_placement
 from iobench.benchmarks.report.presentation import (
     format_spread,

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from iobench.benchmarks.report.blocks import Block, Figure
+from iobench.benchmarks.report.finding import Finding
 from iobench.benchmarks.results.loader import CellGroup, Run
 
 # The report's figure for a plot stem, or None when this run did not draw it.
@@ -54,5 +55,8 @@ class ReportScenario:
     # them; None: the scenario shows none.
     syscall_tool: str | None = None
     headlines: tuple[Headline, ...] = ()
+    # What a run of it found, for README's Findings and docs/findings.md
+    # (``iobench docs``): each verdict it judges and the tables behind it.
+    findings: Callable[[Run], list[Finding]] | None = None
     # What each phase of its cells means, where its cells have phases.
     phases: dict[str, str] = field(default_factory=dict)

@@ -2,7 +2,58 @@
 
 from __future__ import annotations
 
+from iobench.benchmarks.report.finding import (
+    Finding,
+    Notes,
+    cell_text,
+    claim_finding,
+    markdown_table,
+    median,
+    value,
+)
+from iobench.benchmarks.report.presentation import (
+    format_duration_s,
+    plural,
+    series_label,
+    series_sort_key,
+)
 from iobench.benchmarks.report.scenario import ReportScenario
+from iobench.benchmarks.results.loader import Run
+
+
+def findings(run: Run) -> list[Finding]:
+    """Sleeping between polls trades CPU for latency: the interval sweep."""
+    groups = [g for g in run.scenario("interval") if g.model is not None]
+    if not groups:
+        return []
+    notes = Notes()
+    metrics = ("p50_us", "p99_us", "server_cpu_percent")
+    rows = []
+    for group in sorted(groups, key=series_sort_key):
+        rows.append([series_label(group), *(cell_text(group, m, notes) for m in metrics)])
+    sleepers = sorted((g for g in groups if g.model == "poll-sleep"),
+                      key=lambda g: g.params.get("interval") or 0.0)
+    select = next((g for g in groups if g.model == "select"), None)
+    first = groups[0]
+    where = (f"open loop at {value('throughput_rps', first.rate_rps)} requests/s over "
+             f"{plural(first.connections, 'connection')}")
+    summary = None
+    select_p50 = median(select, "p50_us")
+    points = [(g, median(g, "p50_us"), median(g, "server_cpu_percent")) for g in sleepers]
+    if select_p50 is not None and points and all(p and c is not None for _, p, c in points):
+        summary = (f"{where}, select answered in {value('p50_us', select_p50)} us (p50); "
+                   "poll-sleep in "
+                   + ", ".join(f"{value('p50_us', p)} us at "
+                               f"{format_duration_s(float(g.params.get('interval') or 0))}"
+                               for g, p, _ in points)
+                   + ", its CPU falling from "
+                   + " to ".join(f"{value('server_cpu_percent', c)}%" for _, _, c in
+                                 (points[0], points[-1]))
+                   + " of a core")
+    headers = ["model", "p50 (us)", "p99 (us)", "server CPU (% of a core)"]
+    detail = [f"The interval sweep, {where}:", "", *markdown_table(headers, rows),
+              *notes.lines()]
+    return claim_finding(run, "sleep_raises_latency", summary, detail)
 
 SCENARIO = ReportScenario(
     name="interval",
@@ -11,4 +62,5 @@ SCENARIO = ReportScenario(
     metrics=("throughput_rps", "p50_us", "p99_us", "server_cpu_percent", "cpu_us_per_request"),
     key_metric="p50_us",
     figures=(("poll_sleep_tradeoff", "Poll-sleep: sleep interval vs latency and CPU"),),
+    findings=findings,
 )

@@ -23,6 +23,9 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
              "drive a server with load and measure latency"),
     "run": ("iobench.benchmarks.run.cli", "add_run_arguments", "cmd_run",
             "run the benchmark matrix"),
+    "cluster": ("iobench.benchmarks.run.certs", "add_cluster_arguments", "cmd_cluster",
+                "cluster tools: `cluster certs DIR --hosts A,B` makes a CA and TLS "
+                "certificates for a trial"),
     "plot": ("iobench.benchmarks.report.cli", "add_plot_arguments", "cmd_plot",
              "draw a run's figures into RESULTS_DIR/plots"),
     "report": ("iobench.benchmarks.report.cli", "add_report_arguments", "cmd_report",

@@ -44,6 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="extra connections that send nothing, opened before measuring "
                         "and checked still open at the end; split among workers "
                         f"(default {defaults.idle})")
+    parser.add_argument("--requests-per-connection", type=int, default=None, metavar="K",
+                        help="churn: close each connection after K requests and open another "
+                        "at once (abortively, so no TIME_WAIT is left; from 127.0.0.128-254 "
+                        "against a loopback server); default: connections stay open")
     parser.add_argument("--size", type=int, default=defaults.size_bytes, metavar="B",
                         help=f"message size in bytes (default {defaults.size_bytes})")
     parser.add_argument("--mode", choices=MODES, default=defaults.mode,
@@ -74,7 +78,8 @@ def params_from_args(args: Any) -> LoadParams:
                       duration_s=args.duration, warmup_s=args.warmup, size_bytes=args.size,
                       rate_rps=args.rate, arrival=args.arrival, workers=args.workers,
                       timeout_s=args.timeout, expect=args.expect,
-                      idle=args.idle).validate()
+                      idle=args.idle,
+                      requests_per_connection=args.requests_per_connection).validate()
 
 
 def write_json(result: dict[str, Any], path: str) -> None:
@@ -124,4 +129,6 @@ def cmd_load(args: Any) -> int:
         raise TargetUnreachable(f"cannot connect to {params.target}: {result.connect_error}")
     if args.json != STDOUT:
         print(format_summary(result.to_json()))
+    if result.failure:
+        print(f"load generator failed: {result.failure}", file=sys.stderr)
     return 0 if result.ok else 1

@@ -21,9 +21,30 @@ class ClosedLoopWorker(Worker):
         counts: dict[int, int] = {}
         self.result.requests = self._loop(end_ns, counts)
         self.result.cpu_s = sum(process.cpu_times()[:2]) - cpu_start
-        self._drain(end_ns + self.timeout_ns)
+        self._count_unanswered(end_ns, counts)
+        if self.churn is not None:
+            self.churn.recording = False
+            self.churn.close()
+        self.result.timed_out_connections += self._drain(end_ns + self.timeout_ns)
         self.result.sent_in_window = self.result.requests
         self.result.histogram = histogram_from_counts(counts).encode().decode("ascii")
+
+    def _count_unanswered(self, end_ns: int, counts: dict[int, int]) -> None:
+        """Requests on the wire when the window closes: counted, with their ages, never dropped.
+
+        Each one's waiting time so far goes into the latency figures too, as
+        a lower bound of its latency: a connection the server starves shows
+        as a long latency instead of vanishing from them. (Its response is
+        still checked in the drain, but not timed again.)
+        """
+        ages: dict[int, int] = {}
+        for connection in self.by_fd.values():
+            if connection.busy and connection.sent_ns < end_ns:
+                age_us = (end_ns - connection.sent_ns) // NS_PER_US
+                ages[age_us] = ages.get(age_us, 0) + 1
+                counts[age_us] = counts.get(age_us, 0) + 1
+        self.result.unanswered = sum(ages.values())
+        self.result.unanswered_histogram = histogram_from_counts(ages).encode().decode("ascii")
 
     def _loop(self, until_ns: int, counts: dict[int, int] | None) -> int:
         """Closed loop until ``until_ns``; latencies go into ``counts`` unless it is None."""
@@ -35,17 +56,23 @@ class ClosedLoopWorker(Worker):
         size = len(payload)
         recording = counts is not None
         count_get = counts.get if counts is not None else None
+        churn = self.churn
+        churning = churn is not None
+        if churn is not None:
+            churn.recording = recording
         completed = 0
         mismatches = 0
         now = monotonic_ns()
         next_sweep = now + SWEEP_INTERVAL_NS
         while now < until_ns:
-            if not by_fd:
+            if not by_fd and not self._alive():
                 time.sleep((until_ns - now) / 1e9)
                 break
             for fd, mask in poll((min(until_ns, next_sweep) - now) / 1e9):
                 connection = by_fd.get(fd)
                 if connection is None:
+                    if churning:
+                        churn.connected(fd)  # type: ignore[union-attr]
                     continue
                 if mask & EPOLLOUT:
                     self._flush(connection)
@@ -76,6 +103,11 @@ class ClosedLoopWorker(Worker):
                     latency_us = (now - connection.sent_ns) // NS_PER_US
                     counts[latency_us] = count_get(latency_us, 0) + 1  # type: ignore[index,misc]
                     completed += 1
+                if churning:
+                    connection.left -= 1
+                    if not connection.left:
+                        churn.done(connection, now)  # type: ignore[union-attr]
+                        continue
                 connection.sent_ns = now
                 try:
                     sent = connection.send(payload)

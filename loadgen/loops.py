@@ -12,17 +12,19 @@ from iobench.loadgen.worker import Worker
 WORKERS: dict[str, type[Worker]] = {"closed": ClosedLoopWorker, "open": OpenLoopWorker}
 
 
-def run_worker(plan: WorkerPlan, await_start: Callable[[int, str | None], int | None]
+def run_worker(plan: WorkerPlan, await_start: Callable[[WorkerResult], int | None]
                ) -> WorkerResult:
-    """Connect, report the count through ``await_start``, and run from the time it returns.
+    """Connect, report through ``await_start``, and run from the time it returns.
 
-    ``await_start(connected, first_error)`` returns the common start time, or
-    None when the run is off (no worker could connect).
+    ``await_start(result)`` sees the result so far (connections up, the first
+    connect error, connections starved in the first exchange) and returns the
+    common start time, or None when the run is off (no worker could connect,
+    or one was starved).
     """
     worker = WORKERS[plan.mode](plan)
     try:
-        connected = worker.connect()
-        start_ns = await_start(connected, worker.result.first_connect_error)
+        worker.connect()
+        start_ns = await_start(worker.result)
         if start_ns is None:
             return worker.result
         result = worker.run(start_ns)

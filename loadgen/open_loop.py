@@ -8,11 +8,22 @@ import time
 
 from iobench.loadgen.histograms import histogram_from_counts
 from iobench.loadgen.schedule import open_schedule
-from iobench.loadgen.worker import EPOLLOUT, NS_PER_US, SWEEP_INTERVAL_NS, Worker
+from iobench.loadgen.worker import EPOLLOUT, NS_PER_US, SWEEP_INTERVAL_NS, Connection, Worker
 
 
 class OpenLoopWorker(Worker):
     """A fixed (or Poisson) rate, with coordinated omission corrected."""
+
+    def _opened(self, connection: Connection, now: int) -> None:
+        """Churn: the slot's next connection is up; send what fell due meanwhile, if anything."""
+        if not connection.queue:
+            connection.busy = False
+            return
+        measure_ns, end_ns = self.churn.window_ns  # type: ignore[union-attr]
+        if measure_ns <= now < end_ns:
+            self.result.sent_in_window += 1
+        connection.intended_ns = connection.queue.popleft()
+        self._start_request(connection, now)
 
     def _run(self, start_ns: int, measure_ns: int, end_ns: int) -> None:
         """Open loop: fire requests at their intended times until ``end_ns``, then drain.
@@ -47,6 +58,8 @@ class OpenLoopWorker(Worker):
         cpu_end: float | None = None
         drain_deadline = end_ns + self.timeout_ns
         result = self.result
+        churn = self.churn
+        churning = churn is not None
         now = monotonic_ns()
         next_sweep = now + SWEEP_INTERVAL_NS
         while True:
@@ -57,7 +70,7 @@ class OpenLoopWorker(Worker):
                     heap.clear()
                     break
                 connection = connections[slot]
-                if connection is None or connection.fd not in by_fd:
+                if connection is None or connection.dead:
                     heappop(heap)
                     continue
                 if due >= measure_ns and now - due > max_lag_ns:
@@ -86,7 +99,8 @@ class OpenLoopWorker(Worker):
             if now >= end_ns:
                 if cpu_end is None:
                     cpu_end = sum(process.cpu_times()[:2])
-                owed = any(connection.busy for connection in by_fd.values())
+                owed = (any(connection.busy for connection in by_fd.values())
+                        or (churning and churn.owed()))  # type: ignore[union-attr]
                 if not owed or now >= drain_deadline:
                     break
             # Wait for a response or the next due time. epoll_wait rounds its
@@ -100,6 +114,8 @@ class OpenLoopWorker(Worker):
             for fd, mask in events:
                 connection = by_fd.get(fd)
                 if connection is None:
+                    if churning:
+                        churn.connected(fd)  # type: ignore[union-attr]
                     continue
                 if mask & EPOLLOUT:
                     self._flush(connection)
@@ -138,11 +154,18 @@ class OpenLoopWorker(Worker):
                     corrected[latency_us] = corrected_get(latency_us, 0) + 1
                     latency_us = (now - connection.sent_ns) // NS_PER_US
                     uncorrected[latency_us] = uncorrected_get(latency_us, 0) + 1
-                if measure_ns <= now < end_ns:
+                in_window = measure_ns <= now < end_ns
+                if in_window:
                     completed += 1
-                    if connection.queue:
-                        sent_in_window += 1
+                if churning:
+                    connection.left -= 1
+                    if not connection.left:
+                        # Requests still queued go out on the next connection.
+                        churn.done(connection, now)  # type: ignore[union-attr]
+                        continue
                 if connection.queue:
+                    if in_window:
+                        sent_in_window += 1
                     # The next request has waited for this response; send it now.
                     connection.intended_ns = connection.queue.popleft()
                     connection.sent_ns = now
@@ -170,9 +193,11 @@ class OpenLoopWorker(Worker):
                 result.unfinished += 1 + len(connection.queue)
                 connection.queue.clear()
                 self._close(connection)
+        if churning:
+            result.unfinished += churn.queued()  # type: ignore[union-attr]
         self.errors["mismatch"] += mismatches
         result.requests = completed
-        result.sent_in_window = sent_in_window
+        result.sent_in_window += sent_in_window  # churn adds what new connections sent
         result.max_schedule_lag_us = max_lag_ns / NS_PER_US
         end_cpu = cpu_end if cpu_end is not None else sum(process.cpu_times()[:2])
         result.cpu_s = end_cpu - (cpu_start if cpu_start is not None else end_cpu)

@@ -32,6 +32,9 @@ MAX_CONNECTIONS = 1_000_000
 MAX_WORKERS = 1024
 # A load run is bounded in time; a day is far beyond any cell.
 MAX_DURATION_S = 24 * 3600.0
+# Requests on one connection before it is closed and opened again (churn); a
+# million is persistent in all but name.
+MAX_REQUESTS_PER_CONNECTION = 1_000_000
 # How long to try each address of a name that resolves to several.
 PROBE_TIMEOUT_S = 1.0
 
@@ -53,6 +56,9 @@ class LoadParams:
     expect: Expect = "upper"
     # Connections held open beside the active ones, sending nothing (the C10K axis).
     idle: int = 0
+    # Churn: close each connection after this many requests and open another
+    # (None: connections stay open for the whole run).
+    requests_per_connection: int | None = None
     # Not part of the recorded params: the seed only shapes Poisson arrivals.
     seed: int = field(default=0, compare=False)
 
@@ -70,6 +76,10 @@ class LoadParams:
             raise UsageError(f"--connections must be 1-{MAX_CONNECTIONS}, not {self.connections}")
         if not 0 <= self.idle <= MAX_CONNECTIONS:
             raise UsageError(f"--idle must be 0-{MAX_CONNECTIONS} connections, not {self.idle}")
+        churn = self.requests_per_connection
+        if churn is not None and not 1 <= churn <= MAX_REQUESTS_PER_CONNECTION:
+            raise UsageError(f"--requests-per-connection must be 1-{MAX_REQUESTS_PER_CONNECTION}"
+                             f", not {churn}")
         if not 1 <= self.workers <= MAX_WORKERS:
             raise UsageError(f"--workers must be 1-{MAX_WORKERS}, not {self.workers}")
         if self.workers > self.connections:

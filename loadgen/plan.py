@@ -37,6 +37,8 @@ class WorkerPlan:
     idle_first: int = 0
     idle_count: int = 0
     idle_total: int = 0
+    # Churn: requests per connection before it is closed and another opened (None: never).
+    requests_per_connection: int | None = None
 
 
 @dataclass
@@ -58,6 +60,16 @@ class WorkerResult:
     histogram_uncorrected: str | None = None
     errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ERROR_KINDS, 0))
     first_connect_error: str | None = None
+    # Connections, their churn and the window's edges (see iobench.loadgen.connection_report).
+    connect_errors: dict[str, int] = field(default_factory=dict)  # by errno name, whole run
+    connects: int = 0  # churn: connections established in the measured window
+    connections_completed: int = 0  # churn: closed after their K-th response, in the window
+    connect_histogram: str | None = None  # churn: connect latency in the window
+    unanswered: int = 0  # closed loop: requests on the wire when the window closed
+    unanswered_histogram: str | None = None  # their ages at that moment
+    starved: int = 0  # connections without an answer when the first exchange gave up
+    starved_after_s: float = 0.0  # how long the first exchange waited
+    timed_out_connections: int = 0  # closed for a request unanswered past --timeout
 
 
 def plan_to_json(plan: WorkerPlan) -> str:

@@ -85,8 +85,15 @@ class LoadReport:
     ok: bool = False
     # Merged shards: what each host did.
     shards: list[dict[str, Any]] | None = None
-    # Why a run broke down before it could measure (a worker crashed).
+    # Why a run broke down before it could measure (a worker crashed, or
+    # "starved: N of M connections unanswered after T s").
     failure: str | None = None
+    # Connections (iobench.loadgen.connection_report): churn, failed connects
+    # by cause, requests unanswered when the window closed, starvation.
+    churn: dict[str, Any] | None = None
+    connect_errors: dict[str, int] = field(default_factory=dict)
+    unanswered: dict[str, Any] | None = None
+    starved: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -134,7 +141,11 @@ class LoadReport:
     def without_histograms(self) -> dict[str, Any]:
         """The JSON without its encoded histograms (a cell record keeps those itself)."""
         data = self.to_json()
-        for name in ("latency", "latency_uncorrected"):
+        for name in ("latency", "latency_uncorrected", "unanswered"):
             if isinstance(data.get(name), dict):
                 data[name] = {k: v for k, v in data[name].items() if k != "histogram"}
+        churn = data.get("churn")
+        if isinstance(churn, dict) and isinstance(churn.get("connect_latency"), dict):
+            data["churn"] = {**churn, "connect_latency": {
+                k: v for k, v in churn["connect_latency"].items() if k != "histogram"}}
         return data

@@ -16,9 +16,11 @@ import select
 import subprocess
 import sys
 import time
+from typing import Any
 
-from iobench.common.lifeline import child_setup
+from iobench.common.lifeline import spawn_command
 from iobench.common.processes import fd_limit_error
+from iobench.loadgen.connection_report import connection_fields
 from iobench.loadgen.histograms import merge_encoded, summarize
 from iobench.loadgen.loops import run_worker
 from iobench.loadgen.params import LoadParams, resolve_target, split_evenly
@@ -72,7 +74,7 @@ def make_plans(params: LoadParams) -> list[WorkerPlan]:
             timeout_s=params.timeout_s, warmup_s=params.warmup_s,
             duration_s=params.duration_s, seed=params.seed,
             idle_first=idle_first, idle_count=idle_counts[worker_index],
-            idle_total=params.idle))
+            idle_total=params.idle, requests_per_connection=params.requests_per_connection))
         first += count
         idle_first += idle_counts[worker_index]
     return plans
@@ -97,8 +99,16 @@ def run(params: LoadParams, *, allow_errors: bool = False) -> LoadReport:
     return build_result(params, results, allow_errors=allow_errors)
 
 
-def _start_now(connected: int, first_error: str | None) -> int | None:
-    return time.monotonic_ns() + LOCAL_START_DELAY_NS if connected else None
+def _start_now(ready: WorkerResult) -> int | None:
+    return time.monotonic_ns() + LOCAL_START_DELAY_NS if runnable([ready]) else None
+
+
+def runnable(ready: list[WorkerResult | dict[str, Any]]) -> bool:
+    """Whether the window may start: a connection is up and none was starved (first exchange)."""
+    def get(item: WorkerResult | dict[str, Any], name: str) -> int:
+        return int(item.get(name, 0) if isinstance(item, dict) else getattr(item, name))
+    return (sum(get(item, "connected") for item in ready) > 0
+            and sum(get(item, "starved") for item in ready) == 0)
 
 
 def _read_line(process: subprocess.Popen[str], deadline: float, worker_index: int) -> str:
@@ -119,19 +129,21 @@ def _run_processes(plans: list[WorkerPlan]) -> list[WorkerResult]:
     try:
         for plan in plans:
             # A worker dies with this process, even one killed with SIGKILL.
-            process = subprocess.Popen([sys.executable, "-m", "iobench.loadgen.worker_process"],
-                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                       preexec_fn=child_setup())
+            process = subprocess.Popen(
+                spawn_command([sys.executable, "-m", "iobench.loadgen.worker_process"]),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             processes.append(process)
             assert process.stdin is not None
             process.stdin.write(plan_to_json(plan) + "\n")
             process.stdin.flush()
         plan = plans[0]
+        # Connecting, then the first exchange (see Worker.first_exchange_limit_s).
         deadline = (time.monotonic() + WORKER_START_S + 2 * plan.timeout_s
-                    + plan.idle_total / IDLE_ACCEPTS_PER_S)
-        connected = sum(json.loads(_read_line(process, deadline, index))["connected"]
-                        for index, process in enumerate(processes))
-        start_ns = time.monotonic_ns() + START_DELAY_NS if connected else None
+                    + (plan.idle_total + sum(len(p.connection_indices) for p in plans))
+                    / IDLE_ACCEPTS_PER_S)
+        ready = [json.loads(_read_line(process, deadline, index))
+                 for index, process in enumerate(processes)]
+        start_ns = time.monotonic_ns() + START_DELAY_NS if runnable(ready) else None
         for process in processes:
             assert process.stdin is not None
             process.stdin.write(json.dumps(start_ns) + "\n")
@@ -218,7 +230,7 @@ def build_result(params: LoadParams, results: list[WorkerResult], *,
             r.histogram_uncorrected for r in results if r.histogram_uncorrected))
     connected = sum(result.connected for result in results)
     first_errors = [r.first_connect_error for r in results if r.first_connect_error]
-    return LoadReport(
+    report = LoadReport(
         schema=SCHEMA,
         params=params.record(),
         requests=requests,
@@ -246,3 +258,8 @@ def build_result(params: LoadParams, results: list[WorkerResult], *,
         connect_error=first_errors[0] if first_errors else None,
         ok=connected > 0 and (errors["total"] == 0 or allow_errors),
     )
+    for name, value in connection_fields(params, results, measured_s).items():
+        setattr(report, name, value)
+    if report.starved is not None and report.starved["when"] == "first exchange":
+        report.ok = False  # the run was called off: nothing was measured
+    return report

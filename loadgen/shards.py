@@ -10,6 +10,7 @@ HdrHistogram ``add``: percentiles of several hosts are never averaged.
 
 from __future__ import annotations
 
+from iobench.loadgen.connection_report import merge_connection_fields
 from iobench.loadgen.histograms import merge_encoded, summarize
 from iobench.loadgen.params import split_evenly
 from iobench.loadgen.plan import ERROR_KINDS
@@ -61,7 +62,7 @@ def merge_reports(reports: list[LoadReport], hosts: list[str]) -> LoadReport:
         uncorrected = summarize(merge_encoded(
             r.histogram_uncorrected for r in reports if r.histogram_uncorrected))
     connect_errors = [r.connect_error for r in reports if r.connect_error]
-    return LoadReport(
+    merged = LoadReport(
         schema=SCHEMA,
         params=params,
         requests=sum(r.requests for r in reports),
@@ -96,6 +97,9 @@ def merge_reports(reports: list[LoadReport], hosts: list[str]) -> LoadReport:
             for host, r in zip(hosts, reports, strict=True)
         ],
     )
+    for name, value in merge_connection_fields([r.to_json() for r in reports]).items():
+        setattr(merged, name, value)
+    return merged
 
 
 def _count(report: LoadReport) -> int | None:

@@ -30,6 +30,31 @@ def _latency_line(title: str, latency: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _connection_lines(result: dict[str, Any]) -> list[str]:
+    """Churn, requests unanswered at the window's close, failed connects by cause, starvation."""
+    lines = []
+    churn = result.get("churn")
+    if churn:
+        connect = churn["connect_latency"]
+        lines.append(f"  connections  {churn['connections']} closed after "
+                     f"{churn['requests_per_connection']} request(s) each, "
+                     f"{churn['connections_per_s']:.1f} per s; connect p50 "
+                     f"{format_us(connect['p50_us'])}, p99 {format_us(connect['p99_us'])}, "
+                     f"max {format_us(connect['max_us'])}")
+    unanswered = result.get("unanswered")
+    if unanswered and unanswered["requests"]:
+        lines.append(f"  unanswered   {unanswered['requests']} requests when the window closed, "
+                     f"aged p50 {format_us(unanswered['p50_age_us'])}, max "
+                     f"{format_us(unanswered['max_age_us'])} (in the latency figures so far)")
+    causes = result.get("connect_errors") or {}
+    if causes:
+        lines.append("  connects     failed: " + ", ".join(f"{cause} {count}" for cause, count
+                                                           in sorted(causes.items())))
+    if result.get("failure"):
+        lines.append(f"  FAILED: {result['failure']}")
+    return lines
+
+
 def format_summary(result: dict[str, Any]) -> str:
     """Several lines: what ran, the rate, latency percentiles, errors and warnings."""
     params = result["params"]
@@ -52,6 +77,7 @@ def format_summary(result: dict[str, Any]) -> str:
     if client.get("unfinished_requests"):
         lines.append(f"  unfinished   {client['unfinished_requests']} requests still owed "
                      "after the drain (not in the latency figures)")
+    lines += _connection_lines(result)
     if params.get("idle"):
         lines.append(f"  idle         {client['idle_open']} of {params['idle']} still open "
                      f"at the end ({client['idle_connected']} established)")

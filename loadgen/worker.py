@@ -27,6 +27,8 @@ from collections import deque
 import psutil
 
 from iobench.common.processes import raise_fd_limit
+from iobench.loadgen.churn import Churn, error_name
+from iobench.loadgen.histograms import histogram_from_counts
 from iobench.loadgen.idle import IdleConnections
 from iobench.loadgen.plan import WorkerPlan, WorkerResult
 
@@ -38,7 +40,7 @@ SWEEP_INTERVAL_NS = 20_000_000
 NS_PER_US = 1000
 # Descriptors left free when connections exhaust the limit (see Worker.connect).
 FD_RESERVE = 8
-# The slowest a server may accept idle connections (forking a process for each)
+# The slowest a server may accept connections (forking a process for each)
 # before the first exchange on the active ones gives up (see _first_exchange).
 IDLE_ACCEPTS_PER_S = 2000
 
@@ -52,21 +54,28 @@ def make_payload(size_bytes: int) -> bytes:
 class Connection:
     """One client connection and the request it has on the wire."""
 
-    __slots__ = ("busy", "corrupt", "fd", "got", "intended_ns", "out", "queue", "recv", "send",
-                 "sent_ns", "sock")
+    __slots__ = ("busy", "connect_ns", "corrupt", "dead", "fd", "got", "intended_ns", "left",
+                 "out", "queue", "recv", "send", "sent_ns", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
+        self.attach(sock)
+        self.busy = False  # a request is on the wire (churn: or the next connection is not up)
+        self.sent_ns = 0  # when the current request was actually sent
+        self.intended_ns = 0  # when it was meant to be sent (open loop)
+        self.queue: deque[int] = deque()  # intended send times waiting for this connection
+        self.dead = False  # closed for good: an error, a time-out, the end
+        self.left = 0  # churn: requests before this connection is closed and another opened
+        self.connect_ns = 0  # churn: when its connect began
+
+    def attach(self, sock: socket.socket) -> None:
+        """Take ``sock`` as this slot's connection (churn: the next one), fresh."""
         self.sock = sock
         self.fd = sock.fileno()
         self.recv = sock.recv
         self.send = sock.send
         self.got = 0  # bytes of the current response received so far
         self.corrupt = False  # a byte of the current response did not match
-        self.busy = False  # a request is on the wire
-        self.sent_ns = 0  # when the current request was actually sent
-        self.intended_ns = 0  # when it was meant to be sent (open loop)
         self.out: memoryview | None = None  # the unsent rest of a partially sent request
-        self.queue: deque[int] = deque()  # intended send times waiting for this connection
 
 
 class Worker:
@@ -86,6 +95,8 @@ class Worker:
         self.result = WorkerResult(worker_index=plan.worker_index)
         self.errors = self.result.errors
         self.idle = IdleConnections(plan, self._connect_failed)
+        self.churn = (Churn(self, plan.requests_per_connection)
+                      if plan.requests_per_connection else None)
 
     # -- connections -------------------------------------------------------
 
@@ -141,6 +152,7 @@ class Worker:
                 # that closes it at once must not wake this loop again and again.
                 self.epoll.modify(fd, 0)
                 connection = Connection(sock)
+                connection.left = plan.requests_per_connection or 0
                 self.by_fd[fd] = connection
                 self.connections[slots[fd]] = connection
         for fd, sock in pending.items():
@@ -149,31 +161,49 @@ class Worker:
         for fd in self.by_fd:
             self.epoll.modify(fd, EPOLLIN)
         self.result.connected = len(self.by_fd)
-        if plan.idle_count and self.by_fd:
+        if (plan.idle_count or plan.mode == "closed") and self.by_fd:
             self._first_exchange()
         return self.result.connected
 
-    def _first_exchange(self) -> None:
-        """Beside idle connections: one request per active connection, before the start.
+    def first_exchange_limit_s(self) -> float:
+        """How long the first exchange waits for every answer: --timeout, and time to accept.
 
-        A server accepts in arrival order, so it answers an active connection
-        only once it has accepted every idle one before it; a server that
-        forks or starts a thread per connection may take seconds to get there,
-        long after the kernel completed the handshakes. The measured window
-        starts after that, on a server in its steady state. A connection that
-        gets no answer in time (a pool whose workers the idle ones hold) is a
-        time-out, as it would be in the window.
+        A server that forks a process per connection takes about half a
+        millisecond for each (IDLE_ACCEPTS_PER_S), idle ones included.
+        """
+        plan = self.plan
+        accepts = plan.idle_total + len(plan.connection_indices)
+        return plan.timeout_s + accepts / IDLE_ACCEPTS_PER_S
+
+    def _first_exchange(self) -> None:
+        """One request per active connection, before the start: nobody starts starved.
+
+        In a closed loop, and beside idle connections in both loops. A server
+        accepts in arrival order, so it answers an active connection only
+        once it has accepted every connection before it; a server that forks
+        or starts a thread per connection may take seconds to get there, long
+        after the kernel completed the handshakes. The measured window starts
+        after every connection has been answered once, on a server in its
+        steady state. A connection still unanswered when the first exchange
+        gives up (a pool whose workers the idle ones hold, a server that
+        serves one client at a time) counts as a time-out and as starved:
+        the run is called off (see ``runnable`` in iobench.loadgen.runner).
         """
         now = time.monotonic_ns()
         for connection in list(self.by_fd.values()):
             self._start_request(connection, now)
-        settle_ns = int(self.plan.idle_count / IDLE_ACCEPTS_PER_S * 1e9)
-        self._drain(now + self.timeout_ns + settle_ns)
+        limit_s = self.first_exchange_limit_s()
+        starved = self._drain(now + int(limit_s * 1e9))
+        if starved:
+            self.result.starved = starved
+            self.result.starved_after_s = round(limit_s, 3)
 
     def _connect_failed(self, sock: socket.socket | None, code: int) -> None:
         if sock is not None:
             sock.close()
         self.errors["connect"] += 1
+        cause = error_name(code)
+        self.result.connect_errors[cause] = self.result.connect_errors.get(cause, 0) + 1
         if self.result.first_connect_error is None:
             self.result.first_connect_error = os.strerror(code)
 
@@ -188,6 +218,7 @@ class Worker:
         self.epoll.unregister(connection.fd)
         connection.sock.close()
         connection.busy = False
+        connection.dead = True
 
     def check_idle(self) -> None:
         """Count the idle connections still open at the end; a closed one is an error."""
@@ -197,6 +228,8 @@ class Worker:
         self.errors["mismatch"] += spoken  # nobody asked an idle connection for a byte
 
     def close(self) -> None:
+        if self.churn is not None:
+            self.churn.close()
         for connection in list(self.by_fd.values()):
             self._close(connection)
         self.idle.close()
@@ -204,13 +237,15 @@ class Worker:
 
     # -- rare paths ------------------------------------------------------------
 
-    def _drain(self, deadline_ns: int) -> None:
+    def _drain(self, deadline_ns: int) -> int:
         """Send nothing more; check the responses still owed, waiting up to ``deadline_ns``.
 
         Not measured, but verified: a server that corrupts or stalls at the
         very end of a run is caught too. What is still owed at the deadline
-        counts as a time-out.
+        counts as a time-out; returns how many. Churn: a connection that got
+        its K-th response is closed, and its slot opened again at the start.
         """
+        churn = self.churn
         by_fd = self.by_fd
         now = time.monotonic_ns()
         while now < deadline_ns and any(connection.busy for connection in by_fd.values()):
@@ -238,11 +273,19 @@ class Worker:
                     if connection.corrupt:
                         connection.corrupt = False
                         self.errors["mismatch"] += 1
+                    if churn is not None:
+                        connection.left -= 1
+                        if not connection.left:
+                            churn.drop(connection)
+                            churn.waiting.append(connection)
             now = time.monotonic_ns()
+        owed = 0
         for connection in list(by_fd.values()):
             if connection.busy:
-                self.errors["timeout"] += 1
+                owed += 1
                 self._close(connection)
+        self.errors["timeout"] += owed
+        return owed
 
 
     def _send_rest(self, connection: Connection, sent: int) -> None:
@@ -266,6 +309,15 @@ class Worker:
             return
         connection.out = None
         self.epoll.modify(connection.fd, EPOLLIN)
+
+    def _opened(self, connection: Connection, now: int) -> None:
+        """Churn: the slot's next connection is up; the closed loop sends at once."""
+        self._start_request(connection, now)
+
+    def _alive(self) -> bool:
+        """Whether any slot still has (or is getting) a connection."""
+        churn = self.churn
+        return bool(self.by_fd or (churn is not None and (churn.connecting or churn.waiting)))
 
     def _start_request(self, connection: Connection, now: int) -> None:
         """Send the payload on an idle connection (the loops inline the common case)."""
@@ -314,7 +366,13 @@ class Worker:
         delay = start_ns - time.monotonic_ns()
         if delay > 0:
             time.sleep(delay / 1e9)
+        if self.churn is not None:
+            self.churn.window_ns = (measure_ns, end_ns)
+            self.churn.sweep(time.monotonic_ns(), self.timeout_ns)  # slots done in the ramp
         self._run(start_ns, measure_ns, end_ns)
+        if self.churn is not None and self.churn.connect_counts:
+            self.result.connect_histogram = (
+                histogram_from_counts(self.churn.connect_counts).encode().decode("ascii"))
         self.result.measured_s = (end_ns - measure_ns) / 1e9
         self.result.window_end_ns = end_ns
         return self.result
@@ -339,5 +397,8 @@ class Worker:
                 timed_out += 1 + len(connection.queue)
                 connection.queue.clear()
                 self._close(connection)
+                self.result.timed_out_connections += 1
         self.errors["timeout"] += timed_out
+        if self.churn is not None:
+            self.churn.sweep(now, self.timeout_ns)
         return timed_out

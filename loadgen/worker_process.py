@@ -15,14 +15,16 @@ import sys
 from typing import TextIO
 
 from iobench.loadgen.loops import run_worker
-from iobench.loadgen.plan import plan_from_json
+from iobench.loadgen.plan import WorkerResult, plan_from_json
 
 
 def serve(stdin: TextIO, stdout: TextIO) -> None:
     plan = plan_from_json(stdin.readline())
 
-    def await_start(connected: int, first_error: str | None) -> int | None:
-        stdout.write(json.dumps({"connected": connected, "first_error": first_error}) + "\n")
+    def await_start(ready: WorkerResult) -> int | None:
+        stdout.write(json.dumps({"connected": ready.connected,
+                                 "first_error": ready.first_connect_error,
+                                 "starved": ready.starved}) + "\n")
         stdout.flush()
         return json.loads(stdin.readline() or "null")
 

@@ -15,7 +15,10 @@ import socket
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from iobench.servers.work import Offload
 
 
 class Family(enum.StrEnum):
@@ -52,6 +55,52 @@ def parse_duration(text: str) -> float:
     return float(text)
 
 
+# Work per request: its kinds, and the longest a request's work may take. A
+# handler that waits a second per request is a different benchmark, and a
+# typo of hours would hold a stop (SIGTERM waits for the handler) that long.
+WORK_KINDS = ("cpu", "block")
+MAX_WORK_S = 1.0
+WORK_UNITS = (("us", 1e-6), ("ms", 1e-3), ("s", 1.0))
+OFFLOAD_CHOICES = ("inline", "pool")
+
+
+def parse_work(text: str) -> str:
+    """``none``, ``cpu:50us`` or ``block:1ms``, checked; returned in that canonical form.
+
+    The value stays text (it goes into the ready line and the results as given);
+    :func:`work_seconds` reads its duration.
+    """
+    text = text.strip().lower()
+    if text == "none":
+        return text
+    kind, sep, amount = text.partition(":")
+    if not sep or kind not in WORK_KINDS:
+        raise ValueError("expected none, cpu:DURATION or block:DURATION, e.g. cpu:50us")
+    number, suffix = amount.rstrip("usm"), amount.lstrip("0123456789.+-e")
+    if suffix not in dict(WORK_UNITS):
+        raise ValueError(f"unknown unit in {amount!r}: write us, ms or s, e.g. {kind}:50us")
+    seconds = float(number) * dict(WORK_UNITS)[suffix]
+    if not 0 < seconds <= MAX_WORK_S:
+        raise ValueError(f"{kind} work must be more than 0 and at most {MAX_WORK_S:g}s")
+    return f"{kind}:{number}{suffix}"
+
+
+def work_seconds(work: str) -> tuple[str, float]:
+    """The kind and the duration in seconds of a canonical ``work`` value."""
+    kind, _, amount = work.partition(":")
+    for suffix, scale in WORK_UNITS:
+        if amount.endswith(suffix):
+            return kind, float(amount[: -len(suffix)]) * scale
+    return kind, 0.0
+
+
+def parse_offload(text: str) -> str:
+    text = text.strip().lower()
+    if text not in OFFLOAD_CHOICES:
+        raise ValueError(f"expected one of {', '.join(OFFLOAD_CHOICES)}")
+    return text
+
+
 @dataclass(frozen=True)
 class Param:
     """One tunable of a model: ``--param name=value`` on the command line."""
@@ -76,8 +125,13 @@ class Param:
         if isinstance(raw, str):
             try:
                 value = self.parse(raw)
-            except (ValueError, OverflowError):
-                raise ParamError(f"parameter {self.name!r}: cannot parse {raw!r}") from None
+            except (ValueError, OverflowError) as exc:
+                # A parser's own message says what a good value looks like;
+                # int() and float() only say they could not read it.
+                own = str(exc) if self.parse not in (int, float) else ""
+                detail = f": {own}" if own and "literal" not in own else ""
+                raise ParamError(f"parameter {self.name!r}: cannot parse {raw!r}{detail}") \
+                    from None
         elif isinstance(raw, bool) or not isinstance(raw, _accepted_types(self.default)):
             raise ParamError(f"parameter {self.name!r} must be "
                              f"{_type_name(self.default)}, got {raw!r}")
@@ -97,6 +151,33 @@ class Param:
 
     def describe(self) -> str:
         return f"{self.name}={self.default}{self.unit}"
+
+
+# Every model takes these: work in the handler per request, and what counts as
+# one. The protocol has no framing, so the server cannot see where a request
+# ends; it counts bytes instead. A request is what the load generator sends at
+# once, ``request_bytes`` of it (its --size, 64 by default); a read may hold
+# part of a request or several. Each time the bytes received on a connection
+# reach a multiple of ``request_bytes``, one request's work is done, before
+# the response bytes of that read are sent. The bytes on the wire are the same
+# as without work.
+WORK_PARAMS: tuple[Param, ...] = (
+    Param("work", "none", "work per request in the handler: none, cpu:DURATION (Python "
+          "computation, calibrated at start) or block:DURATION (a wait that releases the GIL)",
+          parse=parse_work),
+    Param("request_bytes", 64, "bytes of one request, for counting requests (the load "
+          "generator's --size)", parse=int, minimum=1, maximum=64 * 1024 * 1024),
+)
+# The models whose loop is one thread that must not block (can_offload) also
+# take these: ``offload=pool`` hands each request's work to a thread pool and
+# answers when it is done, the idiom of asyncio's run_in_executor().
+DEFAULT_POOL_THREADS = 16  # Little's law: ~10,000 req/s one CPU serves x 1 ms waits = 10
+OFFLOAD_PARAMS: tuple[Param, ...] = (
+    Param("offload", "inline", "inline (the loop does the work itself) or pool (a thread "
+          "pool does it, the loop answers when it is done)", parse=parse_offload),
+    Param("pool", DEFAULT_POOL_THREADS, "threads of the offload pool", parse=int,
+          minimum=1, maximum=1024),
+)
 
 
 def _accepted_types(default: Any) -> tuple[type, ...]:
@@ -155,6 +236,9 @@ class ServerModel(ABC):
     # True for a model that starts a thread or a process per connection: the
     # kernel's task limits (pid_max, threads-max) cap its connections.
     task_per_connection: ClassVar[bool] = False
+    # True for a single-threaded loop that can hand blocking work to a pool
+    # (``offload=pool``); a model that blocks per connection has nothing to offload.
+    can_offload: ClassVar[bool] = False
     # Whether it scans its connections or is told which are ready, for the
     # scale scenario's verdicts; None for a model that is neither to judge
     # (a thread or process per connection, asyncio's loop).
@@ -168,9 +252,14 @@ class ServerModel(ABC):
     # and never reads cannot make the server's memory grow without bound.
     max_pending_output: ClassVar[int] = 1024 * 1024
 
-    def __init__(self, listener: socket.socket, **params: Any) -> None:
+    def __init__(self, listener: socket.socket, /, **params: Any) -> None:
         self.listener = listener
         self.options = self.resolve_params(params)
+        # Imported here: iobench.servers.work reads the declarations above.
+        from iobench.servers.work import Work
+
+        # The handler's work per request, calibrated now (None: no work).
+        self.work = Work.from_options(self.options)
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -178,19 +267,39 @@ class ServerModel(ABC):
         return None
 
     @classmethod
+    def all_params(cls) -> tuple[Param, ...]:
+        """The model's own parameters, then the ones every model (or loop) takes."""
+        return cls.params + WORK_PARAMS + (OFFLOAD_PARAMS if cls.can_offload else ())
+
+    @classmethod
     def resolve_params(cls, given: dict[str, Any]) -> dict[str, Any]:
         """Defaults overlaid with ``given``, each converted and checked."""
-        known = {p.name: p for p in cls.params}
+        known = {p.name: p for p in cls.all_params()}
         unknown = sorted(set(given) - set(known))
         if unknown:
+            if unknown[0] in {p.name for p in OFFLOAD_PARAMS}:
+                raise ParamError(f"model {cls.name!r} cannot offload: it has no single "
+                                 "loop to keep free (offload and pool are for event loops)")
             valid = ", ".join(known) or "none"
             raise ParamError(
                 f"model {cls.name!r} has no parameter {unknown[0]!r} (valid: {valid})"
             )
-        return {
+        options = {
             name: param.convert(given[name]) if name in given else param.default
             for name, param in known.items()
         }
+        cls.check_options(options)
+        return options
+
+    @classmethod
+    def reuse_port(cls, options: dict[str, Any]) -> bool:
+        """True if the listener must be bound with SO_REUSEPORT (it opens more on its port)."""
+        return False
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> None:
+        """Refuse (ParamError) a combination of valid values the model cannot run."""
+        return None
 
     @classmethod
     def starved_by(cls, params: dict[str, Any], idle: int) -> str | None:
@@ -203,6 +312,18 @@ class ServerModel(ABC):
         """Settings applied to every accepted connection, in every model."""
         if cls.tcp_nodelay:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def start_offload(self, wake: Callable[[], None]) -> Offload | None:
+        """The pool that does requests' work for the loop under ``offload=pool``, else None.
+
+        ``wake`` makes the loop look at the pool's answers; see
+        :class:`iobench.servers.work.Offload`.
+        """
+        if self.work is None or self.options.get("offload") != "pool":
+            return None
+        from iobench.servers.work import Offload
+
+        return Offload(self.work, self.options["pool"], wake)
 
     @abstractmethod
     def serve(self) -> None:

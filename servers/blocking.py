@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from iobench.servers.base import Family, ServerModel, transform
 from iobench.servers.exhaustion import back_off, refuse_waiting, warn
+from iobench.servers.work import Work
 
 # How long stopping waits for the workers once their sockets are shut down.
 JOIN_TIMEOUT = 0.5
@@ -28,7 +29,7 @@ class BlockingServer(ServerModel):
 
     family: ClassVar[Family] = Family.BLOCKING
 
-    def __init__(self, listener: socket.socket, **params: Any) -> None:
+    def __init__(self, listener: socket.socket, /, **params: Any) -> None:
         super().__init__(listener, **params)
         self._running = True
         self._changed = threading.Condition()
@@ -80,7 +81,7 @@ class BlockingServer(ServerModel):
                 return
             self._active.add(sock)
         try:
-            echo(sock, self.recv_size)
+            echo(sock, self.recv_size, self.work)
         finally:
             with self._changed:
                 self._active.discard(sock)
@@ -109,10 +110,21 @@ class BlockingServer(ServerModel):
         self.shutdown()
 
 
-def echo(sock: socket.socket, recv_size: int) -> None:
-    """Block in recv() and sendall() until the client closes (or the socket is shut down)."""
+def echo(sock: socket.socket, recv_size: int, work: Work | None = None) -> None:
+    """Block in recv() and sendall() until the client closes (or the socket is shut down).
+
+    Work per request (see iobench.servers.work) is done in this thread between
+    the two, as a blocking server's handler does: a blocking wait releases the GIL.
+    """
     try:
+        if work is None:
+            while data := sock.recv(recv_size):
+                sock.sendall(transform(data))
+            return
+        received = 0
         while data := sock.recv(recv_size):
+            work.run(work.completed(received, len(data)))
+            received += len(data)
             sock.sendall(transform(data))
     except OSError:  # reset by peer, or shut down by shutdown()
         pass

@@ -24,19 +24,33 @@ class BusyPollServer(ServerModel):
         "that never waits"
     )
     spins: ClassVar[bool] = True
+    can_offload: ClassVar[bool] = True
     watching: ClassVar[Watching | None] = Watching.SCANS
 
-    def __init__(self, listener: Any, **params: Any) -> None:
+    def __init__(self, listener: Any, /, **params: Any) -> None:
         super().__init__(listener, **params)
         self.connections: list[Connection] = []
         self._running = True
+        # offload=pool: the pass below collects the pool's answers.
+        self.offload = self.start_offload(self.wake)
 
     def serve(self) -> None:
         self.listener.setblocking(False)
+        try:
+            self._serve()
+        finally:
+            if self.offload is not None:
+                self.offload.close()
+
+    def _serve(self) -> None:
         while self._running:
-            new = accept_pending(self.listener, type(self))
+            new = accept_pending(self.listener, self, offload=self.offload)
             self.connections.extend(new)
             did_work = bool(new)
+            if self.offload is not None:
+                for conn, output in self.offload.completed():
+                    conn.answered(output)
+                    did_work = True
             closed = False
             for conn in self.connections:
                 if conn.wants_read:
@@ -53,6 +67,9 @@ class BusyPollServer(ServerModel):
 
     def idle(self) -> None:
         """A full pass found nothing to do. A busy poller asks again at once."""
+
+    def wake(self) -> None:
+        """The offload pool has an answer. A busy poller's next pass finds it anyway."""
 
     def shutdown(self) -> None:
         self._running = False

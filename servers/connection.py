@@ -13,6 +13,7 @@ import socket
 
 from iobench.servers.base import ServerModel, transform
 from iobench.servers.exhaustion import back_off, refuse_waiting, warn
+from iobench.servers.work import Offload, Work
 
 __all__ = ["Connection", "accept_pending", "warn"]
 
@@ -20,10 +21,11 @@ __all__ = ["Connection", "accept_pending", "warn"]
 class Connection:
     """One accepted client socket in non-blocking mode, with its pending output."""
 
-    __slots__ = ("closed", "fd", "interest", "max_pending", "pending", "read_closed", "recv_size",
-                 "sock")
+    __slots__ = ("busy", "closed", "fd", "interest", "max_pending", "offload", "pending",
+                 "read_closed", "received", "recv_size", "sock", "work")
 
-    def __init__(self, sock: socket.socket, recv_size: int, max_pending: int) -> None:
+    def __init__(self, sock: socket.socket, recv_size: int, max_pending: int,
+                 work: Work | None = None, offload: Offload | None = None) -> None:
         sock.setblocking(False)
         self.sock = sock
         self.fd = sock.fileno()
@@ -34,11 +36,19 @@ class Connection:
         self.closed = False
         # Free for the model's own bookkeeping (the events it watches for).
         self.interest = 0
+        # Work per request (see iobench.servers.work): bytes received so far
+        # count the requests; under offload=pool, ``busy`` while the pool holds
+        # this connection's request, during which it is not read, so answers
+        # leave in order and a client cannot queue unbounded work.
+        self.work = work
+        self.offload = offload
+        self.received = 0
+        self.busy = False
 
     @property
     def wants_read(self) -> bool:
         """Not at EOF, and not holding back because the peer is not reading."""
-        return not self.read_closed and len(self.pending) < self.max_pending
+        return not self.read_closed and not self.busy and len(self.pending) < self.max_pending
 
     @property
     def wants_write(self) -> bool:
@@ -55,10 +65,26 @@ class Connection:
             return True
         if not data:
             self.read_closed = True
+        elif self.work is None:
+            self.pending += transform(data)
         else:
+            requests = self.work.completed(self.received, len(data))
+            self.received += len(data)
+            if requests and self.offload is not None:
+                self.busy = True
+                self.offload.submit(self, requests, data)
+                return True
+            self.work.run(requests)
             self.pending += transform(data)
         self.on_writable()
         return True
+
+    def answered(self, output: bytes) -> None:
+        """The pool has done this connection's request: send its response."""
+        self.busy = False
+        if not self.closed:
+            self.pending += output
+            self.on_writable()
 
     def on_writable(self) -> bool:
         """Send as much pending output as the kernel takes. True if anything happened."""
@@ -86,13 +112,15 @@ class Connection:
 
 
 def accept_pending(
-    listener: socket.socket, model: type[ServerModel], max_fd: int | None = None
+    listener: socket.socket, model: ServerModel, max_fd: int | None = None,
+    offload: Offload | None = None
 ) -> list[Connection]:
     """Accept every connection waiting on a non-blocking listener.
 
     With ``max_fd`` (select's FD_SETSIZE), a connection whose descriptor the
     model cannot watch is closed at once, with a warning on stderr, instead of
-    crashing the server.
+    crashing the server. Each connection does ``model.work`` per request,
+    inline or on ``offload``'s pool.
     """
     accepted = []
     while True:
@@ -110,4 +138,5 @@ def accept_pending(
             sock.close()
             continue
         model.configure_client_socket(sock)
-        accepted.append(Connection(sock, model.recv_size, model.max_pending_output))
+        accepted.append(Connection(sock, model.recv_size, model.max_pending_output,
+                                   model.work, offload))

@@ -22,6 +22,9 @@ class EpollServer(ReadinessServer):
         super().__init__(*args, **kwargs)
         self._epoll = select.epoll()
         self._watched: set[int] = set()
+        # Added to the listener's mask: prefork's listener=exclusive sets
+        # EPOLLEXCLUSIVE (a listener's mask is set once, never modified).
+        self.listener_events = 0
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -38,6 +41,8 @@ class EpollServer(ReadinessServer):
         if fd in self._watched:
             self._epoll.modify(fd, mask)
         else:
+            if fd == self.listener.fileno():
+                mask |= self.listener_events
             self._epoll.register(fd, mask)
             self._watched.add(fd)
 

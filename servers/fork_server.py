@@ -28,7 +28,7 @@ class ForkServer(BlockingServer):
         "that blocks in recv()"
     )
 
-    def __init__(self, listener: socket.socket, **params: Any) -> None:
+    def __init__(self, listener: socket.socket, /, **params: Any) -> None:
         super().__init__(listener, **params)
         self.children = Children()
 
@@ -46,7 +46,7 @@ class ForkServer(BlockingServer):
     def _serve_connection(self, sock: socket.socket) -> None:
         """The child: one blocking echo loop, then exit."""
         self.listener.close()
-        echo(sock, self.recv_size)
+        echo(sock, self.recv_size, self.work)
 
     def close_connections(self) -> None:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)

@@ -3,7 +3,11 @@
 The ready line is one JSON object on stdout, for launchers to wait on::
 
     {"event": "ready", "model": "select", "host": "127.0.0.1", "port": 40123,
-     "pid": 4242, "params": {}}
+     "pid": 4242, "params": {...}}
+
+With work per request, it also carries ``"work"``: the kind, the target and,
+for ``cpu``, what the calibration found (iterations, measured_us). Processes
+may print more JSON lines as they stop (prefork's workers their accepts).
 
 SIGTERM and SIGINT make the model's serve loop return; the process then
 closes its sockets and exits 0.
@@ -12,10 +16,12 @@ closes its sockets and exits 0.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import json
 import os
 import signal
 import socket
+import sys
 from typing import Any
 
 from iobench.common.addresses import format_target
@@ -50,7 +56,7 @@ def load_model(name: str, raw_params: dict[str, Any]) -> tuple[type[ServerModel]
     return cls, options
 
 
-def bind_listener(host: str, port: int, backlog: int) -> socket.socket:
+def bind_listener(host: str, port: int, backlog: int, reuse_port: bool = False) -> socket.socket:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -58,6 +64,8 @@ def bind_listener(host: str, port: int, backlog: int) -> socket.socket:
     family, kind, proto, _, address = infos[0]
     listener = socket.socket(family, kind, proto)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         listener.bind(address)
         listener.listen(backlog)
@@ -68,12 +76,20 @@ def bind_listener(host: str, port: int, backlog: int) -> socket.socket:
     return listener
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a bound address) is reachable from this machine only."""
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
 def serve(model_name: str, host: str = "127.0.0.1", port: int = 0,
           raw_params: dict[str, Any] | None = None) -> int:
     """Run ``model_name`` until SIGTERM or SIGINT; return the exit code."""
     cls, options = load_model(model_name, raw_params or {})
     raise_fd_limit()
-    listener = bind_listener(host, port, cls.backlog)
+    listener = bind_listener(host, port, cls.backlog, cls.reuse_port(options))
     try:
         model = cls(listener, **options)
         # Taken while descriptors are plentiful: the one to refuse with at the limit.
@@ -85,8 +101,15 @@ def serve(model_name: str, host: str = "127.0.0.1", port: int = 0,
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         bound_host, bound_port = listener.getsockname()[:2]
+        if not is_loopback(bound_host):
+            print(f"iobench serve: warning: {cls.name} listens on "
+                  f"{format_target(bound_host, bound_port)}, not a loopback address: anyone "
+                  "who can reach it can connect; firewall it to the load generator's hosts",
+                  file=sys.stderr, flush=True)
         ready = {"event": "ready", "model": cls.name, "host": bound_host, "port": bound_port,
                  "pid": os.getpid(), "params": options}
+        if model.work is not None:
+            ready["work"] = model.work.describe()
         print(json.dumps(ready), flush=True)
         model.serve()
     finally:

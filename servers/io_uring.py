@@ -19,6 +19,12 @@ connection (two in flight could complete out of order).
 Backpressure: past ``max_pending_output`` of unsent output, the connection's
 recv is cancelled, and armed again once the client has read.
 
+Work per request (``work=``) runs in the loop as completions are handled,
+unless ``offload=pool``: then a pool thread does it and writes to the waker,
+whose recv completes and has the loop send the answer. Data a connection's
+armed recv brings while its request is in the pool waits behind it, so
+answers leave in order.
+
 ``--param style=oneshot`` runs the older way instead
 (:mod:`iobench.servers.io_uring_oneshot`), so a run can show the difference.
 Uses the ``liburing`` binding (``pip install iobench[io-uring]``).
@@ -33,7 +39,7 @@ import socket
 import sys
 from typing import Any, ClassVar
 
-from iobench.servers.base import Family, Param, ServerModel, Watching, transform
+from iobench.servers.base import Family, Param, ParamError, ServerModel, Watching, transform
 from iobench.servers.exhaustion import OUT_OF_DESCRIPTORS, back_off, refuse_waiting
 from iobench.servers.waker import Waker
 
@@ -79,8 +85,8 @@ def parse_style(text: str) -> str:
 class Stream:
     """One client connection: its socket, unsent output and operations in flight."""
 
-    __slots__ = ("cancelling", "closed", "pending", "read_closed", "recv_armed", "sending",
-                 "sock", "token")
+    __slots__ = ("busy", "cancelling", "closed", "pending", "read_closed", "received",
+                 "recv_armed", "sending", "sock", "token", "waiting")
 
     def __init__(self, sock: socket.socket, number: int) -> None:
         self.sock = sock
@@ -91,6 +97,9 @@ class Stream:
         self.cancelling = False
         self.read_closed = False
         self.closed = False
+        self.received = 0  # bytes, to count requests (work per request)
+        self.busy = False  # offload=pool: the pool holds this stream's request
+        self.waiting: list[tuple[int, bytes]] = []  # (requests, data) behind it
 
     @property
     def in_flight(self) -> bool:
@@ -116,12 +125,23 @@ class MultishotLoop:
         self._ring = liburing.Ring()
         self._cqe = liburing.Cqe()
         self._buffers: Any = None
+        self.offload = model.start_offload(self._waker.wake)
 
     def serve(self) -> None:
         from iobench.servers.uring_buffers import BufferRing
 
         uring = self.uring
-        init_ring(uring, self._ring)
+        init_ring(uring, self._ring, defer_taskrun=self.offload is None)
+        # The liburing binding holds the GIL inside io_uring_enter(), so a pool
+        # thread could not run while the loop waits there. With a pool the loop
+        # submits, then waits in poll() on the ring's descriptor (which lets go
+        # of the GIL) until a completion is posted. A ring that defers its
+        # completion work (DEFER_TASKRUN) posts none until it is entered, so
+        # that ring is made without it.
+        ring_ready = None
+        if self.offload is not None:
+            ring_ready = select.poll()
+            ring_ready.register(self._ring.ring_fd, select.POLLIN)
         self._buffers = BufferRing(self._ring.ring_fd, BUFFER_GROUP, BUFFER_COUNT, BUFFER_SIZE)
         # A signal that lands after the loop last looked but before it waits
         # would otherwise wait for the next completion: with the wake-up fd set,
@@ -133,13 +153,19 @@ class MultishotLoop:
             self._arm_wake()
             while self._running:
                 try:
-                    uring.io_uring_submit_and_wait(self._ring, 1)
+                    if ring_ready is None:
+                        uring.io_uring_submit_and_wait(self._ring, 1)
+                    else:
+                        uring.io_uring_submit(self._ring)
+                        ring_ready.poll()
                 except InterruptedError:  # a signal: its handler has run by now
                     pass
                 self._complete_batch()
         finally:
             signal.set_wakeup_fd(previous_wakeup)
             try:
+                if self.offload is not None:
+                    self.offload.close()
                 self._drain()
             finally:
                 self._buffers.close()
@@ -198,6 +224,7 @@ class MultishotLoop:
             elif op == WAKE:
                 self._wake_armed = False
                 self._waker.drain()
+                self._answer()
                 if self._running and result > 0:
                     self._arm_wake()
         if handled:
@@ -241,16 +268,20 @@ class MultishotLoop:
             self._forget_if_done(stream)
             return
         if result > 0:
-            output = transform(data)
-            if stream.sending:
-                stream.pending += output
-                if len(stream.pending) + len(stream.sending) >= self.model.max_pending_output:
-                    self._hold_back(stream)
+            work = self.model.work
+            if work is None:
+                self._output(stream, transform(data))
             else:
-                self._send(stream, output)
+                requests = work.completed(stream.received, result)
+                stream.received += result
+                if stream.busy or (requests and self.offload is not None):
+                    self._offload(stream, requests, data)
+                else:
+                    work.run(requests)
+                    self._output(stream, transform(data))
         elif result == 0:
             stream.read_closed = True
-            if not stream.sending:
+            if not stream.sending and not stream.busy:
                 self._close(stream)  # the peer half-closed and has all its bytes
         elif result == -errno.ENOBUFS:
             # Every shared buffer was taken in this turn: the recv ended and is
@@ -260,6 +291,48 @@ class MultishotLoop:
             self._close(stream)
         if not stream.recv_armed and not stream.closed and self._wants_read(stream):
             self._arm_recv(stream)
+
+    def _output(self, stream: Stream, output: bytes) -> None:
+        """Send a response, or queue it behind the send in flight."""
+        if stream.sending:
+            stream.pending += output
+            if len(stream.pending) + len(stream.sending) >= self.model.max_pending_output:
+                self._hold_back(stream)
+        else:
+            self._send(stream, output)
+
+    def _offload(self, stream: Stream, requests: int, data: bytes) -> None:
+        """Hand a request to the pool, or queue it behind the one the pool holds."""
+        assert self.offload is not None
+        if stream.busy:
+            stream.waiting.append((requests, data))
+            if sum(len(waiting) for _, waiting in stream.waiting) >= \
+                    self.model.max_pending_output:
+                self._hold_back(stream)
+            return
+        stream.busy = True
+        self.offload.submit(stream, requests, data)
+
+    def _answer(self) -> None:
+        """Send the answers the pool has finished, then hand it what waited behind them."""
+        if self.offload is None:
+            return
+        for stream, output in self.offload.completed():
+            stream.busy = False
+            if stream.closed or self.streams.get(stream.token >> OP_BITS) is not stream:
+                continue
+            self._output(stream, output)
+            while stream.waiting and not stream.busy:
+                requests, data = stream.waiting.pop(0)
+                if requests:
+                    stream.busy = True
+                    self.offload.submit(stream, requests, data)
+                else:
+                    self._output(stream, transform(data))
+            if stream.read_closed and not stream.busy and not stream.sending:
+                self._close(stream)
+            elif not stream.recv_armed and not stream.closed and self._wants_read(stream):
+                self._arm_recv(stream)
 
     def _sent(self, stream: Stream, result: int) -> None:
         sent, stream.sending = stream.sending, b""
@@ -275,15 +348,17 @@ class MultishotLoop:
             output = bytes(stream.pending)
             stream.pending.clear()
             self._send(stream, output)
-        elif stream.read_closed:
+        elif stream.read_closed and not stream.busy:
             self._close(stream)
             return
         if not stream.recv_armed and self._wants_read(stream):
             self._arm_recv(stream)
 
     def _wants_read(self, stream: Stream) -> bool:
-        return not stream.read_closed and \
-            len(stream.pending) + len(stream.sending) < self.model.max_pending_output
+        queued = len(stream.pending) + len(stream.sending)
+        if stream.waiting:
+            queued += sum(len(data) for _, data in stream.waiting)
+        return not stream.read_closed and queued < self.model.max_pending_output
 
     # -- submissions ------------------------------------------------------
 
@@ -388,6 +463,13 @@ class IoUringServer(ServerModel):
               "operation per completion)", parse=parse_style),
     )
 
+    can_offload: ClassVar[bool] = True
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> None:
+        if options["offload"] == "pool" and options["style"] == "oneshot":
+            raise ParamError("model 'io-uring': offload=pool needs style=multishot")
+
     @classmethod
     def unavailable_reason(cls) -> str | None:
         try:
@@ -409,7 +491,7 @@ class IoUringServer(ServerModel):
             return f"this kernel's io_uring lacks {', '.join(missing)}"
         return None
 
-    def __init__(self, listener: socket.socket, **params: Any) -> None:
+    def __init__(self, listener: socket.socket, /, **params: Any) -> None:
         super().__init__(listener, **params)
         if self.options["style"] == "oneshot":
             from iobench.servers.io_uring_oneshot import OneShotLoop
@@ -425,14 +507,18 @@ class IoUringServer(ServerModel):
         self._loop.shutdown()
 
 
-def init_ring(uring: Any, ring: Any) -> None:
+def init_ring(uring: Any, ring: Any, defer_taskrun: bool = True) -> None:
     """Set the ring up as recommended for one thread serving sockets.
 
     SINGLE_ISSUER with DEFER_TASKRUN: the kernel runs completion work only when
     this thread enters to wait, in one batch, instead of interrupting it. Kernels
-    before 6.1 lack the flags; the plain ring works there too.
+    before 6.1 lack the flags; the plain ring works there too. Without
+    ``defer_taskrun`` completions are posted as they happen, so a poll() on the
+    ring's descriptor sees them.
     """
-    flags = uring.IORING_SETUP_SINGLE_ISSUER | uring.IORING_SETUP_DEFER_TASKRUN
+    flags = uring.IORING_SETUP_SINGLE_ISSUER
+    if defer_taskrun:
+        flags |= uring.IORING_SETUP_DEFER_TASKRUN
     try:
         uring.io_uring_queue_init(RING_ENTRIES, ring, flags)
     except OSError as exc:

@@ -39,10 +39,11 @@ class Op(enum.IntEnum):
 class Stream:
     """One client connection: its socket, unsent output and operations in flight."""
 
-    __slots__ = ("closed", "pending", "read_closed", "recv_posted", "sending", "sock")
+    __slots__ = ("closed", "pending", "read_closed", "received", "recv_posted", "sending", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self.received = 0  # bytes, to count requests (work per request)
         self.pending = bytearray()  # transformed output not yet handed to a send
         self.sending = b""  # the bytes of the send in flight
         self.recv_posted = False
@@ -73,6 +74,7 @@ class OneShotLoop:
         self.max_pending_output = model.max_pending_output
         self.configure_client_socket = model.configure_client_socket
         self.name = model.name
+        self.work = model.work
         self._running = True
         # shutdown() wakes the loop: a recv is always in flight on the waker.
         self._waker = Waker()
@@ -201,6 +203,9 @@ class OneShotLoop:
         if result == 0:
             stream.read_closed = True
         else:
+            if (work := self.work) is not None:  # inline: offload needs multishot
+                work.run(work.completed(stream.received, result))
+                stream.received += result
             stream.pending += transform(bytes(buffer[:result]))
         self._advance(stream)
 

@@ -28,15 +28,20 @@ class ReadinessServer(ServerModel):
 
     family: ClassVar[Family] = Family.MULTIPLEXING
     mechanism: ClassVar[str] = "one thread, event loop"
+    can_offload: ClassVar[bool] = True
     # The highest descriptor the wait call can handle (select's FD_SETSIZE), or None.
     max_fd: ClassVar[int | None] = None
 
-    def __init__(self, listener: socket.socket, **params: Any) -> None:
+    def __init__(self, listener: socket.socket, /, **params: Any) -> None:
         super().__init__(listener, **params)
         self.connections: dict[int, Connection] = {}
         self._running = True
-        # shutdown() wakes a loop that sleeps in wait().
+        # shutdown() wakes a loop that sleeps in wait(), as the offload pool
+        # does when it has an answer.
         self._waker = Waker()
+        self.offload = self.start_offload(self._waker.wake)
+        # Connections this loop accepted (prefork reports each worker's).
+        self.accepted = 0
 
     @abstractmethod
     def watch(self, fd: int, events: int) -> None:
@@ -68,10 +73,13 @@ class ReadinessServer(ServerModel):
                         self._accept()
                     elif fd == wake_fd:
                         self._waker.drain()
+                        self._answer()
                     elif conn := self.connections.get(fd):
                         self._service(conn, events)
         finally:
             signal.set_wakeup_fd(previous_wakeup)
+            if self.offload is not None:
+                self.offload.close()
             for conn in self.connections.values():
                 conn.close()
             self._waker.close()
@@ -81,16 +89,30 @@ class ReadinessServer(ServerModel):
         self._waker.wake()
 
     def _accept(self) -> None:
-        for conn in accept_pending(self.listener, type(self), self.max_fd):
+        for conn in accept_pending(self.listener, self, self.max_fd, self.offload):
+            self.accepted += 1
             self.connections[conn.fd] = conn
             conn.interest = READ
             self.watch(conn.fd, READ)
+
+    def _answer(self) -> None:
+        """Send the answers the offload pool has finished (it woke the loop)."""
+        if self.offload is None:
+            return
+        for conn, output in self.offload.completed():
+            if self.connections.get(conn.fd) is conn:
+                conn.answered(output)
+                self._settle(conn)
 
     def _service(self, conn: Connection, events: int) -> None:
         if events & READ:
             conn.on_readable()
         if events & WRITE and not conn.closed:
             conn.on_writable()
+        self._settle(conn)
+
+    def _settle(self, conn: Connection) -> None:
+        """Forget a closed connection; watch an open one for what it now wants."""
         if conn.closed:
             self.forget(conn.fd)
             del self.connections[conn.fd]

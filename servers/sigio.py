@@ -88,6 +88,14 @@ class SigioServer(BusyPollServer):
 
     def shutdown(self) -> None:
         super().shutdown()
+        self.wake()
+
+    def wake(self) -> None:
+        """Stop or an offloaded answer: the loop may be waiting in sigwaitinfo().
+
+        A SIGIO of our own wakes it. The offload pool's threads start inside
+        serve(), so they inherit the blocked SIGIO, and the signal waits for
+        the loop's sigwaitinfo() whichever thread raises it.
+        """
         if self._waiting_for_sigio:
-            # The loop may be waiting in sigwaitinfo(): a SIGIO of our own wakes it.
             os.kill(os.getpid(), signal.SIGIO)

@@ -40,7 +40,7 @@ class ThreadPoolServer(BlockingServer):
         return (f"all {workers} pool threads are held by idle connections that came first "
                 f"({idle} of them), so the active connections wait in the queue, never served")
 
-    def __init__(self, listener: socket.socket, **params: Any) -> None:
+    def __init__(self, listener: socket.socket, /, **params: Any) -> None:
         super().__init__(listener, **params)
         # Accepted connections waiting for a worker; None tells a worker to exit.
         self._queue: queue.SimpleQueue[socket.socket | None] = queue.SimpleQueue()

@@ -19,6 +19,7 @@ import time
 
 from iobench.benchmarks.run import accounting
 from iobench.benchmarks.run.sampler import Sampler
+from iobench.common.lifeline import spawn_command
 
 
 def main(argv: list[str]) -> int:
@@ -30,8 +31,8 @@ def main(argv: list[str]) -> int:
     cgroup, note = accounting.create_or_note("sampler-cost")
     procs_file = cgroup.procs_file if cgroup is not None else None
     server = subprocess.Popen(
-        [sys.executable, "-m", "iobench.servers", model], stdout=subprocess.PIPE, text=True,
-        preexec_fn=(lambda: accounting.join(procs_file)) if procs_file else None)
+        spawn_command([sys.executable, "-m", "iobench.servers", model], cgroup_procs=procs_file),
+        stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None
         port = json.loads(server.stdout.readline())["port"]

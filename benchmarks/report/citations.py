@@ -12,8 +12,6 @@ records. The format is documented in docs/formats.md and pinned by
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from iobench.benchmarks.report.presentation import (
 )
 from iobench.benchmarks.report.scenarios import REPORT_SCENARIOS
 from iobench.benchmarks.results.loader import CellGroup, Run, Spread
+from iobench.common.files import atomic_write
 
 CLAIMS_JSON = "claims.json"
 CLAIMS_SCHEMA_VERSION = 1
@@ -166,15 +165,7 @@ def write_citations(citations: Citations, figures: dict[str, list[Path]]) -> Pat
     """Write claims.json beside results.json, atomically (a reader never sees half)."""
     path = citations.run.directory / CLAIMS_JSON
     text = json.dumps(citations_json(citations, figures), indent=2, sort_keys=True) + "\n"
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".claims-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, text)
 
 
 _NUMBER = {

@@ -38,7 +38,7 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_plot(args: Any) -> int:
-    from iobench.benchmarks.report.plots import write_plots
+    from iobench.benchmarks.report.figures import write_plots
     from iobench.benchmarks.results.loader import load_run
 
     outcome = write_plots(load_run(args.results_dir), spectrum_rate=args.spectrum_rate)
@@ -162,6 +162,7 @@ def draw_placements(run_a: Any, run_b: Any, path: Path, key: str | None) -> int:
 
     from iobench.benchmarks.report.placement import fig_cell_across_placements
     from iobench.common.errors import UsageError
+    from iobench.common.files import make_dir, save_figure
 
     if path.suffix.lower() not in (".png", ".svg"):
         raise UsageError(f"--placement-figure {path}: the file name must end in .png or .svg")
@@ -169,8 +170,7 @@ def draw_placements(run_a: Any, run_b: Any, path: Path, key: str | None) -> int:
         fig = fig_cell_across_placements(run_a, run_b, key)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    save_figure(fig, make_dir(path.parent) / path.name)
     plt.close(fig)
     print(path)
     return 0

@@ -28,6 +28,7 @@ from iobench.benchmarks.report.presentation import (
 )
 from iobench.benchmarks.results.loader import CellGroup, Run, Spread
 from iobench.benchmarks.results.record import METRICS
+from iobench.common.files import make_dir, save_figure
 
 # The metrics whose declaration says they are compared, in the record's order.
 COMPARED_METRICS = tuple(name for name, declared in METRICS.items() if declared.compared)
@@ -275,7 +276,6 @@ def plot_comparison(comparison: Comparison, a: Run, b: Run, path: Path) -> Path:
     fig.text(0.01, 0.05 / height, "dot: ratio of medians; bar: the lowest to highest ratio the two "
              f"runs' min-max ranges allow; grey band: within {MIN_CHANGE:.0%}; outlined: "
              "a change beyond both spreads", fontsize=7, color="#555555")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, make_dir(path.parent) / path.name, dpi=110)
     return path
 

@@ -41,9 +41,10 @@ from iobench.benchmarks.report.citations import (
     write_citations,
 )
 from iobench.benchmarks.report.claims import ClaimResult, judge_claims
+from iobench.benchmarks.report.figures import write_plots
 from iobench.benchmarks.report.placement import cluster_options, placement_blocks
 from iobench.benchmarks.report.placement import describe as placement_text
-from iobench.benchmarks.report.plots import PlotOutcome, write_plots
+from iobench.benchmarks.report.plots import PlotOutcome
 from iobench.benchmarks.report.points import describe_point
 from iobench.benchmarks.report.presentation import (
     format_spread,
@@ -55,6 +56,7 @@ from iobench.benchmarks.report.presentation import (
 )
 from iobench.benchmarks.report.scenarios import FIGURE_CAPTIONS, REPORT_SCENARIOS
 from iobench.benchmarks.results.loader import CellGroup, Run, load_run
+from iobench.common.files import atomic_write
 
 # The report warns about a metric whose max - min across repetitions exceeds
 # this fraction of its median (tail percentiles are noisy by nature: not checked).
@@ -150,7 +152,7 @@ def point_of(group: CellGroup) -> tuple[object, ...]:
     load = ("fraction", group.peak_fraction) if group.peak_fraction is not None \
         else ("rate", group.rate_rps)
     return (group.mode, group.connections, group.idle_connections, group.size_bytes, load,
-            group.phase)
+            group.phase, group.requests_per_connection)
 
 
 def table_title(scenario: str, group: CellGroup) -> str:
@@ -318,7 +320,7 @@ def scenario_section(run: Run, scenario: str, plots: PlotOutcome) -> list[Block]
     declared = REPORT_SCENARIOS[scenario]
     blocks: list[Block] = [Heading(3, declared.title), Paragraph(declared.description)]
     # A scenario with a section of its own shows its figures there.
-    stems = [] if declared.section is not None else [stem for stem, _ in declared.figures]
+    stems = [] if declared.section is not None else [f.stem for f in declared.figures]
     for stem in stems:
         figure = figure_block(plots, stem)
         if figure is not None:
@@ -490,8 +492,8 @@ def write_report(run: Run, plots: PlotOutcome) -> list[Path]:
     blocks = build_report(run, plots, citations)
     markdown_path = run.directory / REPORT_MD
     html_path = run.directory / REPORT_HTML
-    markdown_path.write_text(to_markdown(blocks, run.directory), encoding="utf-8")
-    html_path.write_text(to_html(blocks, f"iobench report: {run.run_id}"), encoding="utf-8")
+    atomic_write(markdown_path, to_markdown(blocks, run.directory))
+    atomic_write(html_path, to_html(blocks, f"iobench report: {run.run_id}"))
     return [claims_path, markdown_path, html_path]
 
 

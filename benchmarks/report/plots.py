@@ -1,9 +1,8 @@
-"""The figures of a run, drawn from its results.json alone.
+"""The drawing toolkit every figure is made with; the figures are the scenarios' own.
 
-One function per figure, each taking the run and returning a matplotlib
-Figure, or None with a note when the run lacks the scenario it needs (a custom
-profile without ``open``, say). :func:`write_plots` draws them all in one
-process (importing matplotlib once is most of the cost) and saves PNG + SVG.
+Each scenario's report module (``iobench.benchmarks.report.scenarios``) draws
+its figures with these functions, and ``iobench.benchmarks.report.figures``
+draws them all and saves them with :func:`save`.
 
 Conventions every figure keeps: a model has one colour and one marker
 (iobench.benchmarks.report.presentation), its family's hue; a line is the median
@@ -34,9 +33,8 @@ from iobench.benchmarks.report.presentation import (
     series_sort_key,
     style,
 )
-from iobench.benchmarks.report.scale import memory_per_connection
-from iobench.benchmarks.report.scenarios import FIGURE_SCENARIOS
 from iobench.benchmarks.results.loader import CellGroup, Run
+from iobench.common.files import save_figure
 
 PLOTS_DIR = "plots"
 FORMATS = ("png", "svg")
@@ -399,43 +397,6 @@ def payload_label(size: int | None) -> str:
     return f"{size} B payload" if size is not None else "payload unknown"
 
 
-def fig_throughput_vs_connections(run: Run) -> Any | None:
-    closed = run.scenario("closed")
-    if not closed:
-        return None
-    sizes = sorted({g.size_bytes for g in closed}, key=lambda s: s or 0)
-    columns = [("throughput_rps", "throughput (requests/s)", payload_label(size),
-                lambda g, s=size: g.size_bytes == s) for size in sizes]
-    return multiples_line_figure(run, "Peak throughput vs connections (closed loop)", closed,
-                                 columns, lambda g: g.connections, "connections")
-
-
-def choose_spectrum_groups(run: Run, rate: float | None) -> tuple[list[CellGroup], str]:
-    """One open-loop point per model series: the one nearest ``rate``, else the middle load.
-
-    Open-loop rates may differ per model (fractions of each model's peak), so
-    the default picks the same load level (middle of each model's rates), not
-    the same absolute rate.
-    """
-    open_groups = [g for g in run.scenario("open") if g.rate_rps is not None]
-    chosen = []
-    for members in by_series(open_groups).values():
-        members = sorted(members, key=lambda g: (g.peak_fraction or 0.0, g.rate_rps or 0.0))
-        if rate is None:
-            chosen.append(members[(len(members) - 1) // 2])
-        else:
-            chosen.append(min(members, key=lambda g: abs(math.log((g.rate_rps or 1) / rate))))
-    rates = {g.rate_rps for g in chosen}
-    fractions = {g.peak_fraction for g in chosen}
-    if len(rates) == 1:
-        how = f"{rates.pop():,.0f} req/s"
-    elif len(fractions) == 1 and None not in fractions:
-        how = f"{fractions.pop():.0%} of each model's peak"
-    else:
-        how = "middle load level" if rate is None else f"rate nearest {rate:,.0f} req/s"
-    return chosen, how
-
-
 def spectrum_points(histogram: Any) -> tuple[list[float], list[float]]:
     """(1/(1-p), latency) pairs up to the percentile the sample size supports."""
     total = histogram.get_total_count()
@@ -445,237 +406,6 @@ def spectrum_points(histogram: Any) -> tuple[list[float], list[float]]:
     percentiles = [100.0 * (1 - 1 / inv) for inv in inverses]
     values = histogram.get_percentile_to_value_dict(percentiles)
     return inverses, [float(values[p]) for p in percentiles]
-
-
-def fig_latency_spectrum(run: Run, rate: float | None = None) -> Any | None:
-    groups, how = choose_spectrum_groups(run, rate)
-    if not groups:
-        return None
-    panels = family_panels(groups)
-    fig, grid = panel_figure(run, f"Latency by percentile, open loop at {how} (corrected)",
-                             columns=1, panels=len(panels))
-    failed: list[bool] = [False]
-    all_y: list[float] = []
-    curves = {}
-    for group in groups:
-        histogram = None if group.failed else group.merged_histogram
-        if histogram is not None and histogram.get_total_count() > 0:
-            curves[group.key] = spectrum_points(histogram)
-            all_y += curves[group.key][1]
-    for (family, members), (ax,) in zip(panels, grid, strict=True):
-        if len(panels) > 1:
-            for ref in reference_for(members, groups):
-                if ref.key in curves:
-                    ax.plot(*curves[ref.key], color=REFERENCE_COLOUR, linestyle="--",
-                            linewidth=1.2, label=f"{series_label(ref)} (grey: reference)")
-        for group in members:
-            label = f"{series_label(group)} @ {group.rate_rps:,.0f} req/s"
-            if group.key not in curves:
-                if group.failed:
-                    mark_failed(ax, [1.0], failed)
-                continue
-            look = model_style(str(group.model))
-            xs, ys = curves[group.key]
-            ax.plot(xs, ys, color=look.colour, label=label,
-                    linewidth=2.2 if look.highlighted else 1.4, marker=look.marker,
-                    markevery=10, markersize=5, markeredgecolor="white", markeredgewidth=0.6)
-        ax.set_xscale("log")
-        ax.set_xlim(1, SPECTRUM_MAX_INVERSE)
-        ax.set_xticks(list(SPECTRUM_TICKS), list(SPECTRUM_TICKS.values()))
-        ax.set_title(family, fontsize=10)
-        finish_axes(ax, "percentile (log scale of 1/(1-p))", "latency (us)", [], all_y)
-        if all_y:
-            ax.set_yscale("log")
-            log_axis(ax.yaxis, all_y)
-    if len(panels) > 2:
-        for row in grid[:-2]:
-            row[0].set_xlabel("")
-    return fig
-
-
-def fig_latency_vs_rate(run: Run) -> Any | None:
-    groups = run.scenario("open")
-    if not groups:
-        return None
-    columns = [(metric, f"{style(metric).title} latency (us)", style(metric).title,
-                lambda g: True) for metric in ("p50_us", "p99_us")]
-    return multiples_line_figure(run, "Latency vs offered rate (open loop, corrected)", groups,
-                                 columns, lambda g: g.rate_rps, "offered rate (requests/s)")
-
-
-def fig_cpu_vs_rate(run: Run) -> Any | None:
-    groups = run.scenario("open")
-    if not groups:
-        return None
-    columns = [("server_cpu_percent", "server CPU (% of one core)",
-                style("server_cpu_percent").title, lambda g: True),
-               ("cpu_us_per_request", "CPU per request (us)",
-                style("cpu_us_per_request").title, lambda g: True)]
-    return multiples_line_figure(run, "Server CPU vs offered rate (open loop)", groups,
-                                 columns, lambda g: g.rate_rps, "offered rate (requests/s)")
-
-
-def fig_idle_cpu(run: Run) -> Any | None:
-    """One panel per idle-connection count, one labelled bar per model in family order.
-
-    Bars are named on the axis, so thirteen models stay readable without a legend
-    to decode; the colours still follow the families.
-    """
-    idle = run.scenario("idle")
-    if not idle:
-        return None
-    counts = sorted({g.connections or 0 for g in idle})
-    fig, grid = panel_figure(run, "Idle server CPU (no requests)", columns=len(counts),
-                             panels=1, width=8.0 if len(counts) == 1 else 7.0)
-    failed: list[bool] = [False]
-    for ax, count in zip(grid[0], counts, strict=True):
-        members = sorted((g for g in idle if (g.connections or 0) == count),
-                         key=lambda g: (family_order(model_family(g.model)),
-                                        series_sort_key(g)))
-        labels = [series_label(g) for g in members]
-        for position, group in enumerate(members):
-            spread = group.metric("server_cpu_percent")
-            if group.failed:
-                mark_failed(ax, [position], failed)
-                continue
-            if spread is None:
-                continue
-            error = [[spread.median - spread.low], [spread.high - spread.median]] \
-                if spread.count > 1 else None
-            ax.bar(position, spread.median, width=0.75, color=model_colour(str(group.model)),
-                   yerr=error, capsize=2, error_kw={"elinewidth": 0.8})
-            ax.annotate(f"{spread.median:.1f}", (position, spread.median), ha="center",
-                        va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
-        ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=8)
-        ax.set_title(f"{count} idle connections", fontsize=10)
-        ax.set_ylabel("server CPU (% of one core)")
-        ax.set_ylim(bottom=0, top=max(110.0, ax.get_ylim()[1]))
-        ax.axhline(100, color="#888888", linestyle=":", linewidth=1)
-        ax.grid(True, axis="y", alpha=0.3)
-    return fig
-
-
-def interval_of(group: CellGroup) -> float | None:
-    value = group.params.get("interval")
-    return float(value) if isinstance(value, int | float) else None
-
-
-def fig_poll_sleep_tradeoff(run: Run) -> Any | None:
-    groups = run.scenario("interval")
-    swept = [g for g in groups if interval_of(g) is not None]
-    if not swept:
-        return None
-    references = [g for g in groups if interval_of(g) is None]
-    rate = swept[0].rate_rps
-    fig, axes = new_figure(run, "Poll-sleep trade-off: sleep interval vs latency and CPU"
-                           + (f" (open loop, {rate:,.0f} req/s)" if rate else ""), ncols=2)
-    intervals_us = [interval_of(g) * 1e6 for g in swept]  # type: ignore[operator]
-    failed: list[bool] = [False]
-    for ax, metric, ylabel in ((axes[0], "p50_us", "p50 latency (us)"),
-                               (axes[1], "server_cpu_percent", "server CPU (% of one core)")):
-        drawn = line_plot(ax, swept, lambda g: interval_of(g) * 1e6,  # type: ignore[operator]
-                       metric, failed_label=failed,
-                       label_of=lambda g: f"{g.model} (interval swept)")
-        for ref in references:
-            spread = ref.metric(metric)
-            if spread is None:
-                continue
-            drawn.ys.append(spread.median)
-            ax.axhline(spread.median, color=model_colour(str(ref.model)), linestyle="--",
-                       label=f"{series_label(ref)} (reference)")
-        if metric == "p50_us":
-            base = next((r.metric("p50_us") for r in references if r.model == "select"), None)
-            if base is not None:
-                guide = sorted(intervals_us)
-                guide_ys = [base.median + i / 2 for i in guide]
-                drawn.ys += guide_ys
-                ax.plot(guide, guide_ys, color="#777777", linestyle=":",
-                        label="select p50 + interval/2 (expected)")
-        ax.set_title(style(metric).title, fontsize=10)
-        finish_axes(ax, "sleep interval (us)", ylabel, intervals_us, drawn)
-    return fig
-
-
-def fig_memory_threads(run: Run) -> Any | None:
-    closed = run.scenario("closed")
-    if not closed:
-        return None
-    smallest = min((g.size_bytes or 0) for g in closed)
-    groups = [g for g in closed if (g.size_bytes or 0) == smallest]
-    # PSS where the run measured it (RSS counts a forking server's shared pages
-    # once per child); runs from before PSS was measured show RSS, labelled so.
-    memory = "pss_bytes" if any(g.metric("pss_bytes") for g in groups) else "peak_rss_bytes"
-    columns = [(memory, f"{style(memory).title} (MiB)", style(memory).title,
-                lambda g: True),
-               ("peak_threads", "peak threads", style("peak_threads").title, lambda g: True)]
-    return multiples_line_figure(run, f"Memory and threads vs connections (closed loop, "
-                                      f"{payload_label(smallest)})", groups, columns,
-                                 lambda g: g.connections, "connections")
-
-
-def watched(group: CellGroup) -> float:
-    """Connections the server watches: the idle crowd plus the active ones (never 0,
-    so the no-idle point has a place on a log axis)."""
-    return float(group.idle_connections + (group.connections or 0))
-
-
-def fig_scale(run: Run) -> Any | None:
-    """Throughput and CPU per request as idle connections grow: the C10K curve."""
-    closed = [g for g in run.scenario("scale") if g.mode == "closed"]
-    if not closed:
-        return None
-    active = closed[0].connections
-    columns = [("throughput_rps", "throughput (requests/s)", "throughput", lambda g: True),
-               ("cpu_us_per_request", "server CPU per request (us)", "CPU per request",
-                lambda g: True)]
-    return multiples_line_figure(
-        run, f"{active} active connections beside idle ones (closed loop, "
-             f"{payload_label(closed[0].size_bytes)})",
-        closed, columns, watched, f"connections watched ({active} active + idle)")
-
-
-def fig_scale_memory(run: Run) -> Any | None:
-    """What one idle connection adds to each model's server, one bar per model."""
-    found = memory_per_connection(run)
-    if not found:
-        return None
-    found.sort(key=lambda m: m.bytes_per_connection)
-    metrics = {m.metric for m in found}
-    what = "PSS" if metrics == {"pss_bytes"} else "RSS" if metrics == {"peak_rss_bytes"} \
-        else "PSS (RSS where PSS was not measured)"
-    fig, (ax,) = new_figure(run, f"Memory per idle connection ({what}, from the most idle "
-                                 "cell vs none)")
-    values = [max(m.bytes_per_connection, 0.0) / 1024 for m in found]
-    ax.barh(range(len(found)), values, color=[model_colour(m.model.split(" ")[0])
-                                              for m in found])
-    ax.set_yticks(range(len(found)), [f"{m.model} ({m.idle:,} idle)" for m in found],
-                  fontsize=8)
-    ax.set_xlabel(f"KiB per idle connection ({what})")
-    if spans_decades(values):
-        ax.set_xscale("log")
-        log_axis(ax.xaxis, values)
-    ax.grid(True, axis="x", which="major", alpha=0.3)
-    return fig
-
-
-# How each figure is drawn, by file stem; the scenarios' report declarations
-# say which of them they show and with what caption (a test checks that the two
-# name the same stems).
-BUILDERS: dict[str, Callable[..., Any]] = {
-    "throughput_vs_connections": fig_throughput_vs_connections,
-    "latency_spectrum": fig_latency_spectrum,
-    "latency_vs_rate": fig_latency_vs_rate,
-    "cpu_vs_rate": fig_cpu_vs_rate,
-    "idle_cpu": fig_idle_cpu,
-    "poll_sleep_tradeoff": fig_poll_sleep_tradeoff,
-    "memory_threads_vs_connections": fig_memory_threads,
-    "scale": fig_scale,
-    "scale_memory": fig_scale_memory,
-}
-# File stem, builder, and the scenario a skipped figure would have needed, in
-# the scenarios' order.
-FIGURES: tuple[tuple[str, Callable[..., Any], str], ...] = tuple(
-    (stem, BUILDERS[stem], scenario) for stem, scenario in FIGURE_SCENARIOS.items())
 
 
 def save(fig: Any, directory: Path, stem: str) -> list[Path]:
@@ -688,29 +418,10 @@ def save(fig: Any, directory: Path, stem: str) -> list[Path]:
         path = directory / f"{stem}.{fmt}"
         if fmt == "svg":
             with matplotlib.rc_context({"svg.hashsalt": stem, "svg.fonttype": "none"}):
-                fig.savefig(path, format="svg", metadata={"Date": None})
+                save_figure(fig, path, follow_dir=False, format="svg", metadata={"Date": None})
         else:
-            fig.savefig(path, format="png", dpi=PNG_DPI)
+            save_figure(fig, path, follow_dir=False, format="png", dpi=PNG_DPI)
         paths.append(path)
     return paths
 
 
-def write_plots(run: Run, directory: Path | None = None,
-                spectrum_rate: float | None = None) -> PlotOutcome:
-    """Draw every figure the run has data for into ``run/plots`` (or ``directory``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    target = directory or run.directory / PLOTS_DIR
-    target.mkdir(parents=True, exist_ok=True)
-    outcome = PlotOutcome()
-    for stem, builder, scenario in FIGURES:
-        fig = (builder(run, spectrum_rate) if builder is fig_latency_spectrum else builder(run))
-        if fig is None:
-            outcome.notes.append(f"{stem}: skipped, the run has no '{scenario}' scenario data")
-            continue
-        figure_legend(fig, fig.axes)
-        paths = save(fig, target, stem)
-        outcome.figures[stem] = paths
-        outcome.paths += paths
-    return outcome

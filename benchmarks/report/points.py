@@ -56,6 +56,10 @@ def describe_point(group: CellGroup, form: Form = "long") -> str:
         crowd = f"{group.idle_connections:,}"
         parts.append(f"beside {plural(group.idle_connections, 'idle connection')}" if long
                      else f"+{crowd} idle" if short else f"+{crowd}idle")
+    if group.requests_per_connection is not None:
+        k = group.requests_per_connection
+        parts.append(f"{plural(k, 'request')} per connection" if long
+                     else f"K={k}" if short else f"k{k}")
     if group.size_bytes is not None and group.mode != "idle":
         parts.append(f"{group.size_bytes} B" if form != "compact" else f"{group.size_bytes}B")
     if group.peak_fraction is not None:

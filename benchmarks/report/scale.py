@@ -57,6 +57,8 @@ COST_METRIC = "cpu_us_per_request"
 # Memory per idle connection: PSS where the run has it, RSS otherwise (RSS
 # counts pages a forked child shares with its parent once per child).
 MEMORY_METRICS = ("pss_bytes", "peak_rss_bytes")
+# The kernel's side of the same memory, from the server's cgroup.
+KERNEL_METRIC = "kernel_bytes"
 
 
 def idle_of(group: CellGroup) -> int:
@@ -180,16 +182,30 @@ def waiting_cost_holds(run: Run) -> ClaimResult:
 
 @dataclass(frozen=True)
 class MemoryPerConnection:
-    """Memory one idle connection adds to a model's server: (top - base) / idle."""
+    """Memory one idle connection adds to a model's server: (top - base) / idle.
+
+    ``bytes_per_connection`` is the process's side (its pages); the kernel's
+    (sockets, kernel stacks...) is ``kernel_bytes_per_connection``, None where
+    the run could not count it.
+    """
 
     model: str
     bytes_per_connection: float
     metric: str  # pss_bytes or peak_rss_bytes
     idle: int
+    kernel_bytes_per_connection: float | None = None
+
+    @property
+    def total_bytes_per_connection(self) -> float | None:
+        """The process's and the kernel's together; None without the kernel's."""
+        if self.kernel_bytes_per_connection is None:
+            return None
+        return self.bytes_per_connection + self.kernel_bytes_per_connection
 
 
 def memory_per_connection(run: Run) -> list[MemoryPerConnection]:
-    """Per model, from its 0-idle cell and its most idle successful one, by PSS if measured.
+    """Per model, from its 0-idle cell and its most idle successful one, by PSS if measured,
+    and the kernel's memory from the same two cells where it was counted.
 
     A difference in the same run, so the interpreter, libraries and the
     active connections cancel out; a null figure is left out, never taken as 0.
@@ -201,11 +217,14 @@ def memory_per_connection(run: Run) -> list[MemoryPerConnection]:
         if base is None or not tops:
             continue
         top = tops[-1]
+        kernel_low, kernel_high = base.metric(KERNEL_METRIC), top.metric(KERNEL_METRIC)
+        kernel = ((kernel_high.median - kernel_low.median) / idle_of(top)
+                  if kernel_low is not None and kernel_high is not None else None)
         for metric in MEMORY_METRICS:
             low, high = base.metric(metric), top.metric(metric)
             if low is not None and high is not None:
                 found.append(MemoryPerConnection(model, (high.median - low.median) / idle_of(top),
-                                                 metric, idle_of(top)))
+                                                 metric, idle_of(top), kernel))
                 break
     return found
 

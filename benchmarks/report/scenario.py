@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from iobench.benchmarks.report.blocks import Block, Figure
 from iobench.benchmarks.report.finding import Finding
@@ -18,6 +19,22 @@ from iobench.benchmarks.results.loader import CellGroup, Run
 
 # The report's figure for a plot stem, or None when this run did not draw it.
 FigureLookup = Callable[[str], Figure | None]
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """One plot a scenario shows: its file stem, its caption, and how it is drawn.
+
+    ``draw(run)`` returns a matplotlib Figure, or None when the run lacks the
+    data (drawn with the toolkit in ``iobench.benchmarks.report.plots``);
+    with ``takes_rate`` it is ``draw(run, rate)``, the open-loop rate
+    ``iobench plot --spectrum-rate`` asks for.
+    """
+
+    stem: str
+    caption: str
+    draw: Callable[..., Any]
+    takes_rate: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,8 +60,8 @@ class ReportScenario:
     metrics: tuple[str, ...]
     # The one metric per point its compact table shows when it has several points.
     key_metric: str
-    # Its plots: (file stem, caption). The plot catalogue draws them by stem.
-    figures: tuple[tuple[str, str], ...] = ()
+    # Its plots, drawn in this order (report/figures.py).
+    figures: tuple[FigureSpec, ...] = ()
     # A section of its own (figures and verdicts) beside the article's claims,
     # instead of its figures above its tables under "Results by scenario".
     section: Callable[[Run, FigureLookup], list[Block]] | None = None

@@ -102,6 +102,11 @@ class CellGroup:
         return self.first.idle_connections
 
     @property
+    def requests_per_connection(self) -> int | None:
+        """Churn scenario: requests per connection before the next (None: persistent)."""
+        return self.first.requests_per_connection
+
+    @property
     def ok_cells(self) -> list[CellRecord]:
         return [c for c in self.cells if c.ok]
 

@@ -30,6 +30,21 @@ OFFERED_RATE_TOLERANCE = 1.05
 # Little's law in closed loop: connections = throughput x mean latency.
 LITTLES_LAW_TOLERANCE = 0.10
 
+# What the kernel must hold for a connection the server accepted, charged to
+# the server's cgroup by every kernel that counts kernel memory: its file
+# (filp, ~190 B on x86-64 Linux 6) and its socket inode (sock_inode_cache,
+# ~770 B), both allocated by accept() in the server's own context. The
+# socket's struct itself (TCP, ~2.3 KB) is charged too only where accept()
+# charges it (Linux 6.12+, or v1 with TCP accounting on), so it is left out.
+SOCKET_MIN_BYTES = 950
+# A thread or a process per connection holds a kernel stack each: THREAD_SIZE,
+# 16 KiB on x86-64 (and arm64 with 4 KiB pages) since Linux 3.15.
+KERNEL_STACK_BYTES = 16 * 1024
+# A cgroup's kernel count also moves for reasons other than connections (a
+# page table for a heap that grew, objects cached per CPU): this much over
+# the whole cell, divided among its connections, is allowed below a minimum.
+KERNEL_NOISE_BYTES = 64 * 1024
+
 Rule = Callable[[CellRecord], str | None]
 
 
@@ -76,11 +91,88 @@ def littles_law(cell: CellRecord) -> str | None:
         return None
     if metrics.throughput_rps is None or metrics.mean_us is None:
         return None
-    in_flight = metrics.throughput_rps * metrics.mean_us / 1e6
-    if abs(in_flight - cell.connections) > LITTLES_LAW_TOLERANCE * cell.connections:
-        return (f"throughput x mean latency = {in_flight:.2f} requests in flight "
+    # The histogram also holds the requests unanswered when the window closed
+    # (at their ages then): the mean is over those samples too.
+    samples_per_s = metrics.throughput_rps
+    if metrics.unanswered_requests and metrics.requests:
+        samples_per_s *= 1 + metrics.unanswered_requests / metrics.requests
+    in_flight = samples_per_s * metrics.mean_us / 1e6
+    what = "throughput x mean latency"
+    connecting = _connecting(cell)
+    if connecting is not None:
+        # Churn: a connection spends part of its time in its handshake.
+        in_flight += connecting
+        what += " + connections/s x mean connect latency"
+    low = (1 - LITTLES_LAW_TOLERANCE) * cell.connections
+    high = (1 + LITTLES_LAW_TOLERANCE) * cell.connections + _opening(cell, metrics.mean_us)
+    if not low <= in_flight <= high:
+        return (f"{what} = {in_flight:.2f} requests in flight "
                 f"with {cell.connections} connections")
     return None
+
+
+def kernel_holds_socket(cell: CellRecord) -> str | None:
+    """Every connection the server holds costs the kernel at least a socket's file and inode."""
+    per_connection = cell.metrics.kernel_bytes_per_connection
+    connections = (cell.connections or 0) + cell.idle_connections
+    if per_connection is None or not connections:
+        return None
+    least = SOCKET_MIN_BYTES - KERNEL_NOISE_BYTES / connections
+    if per_connection < least:
+        return (f"{per_connection:.0f} kernel bytes per connection over {connections} "
+                f"connections; a socket's file and inode alone take {SOCKET_MIN_BYTES} B")
+    return None
+
+
+def kernel_holds_stack(cell: CellRecord) -> str | None:
+    """A thread or a process per connection holds a kernel stack per connection."""
+    per_connection = cell.metrics.kernel_bytes_per_connection
+    connections = (cell.connections or 0) + cell.idle_connections
+    if per_connection is None or not connections or not _task_per_connection(cell.model):
+        return None
+    least = KERNEL_STACK_BYTES + SOCKET_MIN_BYTES - KERNEL_NOISE_BYTES / connections
+    if per_connection < least:
+        return (f"{per_connection:.0f} kernel bytes per connection for {cell.model}, which "
+                f"starts a task per connection; its kernel stack alone takes "
+                f"{KERNEL_STACK_BYTES} B and its socket {SOCKET_MIN_BYTES} B")
+    return None
+
+
+def _task_per_connection(model: str | None) -> bool:
+    """Whether ``model`` starts a thread or a process per connection (False if unknown)."""
+    from iobench.servers.registry import get_model
+
+    if model is None:
+        return False
+    try:
+        return get_model(model).task_per_connection
+    except LookupError:  # a model this iobench does not know
+        return False
+
+
+def _opening(cell: CellRecord, mean_us: float) -> float:
+    """How far the requests in flight when the window opened may lift the estimate.
+
+    Their whole latency is in the histogram, the part before the window too:
+    about one mean latency each, over the window's length. Nothing where the
+    window holds thousands of latencies; a third where a slow model (fork at
+    150 ms a request) fits a few into half a second.
+    """
+    metrics = cell.metrics
+    if not metrics.requests or not metrics.throughput_rps or cell.connections is None:
+        return 0.0
+    window_s = metrics.requests / metrics.throughput_rps
+    return cell.connections * mean_us / 1e6 / window_s
+
+
+def _connecting(cell: CellRecord) -> float | None:
+    """Churn: connections in their handshake on average (rate x mean connect latency)."""
+    churn = (cell.load or {}).get("churn") or {}
+    per_s = cell.metrics.connections_per_s
+    mean_us = (churn.get("connect_latency") or {}).get("mean_us")
+    if per_s is None or mean_us is None:
+        return None
+    return float(per_s) * float(mean_us) / 1e6
 
 
 RULES: dict[str, Rule] = {
@@ -89,6 +181,8 @@ RULES: dict[str, Rule] = {
     "neighbour_not_faster": neighbour_not_faster,
     "open_within_offered": open_within_offered,
     "littles_law": littles_law,
+    "kernel_holds_socket": kernel_holds_socket,
+    "kernel_holds_stack": kernel_holds_stack,
 }
 
 

@@ -15,7 +15,11 @@ Schema history (``SCHEMA_VERSION``):
    for PSS/USS, steal time and the neighbour's interleaved solo slices.
    Version-1 cells read as version 2 with those left empty. Later in 2,
    ``syscalls`` (system calls by kind) and ``syscalls_per_request``; files
-   without them read with both null.
+   without them read with both null. Later still, ``server`` (what the server
+   reported: work calibration, prefork's accepts per worker) and
+   ``busiest_worker_share``; null when absent. Later in 2, the kernel's memory
+   (``kernel_bytes``, ``kernel_baseline_bytes``, ``kernel_bytes_per_connection``)
+   and ``memory_per_connection_bytes``; files without them read them as null.
 """
 
 from __future__ import annotations
@@ -160,6 +164,23 @@ class Metrics:
     pss_per_connection_bytes: float | None = metric(
         "PSS per connection", "KiB", "anonymous PSS growth divided by the connections held",
         scale=KIB, digits=1)
+    # What the kernel held for the server's tree then, and before its first
+    # connection (sockets and their buffers, kernel stacks, epoll and io_uring
+    # state, page tables), from its cgroup; null with notes["kernel_memory"]
+    # where nothing counts it. Per connection by the same rule as PSS, and
+    # the two summed: what one more connection costs in all.
+    kernel_bytes: int | None = metric(
+        "kernel memory", "MiB", "memory the kernel held for the server's tree (sockets, "
+        "kernel stacks...), from its cgroup", scale=MIB, digits=1)
+    kernel_baseline_bytes: int | None = metric(
+        "kernel memory before", "MiB", "kernel memory before its first connection",
+        scale=MIB, digits=1)
+    kernel_bytes_per_connection: float | None = metric(
+        "kernel memory per connection", "KiB", "kernel memory growth divided by the "
+        "connections held", scale=KIB, digits=1)
+    memory_per_connection_bytes: float | None = metric(
+        "memory per connection", "KiB", "PSS and kernel memory per connection together",
+        scale=KIB, digits=1)
     # Time the hypervisor took from the server's and the client's CPUs, % of theirs.
     steal_server_percent: float | None = metric("steal on server CPUs", "%", "time the "
                                                 "hypervisor took from the server's CPUs",
@@ -175,6 +196,29 @@ class Metrics:
     # The runner's 10 Hz sampling thread's own CPU, % of one core: what watching cost.
     sampler_cpu_percent: float | None = metric("sampler CPU", CORE, "the runner's sampling "
                                                "thread's own CPU", digits=1)
+    # Churn (load generator --requests-per-connection): connections closed after
+    # their K requests, per second of the window, their connect latency (the
+    # handshake), and the server's CPU per connection.
+    connections_per_s: float | None = metric(
+        "connections", "per s", "connections closed after their K verified responses, per "
+        "second of the window (churn)")
+    connect_p50_us: float | None = metric("connect p50", "us", "median time from connect() "
+                                          "until the socket is writable (churn)")
+    connect_p99_us: float | None = metric("connect p99", "us", "99th percentile of the "
+                                          "connect latency (churn)")
+    cpu_us_per_connection: float | None = metric(
+        "CPU per connection", "us", "server CPU over the window divided by the connections "
+        "completed in it (churn)", digits=1)
+    # Closed loop: requests on the wire when the window closed (their ages are
+    # in the latency figures as lower bounds; the load report has them).
+    unanswered_requests: int | None = metric(
+        "unanswered at the close", "requests", "closed loop: requests on the wire when the "
+        "window closed, their ages in the latency figures as lower bounds")
+    # Prefork: the busiest worker's share of the connections accepted in the
+    # cell (1/N is perfect balance across N workers), from the server's report.
+    busiest_worker_share: float | None = metric(
+        "busiest worker", "share", "the busiest prefork worker's share of the cell's accepts "
+        "(1/N is perfect balance)", digits=2)
 
     def get(self, name: str) -> Number | None:
         """The metric called ``name`` (None if it is not one)."""
@@ -246,6 +290,8 @@ class CellRecord:
     phase: str | None = None
     # Scale scenario: silent connections held beside the active ``connections``.
     idle_connections: int = 0
+    # Churn scenario: requests per connection before it is closed and another opened.
+    requests_per_connection: int | None = None
     placement: dict[str, list[int]] = field(default_factory=dict)
     started: str | None = None
     duration_s: float | None = None
@@ -264,6 +310,10 @@ class CellRecord:
     # System calls by kind (benchmarks/run/syscalls.py): tool, reason (why they
     # are null), elapsed_s, total, by_kind, per_request, by_kind_per_request.
     syscalls: dict[str, Any] | None = None
+    # What the server reported (iobench.servers.process.server_report): the
+    # work calibration of its ready line ("work"), and prefork's accepts per
+    # worker ("worker_accepts", busiest first) with "busiest_worker_share".
+    server: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -310,7 +360,9 @@ class CellRecord:
         _expect(data, "notes", dict, where)
         _expect(data, "implausible", list, where)
         _expect(data, "placement", dict, where)
-        for name in ("connections", "size_bytes", "repetition", "idle_connections"):
+        _expect(data, "server", dict, where)
+        for name in ("connections", "size_bytes", "repetition", "idle_connections",
+                     "requests_per_connection"):
             _expect(data, name, int, where)
         for name in ("rate_rps", "peak_fraction", "duration_s"):
             _expect(data, name, int | float, where)

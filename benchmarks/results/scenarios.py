@@ -18,7 +18,9 @@ SCENARIOS: tuple[str, ...] = (
     "interval",
     "neighbour",
     "scale",
+    "churn",
     "syscalls",
+    "work",
 )
 
 

@@ -1,9 +1,10 @@
 """A run folder: ``results.json`` and ``results.csv``, written atomically after every cell.
 
 The format is specified in docs/formats.md. Both files are replaced whole
-(written to a temporary file in the same folder, then ``os.replace``), so a
-run interrupted at any moment leaves the last complete state, which
-``--resume`` continues from. Reading checks ``schema_version`` and says
+(written to a temporary file in the same folder, then renamed, by
+:func:`iobench.common.files.atomic_write`, which never follows a symbolic
+link), so a run interrupted at any moment leaves the last complete state,
+which ``--resume`` continues from. Reading checks ``schema_version`` and says
 plainly what is wrong with a truncated or foreign file.
 """
 
@@ -15,7 +16,6 @@ import io
 import json
 import os
 import re
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -28,16 +28,19 @@ from iobench.benchmarks.results.record import (
     check_version,
 )
 from iobench.common.errors import UsageError
+from iobench.common.files import FILE_MODE, UnsafePathError, open_regular_nofollow
+from iobench.common.files import atomic_write as write_file
 
 RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
 LOCK_FILE = ".lock"
-RESULT_FILE_MODE = 0o644
+RESULT_FILE_MODE = FILE_MODE
 
 # The record owns the metric names; the CSV lists them in its order.
 METRICS = METRIC_NAMES
 CSV_FIELDS = ("run_id", "key", "scenario", "model", "params", "mode", "connections", "size_bytes",
-              "rate_rps", "peak_fraction", "phase", "idle_connections", "repetition", "status",
+              "rate_rps", "peak_fraction", "phase", "idle_connections", "requests_per_connection",
+              "repetition", "status",
               "reason", "server_cpus", "client_cpus", "started", "duration_s", *METRICS, "flags")
 
 
@@ -56,17 +59,10 @@ def run_id_for(profile: str, now: datetime | None = None) -> str:
 
 def atomic_write(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` so a reader sees the old file or the new, never half."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, RESULT_FILE_MODE)  # mkstemp makes it private; results are for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        write_file(path, text, RESULT_FILE_MODE)
+    except UnsafePathError as exc:
+        raise ResultsError(str(exc)) from None
 
 
 def csv_row(run_id: str, cell: CellRecord) -> dict[str, Any]:
@@ -116,10 +112,19 @@ class RunStore:
 
     @classmethod
     def create(cls, run_dir: Path, *, run_id: str, profile: str, environment: dict[str, Any],
-               matrix: dict[str, Any]) -> RunStore:
-        if (run_dir / RESULTS_JSON).exists():
+               matrix: dict[str, Any], force: bool = False) -> RunStore:
+        """A new run in ``run_dir``, which must be new or empty unless ``force``.
+
+        A run never silently replaces files it did not write; with ``force``
+        the same-named ones are replaced (atomically, never through a link),
+        the others left as they are.
+        """
+        if (run_dir / RESULTS_JSON).exists() or (run_dir / RESULTS_JSON).is_symlink():
             raise ResultsError(f"{run_dir} already holds a run; use --resume {run_dir} to "
                                "continue it, or choose another --out")
+        if not force and run_dir.is_dir() and any(run_dir.iterdir()):
+            raise ResultsError(f"{run_dir} is not empty; choose a new or empty --out, or add "
+                               "--force to write into it")
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -192,13 +197,16 @@ def lock_run_dir(run_dir: Path) -> IO[str]:
     results.json with their own cells and lose the other's. The lock is a
     flock(), so the kernel releases it when its holder exits, however it
     exits: a run killed with SIGKILL leaves no stale lock behind. The file
-    holds the holder's pid, for the error message.
+    holds the holder's pid, for the error message. It is opened without
+    following a symbolic link, and only a regular file is truncated: a
+    ``.lock`` planted as a link to another file leaves that file unchanged.
     """
     path = run_dir / LOCK_FILE
     try:
-        lock = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held past this function
-    except OSError as exc:
-        raise ResultsError(f"cannot lock {run_dir}: {exc.strerror}") from None
+        fd = open_regular_nofollow(path, os.O_RDWR | os.O_CREAT)
+    except UnsafePathError as exc:
+        raise ResultsError(f"cannot lock {run_dir}: {exc}") from None
+    lock = os.fdopen(fd, "r+", encoding="utf-8")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

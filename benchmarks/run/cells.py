@@ -21,6 +21,7 @@ KEY_FIELDS: tuple[tuple[str, str], ...] = (
     ("idle", "i"),
     ("rate_rps", "r"),
     ("peak_fraction", "f"),
+    ("requests_per_connection", "k"),
     ("connections", "c"),
     ("size_bytes", "s"),
 )
@@ -45,6 +46,7 @@ class Cell:
     peak_fraction: float | None = None  # open loop: a fraction of the model's closed peak
     phase: str | None = None  # neighbour scenario: solo, idle or load
     idle: int = 0  # scale scenario: silent connections beside the active ones
+    requests_per_connection: int | None = None  # churn scenario: K, then a new connection
     duration_s: float = 1.0
     warmup_s: float = 0.0
     repetition: int = 0

@@ -35,6 +35,12 @@ MAX_REPEAT = 1000
 MAX_LOADGEN_WORKERS = 1024
 MAX_LOADGEN_TIMEOUT_S = 60.0  # the histograms' range
 MAX_PEAK_FRACTION = 10.0
+# What one run may plan, checked before a single cell is built (matrix.check_size):
+# far beyond the full profile (about a thousand cells, under an hour), low enough
+# that lists that multiply out to millions of cells are refused at once instead
+# of filling memory, or running for years.
+MAX_CELLS = 100_000
+MAX_PLANNED_S = 7 * 24 * 3600.0
 
 
 def number(minimum: float, maximum: float, *, integer: bool = False,

@@ -15,6 +15,7 @@ from iobench.common.errors import UsageError
 
 if TYPE_CHECKING:
     from iobench.benchmarks.results.store import RunStore
+    from iobench.benchmarks.run.certs import Credentials
     from iobench.benchmarks.run.cluster import Cluster
     from iobench.benchmarks.run.launcher import Placement
     from iobench.benchmarks.run.matrix import Profile
@@ -46,24 +47,37 @@ def add_run_arguments(parser: Any) -> None:
     parser.add_argument("--repeat", type=int, metavar="N",
                         help="repetitions of every cell (default: the profile's)")
     parser.add_argument("--out", type=Path, metavar="DIR",
-                        help="the run folder itself (default: results/<UTC time>-<profile>/ "
-                             "under the current directory)")
+                        help="the run folder itself, new or empty (default: results/<UTC "
+                             "time>-<profile>/ under the current directory)")
     parser.add_argument("--resume", type=Path, metavar="DIR",
                         help="continue an interrupted run in DIR: run only its missing cells, "
                              "with its profile, models and CPU placement")
     parser.add_argument("--force", action="store_true",
                         help="with --resume: continue even on a machine that differs from the "
-                             "run's (CPU model, CPU count, kernel); the difference is recorded")
+                             "run's (CPU model, CPU count, kernel); the difference is recorded. "
+                             "With --out: write into a folder that is not empty")
     parser.add_argument("--server-cpus", metavar="LIST",
                         help="CPUs for the server and the neighbour job, e.g. 0 or 0-1 "
                              "(default: the first usable CPU)")
     parser.add_argument("--client-cpus", metavar="LIST",
                         help="CPUs for the load generator, e.g. 1 or 1,3 (default: the other "
                              "usable CPUs; the server's when there is only one)")
-    parser.add_argument("--cluster", metavar="local|tcp://HOST:8786",
+    parser.add_argument("--cluster", metavar="local|tls://HOST:8786",
                         help="run across hosts on a Dask cluster: the scheduler's address, or "
-                             "'local' for a LocalCluster on this machine (pip install "
-                             "'iobench[cluster]'); CPU options then apply on every host")
+                             "'local' for a LocalCluster on this machine with credentials of "
+                             "its own (pip install 'iobench[cluster]'); CPU options then apply "
+                             "on every host. See docs/security.md")
+    parser.add_argument("--security", type=Path, metavar="FILE",
+                        help="with --cluster tls://: a TOML file naming the runner's ca, cert "
+                             "and key (as `iobench cluster certs` writes it)")
+    parser.add_argument("--tls-ca", metavar="FILE", help="with --cluster tls://: the CA "
+                        "certificate every party's certificate is signed by")
+    parser.add_argument("--tls-cert", metavar="FILE",
+                        help="with --cluster tls://: the runner's certificate")
+    parser.add_argument("--tls-key", metavar="FILE", help="with --cluster tls://: its key")
+    parser.add_argument("--insecure", action="store_true",
+                        help="allow --cluster tcp://: no encryption, no authentication; anyone "
+                             "who reaches the scheduler runs code on every host")
     parser.add_argument("--server-host", metavar="H",
                         help=f"with --cluster: the Dask worker name (--name) of the server's host "
                              f"(default with --cluster local: {LOCAL_SERVER_HOST})")
@@ -126,7 +140,7 @@ def cluster_hosts(args: Any) -> tuple[str, list[str]] | None:
     local = args.cluster == "local"
     if not local and not args.cluster.startswith(("tcp://", "tls://")):
         raise UsageError(f"bad --cluster {args.cluster!r}: expected local or the scheduler's "
-                         "address, e.g. tcp://198.18.0.1:8786")
+                         "address, e.g. tls://198.18.0.1:8786")
     server = args.server_host or (LOCAL_SERVER_HOST if local else None)
     clients = ([h.strip() for h in args.client_hosts.split(",")] if args.client_hosts
                else list(LOCAL_CLIENT_HOSTS) if local else None)
@@ -139,9 +153,51 @@ def cluster_hosts(args: Any) -> tuple[str, list[str]] | None:
     return server, clients
 
 
+def cluster_credentials(args: Any) -> Credentials | None:
+    """The runner's checked TLS credentials for ``--cluster tls://``; None for ``local``
+    (it makes its own) and for ``tcp://`` with ``--insecure`` (after a warning line)."""
+    import sys
+
+    from iobench.benchmarks.run.certs import check_credentials, load_security_file
+
+    given = [args.tls_ca, args.tls_cert, args.tls_key]
+    tls_options = args.security is not None or any(given)
+    if args.cluster is None or args.cluster == "local":
+        if tls_options or args.insecure:
+            raise UsageError("--security, --tls-* and --insecure apply to --cluster with a "
+                             "scheduler's address; --cluster local makes its own credentials")
+        return None
+    if args.cluster.startswith("tcp://"):
+        if tls_options:
+            raise UsageError(f"TLS options given, but --cluster {args.cluster} is plain TCP: "
+                             "use tls://")
+        if not args.insecure:
+            raise UsageError(f"--cluster {args.cluster} is plain TCP: unencrypted, and anyone "
+                             "who reaches the scheduler runs code on every host; use tls:// "
+                             "with --security FILE (see docs/security.md), or add --insecure")
+        print(f"iobench run: warning: --insecure: {args.cluster} is neither encrypted nor "
+              "authenticated; anyone who reaches it runs code on every host", file=sys.stderr,
+              flush=True)
+        return None
+    if args.insecure:
+        raise UsageError("--insecure applies to a tcp:// scheduler only")
+    if args.security is not None:
+        if any(given):
+            raise UsageError("give --security FILE or --tls-ca/--tls-cert/--tls-key, not both")
+        ca, cert, key = load_security_file(args.security)
+    elif all(given):
+        ca, cert, key = given
+    else:
+        raise UsageError(f"--cluster {args.cluster} needs the runner's credentials: "
+                         "--security FILE, or --tls-ca, --tls-cert and --tls-key "
+                         "(`iobench cluster certs DIR --hosts ...` makes them for a trial)")
+    return check_credentials(ca, cert, key)
+
+
 def open_cluster(args: Any) -> Cluster | None:
     """Connect to (or, for ``local``, start) the cluster ``args`` ask for."""
     hosts = cluster_hosts(args)
+    credentials = cluster_credentials(args)
     if hosts is None:
         return None
     try:
@@ -151,7 +207,7 @@ def open_cluster(args: Any) -> Cluster | None:
                          f"({exc})") from None
     server, clients = hosts
     try:
-        return Cluster(args.cluster, [server, *clients])
+        return Cluster(args.cluster, [server, *clients], credentials)
     except HostUnavailable as exc:
         raise ClusterUnavailable(str(exc)) from None
 
@@ -198,6 +254,7 @@ def plan_resume(args: Any, cluster: Cluster | None = None) -> Plan:
                                profiles.check_spec(store.document["matrix"],
                                                    str(args.resume / "results.json")))
     models = profiles.select_models(profile, None, all_models(), available_models())
+    profiles.check_size(profile, models)  # a file edited by hand is counted as a new profile
     placement = Placement(**store.document["environment"]["placement"])
     if (placement.server_host is None) != (cluster is None):
         asked = "on one host" if cluster is None else "on a cluster"
@@ -244,8 +301,8 @@ def plan_new(args: Any, cluster: Cluster | None = None) -> Plan:
     from iobench.benchmarks.run.environment import collect_environment
     from iobench.servers.registry import all_models, available_models
 
-    if args.force:
-        raise UsageError("--force only applies to --resume")
+    if args.force and not args.out:
+        raise UsageError("--force applies to --resume, or to --out DIR that is not empty")
     if args.repeat is not None and not 1 <= args.repeat <= profiles.MAX_REPEAT:
         raise UsageError(f"bad --repeat {args.repeat}: must be 1-{profiles.MAX_REPEAT}")
     profile = profiles.load_profile(args.profile)
@@ -253,6 +310,7 @@ def plan_new(args: Any, cluster: Cluster | None = None) -> Plan:
     models = profiles.select_models(profile, requested_models, all_models(), available_models())
     if args.repeat:
         profile.spec["repeat"] = args.repeat
+    profiles.check_size(profile, models)
     # The stored matrix names the models, so --resume runs the same ones.
     profile.spec["models"] = models
     # Expanded once before the run folder is made: a profile that gives two
@@ -264,7 +322,7 @@ def plan_new(args: Any, cluster: Cluster | None = None) -> Plan:
                             profile=profile.name,
                             environment=collect_environment(placement.as_dict(),
                                                             hosts if cluster else None),
-                            matrix=profile.spec)
+                            matrix=profile.spec, force=args.force)
     return store, profile, models, placement
 
 

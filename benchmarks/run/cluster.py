@@ -18,6 +18,15 @@ and the next cell asks the scheduler again (a worker's nanny may have
 restarted it meanwhile). ``cluster = "local"`` starts a ``LocalCluster`` on
 this machine with one worker per host name, so this code path is the one the
 tests run everywhere.
+
+Every connection is mutual TLS (Dask's Security, :mod:`iobench.benchmarks.run.certs`):
+the runner, the scheduler and each host show a certificate of the run's CA.
+A worker becomes a host of the run only when the certificate it presents
+names that host (:meth:`Cluster.check_host_names`); ``--cluster local``
+makes credentials in memory for the run. Plain ``tcp://`` takes
+``--insecure``. What the launcher starts on a host is bound to a lease it
+renews from a thread (:class:`LeaseRenewer`); when the runner dies, each
+host stops it all within seconds (see :mod:`iobench.benchmarks.run.remote`).
 """
 
 from __future__ import annotations
@@ -25,6 +34,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import socket
+import ssl
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,6 +45,14 @@ from typing import Any
 
 from iobench.benchmarks.run import remote
 from iobench.benchmarks.run.accounting import Cgroup
+from iobench.benchmarks.run.certs import (
+    RUNNER,
+    SCHEDULER,
+    CertificateError,
+    Credentials,
+    certificate_names,
+    memory_credentials,
+)
 from iobench.benchmarks.run.launcher import (
     Launcher,
     LoadResult,
@@ -47,7 +67,7 @@ from iobench.benchmarks.run.syscalls import SyscallCounter, SyscallCounts
 from iobench.loadgen.params import split_evenly
 from iobench.loadgen.report import LoadReport
 from iobench.loadgen.shards import merge_reports, shard_shares
-from iobench.servers.process import READY_TIMEOUT, ServerStartError
+from iobench.servers.process import READY_TIMEOUT, ServerStartError, server_report
 
 LOCAL_CLUSTER = "local"
 # Connecting to the scheduler, and waiting for the named workers to be there.
@@ -62,33 +82,108 @@ SERVER_CALL_TIMEOUT_S = READY_TIMEOUT + CALL_TIMEOUT_S
 WAIT_SLICE_S = 1.0
 # Stopping what a host started, on the way out: do not wait long for a dead one.
 STOP_CALL_TIMEOUT_S = 5.0
+# The runner renews its lease on every host this often: a quarter of the lease,
+# so three renewals can be late before a host gives up on the run.
+RENEW_S = remote.LEASE_S / 4
+# A renewal that takes longer is abandoned; the next one follows.
+RENEW_CALL_TIMEOUT_S = RENEW_S * 2
 
 
 class HostUnavailable(RuntimeError):
     """A host's Dask worker is missing, died, or did not answer in time."""
 
 
+def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind ``exc`` (Dask wraps it in its own), if one is."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 class Cluster:
     """A Dask client, and the scheduler's workers by name (one worker per host)."""
 
-    def __init__(self, address: str, hosts: list[str]) -> None:
+    def __init__(self, address: str, hosts: list[str],
+                 credentials: Credentials | None = None) -> None:
+        """Connect to the scheduler at ``address`` (or start ``local``) and wait for ``hosts``.
+
+        ``credentials`` are the runner's (CA, certificate, key) for a ``tls://``
+        scheduler; None with ``tcp://`` (the caller asked for ``--insecure``).
+        ``local`` makes its own.
+        """
         from distributed import Client
 
         self.address = address
         self.local_cluster: Any = None
         self._addresses: dict[str, str] = {}
         self._offsets: dict[str, float] = {}
+        self.security: Any = None
         logging.getLogger("distributed").setLevel(logging.ERROR)
         if address == LOCAL_CLUSTER:
-            self.local_cluster = start_local_cluster(hosts)
-            self.client = Client(self.local_cluster, timeout=CONNECT_TIMEOUT_S)
+            local = memory_credentials(hosts)
+            self.security = local[RUNNER].security("client")
+            self.local_cluster = start_local_cluster(hosts, local)
+            self.client = Client(self.local_cluster, security=self.security,
+                                 timeout=CONNECT_TIMEOUT_S)
         else:
+            if credentials is not None:
+                self.security = credentials.security("client")
             try:
-                self.client = Client(address, timeout=CONNECT_TIMEOUT_S)
-            except (OSError, TimeoutError) as exc:
+                self.client = Client(address, security=self.security, timeout=CONNECT_TIMEOUT_S)
+            except Exception as exc:  # Dask raises many kinds; each is one line
+                tls = _tls_failure(exc)
+                if tls is not None:
+                    raise CertificateError(f"the TLS handshake with the Dask scheduler at "
+                                           f"{address} failed: {tls.reason or tls}; are the "
+                                           "CA and certificate the cluster's?") from None
+                if credentials is not None and isinstance(exc, (OSError, TimeoutError)):
+                    raise HostUnavailable(f"cannot reach the Dask scheduler at {address} "
+                                          f"over TLS: {exc} (a scheduler that refused the "
+                                          "runner's certificate looks the same)") from None
                 raise HostUnavailable(f"cannot reach the Dask scheduler at {address}: "
-                                      f"{exc}") from None
+                                      f"{type(exc).__name__}: {exc}") from None
         self.await_hosts(hosts)
+        if self.security is not None:
+            try:
+                self.check_host_names(hosts)
+            except BaseException:
+                self.close()
+                raise
+
+    def check_host_names(self, hosts: list[str]) -> None:
+        """Refuse a worker whose certificate does not name the host it stands for.
+
+        A worker picks its own name (``--name server``); any holder of a
+        certificate of the CA could pick the name of the server's host and be
+        sent the run's processes. So the runner opens a TLS connection to each
+        worker itself, as a client of the CA, and reads the name in the
+        certificate the worker presents. :meth:`address_of` does it again
+        whenever it learns a host's address anew (a worker restarted by its
+        nanny), so no worker is ever called as a host before it was checked.
+        """
+        self._addresses.clear()
+        for host in dict.fromkeys(hosts):
+            self.address_of(host, starting=True)
+
+    def _check_name(self, host: str, address: str) -> None:
+        context = self.security.get_connection_args("client")["ssl_context"]
+        ip, _, port = address.removeprefix("tls://").rpartition(":")
+        try:
+            with socket.create_connection((ip.strip("[]"), int(port)),
+                                          timeout=CALL_TIMEOUT_S) as raw, \
+                    context.wrap_socket(raw) as tls:
+                peer = tls.getpeercert() or {}
+        except (OSError, ValueError) as exc:
+            raise CertificateError(f"worker {host!r} at {address}: cannot check its "
+                                   f"certificate ({exc})") from None
+        names = certificate_names(peer)
+        if host not in names:
+            raise CertificateError(f"worker {host!r} at {address} presents a certificate "
+                                   f"for {', '.join(sorted(names)) or 'no name'}, not for "
+                                   f"{host!r}; refusing it as host {host!r}")
 
     def await_hosts(self, hosts: list[str]) -> None:
         """Wait (bounded) until a worker of every name in ``hosts`` is registered."""
@@ -111,13 +206,26 @@ class Cluster:
         return {str(worker["name"]): {**worker, "address": address}
                 for address, worker in info.items()}
 
-    def address_of(self, host: str) -> str:
-        """The worker address of ``host``, asked of the scheduler after any failure."""
+    def address_of(self, host: str, starting: bool = False) -> str:
+        """The worker address of ``host``, asked of the scheduler after any failure, and
+        its certificate checked (over TLS) before it is used.
+
+        A worker that fails the check is a CertificateError while the run
+        ``starting``, and later a HostUnavailable that fails the cell in
+        progress (the next cell asks again).
+        """
         if host not in self._addresses:
             worker = self.workers().get(host)
             if worker is None:
                 raise HostUnavailable(f"host {host} has no Dask worker at {self.address} "
                                       "any more")
+            if self.security is not None:
+                try:
+                    self._check_name(host, worker["address"])
+                except CertificateError as exc:
+                    if starting:
+                        raise
+                    raise HostUnavailable(str(exc)) from None
             self._addresses[host] = worker["address"]
         return self._addresses[host]
 
@@ -127,8 +235,13 @@ class Cluster:
         return self.call_many([host], function, *args, timeout=timeout)[host]
 
     def call_many(self, hosts: list[str], function: Callable[..., Any], *args: Any,
-                  timeout: float | None = None) -> dict[str, Any]:
-        """``function(*args)`` on every host at once; host -> what it returned."""
+                  timeout: float | None = None, relearn: bool = True) -> dict[str, Any]:
+        """``function(*args)`` on every host at once; host -> what it returned.
+
+        After a failure the hosts' addresses are asked of the scheduler again
+        (and checked again) on the next call, unless not ``relearn``: a lease
+        renewal that was late behind a busy host is no reason to.
+        """
         timeout = CALL_TIMEOUT_S if timeout is None else timeout
         addresses = {host: self.address_of(host) for host in hosts}
         where = ", ".join(f"{host} ({address})" for host, address in addresses.items())
@@ -142,7 +255,7 @@ class Cluster:
             problem = f"{type(exc).__name__}: {exc}"
         except KeyError as exc:  # the scheduler no longer knows the worker
             problem = f"left the cluster: {exc}"
-        for host in hosts:  # ask the scheduler again next time: a nanny may restart it
+        for host in hosts if relearn else ():  # a nanny may have restarted it: ask again
             self._addresses.pop(host, None)
         raise HostUnavailable(f"host {where}: {problem}")
 
@@ -163,8 +276,10 @@ class Cluster:
             self.local_cluster = None
 
 
-def start_local_cluster(hosts: list[str]) -> Any:
-    """A LocalCluster on loopback with one single-threaded worker process per host name.
+def start_local_cluster(hosts: list[str], credentials: dict[str, Credentials]) -> Any:
+    """A LocalCluster on loopback with one single-threaded worker process per host name,
+    over mutual TLS: the scheduler and each worker show their own certificate of
+    ``credentials`` (made for this run), so no other local user can join or submit.
 
     The workers ignore SIGINT: a Ctrl-C on the terminal reaches the whole
     foreground process group, and a worker that died of it could no longer
@@ -172,15 +287,22 @@ def start_local_cluster(hosts: list[str]) -> Any:
     """
     from distributed import LocalCluster
 
+    scheduler = credentials[SCHEDULER]
+    security = scheduler.security("scheduler")
+    # The cluster's own client (it talks to the scheduler) is the runner.
+    security.tls_client_cert, security.tls_client_key = (credentials[RUNNER].cert,
+                                                         credentials[RUNNER].key)
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the workers
     try:
         cluster = LocalCluster(n_workers=0, threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address=None,
-                               silence_logs=logging.ERROR)
+                               host="127.0.0.1", dashboard_address=None, protocol="tls://",
+                               security=security, silence_logs=logging.ERROR)
         template = next(iter(cluster.new_worker_spec().values()))
         for name in dict.fromkeys(hosts):
-            cluster.worker_spec[name] = {"cls": template["cls"],
-                                         "options": {**template["options"], "name": name}}
+            cluster.worker_spec[name] = {
+                "cls": template["cls"],
+                "options": {**template["options"], "name": name,
+                            "security": credentials[name].security("worker")}}
         # SpecCluster starts the workers of its spec, each named by its key.
         cluster.sync(cluster._correct_state)
     finally:
@@ -229,6 +351,7 @@ class DaskServerHandle(Process):
         self.exit_code: int | None = None
         # The cgroup lives on the server's host (its sampler uses it); only why not, here.
         self.cgroup_note: str | None = info.get("cgroup_note")
+        self.work: dict[str, Any] | None = info.get("work")
 
     def poll(self) -> int | None:
         code = self.launcher.owned(self.on, remote.poll, [self.token])[self.token]
@@ -254,6 +377,11 @@ class DaskServerHandle(Process):
             return self.launcher.owned(self.on, remote.server_stderr, self.token)
         except HostUnavailable:
             return ""
+
+    def reported(self) -> dict[str, Any] | None:
+        """The work calibration from the ready line; prefork's accepts are not
+        collected from another host (a cell's figures from them stay null)."""
+        return server_report(self.work, None)
 
 
 class RemoteProcess(Process):
@@ -518,6 +646,7 @@ class DaskLauncher(Launcher):
         self.client_hosts: list[str] = list(placement.client_hosts)
         # Names what this launcher starts on every host, so stop_all stops exactly that.
         self.owner = uuid.uuid4().hex
+        self.renewer = LeaseRenewer(cluster, self.hosts, self.owner)
 
     def call(self, host: str, function: Callable[..., Any], *args: Any,
              timeout: float | None = None) -> Any:
@@ -603,6 +732,37 @@ class DaskLauncher(Launcher):
                 self.owned(host, remote.stop_all, timeout=STOP_CALL_TIMEOUT_S)
 
     def close(self) -> None:
+        self.renewer.stop()
         for host in self.hosts:
             with contextlib.suppress(HostUnavailable):
                 self.owned(host, remote.forget, timeout=STOP_CALL_TIMEOUT_S)
+
+
+class LeaseRenewer:
+    """Renews a launcher's lease on every host from a thread, until stopped.
+
+    The first renewal is made before the launcher starts anything, so every
+    host holds the lease (and its reaper) from the start. A host that does
+    not answer a renewal is left to the cell's own calls to report.
+    """
+
+    def __init__(self, cluster: Cluster, hosts: list[str], owner: str) -> None:
+        self.cluster, self.hosts, self.owner = cluster, hosts, owner
+        self._stopped = threading.Event()
+        self.renew()
+        self._thread = threading.Thread(target=self._run, name="iobench-lease", daemon=True)
+        self._thread.start()
+
+    def renew(self) -> None:
+        with contextlib.suppress(HostUnavailable):
+            self.cluster.call_many(self.hosts, remote.renew, self.owner,
+                                   timeout=RENEW_CALL_TIMEOUT_S, relearn=False)
+
+    def _run(self) -> None:
+        while not self._stopped.wait(RENEW_S):
+            with contextlib.suppress(Exception):  # a closing client; the next try follows
+                self.renew()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(RENEW_CALL_TIMEOUT_S + CALL_TIMEOUT_S)

@@ -2,7 +2,9 @@
 
 The runner asks a launcher to start a server, a load generator and the
 neighbour job, to open idle connections, and for a sampler of the processes
-it started; it never touches subprocess or pids itself. :class:`LocalLauncher`
+it started; it never starts, signals or waits for a process itself. It only
+reads the pids the launcher's handles carry, to watch them with the sampler
+and count their system calls (``None`` for a process on another host). :class:`LocalLauncher`
 runs everything on this machine, pinned to the CPUs of its
 :class:`Placement`. A launcher that places processes on other hosts
 implements the same methods.
@@ -40,10 +42,10 @@ from iobench.benchmarks.run.accounting import Cgroup
 from iobench.benchmarks.run.reaper import Reaper
 from iobench.benchmarks.run.sampler import Sampler
 from iobench.benchmarks.run.syscalls import StraceCounter, SyscallCounter, UnavailableCounter
-from iobench.common.lifeline import child_setup
+from iobench.common.lifeline import spawn_command
 from iobench.common.processes import stop_group
 from iobench.loadgen.report import LoadReport
-from iobench.servers.process import ServerProcess, ServerStartError
+from iobench.servers.process import ServerProcess, ServerStartError, server_report
 
 STOP_TIMEOUT_S = 3.0
 # How much of a process's stderr a failure reason quotes.
@@ -97,6 +99,7 @@ class LoadSpec:
     workers: int = 1
     timeout_s: float = 5.0
     idle: int = 0  # silent connections beside the active ones (scale scenario)
+    requests_per_connection: int | None = None  # churn: K requests, then a new connection
 
     def arguments(self, json_path: Path | None) -> list[str]:
         """The options; ``--json`` only with a path (a remote host picks its own)."""
@@ -110,6 +113,8 @@ class LoadSpec:
             args += ["--rate", f"{self.rate_rps:g}"]
         if self.idle:
             args += ["--idle", str(self.idle)]
+        if self.requests_per_connection is not None:
+            args += ["--requests-per-connection", str(self.requests_per_connection)]
         return args
 
 
@@ -215,8 +220,8 @@ class LocalProcess(Process):
         self.stdout_path = workdir / f"{name}.stdout"
         self.stderr_path = workdir / f"{name}.stderr"
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                         process_group=0, preexec_fn=child_setup(cpus))
+            self.proc = subprocess.Popen(spawn_command(command, cpus), stdin=subprocess.DEVNULL,
+                                         stdout=out, stderr=err, process_group=0)
         self.pid = self.proc.pid
 
     def poll(self) -> int | None:
@@ -283,6 +288,12 @@ class ServerHandle(Process):
 
     def stderr_text(self) -> str:
         return self.stderr_path.read_text(errors="replace")
+
+    def reported(self) -> dict[str, Any] | None:
+        """What the server said about itself: its work calibration and, once it
+        has stopped, each prefork worker's accepts (see ``server_report``)."""
+        accepts = self.server.worker_accepts() if self.stopped else None
+        return server_report(self.server.ready.get("work"), accepts)
 
 
 class LoadHandle:
@@ -367,7 +378,7 @@ class LocalLauncher(Launcher):
             try:
                 server = ServerProcess(model, params, cpus=self.placement.server_cpus,
                                        stderr=stderr,
-                                       cgroup_procs=cgroup.procs_file if cgroup else None)
+                                       cgroup_procs=cgroup.procs_files if cgroup else None)
             except ServerStartError as exc:
                 if cgroup is not None:
                     cgroup.remove()

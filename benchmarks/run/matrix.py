@@ -22,8 +22,10 @@ from iobench.benchmarks.results.scenarios import SCENARIOS
 from iobench.benchmarks.run.cells import Cell, model_label
 from iobench.benchmarks.run.checks import (
     DURATION,
+    MAX_CELLS,
     MAX_LOADGEN_TIMEOUT_S,
     MAX_LOADGEN_WORKERS,
+    MAX_PLANNED_S,
     MAX_REPEAT,
     Keys,
     ProfileError,
@@ -38,8 +40,8 @@ from iobench.benchmarks.run.scenarios import RUN_SCENARIOS
 from iobench.servers.base import ParamError, ServerModel
 
 __all__ = ["BUILTIN_PROFILES", "MAX_REPEAT", "PROFILE_DIR", "RUN_KEYS", "SCENARIOS", "Cell",
-           "Profile", "ProfileError", "check_spec", "expand", "load_profile", "model_label",
-           "select_models"]
+           "Profile", "ProfileError", "check_size", "check_spec", "count", "expand",
+           "load_profile", "model_label", "select_models"]
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
 BUILTIN_PROFILES = ("quick", "full")
@@ -180,6 +182,37 @@ def _check_model_params(cls: type[ServerModel], params: dict[str, Any], where: s
         cls.resolve_params(params)
     except ParamError as exc:
         raise ProfileError(f"'{where}': {exc}") from None
+
+
+# What a cell costs beside its measured time: start the server, connect, stop.
+CELL_OVERHEAD_S = 1.0
+
+
+def count(profile: Profile, models: list[str]) -> tuple[int, float]:
+    """The cells :func:`expand` would build and the seconds they would take, computed
+    from the lengths of the profile's lists (each scenario's ``count``), without
+    building one."""
+    cells, seconds = 0, 0.0
+    for name, scenario in RUN_SCENARIOS.items():
+        section = profile.section(name)
+        if section is not None:
+            n = scenario.count(section, models)
+            cells += n
+            seconds += n * (section["duration_s"] + section.get("warmup_s", 0.0)
+                            + CELL_OVERHEAD_S)
+    return cells * profile.repeat, seconds * profile.repeat
+
+
+def check_size(profile: Profile, models: list[str]) -> tuple[int, float]:
+    """:func:`count`, or a ProfileError naming both figures and their limits when the
+    matrix is too large to plan."""
+    cells, seconds = count(profile, models)
+    if cells > MAX_CELLS or seconds > MAX_PLANNED_S:
+        raise ProfileError(f"profile {profile.name!r} expands to {cells:,} cells planned to "
+                           f"take {seconds / 3600:,.1f} hours; the limits are {MAX_CELLS:,} "
+                           f"cells and {MAX_PLANNED_S / 3600:,.0f} hours: shorten its lists "
+                           "or its repetitions")
+    return cells, seconds
 
 
 def expand(profile: Profile, models: list[str]) -> list[Cell]:

@@ -81,8 +81,11 @@ def server_metrics(record: CellRecord, series: Series | None,
     return stats
 
 
+KERNEL_MEMORY = "kernel_memory"
+
+
 def memory_metrics(metrics: Metrics, memory: Memory | None, baseline: Memory | None,
-                   connections: int | None) -> None:
+                   connections: int | None, notes: dict[str, str] | None = None) -> None:
     """PSS, USS and RSS of the tree while it held its connections, and PSS per connection.
 
     Per connection is the growth over the same server before its first
@@ -95,9 +98,15 @@ def memory_metrics(metrics: Metrics, memory: Memory | None, baseline: Memory | N
     -36 KB a connection over 16), while anonymous pages are the tree's own,
     and those its processes share after a fork count once. Elsewhere it is
     the growth of PSS.
+
+    The kernel's side (sockets, kernel stacks...) comes from the tree's
+    cgroup with the same two readings, and the two per-connection figures
+    sum to ``memory_per_connection_bytes``. Where the kernel's is not
+    counted, ``notes`` gets why under ``kernel_memory``.
     """
     if memory is None:
         return
+    kernel_metrics(metrics, memory, baseline, connections, notes)
     metrics.pss_bytes, metrics.uss_bytes = memory.pss_bytes, memory.uss_bytes
     metrics.rss_bytes = memory.rss_bytes
     metrics.pss_anon_bytes = memory.pss_anon_bytes
@@ -109,6 +118,32 @@ def memory_metrics(metrics: Metrics, memory: Memory | None, baseline: Memory | N
             growth = (anon[0] - anon[1] if anon[0] is not None and anon[1] is not None
                       else memory.pss_bytes - baseline.pss_bytes)
             metrics.pss_per_connection_bytes = round(growth / connections, 1)
+    if metrics.pss_per_connection_bytes is not None \
+            and metrics.kernel_bytes_per_connection is not None:
+        metrics.memory_per_connection_bytes = round(
+            metrics.pss_per_connection_bytes + metrics.kernel_bytes_per_connection, 1)
+
+
+def kernel_metrics(metrics: Metrics, memory: Memory, baseline: Memory | None,
+                   connections: int | None, notes: dict[str, str] | None) -> None:
+    """The kernel's memory for the tree, before and while it held its connections."""
+    metrics.kernel_bytes = memory.kernel_bytes
+    if memory.kernel_bytes is None:
+        if notes is not None:
+            notes[KERNEL_MEMORY] = memory.kernel_note or "the kernel's memory was not read"
+        return
+    if baseline is None:
+        return
+    metrics.kernel_baseline_bytes = baseline.kernel_bytes
+    if baseline.kernel_bytes is None:
+        if notes is not None and connections:
+            notes[KERNEL_MEMORY] = (baseline.kernel_note
+                                    or "the kernel's memory was not read before the first "
+                                       "connection")
+        return
+    if connections:
+        metrics.kernel_bytes_per_connection = round(
+            (memory.kernel_bytes - baseline.kernel_bytes) / connections, 1)
 
 
 def load_metrics(metrics: Metrics, report: LoadReport, server: WindowStats | None) -> None:
@@ -129,6 +164,24 @@ def load_metrics(metrics: Metrics, report: LoadReport, server: WindowStats | Non
         if (switches := server.switches_per_s()) is not None:
             metrics.ctx_voluntary_per_request = round(switches[0] / throughput, 4)
             metrics.ctx_involuntary_per_request = round(switches[1] / throughput, 4)
+    connection_metrics(metrics, report, server)
+
+
+def connection_metrics(metrics: Metrics, report: LoadReport,
+                       server: WindowStats | None) -> None:
+    """Churn's rate, connect latency and server CPU per connection; requests left unanswered."""
+    if report.unanswered is not None:
+        metrics.unanswered_requests = report.unanswered.get("requests")
+    churn = report.churn
+    if not churn:
+        return
+    per_s = churn.get("connections_per_s")
+    metrics.connections_per_s = per_s
+    connect = churn.get("connect_latency") or {}
+    metrics.connect_p50_us = connect.get("p50_us")
+    metrics.connect_p99_us = connect.get("p99_us")
+    if server is not None and per_s:
+        metrics.cpu_us_per_connection = round(server.cpu_s / server.elapsed_s * 1e6 / per_s, 2)
 
 
 def load_flags(report: LoadReport) -> list[str]:

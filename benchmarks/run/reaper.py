@@ -11,6 +11,12 @@ reused by someone else), and ``done`` on a clean close. When the pipe ends
 without ``done`` (the runner died: SIGKILL, the OOM killer, a crash), the
 reaper resumes and kills every group still owned and removes the folders.
 
+On a host of a cluster the lifeline also carries a lease: ``lease S``
+means "clean up unless another line comes within S seconds", and the
+worker that started the reaper writes ``renew`` while the run's own lease
+is alive (see :mod:`iobench.benchmarks.run.remote`). So the reaper also
+cleans up when the worker is alive but stuck, not only when it dies.
+
 The reaper has a session of its own, so a terminal's Ctrl-C or hang-up,
 which is the runner's to handle, does not reach it.
 
@@ -21,10 +27,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shutil
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -32,11 +41,17 @@ from typing import IO
 class Reaper:
     """The launcher's end of the lifeline: tell the reaper what to clean up."""
 
-    def __init__(self) -> None:
+    def __init__(self, lease_s: float | None = None) -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", "iobench.benchmarks.run.reaper"],
                                      stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                      start_new_session=True, text=True)
         self.pid = self.proc.pid
+        if lease_s is not None:
+            self._send(f"lease {lease_s:g}")
+
+    def renew(self) -> None:
+        """The lease goes on (only meaningful after ``lease_s``)."""
+        self._send("renew")
 
     def _send(self, line: str) -> None:
         stdin = self.proc.stdin
@@ -63,18 +78,48 @@ class Reaper:
         self.proc.wait()
 
 
-def watch(lines: IO[str]) -> bool:
-    """Follow the lifeline until it ends; clean up unless it ended with ``done``.
+def lines_until_silent(stream: IO[str] | Iterable[str],
+                       silence_s: list[float | None]) -> Iterator[str]:
+    """The lines of ``stream`` until it ends, or until no line came for ``silence_s[0]``
+    seconds (None: wait for ever); the caller may change ``silence_s[0]`` as it reads.
+    Lines already in memory (any iterable of them, as in the tests) are just given."""
+    if not hasattr(stream, "fileno"):
+        yield from stream
+        return
+    fd = stream.fileno()
+    buffered = b""
+    deadline = None if silence_s[0] is None else time.monotonic() + silence_s[0]
+    while True:
+        timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if not ready:
+            return  # the lease lapsed
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return
+        buffered += chunk
+        *complete, buffered = buffered.split(b"\n")
+        for line in complete:
+            yield line.decode(errors="replace")
+        deadline = None if silence_s[0] is None else time.monotonic() + silence_s[0]
+
+
+def watch(lines: IO[str] | Iterable[str]) -> bool:
+    """Follow the lifeline until it ends (or its lease lapses); clean up unless it
+    ended with ``done``.
 
     Returns True if it cleaned up.
     """
     groups: set[int] = set()
     dirs: list[Path] = []
-    for line in lines:
+    lease: list[float | None] = [None]
+    for line in lines_until_silent(lines, lease):
         kind, _, value = line.strip().partition(" ")
         if kind == "done":
             return False
-        if kind == "group":
+        if kind == "lease":
+            lease[0] = float(value)
+        elif kind == "group":
             groups.add(int(value))
         elif kind == "ended":
             groups.discard(int(value))

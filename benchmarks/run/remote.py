@@ -14,6 +14,15 @@ pinned), so stopping them reaches everything they forked. Expected failures
 (a server that cannot bind, a CPU the host does not have) come back as
 ``{"error": reason}``, not as exceptions, so the worker does not log them as
 crashes and the runner records the reason as it is.
+
+What a launcher starts here is bound to a lease: every call about it, and
+the runner's :func:`renew` every :data:`iobench.benchmarks.run.cluster.RENEW_S`,
+extends it by :data:`LEASE_S`. A thread of this worker looks at the leases;
+when one lapses (the runner was killed, lost its network, or hangs) it stops
+everything of that launcher at once and removes its folder. Beside it, a
+reaper process per launcher (:mod:`iobench.benchmarks.run.reaper`) holds the
+same list of process groups and folders, and cleans up if this worker dies
+or is stuck too long to renew the reaper's own lease.
 """
 
 from __future__ import annotations
@@ -21,6 +30,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
+import inspect
 import json
 import os
 import signal
@@ -28,16 +39,19 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from iobench.benchmarks.run import accounting
 from iobench.benchmarks.run.accounting import Cgroup
 from iobench.benchmarks.run.environment import host_environment
 from iobench.benchmarks.run.launcher import STOP_TIMEOUT_S, LocalProcess, tail
+from iobench.benchmarks.run.reaper import Reaper
 from iobench.benchmarks.run.sampler import Sampler
 from iobench.benchmarks.run.syscalls import SyscallCounter
 from iobench.servers.process import ServerProcess, ServerStartError
@@ -45,6 +59,19 @@ from iobench.servers.process import ServerProcess, ServerStartError
 IDLE_CONNECT_TIMEOUT_S = 5.0
 # How often :func:`wait_exit` looks at its processes: the resolution of their exit times.
 EXIT_POLL_S = 0.005
+# A launcher's lease: a few of the runner's renewals long, so a late one or two
+# (a loaded machine, a slow network) do not end a run, and short enough that a
+# dead runner's processes stop within seconds.
+LEASE_S = 4.0
+# How often the leases are looked at (and the reapers' own leases renewed).
+LEASE_CHECK_S = 0.25
+# The reaper's lease, renewed by this worker's lease thread: it lapses only if
+# the worker cannot run that thread this long (or at once if the worker dies).
+REAPER_LEASE_S = 6.0
+# The runner of a lapsed lease is gone: its processes get little time to exit.
+LAPSED_STOP_TIMEOUT_S = 0.5
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass
@@ -59,6 +86,9 @@ class Owned:
     counters: dict[str, SyscallCounter] = field(default_factory=dict)
     cgroups: dict[int, Cgroup] = field(default_factory=dict)  # server pid -> its cgroup
     count: int = 0
+    reaper: Reaper | None = None
+    lease_until: float = 0.0  # this host's monotonic clock
+    busy: int = 0  # calls about this launcher in progress: its lease cannot lapse meanwhile
 
     def token(self, kind: str) -> str:
         """A name unique across hosts, so one call can carry the tokens of several."""
@@ -71,12 +101,97 @@ class Owned:
 
 
 _OWNED: dict[str, Owned] = {}
+# Guards _OWNED and the leases: calls run on the worker's event loop, the lease
+# thread beside it.
+_LOCK = threading.RLock()
+_lease_thread: threading.Thread | None = None
 
 
 def _owned(owner: str) -> Owned:
-    if owner not in _OWNED:
-        _OWNED[owner] = Owned(tempfile.TemporaryDirectory(prefix="iobench-remote-"))
-    return _OWNED[owner]
+    with _LOCK:
+        if owner not in _OWNED:
+            owned = Owned(tempfile.TemporaryDirectory(prefix="iobench-remote-"))
+            owned.reaper = Reaper(REAPER_LEASE_S)
+            owned.reaper.own_dir(owned.path)
+            owned.lease_until = time.monotonic() + LEASE_S
+            _OWNED[owner] = owned
+            _start_lease_thread()
+        return _OWNED[owner]
+
+
+def _begin(owner: str) -> Owned | None:
+    with _LOCK:
+        owned = _OWNED.get(owner)
+        if owned is not None:
+            owned.busy += 1
+            owned.lease_until = time.monotonic() + LEASE_S
+        return owned
+
+
+def _end(owner: str, began: Owned | None) -> None:
+    with _LOCK:
+        owned = _OWNED.get(owner)
+        if began is not None:
+            began.busy -= 1
+        if owned is not None:
+            owned.lease_until = time.monotonic() + LEASE_S
+
+
+def leased(function: F) -> F:
+    """A call about ``owner``'s processes (its first argument): the runner is alive, so
+    the lease is renewed, and it cannot lapse while the call runs (a server's start
+    holds the worker's event loop for up to its ready time-out)."""
+    if inspect.iscoroutinefunction(function):
+        @functools.wraps(function)
+        async def call_async(owner: str, *args: Any) -> Any:
+            began = _begin(owner)
+            try:
+                return await function(owner, *args)
+            finally:
+                _end(owner, began)
+
+        return call_async  # type: ignore[return-value]
+
+    @functools.wraps(function)
+    def call(owner: str, *args: Any) -> Any:
+        began = _begin(owner)
+        try:
+            return function(owner, *args)
+        finally:
+            _end(owner, began)
+
+    return call  # type: ignore[return-value]
+
+
+def _start_lease_thread() -> None:
+    global _lease_thread
+    if _lease_thread is None or not _lease_thread.is_alive():
+        _lease_thread = threading.Thread(target=_watch_leases, name="iobench-leases",
+                                         daemon=True)
+        _lease_thread.start()
+
+
+def _watch_leases() -> None:
+    """Stop and remove what every lapsed launcher left here; renew the reapers of the rest."""
+    while True:
+        time.sleep(LEASE_CHECK_S)
+        lapsed = []
+        with _LOCK:
+            now = time.monotonic()
+            for owner, owned in list(_OWNED.items()):
+                if owned.busy == 0 and now > owned.lease_until:
+                    lapsed.append(_OWNED.pop(owner))
+                elif owned.reaper is not None:
+                    owned.reaper.renew()
+        for owned in lapsed:
+            with contextlib.suppress(Exception):  # a thread that dies would watch no more
+                _release(owned, LAPSED_STOP_TIMEOUT_S)
+
+
+@leased
+def renew(owner: str) -> float:
+    """The runner is alive: extend its lease (made on the first call); the lease's end."""
+    return _owned(owner).lease_until
 
 
 def _check_cpus(cpus: list[int]) -> str | None:
@@ -97,6 +212,7 @@ def monotonic() -> float:
     return time.monotonic()
 
 
+@leased
 def start_server(owner: str, model: str, params: dict[str, Any], host: str,
                  cpus: list[int]) -> dict[str, Any]:
     """Start ``model`` bound to ``host`` and wait for its ready line."""
@@ -110,18 +226,21 @@ def start_server(owner: str, model: str, params: dict[str, Any], host: str,
     with open(stderr_path, "wb") as stderr:
         try:
             server = ServerProcess(model, params, host=host, cpus=cpus, stderr=stderr,
-                                   cgroup_procs=cgroup.procs_file if cgroup else None)
+                                   cgroup_procs=cgroup.procs_files if cgroup else None)
         except (ServerStartError, subprocess.SubprocessError) as exc:
             if cgroup is not None:
                 cgroup.remove()
             return {"error": f"{exc} {tail(stderr_path.read_text(errors='replace'))}".strip()}
     owned.servers[token] = (server, stderr_path)
+    if owned.reaper is not None:
+        owned.reaper.own_group(server.pid)
     if cgroup is not None:
         owned.cgroups[server.pid] = cgroup
     return {"token": token, "pid": server.pid, "host": server.host, "port": server.port,
-            "cgroup_note": note}
+            "cgroup_note": note, "work": server.ready.get("work")}
 
 
+@leased
 def start_load(owner: str, arguments: list[str], cpus: list[int]) -> dict[str, Any]:
     """Start ``python -m iobench.loadgen`` with ``arguments`` plus a JSON path of its own."""
     if (problem := _check_cpus(cpus)) is not None:
@@ -130,10 +249,10 @@ def start_load(owner: str, arguments: list[str], cpus: list[int]) -> dict[str, A
     token = owned.token("load")
     command = [sys.executable, "-m", "iobench.loadgen", *arguments,
                "--json", str(owned.path / f"{token}.json")]
-    owned.processes[token] = LocalProcess(command, cpus, owned.path, token)
-    return {"token": token, "pid": owned.processes[token].pid}
+    return _started(owned, token, LocalProcess(command, cpus, owned.path, token))
 
 
+@leased
 def start_neighbour(owner: str, duration_s: float, delay_s: float,
                     cpus: list[int]) -> dict[str, Any]:
     if (problem := _check_cpus(cpus)) is not None:
@@ -142,10 +261,17 @@ def start_neighbour(owner: str, duration_s: float, delay_s: float,
     token = owned.token("neighbour")
     command = [sys.executable, "-m", "iobench.benchmarks.run.neighbour",
                "--duration", str(duration_s), "--delay", str(delay_s)]
-    owned.processes[token] = LocalProcess(command, cpus, owned.path, token)
-    return {"token": token, "pid": owned.processes[token].pid}
+    return _started(owned, token, LocalProcess(command, cpus, owned.path, token))
 
 
+def _started(owned: Owned, token: str, process: LocalProcess) -> dict[str, Any]:
+    owned.processes[token] = process
+    if owned.reaper is not None:
+        owned.reaper.own_group(process.pid)  # the leader of its own group
+    return {"token": token, "pid": process.pid}
+
+
+@leased
 def poll(owner: str, tokens: list[str]) -> dict[str, int | None]:
     """Exit codes (None: running) of processes and servers; -1000 for one not known here."""
     owned = _OWNED.get(owner)
@@ -165,6 +291,7 @@ def poll(owner: str, tokens: list[str]) -> dict[str, int | None]:
 UNKNOWN_PROCESS = -1000
 
 
+@leased
 async def wait_exit(owner: str, tokens: list[str], timeout_s: float
                     ) -> dict[str, tuple[int | None, float | None]]:
     """Wait up to ``timeout_s`` for those of the processes started here to exit.
@@ -189,6 +316,7 @@ async def wait_exit(owner: str, tokens: list[str], timeout_s: float
         await asyncio.sleep(EXIT_POLL_S)
 
 
+@leased
 def output(owner: str, token: str) -> dict[str, Any]:
     """A process's exit code, stdout, stderr and JSON report (if it wrote one)."""
     owned = _OWNED.get(owner)
@@ -204,6 +332,7 @@ def output(owner: str, token: str) -> dict[str, Any]:
             "stderr": process.stderr_text(), "report": report}
 
 
+@leased
 def server_stderr(owner: str, token: str) -> str:
     owned = _OWNED.get(owner)
     if owned is None or token not in owned.servers:
@@ -211,6 +340,7 @@ def server_stderr(owner: str, token: str) -> str:
     return owned.servers[token][1].read_text(errors="replace")
 
 
+@leased
 def signal_server(owner: str, token: str, signum: int) -> None:
     """SIGSTOP/SIGCONT the server's whole process group (the neighbour scenario)."""
     owned = _OWNED.get(owner)
@@ -218,22 +348,32 @@ def signal_server(owner: str, token: str, signum: int) -> None:
         signal_server_process(owned.servers[token][0], signum)
 
 
+@leased
 def stop(owner: str, token: str) -> int | None:
     """Stop one process or server and everything it forked; its exit code."""
     owned = _OWNED.get(owner)
-    if owned is None:
-        return None
+    return None if owned is None else _stop_one(owned, token, STOP_TIMEOUT_S)
+
+
+def _stop_one(owned: Owned, token: str, timeout_s: float) -> int | None:
+    code = None
     if token in owned.processes:
-        return owned.processes.pop(token).stop(STOP_TIMEOUT_S)
-    if token in owned.servers:
+        process = owned.processes.pop(token)
+        code = process.stop(timeout_s)
+        pid = process.pid
+    elif token in owned.servers:
         server, _ = owned.servers.pop(token)
         signal_server_process(server, signal.SIGCONT)  # a stopped server holds its SIGTERM
-        code = server.stop()
+        code = server.stop(timeout_s)
         cgroup = owned.cgroups.pop(server.pid, None)
         if cgroup is not None:
             cgroup.remove()
-        return code
-    return None
+        pid = server.pid
+    else:
+        return None
+    if owned.reaper is not None:
+        owned.reaper.release_group(pid)  # reaped: the number may be someone else's now
+    return code
 
 
 def signal_server_process(server: ServerProcess, signum: int) -> None:
@@ -242,33 +382,50 @@ def signal_server_process(server: ServerProcess, signum: int) -> None:
             os.killpg(server.pid, signum)
 
 
+@leased
 def stop_all(owner: str) -> int:
     """Stop everything ``owner`` started on this host; how many processes were stopped."""
     owned = _OWNED.get(owner)
-    if owned is None:
-        return 0
+    return 0 if owned is None else _stop_everything(owned, STOP_TIMEOUT_S)
+
+
+def _stop_everything(owned: Owned, timeout_s: float) -> int:
     stopped = 0
     if owned.sampler is not None:
         owned.sampler.stop()
         owned.sampler = None
-    for token in list(owned.idle):
-        close_idle(owner, token)
-    for token in list(owned.counters):
-        syscalls_stop(owner, token)
+    for sockets in owned.idle.values():
+        for sock in sockets:
+            sock.close()
+    owned.idle.clear()
+    for counter in owned.counters.values():
+        with contextlib.suppress(Exception):  # its figures are not wanted any more
+            counter.stop()
+    owned.counters.clear()
     for token in [*owned.processes, *owned.servers]:
-        stop(owner, token)
+        _stop_one(owned, token, timeout_s)
         stopped += 1
     return stopped
 
 
+def _release(owned: Owned, timeout_s: float) -> None:
+    """Stop everything of ``owned`` (no longer in _OWNED), remove its folder, end its reaper."""
+    _stop_everything(owned, timeout_s)
+    owned.workdir.cleanup()
+    if owned.reaper is not None:
+        owned.reaper.close()
+
+
+@leased
 def forget(owner: str) -> None:
     """Stop everything and remove the owner's files (the launcher is closing)."""
-    stop_all(owner)
-    owned = _OWNED.pop(owner, None)
+    with _LOCK:
+        owned = _OWNED.pop(owner, None)
     if owned is not None:
-        owned.workdir.cleanup()
+        _release(owned, STOP_TIMEOUT_S)
 
 
+@leased
 def open_idle(owner: str, host: str, port: int, count: int) -> dict[str, Any]:
     """Open ``count`` connections that send nothing, and keep them here."""
     owned = _owned(owner)
@@ -285,6 +442,7 @@ def open_idle(owner: str, host: str, port: int, count: int) -> dict[str, Any]:
     return {"token": token}
 
 
+@leased
 def idle_closed(owner: str, token: str) -> int:
     """How many of the idle connections the server has closed (or reset)."""
     owned = _OWNED.get(owner)
@@ -301,12 +459,14 @@ def idle_closed(owner: str, token: str) -> int:
     return closed
 
 
+@leased
 def close_idle(owner: str, token: str) -> None:
     owned = _OWNED.get(owner)
     for sock in owned.idle.pop(token, []) if owned is not None else []:
         sock.close()
 
 
+@leased
 def syscalls_start(owner: str, pid: int) -> str:
     """Attach a system call counter to the tree of ``pid`` (the server) on this host."""
     owned = _owned(owner)
@@ -316,6 +476,7 @@ def syscalls_start(owner: str, pid: int) -> str:
     return token
 
 
+@leased
 def syscalls_switch(owner: str, token: str, on: bool) -> None:
     """Open (``on``) or close the counting window."""
     owned = _OWNED.get(owner)
@@ -324,6 +485,7 @@ def syscalls_switch(owner: str, token: str, on: bool) -> None:
         (counter.enable if on else counter.disable)()
 
 
+@leased
 def syscalls_stop(owner: str, token: str) -> dict[str, Any]:
     """What the counter counted, as the fields of a SyscallCounts."""
     owned = _OWNED.get(owner)
@@ -333,6 +495,7 @@ def syscalls_stop(owner: str, token: str) -> dict[str, Any]:
     return dataclasses.asdict(counter.stop())
 
 
+@leased
 def sampler_start(owner: str) -> float:
     """Start sampling on this host; its monotonic clock now."""
     owned = _owned(owner)
@@ -342,6 +505,7 @@ def sampler_start(owner: str) -> float:
     return time.monotonic()
 
 
+@leased
 def sampler_watch(owner: str, name: str, pid: int, exact: bool = True) -> str | None:
     """Watch the tree of ``pid`` (in its cgroup, for a server started here); how its CPU
     is counted ("cgroup2", "cgroup1", "psutil"), or None if it is gone."""
@@ -352,12 +516,14 @@ def sampler_watch(owner: str, name: str, pid: int, exact: bool = True) -> str | 
     return owned.sampler.accounting(name)
 
 
+@leased
 def sampler_sample(owner: str) -> None:
     owned = _OWNED.get(owner)
     if owned is not None and owned.sampler is not None:
         owned.sampler.sample()
 
 
+@leased
 def sampler_edge(owner: str, cpu_only: bool = False) -> dict[str, Any] | None:
     """An edge reading on this host (:meth:`Sampler.edge`), as plain values."""
     owned = _OWNED.get(owner)
@@ -368,6 +534,7 @@ def sampler_edge(owner: str, cpu_only: bool = False) -> dict[str, Any] | None:
             "trees": {name: dataclasses.asdict(r) for name, r in edge.trees.items()}}
 
 
+@leased
 def sampler_memory(owner: str, name: str) -> dict[str, Any] | None:
     """The PSS, USS and RSS of a watched tree on this host now."""
     owned = _OWNED.get(owner)
@@ -377,6 +544,7 @@ def sampler_memory(owner: str, name: str) -> dict[str, Any] | None:
     return dataclasses.asdict(memory) if memory is not None else None
 
 
+@leased
 def sampler_stop(owner: str) -> dict[str, Any] | None:
     """Stop sampling; every reading, as plain values, with this host's clock now."""
     owned = _OWNED.get(owner)

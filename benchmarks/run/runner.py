@@ -40,6 +40,13 @@ from iobench.servers.registry import get_model
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # Idle connections: let the server accept them (and start threads) before measuring.
 IDLE_SETTLE_S = 0.3
+# The kernel's count of a server's memory includes what it freed and the
+# kernel has not reclaimed yet: a failed accept() allocates a socket, freed a
+# grace period later, so a spinning busy-poll read 0.8 to 4.9 MB with no
+# connection, and 176 KB once stopped for 20 ms. Memory read outside the
+# measured window (before the first connection, after an idle cell's window)
+# is read with the server stopped this long.
+KERNEL_SETTLE_S = 0.05
 # Neighbour under load: the load generator starts (imports, connects) before the
 # neighbour's measured work begins, and runs a little longer than it.
 NEIGHBOUR_LOAD_LEAD_S = 0.5
@@ -85,6 +92,15 @@ def estimated_seconds(cell: Cell) -> float:
     return cell.warmup_s + work + lead + settle + CELL_OVERHEAD_S
 
 
+def server_params(cell: Cell) -> dict[str, Any]:
+    """The cell's model parameters, with ``request_bytes`` set to its message size
+    where the server does work per request and the profile did not set it: the
+    server counts requests by it (see iobench.servers.base.WORK_PARAMS)."""
+    if "work" in cell.params and "request_bytes" not in cell.params and cell.size_bytes:
+        return {**cell.params, "request_bytes": cell.size_bytes}
+    return cell.params
+
+
 def neighbour_load_s(cell: Cell) -> float:
     """How long the neighbour works beside a loaded server."""
     return max(cell.duration_s, NEIGHBOUR_MIN_LOAD_S)
@@ -115,6 +131,20 @@ class CellContext:
     rate_rps: float | None = None
     # Scale scenario: a longer load-generator time-out for a server that forks slowly.
     loadgen_timeout_s: float | None = None
+
+
+def settled_memory(server: ServerHandle, sampler: Sampler) -> Memory | None:
+    """The server's memory read while it is stopped for KERNEL_SETTLE_S, so the kernel's
+    count holds what the server holds and not what it has just freed.
+
+    Only outside a measured window: the stop would show in its figures.
+    """
+    server.pause()
+    try:
+        time.sleep(KERNEL_SETTLE_S)
+        return sampler.memory("server")
+    finally:
+        server.resume()
 
 
 class Runner:
@@ -195,9 +225,9 @@ class Runner:
         assert cell.model is not None
         context.loadgen_timeout_s = RUN_SCENARIOS[cell.scenario].prepare(
             cell, self.launcher, self.settings.loadgen_timeout_s)
-        context.server = self.launcher.start_server(cell.model, cell.params)
+        context.server = self.launcher.start_server(cell.model, server_params(cell))
         context.sampler.watch("server", context.server.pid, cgroup=context.server.cgroup)
-        context.baseline_memory = context.sampler.memory("server")
+        context.baseline_memory = settled_memory(context.server, context.sampler)
         if cell.mode == "idle":
             self._idle(context)
         else:
@@ -223,7 +253,7 @@ class Runner:
             else:
                 time.sleep(cell.duration_s)
             context.edges = (first, sampler.edge())
-            context.memory = sampler.memory("server")
+            context.memory = settled_memory(server, sampler)
             closed = sum(1 for s in sockets if _peer_closed(s))
             if closed:
                 raise CellFailed(f"the server closed {closed} of {cell.connections} idle "
@@ -238,7 +268,7 @@ class Runner:
                         duration, cell.warmup_s, cell.size_bytes, context.rate_rps,
                         self.settings.loadgen_workers,
                         context.loadgen_timeout_s or self.settings.loadgen_timeout_s,
-                        idle=cell.idle)
+                        idle=cell.idle, requests_per_connection=cell.requests_per_connection)
         # Attached before the load starts: threads and processes the server
         # starts for its connections inherit the counters.
         counter = context.syscall_counter = RUN_SCENARIOS[cell.scenario].syscall_counter(
@@ -304,11 +334,14 @@ class Runner:
                              f"{self._stderr_note(server)}")
         context.report = result.report
         self._check_server(server)
-        if not result.report.ok or result.report.error_count:
+        # "starved: N of M connections unanswered after T s", or a worker's crash.
+        failure = result.report.failure
+        if failure or not result.report.ok or result.report.error_count:
             assert cell.model is not None
             errors = m.error_summary(result.report)
             raise CellFailed(scale.starvation(get_model(cell.model), cell, errors)
-                             or f"the load generator reported {errors}"
+                             or (f"{failure}; " if failure else "")
+                             + f"the load generator reported {errors}"
                              f"{self._stderr_note(server)}")
         if result.returncode != 0:
             raise CellFailed(f"the load generator exited with code {result.returncode}: "
@@ -403,6 +436,7 @@ class Runner:
             size_bytes=cell.size_bytes, rate_rps=context.rate_rps,
             peak_fraction=cell.peak_fraction, phase=cell.phase,
             idle_connections=cell.idle, repetition=cell.repetition,
+            requests_per_connection=cell.requests_per_connection,
             status=STATUS_FAILED if reason else STATUS_OK, reason=reason,
             placement=placement.as_dict(),
             started=started, duration_s=round(time.monotonic() - context.origin_s, 3),
@@ -422,7 +456,13 @@ class Runner:
             if edges is None and context.edges_note:
                 record.notes[m.CPU_UNMEASURED] = context.edges_note
             m.memory_metrics(metrics, context.memory, context.baseline_memory,
-                             cell.held_connections)
+                             cell.held_connections, record.notes)
+            if (metrics.kernel_bytes_per_connection is not None and cell.mode != "idle"
+                    and cell.model is not None and get_model(cell.model).spins):
+                record.notes[m.KERNEL_MEMORY] = (
+                    f"read under load, when {cell.model} could not be stopped to settle it: "
+                    f"the sockets its failed accept() calls allocate count until the kernel "
+                    f"frees them (megabytes), so it reads high over few connections")
             if report is not None:
                 m.load_metrics(metrics, report, server_stats)
                 record.flags += [f for f in m.load_flags(report) if f not in record.flags]
@@ -442,6 +482,11 @@ class Runner:
                 metrics.neighbour_ratio = round(context.neighbour_ops_per_s / paused, 4)
             elif cell.phase == "solo":
                 metrics.neighbour_ratio = 1.0
+        if context.server is not None:
+            record.server = context.server.reported()
+            share = (record.server or {}).get("busiest_worker_share")
+            if share is not None:
+                metrics.busiest_worker_share = round(share, 4)
         if context.syscalls is not None:
             record.syscalls = context.syscalls.per_request(metrics.throughput_rps)
             metrics.syscalls_per_request = record.syscalls["per_request"]

@@ -1,15 +1,19 @@
-"""psutil sampling of whole process trees, from a thread of the runner.
+"""Readings of whole process trees: at the window's edges by the runner, and in a thread.
 
-CPU comes from cumulative ``cpu_times()`` deltas (README.md, Method: measurement
-rules), never from one ``cpu_percent()`` call: the CPU a tree used between two
-readings is exact however late the sampling thread wakes up. Trees, because a
-model may fork (prefork, fork per connection): every reading walks the root's
-descendants. A child's CPU stays counted after it exits through its
-parent's ``children_user``/``children_system`` (the times of reaped
-children), so a child born and reaped between two readings is not missed;
-see :meth:`ProcessTree.read`.
+The server's CPU over a cell is the difference of cumulative counters read
+at two edges inside the load generator's window (run/window.py picks them),
+never one ``cpu_percent()`` call: what a tree used between two readings is
+exact however late a reading comes. Where the server has a cgroup, its CPU
+is the cgroup's own counter, read alone and cheaply at every edge
+(``Sampler.edge(cpu_only=True)``); without one, ``cpu_times()`` of every process of
+the tree, a child's CPU counted after it exits through its parent's
+``children_user``/``children_system`` (see :meth:`ProcessTree.read`).
+Trees, because a model may fork (prefork, fork per connection): a full
+reading walks the root's descendants for threads, descriptors, context
+switches and memory. The sampling thread adds full readings every
+``interval_s`` for the peaks and the plots; it reads no per-process CPU
+beside a cgroup.
 """
-
 from __future__ import annotations
 
 import itertools
@@ -212,6 +216,7 @@ class ProcessTree:
         each shared page among the processes that map it, so a forking
         server's copy-on-write pages count once for the tree, as RSS cannot.
         """
+        kernel, kernel_note = self.kernel_memory()
         totals: dict[str, int] = {}
         read = 0
         for proc in self._members():
@@ -226,7 +231,25 @@ class ProcessTree:
         return Memory(totals.get("Pss", 0),
                       totals.get("Private_Clean", 0) + totals.get("Private_Dirty", 0)
                       + totals.get("Private_Hugetlb", 0),
-                      totals.get("Rss", 0), read, pss_anon_bytes=totals.get("Pss_Anon"))
+                      totals.get("Rss", 0), read, pss_anon_bytes=totals.get("Pss_Anon"),
+                      kernel_bytes=kernel, kernel_note=kernel_note)
+
+    def kernel_memory(self) -> tuple[int | None, str | None]:
+        """What the kernel holds for the tree (its cgroup's count), or None and why.
+
+        Sockets and their buffers, kernel stacks, epoll items, io_uring rings
+        and page tables are the kernel's, in no process's PSS; only a cgroup
+        the tree was started in can count them (see
+        :func:`iobench.benchmarks.run.accounting.kernel_memory`).
+        """
+        if self.cgroup is None:
+            return None, "the server runs in no cgroup of its own (see cpu_accounting)"
+        if self.cgroup.kernel is None:
+            return None, self.cgroup.kernel_note or "no cgroup counts kernel memory here"
+        kernel = self.cgroup.kernel_bytes()
+        if kernel is None:
+            return None, f"{self.cgroup.kernel.path}'s kernel memory counters could not be read"
+        return kernel, None
 
 
 @dataclass(frozen=True)
@@ -236,6 +259,9 @@ class Memory:
     ``pss_anon_bytes``: the PSS of anonymous pages (heap, stacks, buffers),
     which no process outside the tree shares, unlike the libraries' pages in
     PSS and USS; None where the kernel does not say (before Linux 5.9).
+    ``kernel_bytes``: what the kernel holds for the tree outside those pages
+    (sockets, kernel stacks...), read from its cgroup just before them; None
+    where nothing counts it, and ``kernel_note`` says why.
     """
 
     pss_bytes: int
@@ -243,6 +269,8 @@ class Memory:
     rss_bytes: int
     processes: int
     pss_anon_bytes: int | None = None
+    kernel_bytes: int | None = None
+    kernel_note: str | None = None
 
 
 def _smaps_rollup(pid: int) -> dict[str, int] | None:

@@ -11,12 +11,13 @@ counted, flags of its own) instead of testing the name.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from iobench.benchmarks.results.record import CellRecord
 from iobench.benchmarks.run.cells import Cell, cell_key
-from iobench.benchmarks.run.checks import Keys
+from iobench.benchmarks.run.checks import MAX_CELLS, Keys
 from iobench.benchmarks.run.launcher import Launcher
 from iobench.benchmarks.run.syscalls import SyscallCounter, UnavailableCounter
 
@@ -63,6 +64,17 @@ class RunScenario:
                params: dict[str, dict[str, Any]]) -> Iterable[Cell]:
         """The section's cells for ``models`` (``params``: the profile's [params])."""
         raise NotImplementedError
+
+    def count(self, section: dict[str, Any], models: list[str]) -> int:
+        """How many cells :meth:`expand` yields, for a matrix checked against its limits
+        before it is built (``matrix.check_size``).
+
+        A scenario computes it from the lengths of its lists, without building a
+        cell. This default builds and drops them one at a time, and stops just past
+        :data:`MAX_CELLS`, so it stays bounded in time and memory whatever the lists.
+        """
+        cells = self.expand(section, models, {})
+        return sum(1 for _ in itertools.islice(cells, MAX_CELLS + 1))
 
     def prepare(self, cell: Cell, launcher: Launcher, loadgen_timeout_s: float) -> float | None:
         """Before the server starts: CellFailed if a limit rules the cell out, or a longer

@@ -36,7 +36,7 @@ from typing import Any
 
 import psutil
 
-from iobench.common.lifeline import child_setup
+from iobench.common.lifeline import spawn_command
 
 # The calls the models make to wait, read, write, accept and close, by the
 # name of their tracepoint. Everything else is counted as "other" (the
@@ -184,9 +184,9 @@ class SyscallCounter:
         command = ["perf", "stat", "-x", ",", "--no-big-num", "-e", ",".join(events),
                    "-p", ",".join(map(str, pids)), "--delay", "-1",
                    "--control", f"fifo:{control},{ack}", "-o", str(self._output)]
-        self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                      preexec_fn=child_setup())  # dies with the runner
+        self._proc = subprocess.Popen(spawn_command(command),  # dies with the runner
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE)
         # O_RDWR: opening a FIFO so never waits for the other end, and each
         # answer is awaited with a timeout, so a perf that dies cannot hang the run.
         self._control = os.open(control, os.O_RDWR)
@@ -343,9 +343,9 @@ class StraceCounter(SyscallCounter):
         command = ["strace", "-c", "-f", "-o", str(self._output)]
         for pid in pids:
             command += ["-p", str(pid)]
-        self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                      preexec_fn=child_setup())  # dies with the runner
+        self._proc = subprocess.Popen(spawn_command(command),  # dies with the runner
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE)
         # strace says "Process N attached" on stderr for each process once it
         # is traced; counting starts when the first has been.
         assert self._proc.stderr is not None

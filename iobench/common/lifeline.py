@@ -9,20 +9,22 @@ to do it: ``PR_SET_PDEATHSIG`` sends the child SIGKILL when its parent exits.
 
 The signal follows the *thread* that forked the child, so children must be
 started from a thread that lives as long as they should (the main thread).
+A child started with :func:`spawn_command` sets the flag itself, after exec.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
-import resource
 import signal
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Sequence
+
+from iobench.common import spawn
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
-# Loaded once in the parent: a child between fork() and exec() should not
+# Loaded once in the parent: a forked child (a forking server's) should not
 # have to load a library.
 _libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
@@ -41,27 +43,26 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def child_setup(cpus: Iterable[int] | None = None,
-                fd_limit: int | None = None,
-                cgroup_procs: str | None = None) -> Callable[[], None]:
-    """A ``preexec_fn`` for subprocess: die with this process, and run on ``cpus``.
+def spawn_command(command: list[str], cpus: Iterable[int] | None = None,
+                  fd_limit: int | None = None,
+                  cgroup_procs: str | Sequence[str] | None = None) -> list[str]:
+    """``command`` behind the exec wrapper (:mod:`iobench.common.spawn`): it dies with
+    this process, and runs on ``cpus``.
 
     ``fd_limit`` sets the child's descriptor limit (soft and hard), for tests
     of what a server does when it runs out. ``cgroup_procs``: a cgroup's
-    ``cgroup.procs`` file the child joins before it execs, so everything it
-    will fork is accounted for in that cgroup.
+    ``cgroup.procs`` file (or several, one per hierarchy) the child joins
+    before it execs the command, so everything it will fork is accounted for
+    there. The wrapper makes
+    these settings itself after exec, so nothing runs in Python between fork
+    and exec (no ``preexec_fn``: unsafe in a threaded process); a set-up that
+    fails exits with :data:`iobench.common.spawn.SETUP_FAILED`.
     """
-    parent = os.getpid()
-    cpu_set = set(cpus) if cpus is not None else None
-
-    def setup() -> None:
-        die_with_parent(parent)
-        if cgroup_procs is not None:
-            with open(cgroup_procs, "w") as procs:
-                procs.write(str(os.getpid()))
-        if cpu_set:
-            os.sched_setaffinity(0, cpu_set)
-        if fd_limit is not None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, fd_limit))
-
-    return setup
+    wrapper = [sys.executable, spawn.__file__, "--parent", str(os.getpid())]
+    if cpus:
+        wrapper += ["--cpus", ",".join(str(cpu) for cpu in sorted(set(cpus)))]
+    if fd_limit is not None:
+        wrapper += ["--fd-limit", str(fd_limit)]
+    for procs_file in [cgroup_procs] if isinstance(cgroup_procs, str) else cgroup_procs or []:
+        wrapper += ["--cgroup-procs", procs_file]
+    return [*wrapper, "--", *command]

@@ -21,3 +21,4 @@ def cgroup() -> Iterator[accounting.Cgroup]:
     finally:
         assert made.remove(), f"{made.path} could not be removed"
     assert not made.path.exists()
+    assert made.kernel is None or not made.kernel.path.exists()

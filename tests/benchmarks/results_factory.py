@@ -222,6 +222,11 @@ SCALE_THROUGHPUT_RPS = 12000.0
 SCANNING = ("busy-poll", "poll-sleep", "select", "poll", "sigio")
 # What one idle connection adds to a server: a thread's stack pages, or a socket's state.
 IDLE_CONNECTION_BYTES = {"threads": 24 * 1024}
+# What it adds in the kernel: a socket (about 3.8 KB), and a thread's kernel
+# stack and task beside it (about 31 KB), as measured on Linux 6.18.
+IDLE_CONNECTION_KERNEL_BYTES = {"threads": 31 * 1024}
+SOCKET_KERNEL_BYTES = 3800
+KERNEL_BASELINE_BYTES = 200 * 1024
 
 
 def scale_cell(rng: random.Random, model: str, idle: int, repetition: int) -> dict[str, Any]:
@@ -253,6 +258,13 @@ def scale_cell(rng: random.Random, model: str, idle: int, repetition: int) -> di
     for name in ("peak_rss_bytes", "rss_bytes", "pss_bytes", "uss_bytes"):
         metrics[name] += added
     metrics["peak_fds"] += idle
+    per_connection = IDLE_CONNECTION_KERNEL_BYTES.get(model, SOCKET_KERNEL_BYTES)
+    metrics["kernel_baseline_bytes"] = KERNEL_BASELINE_BYTES
+    metrics["kernel_bytes"] = KERNEL_BASELINE_BYTES + (16 + idle) * per_connection
+    metrics["kernel_bytes_per_connection"] = float(per_connection)
+    if metrics.get("pss_per_connection_bytes") is not None:
+        metrics["memory_per_connection_bytes"] = (metrics["pss_per_connection_bytes"]
+                                                  + per_connection)
     return cell
 
 

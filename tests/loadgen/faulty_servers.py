@@ -180,3 +180,62 @@ class MessageCounter:
     def snapshot(self) -> list[int]:
         with self.lock:
             return sorted(self.arrivals)
+
+
+class SerialServer:
+    """One client at a time, as a blocking server without threads serves them.
+
+    Accepts a connection, echoes it uppercased until it closes or resets,
+    then accepts the next: every other client waits behind the one it
+    serves, and behind an idle one for ever. ``backlog`` small and
+    ``accepting`` false make a listener that never accepts, whose queue fills.
+    ``peers`` are the clients' addresses in the order served; ``resets`` how
+    many ended with a reset rather than end of file.
+    """
+
+    def __init__(self, *, backlog: int = 128, accepting: bool = True) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0), backlog=backlog)
+        self.port: int = self.listener.getsockname()[1]
+        self.peers: list[tuple[str, int]] = []
+        self.resets = 0
+        self.current: socket.socket | None = None
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        if accepting:
+            self.thread.start()
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _serve(self) -> None:
+        while not self.stopping:
+            try:
+                conn, peer = self.listener.accept()
+            except OSError:
+                return
+            self.current = conn
+            self.peers.append(peer)
+            try:
+                while data := conn.recv(RECV_SIZE):
+                    conn.sendall(data.upper())
+            except ConnectionResetError:
+                self.resets += 1
+            except OSError:
+                pass
+            finally:
+                conn.close()
+                self.current = None
+
+    def stop(self) -> None:
+        self.stopping = True
+        for sock in (self.listener, self.current):
+            if sock is None:
+                continue
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if self.thread.is_alive():
+            self.thread.join(JOIN_TIMEOUT)
+        self.listener.close()

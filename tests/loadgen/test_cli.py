@@ -97,7 +97,8 @@ def test_params_record_exactly_what_ran() -> None:
     assert params.validate().record() == {
         "target": "[::1]:8000", "mode": "open", "connections": 3, "duration_s": 5.0,
         "warmup_s": 1.0, "size_bytes": 64, "rate_rps": 250.0, "arrival": "poisson",
-        "workers": 3, "timeout_s": 5.0, "expect": "upper", "idle": 0}
+        "workers": 3, "timeout_s": 5.0, "expect": "upper", "idle": 0,
+        "requests_per_connection": None}
 
 
 def test_validate_raises_usage_error() -> None:

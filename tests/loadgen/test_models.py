@@ -26,7 +26,8 @@ TOP_FIELDS = {"schema", "params", "requests", "measured_s", "throughput_rps", "l
               "latency_uncorrected", "errors", "client", "client_saturated", "behind_schedule",
               "ok"}
 PARAM_FIELDS = {"target", "mode", "connections", "duration_s", "warmup_s", "size_bytes",
-                "rate_rps", "arrival", "workers", "timeout_s", "expect", "idle"}
+                "rate_rps", "arrival", "workers", "timeout_s", "expect", "idle",
+                "requests_per_connection"}
 ERROR_FIELDS = {"mismatch", "connect", "reset", "timeout", "short", "idle_closed", "total"}
 CLIENT_FIELDS = {"workers", "cpu_percent", "target_rate_rps", "achieved_rate_rps",
                  "max_schedule_lag_us", "idle_connected", "idle_open"}
@@ -64,7 +65,10 @@ def check_format(result: dict[str, Any]) -> None:
     assert result["throughput_rps"] == pytest.approx(result["requests"] / result["measured_s"],
                                                      rel=1e-3)
     slack = result["params"]["connections"] if result["params"]["mode"] == "open" else 0
-    check_latency(result["latency"], result["requests"], slack)
+    # Closed loop: a request unanswered when the window closed is in the
+    # histogram at its age then, beside every response counted.
+    unanswered = (result["unanswered"] or {}).get("requests", 0)
+    check_latency(result["latency"], result["requests"] + unanswered, slack)
     if result["latency_uncorrected"] is not None:
         check_latency(result["latency_uncorrected"], result["requests"], slack)
 

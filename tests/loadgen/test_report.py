@@ -7,7 +7,7 @@ import pytest
 from iobench.loadgen import LoadParams
 from iobench.loadgen.report import ClientReport, LoadReport
 from iobench.loadgen.runner import build_result
-from tests.loadgen.test_runner import worker_result
+from tests.loadgen.test_runner import encoded, worker_result
 
 
 def test_a_report_reads_back_what_it_wrote() -> None:
@@ -42,3 +42,23 @@ def test_nulls_and_missing_keys_take_the_defaults() -> None:
 def test_what_is_not_a_load_report_is_refused(data: object) -> None:
     with pytest.raises(ValueError, match="not a load generator report"):
         LoadReport.from_json(data)  # type: ignore[arg-type]
+
+
+def test_churn_and_the_windows_edges_read_back_and_lose_their_histograms_in_a_cell() -> None:
+    params = LoadParams(target="127.0.0.1:9000", connections=2, duration_s=1.0,
+                        requests_per_connection=1)
+    worker = worker_result(0, {100: 600})
+    worker.connections_completed = worker.connects = 600
+    worker.connect_histogram = encoded({40: 600})
+    worker.unanswered = 2
+    worker.unanswered_histogram = encoded({30: 2})
+    worker.connect_errors = {"ECONNREFUSED": 1}
+    report = build_result(params, [worker])
+    assert LoadReport.from_json(report.to_json()) == report
+    assert report.churn is not None and report.churn["connections_per_s"] == 600.0
+    assert report.connect_errors == {"ECONNREFUSED": 1} and report.starved is None
+    stripped = report.without_histograms()
+    assert "histogram" not in stripped["churn"]["connect_latency"]
+    assert "histogram" not in stripped["unanswered"]
+    assert stripped["churn"]["connect_latency"]["p50_us"] == 40.0
+    assert report.churn["connect_latency"]["histogram"]  # the report itself keeps it

@@ -1,7 +1,7 @@
 """Acceptance: every model that waits uses next to nothing when idle.
 
 Only a model that spins (``spins = True``: busy-poll) is left out; its side of
-the claim is checked through the runner in tests/benchmarks/test_runner.py.
+the claim is checked through the runner in tests/benchmarks/run/test_runner.py.
 A model that cannot run here (uvloop or liburing missing) shows as skipped,
 with the reason.
 

@@ -23,8 +23,9 @@ def _load(name: str) -> ReportScenario:
 
 REPORT_SCENARIOS: dict[str, ReportScenario] = {name: _load(name) for name in SCENARIOS}
 # Every plot's caption and the scenario that shows it, by file stem.
-FIGURE_CAPTIONS: dict[str, str] = {stem: caption for scenario in REPORT_SCENARIOS.values()
-                                   for stem, caption in scenario.figures}
-FIGURE_SCENARIOS: dict[str, str] = {stem: scenario.name
+FIGURE_CAPTIONS: dict[str, str] = {figure.stem: figure.caption
+                                   for scenario in REPORT_SCENARIOS.values()
+                                   for figure in scenario.figures}
+FIGURE_SCENARIOS: dict[str, str] = {figure.stem: scenario.name
                                     for scenario in REPORT_SCENARIOS.values()
-                                    for stem, _ in scenario.figures}
+                                    for figure in scenario.figures}

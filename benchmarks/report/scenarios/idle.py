@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from iobench.benchmarks.report.finding import (
     Finding,
     Notes,
@@ -12,9 +14,60 @@ from iobench.benchmarks.report.finding import (
     median,
     value,
 )
-from iobench.benchmarks.report.presentation import plural
-from iobench.benchmarks.report.scenario import Headline, ReportScenario
+from iobench.benchmarks.report.plots import (
+    mark_failed,
+    panel_figure,
+)
+from iobench.benchmarks.report.presentation import (
+    family_order,
+    model_colour,
+    model_family,
+    plural,
+    series_label,
+    series_sort_key,
+)
+from iobench.benchmarks.report.scenario import FigureSpec, Headline, ReportScenario
 from iobench.benchmarks.results.loader import Run
+
+
+def fig_idle_cpu(run: Run) -> Any | None:
+    """One panel per idle-connection count, one labelled bar per model in family order.
+
+    Bars are named on the axis, so thirteen models stay readable without a legend
+    to decode; the colours still follow the families.
+    """
+    idle = run.scenario("idle")
+    if not idle:
+        return None
+    counts = sorted({g.connections or 0 for g in idle})
+    fig, grid = panel_figure(run, "Idle server CPU (no requests)", columns=len(counts),
+                             panels=1, width=8.0 if len(counts) == 1 else 7.0)
+    failed: list[bool] = [False]
+    for ax, count in zip(grid[0], counts, strict=True):
+        members = sorted((g for g in idle if (g.connections or 0) == count),
+                         key=lambda g: (family_order(model_family(g.model)),
+                                        series_sort_key(g)))
+        labels = [series_label(g) for g in members]
+        for position, group in enumerate(members):
+            spread = group.metric("server_cpu_percent")
+            if group.failed:
+                mark_failed(ax, [position], failed)
+                continue
+            if spread is None:
+                continue
+            error = [[spread.median - spread.low], [spread.high - spread.median]] \
+                if spread.count > 1 else None
+            ax.bar(position, spread.median, width=0.75, color=model_colour(str(group.model)),
+                   yerr=error, capsize=2, error_kw={"elinewidth": 0.8})
+            ax.annotate(f"{spread.median:.1f}", (position, spread.median), ha="center",
+                        va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
+        ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=8)
+        ax.set_title(f"{count} idle connections", fontsize=10)
+        ax.set_ylabel("server CPU (% of one core)")
+        ax.set_ylim(bottom=0, top=max(110.0, ax.get_ylim()[1]))
+        ax.axhline(100, color="#888888", linestyle=":", linewidth=1)
+        ax.grid(True, axis="y", alpha=0.3)
+    return fig
 
 
 def findings(run: Run) -> list[Finding]:
@@ -46,6 +99,7 @@ def findings(run: Run) -> list[Finding]:
     detail = ["Idle server CPU, no requests:", "", *markdown_table(headers, rows), *notes.lines()]
     return claim_finding(run, "busy_poll_burns_cpu", summary, detail)
 
+
 SCENARIO = ReportScenario(
     name="idle",
     title="Idle: connections open, no requests",
@@ -56,7 +110,7 @@ SCENARIO = ReportScenario(
     metrics=("server_cpu_percent", "ctx_voluntary_per_s", "pss_bytes",
              "pss_per_connection_bytes", "peak_threads"),
     key_metric="server_cpu_percent",
-    figures=(("idle_cpu", "Idle server CPU"),),
+    figures=(FigureSpec("idle_cpu", "Idle server CPU", fig_idle_cpu),),
     headlines=(Headline("idle_cpu", "server_cpu_percent", "idle server CPU",
                         lambda groups: max(groups, key=lambda g: g.connections or 0)),),
     findings=findings,

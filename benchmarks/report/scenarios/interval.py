@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from iobench.benchmarks.report.finding import (
     Finding,
     Notes,
@@ -11,14 +13,62 @@ from iobench.benchmarks.report.finding import (
     median,
     value,
 )
+from iobench.benchmarks.report.plots import (
+    finish_axes,
+    line_plot,
+    new_figure,
+)
 from iobench.benchmarks.report.presentation import (
     format_duration_s,
+    model_colour,
     plural,
     series_label,
     series_sort_key,
+    style,
 )
-from iobench.benchmarks.report.scenario import ReportScenario
-from iobench.benchmarks.results.loader import Run
+from iobench.benchmarks.report.scenario import FigureSpec, ReportScenario
+from iobench.benchmarks.results.loader import CellGroup, Run
+
+
+def interval_of(group: CellGroup) -> float | None:
+    value = group.params.get("interval")
+    return float(value) if isinstance(value, int | float) else None
+
+
+def fig_poll_sleep_tradeoff(run: Run) -> Any | None:
+    groups = run.scenario("interval")
+    swept = [g for g in groups if interval_of(g) is not None]
+    if not swept:
+        return None
+    references = [g for g in groups if interval_of(g) is None]
+    rate = swept[0].rate_rps
+    fig, axes = new_figure(run, "Poll-sleep trade-off: sleep interval vs latency and CPU"
+                           + (f" (open loop, {rate:,.0f} req/s)" if rate else ""), ncols=2)
+    intervals_us = [interval_of(g) * 1e6 for g in swept]  # type: ignore[operator]
+    failed: list[bool] = [False]
+    for ax, metric, ylabel in ((axes[0], "p50_us", "p50 latency (us)"),
+                               (axes[1], "server_cpu_percent", "server CPU (% of one core)")):
+        drawn = line_plot(ax, swept, lambda g: interval_of(g) * 1e6,  # type: ignore[operator]
+                       metric, failed_label=failed,
+                       label_of=lambda g: f"{g.model} (interval swept)")
+        for ref in references:
+            spread = ref.metric(metric)
+            if spread is None:
+                continue
+            drawn.ys.append(spread.median)
+            ax.axhline(spread.median, color=model_colour(str(ref.model)), linestyle="--",
+                       label=f"{series_label(ref)} (reference)")
+        if metric == "p50_us":
+            base = next((r.metric("p50_us") for r in references if r.model == "select"), None)
+            if base is not None:
+                guide = sorted(intervals_us)
+                guide_ys = [base.median + i / 2 for i in guide]
+                drawn.ys += guide_ys
+                ax.plot(guide, guide_ys, color="#777777", linestyle=":",
+                        label="select p50 + interval/2 (expected)")
+        ax.set_title(style(metric).title, fontsize=10)
+        finish_axes(ax, "sleep interval (us)", ylabel, intervals_us, drawn)
+    return fig
 
 
 def findings(run: Run) -> list[Finding]:
@@ -55,12 +105,14 @@ def findings(run: Run) -> list[Finding]:
               *notes.lines()]
     return claim_finding(run, "sleep_raises_latency", summary, detail)
 
+
 SCENARIO = ReportScenario(
     name="interval",
     title="Poll-sleep interval sweep",
     description="poll-sleep at several sleep intervals against reference models, same rate.",
     metrics=("throughput_rps", "p50_us", "p99_us", "server_cpu_percent", "cpu_us_per_request"),
     key_metric="p50_us",
-    figures=(("poll_sleep_tradeoff", "Poll-sleep: sleep interval vs latency and CPU"),),
+    figures=(FigureSpec("poll_sleep_tradeoff", "Poll-sleep: sleep interval vs latency and CPU",
+                        fig_poll_sleep_tradeoff),),
     findings=findings,
 )

@@ -6,6 +6,8 @@ article"), with the thresholds in ``iobench.benchmarks.report.scale``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from iobench.benchmarks.report.blocks import Block, Bullets, Heading, Paragraph, Table
 from iobench.benchmarks.report.finding import (
     Finding,
@@ -15,7 +17,18 @@ from iobench.benchmarks.report.finding import (
     markdown_table,
     verdict_of,
 )
-from iobench.benchmarks.report.presentation import plural, style
+from iobench.benchmarks.report.plots import (
+    log_axis,
+    multiples_line_figure,
+    new_figure,
+    payload_label,
+    spans_decades,
+)
+from iobench.benchmarks.report.presentation import (
+    model_colour,
+    plural,
+    style,
+)
 from iobench.benchmarks.report.scale import (
     COST_METRIC,
     closed_series,
@@ -23,13 +36,78 @@ from iobench.benchmarks.report.scale import (
     memory_per_connection,
     models_that,
 )
-from iobench.benchmarks.report.scenario import FigureLookup, ReportScenario
-from iobench.benchmarks.results.loader import Run
+from iobench.benchmarks.report.scenario import FigureLookup, FigureSpec, ReportScenario
+from iobench.benchmarks.results.loader import CellGroup, Run
 from iobench.servers.base import Watching
 
+
+def watched(group: CellGroup) -> float:
+    """Connections the server watches: the idle crowd plus the active ones (never 0,
+    so the no-idle point has a place on a log axis)."""
+    return float(group.idle_connections + (group.connections or 0))
+
+
+def fig_scale(run: Run) -> Any | None:
+    """Throughput and CPU per request as idle connections grow: the C10K curve."""
+    closed = [g for g in run.scenario("scale") if g.mode == "closed"]
+    if not closed:
+        return None
+    active = closed[0].connections
+    columns = [("throughput_rps", "throughput (requests/s)", "throughput", lambda g: True),
+               ("cpu_us_per_request", "server CPU per request (us)", "CPU per request",
+                lambda g: True)]
+    return multiples_line_figure(
+        run, f"{active} active connections beside idle ones (closed loop, "
+             f"{payload_label(closed[0].size_bytes)})",
+        closed, columns, watched, f"connections watched ({active} active + idle)")
+
+
+def fig_scale_memory(run: Run) -> Any | None:
+    """What one idle connection adds to each model's server: the process's memory and,
+    stacked on it, the kernel's (sockets, kernel stacks), one bar per model."""
+    found = memory_per_connection(run)
+    if not found:
+        return None
+    found.sort(key=lambda m: (m.total_bytes_per_connection or m.bytes_per_connection))
+    metrics = {m.metric for m in found}
+    what = "PSS" if metrics == {"pss_bytes"} else "RSS" if metrics == {"peak_rss_bytes"} \
+        else "PSS (RSS where PSS was not measured)"
+    kernel = any(m.kernel_bytes_per_connection is not None for m in found)
+    title = (f"Memory per idle connection: the process's ({what}) and the kernel's"
+             if kernel else f"Memory per idle connection ({what})")
+    fig, (ax,) = new_figure(run, f"{title}, from the most idle cell vs none")
+    colours = [model_colour(m.model.split(" ")[0]) for m in found]
+    user = [max(m.bytes_per_connection, 0.0) / 1024 for m in found]
+    ax.barh(range(len(found)), user, color=colours)
+    totals = list(user)
+    if kernel:
+        # A kernel figure below zero (noise over few connections) draws nothing.
+        kernel_kib = [max(m.kernel_bytes_per_connection or 0.0, 0.0) / 1024 for m in found]
+        ax.barh(range(len(found)), kernel_kib, left=user, color=colours, alpha=0.45,
+                hatch="//", edgecolor="black", linewidth=0.3)
+        totals = [u + k for u, k in zip(user, kernel_kib, strict=True)]
+        # The parts in grey: the bars take their model's colour.
+        ax.barh([0], [0], color="grey", label=f"process ({what})")
+        ax.barh([0], [0], color="grey", alpha=0.45, hatch="//", edgecolor="black",
+                linewidth=0.3, label="kernel (the server's cgroup)")
+    ax.set_yticks(range(len(found)), [f"{m.model} ({m.idle:,} idle)" for m in found],
+                  fontsize=8)
+    ax.set_xlabel("KiB per idle connection" + (" (process + kernel)" if kernel else f" ({what})"))
+    # A log axis would misdraw stacked parts: linear, unless totals span decades
+    # without a kernel part to stack.
+    if not kernel and spans_decades(totals):
+        ax.set_xscale("log")
+        log_axis(ax.xaxis, totals)
+    ax.grid(True, axis="x", which="major", alpha=0.3)
+    return fig
+
+
 FIGURES = (
-    ("scale", "Throughput and CPU per request vs connections watched (16 active + idle)"),
-    ("scale_memory", "Memory per idle connection, per model"),
+    FigureSpec("scale",
+               "Throughput and CPU per request vs connections watched (16 active + idle)",
+               fig_scale),
+    FigureSpec("scale_memory", "Memory per idle connection, per model: the process's and "
+               "the kernel's", fig_scale_memory),
 )
 
 
@@ -54,27 +132,35 @@ def section(run: Run, figure: FigureLookup) -> list[Block]:
         blocks.append(Heading(3, f"{verdict.claim}: {verdict.verdict}"))
         if verdict.evidence:
             blocks.append(Bullets(verdict.evidence))
-    for stem, _ in FIGURES:
-        drawn = figure(stem)
+    for spec in FIGURES:
+        drawn = figure(spec.stem)
         if drawn is not None:
             blocks.append(drawn)
     memory = memory_per_connection(run)
     if memory:
-        rows = [[m.model, f"{m.bytes_per_connection / 1024:,.1f}",
+        rows = [[m.model, _kib(m.bytes_per_connection), _kib(m.kernel_bytes_per_connection),
+                 _kib(m.total_bytes_per_connection),
                  "PSS" if m.metric == "pss_bytes" else "RSS", f"{m.idle:,}"]
-                for m in sorted(memory, key=lambda m: m.bytes_per_connection)]
+                for m in sorted(memory, key=lambda m: (m.total_bytes_per_connection
+                                                       or m.bytes_per_connection))]
         blocks += [Paragraph("Memory one idle connection adds to the server: the difference "
                              "between its most idle successful cell and the one without idle "
                              "connections, divided by the idle count. RSS counts a page that "
-                             "forked processes share once per process; PSS splits it."),
-                   Table(["model", "KiB per idle connection", "measured by", "idle connections"],
-                         rows, numeric=(1, 3))]
+                             "forked processes share once per process; PSS splits it. The "
+                             "kernel's side (the socket, its buffers, a thread's kernel stack) "
+                             "is counted in the server's cgroup; - where nothing counted it."),
+                   Table(["model", "process KiB", "kernel KiB", "total KiB per idle connection",
+                          "measured by", "idle connections"], rows, numeric=(1, 2, 3, 5))]
     failed = [(g.key, "; ".join(g.failures)) for g in run.scenario("scale") if g.failed]
     if failed:
         blocks.append(Paragraph("Cells that could not run or were starved, with why (a limit "
                                 "met is a result too):"))
         blocks.append(Bullets([f"`{key}`: {reason}" for key, reason in failed]))
     return blocks
+
+
+def _kib(value: float | None) -> str:
+    return "-" if value is None else f"{value / 1024:,.1f}"
 
 
 def findings(run: Run) -> list[Finding]:
@@ -113,6 +199,7 @@ def findings(run: Run) -> list[Finding]:
                    f"{claim.reason}" if claim is not None and served else None)
         found += claim_finding(run, key, summary, detail if index == 0 else ())
     return found
+
 
 SCENARIO = ReportScenario(
     name="scale",

@@ -49,6 +49,10 @@ class Closed(RunScenario):
                                         duration_s=section["duration_s"],
                                         warmup_s=section["warmup_s"])
 
+    def count(self, section: dict[str, Any], models: list[str]) -> int:
+        return (sum(1 + len(section["variants"].get(model, [])) for model in models)
+                * len(section["sizes_bytes"]) * len(section["connections"]))
+
     def syscall_counter(self, launcher: Launcher, pid: int, cell: Cell) -> SyscallCounter:
         # Attached before the load starts: threads and processes the server
         # starts for its connections inherit the counters.

@@ -25,5 +25,8 @@ class Idle(RunScenario):
                 p = params.get(model, {})
                 yield self.cell(model, p, "idle", connections, duration_s=section["duration_s"])
 
+    def count(self, section: dict[str, Any], models: list[str]) -> int:
+        return len(models) * len(section["connections"])
+
 
 SCENARIO = Idle()

@@ -56,5 +56,9 @@ class Interval(RunScenario):
             yield self.cell(model, p, "open", connections, size_bytes=size, rate_rps=rate,
                             duration_s=section["duration_s"], warmup_s=section["warmup_s"])
 
+    def count(self, section: dict[str, Any], models: list[str]) -> int:
+        swept = len(section["values"]) if section["model"] in models else 0
+        return swept + sum(ref in models for ref in section["references"])
+
 
 SCENARIO = Interval()

@@ -54,6 +54,11 @@ class Neighbour(RunScenario):
                 yield self.cell(model, p, "open", connections, size_bytes=size, rate_rps=rate,
                                 phase="load", duration_s=duration, warmup_s=section["warmup_s"])
 
+    def count(self, section: dict[str, Any], models: list[str]) -> int:
+        phases, load_models = section["phases"], section["load_models"] or models
+        return (("solo" in phases) + len(models) * ("idle" in phases)
+                + ("load" in phases) * sum(model in load_models for model in models))
+
     def annotate(self, record: CellRecord) -> None:
         if record.phase == "load" and record.load is not None:
             record.flag("server_paused", "the server was stopped in alternate slices to "

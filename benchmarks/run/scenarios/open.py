@@ -54,5 +54,8 @@ class Open(RunScenario):
             for fraction in section["peak_fractions"]:
                 yield self.cell(model, p, "open", connections, peak_fraction=fraction, **common)
 
+    def count(self, section: dict[str, Any], models: list[str]) -> int:
+        return len(models) * (len(section["rates_rps"]) + len(section["peak_fractions"]))
+
 
 SCENARIO = Open()

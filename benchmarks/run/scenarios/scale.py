@@ -56,6 +56,9 @@ class Scale(RunScenario):
                     yield self.cell(model, p, "open", connections, rate_rps=rate, idle=idle,
                                     **common)
 
+    def count(self, section: dict[str, Any], models: list[str]) -> int:
+        return len(models) * len(section["idle_connections"]) * (1 + len(section["rates_rps"]))
+
     def prepare(self, cell: Cell, launcher: Launcher, loadgen_timeout_s: float) -> float | None:
         """Fail the cell before its server starts if a limit rules it out (see run/scale.py).
 

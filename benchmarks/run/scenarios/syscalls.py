@@ -38,6 +38,9 @@ class Syscalls(RunScenario):
             yield self.cell(model, p, "open", connections, size_bytes=size, rate_rps=rate,
                             duration_s=section["duration_s"], warmup_s=section["warmup_s"])
 
+    def count(self, section: dict[str, Any], models: list[str]) -> int:
+        return len(models)
+
     def syscall_counter(self, launcher: Launcher, pid: int, cell: Cell) -> SyscallCounter:
         return launcher.strace_counter(pid)
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import re
 import statistics
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from iobench.benchmarks.report.presentation import (
 )
 from iobench.benchmarks.results.loader import CellGroup, Run
 from iobench.common.errors import UsageError
+from iobench.common.files import atomic_write
 
 # docs/models.md's measured column: system calls per request at one point of
 # the closed loop, where every connection is busy but none waits for a thread:
@@ -336,24 +336,12 @@ def differences(run: Run, root: Path) -> list[str]:
     return found
 
 
-def write_text_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` in one step: a reader sees the old file or the new, never half."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(temporary, path.stat().st_mode & 0o777)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_docs(run: Run, root: Path) -> list[Path]:
     """Write every generated region from ``run``; the files that changed."""
     changed = []
     for path, (now, written) in render(run, root).items():
         if now != written:
-            write_text_atomically(path, written)
+            # Replaced whole (a reader sees the old file or the new), keeping its mode.
+            atomic_write(path, written, mode=path.stat().st_mode & 0o777)
             changed.append(path)
     return changed

@@ -14,9 +14,14 @@ def model_rows() -> list[dict[str, str]]:
     for name, cls in all_models().items():
         reason = cls.unavailable_reason()
         description = cls.description + (f" (unavailable: {reason})" if reason else "")
+        family = str(cls.family)
+        if cls.reference:
+            # Listed, and runnable with `iobench serve`, but not one of the compared models.
+            family += " (reference)"
+            description += f" (reference, {cls.reference})"
         rows.append({
             "model": name,
-            "family": str(cls.family),
+            "family": family,
             "mechanism": cls.mechanism,
             "parameters": ", ".join(p.describe() for p in cls.params) or "-",
             "description": description,

@@ -217,6 +217,7 @@ class ServerModel(ABC):
     params       the tunables, as :class:`Param` objects
     spins        True if the model never waits, so it burns CPU when idle
     watching     whether it scans every connection or is told which are ready
+    reference    None, or why the model is a reference (as printed, not conforming)
 
     Socket settings are the same for every model, so a comparison measures the
     I/O model and nothing else.
@@ -243,6 +244,12 @@ class ServerModel(ABC):
     # scale scenario's verdicts; None for a model that is neither to judge
     # (a thread or process per connection, asyncio's loop).
     watching: ClassVar[Watching | None] = None
+    # None for a conforming model. A reference model runs published code as
+    # printed, to measure what it really does, and does not keep the contract
+    # above; this says why. The conformance suite skips it with this reason,
+    # `iobench models` lists it as a reference, and a matrix runs it only in a
+    # scenario made for it (see available_models in the registry).
+    reference: ClassVar[str | None] = None
 
     recv_size: ClassVar[int] = 64 * 1024
     backlog: ClassVar[int] = 4096
@@ -324,6 +331,11 @@ class ServerModel(ABC):
         from iobench.servers.work import Offload
 
         return Offload(self.work, self.options["pool"], wake)
+
+    def prepare(self) -> None:
+        """Start what the model holds from the outset (a pool of threads), before the harness
+        says it is ready, so a launcher's first reading of its memory includes it."""
+        return None
 
     @abstractmethod
     def serve(self) -> None:

@@ -34,22 +34,31 @@ class BlockingServer(ServerModel):
         self._running = True
         self._changed = threading.Condition()
         self._active: set[socket.socket] = set()
+        # The signal mask before prepare() blocked the stop signals.
+        self._previous_mask: set[signal.Signals] | None = None
 
     @abstractmethod
     def dispatch(self, sock: socket.socket) -> None:
         """Hand a newly accepted connection on; :meth:`handle` serves it."""
 
-    def serve(self) -> None:
+    def prepare(self) -> None:
         # A Python signal handler runs only when the main thread runs Python
         # code. A signal that lands after the main thread has let go of the GIL
         # but before it sleeps in accept() interrupts nothing, and with busy
         # workers around that window is wide: the stop would wait for the next
         # connection. So SIGTERM and SIGINT stay blocked in every thread, and
         # one thread takes them with sigwait(), which cannot miss one.
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        self._previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        threading.Thread(target=self._await_stop_signal, daemon=True).start()
+        # After the mask is set, so they inherit it; before the ready line, so
+        # that the memory a launcher reads as the baseline holds the pool.
+        self.start_workers()
+
+    def serve(self) -> None:
+        if self._previous_mask is None:
+            self.prepare()
+        previous = self._previous_mask
         try:
-            threading.Thread(target=self._await_stop_signal, daemon=True).start()
-            self.start_workers()  # after the mask is set, so they inherit it
             self.listener.setblocking(True)
             while self._running:
                 try:
@@ -69,6 +78,7 @@ class BlockingServer(ServerModel):
         finally:
             self.close_connections()
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+            self._previous_mask = None
 
     def start_workers(self) -> None:
         """Start threads that serve connections from the outset (a pool); none by default."""

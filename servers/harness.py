@@ -110,6 +110,7 @@ def serve(model_name: str, host: str = "127.0.0.1", port: int = 0,
                  "pid": os.getpid(), "params": options}
         if model.work is not None:
             ready["work"] = model.work.describe()
+        model.prepare()
         print(json.dumps(ready), flush=True)
         model.serve()
     finally:

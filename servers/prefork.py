@@ -64,6 +64,8 @@ class PreforkServer(ServerModel):
         super().__init__(listener, **params)
         self._running = True
         self.children = Children()
+        # The signal mask before prepare() blocked the parent's signals.
+        self._previous_mask: set[signal.Signals] | None = None
         # Worker i accepts on listeners[i] (one for all but under reuseport).
         # The extra sockets join the port's group now, before the ready line,
         # so no connection can come while only the harness's socket listens.
@@ -80,20 +82,26 @@ class PreforkServer(ServerModel):
     def unavailable_reason(cls) -> str | None:
         return cls.worker_model.unavailable_reason()
 
-    def serve(self) -> None:
+    def prepare(self) -> None:
         # The parent only waits: for a stop signal, or for a worker to exit.
         # Both are taken with sigwaitinfo() while blocked, so one that comes
-        # between two waits stays pending instead of being missed.
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, PARENT_SIGNALS)
+        # between two waits stays pending instead of being missed. The workers
+        # start before the ready line, so a launcher's baseline holds them.
+        self._previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, PARENT_SIGNALS)
+        for index in range(self.options["processes"]):
+            if self._running:
+                self.children.spawn(lambda index=index: self._run_worker(index))
+        if len(self.listeners) > 1:
+            # Each socket now lives in its worker; a copy here would keep
+            # a dead worker's socket taking connections no one accepts.
+            for sock in self.listeners:
+                sock.close()
+
+    def serve(self) -> None:
+        if self._previous_mask is None:
+            self.prepare()
+        previous = self._previous_mask
         try:
-            for index in range(self.options["processes"]):
-                if self._running:
-                    self.children.spawn(lambda index=index: self._run_worker(index))
-            if len(self.listeners) > 1:
-                # Each socket now lives in its worker; a copy here would keep
-                # a dead worker's socket taking connections no one accepts.
-                for sock in self.listeners:
-                    sock.close()
             while self._running and self.children.pids:
                 if signal.sigwaitinfo(PARENT_SIGNALS).si_signo != signal.SIGCHLD:
                     self.shutdown()
@@ -106,6 +114,7 @@ class PreforkServer(ServerModel):
         finally:
             self.children.stop()
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+            self._previous_mask = None
 
     def _run_worker(self, index: int) -> None:
         own = self.listeners[index if len(self.listeners) > 1 else 0]
@@ -119,9 +128,10 @@ class PreforkServer(ServerModel):
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda signum, frame: worker.shutdown())
         worker.serve()
-        # One write below PIPE_BUF: lines of workers stopping at once do not mix.
-        print(json.dumps({"event": "worker", "pid": os.getpid(), "accepted": worker.accepted}),
-              flush=True)
+        # One write(), below PIPE_BUF, so lines of workers stopping at once do
+        # not mix (print() may write a line and its newline separately).
+        line = json.dumps({"event": "worker", "pid": os.getpid(), "accepted": worker.accepted})
+        os.write(sys.stdout.fileno(), f"{line}\n".encode())
 
     def shutdown(self) -> None:
         self._running = False

@@ -21,6 +21,8 @@ _MODELS: tuple[tuple[str, str], ...] = (
     ("iobench.servers.prefork", "PreforkServer"),
     ("iobench.servers.sigio", "SigioServer"),
     ("iobench.servers.io_uring", "IoUringServer"),
+    # References last: published code run as printed, measured in a scenario of its own.
+    ("iobench.servers.article", "ArticleServer"),
 )
 
 
@@ -37,9 +39,20 @@ def all_models() -> dict[str, type[ServerModel]]:
     return models
 
 
-def available_models() -> dict[str, type[ServerModel]]:
-    """The models that can run on this machine."""
-    return {name: cls for name, cls in all_models().items() if cls.unavailable_reason() is None}
+def available_models(*, references: bool = False) -> dict[str, type[ServerModel]]:
+    """The conforming models that can run on this machine; the reference ones too if asked.
+
+    A reference model (``ServerModel.reference``) does not keep the protocol's
+    contract, so what runs every model (the suites, a matrix's default) leaves
+    it out unless it asks for it by name.
+    """
+    return {name: cls for name, cls in all_models().items()
+            if cls.unavailable_reason() is None and (references or cls.reference is None)}
+
+
+def reference_models() -> dict[str, type[ServerModel]]:
+    """The reference models, available here or not, by name."""
+    return {name: cls for name, cls in all_models().items() if cls.reference is not None}
 
 
 def get_model(name: str) -> type[ServerModel]:

@@ -13,10 +13,11 @@ from iobench.servers.registry import all_models
 
 
 def model_params() -> list:
-    """Every registered model; one that cannot run here is skipped with its reason."""
+    """Every registered model; one that cannot run here, or a reference model (which
+    does not keep the contract), is skipped with its reason."""
     params = []
     for name, cls in all_models().items():
-        reason = cls.unavailable_reason()
+        reason = cls.reference or cls.unavailable_reason()
         marks = [pytest.mark.skip(reason=f"{name}: {reason}")] if reason else []
         params.append(pytest.param(name, marks=marks, id=name))
     return params

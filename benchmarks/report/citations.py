@@ -2,7 +2,9 @@
 
 Documentation quotes numbers from runs; claims.json gives each quotable figure
 a stable key, the sentence the report prints, the median with its min-max range
-over repetitions, the cells it comes from, and the run id and git commit, so a
+and its 95% interval over rounds, the cells it comes from, and the run id and
+git commit, and each model's paired ratio to the reference model of its matrix
+point with that ratio's interval (``ratios``), so a
 doc can include a figure by key and a reader can trace it back to
 results.json. The report's "Cite these figures" section prints the same
 records. The format is documented in docs/formats.md and pinned by
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from iobench.benchmarks.report.claims import ClaimResult, Quoted
+from iobench.benchmarks.report.intervals import RATIO_METRICS, model_ratios, ratio_verdict
 from iobench.benchmarks.report.points import describe_point
 from iobench.benchmarks.report.presentation import (
     format_spread,
@@ -26,6 +29,7 @@ from iobench.benchmarks.report.presentation import (
 )
 from iobench.benchmarks.report.scenarios import REPORT_SCENARIOS
 from iobench.benchmarks.results.loader import CellGroup, Run, Spread
+from iobench.benchmarks.results.stats import Interval, format_interval
 from iobench.common.files import atomic_write
 
 CLAIMS_JSON = "claims.json"
@@ -44,17 +48,24 @@ class CitedFigure:
     spread: Spread
     cells: tuple[str, ...]
     sentence: str = ""
+    # The median's 95% interval over rounds; None with a single round.
+    interval: Interval | None = None
 
     def as_json(self) -> dict[str, Any]:
         look = style(self.metric)
+        interval = self.interval
+        width = format_interval(interval)
         return {
             "key": self.key, "what": self.what, "metric": self.metric, "unit": look.unit,
             "median": round(self.spread.median * look.scale, 6),
             "min": round(self.spread.low * look.scale, 6),
             "max": round(self.spread.high * look.scale, 6),
             "repetitions": self.spread.count, "cells": list(self.cells),
+            "ci95": [round(interval.low * look.scale, 6), round(interval.high * look.scale, 6)]
+                    if interval is not None else None,
+            "imprecise": interval.imprecise_for(self.metric) if interval is not None else None,
             "text": format_spread(self.metric, self.spread)
-                    + (f" {look.unit}" if look.unit else ""),
+                    + (f" {look.unit}" if look.unit else "") + (f", {width}" if width else ""),
             **({"sentence": self.sentence} if self.sentence else {}),
         }
 
@@ -74,7 +85,7 @@ class Citations:
 
 def quoted_figure(claim_key: str, quoted: Quoted) -> CitedFigure:
     return CitedFigure(f"{claim_key}.{quoted.cell}.{quoted.metric}", quoted.what, quoted.metric,
-                  quoted.spread, (quoted.cell,))
+                       quoted.spread, (quoted.cell,), interval=quoted.interval)
 
 
 def citable(group: CellGroup) -> bool:
@@ -97,7 +108,8 @@ def headline(key: str, group: CellGroup, metric: str, title: str) -> CitedFigure
     label = series_label(group)
     sentence = (f"{label}: {title} {format_spread(metric, spread)}"
                 f"{' ' + look.unit if look.unit else ''} ({where(group)})")
-    return CitedFigure(key, f"{label}, {title}", metric, spread, (group.key,), sentence)
+    return CitedFigure(key, f"{label}, {title}", metric, spread, (group.key,), sentence,
+                       group.interval(metric))
 
 
 def headline_figures(run: Run) -> list[CitedFigure]:
@@ -121,6 +133,30 @@ def headline_figures(run: Run) -> list[CitedFigure]:
                     if cited is not None:
                         figures.append(cited)
     return figures
+
+
+def ratio_citations(run: Run) -> list[dict[str, Any]]:
+    """Every model's paired ratio to its point's reference model (epoll, else select), for
+    the throughput and CPU per request, with the ratio's interval and verdict."""
+    found = []
+    points: dict[str, list[CellGroup]] = {}
+    for group in run.groups:
+        if group.model is not None and group.mode == "closed":
+            points.setdefault(group.point, []).append(group)
+    for point, groups in points.items():
+        for ratio in model_ratios(groups):
+            for metric in RATIO_METRICS:
+                interval = ratio.ratios[metric]
+                if interval is None:
+                    continue
+                found.append({
+                    "key": f"{point}.{ratio.model}/{ratio.reference}.{metric}",
+                    "metric": metric, "model": ratio.model, "reference": ratio.reference,
+                    "point": point, "median": round(interval.median, 6),
+                    "ci95": [round(interval.low, 6), round(interval.high, 6)]
+                    if interval.n > 1 else None,
+                    "rounds": interval.n, "verdict": ratio_verdict(metric, interval)})
+    return found
 
 
 def build_citations(run: Run, claims: list[ClaimResult]) -> Citations:
@@ -158,6 +194,7 @@ def citations_json(citations: Citations, figures: dict[str, list[Path]]) -> dict
             "numbers": [quoted_figure(claim.key, q).as_json() for q in claim.quoted],
         } for claim in citations.claims],
         "headlines": [figure.as_json() for figure in citations.headlines],
+        "ratios": ratio_citations(run),
     }
 
 
@@ -171,7 +208,7 @@ def write_citations(citations: Citations, figures: dict[str, list[Path]]) -> Pat
 _NUMBER = {
     "type": "object",
     "required": ["key", "what", "metric", "unit", "median", "min", "max", "repetitions",
-                 "cells", "text"],
+                 "cells", "ci95", "imprecise", "text"],
     "additionalProperties": False,
     "properties": {
         "key": {"type": "string", "minLength": 1},
@@ -183,6 +220,9 @@ _NUMBER = {
         "max": {"type": "number"},
         "repetitions": {"type": "integer", "minimum": 1},
         "cells": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "ci95": {"oneOf": [{"type": "null"}, {"type": "array", "items": {"type": "number"},
+                                              "minItems": 2, "maxItems": 2}]},
+        "imprecise": {"type": ["boolean", "null"]},
         "text": {"type": "string", "minLength": 1},
         "sentence": {"type": "string", "minLength": 1},
     },
@@ -194,7 +234,7 @@ CLAIMS_JSON_SCHEMA: dict[str, Any] = {
     "title": "iobench claims.json",
     "type": "object",
     "required": ["schema_version", "run_id", "profile", "commit", "source", "environment",
-                 "claims", "headlines"],
+                 "claims", "headlines", "ratios"],
     "additionalProperties": False,
     "properties": {
         "schema_version": {"const": CLAIMS_SCHEMA_VERSION},
@@ -220,5 +260,24 @@ CLAIMS_JSON_SCHEMA: dict[str, Any] = {
         }},
         "headlines": {"type": "array",
                       "items": {**_NUMBER, "required": [*_NUMBER["required"], "sentence"]}},
+        "ratios": {"type": "array", "items": {
+            "type": "object",
+            "required": ["key", "metric", "model", "reference", "point", "median", "ci95",
+                         "rounds", "verdict"],
+            "additionalProperties": False,
+            "properties": {
+                "key": {"type": "string", "minLength": 1},
+                "metric": {"type": "string", "minLength": 1},
+                "model": {"type": "string", "minLength": 1},
+                "reference": {"type": "string", "minLength": 1},
+                "point": {"type": "string", "minLength": 1},
+                "median": {"type": "number"},
+                "ci95": {"oneOf": [{"type": "null"},
+                                   {"type": "array", "items": {"type": "number"},
+                                    "minItems": 2, "maxItems": 2}]},
+                "rounds": {"type": "integer", "minimum": 1},
+                "verdict": {"enum": ["better", "worse", "same", "inconclusive"]},
+            },
+        }},
     },
 }

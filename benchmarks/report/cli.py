@@ -74,7 +74,12 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print a Markdown table with A -> B in full, for documents")
     parser.add_argument("--fail-above", type=non_negative_percent, default=None, metavar="PCT",
                         help="exit 1 when any cell's median moves by more than PCT%% and "
-                             "beyond both runs' min-max ranges (a CI gate)")
+                             "the two runs' 95%% intervals are apart (a CI gate); a move "
+                             "inside the noise is not significant and passes")
+    parser.add_argument("--overlap", action="store_true",
+                        help="instead of the table, print for throughput, p50 and CPU per "
+                             "request the share of ok cells whose 95%% intervals overlap in "
+                             "both runs (how far B reproduces A)")
     parser.add_argument("--plot", type=Path, default=None, metavar="OUT.png",
                         help="also draw B/A per cell with its range (PNG, or SVG by suffix)")
     parser.add_argument("--placement-figure", type=Path, default=None, metavar="OUT.png",
@@ -98,6 +103,7 @@ def cmd_compare(args: Any) -> int:
         short_headers,
         short_rows,
         summary_lines,
+        unjudged,
         wrap,
     )
     from iobench.benchmarks.results.loader import load_run
@@ -115,6 +121,13 @@ def cmd_compare(args: Any) -> int:
                          f"{describe(run_a.placement)}; B: {describe(run_b.placement)}): "
                          "their figures are not comparable; --placement-figure OUT.png "
                          "draws one cell of each, labelled with where it ran")
+    if args.overlap:
+        from iobench.benchmarks.report.compare import overlaps
+
+        for line in wrap([f"A = {run_a.run_id}, B = {run_b.run_id}: ok cells whose 95% "
+                          "intervals overlap"] + [o.line() for o in overlaps(run_a, run_b)]):
+            print(line)
+        return 0
     comparison = compare_runs(run_a, run_b)
     if args.markdown:
         print("| " + " | ".join(headers()) + " |")
@@ -145,9 +158,14 @@ def cmd_compare(args: Any) -> int:
         print(plot_comparison(comparison, run_a, run_b, args.plot))
     if args.fail_above is not None:
         failures = gate_failures(comparison, args.fail_above)
-        for line in wrap([f"FAIL: {len(failures)} change(s) beyond {args.fail_above:g}% and "
-                          f"both runs' spread: " + "; ".join(failures)] if failures else
-                         [f"ok: no change beyond {args.fail_above:g}% and both runs' spread"]):
+        unknown = unjudged(comparison, args.fail_above)
+        lines = [f"FAIL: {len(failures)} change(s) beyond {args.fail_above:g}% with the "
+                 f"runs' 95% intervals apart: " + "; ".join(failures)] if failures else \
+            [f"ok: no significant change beyond {args.fail_above:g}%"]
+        if unknown:
+            lines.append(f"not judged, one repetition: {len(unknown)} move(s) beyond "
+                         f"{args.fail_above:g}% without an interval: " + "; ".join(unknown))
+        for line in wrap(lines):
             print(line)
         return 1 if failures else 0
     return 0

@@ -1,10 +1,13 @@
 """``iobench compare A B``: what changed between two runs, cell by cell.
 
 For each cell key present in both runs, the ratio B/A of throughput, p99
-latency and CPU per request. A change is marked only when it is beyond the
-runs' own noise: the min-max ranges over repetitions do not overlap and the
-ratio differs from 1 by more than ``MIN_CHANGE``. With a single repetition the
-spread is unknown and the table says so instead of guessing.
+latency and CPU per request. A change is marked only when it is
+beyond the runs' own noise, as pyperf's compare does: the two runs' 95%
+intervals of the median (``iobench.benchmarks.results.stats``) are apart and
+the ratio differs from 1 by more than ``MIN_CHANGE``; when the intervals
+overlap it is "not significant", whatever the medians say. With a single
+repetition or round there is no interval, and the table says so instead of
+guessing.
 
 The terminal table fits 100 columns: each metric is B's median, the ratio, and
 one symbol (:data:`SYMBOLS`, explained under the table); ``--markdown`` prints
@@ -28,6 +31,7 @@ from iobench.benchmarks.report.presentation import (
 )
 from iobench.benchmarks.results.loader import CellGroup, Run, Spread
 from iobench.benchmarks.results.record import METRICS
+from iobench.benchmarks.results.stats import Interval, format_interval, median_interval
 from iobench.common.files import make_dir, save_figure
 
 # The metrics whose declaration says they are compared, in the record's order.
@@ -41,19 +45,28 @@ COMPARABLE_FIELDS = ("cpu_model", "logical_cpus", "kernel", "hostname", "placeme
 # The terminal output's width: tables and summary lines wrap to it.
 TERMINAL_COLUMNS = 100
 # One symbol per mark, so a change reads at a glance and the table stays narrow.
-SYMBOLS = {"BETTER": "+", "WORSE": "-", "within spread": "~", "spread unknown": "?",
+SYMBOLS = {"BETTER": "+", "WORSE": "-", "not significant": "~", "spread unknown": "?",
            "": "", "n/a": ""}
-LEGEND = ("+ better, - worse: beyond 5% and outside both runs' min-max ranges; "
-          "~ beyond 5% but within the ranges; ? beyond 5%, spread unknown (one repetition)")
+LEGEND = ("+ better, - worse: beyond 5% and the two runs' 95% intervals apart; "
+          "~ beyond 5% but not significant (the intervals overlap); ? beyond 5%, spread "
+          "unknown (one repetition); B's figure is its median +- its interval")
 
 
 @dataclass
 class MetricChange:
-    """One metric of one cell in both runs."""
+    """One metric of one cell in both runs: medians, ranges and 95% intervals."""
 
     metric: str
     a: Spread | None
     b: Spread | None
+    interval_a: Interval | None = None
+    interval_b: Interval | None = None
+
+    @classmethod
+    def of(cls, metric: str, values_a: list[float], values_b: list[float]) -> MetricChange:
+        return cls(metric, Spread.of(values_a) if values_a else None,
+                   Spread.of(values_b) if values_b else None,
+                   median_interval(values_a), median_interval(values_b))
 
     @property
     def ratio(self) -> float | None:
@@ -67,25 +80,30 @@ class MetricChange:
 
     @property
     def spread_known(self) -> bool:
-        return self.a is not None and self.b is not None and min(self.a.count, self.b.count) > 1
+        """Both runs have a 95% interval (two or more repetitions or rounds)."""
+        return self.interval_a is not None and self.interval_b is not None
+
+    @property
+    def significant(self) -> bool:
+        """The two runs' intervals are apart: the medians differ beyond both runs' noise."""
+        return (self.interval_a is not None and self.interval_b is not None
+                and not self.interval_a.overlaps(self.interval_b))
 
     def ratio_range(self) -> tuple[float, float] | None:
-        """The lowest and highest B/A the two min-max ranges allow."""
-        if self.a is None or self.b is None or self.a.low <= 0 or self.a.high <= 0:
+        """The lowest and highest B/A the two intervals allow."""
+        if self.interval_a is None or self.interval_b is None or self.interval_a.low <= 0:
             return None
-        return self.b.low / self.a.high, self.b.high / self.a.low
+        return self.interval_b.low / self.interval_a.high, \
+            self.interval_b.high / self.interval_a.low
 
     def beyond(self, fraction: float) -> bool:
-        """The median moved by more than ``fraction`` and the min-max ranges do not overlap
-        (a run of one repetition has its single value as its range)."""
-        return (self.ratio is not None and abs(self.ratio - 1) > fraction
-                and not self.a.overlaps(self.b))  # type: ignore[union-attr]
+        """The median moved by more than ``fraction`` and the two intervals are apart."""
+        return self.ratio is not None and abs(self.ratio - 1) > fraction and self.significant
 
     @property
     def changed(self) -> bool:
-        """Beyond the threshold and outside both runs' min-max ranges."""
-        return (self.beyond_threshold and self.spread_known
-                and not self.a.overlaps(self.b))  # type: ignore[union-attr]
+        """Beyond the threshold and significant."""
+        return self.beyond_threshold and self.significant
 
     @property
     def mark(self) -> str:
@@ -96,7 +114,7 @@ class MetricChange:
         if not self.spread_known:
             return "spread unknown"
         if not self.changed:
-            return "within spread"
+            return "not significant"
         better = (self.ratio > 1) == (self.metric in HIGHER_IS_BETTER)
         return "BETTER" if better else "WORSE"
 
@@ -147,7 +165,8 @@ def compare_runs(a: Run, b: Run) -> Comparison:
         if failed_in:
             result.failed.append(f"{group_a.key} (failed in {' and '.join(failed_in)})")
             continue
-        changes = [MetricChange(m, group_a.metric(m), group_b.metric(m)) for m in COMPARED_METRICS]
+        changes = [MetricChange.of(m, group_a.values(m), group_b.values(m))
+                   for m in COMPARED_METRICS]
         if all(c.a is None and c.b is None for c in changes):
             continue  # idle cells: none of the compared metrics apply
         result.matched.append(CellComparison(group_a.key, describe(group_a), changes,
@@ -162,8 +181,10 @@ def describe(group: CellGroup) -> str:
 
 
 def short_texts(change: MetricChange) -> list[str]:
-    """['13,000', '1.08x +']: B's median, then B/A with the mark's symbol."""
+    """['13,000 ±3%', '1.08x +']: B's median and interval, then B/A with the mark's symbol."""
     value = format_value(change.metric, change.b.median) if change.b is not None else "-"
+    if width := format_interval(change.interval_b):
+        value = f"{value} {width}"
     ratio = f"{change.ratio:.2f}x" if change.ratio is not None else "-"
     symbol = SYMBOLS.get(change.mark, "")
     return [value, f"{ratio} {symbol}" if symbol else ratio]
@@ -181,7 +202,8 @@ def short_rows(comparison: Comparison) -> list[list[str]]:
 
 
 def gate_failures(comparison: Comparison, percent: float) -> list[str]:
-    """Every metric of every cell whose median moved beyond ``percent`` and both spreads."""
+    """Every metric of every cell whose median moved beyond ``percent`` with the two
+    runs' 95% intervals apart."""
     failures = []
     for cell in comparison.matched:
         for change in cell.changes:
@@ -189,6 +211,73 @@ def gate_failures(comparison: Comparison, percent: float) -> list[str]:
                 failures.append(f"{cell.key} {style(change.metric).title}: "
                                 f"{change.ratio:.2f}x")  # type: ignore[str-format]
     return failures
+
+
+def unjudged(comparison: Comparison, percent: float) -> list[str]:
+    """Moves beyond ``percent`` that no interval can confirm or dismiss (one sample)."""
+    return [f"{cell.key} {style(change.metric).title}: {change.ratio:.2f}x"
+            for cell in comparison.matched for change in cell.changes
+            if change.ratio is not None and abs(change.ratio - 1) > percent / 100
+            and not change.spread_known]
+
+
+# The figures whose intervals two runs of one commit should share (issue of record:
+# "figures you can cite twice"): throughput, the median latency, CPU per request.
+OVERLAP_METRICS = ("throughput_rps", "p50_us", "cpu_us_per_request")
+
+
+@dataclass
+class Overlap:
+    """How many matched ok cells' 95% intervals of one metric overlap between two runs."""
+
+    metric: str
+    overlapping: list[str] = field(default_factory=list)
+    apart: list[str] = field(default_factory=list)
+    # Cells where a run had a single sample (no interval) or no figure.
+    unjudged: list[str] = field(default_factory=list)
+
+    @property
+    def share(self) -> float | None:
+        judged = len(self.overlapping) + len(self.apart)
+        return len(self.overlapping) / judged if judged else None
+
+    def line(self) -> str:
+        share = self.share
+        text = f"{share:.0%}" if share is not None else "-"
+        line = (f"{style(self.metric).title}: {len(self.overlapping)} of "
+                f"{len(self.overlapping) + len(self.apart)} cells overlap ({text})")
+        if self.unjudged:
+            line += f"; {len(self.unjudged)} without an interval in A or B"
+        if self.apart:
+            line += "; apart: " + ", ".join(self.apart)
+        return line
+
+
+def overlaps(a: Run, b: Run, metrics: tuple[str, ...] = OVERLAP_METRICS) -> list[Overlap]:
+    """For each metric, the ok cells of both runs whose 95% intervals share a value.
+
+    This is how far a second run reproduces the first: for two runs of one
+    commit on one machine, about 95% of cells or more should overlap.
+    """
+    found = [Overlap(metric) for metric in metrics]
+    groups_b = {g.key: g for g in b.groups}
+    for group_a in a.groups:
+        group_b = groups_b.get(group_a.key)
+        if group_b is None or group_a.failed or group_b.failed:
+            continue
+        for overlap in found:
+            values_a = group_a.values(overlap.metric)
+            values_b = group_b.values(overlap.metric)
+            if not values_a and not values_b:
+                continue
+            interval_a, interval_b = median_interval(values_a), median_interval(values_b)
+            if interval_a is None or interval_b is None:
+                overlap.unjudged.append(group_a.key)
+            elif interval_a.overlaps(interval_b):
+                overlap.overlapping.append(group_a.key)
+            else:
+                overlap.apart.append(group_a.key)
+    return found
 
 
 def wrap(lines: list[str], width: int = TERMINAL_COLUMNS) -> list[str]:
@@ -200,11 +289,15 @@ def wrap(lines: list[str], width: int = TERMINAL_COLUMNS) -> list[str]:
 
 def cell_text(change: MetricChange) -> str:
     """'12,000 -> 13,000 (1.08x) BETTER'."""
-    def value(spread: Spread | None) -> str:
-        return format_value(change.metric, spread.median) if spread else "-"
+    def value(spread: Spread | None, interval: Interval | None) -> str:
+        if not spread:
+            return "-"
+        width = format_interval(interval)
+        return format_value(change.metric, spread.median) + (f" {width}" if width else "")
     ratio = f" ({change.ratio:.2f}x)" if change.ratio is not None else ""
     mark = f" {change.mark}" if change.mark and change.mark != "n/a" else ""
-    return f"{value(change.a)} -> {value(change.b)}{ratio}{mark}"
+    return (f"{value(change.a, change.interval_a)} -> {value(change.b, change.interval_b)}"
+            f"{ratio}{mark}")
 
 
 def headers() -> list[str]:
@@ -217,10 +310,10 @@ def rows(comparison: Comparison) -> list[list[str]]:
 
 def summary_lines(comparison: Comparison, a: Run, b: Run) -> list[str]:
     lines = [f"A = {a.run_id} ({a.directory}), B = {b.run_id} ({b.directory})",
-             f"{comparison.changed_count} change(s) beyond both runs' spread and "
-             f"{MIN_CHANGE:.0%}; ratios are B/A of medians."]
+             f"{comparison.changed_count} change(s) beyond {MIN_CHANGE:.0%} with the runs' 95% "
+             f"intervals apart; ratios are B/A of medians."]
     if min(a.repetitions, b.repetitions) < 2:
-        lines.append("A run has one repetition: spread unknown, changes cannot be confirmed.")
+        lines.append("A run has one repetition: no interval, changes cannot be confirmed.")
     lines += [f"warning: {w}; absolute figures are not comparable" for w in comparison.warnings]
     for title, keys in (("only in A", comparison.only_in_a), ("only in B", comparison.only_in_b),
                         ("not compared, failed", comparison.failed)):
@@ -231,7 +324,7 @@ def summary_lines(comparison: Comparison, a: Run, b: Run) -> list[str]:
 
 def plot_comparison(comparison: Comparison, a: Run, b: Run, path: Path) -> Path:
     """B/A per cell and metric: the ratio of medians as a dot, the range the two runs'
-    min-max ranges allow as a bar, 1.0 and the +-5% band marked. PNG or SVG by suffix."""
+    95% intervals allow as a bar, 1.0 and the +-5% band marked. PNG or SVG by suffix."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -274,8 +367,8 @@ def plot_comparison(comparison: Comparison, a: Run, b: Run, path: Path) -> Path:
     axes[0].set_yticks(ys, [cell.label for cell in cells], fontsize=7)
     axes[0].set_ylim(-1, len(cells))
     fig.text(0.01, 0.05 / height, "dot: ratio of medians; bar: the lowest to highest ratio the two "
-             f"runs' min-max ranges allow; grey band: within {MIN_CHANGE:.0%}; outlined: "
-             "a change beyond both spreads", fontsize=7, color="#555555")
+             f"runs' 95% intervals allow; grey band: within {MIN_CHANGE:.0%}; outlined: "
+             "a change with the intervals apart", fontsize=7, color="#555555")
     save_figure(fig, make_dir(path.parent) / path.name, dpi=110)
     return path
 

@@ -192,7 +192,7 @@ def readme_models(page: Page, _current: str) -> str:
     for model in registered_models():
         if model not in labels:
             cls = models[model]
-            rows.append([model, str(cls.family), cls.mechanism, "not in this run", "", ""])
+            rows.append([model, str(cls.family), cls.mechanism, "not in this run", "-", "-"])
     lines = markdown_table(["model", "family", "mechanism", *(h for _, h in HEADLINE_COLUMNS)],
                            rows, numeric_from=3)
     return "\n".join([*lines, "", "Peak: the highest closed-loop throughput over the run's "

@@ -6,8 +6,10 @@ folded details) and rendered twice, so the Markdown people paste into their
 documents and the HTML they open in a browser say exactly the same thing.
 What each scenario's section shows (title, metrics, figures, a section of
 its own) is its declaration in ``iobench.benchmarks.report.scenarios``.
-Numbers in tables are median (min-max) across repetitions of the values in
-results.json, formatted by iobench.benchmarks.report.presentation.
+Headline figures in tables are the median over rounds with its 95% interval
+(``143,200 ±3%``, marked when wider than ±10%: see
+``iobench.benchmarks.report.intervals``), other numbers median (min-max), of
+the values in results.json, formatted by iobench.benchmarks.report.presentation.
 
 Reading order: a summary first (each claim's verdict, its sentence and
 figures, its plot beside it), then one section per scenario (its plots above a
@@ -42,6 +44,12 @@ from iobench.benchmarks.report.citations import (
 )
 from iobench.benchmarks.report.claims import ClaimResult, judge_claims
 from iobench.benchmarks.report.figures import write_plots
+from iobench.benchmarks.report.intervals import (
+    IMPRECISE_MARK,
+    IMPRECISE_NOTE,
+    group_text,
+    ratio_rows,
+)
 from iobench.benchmarks.report.placement import cluster_options, placement_blocks
 from iobench.benchmarks.report.placement import describe as placement_text
 from iobench.benchmarks.report.plots import PlotOutcome
@@ -56,6 +64,7 @@ from iobench.benchmarks.report.presentation import (
 )
 from iobench.benchmarks.report.scenarios import FIGURE_CAPTIONS, REPORT_SCENARIOS
 from iobench.benchmarks.results.loader import CellGroup, Run, load_run
+from iobench.benchmarks.results.stats import HEADLINE_METRICS
 from iobench.common.files import atomic_write
 
 # The report warns about a metric whose max - min across repetitions exceeds
@@ -100,8 +109,19 @@ def environment_blocks(run: Run) -> list[Block]:
         ["git commit", str(env.get("git_commit"))],
         ["host", str(env.get("hostname"))],
         ["placement", placement_text(placement)],
+        ["noisy machine state", noisy_state_text(env)],
     ]
     return [Heading(2, "Environment"), Table(["item", "value"], rows), *placement_blocks(run)]
+
+
+def noisy_state_text(env: dict[str, object]) -> str:
+    """The states of the machine the run warned about at its start (``iobench system``)."""
+    states = env.get("system")
+    if not isinstance(states, list):
+        return "not recorded"
+    noisy = [f"{s.get('name')}: {s.get('value')}" for s in states
+             if isinstance(s, dict) and s.get("verdict") == "warn"]
+    return "; ".join(noisy) if noisy else "none"
 
 
 def reproduce_command(run: Run) -> str:
@@ -137,9 +157,12 @@ def method_blocks(run: Run) -> list[Block]:
             "Server and load generator are separate processes pinned to the CPUs in the "
             "placement above; server CPU is the server process tree's user + system time, "
             "as % of one core.",
-            f"{plural(repetitions, 'repetition')} per cell. Tables show the median across "
-            "repetitions with the (min-max) range; latency spectra merge the repetitions' "
-            "HdrHistograms.",
+            f"Up to {plural(repetitions, 'round')} per cell, the models of one point measured "
+            "side by side in a fresh random order each round. Tables show the median with "
+            "its 95% interval over rounds (order statistics from 6 rounds, Student's t on "
+            "logarithms below; docs/report.md), other figures with the (min-max) range; "
+            "models are compared by the ratio of their figures in the same round; latency "
+            "spectra merge the rounds' HdrHistograms.",
             "Figures from another machine, day or placement are not comparable with these.",
         ]),
         Heading(2, "Reproduce"),
@@ -197,13 +220,46 @@ def scenario_tables(run: Run, scenario: str) -> list[Block]:
             if group.failed:
                 row += [f"failed: {'; '.join(group.failures)}"] + ["-"] * (len(shown) - 1)
             else:
-                for metric in shown:
-                    spread = group.metric(metric)
-                    row.append(format_spread(metric, spread) if spread else "-")
+                row += [figure_text(group, metric) for metric in shown]
             row.append(notes_text(group))
             rows.append(row)
         blocks += [Heading(4, table_title(scenario, members[0])),
                    Table(headers, rows, numeric=tuple(range(1, len(headers) - 1)))]
+        blocks += imprecise_note(rows)
+    return blocks
+
+
+def figure_text(group: CellGroup, metric: str) -> str:
+    """A headline figure as its median ± 95% interval, any other as median (min-max)."""
+    if metric in HEADLINE_METRICS and len(group.values(metric)) > 1:
+        return group_text(group, metric) or "-"
+    spread = group.metric(metric)
+    return format_spread(metric, spread) if spread else "-"
+
+
+def imprecise_note(rows: list[list[str]]) -> list[Block]:
+    """The note on the imprecise mark, under a table that shows one."""
+    marked = any(IMPRECISE_MARK in cell for row in rows for cell in row)
+    return [Paragraph(IMPRECISE_NOTE + ".")] if marked else []
+
+
+def ratio_tables(run: Run, scenario: str) -> list[Block]:
+    """Per point: every model's throughput and CPU per request over the reference
+    model's, round by round, with the ratio's 95% interval and a verdict."""
+    blocks: list[Block] = []
+    for members in scenario_points(run, scenario):
+        headers, rows = ratio_rows(members)
+        if rows:
+            rows.sort(key=lambda row: row[1], reverse=True)
+            blocks += [Heading(4, "Models compared round by round: "
+                                  + table_title(scenario, members[0])),
+                       Table(headers, rows)]
+    if blocks:
+        blocks.insert(0, Paragraph(
+            "Each model against the reference model of its point, as the median of their "
+            "per-round ratios with its 95% interval: the machine's drift between rounds "
+            "hits both alike and cancels. A verdict needs the whole interval beyond 1 ±5% "
+            "(better or worse) or within it (same); otherwise it is inconclusive."))
     return blocks
 
 
@@ -212,6 +268,8 @@ def compact_cell(group: CellGroup | None, metric: str) -> str:
         return "-"
     if group.failed:
         return "failed"
+    if metric in HEADLINE_METRICS and len(group.values(metric)) > 1:
+        return group_text(group, metric) or "-"
     spread = group.metric(metric)
     return format_value(metric, spread.median) if spread else "-"
 
@@ -243,9 +301,9 @@ def compact_table(run: Run, scenario: str) -> list[Block]:
         rows = [[label] + [compact_cell(series[label].get(i), metric) for i in range(len(points))]
                 for label in order]
         caption = f"Median {style(metric).header} at each point."
-    return [Paragraph(caption + " The full tables, with the (min-max) range and flags, "
-                      "are folded below."),
-            Table(headers, rows, numeric=tuple(range(1, len(headers))))]
+    return [Paragraph(caption + " ± is the 95% interval over rounds; the full tables, with "
+                      "flags, are folded below."),
+            Table(headers, rows, numeric=tuple(range(1, len(headers)))), *imprecise_note(rows)]
 
 
 # A kind is shown when some model makes at least this many calls of it per request.
@@ -326,6 +384,8 @@ def scenario_section(run: Run, scenario: str, plots: PlotOutcome) -> list[Block]
         if figure is not None:
             blocks.append(figure)
     blocks += compact_table(run, scenario)
+    if declared.ratios:
+        blocks += ratio_tables(run, scenario)
     if declared.syscall_tool is not None:
         blocks += syscall_tables(run, scenario)
     full = scenario_tables(run, scenario)
@@ -349,8 +409,9 @@ def large_spreads(run: Run) -> list[str]:
 
 def results_blocks(run: Run, plots: PlotOutcome) -> list[Block]:
     blocks: list[Block] = [Heading(2, "Results by scenario"), Paragraph(
-        "Median (min-max) across repetitions; `-` where a metric does not apply. "
-        "Units are in the column headers.")]
+        "Throughput, latency and CPU: the median over rounds ± its 95% interval "
+        f"({IMPRECISE_MARK}: wider than ±10%); other figures: median (min-max) across "
+        "repetitions; `-` where a metric does not apply. Units are in the column headers.")]
     for scenario in run.scenarios:
         blocks += scenario_section(run, scenario, plots)
     absent = [name for name, declared in REPORT_SCENARIOS.items()
@@ -426,7 +487,8 @@ def summary_blocks(claims: list[ClaimResult], plots: PlotOutcome) -> list[Block]
               [[c.claim, str(c.verdict), c.reason] for c in claims]),
         Paragraph("Each verdict is computed from this run's numbers with the thresholds in "
                   "`benchmarks/report/claims.py`; the figures are median (min-max) across "
-                  "repetitions. Cite them by key from `claims.json` (section: Cite these "
+                  "rounds, comparisons between models paired round by round with their 95% "
+                  "interval. Cite them by key from `claims.json` (section: Cite these "
                   "figures)."),
     ]
     for result in claims:

@@ -6,7 +6,7 @@ draws them all and saves them with :func:`save`.
 
 Conventions every figure keeps: a model has one colour and one marker
 (iobench.benchmarks.report.presentation), its family's hue; a line is the median
-over repetitions with the min-max range as thin error bars under the points,
+over rounds with its 95% interval as thin error bars under the points,
 the series nudged apart along x so bars do not hide each other; a failed point
 is a red cross on the axis floor; axes are logarithmic where the data spans
 decades; a footnote names the machine and the run. An axis never holds more
@@ -195,7 +195,8 @@ def line_plot(ax: Any, groups: Iterable[CellGroup], x_of: Callable[[CellGroup], 
               metric: str, *, failed_label: list[bool] | None = None,
               label_of: Callable[[CellGroup], str] = series_label,
               reference: Iterable[CellGroup] = ()) -> Drawn:
-    """Median lines with min-max error bars, one per series, in each model's colour and marker.
+    """Median lines with 95%-interval error bars, one per series, in each model's colour
+    and marker.
 
     ``reference`` groups (select, in panels of other families) are drawn in grey,
     behind, for comparison across panels. When every point has the same x (a
@@ -231,7 +232,7 @@ def line_plot(ax: Any, groups: Iterable[CellGroup], x_of: Callable[[CellGroup], 
     for index, (label, members) in enumerate(series.items()):
         xs, medians, below, above, failed_xs = [], [], [], [], []
         for group in sorted(members, key=lambda g: x_of(g) or 0.0):
-            spread = group.metric(metric)
+            spread = group.bars(metric)
             if group.failed:
                 failed_xs.append(x_of(group))
             elif spread is not None:
@@ -317,13 +318,13 @@ def note_failed_without_x(ax: Any, groups: list[CellGroup],
 
 def bar_plot(ax: Any, groups: list[CellGroup], metric: str, failed_label: list[bool],
              label_of: Callable[[CellGroup], str], x_value: float | None) -> Drawn:
-    """One bar per series (median, min-max error bar) at a single x value."""
+    """One bar per series (median, 95%-interval error bar) at a single x value."""
     drawn = Drawn(categorical_x=x_value)
     scale = style(metric).scale
     series = by_series(groups, label_of)
     for position, (label, members) in enumerate(series.items()):
         group = members[0]
-        spread = group.metric(metric)
+        spread = group.bars(metric)
         if group.failed:
             mark_failed(ax, [position], failed_label)
         elif spread is not None:

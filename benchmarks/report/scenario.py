@@ -77,3 +77,6 @@ class ReportScenario:
     findings: Callable[[Run], list[Finding]] | None = None
     # What each phase of its cells means, where its cells have phases.
     phases: dict[str, str] = field(default_factory=dict)
+    # Models compared round by round with the reference model of each point
+    # (epoll, else select): a table of paired ratios with their intervals.
+    ratios: bool = False

@@ -92,6 +92,19 @@ def cpu_work_us(group: CellGroup) -> float:
     return values[len(values) // 2] if values else work_s(group) * 1e6
 
 
+def contended(group: CellGroup) -> str:
+    """Why a figure below its threshold is no verdict: other processes had the server's CPU.
+
+    Overlapped waits and a pool's hand-overs are bound by the server's CPU,
+    an inline wait by the clock: taking the CPU away lowers the one and not
+    the other, so the ratio says how busy the machine was.
+    """
+    other = group.metric("server_cpus_other_percent")
+    share = f" ({other.median:.0f}% of it)" if other is not None else ""
+    return (f", but other processes took the server's CPU{share} in {label(group)}, which "
+            "lowers what the overlapped waits can serve and not the inline wait's figure")
+
+
 def line(group: CellGroup, spread: Spread, extra: str = "") -> str:
     return (f"{label(group)}: {format_spread('throughput_rps', spread)} req/s{extra}"
             + flagged(group))
@@ -140,6 +153,8 @@ def threads_overlap_waits(run: Run) -> ClaimResult:
     if ratio < THREADS_MIN_RATIO_VS_EPOLL and "client_saturated" in threads.flags:
         return ClaimResult(claim, Verdict.INCONCLUSIVE,
                            rule + ", but the load generator saturated on threads", evidence)
+    if ratio < THREADS_MIN_RATIO_VS_EPOLL and "cpu_contended" in threads.flags:
+        return ClaimResult(claim, Verdict.INCONCLUSIVE, rule + contended(threads), evidence)
     verdict = Verdict.HOLDS if ratio >= THREADS_MIN_RATIO_VS_EPOLL else Verdict.DOES_NOT_HOLD
     return ClaimResult(claim, verdict, rule, evidence)
 
@@ -224,6 +239,8 @@ def offload_restores_loop(run: Run) -> ClaimResult:
             f"serves "
             f"{po.median:,.0f} req/s, {ratio:.1f}x inline's {inl.median:,.0f} "
             f"(at least {OFFLOAD_MIN_RATIO_VS_INLINE:g}x)")
+    if ratio < OFFLOAD_MIN_RATIO_VS_INLINE and "cpu_contended" in pool.flags:
+        return ClaimResult(claim, Verdict.INCONCLUSIVE, rule + contended(pool), evidence)
     verdict = Verdict.HOLDS if ratio >= OFFLOAD_MIN_RATIO_VS_INLINE else Verdict.DOES_NOT_HOLD
     return ClaimResult(claim, verdict, rule, evidence)
 

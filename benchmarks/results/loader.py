@@ -20,6 +20,7 @@ from typing import Any
 from iobench.benchmarks.results import plausibility
 from iobench.benchmarks.results.record import CellRecord, RecordError
 from iobench.benchmarks.results.scenarios import check_scenario
+from iobench.benchmarks.results.stats import Interval, median_interval, paired_ratio
 from iobench.common.errors import UsageError
 from iobench.common.histograms import new_histogram
 
@@ -154,6 +155,39 @@ class CellGroup:
         values = self.values(metric, plausible_only=plausible_only)
         return Spread.of(values) if values else None
 
+    def interval(self, metric: str, *, plausible_only: bool = False) -> Interval | None:
+        """The median over repetitions and rounds with its 95% interval (None below two)."""
+        return median_interval(self.values(metric, plausible_only=plausible_only))
+
+    def bars(self, metric: str) -> Spread | None:
+        """The median with its 95% interval as ``low``/``high``, for error bars; a point
+        of one round keeps its single value (no bar)."""
+        spread = self.metric(metric)
+        interval = self.interval(metric)
+        if spread is None or interval is None:
+            return spread
+        return Spread(spread.median, interval.low, interval.high, spread.count)
+
+    def by_round(self, metric: str, *, plausible_only: bool = False) -> dict[int, float]:
+        """The metric in each round (repetition) that has it: what paired ratios pair."""
+        cells = self.plausible_cells if plausible_only else self.ok_cells
+        return {c.repetition: float(v) for c in cells
+                if (v := c.metrics.get(metric)) is not None}
+
+    def ratio_to(self, other: CellGroup, metric: str, *,
+                 plausible_only: bool = False) -> Interval | None:
+        """This group's metric over ``other``'s, round by round, with its 95% interval.
+
+        Only meaningful between models of one matrix point, which are measured
+        in the same rounds (``point_key``).
+        """
+        return paired_ratio(other.by_round(metric, plausible_only=plausible_only),
+                            self.by_round(metric, plausible_only=plausible_only))
+
+    @property
+    def point(self) -> str:
+        return point_key(self.key)
+
     @cached_property
     def merged_histogram(self) -> Any | None:
         """The latency histograms of all successful repetitions, merged (never averaged)."""
@@ -218,6 +252,18 @@ class Run:
     @property
     def interrupted(self) -> bool:
         return bool(self.data.get("interrupted")) or not self.data.get("finished")
+
+
+def point_key(key: str) -> str:
+    """The matrix point of a cell key, its model left out: 'closed/*/c16/s64'.
+
+    The models of one point are measured in the same rounds, so their figures
+    pair round by round. A key without a model (``neighbour/solo``) is its own point.
+    """
+    parts = key.split("/")
+    if len(parts) < 3:
+        return key
+    return "/".join([parts[0], "*", *parts[2:]])
 
 
 def group_cells(cells: Iterable[CellRecord]) -> list[CellGroup]:

@@ -111,10 +111,18 @@ def littles_law(cell: CellRecord) -> str | None:
     return None
 
 
+def held_connections(cell: CellRecord) -> int:
+    """Connections the server held all at once, its memory read then; 0 where they come
+    and go (churn: a connection closes after its K requests, a forked child exits)."""
+    if cell.requests_per_connection is not None:
+        return 0
+    return (cell.connections or 0) + cell.idle_connections
+
+
 def kernel_holds_socket(cell: CellRecord) -> str | None:
     """Every connection the server holds costs the kernel at least a socket's file and inode."""
     per_connection = cell.metrics.kernel_bytes_per_connection
-    connections = (cell.connections or 0) + cell.idle_connections
+    connections = held_connections(cell)
     if per_connection is None or not connections:
         return None
     least = SOCKET_MIN_BYTES - KERNEL_NOISE_BYTES / connections
@@ -127,7 +135,7 @@ def kernel_holds_socket(cell: CellRecord) -> str | None:
 def kernel_holds_stack(cell: CellRecord) -> str | None:
     """A thread or a process per connection holds a kernel stack per connection."""
     per_connection = cell.metrics.kernel_bytes_per_connection
-    connections = (cell.connections or 0) + cell.idle_connections
+    connections = held_connections(cell)
     if per_connection is None or not connections or not _task_per_connection(cell.model):
         return None
     least = KERNEL_STACK_BYTES + SOCKET_MIN_BYTES - KERNEL_NOISE_BYTES / connections

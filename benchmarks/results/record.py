@@ -219,6 +219,17 @@ class Metrics:
     busiest_worker_share: float | None = metric(
         "busiest worker", "share", "the busiest prefork worker's share of the cell's accepts "
         "(1/N is perfect balance)", digits=2)
+    # The article scenario's probes (one client idle, or not reading): the longest
+    # any other client's request waited for its answer (to the probe's end if none
+    # came), and the requests that got none within the probe's bound; in its
+    # closed-loop cells, the requests still owed when the load generator's drain
+    # ended (its time-out: a second).
+    longest_wait_s: float | None = metric(
+        "longest wait", "s", "the longest another client's request waited for its answer "
+        "in an article probe", digits=3)
+    starved_requests: int | None = metric(
+        "starved", "requests", "requests with no answer within the article probe's bound, "
+        "or still owed when its closed loop's drain ended")
 
     def get(self, name: str) -> Number | None:
         """The metric called ``name`` (None if it is not one)."""
@@ -314,6 +325,10 @@ class CellRecord:
     # work calibration of its ready line ("work"), and prefork's accepts per
     # worker ("worker_accepts", busiest first) with "busiest_worker_share".
     server: dict[str, Any] | None = None
+    # The 95% interval of each headline metric over the rounds of this cell's key
+    # so far (iobench.benchmarks.results.stats), written inside "metrics" as
+    # "ci95": {"throughput_rps": [low, high], ...}; left out below two rounds.
+    ci95: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -332,8 +347,10 @@ class CellRecord:
             self.notes[name] = note
 
     def to_json(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "ci95"}
         data["metrics"] = self.metrics.to_json()
+        if self.ci95:
+            data["metrics"]["ci95"] = dict(self.ci95)
         data["implausible"] = [v.to_json() for v in self.implausible]
         data["flags"] = list(self.flags)
         data["notes"] = dict(self.notes)
@@ -371,11 +388,26 @@ class CellRecord:
             if not isinstance(item, dict) or not isinstance(item.get("rule"), str):
                 raise RecordError(f"{where}: an 'implausible' entry has no rule")
             implausible.append(Violation(item["rule"], str(item.get("seen", ""))))
-        known = {f.name for f in fields(cls)} - {"metrics", "implausible"}
+        known = {f.name for f in fields(cls)} - {"metrics", "implausible", "ci95"}
         values = {name: data[name] for name in known
                   if name in data and (data[name] is not None or name == "model")}
         return cls(**values, metrics=Metrics.from_json(data.get("metrics"), where),
-                   implausible=implausible)
+                   implausible=implausible, ci95=_intervals(data.get("metrics"), where))
+
+
+def _intervals(metrics: Any, where: str) -> dict[str, list[float]]:
+    """metrics.ci95, checked: metric name -> [low, high] (absent before intervals were kept)."""
+    found = metrics.get("ci95") if isinstance(metrics, dict) else None
+    if found is None:
+        return {}
+    if not isinstance(found, dict):
+        raise RecordError(f"{where}: metrics.ci95 is not an object")
+    for name, pair in found.items():
+        if (name not in METRIC_NAMES or not isinstance(pair, list) or len(pair) != 2
+                or not all(isinstance(v, int | float) and not isinstance(v, bool)
+                           and math.isfinite(v) for v in pair)):
+            raise RecordError(f"{where}: metrics.ci95.{name} is {pair!r}, not [low, high]")
+    return {name: [float(v) for v in pair] for name, pair in found.items()}
 
 
 def _expect(data: dict[str, Any], name: str, kind: Any, where: str,

@@ -21,7 +21,20 @@ SCENARIOS: tuple[str, ...] = (
     "churn",
     "syscalls",
     "work",
+    "article",
 )
+
+# What a cell of the article scenario holds: one probe of the article's code as
+# printed (or of busy-poll beside it), named by the cell's phase.
+ARTICLE_NO_CLIENT = "no-client"
+ARTICLE_IDLE_CLIENT = "idle-client"
+ARTICLE_SECOND_CLIENT = "second-client"
+ARTICLE_CLOSED_LOOP = "closed-loop"
+ARTICLE_NON_READER = "non-reader"
+# The note a probe cell carries (what the probe saw, in one line), and the one a
+# closed-loop cell carries when the server died once the load generator had left.
+PROBE_NOTE = "probe"
+SERVER_EXIT_NOTE = "server_exit"
 
 
 class UnknownScenario(ValueError):

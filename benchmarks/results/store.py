@@ -27,6 +27,7 @@ from iobench.benchmarks.results.record import (
     RecordError,
     check_version,
 )
+from iobench.benchmarks.results.stats import HEADLINE_METRICS, median_interval
 from iobench.common.errors import UsageError
 from iobench.common.files import FILE_MODE, UnsafePathError, open_regular_nofollow
 from iobench.common.files import atomic_write as write_file
@@ -86,6 +87,20 @@ def render_csv(run_id: str, cells: list[CellRecord]) -> str:
     for cell in cells:
         writer.writerow(csv_row(run_id, cell))
     return out.getvalue()
+
+
+def refresh_intervals(cells: list[CellRecord], key: str) -> None:
+    """Every round of ``key`` gets the 95% intervals of its headline metrics over all of
+    them so far (``CellRecord.ci95``): the interval of the point, stored with each cell."""
+    rounds = [c for c in cells if c.key == key]
+    intervals: dict[str, list[float]] = {}
+    for metric in HEADLINE_METRICS:
+        values = [float(v) for c in rounds if c.ok and (v := c.metrics.get(metric)) is not None]
+        interval = median_interval(values)
+        if interval is not None:
+            intervals[metric] = interval.as_pair()
+    for cell in rounds:
+        cell.ci95 = dict(intervals) if cell.ok else {}
 
 
 class RunStore:
@@ -164,6 +179,7 @@ class RunStore:
 
     def add(self, cell: CellRecord) -> None:
         self.cells.append(cell)
+        refresh_intervals(self.cells, cell.key)
         self.write()
 
     def finish(self, *, interrupted: bool, error: str | None = None) -> None:

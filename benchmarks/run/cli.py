@@ -39,9 +39,10 @@ class ClusterUnavailable(UsageError):
 
 def add_run_arguments(parser: Any) -> None:
     parser.add_argument("--profile", default="quick", metavar="quick|full|PATH",
-                        help="the matrix: quick (default, under 4 minutes), full (about 15 "
-                             "minutes a repetition on 2 cores, 3 repetitions) or a TOML "
-                             "profile file")
+                        help="the matrix: quick (default, under 4 minutes), full (about 25 "
+                             "minutes on 2 cores, the closed loop in 3 rounds), "
+                             "precision-probe (five fast models at one point, for "
+                             "--precision) or a TOML profile file")
     parser.add_argument("--models", metavar="A,B,...",
                         help="run only these models (default: every available model)")
     parser.add_argument("--repeat", type=int, metavar="N",
@@ -52,6 +53,14 @@ def add_run_arguments(parser: Any) -> None:
     parser.add_argument("--resume", type=Path, metavar="DIR",
                         help="continue an interrupted run in DIR: run only its missing cells, "
                              "with its profile, models and CPU placement")
+    parser.add_argument("--precision", metavar="PCT", default=None,
+                        help="after the planned rounds, add rounds until every cell's "
+                             "headline 95%% intervals are within +-PCT of their medians "
+                             "(e.g. 5%%), or the budget is spent; then name the cells that "
+                             "are not")
+    parser.add_argument("--budget", metavar="TIME", default=None,
+                        help="with --precision: the whole run's time limit, e.g. 20m, 600s "
+                             "or 1h (default: the profile's precision_budget_s, else 20m)")
     parser.add_argument("--force", action="store_true",
                         help="with --resume: continue even on a machine that differs from the "
                              "run's (CPU model, CPU count, kernel); the difference is recorded. "
@@ -253,7 +262,8 @@ def plan_resume(args: Any, cluster: Cluster | None = None) -> Plan:
     profile = profiles.Profile(store.document["profile"],
                                profiles.check_spec(store.document["matrix"],
                                                    str(args.resume / "results.json")))
-    models = profiles.select_models(profile, None, all_models(), available_models())
+    models = profiles.select_models(profile, None, all_models(),
+                                    available_models(references=True))
     profiles.check_size(profile, models)  # a file edited by hand is counted as a new profile
     placement = Placement(**store.document["environment"]["placement"])
     if (placement.server_host is None) != (cluster is None):
@@ -307,10 +317,17 @@ def plan_new(args: Any, cluster: Cluster | None = None) -> Plan:
         raise UsageError(f"bad --repeat {args.repeat}: must be 1-{profiles.MAX_REPEAT}")
     profile = profiles.load_profile(args.profile)
     requested_models = [n.strip() for n in args.models.split(",")] if args.models else None
-    models = profiles.select_models(profile, requested_models, all_models(), available_models())
+    # Reference models too: a matrix runs them only in their own scenario.
+    models = profiles.select_models(profile, requested_models, all_models(),
+                                    available_models(references=True))
     if args.repeat:
         profile.spec["repeat"] = args.repeat
     profiles.check_size(profile, models)
+    if profile.spec.get("seed") is None:
+        # The rounds' order is drawn once and recorded, so --resume keeps it.
+        import secrets
+
+        profile.spec["seed"] = secrets.randbelow(profiles.SEED_LIMIT)
     # The stored matrix names the models, so --resume runs the same ones.
     profile.spec["models"] = models
     # Expanded once before the run folder is made: a profile that gives two
@@ -339,18 +356,24 @@ def run_planned(args: Any, cluster: Cluster | None) -> int:
     """Plan the run (new or resumed), run its cells, and write its report."""
     import sys
 
-    from iobench.benchmarks.run import console
+    from iobench.benchmarks.run import console, rounds
     from iobench.benchmarks.run import matrix as profiles
     from iobench.benchmarks.run.launcher import Launcher, LocalLauncher
     from iobench.benchmarks.run.runner import Runner, Settings
     from iobench.common.processes import pinned, raise_fd_limit
 
+    check_precision_options(args)
     if args.resume:
         store, profile, models, placement = plan_resume(args, cluster)
     else:
         store, profile, models, placement = plan_new(args, cluster)
     raise_fd_limit()
-    cells = profiles.expand(profile, models)
+    if cluster is None:
+        record_system_state(store, placement.server_cpus + placement.client_cpus,
+                            resumed=bool(args.resume))
+    target, budget_s, metrics = precision_request(args, profile)
+    cells = rounds.interleave(rounds.with_rounds(profile, profiles.expand(profile, models)),
+                              profile.spec.get("seed") or 0)
     todo = [c for c in cells if c.ident not in store.done()]
     loadgen = profile.spec["loadgen"]
     settings = Settings(loadgen_workers=loadgen["workers"], loadgen_timeout_s=loadgen["timeout_s"],
@@ -368,16 +391,30 @@ def run_planned(args: Any, cluster: Cluster | None) -> int:
         launcher = DaskLauncher(cluster, placement)
     else:
         launcher = LocalLauncher(placement)
+    loop = None
+    planned: Any = todo
+    if target is not None:
+        from iobench.benchmarks.run.precision import PrecisionLoop
+        from iobench.benchmarks.run.runner import estimated_seconds
+
+        loop = PrecisionLoop(todo, lambda: store.cells, target, budget_s, metrics,
+                             profile.spec.get("seed") or 0, estimated_seconds, matrix=cells)
+        planned = loop
     try:
         if cluster is not None:
-            completed = Runner(launcher, store, settings, progress).run(todo)
+            completed = Runner(launcher, store, settings, progress).run(planned)
         else:
             # Keep the runner (its sampling thread, its signals) off the server's CPUs.
             with pinned(placement.client_cpus):
-                completed = Runner(launcher, store, settings, progress).run(todo)
+                completed = Runner(launcher, store, settings, progress).run(planned)
     finally:
         progress.close()
         launcher.close()
+        if loop is not None:
+            store.document["precision"] = loop.summary()
+            store.write()
+    if loop is not None:
+        report_precision(loop)
     console.print_summary(store.document['run_id'], store.cells)
     write_report(store.run_dir)
     if not completed:
@@ -386,6 +423,70 @@ def run_planned(args: Any, cluster: Cluster | None) -> int:
         return 130
     print(f"results: {store.run_dir / 'results.json'}")
     return 0
+
+
+def check_precision_options(args: Any) -> None:
+    """--precision and --budget checked before a run folder is made (exit 2 if wrong)."""
+    from iobench.benchmarks.run import precision
+
+    if args.precision is None and args.budget is not None:
+        raise UsageError("--budget limits the rounds --precision adds: add --precision PCT")
+    if args.precision is not None:
+        precision.parse_precision(args.precision)
+    if args.budget is not None:
+        precision.parse_budget(args.budget)
+
+
+def precision_request(args: Any, profile: Profile) -> tuple[float | None, float, tuple[str, ...]]:
+    """--precision's target, the budget in seconds and the metrics it narrows."""
+    from iobench.benchmarks.run import precision
+
+    if args.precision is None:
+        if args.budget is not None:
+            raise UsageError("--budget limits the rounds --precision adds: add --precision PCT")
+        return None, 0.0, ()
+    budget = (precision.parse_budget(args.budget) if args.budget
+              else float(profile.spec.get("precision_budget_s") or precision.DEFAULT_BUDGET_S))
+    return (precision.parse_precision(args.precision), budget,
+            precision.check_metrics(list(profile.spec.get("precision_metrics") or [])))
+
+
+def report_precision(loop: Any) -> None:
+    """One line on what --precision did, and one per cell that did not get there."""
+    import sys
+
+    target = f"±{loop.target:.0%}" if loop.target >= 0.01 else f"±{loop.target:.1%}"
+    if not loop.unmet:
+        print(f"precision: every cell's intervals within {target} after {loop.rounds_added} "
+              "added round(s)", file=sys.stderr)
+        return
+    print(f"precision: {len(loop.unmet)} cell(s) not within {target} after "
+          f"{loop.rounds_added} added round(s) (stopped: {loop.stopped_by}):", file=sys.stderr)
+    for key, reasons in sorted(loop.unmet.items()):
+        print(f"  {key}: {'; '.join(reasons)}", file=sys.stderr)
+
+
+def record_system_state(store: RunStore, cpus: list[int], *, resumed: bool) -> None:
+    """One warning line per noisy state of the machine; every state in the environment.
+
+    A resumed run keeps the states its first part saw and adds the new ones
+    under ``system_on_resume``.
+    """
+    import sys
+
+    from iobench.benchmarks.run import system_state
+
+    states = system_state.collect(sorted(set(cpus)), system_state.RUN_SAMPLE_S)
+    for state in system_state.noisy(states):
+        print(f"warning: {state.name}: {state.value}"
+              + (f" ({state.why})" if state.why else ""), file=sys.stderr)
+    recorded = [s.to_json() for s in states]
+    environment = store.document["environment"]
+    if resumed:
+        environment.setdefault("system_on_resume", []).append(recorded)
+    else:
+        environment["system"] = recorded
+    store.write()
 
 
 def write_report(run_dir: Path) -> None:

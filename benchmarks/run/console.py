@@ -35,6 +35,8 @@ class PlainProgress:
 
     def cell_finished(self, cell: Cell, record: CellRecord) -> None:
         self.done += 1
+        # Rounds --precision adds come beyond the planned cells.
+        self.total = max(self.total, self.done)
         width = len(str(self.total))
         print(f"[{self.done:{width}d}/{self.total}] {record.status:<6} "
               f"{cell.key} r{cell.repetition}  {headline(record)}", file=sys.stderr, flush=True)
@@ -94,6 +96,9 @@ def headline(record: CellRecord) -> str:
         line = f"neighbour at {100 * metrics.neighbour_ratio:.0f}% of solo"
     elif record.mode == "idle":
         line = f"server CPU {_fmt(metrics.server_cpu_percent, '{:.1f}%')}"
+    elif metrics.longest_wait_s is not None:  # an article probe: what the others waited
+        line = (f"longest wait {metrics.longest_wait_s:.3f} s, "
+                f"{_fmt(metrics.starved_requests, '{}')} unanswered")
     else:
         line = (f"{_fmt(metrics.throughput_rps, '{:.0f}')} rps, "
                 f"p50 {_fmt(metrics.p50_us, '{:.0f}')} us, "

@@ -36,15 +36,42 @@ from iobench.benchmarks.run.checks import (
 from iobench.benchmarks.run.checks import (
     params as params_table,
 )
+from iobench.benchmarks.run.scenario import RunScenario
 from iobench.benchmarks.run.scenarios import RUN_SCENARIOS
 from iobench.servers.base import ParamError, ServerModel
+from iobench.servers.registry import get_model
 
-__all__ = ["BUILTIN_PROFILES", "MAX_REPEAT", "PROFILE_DIR", "RUN_KEYS", "SCENARIOS", "Cell",
-           "Profile", "ProfileError", "check_size", "check_spec", "count", "expand",
-           "load_profile", "model_label", "select_models"]
+__all__ = ["BUILTIN_PROFILES", "MAX_REPEAT", "PROFILE_DIR", "RUN_KEYS", "SCENARIOS",
+           "SEED_LIMIT", "Cell", "Profile", "ProfileError", "check_size", "check_spec", "count",
+           "expand", "load_profile", "model_label", "select_models"]
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
-BUILTIN_PROFILES = ("quick", "full")
+BUILTIN_PROFILES = ("quick", "full", "precision-probe")
+# The seed that orders the models of each round (rounds.py), drawn when a
+# profile names none and recorded in the stored matrix.
+SEED_LIMIT = 2 ** 31
+
+
+def optional(check: Any) -> Any:
+    """``check``, or None as it is: a key whose default is "not given" (a stored matrix
+    holds it as null, and --resume checks it again)."""
+    def checked(where: str, value: Any) -> Any:
+        return None if value is None else check(where, value)
+    return checked
+
+
+def rounds_table(where: str, value: Any) -> dict[str, int]:
+    """``rounds = {closed = 3}``: a scenario's cells measured in at least this many rounds
+    (benchmarks/run/rounds.py), beyond ``repeat``."""
+    if not isinstance(value, dict):
+        raise ProfileError(f"{where} must be a table of scenario = rounds, got {value!r}")
+    for scenario, count in value.items():
+        if scenario not in SCENARIOS:
+            raise ProfileError(f"{where}: unknown scenario {scenario!r} "
+                               f"(valid: {', '.join(SCENARIOS)})")
+        number(1, MAX_REPEAT, integer=True)(f"{where}.{scenario}", count)
+    return dict(value)
+
 
 # The run-wide keys at the top level, and the run-wide sections: key -> (check,
 # default). [params] is free-form (model name -> its parameters, checked by
@@ -54,6 +81,12 @@ RUN_KEYS: Keys = {
     "repeat": (number(1, MAX_REPEAT, integer=True), 1),
     "models": (names, []),
     "cell_timeout_s": (DURATION, 20.0),
+    "rounds": (rounds_table, {}),
+    "seed": (optional(number(0, SEED_LIMIT - 1, integer=True)), None),
+    # iobench run --precision: the headline metrics it narrows (default: all of
+    # them), and its time budget when --budget is not given (default 20 minutes).
+    "precision_metrics": (names, []),
+    "precision_budget_s": (optional(DURATION), None),
 }
 SECTIONS: dict[str, Keys] = {
     "loadgen": {
@@ -188,6 +221,14 @@ def _check_model_params(cls: type[ServerModel], params: dict[str, Any], where: s
 CELL_OVERHEAD_S = 1.0
 
 
+def models_for(scenario: RunScenario, models: list[str]) -> list[str]:
+    """The run's models a scenario gets: a reference model (the article's code as
+    printed) only in a scenario made for it, whatever models the run has."""
+    if scenario.references:
+        return models
+    return [model for model in models if get_model(model).reference is None]
+
+
 def count(profile: Profile, models: list[str]) -> tuple[int, float]:
     """The cells :func:`expand` would build and the seconds they would take, computed
     from the lengths of the profile's lists (each scenario's ``count``), without
@@ -196,7 +237,7 @@ def count(profile: Profile, models: list[str]) -> tuple[int, float]:
     for name, scenario in RUN_SCENARIOS.items():
         section = profile.section(name)
         if section is not None:
-            n = scenario.count(section, models)
+            n = scenario.count(section, models_for(scenario, models))
             cells += n
             seconds += n * (section["duration_s"] + section.get("warmup_s", 0.0)
                             + CELL_OVERHEAD_S)
@@ -228,7 +269,8 @@ def expand(profile: Profile, models: list[str]) -> list[Cell]:
         for name, scenario in RUN_SCENARIOS.items():
             section = profile.section(name)
             if section is not None:
-                for cell in scenario.expand(section, models, profile.spec.get("params", {})):
+                for cell in scenario.expand(section, models_for(scenario, models),
+                                            profile.spec.get("params", {})):
                     cell.repetition = repetition
                     _check_unique(profile, made, cell)
                     cells.append(cell)

@@ -16,15 +16,15 @@ import contextlib
 import signal
 import statistics
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from iobench.benchmarks.results import plausibility
 from iobench.benchmarks.results.record import STATUS_FAILED, STATUS_OK, CellRecord
 from iobench.benchmarks.results.store import RunStore, utc_now
 from iobench.benchmarks.run import metrics as m
-from iobench.benchmarks.run import scale
+from iobench.benchmarks.run import scale, steady
 from iobench.benchmarks.run.cells import Cell, CellFailed
 from iobench.benchmarks.run.launcher import Launcher, LoadSpec, ServerHandle, tail
 from iobench.benchmarks.run.sampler import Edge, Memory, Sampler
@@ -65,6 +65,9 @@ LOAD_GRACE_S = 5.0
 # system calls: inside it by a margin, so that connection set-up before and
 # the closing after it are left out, however late the load generator started.
 SYSCALL_WINDOW = (0.1, 0.85)
+# The mode of a cell whose scenario drives the server with clients of its own
+# (RunScenario.probe) instead of idle connections or the load generator.
+PROBE = "probe"
 # Start and stop overhead per cell, for the time estimate.
 CELL_OVERHEAD_S = 0.6
 
@@ -89,6 +92,8 @@ def estimated_seconds(cell: Cell) -> float:
     settle = IDLE_SETTLE_S if cell.mode == "idle" and cell.connections else 0.0
     settle += cell.idle / IDLE_CONNECTS_PER_S
     work = neighbour_load_s(cell) if cell.phase == "load" else cell.duration_s
+    if cell.mode == PROBE:
+        work += RUN_SCENARIOS[cell.scenario].probe_seconds(cell)
     return cell.warmup_s + work + lead + settle + CELL_OVERHEAD_S
 
 
@@ -118,6 +123,8 @@ class CellContext:
     # The edge readings the server's CPU is measured between, or why there are none.
     edges: tuple[Edge, Edge] | None = None
     edges_note: str | None = None
+    # Every reading inside the window, for the steady-state check (steady.py).
+    window_edges: list[Edge] = field(default_factory=list)
     # The server's memory while it held its connections, and before the first.
     memory: Memory | None = None
     baseline_memory: Memory | None = None
@@ -131,6 +138,10 @@ class CellContext:
     rate_rps: float | None = None
     # Scale scenario: a longer load-generator time-out for a server that forks slowly.
     loadgen_timeout_s: float | None = None
+    # A probe cell: what writes its figures onto the record.
+    probed: Callable[[CellRecord], None] | None = None
+    # A server that exited once the load generator had left, where that is a finding.
+    server_exit: str | None = None
 
 
 def settled_memory(server: ServerHandle, sampler: Sampler) -> Memory | None:
@@ -157,7 +168,7 @@ class Runner:
         self.settings = settings
         self.progress = progress
 
-    def run(self, cells: list[Cell]) -> bool:
+    def run(self, cells: Iterable[Cell]) -> bool:
         """Run the cells not yet in the store; False if interrupted."""
         done = self.store.done()
         interrupted = False
@@ -228,11 +239,24 @@ class Runner:
         context.server = self.launcher.start_server(cell.model, server_params(cell))
         context.sampler.watch("server", context.server.pid, cgroup=context.server.cgroup)
         context.baseline_memory = settled_memory(context.server, context.sampler)
-        if cell.mode == "idle":
+        if cell.mode == PROBE:
+            self._probe(context)
+        elif cell.mode == "idle":
             self._idle(context)
         else:
             self._load(context)
         self._check_server(context.server)
+
+    def _probe(self, context: CellContext) -> None:
+        """The scenario's own clients against the server, between two edge readings."""
+        cell, server, sampler = context.cell, context.server, context.sampler
+        assert server is not None and sampler is not None
+        local = self.launcher.placement.server_host is None
+        first = sampler.edge()
+        context.probed = RUN_SCENARIOS[cell.scenario].probe(
+            cell, (server.host, server.port), server.pid if local else None)
+        context.edges = (first, sampler.edge())
+        context.memory = sampler.memory("server")
 
     def _idle(self, context: CellContext) -> None:
         cell, server, sampler = context.cell, context.server, context.sampler
@@ -317,6 +341,7 @@ class Runner:
         if watched is not None and result.report is not None:
             picked = watched.pick(result.report, local=load.pid is not None)
             context.edges, context.edges_note = picked.edges, picked.note
+            context.window_edges = picked.inside
             if picked.memory is not None:
                 context.memory = picked.memory
         if context.edges is None and context.edges_note is None:
@@ -333,6 +358,23 @@ class Runner:
                              f"wrote no report: {tail(result.stderr)}"
                              f"{self._stderr_note(server)}")
         context.report = result.report
+        tolerated = RUN_SCENARIOS[cell.scenario].tolerated_errors(cell)
+        errors = {kind for kind, count in result.report.errors.items()
+                  if count and kind != "total"}
+        if tolerated and errors <= tolerated:
+            # What went unanswered is the cell's figure (the scenario's annotate reads
+            # it), and a server that died of its clients' leaving, a note; a run the
+            # load generator called off ("starved: ...") fails with that first.
+            exit_note = None
+            if (code := server.poll()) is not None:
+                exit_note = (f"the server exited with code {code} once the load generator "
+                             f"had left{self._stderr_note(server)}")
+            if result.report.failure:
+                raise CellFailed(f"{result.report.failure}; the load generator reported "
+                                 f"{m.error_summary(result.report)}"
+                                 + (f"; {exit_note}" if exit_note else ""))
+            context.server_exit = exit_note
+            return
         self._check_server(server)
         # "starved: N of M connections unanswered after T s", or a worker's crash.
         failure = result.report.failure
@@ -406,11 +448,23 @@ class Runner:
         return slice_rate(report, running), slice_rate(report, paused)
 
     def _peak(self, cell: Cell) -> float:
-        """The model's highest closed-loop throughput at this payload, in this repetition."""
-        peaks = [c.metrics.throughput_rps for c in self.store.cells
-                 if c.scenario == "closed" and c.ok and c.model == cell.model
-                 and c.params == cell.params and c.size_bytes == cell.size_bytes
-                 and c.repetition == cell.repetition and c.metrics.throughput_rps]
+        """The model's highest closed-loop throughput at this payload, in this repetition.
+
+        A round added for precision may have no closed-loop cells of its own:
+        there the median of the peaks of the rounds that have them stands in.
+        """
+        by_round: dict[int, float] = {}
+        for c in self.store.cells:
+            if (c.scenario == "closed" and c.ok and c.model == cell.model
+                    and c.params == cell.params and c.size_bytes == cell.size_bytes
+                    and c.metrics.throughput_rps):
+                by_round[c.repetition] = max(by_round.get(c.repetition, 0.0),
+                                             c.metrics.throughput_rps)
+        if cell.repetition in by_round:
+            return by_round[cell.repetition]
+        peaks = sorted(by_round.values())
+        if peaks:
+            return float(statistics.median(peaks))
         if not peaks:
             raise CellFailed(f"no successful closed-loop cell of {cell.model} at "
                              f"{cell.size_bytes} B to take {cell.peak_fraction:g} of its peak")
@@ -467,6 +521,8 @@ class Runner:
                 m.load_metrics(metrics, report, server_stats)
                 record.flags += [f for f in m.load_flags(report) if f not in record.flags]
             m.client_metric_from_edges(metrics, edges)
+            if cell.phase is None:  # the neighbour's cells stop the server on purpose
+                check_steady(record, context.window_edges)
             record.samples = self._samples(context)
         if sampler is not None:
             m.machine_metrics(record, context.edges, placement.server_cpus,
@@ -490,6 +546,10 @@ class Runner:
         if context.syscalls is not None:
             record.syscalls = context.syscalls.per_request(metrics.throughput_rps)
             metrics.syscalls_per_request = record.syscalls["per_request"]
+        if context.probed is not None:
+            context.probed(record)
+        if context.server_exit is not None:
+            record.notes["server_exit"] = context.server_exit
         RUN_SCENARIOS[cell.scenario].annotate(record)
         return plausibility.judge(record)
 
@@ -505,6 +565,17 @@ class Runner:
             samples["client_t_s"] = client["t_s"]
             samples["client_cpu_percent"] = client["cpu_percent"]
         return samples
+
+
+def check_steady(record: CellRecord, window: list[Edge]) -> None:
+    """Flag the cell ``unsteady`` when its server's CPU stepped or drifted in the window."""
+    readings = [r for edge in window if (r := edge.trees.get("server")) is not None]
+    if len(readings) < 2:
+        return
+    start, end = readings[0].t_s, readings[-1].t_s
+    step = steady.find_step(steady.cpu_slices(readings, start, end))
+    if step is not None:
+        record.flag(steady.UNSTEADY, steady.describe(step, end - start))
 
 
 def slice_rate(report: dict[str, Any], slices: list[tuple[float, float]]) -> float:

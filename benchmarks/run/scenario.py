@@ -12,11 +12,11 @@ counted, flags of its own) instead of testing the name.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 from iobench.benchmarks.results.record import CellRecord
-from iobench.benchmarks.run.cells import Cell, cell_key
+from iobench.benchmarks.run.cells import Cell, CellFailed, cell_key
 from iobench.benchmarks.run.checks import MAX_CELLS, Keys
 from iobench.benchmarks.run.launcher import Launcher
 from iobench.benchmarks.run.syscalls import SyscallCounter, UnavailableCounter
@@ -37,6 +37,9 @@ class RunScenario:
     # The cell fields that tell this scenario's points apart, shown in its
     # keys (see cells.KEY_FIELDS); a field a cell leaves None is left out.
     key_fields: ClassVar[tuple[str, ...]]
+    # True for a scenario made for reference models (ServerModel.reference: the
+    # article's code as printed): the matrix gives them to no other.
+    references: ClassVar[bool] = False
 
     def shown(self, cell: Cell) -> tuple[str, ...]:
         """The fields ``cell``'s key shows (by default, every one of :attr:`key_fields`)."""
@@ -77,9 +80,25 @@ class RunScenario:
         return sum(1 for _ in itertools.islice(cells, MAX_CELLS + 1))
 
     def prepare(self, cell: Cell, launcher: Launcher, loadgen_timeout_s: float) -> float | None:
-        """Before the server starts: CellFailed if a limit rules the cell out, or a longer
+        """Before the server starts: CellFailed if a limit rules the cell out, or another
         time-out for the load generator than ``loadgen_timeout_s`` if it needs one."""
         return None
+
+    def probe(self, cell: Cell, address: tuple[str, int],
+              pid: int | None) -> Callable[[CellRecord], None]:
+        """A cell of mode ``"probe"``: drive the started server at ``address`` (``pid``: its
+        process here, None on another host) with clients of the scenario's own, bounded in
+        time, and return what writes the figures onto the record; CellFailed if it cannot."""
+        raise CellFailed(f"the {self.name} scenario has no probe cells")
+
+    def probe_seconds(self, cell: Cell) -> float:
+        """What a probe cell takes beyond its ``duration_s``, for the time estimate."""
+        return 0.0
+
+    def tolerated_errors(self, cell: Cell) -> frozenset[str]:
+        """Kinds of load-generator error that are the cell's figures, not its failure; with
+        them the server's exit once the load generator has left is a note, not a failure."""
+        return frozenset()
 
     def syscall_counter(self, launcher: Launcher, pid: int, cell: Cell) -> SyscallCounter:
         """How the server's system calls are counted in a loaded cell (by default, not)."""

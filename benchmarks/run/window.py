@@ -54,6 +54,8 @@ class Picked:
     edges: tuple[Edge, Edge] | None = None
     memory: Memory | None = None
     note: str | None = None
+    # Every reading inside the window, for the steady-state check (run/steady.py).
+    inside: list[Edge] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ class Watched:
             return Picked(memory=memory, note=(
                 f"{len(inside)} of the runner's {len(self.edges)} readings of the server "
                 f"fell inside the load generator's {end - start:.2f} s window"))
-        return Picked((inside[0], inside[-1]), memory=memory)
+        return Picked((inside[0], inside[-1]), memory=memory, inside=inside)
 
 
 def highest_memory(read: list[Memory]) -> Memory | None:

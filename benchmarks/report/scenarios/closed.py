@@ -161,5 +161,6 @@ SCENARIO = ReportScenario(
                         "Memory (PSS) and threads vs connections", fig_memory_threads)),
     syscall_tool="perf stat on the syscall tracepoints",
     headlines=(Headline("peak_throughput", THROUGHPUT, "peak closed-loop throughput", _peak),),
+    ratios=True,
     findings=findings,
 )

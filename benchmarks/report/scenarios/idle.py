@@ -49,7 +49,7 @@ def fig_idle_cpu(run: Run) -> Any | None:
                                         series_sort_key(g)))
         labels = [series_label(g) for g in members]
         for position, group in enumerate(members):
-            spread = group.metric("server_cpu_percent")
+            spread = group.bars("server_cpu_percent")
             if group.failed:
                 mark_failed(ax, [position], failed)
                 continue

@@ -86,5 +86,11 @@ class Work(RunScenario):
                     yield self.cell(model, {**own, "work": work, "offload": "pool"}, "closed",
                                     section["connections"], **common)
 
+    def count(self, section: dict[str, Any], models: list[str]) -> int:
+        offloaded = section["offload_works"] or section["works"]
+        pooled = sum(1 for model in models if model in section["offload_models"])
+        return (len(models) * len(section["works"])
+                + pooled * sum(1 for work in section["works"] if work in offloaded))
+
 
 SCENARIO = Work()

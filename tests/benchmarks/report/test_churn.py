@@ -12,7 +12,6 @@ from iobench.benchmarks.report.churn import balance_lines, churn_rows, judge_chu
 from iobench.benchmarks.report.claims import Verdict
 from iobench.benchmarks.report.scenarios.churn import section
 from iobench.benchmarks.results.loader import load_run
-from iobench.benchmarks.results.record import METRIC_NAMES
 from tests.benchmarks.results_factory import make_cell, make_results, write_run
 
 # Server CPU per connection at K = 1 (us), as this machine shows them in order of size.
@@ -112,17 +111,17 @@ def test_prefork_balance_is_shown_per_listener_when_the_cells_have_it(tmp_path: 
         cell = churn_cell(rng, "prefork", 1, 0, CPU_PER_CONNECTION_US)
         cell["params"] = {"listener": listener}
         cell["key"] = f"churn/prefork(listener={listener})/k1/c16/s64"
-        if "busiest_worker_share" in cell["metrics"]:
-            cell["metrics"]["busiest_worker_share"] = share
+        cell["metrics"]["busiest_worker_share"] = share
         data["cells"].append(cell)
     run = load_run(write_run(tmp_path / "run", data))
     lines = balance_lines(run)
     header, _, _ = churn_rows(run)
-    if "busiest_worker_share" not in METRIC_NAMES:
-        # Prefork reports no accepts in this build: no column, no lines.
-        assert lines == [] and not any("busiest" in h for h in header)
-        return
     assert header[-1] == "busiest worker's share of accepts, K=1"
     assert lines == [
         "prefork (listener=reuseport), K = 1: the busiest worker accepted 55% of the connections",
         "prefork (listener=shared), K = 1: the busiest worker accepted 90% of the connections"]
+
+
+def test_without_prefork_accepts_there_is_no_balance_column(tmp_path: Path) -> None:
+    header, _, _ = churn_rows(load_run(churn_run(tmp_path)))
+    assert not any("busiest" in name for name in header)

@@ -1,4 +1,4 @@
-"""``iobench compare``: ratios per matching cell, changes marked only beyond the spread."""
+"""``iobench compare``: ratios per matching cell, changes marked only when significant."""
 
 from __future__ import annotations
 
@@ -67,36 +67,41 @@ def test_spread_overlap(a: tuple[float, float, float], b: tuple[float, float, fl
 
 
 @pytest.mark.parametrize(("metric", "a", "b", "mark"), [
-    # Medians 20% apart, ranges overlapping: noise, not a change.
-    ("throughput_rps", [1000, 1010, 1300], [1180, 1200, 1210], "within spread"),
-    ("p99_us", [100, 105, 130], [120, 126, 128], "within spread"),
-    # The same medians with ranges apart: a change, in the metric's direction.
+    # Medians 20% apart, intervals overlapping: noise, not a change.
+    ("throughput_rps", [1000, 1010, 1300], [1180, 1200, 1210], "not significant"),
+    ("p99_us", [100, 105, 130], [120, 126, 128], "not significant"),
+    # Min-max ranges apart, but three rounds' intervals are wide enough to overlap.
+    ("p99_us", [100, 105, 110], [120, 126, 128], "not significant"),
+    # The same medians with intervals apart: a change, in the metric's direction.
     ("throughput_rps", [990, 1000, 1010], [1180, 1200, 1210], "BETTER"),
-    ("p99_us", [100, 105, 110], [120, 126, 128], "WORSE"),
+    ("p99_us", [100, 101, 102], [120, 126, 128], "WORSE"),
     ("cpu_us_per_request", [10, 10.1, 10.2], [8, 8.1, 8.2], "BETTER"),
-    # Ranges apart but the medians within MIN_CHANGE: not called a change.
+    # Intervals apart but the medians within MIN_CHANGE: not called a change.
     ("throughput_rps", [1000, 1001, 1002], [1040, 1041, 1042], ""),
-    # Just past MIN_CHANGE, ranges apart: marked.
+    # Just past MIN_CHANGE, intervals apart: marked.
     ("throughput_rps", [1000, 1000, 1000], [1060, 1060, 1060], "BETTER"),
+    # Six rounds each: order-statistic intervals, apart.
+    ("throughput_rps", [1000, 980, 1010, 990, 1020, 1005], [900, 880, 910, 890, 920, 905],
+     "WORSE"),
 ])
-def test_change_is_marked_only_beyond_spread_and_threshold(
+def test_change_is_marked_only_beyond_the_intervals_and_threshold(
         metric: str, a: list[float], b: list[float], mark: str) -> None:
-    change = MetricChange(metric, Spread.of(a), Spread.of(b))
+    change = MetricChange.of(metric, a, b)
     assert change.mark == mark
     assert change.changed is (mark in ("BETTER", "WORSE"))
 
 
 def test_min_change_threshold_sits_at_five_percent() -> None:
-    """Either side of MIN_CHANGE with disjoint ranges: 4.5% is unmarked, 5.5% is marked."""
+    """Either side of MIN_CHANGE with disjoint intervals: 4.5% is unmarked, 5.5% is marked."""
     assert MIN_CHANGE == 0.05
-    below = MetricChange("throughput_rps", Spread.of([1000] * 3), Spread.of([1045] * 3))
-    above = MetricChange("throughput_rps", Spread.of([1000] * 3), Spread.of([1055] * 3))
+    below = MetricChange.of("throughput_rps", [1000] * 3, [1045] * 3)
+    above = MetricChange.of("throughput_rps", [1000] * 3, [1055] * 3)
     assert below.mark == "" and above.mark == "BETTER"
 
 
 def test_overlapping_change_in_a_run_is_not_counted(tmp_path: Path) -> None:
     """compare_runs on files: one repetition of B's select is 25% up, the others 20%
-    up as well but A's top repetition reaches them, so the ranges overlap."""
+    up as well but A's top repetition reaches them, so the intervals overlap."""
     def lift(cell: dict[str, Any]) -> None:
         if cell["model"] == "select" and cell["key"] == "closed/select/c16/s64":
             cell["metrics"]["throughput_rps"] = 12000.0 * (1.2, 1.2, 1.25)[cell["repetition"]]
@@ -111,7 +116,7 @@ def test_overlapping_change_in_a_run_is_not_counted(tmp_path: Path) -> None:
     cell = next(c for c in comparison.matched if c.key == "closed/select/c16/s64")
     throughput = next(c for c in cell.changes if c.metric == "throughput_rps")
     assert throughput.ratio == pytest.approx(1.2, rel=1e-9)
-    assert throughput.mark == "within spread" and not throughput.changed
+    assert throughput.mark == "not significant" and not throughput.changed
 
 
 def test_worse_latency_is_marked_worse(tmp_path: Path) -> None:
@@ -185,7 +190,7 @@ def test_fail_above_exits_1_on_a_30_percent_change_and_0_against_itself(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a, b = runs(tmp_path, b_tweak=scale_metric("select", "throughput_rps", 1.3))
     assert main(["compare", str(a), str(a), "--fail-above", "10"]) == 0
-    assert "ok: no change beyond 10%" in capsys.readouterr().out
+    assert "ok: no significant change beyond 10%" in capsys.readouterr().out
     assert main(["compare", str(a), str(b), "--fail-above", "10"]) == 1
     out = capsys.readouterr().out
     assert "FAIL:" in out and "closed/select/c16/s64 throughput: 1.30x" in out
@@ -208,7 +213,7 @@ def test_fail_above_ignores_a_move_within_the_runs_spread(tmp_path: Path) -> Non
     comparison = compare_runs(load_run(a), load_run(b))
     cell = next(c for c in comparison.matched if c.key == "closed/select/c16/s64")
     throughput = next(c for c in cell.changes if c.metric == "throughput_rps")
-    assert throughput.ratio == pytest.approx(1.3, rel=0.1) and throughput.a.overlaps(throughput.b)
+    assert throughput.ratio == pytest.approx(1.3, rel=0.1) and not throughput.significant
     assert main(["compare", str(a), str(b), "--fail-above", "10"]) == 0
 
 
@@ -228,13 +233,15 @@ def test_output_of_two_quick_runs_fits_100_columns(
         if (cell.get("metrics") or {}).get("throughput_rps"):
             cell["metrics"]["throughput_rps"] *= 1.3
     b = write_run(tmp_path / ("b-with-a-long-folder-name-to-wrap" * 3), data)
-    assert main(["compare", str(a), str(b), "--fail-above", "5"]) == 1
+    # One repetition: no interval, so a 30% move is named but cannot fail the gate.
+    assert main(["compare", str(a), str(b), "--fail-above", "5"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert len(lines) > 20 and "closed select c16 64B" in out
     too_long = [line for line in lines if len(line) > 100]
     assert not too_long, too_long[0]
     assert "1.30x ?" in out and "? beyond 5%, spread unknown" in out
+    assert "not judged, one repetition:" in out
 
 
 def test_plot_draws_the_ratio_per_cell(tmp_path: Path,
@@ -248,6 +255,42 @@ def test_plot_draws_the_ratio_per_cell(tmp_path: Path,
     assert main(["compare", str(a), str(b), "--plot", str(tmp_path / "ratio.txt")]) == 2
     err = capsys.readouterr().err
     assert "must end in .png or .svg" in err and "Traceback" not in err
+
+
+def test_fail_above_exits_1_when_one_model_is_made_30_percent_slower(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """B: every threads cell serves 30% fewer requests at 1/0.7 the CPU each; the rest is
+    the same commit measured again (the same numbers, each repetition's own jitter)."""
+    def slower(cell: dict[str, Any]) -> None:
+        scale_metric("threads", "throughput_rps", 0.7)(cell)
+        scale_metric("threads", "cpu_us_per_request", 1 / 0.7)(cell)
+
+    a, b = runs(tmp_path, b_tweak=slower)
+    assert main(["compare", str(a), str(b), "--fail-above", "10"]) == 1
+    failed = capsys.readouterr().out.split("FAIL:")[1]
+    assert "closed/threads/c16/s64 throughput: 0.70x" in failed
+    assert "closed/threads/c16/s64 CPU per request: 1.43x" in failed
+    assert "/select/" not in failed and "/epoll/" not in failed
+
+
+def test_overlap_counts_the_cells_whose_intervals_two_runs_share(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from iobench.benchmarks.report.compare import overlaps
+
+    a, b = runs(tmp_path, b_tweak=scale_metric("select", "throughput_rps", 1.3))
+    found = {o.metric: o for o in overlaps(load_run(a), load_run(a))}
+    assert found["throughput_rps"].share == 1.0 and found["throughput_rps"].overlapping
+    found = {o.metric: o for o in overlaps(load_run(a), load_run(b))}
+    throughput = found["throughput_rps"]
+    assert throughput.apart and all("/select/" in key for key in throughput.apart)
+    assert throughput.share is not None and throughput.share < 1.0
+    assert found["cpu_us_per_request"].share == 1.0
+    assert main(["compare", str(a), str(b), "--overlap"]) == 0
+    out = capsys.readouterr().out
+    assert f"throughput: {len(throughput.overlapping)} of " in out and "apart: " in out
+    one, _ = runs(tmp_path / "one", repetitions=1)
+    single = {o.metric: o for o in overlaps(load_run(one), load_run(one))}
+    assert single["throughput_rps"].share is None and single["throughput_rps"].unjudged
 
 
 def test_every_matched_cell_has_a_label_of_its_own(tmp_path: Path) -> None:

@@ -77,3 +77,22 @@ def test_html_colours_each_verdict(quick_report: Path) -> None:
         verdict = str(claim.verdict)
         assert f'<td class="{verdict.replace(" ", "-")}">{verdict}</td>' in page
     assert "td.holds {" in page and "td.does-not-hold {" in page
+
+
+def test_the_environment_names_the_noisy_machine_states(tmp_path: Path) -> None:
+    from iobench.benchmarks.report.document import environment_blocks
+    from tests.benchmarks.results_factory import make_results, write_run
+
+    data = make_results(repetitions=1, scenarios=("idle",))
+    data["environment"]["system"] = [
+        {"name": "load average", "value": "3.10 (1 min)", "verdict": "warn", "why": "busy"},
+        {"name": "ASLR", "value": "full", "verdict": "note", "why": ""}]
+    run = load_run(write_run(tmp_path / "run", data))
+    rows = {row[0]: row[1] for block in environment_blocks(run)
+            for row in getattr(block, "rows", [])}
+    assert rows["noisy machine state"] == "load average: 3.10 (1 min)"
+    data["environment"].pop("system")
+    run = load_run(write_run(tmp_path / "old", data))
+    rows = {row[0]: row[1] for block in environment_blocks(run)
+            for row in getattr(block, "rows", [])}
+    assert rows["noisy machine state"] == "not recorded"

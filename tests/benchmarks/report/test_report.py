@@ -15,6 +15,7 @@ from iobench.benchmarks.report.claims import Verdict, judge_claims
 from iobench.benchmarks.report.document import write_all
 from iobench.benchmarks.report.figures import FIGURES
 from iobench.benchmarks.results.loader import load_run
+from iobench.benchmarks.results.stats import median_interval
 from iobench.cli import main
 from tests.benchmarks.results_factory import make_results, set_metric, write_run
 
@@ -49,7 +50,7 @@ def test_report_sections_figures_and_reproduce_line(reported: tuple[Path, list[P
     for heading in ("## Summary: the article's claims", "## Results by scenario",
                     "## Cite these figures", "## Environment", "## Method", "## Reproduce"):
         assert heading in text
-    assert "coordinated-omission" in text and "3 repetitions per cell" in text
+    assert "coordinated-omission" in text and "Up to 3 rounds per cell" in text
     assert "server on CPUs [0], load generator on CPUs [1]" in text
     assert ("git checkout 0123456789abcdef0123456789abcdef01234567 && iobench run --profile "
             "synthetic --repeat 3 --server-cpus 0 --client-cpus 1") in text
@@ -66,8 +67,14 @@ def test_report_numbers_equal_results_json(reported: tuple[Path, list[Path]]) ->
                                 ("idle/busy-poll/c0", "server_cpu_percent", 1)):
         values = [c["metrics"][metric] for c in document["cells"] if c["key"] == key]
         assert len(values) == 3
-        expected = (f"{statistics.median(values):,.{digits}f} "
-                    f"({min(values):,.{digits}f}-{max(values):,.{digits}f})")
+        # A headline figure: its median with its 95% interval, from the same values.
+        interval = median_interval(values)
+        assert interval is not None
+        width = max(interval.high - interval.median, interval.median - interval.low)
+        expected = f"{statistics.median(values):,.{digits}f} ±"
+        share = f"{100 * width / interval.median:.0f}%" if width >= interval.median / 100 \
+            else "<1%"
+        expected += share
         model = key.split("/")[1]
         rows = [line for line in text.splitlines() if line.startswith(f"| {model} |")]
         assert any(expected in row for row in rows), f"{key} {metric}: {expected} not in report"
@@ -102,7 +109,9 @@ def test_all_claims_hold_on_the_articles_story(tmp_path: Path) -> None:
 ])
 def test_a_claim_that_fails_in_the_data_gets_does_not_hold(tmp_path: Path, claim: str,
                                                            tweak: Any) -> None:
-    result = verdicts(make_results(tweak=tweak), tmp_path)
+    # Six rounds: a paired comparison's interval is then narrow enough to clear a
+    # threshold (with two, Student's t at one degree of freedom is 12.7 wide).
+    result = verdicts(make_results(tweak=tweak, repetitions=6), tmp_path)
     assert result[claim] == Verdict.DOES_NOT_HOLD
     others = {c: v for c, v in result.items() if c != claim}
     assert set(others.values()) == {Verdict.HOLDS}
@@ -367,3 +376,62 @@ def test_busy_poll_claim_quotes_the_neighbour_and_contention(tmp_path: Path) -> 
     assert busy.verdict == Verdict.INCONCLUSIVE and "other processes took its CPU" in busy.reason
     assert any(line.startswith("a CPU-bound neighbour beside the idle server") and
                "busy-poll 0.5" in line for line in busy.evidence)
+
+
+def per_round(model: str, scenario: str, factors: tuple[float, ...]) -> Any:
+    """Scale ``model``'s throughput in ``scenario`` by factors[repetition] (Little's law kept)."""
+    def apply(cell: dict[str, Any]) -> None:
+        if cell["model"] == model and cell["scenario"] == scenario:
+            value = cell["metrics"]["throughput_rps"] * factors[cell["repetition"]]
+            cell["metrics"]["throughput_rps"] = value
+            cell["metrics"]["mean_us"] = cell["connections"] / value * 1e6
+    return apply
+
+
+def test_a_paired_ratio_that_straddles_its_threshold_is_inconclusive(tmp_path: Path) -> None:
+    ratios = (0.6, 0.9, 0.65, 0.85, 0.62, 0.88)  # poll-sleep / select, round by round
+
+    def pin(cell: dict[str, Any]) -> None:
+        if cell["scenario"] == "closed" and cell["model"] in ("select", "poll-sleep"):
+            set_metric(cell["model"], "closed", "throughput_rps", 10_000.0)(cell)
+            if cell["model"] == "poll-sleep":
+                per_round("poll-sleep", "closed", ratios)(cell)
+
+    result = judge(make_results(repetitions=6, tweak=pin), tmp_path)
+    claim = result["Polling with a sleep lowers throughput"]
+    assert claim.verdict == Verdict.INCONCLUSIVE
+    assert "without clearing either" in claim.reason and "over 6 rounds" in claim.reason
+
+
+def test_a_drift_shared_by_both_models_leaves_the_paired_verdict_standing(
+        tmp_path: Path) -> None:
+    """Every model 40% slower in odd rounds: poll-sleep's min-max range overlaps select's,
+    but round by round it stays at a fraction of select's, and the claim holds."""
+    drift = (1.0, 0.6, 1.0, 0.6, 1.0, 0.6)
+
+    def both(cell: dict[str, Any]) -> None:
+        if cell["scenario"] == "closed" and cell["model"] in ("select", "poll-sleep"):
+            per_round(cell["model"], "closed", drift)(cell)
+
+    result = judge(make_results(repetitions=6, tweak=both), tmp_path)
+    claim = result["Polling with a sleep lowers throughput"]
+    assert claim.verdict == Verdict.HOLDS and "paired" in claim.reason
+
+
+def judge(data: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    return {c.claim: c for c in judge_claims(load_run(write_run(tmp_path / "run", data)))}
+
+
+def test_report_and_claims_json_carry_the_intervals(reported: tuple[Path, list[Path]]) -> None:
+    run_dir, _ = reported
+    text = (run_dir / "REPORT.md").read_text(encoding="utf-8")
+    assert "Models compared round by round" in text
+    assert "throughput / select's" in text and "x [" in text
+    claims = json.loads((run_dir / "claims.json").read_text())
+    headline = claims["headlines"][0]
+    assert headline["ci95"] is not None and headline["ci95"][0] <= headline["median"] \
+        <= headline["ci95"][1] and "±" in headline["text"]
+    ratio = next(r for r in claims["ratios"] if r["model"] == "threads"
+                 and r["point"] == "closed/*/c16/s64" and r["metric"] == "throughput_rps")
+    assert ratio["reference"] == "select" and ratio["rounds"] == 3
+    assert ratio["ci95"][0] <= ratio["median"] <= ratio["ci95"][1]

@@ -99,3 +99,13 @@ def test_a_cell_only_shown_beside_the_judged_ones_is_left_out_by_name() -> None:
     gil = found["work_gil_serializes_cpu"]
     assert gil.verdict is Verdict.HOLDS
     assert any("fork work=cpu:50us: left out" in line for line in gil.evidence)
+
+
+def test_a_ratio_below_its_threshold_on_a_contended_cpu_is_inconclusive() -> None:
+    run = make_run({**GOOD, ("asyncio", "block:1ms", True): 3000.0}, [0, 1])
+    pool = next(g for g in run.groups if g.model == "asyncio" and "offload" in g.params)
+    pool.cells[0].flags.append("cpu_contended")
+    pool.cells[0].metrics.server_cpus_other_percent = 80.0
+    found = {r.key: r for r in judge_work(run)}
+    offload = found["work_offload_restores_loop"]
+    assert offload.verdict is Verdict.INCONCLUSIVE and "80% of it" in offload.reason

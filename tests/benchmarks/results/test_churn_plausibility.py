@@ -29,3 +29,14 @@ def test_littles_law_allows_for_the_requests_in_flight_when_a_short_window_opene
     assert plausibility.littles_law(cell) is None
     cell.metrics.mean_us = 100_000.0  # 12.6 in flight: requests missing, never allowed
     assert plausibility.littles_law(cell) is not None
+
+
+def test_the_kernel_per_connection_rules_leave_churn_cells_alone() -> None:
+    """A reading of a churning server holds only the connections open at that moment."""
+    cell = CellRecord(key="k", scenario="churn", model="threads", mode="closed", connections=16,
+                      requests_per_connection=10)
+    cell.metrics.kernel_bytes_per_connection = 100.0
+    assert plausibility.kernel_holds_stack(cell) is None
+    assert plausibility.kernel_holds_socket(cell) is None
+    cell.requests_per_connection = None
+    assert plausibility.kernel_holds_stack(cell) is not None

@@ -155,3 +155,10 @@ def test_kernel_minimums_allow_for_the_cgroups_noise_over_few_connections() -> N
 
 def test_a_model_this_iobench_does_not_know_is_judged_by_the_socket_alone() -> None:
     assert violations(scale("someone-elses", kernel_bytes_per_connection=3600.0)) == []
+
+
+def test_connections_that_come_and_go_are_not_held_to_the_kernels_minimum() -> None:
+    # churn: fork's children exit with their connection, so little is held at once
+    churned = scale("fork", kernel_bytes_per_connection=512.0)
+    churned.requests_per_connection = 1
+    assert violations(churned) == []

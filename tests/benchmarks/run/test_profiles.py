@@ -44,9 +44,15 @@ def test_quick_covers_every_model_in_every_scenario_it_applies_to() -> None:
     assert {"select", "busy-poll"} <= {c.model for c in interval}
 
 
-def test_full_has_three_repetitions_and_the_connection_grid() -> None:
+def test_full_has_three_closed_loop_rounds_and_the_connection_grid() -> None:
+    from iobench.benchmarks.run.rounds import with_rounds
+
     profile = load_profile("full")
-    assert profile.repeat >= 3
+    rounds = {c.repetition for c in with_rounds(profile, expand(profile, ["select"]))
+              if c.scenario == "closed"}
+    assert rounds == {0, 1, 2}
+    # --precision ends within 28 minutes of rounds, so the run stays under 30.
+    assert profile.spec["precision_budget_s"] <= 28 * 60
     closed = [c for c in expand(profile, ["select"]) if c.scenario == "closed"]
     assert {c.connections for c in closed} == {1, 16, 128, 1000}
     assert {c.size_bytes for c in closed} == {64, 4096}
@@ -179,3 +185,14 @@ def test_every_scenario_counts_its_cells_without_building_them() -> None:
     own = [name for name, scenario in RUN_SCENARIOS.items()
            if type(scenario).count is RunScenario.count]
     assert own == [], f"scenarios that count by building their cells: {own}"
+
+
+@pytest.mark.parametrize("section", [
+    {}, {"offload_works": ["cpu:50us"]}, {"offload_models": []},
+    {"works": ["block:1ms"], "offload_models": ["epoll", "asyncio"]}])
+def test_the_work_scenario_counts_the_cells_it_builds(section: dict) -> None:
+    from iobench.benchmarks.run.matrix import Profile, check_spec, count, expand
+
+    profile = Profile("test", check_spec({"work": section}, "test"))
+    models = ["select", "epoll", "threads", "asyncio"]
+    assert count(profile, models)[0] == len(expand(profile, models))

@@ -19,6 +19,7 @@ import pytest
 
 from iobench.benchmarks.results.store import read_results
 from iobench.benchmarks.run.matrix import expand, load_profile
+from iobench.benchmarks.run.rounds import with_rounds
 from iobench.benchmarks.run.runner import estimated_seconds
 from iobench.servers.registry import available_models
 
@@ -82,6 +83,10 @@ def test_quick_profile_covers_every_model_within_budget(tmp_path: Path) -> None:
     assert churn["fork"] >= 5 * churn["epoll"], churn
     assert {"poll-sleep", "select", "busy-poll"} <= {
         c["model"] for c in cells if c["scenario"] == "interval"}
+    # The article's code as printed runs in its own scenario, beside busy-poll, and nowhere
+    # else; its report section is there.
+    assert {c["model"] for c in cells if c["scenario"] == "article"} == {"article", "busy-poll"}
+    assert "## The article's code as printed" in (run_dir / "REPORT.md").read_text()
 
     # The console: one line per cell, numbered 1..N, naming each cell of the file.
     lines = CELL_LINE.findall(done.stderr)
@@ -106,6 +111,9 @@ def test_quick_profile_covers_every_model_within_budget(tmp_path: Path) -> None:
 def test_quick_profile_plans_fit_the_budget() -> None:
     """The cells' own planned time, independent of the machine's load: what a profile
     change (more cells, longer ones) does to the budget shows here at once."""
-    cells = expand(load_profile("quick"), list(available_models()))
+    profile = load_profile("quick")
+    cells = with_rounds(profile, expand(profile, list(available_models(references=True))))
     planned = sum(estimated_seconds(cell) for cell in cells)
+    # The closed-loop cells, the ones models are ranked by, get intervals from 3 rounds.
+    assert {c.repetition for c in cells if c.scenario == "closed"} == {0, 1, 2}
     assert planned < QUICK_BUDGET_S * 0.8, f"{len(cells)} cells planned at {planned:.0f} s"

@@ -41,7 +41,7 @@ def collect_system(env: dict[str, Any]) -> None:
 
 
 def collect_packages(env: dict[str, Any]) -> None:
-    versions = {}
+    versions: dict[str, str | None] = {}  # None: not installed here
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)

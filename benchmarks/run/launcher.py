@@ -35,7 +35,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from iobench.benchmarks.run import accounting
 from iobench.benchmarks.run.accounting import Cgroup
@@ -322,10 +322,22 @@ class LoadHandle:
         self.process.stop()
 
 
+class Finishing(Protocol):
+    """A process the runner waits for and reads when it ends, on this host or another."""
+
+    pid: int
+
+    def poll(self) -> int | None: ...
+    def wait(self, timeout_s: float) -> int | None: ...
+    def stop(self) -> int | None: ...
+    def stdout_text(self) -> str: ...
+    def stderr_text(self) -> str: ...
+
+
 class NeighbourHandle:
     """The running reference job; :meth:`report` waits for its one JSON line."""
 
-    def __init__(self, process: LocalProcess) -> None:
+    def __init__(self, process: Finishing) -> None:
         self.process = process
         self.pid = process.pid
 

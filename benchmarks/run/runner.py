@@ -380,10 +380,10 @@ class Runner:
         failure = result.report.failure
         if failure or not result.report.ok or result.report.error_count:
             assert cell.model is not None
-            errors = m.error_summary(result.report)
-            raise CellFailed(scale.starvation(get_model(cell.model), cell, errors)
+            reported = m.error_summary(result.report)
+            raise CellFailed(scale.starvation(get_model(cell.model), cell, reported)
                              or (f"{failure}; " if failure else "")
-                             + f"the load generator reported {errors}"
+                             + f"the load generator reported {reported}"
                              f"{self._stderr_note(server)}")
         if result.returncode != 0:
             raise CellFailed(f"the load generator exited with code {result.returncode}: "

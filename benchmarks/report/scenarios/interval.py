@@ -35,6 +35,12 @@ def interval_of(group: CellGroup) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
+def interval_us_of(group: CellGroup) -> float | None:
+    """The swept sleep interval in microseconds, or None for a reference model's cell."""
+    interval = interval_of(group)
+    return interval * 1e6 if interval is not None else None
+
+
 def fig_poll_sleep_tradeoff(run: Run) -> Any | None:
     groups = run.scenario("interval")
     swept = [g for g in groups if interval_of(g) is not None]
@@ -44,13 +50,12 @@ def fig_poll_sleep_tradeoff(run: Run) -> Any | None:
     rate = swept[0].rate_rps
     fig, axes = new_figure(run, "Poll-sleep trade-off: sleep interval vs latency and CPU"
                            + (f" (open loop, {rate:,.0f} req/s)" if rate else ""), ncols=2)
-    intervals_us = [interval_of(g) * 1e6 for g in swept]  # type: ignore[operator]
+    intervals_us = [us for g in swept if (us := interval_us_of(g)) is not None]
     failed: list[bool] = [False]
     for ax, metric, ylabel in ((axes[0], "p50_us", "p50 latency (us)"),
                                (axes[1], "server_cpu_percent", "server CPU (% of one core)")):
-        drawn = line_plot(ax, swept, lambda g: interval_of(g) * 1e6,  # type: ignore[operator]
-                       metric, failed_label=failed,
-                       label_of=lambda g: f"{g.model} (interval swept)")
+        drawn = line_plot(ax, swept, interval_us_of, metric, failed_label=failed,
+                          label_of=lambda g: f"{g.model} (interval swept)")
         for ref in references:
             spread = ref.metric(metric)
             if spread is None:

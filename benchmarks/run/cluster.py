@@ -661,8 +661,7 @@ class DaskLauncher(Launcher):
     def hosts(self) -> list[str]:
         return list(dict.fromkeys([self.server_host, *self.client_hosts]))
 
-    def start_server(  # type: ignore[override]  # a remote server is no local ServerHandle; the runner uses only what both have
-            self, model: str, params: dict[str, Any]) -> DaskServerHandle:
+    def start_server(self, model: str, params: dict[str, Any]) -> DaskServerHandle:
         assert self.placement.addresses is not None
         address = self.placement.addresses[self.server_host]
         info = self.owned(self.server_host, remote.start_server, model, params,
@@ -671,8 +670,7 @@ class DaskLauncher(Launcher):
             raise ServerStartError(f"on host {self.server_host} ({address}): {info['error']}")
         return DaskServerHandle(self, info)
 
-    def start_load(  # type: ignore[override]  # shards on hosts are no local LoadHandle; the runner calls result() on either
-            self, spec: LoadSpec) -> ShardedLoad:
+    def start_load(self, spec: LoadSpec) -> ShardedLoad:
         shares = shard_shares(spec.connections, spec.rate_rps, len(self.client_hosts))
         idle = split_evenly(spec.idle, len(shares))
         shards = []
@@ -703,8 +701,8 @@ class DaskLauncher(Launcher):
         return NeighbourHandle(RemoteProcess(self, self.server_host, info))
 
     @contextlib.contextmanager
-    def idle_connections(  # type: ignore[override]  # remote sockets stand for local ones: the runner only holds them
-            self, host: str, port: int, count: int) -> Iterator[list[RemoteIdleSocket]]:
+    def idle_connections(self, host: str, port: int, count: int
+                         ) -> Iterator[list[RemoteIdleSocket]]:
         groups: list[IdleGroup] = []
         try:
             for on, (share, _) in zip(self.client_hosts,

@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                "write a run's figures, REPORT.md and report.html"),
     "compare": ("iobench.benchmarks.report.cli", "add_compare_arguments", "cmd_compare",
                 "compare two runs cell by cell"),
+    "docs": ("iobench.benchmarks.report.cli", "add_docs_arguments", "cmd_docs",
+             "write README's and docs/' tables and findings from a run folder"),
     "system": ("iobench.benchmarks.run.system_state", "add_system_arguments", "cmd_system",
                "show the machine's state that makes figures noisy, one verdict a line"),
 }

@@ -19,7 +19,9 @@ class OpenLoopWorker(Worker):
         if not connection.queue:
             connection.busy = False
             return
-        measure_ns, end_ns = self.churn.window_ns  # type: ignore[union-attr]
+        churn = self.churn
+        assert churn is not None, "only a churning worker opens a slot's next connection"
+        measure_ns, end_ns = churn.window_ns
         if measure_ns <= now < end_ns:
             self.result.sent_in_window += 1
         connection.intended_ns = connection.queue.popleft()
@@ -59,7 +61,6 @@ class OpenLoopWorker(Worker):
         drain_deadline = end_ns + self.timeout_ns
         result = self.result
         churn = self.churn
-        churning = churn is not None
         now = monotonic_ns()
         next_sweep = now + SWEEP_INTERVAL_NS
         while True:
@@ -100,7 +101,7 @@ class OpenLoopWorker(Worker):
                 if cpu_end is None:
                     cpu_end = sum(process.cpu_times()[:2])
                 owed = (any(connection.busy for connection in by_fd.values())
-                        or (churning and churn.owed()))  # type: ignore[union-attr]
+                        or (churn is not None and churn.owed()))
                 if not owed or now >= drain_deadline:
                     break
             # Wait for a response or the next due time. epoll_wait rounds its
@@ -114,8 +115,8 @@ class OpenLoopWorker(Worker):
             for fd, mask in events:
                 connection = by_fd.get(fd)
                 if connection is None:
-                    if churning:
-                        churn.connected(fd)  # type: ignore[union-attr]
+                    if churn is not None:
+                        churn.connected(fd)
                     continue
                 if mask & EPOLLOUT:
                     self._flush(connection)
@@ -157,11 +158,11 @@ class OpenLoopWorker(Worker):
                 in_window = measure_ns <= now < end_ns
                 if in_window:
                     completed += 1
-                if churning:
+                if churn is not None:
                     connection.left -= 1
                     if not connection.left:
                         # Requests still queued go out on the next connection.
-                        churn.done(connection, now)  # type: ignore[union-attr]
+                        churn.done(connection, now)
                         continue
                 if connection.queue:
                     if in_window:
@@ -193,8 +194,8 @@ class OpenLoopWorker(Worker):
                 result.unfinished += 1 + len(connection.queue)
                 connection.queue.clear()
                 self._close(connection)
-        if churning:
-            result.unfinished += churn.queued()  # type: ignore[union-attr]
+        if churn is not None:
+            result.unfinished += churn.queued()
         self.errors["mismatch"] += mismatches
         result.requests = completed
         result.sent_in_window += sent_in_window  # churn adds what new connections sent

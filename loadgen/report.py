@@ -115,8 +115,9 @@ class LoadReport:
         return float(value) if value is not None else None
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> LoadReport:
-        """The report of ``data``, keeping keys it does not know in ``extra``.
+    def from_json(cls, data: Any) -> LoadReport:
+        """The report of ``data`` (parsed JSON, of any shape), keeping keys it does not know
+        in ``extra``.
 
         ValueError when ``data`` is not a load report at all.
         """

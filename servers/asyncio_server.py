@@ -55,7 +55,7 @@ class UpperEchoProtocol(asyncio.BufferedProtocol):
         self.server.configure_client_socket(transport.get_extra_info("socket"))
         limit = self.server.max_pending_output
         self.transport.set_write_buffer_limits(high=limit, low=limit // 4)
-        self.server.transports.add(transport)
+        self.server.transports.add(self.transport)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         # One buffer for every connection: the loop is one thread, and it hands
@@ -149,7 +149,7 @@ class AsyncioServer(ServerModel):
 
     def __init__(self, listener: socket.socket, /, **params: Any) -> None:
         super().__init__(listener, **params)
-        self.transports: set[asyncio.BaseTransport] = set()
+        self.transports: set[asyncio.Transport] = set()
         self.receive_buffer = memoryview(bytearray(self.recv_size))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None

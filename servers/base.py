@@ -136,7 +136,9 @@ class Param:
             raise ParamError(f"parameter {self.name!r} must be "
                              f"{_type_name(self.default)}, got {raw!r}")
         else:
-            value = float(raw) if isinstance(self.default, float) else raw
+            # A float parameter takes an int too (_accepted_types), as a float.
+            value = (float(raw) if isinstance(self.default, float) and isinstance(raw, int | float)
+                     else raw)
         if isinstance(value, float) and not math.isfinite(value):
             raise ParamError(f"parameter {self.name!r} must be a finite number, got {raw!r}")
         if self.minimum is not None and value < self.minimum:

@@ -35,7 +35,8 @@ class BlockingServer(ServerModel):
         self._changed = threading.Condition()
         self._active: set[socket.socket] = set()
         # The signal mask before prepare() blocked the stop signals.
-        self._previous_mask: set[signal.Signals] | None = None
+        # The signal mask before prepare() blocked the stop signals, restored after.
+        self._previous_mask: set[int | signal.Signals] | None = None
 
     @abstractmethod
     def dispatch(self, sock: socket.socket) -> None:
@@ -58,6 +59,7 @@ class BlockingServer(ServerModel):
         if self._previous_mask is None:
             self.prepare()
         previous = self._previous_mask
+        assert previous is not None, "prepare() keeps the mask it replaced"
         try:
             self.listener.setblocking(True)
             while self._running:

@@ -122,7 +122,7 @@ def accept_pending(
     crashing the server. Each connection does ``model.work`` per request,
     inline or on ``offload``'s pool.
     """
-    accepted = []
+    accepted: list[Connection] = []
     while True:
         try:
             sock, _ = listener.accept()

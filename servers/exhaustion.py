@@ -84,7 +84,7 @@ def reserve_spare() -> None:
     spare()
 
 
-def refuse_waiting(listener: socket.socket, error: int, model: str, *,
+def refuse_waiting(listener: socket.socket, error: int | None, model: str, *,
                    wait_for_next: bool = False) -> bool:
     """Handle a failed accept() with ``error`` (an errno); True if the listener is quiet again.
 
@@ -96,6 +96,8 @@ def refuse_waiting(listener: socket.socket, error: int, model: str, *,
     ``wait_for_next``: for a loop that blocks in accept(), return only once
     another connection waits (see the module's note on why).
     """
+    if error is None:  # an OSError without an errno names no limit: back off, try again
+        return False
     if error in OUT_OF_DESCRIPTORS:
         warn("accept:descriptors", f"{model}: out of file descriptors "
              f"({errno.errorcode.get(error, error)}); refusing new connections until "
@@ -149,6 +151,7 @@ class RefusingListener(socket.socket):
     """
 
     __slots__ = ("model_name",)
+    model_name: str  # the model named in the warning; set by the model that makes it
 
     def accept(self) -> tuple[socket.socket, Any]:
         try:

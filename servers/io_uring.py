@@ -317,7 +317,9 @@ class MultishotLoop:
         """Send the answers the pool has finished, then hand it what waited behind them."""
         if self.offload is None:
             return
-        for stream, output in self.offload.completed():
+        # The pool hands back the owner each request was submitted with: a Stream here.
+        answers: list[tuple[Stream, bytes]] = self.offload.completed()
+        for stream, output in answers:
             stream.busy = False
             if stream.closed or self.streams.get(stream.token >> OP_BITS) is not stream:
                 continue
@@ -480,8 +482,8 @@ class IoUringServer(ServerModel):
         try:
             liburing.io_uring_queue_init(8, ring)
         except OSError as exc:
-            return f"io_uring_setup failed: {errno.errorcode.get(exc.errno, exc.errno)} " \
-                   f"({exc.strerror}){io_uring_sysctl_hint()}"
+            code = errno.errorcode.get(exc.errno, str(exc.errno)) if exc.errno else "?"
+            return f"io_uring_setup failed: {code} ({exc.strerror}){io_uring_sysctl_hint()}"
         try:
             supported = liburing.probe() or {}
         finally:

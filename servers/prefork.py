@@ -22,6 +22,7 @@ passed on to the workers, and the parent waits for them.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import select
@@ -65,7 +66,8 @@ class PreforkServer(ServerModel):
         self._running = True
         self.children = Children()
         # The signal mask before prepare() blocked the parent's signals.
-        self._previous_mask: set[signal.Signals] | None = None
+        # The signal mask before prepare() blocked the stop signals, restored after.
+        self._previous_mask: set[int | signal.Signals] | None = None
         # Worker i accepts on listeners[i] (one for all but under reuseport).
         # The extra sockets join the port's group now, before the ready line,
         # so no connection can come while only the harness's socket listens.
@@ -90,7 +92,7 @@ class PreforkServer(ServerModel):
         self._previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, PARENT_SIGNALS)
         for index in range(self.options["processes"]):
             if self._running:
-                self.children.spawn(lambda index=index: self._run_worker(index))
+                self.children.spawn(functools.partial(self._run_worker, index))
         if len(self.listeners) > 1:
             # Each socket now lives in its worker; a copy here would keep
             # a dead worker's socket taking connections no one accepts.
@@ -101,6 +103,7 @@ class PreforkServer(ServerModel):
         if self._previous_mask is None:
             self.prepare()
         previous = self._previous_mask
+        assert previous is not None, "prepare() keeps the mask it replaced"
         try:
             while self._running and self.children.pids:
                 if signal.sigwaitinfo(PARENT_SIGNALS).si_signo != signal.SIGCHLD:

@@ -99,7 +99,9 @@ class ReadinessServer(ServerModel):
         """Send the answers the offload pool has finished (it woke the loop)."""
         if self.offload is None:
             return
-        for conn, output in self.offload.completed():
+        # The pool hands back the owner each request was submitted with: a Connection here.
+        answers: list[tuple[Connection, bytes]] = self.offload.completed()
+        for conn, output in answers:
             if self.connections.get(conn.fd) is conn:
                 conn.answered(output)
                 self._settle(conn)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import select
 from collections.abc import Iterable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from iobench.servers.base import Watching
 from iobench.servers.readiness import READ, WRITE, ReadinessServer
@@ -20,7 +20,7 @@ class SelectServer(ReadinessServer):
     # select.select() raises ValueError for a larger one.
     max_fd: ClassVar[int | None] = 1024
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._readers: set[int] = set()
         self._writers: set[int] = set()

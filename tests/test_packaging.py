@@ -1,4 +1,5 @@
-"""Installed, iobench owns one import name, and the wheel carries its data files."""
+"""Installed, iobench owns one import name and the wheel carries its data files; a checkout is
+the same package, without an install."""
 
 from __future__ import annotations
 
@@ -51,3 +52,27 @@ def test_the_wheel_carries_profiles_and_the_native_server(wheel_names: list[str]
     assert "iobench/benchmarks/run/profiles/quick.toml" in wheel_names
     assert "iobench/benchmarks/run/profiles/full.toml" in wheel_names
     assert "iobench/loadgen/native_echo.c" in wheel_names
+
+
+# In the checkout each of these is a link to the top-level folder of the same code.
+LINKED = {"servers": "servers", "loadgen": "loadgen", "benchmarks": "benchmarks"}
+
+
+def test_the_checkout_links_each_folder_into_the_one_name() -> None:
+    for name, folder in LINKED.items():
+        link = ROOT / "iobench" / name
+        assert link.is_symlink(), f"iobench/{name} is not a link"
+        assert link.resolve() == (ROOT / folder).resolve(), f"iobench/{name} -> {link.resolve()}"
+
+
+def test_a_server_runs_from_the_checkout_without_an_install() -> None:
+    # -S: no site-packages, so no editable install's import hook can help;
+    # only the checkout, as the working directory, is on the path.
+    result = subprocess.run([sys.executable, "-S", "-m", "iobench.servers", "--help"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "python -m iobench.servers" in result.stdout
+    found = subprocess.run(
+        [sys.executable, "-S", "-c", "import iobench.servers.base as b; print(b.__file__)"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert Path(found.stdout.strip()) == ROOT / "iobench" / "servers" / "base.py", found.stderr

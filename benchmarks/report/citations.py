@@ -205,7 +205,7 @@ def write_citations(citations: Citations, figures: dict[str, list[Path]]) -> Pat
     return atomic_write(path, text)
 
 
-_NUMBER = {
+_NUMBER: dict[str, Any] = {
     "type": "object",
     "required": ["key", "what", "metric", "unit", "median", "min", "max", "repetitions",
                  "cells", "ci95", "imprecise", "text"],

@@ -119,6 +119,18 @@ def find(run: Run, scenario: str, model: str,
     return [g for g in run.scenario(scenario) if g.model == model and where(g)]
 
 
+def with_connections(count: int) -> Callable[[CellGroup], bool]:
+    """A filter for :func:`find`: the groups with ``count`` connections (idle: 0 for none)."""
+    return lambda g: (g.connections or 0) == count
+
+
+def at_load_of(other: CellGroup) -> Callable[[CellGroup], bool]:
+    """A filter for :func:`find`: the groups measured at ``other``'s load (connections,
+    payload and offered rate), to compare another model with it."""
+    return lambda g: (g.rate_rps == other.rate_rps and g.connections == other.connections
+                      and g.size_bytes == other.size_bytes)
+
+
 def measured(group: CellGroup | None, metric: str, what: str,
              distrust: frozenset[str] = frozenset()) -> Spread:
     """The metric's spread, or Missing naming what is wrong with the cell."""
@@ -186,7 +198,7 @@ def neighbour_lines(run: Run) -> list[str]:
     for model in ("busy-poll", "select"):
         group = next(iter(find(run, "neighbour", model, lambda g: g.phase == "idle")), None)
         spread = group.metric("neighbour_ratio") if group is not None else None
-        if spread is not None:
+        if group is not None and spread is not None:
             quote(group, "neighbour_ratio", f"neighbour beside idle {model}", spread)
             ratios.append(f"{model} {format_spread('neighbour_ratio', spread)}"
                           + flagged(group))
@@ -206,8 +218,7 @@ def busy_polling_drives_cpu_up(run: Run) -> ClaimResult:
         verdicts = []
         for group in sorted(busy, key=lambda g: g.connections or 0):
             count = group.connections or 0
-            select = next(iter(find(run, "idle", "select",
-                                    lambda g, c=count: (g.connections or 0) == c)), None)
+            select = next(iter(find(run, "idle", "select", with_connections(count))), None)
             busy_cpu = measured(group, "server_cpu_percent", f"idle busy-poll, {count} conns")
             select_cpu = measured(select, "server_cpu_percent", f"idle select, {count} conns")
             ratio = busy_cpu.median / max(select_cpu.median, CPU_RESOLUTION_PERCENT)
@@ -241,9 +252,7 @@ def latency_pairs(run: Run) -> list[tuple[CellGroup, CellGroup | None]]:
         if sleepers:
             pairs = []
             for group in sorted(sleepers, key=lambda g: g.params.get("interval") or 0):
-                select = next(iter(find(run, scenario, "select", lambda g, s=group: (
-                    g.rate_rps == s.rate_rps and g.connections == s.connections
-                    and g.size_bytes == s.size_bytes))), None)
+                select = next(iter(find(run, scenario, "select", at_load_of(group))), None)
                 pairs.append((group, select))
             return pairs
     return []
@@ -306,9 +315,10 @@ def sleep_lowers_throughput(run: Run) -> ClaimResult:
     no_drop: list[str] = []
     try:
         for sleeper in sleepers:
-            select = next(iter(find(run, "closed", "select", lambda g, s=sleeper: (
-                g.connections == s.connections and g.size_bytes == s.size_bytes))), None)
+            select = next(iter(find(run, "closed", "select", at_load_of(sleeper))), None)
             where = describe_point(sleeper)
+            if select is None:
+                raise Missing(f"no closed select cell at {where} in this run")
             ps = measured(sleeper, "throughput_rps", f"closed poll-sleep, {where}",
                           THROUGHPUT_DISTRUST_FLAGS)
             sel = measured(select, "throughput_rps", f"closed select, {where}",
@@ -354,11 +364,11 @@ def sleep_lowers_throughput(run: Run) -> ClaimResult:
                            + f" (>= {1 - THROUGHPUT_DROP_NONE:.0%}: no drop){unmeasured}",
                            evidence)
     if ps.overlaps(sel):
-        why = "; the two min-max ranges overlap, so the drop is within the runs' spread"
+        because = "; the two min-max ranges overlap, so the drop is within the runs' spread"
     else:
-        why = (f"; a drop of {1 - ratio:.0%} is between the {THROUGHPUT_DROP_NONE:.0%} "
-               f"called noise and the {THROUGHPUT_DROP_HOLDS:.0%} needed to call it")
-    return ClaimResult(claim, Verdict.INCONCLUSIVE, summary + why + unmeasured, evidence)
+        because = (f"; a drop of {1 - ratio:.0%} is between the {THROUGHPUT_DROP_NONE:.0%} "
+                   f"called noise and the {THROUGHPUT_DROP_HOLDS:.0%} needed to call it")
+    return ClaimResult(claim, Verdict.INCONCLUSIVE, summary + because + unmeasured, evidence)
 
 
 def paired_throughput_verdict(claim: str, rounds: Interval, sleeper: CellGroup,
@@ -417,8 +427,10 @@ def select_scales(run: Run) -> ClaimResult:
             if not candidates:
                 continue
             select = min(candidates, key=lambda g: g.size_bytes or 0)
-            threads = next(iter(find(run, "closed", "threads", lambda g, c=count, s=select: (
-                at(g, c) and g.size_bytes == s.size_bytes))), None)
+
+            def beside(g: CellGroup, c: int = count, s: CellGroup = select) -> bool:
+                return at(g, c) and g.size_bytes == s.size_bytes
+            threads = next(iter(find(run, "closed", "threads", beside)), None)
             if select.failed:
                 evidence.append(f"closed loop, {plural(count, 'connection')}: select failed "
                                 f"({'; '.join(select.failures)})")

@@ -1,4 +1,4 @@
-"""``iobench plot``, ``iobench report`` and ``iobench compare``: read results, never re-run.
+"""``iobench plot``, ``report``, ``compare`` and ``docs``: read results, never re-run.
 
 Heavy imports (matplotlib, rich) stay inside the command functions, so
 building the ``iobench`` parser stays fast for every other sub-command.
@@ -191,4 +191,29 @@ def draw_placements(run_a: Any, run_b: Any, path: Path, key: str | None) -> int:
     save_figure(fig, make_dir(path.parent) / path.name)
     plt.close(fig)
     print(path)
+    return 0
+
+
+def add_docs_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("results_dir", type=Path, metavar="RUN_DIR",
+                        help="the run folder the documentation quotes (results.json)")
+    parser.add_argument("--root", type=Path, default=Path("."), metavar="DIR",
+                        help="the checkout whose README.md and docs/ to write (default: .)")
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 naming the first differing line of each "
+                             "file whose generated parts differ from the run")
+
+
+def cmd_docs(args: Any) -> int:
+    from iobench.benchmarks.report.docs import differences, write_docs
+    from iobench.benchmarks.results.loader import load_run
+
+    run = load_run(args.results_dir)
+    if args.check:
+        found = differences(run, args.root)
+        for line in found:
+            print(line)
+        return 1 if found else 0
+    for path in write_docs(run, args.root):
+        print(path)
     return 0

@@ -209,7 +209,7 @@ def gate_failures(comparison: Comparison, percent: float) -> list[str]:
         for change in cell.changes:
             if change.beyond(percent / 100):
                 failures.append(f"{cell.key} {style(change.metric).title}: "
-                                f"{change.ratio:.2f}x")  # type: ignore[str-format]
+                                f"{change.ratio:.2f}x")
     return failures
 
 
@@ -329,14 +329,16 @@ def plot_comparison(comparison: Comparison, a: Run, b: Run, path: Path) -> Path:
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
 
     cells = comparison.matched
     height = 1.6 + 0.22 * max(1, len(cells))
-    fig = Figure(figsize=(12, height), layout="constrained")
+    # A margin of 0.3 in above and below for the title and the legend.
+    fig = Figure(figsize=(12, height), layout=ConstrainedLayoutEngine(
+        rect=(0, 0.3 / height, 1, 1 - 0.3 / height)))
     axes = fig.subplots(1, len(COMPARED_METRICS), sharey=True, squeeze=False)[0]
     fig.suptitle(f"iobench compare: B/A per cell (A = {a.run_id}, B = {b.run_id})",
                  fontsize=11)
-    fig.get_layout_engine().set(rect=(0, 0.3 / height, 1, 1 - 0.3 / height))
     from matplotlib.ticker import FuncFormatter
 
     ys = list(range(len(cells)))[::-1]

@@ -324,8 +324,9 @@ def syscall_kinds_per_request(group: CellGroup) -> dict[str, float]:
     return medians
 
 
-def syscall_tables(run: Run, scenario: str) -> list[Block]:
-    """System calls per request by kind, one table per point, as the kernel counted them.
+def syscall_tables(run: Run, scenario: str, tool: str) -> list[Block]:
+    """System calls per request by kind, one table per point, as the kernel counted them
+    (with ``tool``: the scenario's ``syscall_tool``).
 
     They explain the CPU figures beside them: busy-poll's recv calls that find
     nothing, the wake-ups of select and epoll, io_uring's lack of recv and send.
@@ -354,7 +355,6 @@ def syscall_tables(run: Run, scenario: str) -> list[Block]:
         blocks += [Heading(4, "System calls per request: " + table_title(scenario, members[0])),
                    Table(headers, rows, numeric=tuple(range(1, len(headers))))]
     if blocks:
-        tool = REPORT_SCENARIOS[scenario].syscall_tool
         return [Paragraph("System calls per request by kind, counted by the kernel on the "
                           "server's process tree inside the measured window (" + tool +
                           "; medians across repetitions). `other` is every call not named."),
@@ -387,7 +387,7 @@ def scenario_section(run: Run, scenario: str, plots: PlotOutcome) -> list[Block]
     if declared.ratios:
         blocks += ratio_tables(run, scenario)
     if declared.syscall_tool is not None:
-        blocks += syscall_tables(run, scenario)
+        blocks += syscall_tables(run, scenario, declared.syscall_tool)
     full = scenario_tables(run, scenario)
     if full:
         blocks.append(Details(f"Full tables: {scenario} ({plural(len(full) // 2, 'table')})",

@@ -100,6 +100,7 @@ def panel_figure(run: Run, title: str, columns: int, panels: int,
     stays about as wide as a page.
     """
     from matplotlib.figure import Figure
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
 
     wrap = columns == 1 and panels > 1
     nrows, ncols = ((panels + 1) // 2, 2) if wrap else (panels, columns)
@@ -107,13 +108,13 @@ def panel_figure(run: Run, title: str, columns: int, panels: int,
         size = (width * (1 if ncols == 1 else 0.7) * ncols, 4.8)
     else:
         size = (PANEL_WIDTH_IN * ncols + 2.2, PANEL_HEIGHT_IN * nrows + 0.9)
-    fig = Figure(figsize=size, layout="constrained")
+    # The title above the panels and the footnote below them keep their margins.
+    fig = Figure(figsize=size, layout=ConstrainedLayoutEngine(
+        rect=(0, 0.05 if panels == 1 else 0.03, 1, 0.95 if panels == 1 else 0.97)))
     # Bars name their models on the x axis, different in each panel: never shared then.
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey="all" if wrap else "col",
                         sharex=("all" if wrap else "col") if share_x else False)
     fig.suptitle(title, fontsize=12)
-    fig.get_layout_engine().set(rect=(0, 0.05 if panels == 1 else 0.03, 1,
-                                      0.95 if panels == 1 else 0.97))
     fig.text(0.01, 0.005, footnote(run), fontsize=7, color="#555555", ha="left", va="bottom")
     if wrap:
         flat = [ax for row in axes for ax in row]
@@ -220,9 +221,9 @@ def line_plot(ax: Any, groups: Iterable[CellGroup], x_of: Callable[[CellGroup], 
     for label, members in reference_series.items():
         xs, medians = [], []
         for group in sorted(members, key=lambda g: x_of(g) or 0.0):
-            spread = group.metric(metric)
-            if not group.failed and spread is not None:
-                xs.append(x_of(group))
+            spread, x = group.metric(metric), x_of(group)
+            if not group.failed and spread is not None and x is not None:
+                xs.append(x)
                 medians.append(spread.median * scale)
         if xs:
             ax.plot(xs, medians, color=REFERENCE_COLOUR, linestyle="--", linewidth=1.2,
@@ -232,11 +233,13 @@ def line_plot(ax: Any, groups: Iterable[CellGroup], x_of: Callable[[CellGroup], 
     for index, (label, members) in enumerate(series.items()):
         xs, medians, below, above, failed_xs = [], [], [], [], []
         for group in sorted(members, key=lambda g: x_of(g) or 0.0):
-            spread = group.bars(metric)
+            spread, x = group.bars(metric), x_of(group)
+            if x is None:  # groups without an x were set apart above
+                continue
             if group.failed:
-                failed_xs.append(x_of(group))
+                failed_xs.append(x)
             elif spread is not None:
-                xs.append(x_of(group))
+                xs.append(x)
                 medians.append(spread.median * scale)
                 below.append((spread.median - spread.low) * scale)
                 above.append((spread.high - spread.median) * scale)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from iobench.benchmarks.report.blocks import Block, Figure
+from iobench.benchmarks.report.finding import Finding
 from iobench.benchmarks.results.loader import CellGroup, Run
 
 # The report's figure for a plot stem, or None when this run did not draw it.
@@ -71,6 +72,9 @@ class ReportScenario:
     # them; None: the scenario shows none.
     syscall_tool: str | None = None
     headlines: tuple[Headline, ...] = ()
+    # What a run of it found, for README's Findings and docs/findings.md
+    # (``iobench docs``): each verdict it judges and the tables behind it.
+    findings: Callable[[Run], list[Finding]] | None = None
     # What each phase of its cells means, where its cells have phases.
     phases: dict[str, str] = field(default_factory=dict)
     # Models compared round by round with the reference model of each point

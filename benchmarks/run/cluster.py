@@ -670,7 +670,7 @@ class DaskLauncher(Launcher):
             raise ServerStartError(f"on host {self.server_host} ({address}): {info['error']}")
         return DaskServerHandle(self, info)
 
-    def start_load(self, spec: LoadSpec) -> ShardedLoad:  # type: ignore[override]
+    def start_load(self, spec: LoadSpec) -> ShardedLoad:
         shares = shard_shares(spec.connections, spec.rate_rps, len(self.client_hosts))
         idle = split_evenly(spec.idle, len(shares))
         shards = []
@@ -698,11 +698,11 @@ class DaskLauncher(Launcher):
         if "error" in info:
             raise HostUnavailable(f"cannot start the neighbour job on host {self.server_host}: "
                                   f"{info['error']}")
-        return NeighbourHandle(RemoteProcess(self, self.server_host, info))  # type: ignore[arg-type]
+        return NeighbourHandle(RemoteProcess(self, self.server_host, info))
 
     @contextlib.contextmanager
     def idle_connections(self, host: str, port: int, count: int
-                         ) -> Iterator[list[RemoteIdleSocket]]:  # type: ignore[override]
+                         ) -> Iterator[list[RemoteIdleSocket]]:
         groups: list[IdleGroup] = []
         try:
             for on, (share, _) in zip(self.client_hosts,

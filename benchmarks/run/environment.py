@@ -1,7 +1,7 @@
 """What a run was measured on: small functions that each fill part of a dict.
 
 Figures from different machines or placements are not comparable
-(README.md, Method), so every run records the machine, the software and the pinning.
+(docs/method.md), so every run records the machine, the software and the pinning.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def collect_system(env: dict[str, Any]) -> None:
 
 
 def collect_packages(env: dict[str, Any]) -> None:
-    versions = {}
+    versions: dict[str, str | None] = {}  # None: not installed here
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)

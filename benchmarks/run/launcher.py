@@ -32,10 +32,10 @@ import subprocess
 import sys
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from iobench.benchmarks.run import accounting
 from iobench.benchmarks.run.accounting import Cgroup
@@ -165,12 +165,12 @@ class Launcher(ABC):
     placement: Placement
 
     @abstractmethod
-    def start_server(self, model: str, params: dict[str, Any]) -> ServerHandle:
+    def start_server(self, model: str, params: dict[str, Any]) -> RunningServer:
         """Start ``model`` and wait for its ready line (ServerStartError if none)."""
 
     @abstractmethod
-    def start_load(self, spec: LoadSpec) -> LoadHandle:
-        """Start the load generator; collect it with :meth:`LoadHandle.result`."""
+    def start_load(self, spec: LoadSpec) -> RunningLoad:
+        """Start the load generator; collect it with :meth:`RunningLoad.result`."""
 
     @abstractmethod
     def start_neighbour(self, duration_s: float, delay_s: float = 0.0) -> NeighbourHandle:
@@ -178,7 +178,7 @@ class Launcher(ABC):
 
     @abstractmethod
     def idle_connections(self, host: str, port: int, count: int
-                         ) -> contextlib.AbstractContextManager[list[socket.socket]]:
+                         ) -> contextlib.AbstractContextManager[Sequence[IdleSocket]]:
         """Open ``count`` connections that send nothing, from the client side."""
 
     @abstractmethod
@@ -322,10 +322,63 @@ class LoadHandle:
         self.process.stop()
 
 
+class RunningServer(Protocol):
+    """A started server model: here (ServerHandle) or on another host. What the runner
+    asks of it; ``cgroup`` is None where the cgroup lives on the server's own host."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def cgroup(self) -> Cgroup | None: ...
+    @property
+    def cgroup_note(self) -> str | None: ...
+    def poll(self) -> int | None: ...
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+    def stop(self) -> int | None: ...
+    def stderr_text(self) -> str: ...
+    def reported(self) -> dict[str, Any] | None: ...
+
+
+class IdleSocket(Protocol):
+    """An idle connection as the runner holds it: a socket here, or one on a client host
+    that answers for it. The runner only asks whether the server closed it."""
+
+    def setblocking(self, flag: bool, /) -> None: ...
+    def recv(self, size: int, /) -> bytes: ...
+
+
+class RunningLoad(Protocol):
+    """The load generator while it runs: one process here (LoadHandle) or shards on
+    other hosts. ``pid`` is None when no process of it is on this host to sample."""
+
+    @property
+    def pid(self) -> int | None: ...
+    def wait(self, timeout_s: float) -> int | None: ...
+    def result(self, timeout_s: float) -> LoadResult: ...
+    def stop(self) -> None: ...
+
+
+class Finishing(Protocol):
+    """A process the runner waits for and reads when it ends, on this host or another."""
+
+    pid: int
+
+    def poll(self) -> int | None: ...
+    def wait(self, timeout_s: float) -> int | None: ...
+    def stop(self) -> int | None: ...
+    def stdout_text(self) -> str: ...
+    def stderr_text(self) -> str: ...
+
+
 class NeighbourHandle:
     """The running reference job; :meth:`report` waits for its one JSON line."""
 
-    def __init__(self, process: LocalProcess) -> None:
+    def __init__(self, process: Finishing) -> None:
         self.process = process
         self.pid = process.pid
 

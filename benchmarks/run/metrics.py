@@ -71,10 +71,10 @@ def server_metrics(record: CellRecord, series: Series | None,
         # readings between them that counted them, when there are two.
         inner = series.window(first.t_s, last.t_s, switches=True)
         if inner is not None:
-            switches = window_stats(*inner)
+            counted = window_stats(*inner)
             stats = dataclasses.replace(
-                stats, ctx_voluntary=switches.ctx_voluntary,
-                ctx_involuntary=switches.ctx_involuntary, switches_elapsed_s=switches.elapsed_s)
+                stats, ctx_voluntary=counted.ctx_voluntary,
+                ctx_involuntary=counted.ctx_involuntary, switches_elapsed_s=counted.elapsed_s)
     if (switches := stats.switches_per_s()) is not None:
         metrics.ctx_voluntary_per_s = round(switches[0], 1)
         metrics.ctx_involuntary_per_s = round(switches[1], 1)

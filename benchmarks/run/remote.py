@@ -45,7 +45,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from iobench.benchmarks.run import accounting
 from iobench.benchmarks.run.accounting import Cgroup
@@ -150,7 +150,7 @@ def leased(function: F) -> F:
             finally:
                 _end(owner, began)
 
-        return call_async  # type: ignore[return-value]
+        return cast(F, call_async)  # functools.wraps kept the wrapped function's signature
 
     @functools.wraps(function)
     def call(owner: str, *args: Any) -> Any:
@@ -160,7 +160,7 @@ def leased(function: F) -> F:
         finally:
             _end(owner, began)
 
-    return call  # type: ignore[return-value]
+    return cast(F, call)  # functools.wraps kept the wrapped function's signature
 
 
 def _start_lease_thread() -> None:

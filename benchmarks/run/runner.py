@@ -26,7 +26,13 @@ from iobench.benchmarks.results.store import RunStore, utc_now
 from iobench.benchmarks.run import metrics as m
 from iobench.benchmarks.run import scale, steady
 from iobench.benchmarks.run.cells import Cell, CellFailed
-from iobench.benchmarks.run.launcher import Launcher, LoadSpec, ServerHandle, tail
+from iobench.benchmarks.run.launcher import (
+    IdleSocket,
+    Launcher,
+    LoadSpec,
+    RunningServer,
+    tail,
+)
 from iobench.benchmarks.run.sampler import Edge, Memory, Sampler
 from iobench.benchmarks.run.scenarios import RUN_SCENARIOS
 from iobench.benchmarks.run.syscalls import SyscallCounter, SyscallCounts
@@ -118,7 +124,7 @@ class CellContext:
     cell: Cell
     origin_s: float
     sampler: Sampler | None = None
-    server: ServerHandle | None = None
+    server: RunningServer | None = None
     report: LoadReport | None = None
     # The edge readings the server's CPU is measured between, or why there are none.
     edges: tuple[Edge, Edge] | None = None
@@ -144,7 +150,7 @@ class CellContext:
     server_exit: str | None = None
 
 
-def settled_memory(server: ServerHandle, sampler: Sampler) -> Memory | None:
+def settled_memory(server: RunningServer, sampler: Sampler) -> Memory | None:
     """The server's memory read while it is stopped for KERNEL_SETTLE_S, so the kernel's
     count holds what the server holds and not what it has just freed.
 
@@ -380,10 +386,10 @@ class Runner:
         failure = result.report.failure
         if failure or not result.report.ok or result.report.error_count:
             assert cell.model is not None
-            errors = m.error_summary(result.report)
-            raise CellFailed(scale.starvation(get_model(cell.model), cell, errors)
+            reported = m.error_summary(result.report)
+            raise CellFailed(scale.starvation(get_model(cell.model), cell, reported)
                              or (f"{failure}; " if failure else "")
-                             + f"the load generator reported {errors}"
+                             + f"the load generator reported {reported}"
                              f"{self._stderr_note(server)}")
         if result.returncode != 0:
             raise CellFailed(f"the load generator exited with code {result.returncode}: "
@@ -470,13 +476,13 @@ class Runner:
                              f"{cell.size_bytes} B to take {cell.peak_fraction:g} of its peak")
         return max(peaks)
 
-    def _check_server(self, server: ServerHandle | None) -> None:
+    def _check_server(self, server: RunningServer | None) -> None:
         if server is not None and (code := server.poll()) is not None:
             raise CellFailed(f"the server exited with code {code} during the cell"
                              f"{self._stderr_note(server)}")
 
     @staticmethod
-    def _stderr_note(server: ServerHandle | None) -> str:
+    def _stderr_note(server: RunningServer | None) -> str:
         text = tail(server.stderr_text()) if server is not None else ""
         return f"; server stderr: {text}" if text else ""
 
@@ -601,7 +607,7 @@ def slice_rate(report: dict[str, Any], slices: list[tuple[float, float]]) -> flo
     return statistics.median(rates)
 
 
-def _peer_closed(sock: Any) -> bool:
+def _peer_closed(sock: IdleSocket) -> bool:
     """True if the server closed (or reset) this idle connection."""
     sock.setblocking(False)
     try:

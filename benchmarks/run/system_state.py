@@ -238,12 +238,14 @@ def _cpu_stat(cpus: list[int]) -> tuple[int, int] | None:
     return total, stolen
 
 
-def _process_times(exclude: set[int]) -> tuple[dict[int, tuple[str, float, int]], str | None]:
+def _process_times(exclude: set[int]
+                   ) -> tuple[dict[int, tuple[str, float, int | None]], str | None]:
     try:
         import psutil
     except ImportError:
         return {}, "psutil is not installed"
-    found = {}
+    # pid -> (name, user + system CPU seconds, the CPU it last ran on, or None if unknown)
+    found: dict[int, tuple[str, float, int | None]] = {}
     for process in psutil.process_iter(["name", "cpu_times", "cpu_num"]):
         info = process.info
         if process.pid in exclude or info.get("cpu_times") is None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from iobench.benchmarks.run.cells import Cell
-from iobench.benchmarks.run.launcher import LoadHandle
+from iobench.benchmarks.run.launcher import RunningLoad
 from iobench.benchmarks.run.sampler import Edge, Memory, Sampler, TreeReading
 from iobench.loadgen.report import LoadReport
 from iobench.servers.registry import get_model
@@ -156,7 +156,7 @@ def measured_window(report: LoadReport, exited_s: float | None,
     return end - measured, end
 
 
-def watch_load(cell: Cell, sampler: Sampler, load: LoadHandle, started: float,
+def watch_load(cell: Cell, sampler: Sampler, load: RunningLoad, started: float,
                marks: list[tuple[float, Callable[[], None]]]) -> Watched:
     """Read the server until the load generator exits; each mark's action at its offset
     from the measured window's expected start.

@@ -122,5 +122,5 @@ def interrupts_raise(signals: Iterable[signal.Signals] = (signal.SIGINT, signal.
     try:
         yield
     finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+        for number, old in previous.items():
+            signal.signal(number, old if old is not None else signal.SIG_DFL)

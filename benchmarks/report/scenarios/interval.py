@@ -4,14 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from iobench.benchmarks.report.finding import (
+    Finding,
+    Notes,
+    cell_text,
+    claim_finding,
+    markdown_table,
+    median,
+    value,
+)
 from iobench.benchmarks.report.plots import (
     finish_axes,
     line_plot,
     new_figure,
 )
 from iobench.benchmarks.report.presentation import (
+    format_duration_s,
     model_colour,
+    plural,
     series_label,
+    series_sort_key,
     style,
 )
 from iobench.benchmarks.report.scenario import FigureSpec, ReportScenario
@@ -23,6 +35,12 @@ def interval_of(group: CellGroup) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
+def interval_us_of(group: CellGroup) -> float | None:
+    """The swept sleep interval in microseconds, or None for a reference model's cell."""
+    interval = interval_of(group)
+    return interval * 1e6 if interval is not None else None
+
+
 def fig_poll_sleep_tradeoff(run: Run) -> Any | None:
     groups = run.scenario("interval")
     swept = [g for g in groups if interval_of(g) is not None]
@@ -32,13 +50,12 @@ def fig_poll_sleep_tradeoff(run: Run) -> Any | None:
     rate = swept[0].rate_rps
     fig, axes = new_figure(run, "Poll-sleep trade-off: sleep interval vs latency and CPU"
                            + (f" (open loop, {rate:,.0f} req/s)" if rate else ""), ncols=2)
-    intervals_us = [interval_of(g) * 1e6 for g in swept]  # type: ignore[operator]
+    intervals_us = [us for g in swept if (us := interval_us_of(g)) is not None]
     failed: list[bool] = [False]
     for ax, metric, ylabel in ((axes[0], "p50_us", "p50 latency (us)"),
                                (axes[1], "server_cpu_percent", "server CPU (% of one core)")):
-        drawn = line_plot(ax, swept, lambda g: interval_of(g) * 1e6,  # type: ignore[operator]
-                       metric, failed_label=failed,
-                       label_of=lambda g: f"{g.model} (interval swept)")
+        drawn = line_plot(ax, swept, interval_us_of, metric, failed_label=failed,
+                          label_of=lambda g: f"{g.model} (interval swept)")
         for ref in references:
             spread = ref.metric(metric)
             if spread is None:
@@ -59,6 +76,41 @@ def fig_poll_sleep_tradeoff(run: Run) -> Any | None:
     return fig
 
 
+def findings(run: Run) -> list[Finding]:
+    """Sleeping between polls trades CPU for latency: the interval sweep."""
+    groups = [g for g in run.scenario("interval") if g.model is not None]
+    if not groups:
+        return []
+    notes = Notes()
+    metrics = ("p50_us", "p99_us", "server_cpu_percent")
+    rows = []
+    for group in sorted(groups, key=series_sort_key):
+        rows.append([series_label(group), *(cell_text(group, m, notes) for m in metrics)])
+    sleepers = sorted((g for g in groups if g.model == "poll-sleep"),
+                      key=lambda g: g.params.get("interval") or 0.0)
+    select = next((g for g in groups if g.model == "select"), None)
+    first = groups[0]
+    where = (f"open loop at {value('throughput_rps', first.rate_rps)} requests/s over "
+             f"{plural(first.connections, 'connection')}")
+    summary = None
+    select_p50 = median(select, "p50_us")
+    points = [(g, median(g, "p50_us"), median(g, "server_cpu_percent")) for g in sleepers]
+    if select_p50 is not None and points and all(p and c is not None for _, p, c in points):
+        summary = (f"{where}, select answered in {value('p50_us', select_p50)} us (p50); "
+                   "poll-sleep in "
+                   + ", ".join(f"{value('p50_us', p)} us at "
+                               f"{format_duration_s(float(g.params.get('interval') or 0))}"
+                               for g, p, _ in points)
+                   + ", its CPU falling from "
+                   + " to ".join(f"{value('server_cpu_percent', c)}%" for _, _, c in
+                                 (points[0], points[-1]))
+                   + " of a core")
+    headers = ["model", "p50 (us)", "p99 (us)", "server CPU (% of a core)"]
+    detail = [f"The interval sweep, {where}:", "", *markdown_table(headers, rows),
+              *notes.lines()]
+    return claim_finding(run, "sleep_raises_latency", summary, detail)
+
+
 SCENARIO = ReportScenario(
     name="interval",
     title="Poll-sleep interval sweep",
@@ -67,4 +119,5 @@ SCENARIO = ReportScenario(
     key_metric="p50_us",
     figures=(FigureSpec("poll_sleep_tradeoff", "Poll-sleep: sleep interval vs latency and CPU",
                         fig_poll_sleep_tradeoff),),
+    findings=findings,
 )

@@ -9,6 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from iobench.benchmarks.report.blocks import Block, Bullets, Heading, Paragraph, Table
+from iobench.benchmarks.report.finding import (
+    Finding,
+    Notes,
+    cell_text,
+    claim_finding,
+    markdown_table,
+    verdict_of,
+)
 from iobench.benchmarks.report.plots import (
     log_axis,
     multiples_line_figure,
@@ -18,8 +26,16 @@ from iobench.benchmarks.report.plots import (
 )
 from iobench.benchmarks.report.presentation import (
     model_colour,
+    plural,
+    style,
 )
-from iobench.benchmarks.report.scale import judge_scale, memory_per_connection, models_that
+from iobench.benchmarks.report.scale import (
+    COST_METRIC,
+    closed_series,
+    judge_scale,
+    memory_per_connection,
+    models_that,
+)
 from iobench.benchmarks.report.scenario import FigureLookup, FigureSpec, ReportScenario
 from iobench.benchmarks.results.loader import CellGroup, Run
 from iobench.servers.base import Watching
@@ -147,6 +163,44 @@ def _kib(value: float | None) -> str:
     return "-" if value is None else f"{value / 1024:,.1f}"
 
 
+def findings(run: Run) -> list[Finding]:
+    """Beyond the article: CPU per request beside a growing idle crowd, and memory per idle."""
+    series = closed_series(run)
+    if not series:
+        return []
+    crowds = sorted({g.idle_connections for members in series.values() for g in members})
+    memory = {m.model: m for m in memory_per_connection(run)}
+    served = [g.idle_connections for members in series.values() for g in members
+              if not g.failed and g.idle_connections]
+    ends = sorted({crowds[0], max(served, default=crowds[0])})
+    notes = Notes()
+    rows = []
+    for label, members in series.items():
+        at = {g.idle_connections: g for g in members}
+        per = memory.get(label)
+        rows.append([label, *(cell_text(at.get(n), COST_METRIC, notes,
+                                        f"{label} beside {n:,} idle") for n in crowds),
+                     *(cell_text(at.get(n), "throughput_rps", notes,
+                                 f"{label} beside {n:,} idle") for n in ends),
+                     "-" if per is None else
+                     f"{per.bytes_per_connection / 1024:,.1f} ({style(per.metric).title})"])
+    headers = ["model", *(f"{n:,} idle (us/request)" for n in crowds),
+               *(f"{n:,} idle (req/s)" for n in ends), "memory per idle connection (KiB)"]
+    active = next(iter(series.values()))[0]
+    detail = [f"{plural(active.connections, 'active connection')} (closed loop, "
+              f"{active.size_bytes} B) beside idle ones: server CPU per request, throughput "
+              "without idle connections and beside the most any model was measured with, and "
+              "the memory one idle connection adds (PSS, or peak RSS where PSS was not "
+              "measured):", "", *markdown_table(headers, rows), *notes.lines()]
+    found = []
+    for index, key in enumerate(("scale_scanning_cost_grows", "scale_waiting_cost_flat")):
+        claim = verdict_of(run, key)
+        summary = (f"beside up to {max(served):,} idle connections (against none), "
+                   f"{claim.reason}" if claim is not None and served else None)
+        found += claim_finding(run, key, summary, detail if index == 0 else ())
+    return found
+
+
 SCENARIO = ReportScenario(
     name="scale",
     title="Scale: a few active connections beside many idle ones",
@@ -159,4 +213,5 @@ SCENARIO = ReportScenario(
     key_metric="cpu_us_per_request",
     figures=FIGURES,
     section=section,
+    findings=findings,
 )

@@ -116,4 +116,5 @@ def test_quick_profile_plans_fit_the_budget() -> None:
     planned = sum(estimated_seconds(cell) for cell in cells)
     # The closed-loop cells, the ones models are ranked by, get intervals from 3 rounds.
     assert {c.repetition for c in cells if c.scenario == "closed"} == {0, 1, 2}
-    assert planned < QUICK_BUDGET_S * 0.8, f"{len(cells)} cells planned at {planned:.0f} s"
+    # What is left of the budget is for start-up, the plots and the report (~15 s).
+    assert planned < QUICK_BUDGET_S * 0.9, f"{len(cells)} cells planned at {planned:.0f} s"

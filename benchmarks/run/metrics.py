@@ -144,6 +144,8 @@ def kernel_metrics(metrics: Metrics, memory: Memory, baseline: Memory | None,
     if connections:
         metrics.kernel_bytes_per_connection = round(
             (memory.kernel_bytes - baseline.kernel_bytes) / connections, 1)
+    elif notes is not None:
+        notes[KERNEL_MEMORY] = "the cell held no connection: nothing to divide by"
 
 
 def load_metrics(metrics: Metrics, report: LoadReport, server: WindowStats | None) -> None:

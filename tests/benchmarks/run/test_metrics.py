@@ -170,3 +170,13 @@ def test_memory_per_connection_is_anonymous_growth_not_a_share_of_libraries() ->
                      connections=16)
     assert metrics.pss_per_connection_bytes == 4096  # 64 KiB over 16, never negative
     assert metrics.pss_anon_baseline_bytes == 4 << 20
+
+
+def test_kernel_memory_of_a_cell_without_connections_is_null_with_why() -> None:
+    """An idle cell with no connection has nothing to divide by: null, and the note says so."""
+    metrics, notes = Metrics(), dict[str, str]()
+    m.memory_metrics(metrics, Memory(1, 1, 1, 1, kernel_bytes=300_000),
+                     Memory(1, 1, 1, 1, kernel_bytes=290_000), 0, notes)
+    assert metrics.kernel_bytes == 300_000 and metrics.kernel_baseline_bytes == 290_000
+    assert metrics.kernel_bytes_per_connection is None
+    assert "no connection" in notes[m.KERNEL_MEMORY]

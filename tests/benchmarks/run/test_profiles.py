@@ -35,8 +35,12 @@ def test_quick_covers_every_model_in_every_scenario_it_applies_to() -> None:
     cells = expand(profile, MODELS)
     for scenario in ("idle", "closed", "open"):
         assert {c.model for c in cells if c.scenario == scenario} == set(MODELS), scenario
+    # Beside an idle server: the article's models and epoll here, every model in full.
     neighbour_idle = {c.model for c in cells if c.scenario == "neighbour" and c.phase == "idle"}
-    assert neighbour_idle == set(MODELS)
+    assert neighbour_idle == {"busy-poll", "poll-sleep", "select", "epoll", "threads"}
+    full = expand(load_profile("full"), MODELS)
+    assert {c.model for c in full if c.scenario == "neighbour" and c.phase == "idle"} == set(
+        MODELS)
     assert [c.key for c in cells if c.phase == "solo"] == ["neighbour/solo"]
     interval = [c for c in cells if c.scenario == "interval"]
     assert sorted(c.params["interval"] for c in interval if c.model == "poll-sleep") == [

@@ -246,7 +246,10 @@ class Runner:
             cell, self.launcher, self.settings.loadgen_timeout_s)
         context.server = self.launcher.start_server(cell.model, server_params(cell))
         context.sampler.watch("server", context.server.pid, cgroup=context.server.cgroup)
-        context.baseline_memory = settled_memory(context.server, context.sampler)
+        context.baseline_memory = (
+            settled_memory(context.server, context.sampler)
+            if RUN_SCENARIOS[cell.scenario].settles_memory
+            else context.sampler.memory("server"))
         if cell.mode == PROBE:
             self._probe(context)
         elif cell.mode == "idle":

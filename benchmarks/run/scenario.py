@@ -40,6 +40,11 @@ class RunScenario:
     # True for a scenario made for reference models (ServerModel.reference: the
     # article's code as printed): the matrix gives them to no other.
     references: ClassVar[bool] = False
+    # True for a scenario whose cells give memory per connection: the server's
+    # memory before its first connection is read with it stopped for a moment
+    # (runner.settled_memory), so the kernel's count holds no socket it is
+    # freeing. Elsewhere it is read as it runs, which costs no pause.
+    settles_memory: ClassVar[bool] = False
 
     def shown(self, cell: Cell) -> tuple[str, ...]:
         """The fields ``cell``'s key shows (by default, every one of :attr:`key_fields`)."""

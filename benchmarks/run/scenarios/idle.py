@@ -13,6 +13,7 @@ from iobench.benchmarks.run.scenario import RunScenario
 class Idle(RunScenario):
     name = "idle"
     key_fields = ("connections",)
+    settles_memory = True
     keys = {
         "connections": (list_of(CONNECTIONS), [0, 100]),
         "duration_s": (DURATION, 1.0),

@@ -28,6 +28,7 @@ from iobench.servers.registry import get_model
 class Scale(RunScenario):
     name = "scale"
     key_fields = ("idle", "rate_rps", "connections", "size_bytes")
+    settles_memory = True
     keys = {
         "idle_connections": (list_of(CONNECTIONS), [0, 10000]),
         "connections": (COUNT, 16),

@@ -44,10 +44,14 @@ def test_quick_profile_covers_every_model_within_budget(tmp_path: Path) -> None:
     cells = document["cells"]
     failed = [(c["key"], c["reason"]) for c in cells if c["status"] != "ok"]
     # Only the scale scenario may fail, and only at the limits it meets on purpose
-    # (select's FD_SETSIZE, threadpool starved, fork skipped past half the memory).
+    # (select's FD_SETSIZE, threadpool starved, fork skipped past half the memory);
+    # and the article's code as printed in a closed loop, only as starved (its
+    # loop sleeps in recv() on a connection waiting for the others' answers).
     limits = ("FD_SETSIZE", "starved: ", "skipped: ", "`ulimit -n`")
+    article_closed = "article/article/closed-loop/c4/s64"
     assert not [(key, reason) for key, reason in failed
-                if not key.startswith("scale/") or not any(w in reason for w in limits)], failed
+                if not (key.startswith("scale/") and any(w in reason for w in limits))
+                and not (key == article_closed and reason.startswith("starved: "))], failed
     scale_reasons = {c["key"]: c["reason"] for c in cells if c["scenario"] == "scale"}
     assert "FD_SETSIZE" in scale_reasons["scale/select/i10000/c16/s64"]
     assert scale_reasons["scale/threadpool/i10000/c16/s64"].startswith("starved: ")
@@ -74,7 +78,9 @@ def test_quick_profile_covers_every_model_within_budget(tmp_path: Path) -> None:
     assert {c["model"] for c in cells if c["scenario"] == "scale"} == models
     for scenario in ("idle", "closed", "open"):
         assert {c["model"] for c in cells if c["scenario"] == scenario} == models, scenario
-    assert {c["model"] for c in cells if c["phase"] == "idle"} == models
+    # Beside an idle server: the models the profile names (the full profile: every one).
+    assert {c["model"] for c in cells if c["phase"] == "idle"} == set(
+        load_profile("quick").spec["neighbour"]["idle_models"])
     # Churn, one request per connection, every model: a process per connection
     # costs many times an event loop's CPU per connection (about 60x here).
     churn = {c["model"]: c["metrics"]["cpu_us_per_connection"] for c in cells

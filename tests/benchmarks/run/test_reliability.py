@@ -22,6 +22,7 @@ import pytest
 
 from iobench.benchmarks.results.store import RunStore, read_results
 from iobench.benchmarks.run.matrix import Profile, check_spec, expand, load_profile
+from iobench.benchmarks.run.rounds import with_rounds
 from iobench.cli import main
 
 # Acceptance: no process of a killed run after this long.
@@ -124,7 +125,8 @@ def test_sighup_mid_cell_keeps_the_cells_and_resume_completes_the_quick_profile(
     cells = {(c["key"], c["repetition"]): c for c in resumed["cells"]}
     # Every cell of the plan once; a cell may fail on a busy machine (recorded
     # with its reason), the run is complete all the same.
-    planned = {cell.ident for cell in expand(load_profile("quick"), ["select"])}
+    quick = load_profile("quick")
+    planned = {cell.ident for cell in with_rounds(quick, expand(quick, ["select"]))}
     assert len(cells) == len(resumed["cells"]) and set(cells) == planned
     assert {k: cells[k]["started"] for k in kept} == kept
     assert any(key.startswith("open/") and cells[key, rep]["status"] == "ok"

@@ -9,11 +9,11 @@ scenario name, so nothing falls back silently when a scenario is added.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from iobench.benchmarks.report.blocks import Block, Figure
+from iobench.benchmarks.report.blocks import Block, Bullets, Figure, Heading, Paragraph
 from iobench.benchmarks.report.finding import Finding
 from iobench.benchmarks.results.loader import CellGroup, Run
 
@@ -80,3 +80,34 @@ class ReportScenario:
     # Models compared round by round with the reference model of each point
     # (epoll, else select): a table of paired ratios with their intervals.
     ratios: bool = False
+
+
+class Judged(Protocol):
+    """A verdict as a section shows it: the claim, what was found, and the evidence."""
+
+    @property
+    def claim(self) -> str: ...
+
+    @property
+    def verdict(self) -> object: ...
+
+    @property
+    def evidence(self) -> Sequence[str]: ...
+
+
+def verdict_blocks(verdicts: Iterable[Judged]) -> list[Block]:
+    """A heading per verdict ("claim: holds") and its evidence under it."""
+    blocks: list[Block] = []
+    for verdict in verdicts:
+        blocks.append(Heading(3, f"{verdict.claim}: {verdict.verdict}"))
+        if verdict.evidence:
+            blocks.append(Bullets(list(verdict.evidence)))
+    return blocks
+
+
+def failed_cells_blocks(run: Run, scenario: str, lead: str) -> list[Block]:
+    """The scenario's points that failed, each with why, under ``lead``; none if none did."""
+    failed = [(g.key, "; ".join(g.failures)) for g in run.scenario(scenario) if g.failed]
+    if not failed:
+        return []
+    return [Paragraph(lead), Bullets([f"`{key}`: {reason}" for key, reason in failed])]

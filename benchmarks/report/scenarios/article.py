@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from iobench.benchmarks.report.article import causes, figure_table, finding, judge_article
 from iobench.benchmarks.report.blocks import Block, Bullets, Heading, Paragraph, Table
-from iobench.benchmarks.report.scenario import FigureLookup, ReportScenario
+from iobench.benchmarks.report.scenario import FigureLookup, ReportScenario, verdict_blocks
 from iobench.benchmarks.results.loader import Run
 from iobench.benchmarks.results.scenarios import (
     ARTICLE_CLOSED_LOOP,
@@ -48,10 +48,7 @@ def section(run: Run, figure: FigureLookup) -> list[Block]:
               [[v.claim, str(v.verdict), v.reason] for v in verdicts]),
         Table(headers, rows, numeric=(2, 3)),
     ]
-    for verdict in verdicts:
-        blocks.append(Heading(3, f"{verdict.claim}: {verdict.verdict}"))
-        if verdict.evidence:
-            blocks.append(Bullets(verdict.evidence))
+    blocks += verdict_blocks(verdicts)
     seen = causes(run)
     if seen:
         blocks += [Paragraph("What the other probes saw, and cells that failed:"),

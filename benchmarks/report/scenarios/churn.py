@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from iobench.benchmarks.report.blocks import Block, Bullets, Heading, Paragraph, Table
 from iobench.benchmarks.report.churn import balance_lines, churn_rows, judge_churn
-from iobench.benchmarks.report.scenario import FigureLookup, ReportScenario
+from iobench.benchmarks.report.scenario import (
+    FigureLookup,
+    ReportScenario,
+    failed_cells_blocks,
+    verdict_blocks,
+)
 from iobench.benchmarks.results.loader import Run
 
 
@@ -41,14 +46,8 @@ def section(run: Run, figure: FigureLookup) -> list[Block]:
                              "sits between. The busiest worker's share of the accepts, per "
                              "listener:"),
                    Bullets(balance)]
-    for verdict in verdicts:
-        blocks.append(Heading(3, f"{verdict.claim}: {verdict.verdict}"))
-        if verdict.evidence:
-            blocks.append(Bullets(verdict.evidence))
-    failed = [(g.key, "; ".join(g.failures)) for g in run.scenario("churn") if g.failed]
-    if failed:
-        blocks.append(Paragraph("Cells that could not run, with why:"))
-        blocks.append(Bullets([f"`{key}`: {reason}" for key, reason in failed]))
+    blocks += verdict_blocks(verdicts)
+    blocks += failed_cells_blocks(run, "churn", "Cells that could not run, with why:")
     return blocks
 
 

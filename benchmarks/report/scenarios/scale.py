@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from iobench.benchmarks.report.blocks import Block, Bullets, Heading, Paragraph, Table
+from iobench.benchmarks.report.blocks import Block, Heading, Paragraph, Table
 from iobench.benchmarks.report.finding import (
     Finding,
     Notes,
@@ -36,7 +36,13 @@ from iobench.benchmarks.report.scale import (
     memory_per_connection,
     models_that,
 )
-from iobench.benchmarks.report.scenario import FigureLookup, FigureSpec, ReportScenario
+from iobench.benchmarks.report.scenario import (
+    FigureLookup,
+    FigureSpec,
+    ReportScenario,
+    failed_cells_blocks,
+    verdict_blocks,
+)
 from iobench.benchmarks.results.loader import CellGroup, Run
 from iobench.servers.base import Watching
 
@@ -128,10 +134,7 @@ def section(run: Run, figure: FigureLookup) -> list[Block]:
         Table(["verdict", "in this run", "why"],
               [[v.claim, str(v.verdict), v.reason] for v in verdicts]),
     ]
-    for verdict in verdicts:
-        blocks.append(Heading(3, f"{verdict.claim}: {verdict.verdict}"))
-        if verdict.evidence:
-            blocks.append(Bullets(verdict.evidence))
+    blocks += verdict_blocks(verdicts)
     for spec in FIGURES:
         drawn = figure(spec.stem)
         if drawn is not None:
@@ -151,11 +154,8 @@ def section(run: Run, figure: FigureLookup) -> list[Block]:
                              "is counted in the server's cgroup; - where nothing counted it."),
                    Table(["model", "process KiB", "kernel KiB", "total KiB per idle connection",
                           "measured by", "idle connections"], rows, numeric=(1, 2, 3, 5))]
-    failed = [(g.key, "; ".join(g.failures)) for g in run.scenario("scale") if g.failed]
-    if failed:
-        blocks.append(Paragraph("Cells that could not run or were starved, with why (a limit "
-                                "met is a result too):"))
-        blocks.append(Bullets([f"`{key}`: {reason}" for key, reason in failed]))
+    blocks += failed_cells_blocks(run, "scale", "Cells that could not run or were starved, "
+                                  "with why (a limit met is a result too):")
     return blocks
 
 

@@ -7,7 +7,12 @@ Its verdicts stand beside the article's claims, with the thresholds in
 from __future__ import annotations
 
 from iobench.benchmarks.report.blocks import Block, Bullets, Heading, Paragraph, Table
-from iobench.benchmarks.report.scenario import FigureLookup, ReportScenario
+from iobench.benchmarks.report.scenario import (
+    FigureLookup,
+    ReportScenario,
+    failed_cells_blocks,
+    verdict_blocks,
+)
 from iobench.benchmarks.report.work import (
     balance_lines,
     calibration_lines,
@@ -41,14 +46,8 @@ def section(run: Run, figure: FigureLookup) -> list[Block]:
     notes = calibration_lines(run) + balance_lines(run)
     if notes:
         blocks.append(Bullets(notes))
-    for verdict in verdicts:
-        blocks.append(Heading(3, f"{verdict.claim}: {verdict.verdict}"))
-        if verdict.evidence:
-            blocks.append(Bullets(verdict.evidence))
-    failed = [(g.key, "; ".join(g.failures)) for g in run.scenario("work") if g.failed]
-    if failed:
-        blocks.append(Paragraph("Cells that failed, with why:"))
-        blocks.append(Bullets([f"`{key}`: {reason}" for key, reason in failed]))
+    blocks += verdict_blocks(verdicts)
+    blocks += failed_cells_blocks(run, "work", "Cells that failed, with why:")
     return blocks
 
 

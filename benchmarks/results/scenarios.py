@@ -11,6 +11,9 @@ closed cells run before the open ones that take a fraction of their peak.
 
 from __future__ import annotations
 
+import importlib
+from typing import Protocol, TypeVar
+
 SCENARIOS: tuple[str, ...] = (
     "idle",
     "closed",
@@ -47,3 +50,30 @@ def check_scenario(name: str) -> str:
         raise UnknownScenario(f"unknown scenario {name!r} (this iobench knows "
                               f"{', '.join(SCENARIOS)})")
     return name
+
+
+class Declared(Protocol):
+    """A scenario's declaration on either side: it knows its name."""
+
+    @property
+    def name(self) -> str: ...
+
+
+D = TypeVar("D", bound=Declared)
+
+
+def declarations(package: str, kind: type[D]) -> dict[str, D]:
+    """Each name's ``SCENARIO`` from the module of that name in ``package``, in list order.
+
+    A side of the registry (run or report) is one module a scenario: adding a
+    scenario adds a module, never an entry in a table. TypeError if a module
+    declares something else, or under another name.
+    """
+    found: dict[str, D] = {}
+    for name in SCENARIOS:
+        declared = importlib.import_module(f"{package}.{name}").SCENARIO
+        if not isinstance(declared, kind) or declared.name != name:
+            raise TypeError(f"{package}.{name}.SCENARIO must be a {kind.__name__} named "
+                            f"{name!r}")
+        found[name] = declared
+    return found

@@ -8,20 +8,10 @@ module, never an entry here.
 
 from __future__ import annotations
 
-import importlib
-
 from iobench.benchmarks.report.scenario import ReportScenario
-from iobench.benchmarks.results.scenarios import SCENARIOS
+from iobench.benchmarks.results.scenarios import declarations
 
-
-def _load(name: str) -> ReportScenario:
-    declared = importlib.import_module(f"{__name__}.{name}").SCENARIO
-    if not isinstance(declared, ReportScenario) or declared.name != name:
-        raise TypeError(f"{__name__}.{name}.SCENARIO must be a ReportScenario named {name!r}")
-    return declared
-
-
-REPORT_SCENARIOS: dict[str, ReportScenario] = {name: _load(name) for name in SCENARIOS}
+REPORT_SCENARIOS: dict[str, ReportScenario] = declarations(__name__, ReportScenario)
 # Every plot's caption and the scenario that shows it, by file stem.
 FIGURE_CAPTIONS: dict[str, str] = {figure.stem: figure.caption
                                    for scenario in REPORT_SCENARIOS.values()

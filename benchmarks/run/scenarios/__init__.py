@@ -8,17 +8,7 @@ module, never an entry here.
 
 from __future__ import annotations
 
-import importlib
-
-from iobench.benchmarks.results.scenarios import SCENARIOS
+from iobench.benchmarks.results.scenarios import declarations
 from iobench.benchmarks.run.scenario import RunScenario
 
-
-def _load(name: str) -> RunScenario:
-    declared = importlib.import_module(f"{__name__}.{name}").SCENARIO
-    if not isinstance(declared, RunScenario) or declared.name != name:
-        raise TypeError(f"{__name__}.{name}.SCENARIO must be a RunScenario named {name!r}")
-    return declared
-
-
-RUN_SCENARIOS: dict[str, RunScenario] = {name: _load(name) for name in SCENARIOS}
+RUN_SCENARIOS: dict[str, RunScenario] = declarations(__name__, RunScenario)

@@ -20,6 +20,8 @@ import itertools
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -391,6 +393,9 @@ class Sampler:
         self._exact: set[str] = set()  # trees a figure's CPU rests on
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        # Cleared while the caller reads the tree itself (:meth:`paused`).
+        self._sampling = threading.Event()
+        self._sampling.set()
         self._thread: threading.Thread | None = None
         # The sampling thread's own CPU time: what watching costs.
         self.thread_cpu_s = 0.0
@@ -446,7 +451,30 @@ class Sampler:
             for name, reading in readings.items():
                 if reading.full:
                     _insert(self.series[name].readings, reading)
+            if not cpu_only and not self._sampling.is_set():
+                # The sampling thread is parked: the system's series goes on here.
+                self.system_t_s.append(edge.t_s)
+                self.system_cpu_percent.append(psutil.cpu_percent(percpu=True))
         return edge
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Park the sampling thread while the caller takes the readings itself.
+
+        The thread runs under SCHED_IDLE, and it holds the GIL while it
+        walks /proc. On a saturated CPU the scheduler may leave it
+        preempted, GIL in hand, for hundreds of milliseconds, and the
+        caller's thread waits for the GIL all that time: a closed-loop cell
+        with a 0.3 s window got no reading of its server inside it ("0 of
+        the runner's 2 readings"), with gaps of 0.35-0.45 s between readings
+        due every 0.1 s. While the load generator runs, the caller's full
+        readings feed the time series instead (:func:`window.watch_load`).
+        """
+        self._sampling.clear()
+        try:
+            yield
+        finally:
+            self._sampling.set()
 
     def memory(self, name: str) -> Memory | None:
         """The tree's PSS, USS and RSS now (costly: see :meth:`ProcessTree.memory`)."""
@@ -489,6 +517,9 @@ class Sampler:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: this thread
         began, cpu_began = time.monotonic(), time.thread_time()
         while not self._stop.wait(self.interval_s):
+            self._sampling.wait()  # parked, with no time-outs to wake it, while paused
+            if self._stop.is_set():
+                break
             self.sample(max_read_s=MAX_READ_S)
             self.system_t_s.append(time.monotonic())
             self.system_cpu_percent.append(psutil.cpu_percent(percpu=True))
@@ -505,6 +536,7 @@ class Sampler:
     def stop(self) -> None:
         if self._thread is not None:
             self._stop.set()
+            self._sampling.set()
             self._thread.join()
             self._thread = None
             self.edge()

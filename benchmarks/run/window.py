@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from iobench.benchmarks.run.cells import Cell
@@ -182,28 +183,37 @@ def watch_load(cell: Cell, sampler: Sampler, load: RunningLoad, started: float,
     watched = Watched()
     interval = EDGE_INTERVAL_S
     full_cost = float("inf")
-    while load.wait(interval) is None:
-        began = time.monotonic()
-        full = began >= full_due or full_cost <= CHEAP_READING_S
-        edge = sampler.edge(cpu_only=not full)
-        now = time.monotonic()
-        watched.edges.append(edge)
-        server = edge.trees.get("server")
-        if full:
-            full_cost = now - began
-            # Until the crowd is held the window has not begun: look often.
-            full_due = now + (max(EDGE_INTERVAL_S, 3 * full_cost) if crowd
-                              else max(FULL_READING_INTERVAL_S, 10 * full_cost))
-        else:
-            # Without a cgroup every reading is full: read a big tree less
-            # often, but at least twice a second.
-            interval = min(max(EDGE_INTERVAL_S, 5 * (now - began)), MAX_EDGE_INTERVAL_S)
-        if crowd is not None and server is not None and crowd.held_by(server):
-            measure_at, memory_due, crowd = server.t_s + cell.warmup_s, now, None
-        if now >= memory_due:
-            watched.memories.append((now, sampler.memory("server")))
-            memory_due = time.monotonic() + MEMORY_INTERVAL_S
-        while pending and now >= measure_at + pending[0][0]:
-            pending.pop(0)[1]()
+    # The sampling thread, parked meanwhile, would hold up these readings
+    # (see Sampler.paused); the full ones below feed its time series. The
+    # marks' actions run in a thread of their own, in order: perf answers an
+    # enable or a disable of its ~30 counters on every thread of a server only
+    # after up to 0.4 s, and a 0.3 s window waiting on it got one reading.
+    done: list[Future[None]] = []
+    with sampler.paused(), ThreadPoolExecutor(1, thread_name_prefix="iobench-mark") as marking:
+        while load.wait(interval) is None:
+            began = time.monotonic()
+            full = began >= full_due or full_cost <= CHEAP_READING_S
+            edge = sampler.edge(cpu_only=not full)
+            now = time.monotonic()
+            watched.edges.append(edge)
+            server = edge.trees.get("server")
+            if full:
+                full_cost = now - began
+                # Until the crowd is held the window has not begun: look often.
+                full_due = now + (max(EDGE_INTERVAL_S, 3 * full_cost) if crowd
+                                  else max(FULL_READING_INTERVAL_S, 10 * full_cost))
+            else:
+                # Without a cgroup every reading is full: read a big tree less
+                # often, but at least twice a second.
+                interval = min(max(EDGE_INTERVAL_S, 5 * (now - began)), MAX_EDGE_INTERVAL_S)
+            if crowd is not None and server is not None and crowd.held_by(server):
+                measure_at, memory_due, crowd = server.t_s + cell.warmup_s, now, None
+            if now >= memory_due:
+                watched.memories.append((now, sampler.memory("server")))
+                memory_due = time.monotonic() + MEMORY_INTERVAL_S
+            while pending and now >= measure_at + pending[0][0]:
+                done.append(marking.submit(pending.pop(0)[1]))
     watched.exited_s = time.monotonic()
+    for future in done:
+        future.result()  # an action's error is the caller's
     return watched

@@ -3,6 +3,7 @@ the crowd of a scale cell, and context switches counted over every thread."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -209,6 +210,9 @@ class FakeSampler:
         self.memory_at.append(time.monotonic() - self.began)
         return Memory(10, 10, 10, 1)
 
+    def paused(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
 
 class FakeLoad:
     pid = 1
@@ -240,6 +244,26 @@ def test_a_crowd_that_comes_early_moves_the_window_and_the_memory_reading() -> N
     assert sampler.cpu_reads > sampler.full_reads >= 2
     assert len(watched.edges) > sampler.cpu_reads + sampler.full_reads
 
+
+
+def test_a_mark_that_takes_its_time_holds_up_no_reading() -> None:
+    """perf took up to 0.31 s to answer an enable or a disable of its counters on a
+    threaded server: done in the reading loop, that left a 0.3 s window one reading."""
+    sampler = FakeSampler(crowd=0, crowd_at_s=0.0)
+    done: list[str] = []
+
+    def slow(word: str) -> None:
+        time.sleep(0.35)
+        done.append(word)
+
+    cell = Cell("closed/epoll/c16/s64", "closed", "epoll", {}, "closed", 16, size_bytes=64,
+                duration_s=1.0, warmup_s=0.0)
+    watched = watch_load(cell, sampler, FakeLoad(1.2), time.monotonic(),  # type: ignore[arg-type]
+                         [(0.1, lambda: slow("enable")), (0.6, lambda: slow("disable"))])
+    assert done == ["enable", "disable"]  # in order, and finished before it returns
+    times = [edge.t_s for edge in watched.edges]
+    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    assert len(times) >= 8 and max(gaps) < 0.3, gaps
 
 
 def test_the_crowd_is_a_descriptor_each_or_a_child_each_over_the_server_alone() -> None:

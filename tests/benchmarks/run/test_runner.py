@@ -21,6 +21,7 @@ from typing import Any
 import psutil
 import pytest
 
+from iobench.benchmarks.report.claims import MIN_ADDED_LATENCY_FRACTION_OF_INTERVAL
 from iobench.benchmarks.results.store import RunStore, read_results
 from iobench.benchmarks.run.launcher import (
     LoadHandle,
@@ -122,10 +123,14 @@ CLAIMS = (
           lambda c: value(c, "idle/select/c0") <= 5),
     Claim("idle threads uses <= 5% of a core", ("idle/threads/c0",),
           lambda c: value(c, "idle/threads/c0") <= 5),
-    Claim("poll-sleep at 10 ms has >= 10x select's p50",
+    # The report's own rule: a request that arrives during a sleep waits for the rest
+    # of it. Not a ratio: select's p50 at 100 req/s is the machine's wake-up time
+    # (350-560 us on this VM, against 5 ms for poll-sleep: 9-14x).
+    Claim("poll-sleep at 10 ms adds >= a quarter interval to select's p50",
           ("interval/poll-sleep(interval=0.01)/r100/c2/s64", "interval/select/r100/c2/s64"),
           lambda c: value(c, "interval/poll-sleep(interval=0.01)/r100/c2/s64")
-          >= 10 * value(c, "interval/select/r100/c2/s64")),
+          - value(c, "interval/select/r100/c2/s64")
+          >= MIN_ADDED_LATENCY_FRACTION_OF_INTERVAL * 0.01 * 1e6),
     # Paired slices (server stopped / running) cancel other processes' load out.
     Claim("a neighbour beside idle select runs at >= 0.9 of its solo speed",
           ("neighbour/select/idle",), lambda c: value(c, "neighbour/select/idle") >= 0.9),

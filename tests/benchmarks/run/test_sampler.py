@@ -98,3 +98,27 @@ def test_children_are_counted_and_keep_their_cpu_after_exit() -> None:
     assert 25.0 <= share <= 55.0, share
     assert last.processes == 0
     assert last.cpu_s >= middle.cpu_s > 0.2
+
+
+def test_a_paused_sampler_leaves_the_readings_to_its_caller() -> None:
+    """Parked, the sampling thread cannot hold the GIL from the caller's readings; the
+    caller's full readings carry the time series on, the system's included."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"])
+    try:
+        with Sampler(interval_s=0.02) as sampler:
+            sampler.watch("sleeper", proc.pid)
+            time.sleep(0.2)
+            with sampler.paused():
+                time.sleep(0.05)  # a reading under way when paused may still land
+                before = len(sampler.series["sleeper"].readings), len(sampler.system_t_s)
+                time.sleep(0.3)
+                assert (len(sampler.series["sleeper"].readings),
+                        len(sampler.system_t_s)) == before
+                sampler.edge()
+                assert (len(sampler.series["sleeper"].readings),
+                        len(sampler.system_t_s)) == (before[0] + 1, before[1] + 1)
+            time.sleep(0.3)
+            assert len(sampler.series["sleeper"].readings) >= before[0] + 5
+    finally:
+        proc.kill()
+        proc.wait()

@@ -71,6 +71,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", nargs="?", const=STDOUT, default=None, metavar="PATH",
                         help="write the result as JSON to PATH (or to stdout instead of "
                         "the summary when PATH is left out)")
+    parser.add_argument("--schedule", default=None, metavar="PATH",
+                        help="write the measured window's start and end (CLOCK_MONOTONIC "
+                        "seconds) as JSON to PATH once every connection is up, before it "
+                        "opens, for a caller that acts inside it")
 
 
 def params_from_args(args: Any) -> LoadParams:
@@ -110,13 +114,17 @@ def failed_result(params: LoadParams, reason: str) -> LoadReport:
 
 def cmd_load(args: Any) -> int:
     params = params_from_args(args)
-    if args.json not in (None, STDOUT):
-        parent = Path(args.json).parent
-        if not parent.is_dir():
-            raise UsageError(f"cannot write {args.json}: no directory {str(parent)!r}")
+    for path in (args.json, args.schedule):
+        if path not in (None, STDOUT) and not Path(path).parent.is_dir():
+            raise UsageError(f"cannot write {path}: no directory {str(Path(path).parent)!r}")
+
+    def announce(measure_ns: int, end_ns: int) -> None:
+        write_json({"window_monotonic_s": [measure_ns / 1e9, end_ns / 1e9]}, args.schedule)
+
     try:
         with interrupts_raise((signal.SIGTERM,)):
-            result = run(params, allow_errors=args.allow_errors)
+            result = run(params, allow_errors=args.allow_errors,
+                         announce=announce if args.schedule else None)
     except WorkerFailed as exc:
         # The caller still gets its JSON: nothing measured, ok false, and why.
         if args.json is not None:

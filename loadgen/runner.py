@@ -16,6 +16,7 @@ import select
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from iobench.common.lifeline import spawn_command
@@ -80,7 +81,13 @@ def make_plans(params: LoadParams) -> list[WorkerPlan]:
     return plans
 
 
-def run(params: LoadParams, *, allow_errors: bool = False) -> LoadReport:
+# Told the measured window's start and end (CLOCK_MONOTONIC nanoseconds) once
+# they are set, before it opens.
+Announce = Callable[[int, int], None]
+
+
+def run(params: LoadParams, *, allow_errors: bool = False,
+        announce: Announce | None = None) -> LoadReport:
     """Run the load described by ``params``; return its report (``to_json()``: the JSON).
 
     Raises UsageError for bad parameters or an unresolvable host. A target
@@ -95,7 +102,17 @@ def run(params: LoadParams, *, allow_errors: bool = False) -> LoadReport:
     if error is not None:
         raise error
     plans = make_plans(params)
-    results = [run_worker(plans[0], _start_now)] if len(plans) == 1 else _run_processes(plans)
+
+    def scheduled(start_ns: int | None) -> int | None:
+        if start_ns is not None and announce is not None:
+            measure_ns = start_ns + int(params.warmup_s * 1e9)
+            announce(measure_ns, measure_ns + int(params.duration_s * 1e9))
+        return start_ns
+
+    if len(plans) == 1:
+        results = [run_worker(plans[0], lambda ready: scheduled(_start_now(ready)))]
+    else:
+        results = _run_processes(plans, scheduled)
     return build_result(params, results, allow_errors=allow_errors)
 
 
@@ -124,7 +141,8 @@ def _read_line(process: subprocess.Popen[str], deadline: float, worker_index: in
     raise WorkerFailed(f"load worker {worker_index} exited with code {process.returncode}")
 
 
-def _run_processes(plans: list[WorkerPlan]) -> list[WorkerResult]:
+def _run_processes(plans: list[WorkerPlan],
+                   scheduled: Callable[[int | None], int | None]) -> list[WorkerResult]:
     processes: list[subprocess.Popen[str]] = []
     try:
         for plan in plans:
@@ -143,7 +161,7 @@ def _run_processes(plans: list[WorkerPlan]) -> list[WorkerResult]:
                     / IDLE_ACCEPTS_PER_S)
         ready = [json.loads(_read_line(process, deadline, index))
                  for index, process in enumerate(processes)]
-        start_ns = time.monotonic_ns() + START_DELAY_NS if runnable(ready) else None
+        start_ns = scheduled(time.monotonic_ns() + START_DELAY_NS if runnable(ready) else None)
         for process in processes:
             assert process.stdin is not None
             process.stdin.write(json.dumps(start_ns) + "\n")

@@ -467,6 +467,11 @@ class ShardedLoad:
         self.shards = shards
         self.ended_s: float | None = None
 
+    tells_window = False  # told on other hosts' clocks: placed when they report
+
+    def window(self) -> tuple[float, float] | None:
+        return None
+
     def wait(self, timeout_s: float) -> int | None:
         """The worst exit code once every shard has ended, or None after ``timeout_s``."""
         code, self.ended_s = wait_processes(self.shards, timeout_s)

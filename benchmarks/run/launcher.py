@@ -101,14 +101,17 @@ class LoadSpec:
     idle: int = 0  # silent connections beside the active ones (scale scenario)
     requests_per_connection: int | None = None  # churn: K requests, then a new connection
 
-    def arguments(self, json_path: Path | None) -> list[str]:
-        """The options; ``--json`` only with a path (a remote host picks its own)."""
+    def arguments(self, json_path: Path | None, schedule_path: Path | None = None) -> list[str]:
+        """The options; ``--json`` only with a path (a remote host picks its own), and
+        ``--schedule`` on this host (whose monotonic clock the window is told on)."""
         args = ["--target", self.target, "--connections", str(self.connections),
                 "--duration", str(self.duration_s), "--warmup", str(self.warmup_s),
                 "--size", str(self.size_bytes), "--mode", self.mode,
                 "--workers", str(self.workers), "--timeout", str(self.timeout_s)]
         if json_path is not None:
             args += ["--json", str(json_path)]
+        if schedule_path is not None:
+            args += ["--schedule", str(schedule_path)]
         if self.rate_rps is not None:
             args += ["--rate", f"{self.rate_rps:g}"]
         if self.idle:
@@ -299,10 +302,27 @@ class ServerHandle(Process):
 class LoadHandle:
     """A running load generator; :meth:`result` waits for it (bounded) and reads its JSON."""
 
-    def __init__(self, process: LocalProcess, json_path: Path) -> None:
+    def __init__(self, process: LocalProcess, json_path: Path,
+                 schedule_path: Path | None = None) -> None:
         self.process = process
         self.pid = process.pid
         self.json_path = json_path
+        self.schedule_path = schedule_path
+
+    @property
+    def tells_window(self) -> bool:
+        return self.schedule_path is not None
+
+    def window(self) -> tuple[float, float] | None:
+        """The measured window on this host's monotonic clock, once the load generator
+        has set it (before it opens), else None."""
+        if self.schedule_path is None:
+            return None
+        try:
+            start, end = json.loads(self.schedule_path.read_text())["window_monotonic_s"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # not written yet (it is replaced whole, never half)
+        return float(start), float(end)
 
     def wait(self, timeout_s: float) -> int | None:
         """Its exit code, or None if it is still running after ``timeout_s``."""
@@ -358,7 +378,10 @@ class RunningLoad(Protocol):
 
     @property
     def pid(self) -> int | None: ...
+    @property
+    def tells_window(self) -> bool: ...  # whether window() will say, on this host's clock
     def wait(self, timeout_s: float) -> int | None: ...
+    def window(self) -> tuple[float, float] | None: ...
     def result(self, timeout_s: float) -> LoadResult: ...
     def stop(self) -> None: ...
 
@@ -451,10 +474,12 @@ class LocalLauncher(Launcher):
     def start_load(self, spec: LoadSpec) -> LoadHandle:
         name = self._name("load")
         json_path = self.workdir / f"{name}.json"
-        command = [sys.executable, "-m", "iobench.loadgen", *spec.arguments(json_path)]
+        schedule_path = self.workdir / f"{name}.schedule.json"
+        command = [sys.executable, "-m", "iobench.loadgen",
+                   *spec.arguments(json_path, schedule_path)]
         process = LocalProcess(command, self.placement.client_cpus, self.workdir, name)
         self._track(process)
-        return LoadHandle(process, json_path)
+        return LoadHandle(process, json_path, schedule_path)
 
     def start_neighbour(self, duration_s: float, delay_s: float = 0.0) -> NeighbourHandle:
         command = [sys.executable, "-m", "iobench.benchmarks.run.neighbour",

@@ -24,7 +24,7 @@ from iobench.benchmarks.results import plausibility
 from iobench.benchmarks.results.record import STATUS_FAILED, STATUS_OK, CellRecord
 from iobench.benchmarks.results.store import RunStore, utc_now
 from iobench.benchmarks.run import metrics as m
-from iobench.benchmarks.run import scale, steady
+from iobench.benchmarks.run import scale, steady, syscalls
 from iobench.benchmarks.run.cells import Cell, CellFailed
 from iobench.benchmarks.run.launcher import (
     IdleSocket,
@@ -36,7 +36,7 @@ from iobench.benchmarks.run.launcher import (
 from iobench.benchmarks.run.sampler import Edge, Memory, Sampler
 from iobench.benchmarks.run.scenarios import RUN_SCENARIOS
 from iobench.benchmarks.run.syscalls import SyscallCounter, SyscallCounts
-from iobench.benchmarks.run.window import IDLE_CONNECTS_PER_S, watch_load
+from iobench.benchmarks.run.window import IDLE_CONNECTS_PER_S, measured_window, watch_load
 from iobench.common.addresses import format_target
 from iobench.common.processes import interrupts_raise
 from iobench.loadgen.report import LoadReport
@@ -204,6 +204,7 @@ class Runner:
                 raise
             finally:
                 self.launcher.stop_all()
+                syscalls.wait_released()
                 self.store.finish(interrupted=interrupted, error=error)
         return not interrupted
 
@@ -361,6 +362,11 @@ class Runner:
         sampler.edge()
         context.syscalls = counter.stop()
         context.syscall_counter = None
+        window = (measured_window(result.report, watched.exited_s, local=True)
+                  if watched is not None and result.report is not None and load.pid is not None
+                  else None)
+        if window is not None:
+            context.syscalls = context.syscalls.inside(window, counter.counted_s)
         if result.returncode is None:
             raise CellFailed(f"the load generator did not finish within {timeout:.0f} s"
                              f"{self._stderr_note(server)}")

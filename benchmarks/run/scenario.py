@@ -22,9 +22,7 @@ from iobench.benchmarks.run.launcher import Launcher
 from iobench.benchmarks.run.syscalls import SyscallCounter, UnavailableCounter
 
 # perf counts system calls in the closed-loop cells only, the ones the report
-# and docs/models.md show them for: closing its ~30 tracepoint counters costs
-# about 1.3 s a cell here (the kernel waits out an RCU grace period for each),
-# which over every cell of the quick profile would be two minutes.
+# and docs/models.md show them for.
 SYSCALLS_ONLY_CLOSED = "system calls are counted in the closed-loop cells only"
 
 

@@ -23,12 +23,14 @@ the cell's figures are null with that reason, never 0.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +58,9 @@ TRACEFS_PLACES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing")
 READY_TIMEOUT_S = 10.0
 ATTACH_ATTEMPTS = 3
 STOP_TIMEOUT_S = 5.0
+# perf prints its counts this often, so that they can be read without waiting
+# for it to exit (see SyscallCounter.stop).
+PRINT_INTERVAL_MS = 100
 INSTALL_HINT = "apt-get install linux-perf"
 STRACE_INSTALL_HINT = "apt-get install strace"
 # How long strace may take to attach to every thread of the tree.
@@ -107,6 +112,21 @@ class SyscallCounts:
     by_kind: dict[str, int] = field(default_factory=dict)
     reason: str | None = None
 
+    def inside(self, window: tuple[float, float],
+               counted: tuple[float, float] | None) -> SyscallCounts:
+        """These counts if they were ``counted`` inside the measured ``window`` (both on
+        this host's monotonic clock), else none, with why: what was counted
+        before or after it is not the window's load (closing 16 connections
+        after it made epoll's 2.04 calls a request read 1.50)."""
+        if self.reason is not None or counted is None:
+            return self
+        start, end = window
+        if start <= counted[0] and counted[1] <= end:
+            return self
+        return SyscallCounts(tool=self.tool, reason=(
+            f"counted from {counted[0] - start:+.3f} s to {counted[1] - start:+.3f} s of "
+            f"a {end - start:.3f} s window, not inside it"))
+
     def per_request(self, throughput_rps: float | None) -> dict[str, Any]:
         """The record's ``syscalls`` field: counts divided by the requests in the window."""
         record: dict[str, Any] = {"tool": self.tool, "reason": self.reason,
@@ -138,6 +158,11 @@ class SyscallCounter:
         self._control: int | None = None
         self._ack: int | None = None
         self._enabled_at: float | None = None
+        self._stamps_at_disable: set[str] = set()
+        # When counting may have begun and ended, at the widest: from the first
+        # enable asked to the last disable answered (time.monotonic()).
+        self.counted_s: tuple[float, float] | None = None
+        self._events = 0
         self.elapsed_s = 0.0
         self.kinds: list[str] = []
 
@@ -181,12 +206,22 @@ class SyscallCounter:
         os.mkfifo(control)
         os.mkfifo(ack)
         self._output = folder / "counts.csv"
+        self._events = len(events)
         command = ["perf", "stat", "-x", ",", "--no-big-num", "-e", ",".join(events),
                    "-p", ",".join(map(str, pids)), "--delay", "-1",
+                   "--interval-print", str(PRINT_INTERVAL_MS),
                    "--control", f"fifo:{control},{ack}", "-o", str(self._output)]
         self._proc = subprocess.Popen(spawn_command(command),  # dies with the runner
                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE)
+        # perf switches its counters on and off when it gets the CPU: on a
+        # machine the server and the load generator saturate, 0.1-0.5 s after
+        # the command, and a 0.3 s window counted next to nothing (epoll 0.9
+        # calls a request, where a request takes a recv and a send). At a
+        # real-time priority it answers within milliseconds; it takes under
+        # a millisecond each PRINT_INTERVAL_MS. Root only: elsewhere it waits.
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(self._proc.pid, os.SCHED_FIFO, os.sched_param(1))
         # O_RDWR: opening a FIFO so never waits for the other end, and each
         # answer is awaited with a timeout, so a perf that dies cannot hang the run.
         self._control = os.open(control, os.O_RDWR)
@@ -198,40 +233,49 @@ class SyscallCounter:
         return True
 
     def enable(self) -> None:
+        asked = time.monotonic()
         if self._control is not None and self._enabled_at is None and self._command("enable"):
             self._enabled_at = time.monotonic()
+            if self.counted_s is None:
+                self.counted_s = (asked, self._enabled_at)
 
     def disable(self) -> None:
         if self._enabled_at is not None and self._command("disable"):
-            self.elapsed_s += time.monotonic() - self._enabled_at
+            answered = time.monotonic()
+            self.elapsed_s += answered - self._enabled_at
             self._enabled_at = None
+            self._stamps_at_disable = set(print_stamps(self._read_output(), self._events))
+            if self.counted_s is not None:
+                self.counted_s = (self.counted_s[0], answered)
 
     def stop(self) -> SyscallCounts:
-        """End perf and read what it counted while enabled."""
+        """Read what perf counted while enabled, and let it go.
+
+        perf prints what its counters counted every PRINT_INTERVAL_MS; what
+        they counted up to the disable is in the first print after it. The
+        counts are read from there: perf's exit closes every tracepoint
+        counter, each after an RCU grace period, ~1 s for ~30 counters
+        (with 12 ms of CPU), so it exits in the background
+        (:func:`release`) while the run goes on.
+        """
         if self.reason is not None:
             return SyscallCounts(reason=self.reason)
         self.disable()
-        proc = self._proc
-        if proc is None:
+        if self._proc is None:
             return SyscallCounts(reason="perf stat was not running")
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)  # perf prints its counts on SIGINT
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
+        if self.elapsed_s <= 0:
             self._teardown()
-            return SyscallCounts(reason="perf stat did not exit after SIGINT")
-        try:
-            text = self._output.read_text()
-        except OSError:
-            text = ""
+            return SyscallCounts(reason="the counting window never opened")
+        printed = self._printed_after_disable()
         messages = self._stderr()
         self._teardown()
-        if self.elapsed_s <= 0:
-            return SyscallCounts(reason="the counting window never opened")
-        counts = parse_perf_csv(text)
+        if printed is None:
+            return SyscallCounts(reason=f"perf stat printed no counts after the window: "
+                                        f"{messages}")
+        counts = parse_perf_csv(printed)
         if TOTAL_EVENT not in counts:
-            first = next((line for line in text.splitlines() if line and line[0] != "#"), "")
+            first = next((line for line in printed.splitlines()
+                          if line and line.lstrip()[0] != "#"), "")
             return SyscallCounts(reason=f"perf stat counted nothing ({first or 'no output'}): "
                                         f"{messages}")
         by_kind = {kind: counts.get(f"syscalls:sys_enter_{kind}", 0) for kind in self.kinds}
@@ -241,6 +285,29 @@ class SyscallCounter:
         if other > 0:
             by_kind["other"] = other
         return SyscallCounts(elapsed_s=round(self.elapsed_s, 3), total=total, by_kind=by_kind)
+
+    def _printed_after_disable(self) -> str | None:
+        """perf's output once it holds a whole print made after the last disable.
+
+        A print is a line per event, all with one time stamp (seconds since
+        perf started); its stamps at the disable are kept (:meth:`disable`).
+        None if no new print comes within STOP_TIMEOUT_S.
+        """
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            text = self._read_output()
+            if set(print_stamps(text, self._events)) - self._stamps_at_disable:
+                return text
+            if self._proc is None or self._proc.poll() is not None:
+                return None
+            time.sleep(PRINT_INTERVAL_MS / 4000)
+        return None
+
+    def _read_output(self) -> str:
+        try:
+            return self._output.read_text()
+        except OSError:
+            return ""
 
     def _command(self, word: str, timeout_s: float = STOP_TIMEOUT_S) -> bool:
         """Send perf a control command and wait (bounded) for its "ack"."""
@@ -273,13 +340,47 @@ class SyscallCounter:
             if fd is not None:
                 os.close(fd)
         self._control = self._ack = None
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
-        self._proc = None
-        if self._dir is not None:
-            self._dir.cleanup()
-            self._dir = None
+        release(self._proc, self._dir)
+        self._proc, self._dir = None, None
+
+
+# Every perf let go of and not yet reaped, with the folder of its FIFOs and output.
+_releasing: list[threading.Thread] = []
+
+
+def release(proc: subprocess.Popen[bytes] | None,
+            folder: tempfile.TemporaryDirectory[str] | None) -> None:
+    """Stop perf and remove its folder in the background: see :meth:`SyscallCounter.stop`.
+
+    perf is interrupted (a perf that lingers past STOP_TIMEOUT_S is killed);
+    :func:`wait_released` waits for every one, so nothing is left running.
+    """
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+
+    def reap() -> None:
+        if proc is not None:
+            try:
+                proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stderr is not None:
+                proc.stderr.close()
+        if folder is not None:
+            folder.cleanup()
+
+    thread = threading.Thread(target=reap, name="iobench-perf-exit", daemon=True)
+    thread.start()
+    _releasing[:] = [*(t for t in _releasing if t.is_alive()), thread]
+
+
+def wait_released(timeout_s: float = STOP_TIMEOUT_S + 1.0) -> None:
+    """Wait until every perf let go of has exited and its folder is gone."""
+    deadline = time.monotonic() + timeout_s
+    for thread in list(_releasing):
+        thread.join(max(0.0, deadline - time.monotonic()))
+    _releasing[:] = [thread for thread in _releasing if thread.is_alive()]
 
 
 class UnavailableCounter(SyscallCounter):
@@ -290,19 +391,44 @@ class UnavailableCounter(SyscallCounter):
         self.reason = reason
 
 
-def parse_perf_csv(text: str) -> dict[str, int]:
-    """Event name -> count from ``perf stat -x ,`` output; "<not counted>" rows are left out."""
-    counts: dict[str, int] = {}
+def perf_rows(text: str) -> list[tuple[str | None, str, str]]:
+    """(time stamp or None, value, event) of each row of ``perf stat -x ,`` output.
+
+    A row is value,unit,event,...; with ``--interval-print`` it begins with
+    the seconds since perf started. The events counted here are all
+    tracepoints, named group:name.
+    """
+    rows: list[tuple[str | None, str, str]] = []
     for line in text.splitlines():
-        fields = line.split(",")
+        fields = line.strip().split(",")
         if len(fields) < 3 or line.startswith("#"):
             continue
-        value, event = fields[0], fields[2]
+        if ":" in fields[2]:
+            rows.append((None, fields[0], fields[2]))
+        elif len(fields) > 3 and ":" in fields[3]:
+            rows.append((fields[0], fields[1], fields[3]))
+    return rows
+
+
+def parse_perf_csv(text: str) -> dict[str, int]:
+    """Event name -> count from ``perf stat -x ,`` output, its prints summed;
+    "<not counted>" rows (a print while counting was off) are left out."""
+    counts: dict[str, int] = {}
+    for _, value, event in perf_rows(text):
         try:
             counts[event] = counts.get(event, 0) + int(float(value))
         except ValueError:
             continue
     return counts
+
+
+def print_stamps(text: str, events: int) -> list[str]:
+    """The time stamps of the whole prints in ``perf stat --interval-print`` output."""
+    rows: dict[str, int] = {}
+    for stamp, _, _ in perf_rows(text):
+        if stamp is not None:
+            rows[stamp] = rows.get(stamp, 0) + 1
+    return [stamp for stamp, count in rows.items() if count >= events]
 
 
 def strace_unavailable_reason() -> str | None:

@@ -41,6 +41,9 @@ FULL_READING_INTERVAL_S = 0.15
 # few dozen descriptors) is taken at every edge, for the context switches.
 CHEAP_READING_S = 0.003
 MEMORY_INTERVAL_S = 1.0
+# How often the runner looks for the window a load generator on this host tells
+# (a small file) until it has: the marks inside a 0.3 s window are 30 ms in.
+SCHEDULE_POLL_S = 0.005
 
 # Idle connections the load generator opens (and a server accepts) per second:
 # 10,000 took 1.3-2.0 s against epoll, poll and threads on a busy 2-CPU machine.
@@ -160,21 +163,23 @@ def measured_window(report: LoadReport, exited_s: float | None,
 def watch_load(cell: Cell, sampler: Sampler, load: RunningLoad, started: float,
                marks: list[tuple[float, Callable[[], None]]]) -> Watched:
     """Read the server until the load generator exits; each mark's action at its offset
-    from the measured window's expected start.
+    from the start of the measured window.
 
-    The window is known only when the load generator reports (opening
-    thousands of idle connections takes seconds more or less than
-    estimated), so the edges are chosen afterwards among these readings
-    (:meth:`Watched.pick`). Most read the server's CPU alone, from its
-    cgroup, every EDGE_INTERVAL_S: a full reading of a tree that holds
-    10,000 descriptors or threads takes 10-25 ms, on the load generator's
-    CPU. Full readings (at every edge if they are cheap, else every
-    FULL_READING_INTERVAL_S or more, more often until the crowd is
-    there) count the context switches, show when
-    the server holds all the cell's connections, idle ones included (the
-    window then starts a warm-up later: see :class:`Crowd`) and give the
-    peaks; the server's memory is read once it does, and every
-    MEMORY_INTERVAL_S.
+    A load generator on this host tells its window before it opens (it waits
+    for every connection to be up and served once, so it opens 0.0-0.16 s
+    later than a fixed estimate, with 16 connections, and seconds either way
+    behind thousands of idle ones): the marks are placed by it, and until
+    then it is looked for every SCHEDULE_POLL_S. Elsewhere they are placed by
+    an estimate, moved once the server holds its crowd (:class:`Crowd`).
+    The edges are chosen afterwards among these readings, inside the window
+    the load generator reports (:meth:`Watched.pick`). Most read the
+    server's CPU alone, from its cgroup, every EDGE_INTERVAL_S: a full
+    reading of a tree that holds 10,000 descriptors or threads takes 10-25
+    ms, on the load generator's CPU. Full readings (at every edge if they are
+    cheap, else every FULL_READING_INTERVAL_S or more, more often until the
+    crowd is there) count the context switches, show when the server holds
+    all the cell's connections, idle ones included, and give the peaks; the
+    server's memory is read once it does, and every MEMORY_INTERVAL_S.
     """
     crowd = Crowd.of(cell, sampler) if cell.held_connections else None
     measure_at = started + cell.idle / IDLE_CONNECTS_PER_S + cell.warmup_s
@@ -183,36 +188,53 @@ def watch_load(cell: Cell, sampler: Sampler, load: RunningLoad, started: float,
     watched = Watched()
     interval = EDGE_INTERVAL_S
     full_cost = float("inf")
+    edge_due = time.monotonic() + interval
+    told = None if load.tells_window else (0.0, 0.0)  # not to be waited for
     # The sampling thread, parked meanwhile, would hold up these readings
     # (see Sampler.paused); the full ones below feed its time series. The
-    # marks' actions run in a thread of their own, in order: perf answers an
-    # enable or a disable of its ~30 counters on every thread of a server only
-    # after up to 0.4 s, and a 0.3 s window waiting on it got one reading.
+    # marks' actions run in a thread of their own, in order: perf answered an
+    # enable or a disable of its counters on a saturated machine only after
+    # up to 0.3 s, and a 0.3 s window waiting on it got one reading.
     done: list[Future[None]] = []
     with sampler.paused(), ThreadPoolExecutor(1, thread_name_prefix="iobench-mark") as marking:
-        while load.wait(interval) is None:
-            began = time.monotonic()
-            full = began >= full_due or full_cost <= CHEAP_READING_S
-            edge = sampler.edge(cpu_only=not full)
+        while True:
+            due = edge_due
+            if pending:
+                due = min(due, measure_at + pending[0][0] if told is not None
+                          else time.monotonic() + SCHEDULE_POLL_S)
+            if load.wait(max(0.0, due - time.monotonic())) is not None:
+                break
             now = time.monotonic()
+            if told is None and pending:
+                told = load.window()
+                if told is not None:
+                    measure_at = told[0]
+            while pending and told is not None and now >= measure_at + pending[0][0]:
+                done.append(marking.submit(pending.pop(0)[1]))
+            if now < edge_due:
+                continue
+            full = now >= full_due or full_cost <= CHEAP_READING_S
+            edge = sampler.edge(cpu_only=not full)
+            read = time.monotonic()
             watched.edges.append(edge)
             server = edge.trees.get("server")
             if full:
-                full_cost = now - began
+                full_cost = read - now
                 # Until the crowd is held the window has not begun: look often.
-                full_due = now + (max(EDGE_INTERVAL_S, 3 * full_cost) if crowd
-                                  else max(FULL_READING_INTERVAL_S, 10 * full_cost))
+                full_due = read + (max(EDGE_INTERVAL_S, 3 * full_cost) if crowd
+                                   else max(FULL_READING_INTERVAL_S, 10 * full_cost))
             else:
                 # Without a cgroup every reading is full: read a big tree less
                 # often, but at least twice a second.
-                interval = min(max(EDGE_INTERVAL_S, 5 * (now - began)), MAX_EDGE_INTERVAL_S)
+                interval = min(max(EDGE_INTERVAL_S, 5 * (read - now)), MAX_EDGE_INTERVAL_S)
             if crowd is not None and server is not None and crowd.held_by(server):
-                measure_at, memory_due, crowd = server.t_s + cell.warmup_s, now, None
-            if now >= memory_due:
-                watched.memories.append((now, sampler.memory("server")))
+                if not load.tells_window:
+                    measure_at = server.t_s + cell.warmup_s
+                memory_due, crowd = read, None
+            if read >= memory_due:
+                watched.memories.append((read, sampler.memory("server")))
                 memory_due = time.monotonic() + MEMORY_INTERVAL_S
-            while pending and now >= measure_at + pending[0][0]:
-                done.append(marking.submit(pending.pop(0)[1]))
+            edge_due = read + interval
     watched.exited_s = time.monotonic()
     for future in done:
         future.result()  # an action's error is the caller's

@@ -108,7 +108,7 @@ def test_validate_raises_usage_error() -> None:
 
 def test_a_crashed_worker_still_writes_the_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    def crash(params: LoadParams, *, allow_errors: bool) -> dict:
+    def crash(params: LoadParams, *, allow_errors: bool, announce: object = None) -> dict:
         raise WorkerFailed("load worker 1 exited with code -9")
 
     monkeypatch.setattr(iobench.loadgen.cli, "run", crash)

@@ -3,12 +3,16 @@ what is unanswered when it closes is counted, never dropped."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 from hdrh.histogram import HdrHistogram
 
+from iobench.cli import main
 from iobench.loadgen import LoadParams, run
 from iobench.loadgen.connection_report import merge_connection_fields
 from iobench.loadgen.runner import build_result
@@ -103,3 +107,26 @@ def test_connections_left_unanswered_in_the_window_are_starved(
                                  "unanswered after 0.3 s")
     assert result["errors"]["timeout"] == CONNECTIONS
     assert result["requests"] == 2 * CONNECTIONS  # the first exchange took one of three
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_window_is_told_before_it_opens_and_is_the_one_measured(
+        faulty_server: StartServer, tmp_path: Path, workers: int) -> None:
+    """A caller on this host (the matrix runner's perf marks) learns the window while the
+    first exchanges and the warm-up run; ``--schedule`` writes it to a file."""
+    server = faulty_server(slow_first_reply)
+    told: list[tuple[int, int, int]] = []
+    report = run(LoadParams(target=server.target, connections=CONNECTIONS, workers=workers,
+                            warmup_s=0.2, duration_s=0.3),
+                 announce=lambda start, end: told.append((time.monotonic_ns(), start, end)))
+    assert len(told) == 1
+    at, start, end = told[0]
+    assert at < start and end - start == 300_000_000
+    assert report.client.window_monotonic_s == pytest.approx([start / 1e9, end / 1e9], abs=1e-5)
+    schedule = tmp_path / "schedule.json"
+    assert main(["load", "--target", server.target, "--connections", "2", "--warmup", "0.1",
+                 "--duration", "0.2", "--json", str(tmp_path / "load.json"),
+                 "--schedule", str(schedule)]) == 0
+    start_s, end_s = json.loads(schedule.read_text())["window_monotonic_s"]
+    measured = json.loads((tmp_path / "load.json").read_text())["client"]["window_monotonic_s"]
+    assert measured == pytest.approx([start_s, end_s], abs=1e-5)

@@ -59,8 +59,8 @@ class Closed(RunScenario):
     def syscall_counter(self, launcher: Launcher, pid: int, cell: Cell) -> SyscallCounter:
         # Counted in the first round only, and not with a lone connection (the
         # same calls, one ready socket a wait): a count per request does not
-        # drift as timings do, and closing perf's counters costs about 1.3 s a
-        # cell, which every further round and point would pay again.
+        # drift as timings do, and perf costs a cell about 0.1 s more (its
+        # exit, ~1 s of RCU grace periods, runs on in the background).
         if cell.repetition > 0:
             return UnavailableCounter(pid, SYSCALLS_FIRST_ROUND)
         if cell.connections == 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +216,32 @@ def test_fail_above_ignores_a_move_within_the_runs_spread(tmp_path: Path) -> Non
     throughput = next(c for c in cell.changes if c.metric == "throughput_rps")
     assert throughput.ratio == pytest.approx(1.3, rel=0.1) and not throughput.significant
     assert main(["compare", str(a), str(b), "--fail-above", "10"]) == 0
+
+
+def test_fail_above_wants_the_change_between_the_intervals_near_ends(tmp_path: Path) -> None:
+    """As two quick runs of one commit did (threads' CPU per request 18.2 us [16.3,
+    21.2], then 23.4 us [22.2, 24.6]): the medians move 1.29x with the intervals
+    apart, the near ends less than 1.1x: the machine's drift, not a change beyond
+    10%. 30% slower on top of it is one."""
+    def figures(values: list[float]) -> Callable[[dict[str, Any]], None]:
+        def tweak(cell: dict[str, Any]) -> None:
+            if cell["key"] == "closed/select/c16/s64":
+                cell["metrics"]["cpu_us_per_request"] = values[cell["repetition"]]
+        return tweak
+    a = write_run(tmp_path / "a", make_results(repetitions=3, scenarios=SCENARIOS,
+                                               tweak=figures([17.5, 18.2, 18.9])))
+    b = write_run(tmp_path / "b", make_results(repetitions=3, scenarios=SCENARIOS,
+                                               tweak=figures([22.7, 23.4, 24.1])))
+    change = next(c for cell in compare_runs(load_run(a), load_run(b)).matched
+                  if cell.key == "closed/select/c16/s64"
+                  for c in cell.changes if c.metric == "cpu_us_per_request")
+    assert change.significant and change.ratio == pytest.approx(1.286, abs=0.001)
+    near = change.ratio_range()
+    assert near is not None and 1.0 < near[0] < 1.1, near
+    assert main(["compare", str(a), str(b), "--fail-above", "10"]) == 0
+    slower = write_run(tmp_path / "slower", make_results(
+        repetitions=3, scenarios=SCENARIOS, tweak=figures([v * 1.3 for v in (22.7, 23.4, 24.1)])))
+    assert main(["compare", str(a), str(slower), "--fail-above", "10"]) == 1
 
 
 QUICK_RUN = Path(__file__).parents[1] / "data" / "quick-run" / "results.json"

@@ -4,6 +4,7 @@ the crowd of a scale cell, and context switches counted over every thread."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import subprocess
 import sys
 import time
@@ -216,6 +217,10 @@ class FakeSampler:
 
 class FakeLoad:
     pid = 1
+    tells_window = False
+
+    def window(self) -> tuple[float, float] | None:
+        return None
 
     def __init__(self, runs_s: float) -> None:
         self.until = time.monotonic() + runs_s
@@ -262,7 +267,7 @@ def test_a_mark_that_takes_its_time_holds_up_no_reading() -> None:
                          [(0.1, lambda: slow("enable")), (0.6, lambda: slow("disable"))])
     assert done == ["enable", "disable"]  # in order, and finished before it returns
     times = [edge.t_s for edge in watched.edges]
-    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert len(times) >= 8 and max(gaps) < 0.3, gaps
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import time
 
+import psutil
 import pytest
 
 from iobench.benchmarks.run import syscalls
@@ -20,6 +21,7 @@ from iobench.benchmarks.run.syscalls import (
     SyscallCounts,
     parse_perf_csv,
     parse_strace_summary,
+    print_stamps,
 )
 from iobench.servers.io_uring import IoUringServer
 from iobench.servers.process import ServerProcess
@@ -37,6 +39,25 @@ PERF_OUTPUT = """# started on Sun Nov 29 12:00:00 2026
 def test_perf_csv_is_read_by_event_and_uncounted_rows_are_left_out() -> None:
     assert parse_perf_csv(PERF_OUTPUT) == {"raw_syscalls:sys_enter": 40247,
                                            "syscalls:sys_enter_recvfrom": 17126}
+
+
+# perf stat --interval-print: a print every interval, counting switched on for the
+# second only; the third print is not whole yet.
+PERF_PRINTS = """# started on Sun Dec  6 20:00:00 2026
+
+     0.100200000,<not counted>,,raw_syscalls:sys_enter,0,100.00,,
+     0.100200000,<not counted>,,syscalls:sys_enter_recvfrom,0,100.00,,
+     0.200300000,40247,,raw_syscalls:sys_enter,99985043,100.00,,
+     0.200300000,17126,,syscalls:sys_enter_recvfrom,99985043,100.00,,
+     0.300400000,<not counted>,,raw_syscalls:sys_enter,0,100.00,,
+"""
+
+
+def test_perf_prints_are_summed_and_only_whole_ones_are_stamped() -> None:
+    assert parse_perf_csv(PERF_PRINTS) == {"raw_syscalls:sys_enter": 40247,
+                                           "syscalls:sys_enter_recvfrom": 17126}
+    assert print_stamps(PERF_PRINTS, events=2) == ["0.100200000", "0.200300000"]
+    assert print_stamps(PERF_OUTPUT, events=2) == []
 
 
 STRACE_OUTPUT = """% time     seconds  usecs/call     calls    errors syscall
@@ -105,6 +126,10 @@ def _per_request(model: str, params: dict[str, str] | None = None,
         finally:
             for sock in clients:
                 sock.close()
+    # perf exits in the background, and is waited for: nothing of it is left.
+    syscalls.wait_released()
+    assert not [child for child in psutil.Process().children(recursive=True)
+                if child.name() == "perf" and child.status() != psutil.STATUS_ZOMBIE]
     assert counts.reason is None, counts.reason
     record = counts.per_request(ROUND_TRIPS / counts.elapsed_s if counts.elapsed_s else None)
     assert counts.elapsed_s is not None and counts.elapsed_s >= elapsed * 0.9
@@ -157,3 +182,16 @@ def test_strace_counts_the_same_recv_and_send_per_request(model: str) -> None:
     kinds = _per_request(model, counter_class=StraceCounter)
     assert 0.95 <= kinds.get("recvfrom", 0) <= 1.05, kinds
     assert 0.95 <= kinds.get("sendto", 0) <= 1.05, kinds
+
+
+def test_counts_from_outside_the_window_are_not_a_figure() -> None:
+    """Closing 16 connections after the window made epoll's 2.04 calls a request read 1.50."""
+    counts = SyscallCounts(elapsed_s=0.2, total=4000, by_kind={"recvfrom": 2000})
+    assert counts.inside((10.0, 10.3), (10.03, 10.27)) is counts
+    late = counts.inside((10.0, 10.3), (10.03, 10.38))
+    assert late.total is None and late.by_kind == {}
+    assert late.reason == "counted from +0.030 s to +0.380 s of a 0.300 s window, not inside it"
+    assert late.per_request(1000.0)["per_request"] is None
+    assert counts.inside((10.0, 10.3), None) is counts  # nothing known to judge by
+    missing = SyscallCounts(reason="perf is not installed")
+    assert missing.inside((10.0, 10.3), (9.0, 11.0)) is missing

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from iobench.benchmarks.report.churn import judge_churn
 from iobench.benchmarks.report.claims import judge_claims
 from iobench.benchmarks.report.docs import END, REGIONS, START, differences, write_docs
 from iobench.benchmarks.report.finding import run_findings
-from iobench.benchmarks.report.scale import judge_scale
+from iobench.benchmarks.report.scale import judge_scale, memory_per_connection
+from iobench.benchmarks.report.work import judge_work
 from iobench.benchmarks.results.loader import Run, load_run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,6 +106,25 @@ def test_every_verdict_reaches_the_findings(reference: Run) -> None:
     assert {k: v for k, v in found.items() if k in verdicts} == verdicts
     for finding in run_findings(reference):
         assert finding.summary and finding.title, finding.key
+
+
+def test_readme_findings_reach_beyond_the_article(reference: Run) -> None:
+    """Churn's and work's verdicts, memory per idle connection for every model, and the
+    article's code as printed in two sentences: each in README from the run."""
+    found = {f.key: f for f in run_findings(reference)}
+    churn = {r.key for r in judge_churn(reference)}
+    work = {r.key for r in judge_work(reference)}
+    assert churn and work and churn | work <= set(found)
+    readme = (ROOT / "README.md").read_text()
+    memory = found["memory_per_idle_connection"]
+    scale_models = {g.model for g in reference.scenario("scale")}
+    measured = {m.model for m in memory_per_connection(reference)}
+    assert measured and measured <= scale_models
+    assert all(f"{model} " in memory.summary for model in measured)
+    article = found["article_as_printed"]
+    assert article.summary.count(". ") + article.summary.endswith(".") == 2, article.summary
+    for finding in (memory, article, *(found[key] for key in churn | work)):
+        assert finding.summary in readme, finding.key
 
 
 def test_no_placeholder_is_left() -> None:

@@ -140,6 +140,16 @@ def claim_finding(run: Run, key: str, summary: str | None,
                     claim.figures, tuple(claim.evidence))]
 
 
+def verdict_findings(results: Sequence[ClaimResult], detail: Sequence[str] = ()
+                     ) -> list[Finding]:
+    """A finding per computed verdict of a scenario's own judges (churn, work...), its
+    reason, which quotes the run's figures, as the sentence; ``detail`` under the first."""
+    return [Finding(result.key, result.claim, result.verdict, result.reason, result.reason,
+                    tuple(detail) if index == 0 else (), result.figures,
+                    tuple(result.evidence))
+            for index, result in enumerate(results)]
+
+
 def by_label(groups: Iterable[CellGroup]) -> dict[str, list[CellGroup]]:
     """Groups per series label, in registry order."""
     found: dict[str, list[CellGroup]] = {}

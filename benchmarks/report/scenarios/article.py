@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from iobench.benchmarks.report.article import causes, figure_table, finding, judge_article
 from iobench.benchmarks.report.blocks import Block, Bullets, Heading, Paragraph, Table
+from iobench.benchmarks.report.finding import Finding, markdown_table
 from iobench.benchmarks.report.scenario import FigureLookup, ReportScenario, verdict_blocks
 from iobench.benchmarks.results.loader import Run
 from iobench.benchmarks.results.scenarios import (
@@ -56,6 +57,23 @@ def section(run: Run, figure: FigureLookup) -> list[Block]:
     return blocks
 
 
+def findings(run: Run) -> list[Finding]:
+    """What the article's code really does, in two sentences, with every verdict and the
+    probes' figures beside busy-poll's in the detail."""
+    summary = finding(run)
+    if summary is None:
+        return []
+    results = judge_article(run)
+    headers, rows = figure_table(run)
+    detail = ["Each verdict, computed from the probes:", "",
+              *markdown_table(["verdict", "in this run", "why"],
+                              [[v.claim, str(v.verdict), v.reason] for v in results]),
+              "", "The probes' figures, the article's code beside busy-poll's:", "",
+              *markdown_table(headers, rows, numeric_from=2)]
+    return [Finding("article_as_printed", TITLE, None, summary, detail=tuple(detail),
+                    evidence=tuple(line for v in results for line in v.evidence))]
+
+
 SCENARIO = ReportScenario(
     name="article",
     title=TITLE,
@@ -67,6 +85,7 @@ SCENARIO = ReportScenario(
              "p50_us", "p99_us", "pss_bytes"),
     key_metric="longest_wait_s",
     section=section,
+    findings=findings,
     # A reference beside the compared models: a run without it lacks none of their tables.
     opt_in=True,
     phases={

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from iobench.benchmarks.report.blocks import Block, Bullets, Heading, Paragraph, Table
 from iobench.benchmarks.report.churn import balance_lines, churn_rows, judge_churn
+from iobench.benchmarks.report.finding import Finding, markdown_table, verdict_findings
 from iobench.benchmarks.report.scenario import (
     FigureLookup,
     ReportScenario,
@@ -51,6 +52,19 @@ def section(run: Run, figure: FigureLookup) -> list[Block]:
     return blocks
 
 
+def findings(run: Run) -> list[Finding]:
+    """What a new connection costs: the churn verdicts, its table and prefork's balance."""
+    header, rows, _ = churn_rows(run)
+    balance = balance_lines(run)
+    detail = ["Each connection makes K requests in a closed loop, then a new one is opened: "
+              "the server's CPU per connection and per request:", "",
+              *markdown_table(header, rows)]
+    if balance:
+        detail += ["", "Prefork's busiest worker's share of the accepts, per listener:", "",
+                   *(f"- {line}" for line in balance)]
+    return verdict_findings(judge_churn(run), detail)
+
+
 SCENARIO = ReportScenario(
     name="churn",
     title="Churn: K requests per connection, then a new connection",
@@ -62,4 +76,5 @@ SCENARIO = ReportScenario(
              "cpu_us_per_request", "connect_p99_us", "p50_us", "p99_us", "server_cpu_percent"),
     key_metric="cpu_us_per_connection",
     section=section,
+    findings=findings,
 )

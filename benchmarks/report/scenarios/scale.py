@@ -198,7 +198,37 @@ def findings(run: Run) -> list[Finding]:
         summary = (f"beside up to {max(served):,} idle connections (against none), "
                    f"{claim.reason}" if claim is not None and served else None)
         found += claim_finding(run, key, summary, detail if index == 0 else ())
-    return found
+    return found + memory_findings(run)
+
+
+def memory_findings(run: Run) -> list[Finding]:
+    """What one idle connection costs each model in memory: its pages and the kernel's."""
+    per = memory_per_connection(run)
+    if not per:
+        return []
+    rows, parts = [], []
+    for m in sorted(per, key=lambda m: m.bytes_per_connection
+                    + (m.kernel_bytes_per_connection or 0)):
+        kernel = m.kernel_bytes_per_connection
+        user = f"{m.bytes_per_connection / 1024:,.1f}"
+        rows.append([m.model, f"{user} ({style(m.metric).title})",
+                     "-" if kernel is None else f"{kernel / 1024:,.1f}",
+                     "-" if kernel is None else
+                     f"{(m.bytes_per_connection + kernel) / 1024:,.1f}", f"{m.idle:,}"])
+        parts.append(f"{m.model} {user}" + ("" if kernel is None else
+                                           f" + {kernel / 1024:,.1f} = "
+                                           f"{(m.bytes_per_connection + kernel) / 1024:,.1f}"))
+    detail = ["Memory per idle connection: the growth from no idle connection to the most "
+              "each model held, divided by their number; the process's pages (PSS, or peak "
+              "RSS where PSS was not measured) and what the kernel holds for it (sockets, "
+              "buffers, a thread's kernel stack, epoll and io_uring state), counted in the "
+              "server's own cgroup. \"-\": the kernel's side could not be counted.", "",
+              *markdown_table(["model", "process (KiB)", "kernel (KiB)", "total (KiB)",
+                               "idle connections"], rows)]
+    summary = ("per idle connection, the process's memory + the kernel's = total, in KiB: "
+               + "; ".join(parts))
+    return [Finding("memory_per_idle_connection", "What an idle connection costs in memory",
+                    None, summary, detail=tuple(detail))]
 
 
 SCENARIO = ReportScenario(

@@ -7,6 +7,7 @@ Its verdicts stand beside the article's claims, with the thresholds in
 from __future__ import annotations
 
 from iobench.benchmarks.report.blocks import Block, Bullets, Heading, Paragraph, Table
+from iobench.benchmarks.report.finding import Finding, markdown_table, verdict_findings
 from iobench.benchmarks.report.scenario import (
     FigureLookup,
     ReportScenario,
@@ -51,6 +52,18 @@ def section(run: Run, figure: FigureLookup) -> list[Block]:
     return blocks
 
 
+def findings(run: Run) -> list[Finding]:
+    """What work in the handler does to each model: the work verdicts and its table."""
+    if not run.scenario("work"):
+        return []
+    header, rows = throughput_table(run)
+    detail = ["Throughput with work in the handler, inline and on a pool:", "",
+              *markdown_table(header, rows),
+              *(line for note in calibration_lines(run) + balance_lines(run)
+                for line in ("", note))]
+    return verdict_findings(judge_work(run), detail)
+
+
 SCENARIO = ReportScenario(
     name="work",
     title="Work: blocking or CPU work in the handler, inline or on a pool",
@@ -61,4 +74,5 @@ SCENARIO = ReportScenario(
              "ctx_voluntary_per_request", "peak_threads"),
     key_metric="throughput_rps",
     section=section,
+    findings=findings,
 )

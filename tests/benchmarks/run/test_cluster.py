@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -38,6 +35,7 @@ from iobench.benchmarks.run.launcher import LocalLauncher, Placement
 from iobench.benchmarks.run.matrix import Profile, check_spec, expand
 from iobench.benchmarks.run.runner import Runner, Settings
 from iobench.cli import main
+from tests.benchmarks.run.runs_watched import alive, command_line, start_run, wait_for_processes
 
 HOSTS = ["server", "client1", "client2"]
 CPUS = sorted(os.sched_getaffinity(0))
@@ -274,43 +272,24 @@ def test_a_host_that_stops_answering_fails_the_cell_and_the_run_goes_on(
 
 
 def test_ctrl_c_stops_every_process_on_every_host(tmp_path: Path) -> None:
-    profile = tmp_path / "profile.toml"
-    profile.write_text('[closed]\nconnections = [2, 3]\nduration_s = 10.0\nwarmup_s = 0.2\n')
-    command = [sys.executable, "-m", "iobench", "run", "--cluster", "local",
-               "--client-hosts", "client1,client2", "--profile", str(profile),
-               "--models", "select", "--out", str(tmp_path / "run")]
-    runner = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
+    runner = start_run(tmp_path, "[closed]\nconnections = [2, 3]\nduration_s = 10.0\n"
+                       "warmup_s = 0.2\n", "--cluster", "local",
+                       "--client-hosts", "client1,client2", "--models", "select")
     seen: dict[int, psutil.Process] = {}
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and runner.poll() is None:
-            for child in psutil.Process(runner.pid).children(recursive=True):
-                seen.setdefault(child.pid, child)
-            running = [" ".join(p.cmdline()) for p in seen.values() if _alive(p)]
-            if (sum("iobench.loadgen" in c for c in running) == 2
-                    and any("iobench.servers" in c for c in running)):
-                break
-            time.sleep(0.1)
-        else:
-            pytest.fail(f"the cell never started: {runner.stderr.read()[-2000:]}")
+        wait_for_processes(runner, seen, lambda running: (
+            sum("iobench.loadgen" in c for c in running) == 2
+            and any("iobench.servers" in c for c in running)))
         os.killpg(runner.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole group
         assert runner.wait(60) == 130
     finally:
         if runner.poll() is None:
             os.killpg(runner.pid, signal.SIGKILL)
             runner.wait()
-    left = [p for p in psutil.wait_procs([p for p in seen.values() if _alive(p)],
+    left = [p for p in psutil.wait_procs([p for p in seen.values() if alive(p)],
                                          timeout=3)[1]]
-    assert not left, [(p.pid, p.cmdline()) for p in left if _alive(p)]
-    assert "interrupted" in runner.stderr.read()
-
-
-def _alive(process: psutil.Process) -> bool:
-    try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
+    assert not left, [(p.pid, command_line(p)) for p in left if alive(p)]
+    assert runner.stderr is not None and "interrupted" in runner.stderr.read()
 
 
 def test_resume_keeps_the_placement_across_hosts(cluster: Cluster, tmp_path: Path) -> None:

@@ -12,8 +12,6 @@ import datetime
 import os
 import signal
 import stat
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +30,7 @@ from iobench.benchmarks.run.certs import CertificateError, check_credentials, wr
 from iobench.benchmarks.run.cluster import Cluster, DaskLauncher, cluster_placement
 from iobench.benchmarks.run.cluster import host_environments as environments_of
 from iobench.cli import main
+from tests.benchmarks.run.runs_watched import alive, command_line, start_run, wait_for_processes
 
 HOSTS = ["server", "client1"]
 # The acceptance bound: nothing of a run is left this long after its runner died.
@@ -97,12 +96,12 @@ def test_a_lapsed_lease_stops_everything_on_the_host_and_removes_its_folder(
     processes = [psutil.Process(server.pid), psutil.Process(neighbour.process.pid)]
     assert folder.is_dir() and all(p.is_running() for p in processes)
     time.sleep(2 * cluster_module.RENEW_S)
-    assert all(_alive(p) for p in processes)  # renewed: the run goes on
+    assert all(alive(p) for p in processes)  # renewed: the run goes on
     launcher.renewer.stop()  # as when the runner dies: no more renewals
     stopped_at = time.monotonic()
-    _, alive = psutil.wait_procs(processes, timeout=GONE_WITHIN_S)
+    _, living = psutil.wait_procs(processes, timeout=GONE_WITHIN_S)
     gone_s = time.monotonic() - stopped_at
-    assert not [p for p in alive if _alive(p)], [p.cmdline() for p in alive if _alive(p)]
+    assert not [p for p in living if alive(p)], [command_line(p) for p in living if alive(p)]
     deadline = time.monotonic() + 2.0
     while folder.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -120,36 +119,17 @@ def _folder_of(owner: str) -> str:
     return str(remote._OWNED[owner].path)
 
 
-def _alive(process: psutil.Process) -> bool:
-    try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
 def test_sigkill_of_the_runner_during_cluster_local_leaves_no_process(tmp_path: Path) -> None:
-    profile = tmp_path / "profile.toml"
-    profile.write_text("[closed]\nconnections = [2]\nduration_s = 30.0\nwarmup_s = 0.2\n")
-    command = [sys.executable, "-m", "iobench", "run", "--cluster", "local",
-               "--client-hosts", "client1", "--profile", str(profile),
-               "--models", "busy-poll", "--out", str(tmp_path / "run")]
-    runner = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
+    runner = start_run(tmp_path, "[closed]\nconnections = [2]\nduration_s = 30.0\n"
+                       "warmup_s = 0.2\n", "--cluster", "local", "--client-hosts", "client1",
+                       "--models", "busy-poll")
     seen: dict[int, psutil.Process] = {}
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and runner.poll() is None:
-            for child in psutil.Process(runner.pid).children(recursive=True):
-                seen.setdefault(child.pid, child)
-            running = [" ".join(p.cmdline()) for p in seen.values() if _alive(p)]
-            if (any("iobench.loadgen" in c and "--json" in c for c in running)
-                    and any("iobench.servers" in c for c in running)):
-                break
-            time.sleep(0.1)
-        else:
-            pytest.fail(f"the cell never started: {runner.stderr.read()[-2000:]}")
+        wait_for_processes(runner, seen, lambda running: (
+            any("iobench.loadgen" in c and "--json" in c for c in running)
+            and any("iobench.servers" in c for c in running)))
         folders = {Path(words[words.index("--json") + 1]).parent
-                   for words in (p.cmdline() for p in seen.values() if _alive(p))
+                   for words in (command_line(p) for p in seen.values() if alive(p))
                    if "--json" in words}
         runner.send_signal(signal.SIGKILL)  # the runner alone: no clean-up of its own runs
         killed_at = time.monotonic()
@@ -158,12 +138,12 @@ def test_sigkill_of_the_runner_during_cluster_local_leaves_no_process(tmp_path: 
         if runner.poll() is None:
             os.killpg(runner.pid, signal.SIGKILL)
             runner.wait()
-    _, alive = psutil.wait_procs([p for p in seen.values() if _alive(p)],
-                                 timeout=max(GONE_WITHIN_S - (time.monotonic() - killed_at), 0))
-    left = [p for p in alive if _alive(p)]
+    _, living = psutil.wait_procs([p for p in seen.values() if alive(p)],
+                                  timeout=max(GONE_WITHIN_S - (time.monotonic() - killed_at), 0))
+    left = [p for p in living if alive(p)]
     for process in left:  # not to leave them to the next test; the assertion says it failed
         process.kill()
-    assert not left, [(p.pid, p.cmdline()) for p in left]
+    assert not left, [(p.pid, command_line(p)) for p in left]
     assert folders and not [folder for folder in folders if folder.exists()]
     print(f"{len(seen)} processes of the run gone {time.monotonic() - killed_at:.1f} s "
           "after SIGKILL")

@@ -461,14 +461,13 @@ class Sampler:
     def paused(self) -> Iterator[None]:
         """Park the sampling thread while the caller takes the readings itself.
 
-        The thread runs under SCHED_IDLE, and it holds the GIL while it
-        walks /proc. On a saturated CPU the scheduler may leave it
-        preempted, GIL in hand, for hundreds of milliseconds, and the
-        caller's thread waits for the GIL all that time: a closed-loop cell
-        with a 0.3 s window got no reading of its server inside it ("0 of
-        the runner's 2 readings"), with gaps of 0.35-0.45 s between readings
-        due every 0.1 s. While the load generator runs, the caller's full
-        readings feed the time series instead (:func:`window.watch_load`).
+        The thread runs under SCHED_IDLE and holds the GIL while it walks
+        /proc: on a saturated CPU the scheduler may leave it preempted, GIL
+        in hand, and the caller's readings would wait for it. Those readings
+        place a cell's CPU window, so the thread is parked meanwhile (the
+        0.34-0.45 s gaps once seen between readings due every 0.1 s were
+        perf's, see window.watch_load; this removes the other way such a gap
+        could come). The caller's full readings feed the time series instead.
         """
         self._sampling.clear()
         try:

@@ -31,6 +31,7 @@ from iobench.benchmarks.report.presentation import (
 )
 from iobench.benchmarks.report.scale import (
     COST_METRIC,
+    MemoryPerConnection,
     closed_series,
     judge_scale,
     memory_per_connection,
@@ -141,19 +142,13 @@ def section(run: Run, figure: FigureLookup) -> list[Block]:
             blocks.append(drawn)
     memory = memory_per_connection(run)
     if memory:
-        rows = [[m.model, _kib(m.bytes_per_connection), _kib(m.kernel_bytes_per_connection),
-                 _kib(m.total_bytes_per_connection),
-                 "PSS" if m.metric == "pss_bytes" else "RSS", f"{m.idle:,}"]
-                for m in sorted(memory, key=lambda m: (m.total_bytes_per_connection
-                                                       or m.bytes_per_connection))]
         blocks += [Paragraph("Memory one idle connection adds to the server: the difference "
                              "between its most idle successful cell and the one without idle "
                              "connections, divided by the idle count. RSS counts a page that "
                              "forked processes share once per process; PSS splits it. The "
                              "kernel's side (the socket, its buffers, a thread's kernel stack) "
                              "is counted in the server's cgroup; - where nothing counted it."),
-                   Table(["model", "process KiB", "kernel KiB", "total KiB per idle connection",
-                          "measured by", "idle connections"], rows, numeric=(1, 2, 3, 5))]
+                   Table(MEMORY_HEADERS, memory_rows(memory), numeric=(1, 2, 3, 5))]
     blocks += failed_cells_blocks(run, "scale", "Cells that could not run or were starved, "
                                   "with why (a limit met is a result too):")
     return blocks
@@ -161,6 +156,22 @@ def section(run: Run, figure: FigureLookup) -> list[Block]:
 
 def _kib(value: float | None) -> str:
     return "-" if value is None else f"{value / 1024:,.1f}"
+
+
+MEMORY_HEADERS = ["model", "process KiB", "kernel KiB", "total KiB per idle connection",
+                  "measured by", "idle connections"]
+
+
+def by_memory(memory: list[MemoryPerConnection]) -> list[MemoryPerConnection]:
+    """Cheapest first: by the total, or the process's side where the kernel's is unknown."""
+    return sorted(memory, key=lambda m: m.total_bytes_per_connection or m.bytes_per_connection)
+
+
+def memory_rows(memory: list[MemoryPerConnection]) -> list[list[str]]:
+    """A row per model for MEMORY_HEADERS, cheapest first."""
+    return [[m.model, _kib(m.bytes_per_connection), _kib(m.kernel_bytes_per_connection),
+             _kib(m.total_bytes_per_connection), "PSS" if m.metric == "pss_bytes" else "RSS",
+             f"{m.idle:,}"] for m in by_memory(memory)]
 
 
 def findings(run: Run) -> list[Finding]:
@@ -206,25 +217,16 @@ def memory_findings(run: Run) -> list[Finding]:
     per = memory_per_connection(run)
     if not per:
         return []
-    rows, parts = [], []
-    for m in sorted(per, key=lambda m: m.bytes_per_connection
-                    + (m.kernel_bytes_per_connection or 0)):
-        kernel = m.kernel_bytes_per_connection
-        user = f"{m.bytes_per_connection / 1024:,.1f}"
-        rows.append([m.model, f"{user} ({style(m.metric).title})",
-                     "-" if kernel is None else f"{kernel / 1024:,.1f}",
-                     "-" if kernel is None else
-                     f"{(m.bytes_per_connection + kernel) / 1024:,.1f}", f"{m.idle:,}"])
-        parts.append(f"{m.model} {user}" + ("" if kernel is None else
-                                           f" + {kernel / 1024:,.1f} = "
-                                           f"{(m.bytes_per_connection + kernel) / 1024:,.1f}"))
+    parts = [f"{m.model} {_kib(m.bytes_per_connection)}"
+             + ("" if m.total_bytes_per_connection is None else
+                f" + {_kib(m.kernel_bytes_per_connection)} = {_kib(m.total_bytes_per_connection)}")
+             for m in by_memory(per)]
     detail = ["Memory per idle connection: the growth from no idle connection to the most "
               "each model held, divided by their number; the process's pages (PSS, or peak "
               "RSS where PSS was not measured) and what the kernel holds for it (sockets, "
               "buffers, a thread's kernel stack, epoll and io_uring state), counted in the "
               "server's own cgroup. \"-\": the kernel's side could not be counted.", "",
-              *markdown_table(["model", "process (KiB)", "kernel (KiB)", "total (KiB)",
-                               "idle connections"], rows)]
+              *markdown_table(MEMORY_HEADERS, memory_rows(per))]
     summary = ("per idle connection, the process's memory + the kernel's = total, in KiB: "
                + "; ".join(parts))
     return [Finding("memory_per_idle_connection", "What an idle connection costs in memory",

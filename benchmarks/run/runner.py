@@ -36,7 +36,7 @@ from iobench.benchmarks.run.launcher import (
 from iobench.benchmarks.run.sampler import Edge, Memory, Sampler
 from iobench.benchmarks.run.scenarios import RUN_SCENARIOS
 from iobench.benchmarks.run.syscalls import SyscallCounter, SyscallCounts
-from iobench.benchmarks.run.window import IDLE_CONNECTS_PER_S, measured_window, watch_load
+from iobench.benchmarks.run.window import IDLE_CONNECTS_PER_S, watch_load
 from iobench.common.addresses import format_target
 from iobench.common.processes import interrupts_raise
 from iobench.loadgen.report import LoadReport
@@ -350,10 +350,11 @@ class Runner:
                                          (SYSCALL_WINDOW[1], counter.disable))])
         counter.disable()
         result = load.result(timeout)
+        window = None
         if watched is not None and result.report is not None:
             picked = watched.pick(result.report, local=load.pid is not None)
             context.edges, context.edges_note = picked.edges, picked.note
-            context.window_edges = picked.inside
+            context.window_edges, window = picked.inside, picked.window
             if picked.memory is not None:
                 context.memory = picked.memory
         if context.edges is None and context.edges_note is None:
@@ -362,10 +363,7 @@ class Runner:
         sampler.edge()
         context.syscalls = counter.stop()
         context.syscall_counter = None
-        window = (measured_window(result.report, watched.exited_s, local=True)
-                  if watched is not None and result.report is not None and load.pid is not None
-                  else None)
-        if window is not None:
+        if window is not None:  # a counter on another host gives no counted_s to judge
             context.syscalls = context.syscalls.inside(window, counter.counted_s)
         if result.returncode is None:
             raise CellFailed(f"the load generator did not finish within {timeout:.0f} s"

@@ -60,6 +60,8 @@ class Picked:
     note: str | None = None
     # Every reading inside the window, for the steady-state check (run/steady.py).
     inside: list[Edge] = field(default_factory=list)
+    # The window itself on the runner's clock (:func:`measured_window`), if known.
+    window: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -118,10 +120,10 @@ class Watched:
         inside = [edge for edge in self.edges if start <= edge.t_s <= end]
         memory = highest_memory([memory for _, memory in self.memories if memory is not None])
         if len(inside) < 2:
-            return Picked(memory=memory, note=(
+            return Picked(memory=memory, window=window, note=(
                 f"{len(inside)} of the runner's {len(self.edges)} readings of the server "
                 f"fell inside the load generator's {end - start:.2f} s window"))
-        return Picked((inside[0], inside[-1]), memory=memory, inside=inside)
+        return Picked((inside[0], inside[-1]), memory=memory, inside=inside, window=window)
 
 
 def highest_memory(read: list[Memory]) -> Memory | None:
@@ -189,7 +191,7 @@ def watch_load(cell: Cell, sampler: Sampler, load: RunningLoad, started: float,
     interval = EDGE_INTERVAL_S
     full_cost = float("inf")
     edge_due = time.monotonic() + interval
-    told = None if load.tells_window else (0.0, 0.0)  # not to be waited for
+    awaiting = load.tells_window  # the marks wait for the window the load generator tells
     # The sampling thread, parked meanwhile, would hold up these readings
     # (see Sampler.paused); the full ones below feed its time series. The
     # marks' actions run in a thread of their own, in order: perf answered an
@@ -200,16 +202,14 @@ def watch_load(cell: Cell, sampler: Sampler, load: RunningLoad, started: float,
         while True:
             due = edge_due
             if pending:
-                due = min(due, measure_at + pending[0][0] if told is not None
-                          else time.monotonic() + SCHEDULE_POLL_S)
+                due = min(due, time.monotonic() + SCHEDULE_POLL_S if awaiting
+                          else measure_at + pending[0][0])
             if load.wait(max(0.0, due - time.monotonic())) is not None:
                 break
             now = time.monotonic()
-            if told is None and pending:
-                told = load.window()
-                if told is not None:
-                    measure_at = told[0]
-            while pending and told is not None and now >= measure_at + pending[0][0]:
+            if awaiting and pending and (told := load.window()) is not None:
+                measure_at, awaiting = told[0], False
+            while pending and not awaiting and now >= measure_at + pending[0][0]:
                 done.append(marking.submit(pending.pop(0)[1]))
             if now < edge_due:
                 continue

@@ -505,7 +505,7 @@ class LocalLauncher(Launcher):
         return Sampler()
 
     def syscall_counter(self, pid: int) -> SyscallCounter:
-        return SyscallCounter(pid, self.workdir)
+        return SyscallCounter(pid, self.workdir, self.placement.server_cpus)
 
     def strace_counter(self, pid: int) -> SyscallCounter:
         return StraceCounter(pid, self.workdir)

@@ -280,7 +280,7 @@ class SyscallCounter:
         counts = parse_perf_csv(printed)
         if TOTAL_EVENT not in counts:
             first = next((line for line in printed.splitlines()
-                          if line and line.lstrip()[0] != "#"), "")
+                          if line.strip() and not line.lstrip().startswith("#")), "")
             return SyscallCounts(reason=f"perf stat counted nothing ({first or 'no output'}): "
                                         f"{messages}")
         by_kind = {kind: counts.get(f"syscalls:sys_enter_{kind}", 0) for kind in self.kinds}

@@ -9,7 +9,10 @@ recv calls that find nothing), io-uring (multishot) none at all.
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -195,3 +198,18 @@ def test_counts_from_outside_the_window_are_not_a_figure() -> None:
     assert counts.inside((10.0, 10.3), None) is counts  # nothing known to judge by
     missing = SyscallCounts(reason="perf is not installed")
     assert missing.inside((10.0, 10.3), (9.0, 11.0)) is missing
+
+
+def test_output_without_the_total_names_its_first_line_blank_lines_and_all(
+        tmp_path: Path) -> None:
+    """perf's output that lacks the total is quoted by its first row, past blank lines."""
+    counter = SyscallCounter(1)
+    counter.reason, counter.elapsed_s = None, 0.2
+    counter._events, counter._output = 1, tmp_path / "counts.csv"
+    counter._output.write_text("# started\n   \n     0.100,7,,syscalls:sys_enter_read,1,100,,\n")
+    counter._proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"],
+                                     stderr=subprocess.PIPE)
+    counts = counter.stop()
+    syscalls.wait_released()
+    assert counts.total is None and counts.reason is not None
+    assert "0.100,7,,syscalls:sys_enter_read" in counts.reason, counts.reason

@@ -24,6 +24,7 @@ from iobench.benchmarks.results.store import RunStore, read_results
 from iobench.benchmarks.run.matrix import Profile, check_spec, expand, load_profile
 from iobench.benchmarks.run.rounds import with_rounds
 from iobench.cli import main
+from tests.benchmarks.run.runs_watched import command_line
 
 # Acceptance: no process of a killed run after this long.
 STOP_BUDGET_S = 3.0
@@ -71,20 +72,12 @@ def wait_mid_cell(runner: subprocess.Popen[bytes], results: Path, cells: int,
     while time.monotonic() < deadline and runner.poll() is None:
         now = descendants(runner.pid)
         seen |= now
-        if any("iobench.servers" in _cmdline(proc)
+        if any("iobench.servers" in " ".join(command_line(proc))
                for proc in map(_process, now) if proc is not None):
             return
         time.sleep(0.02)
     raise AssertionError(f"the run never reached a server after {cells} cells: "
                          f"{runner.poll()=}")
-
-
-def _cmdline(proc: psutil.Process) -> str:
-    """Its command line; "" for one that has exited (perf, say, as it is reaped)."""
-    try:
-        return " ".join(proc.cmdline())
-    except psutil.Error:
-        return ""
 
 
 def _process(entry: tuple[int, float]) -> psutil.Process | None:
@@ -177,7 +170,7 @@ def test_sigkill_of_the_runner_leaves_no_process_and_no_folder(case: str,
         wait_mid_cell(runner, tmp_path / "run" / "results.json", 0, seen)
         time.sleep(1.5)  # well into the cell
         seen |= descendants(runner.pid)
-        assert any(expected in _cmdline(p)
+        assert any(expected in " ".join(command_line(p))
                    for p in map(_process, seen) if p is not None), f"no {expected} seen"
         os.kill(runner.pid, signal.SIGKILL)
         killed = time.monotonic()

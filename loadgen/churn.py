@@ -202,9 +202,10 @@ class Churn:
                 + sum(len(c.queue) for c in self.waiting))
 
     def close(self) -> None:
-        """Close connects still under way (the run is over: they are no failure)."""
+        """Close connects still under way (the window is over: they are no failure); their
+        slots wait to be opened again should another window follow (``--rounds``)."""
         for connection in self.connecting.values():
             connection.sock.close()
+            self.waiting.append(connection)
         self.connecting.clear()
-        self.waiting.clear()
 

@@ -16,7 +16,7 @@ from iobench.common.processes import interrupts_raise
 from iobench.loadgen.params import ARRIVALS, EXPECTS, MODES, LoadParams
 from iobench.loadgen.plan import WorkerResult
 from iobench.loadgen.report import LoadReport
-from iobench.loadgen.runner import WorkerFailed, build_result, run
+from iobench.loadgen.runner import WorkerFailed, build_result, run, run_rounds
 from iobench.loadgen.summary import format_summary
 
 STDOUT = "-"
@@ -75,6 +75,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write the measured window's start and end (CLOCK_MONOTONIC "
                         "seconds) as JSON to PATH once every connection is up, before it "
                         "opens, for a caller that acts inside it")
+    parser.add_argument("--rounds", type=int, default=1, metavar="N",
+                        help="measure N windows on the same connections, each once a line "
+                        "arrives on stdin (EOF ends the run); round I's report goes to "
+                        "PATH.I of --json, and its window to PATH.I of --schedule; "
+                        "PATH.ready of --json is written once the connections are up "
+                        "(for a caller that measures other servers between the rounds)")
 
 
 def params_from_args(args: Any) -> LoadParams:
@@ -112,6 +118,34 @@ def failed_result(params: LoadParams, reason: str) -> LoadReport:
 
 
 
+def cmd_rounds(args: Any, params: LoadParams) -> int:
+    """``--rounds N``: the windows the caller starts one by one (see ``run_rounds``)."""
+    if args.rounds < 1:
+        raise UsageError(f"--rounds must be at least 1, got {args.rounds}")
+    if args.json in (None, STDOUT):
+        raise UsageError("--rounds needs --json PATH: each round's report goes to PATH.I")
+
+    def ready(result: WorkerResult) -> None:
+        write_json({"connected": result.connected, "starved": result.starved},
+                   f"{args.json}.ready")
+
+    def go(index: int) -> bool:
+        return bool(sys.stdin.readline())
+
+    def announce(index: int, measure_ns: int, end_ns: int) -> None:
+        if args.schedule:
+            write_json({"window_monotonic_s": [measure_ns / 1e9, end_ns / 1e9]},
+                       f"{args.schedule}.{index}")
+
+    def finished(index: int, report: LoadReport) -> None:
+        write_json(report.to_json(), f"{args.json}.{index}")
+
+    with interrupts_raise((signal.SIGTERM,)):
+        run_rounds(params, args.rounds, ready=ready, go=go, announce=announce,
+                   finished=finished, allow_errors=args.allow_errors)
+    return 0
+
+
 def cmd_load(args: Any) -> int:
     params = params_from_args(args)
     for path in (args.json, args.schedule):
@@ -121,6 +155,8 @@ def cmd_load(args: Any) -> int:
     def announce(measure_ns: int, end_ns: int) -> None:
         write_json({"window_monotonic_s": [measure_ns / 1e9, end_ns / 1e9]}, args.schedule)
 
+    if args.rounds != 1:
+        return cmd_rounds(args, params)
     try:
         with interrupts_raise((signal.SIGTERM,)):
             result = run(params, allow_errors=args.allow_errors,

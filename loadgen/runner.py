@@ -19,11 +19,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from iobench.common.errors import UsageError
 from iobench.common.lifeline import spawn_command
 from iobench.common.processes import fd_limit_error
 from iobench.loadgen.connection_report import connection_fields
 from iobench.loadgen.histograms import merge_encoded, summarize
-from iobench.loadgen.loops import run_worker
+from iobench.loadgen.loops import WORKERS, run_worker
 from iobench.loadgen.params import LoadParams, resolve_target, split_evenly
 from iobench.loadgen.plan import (
     ERROR_KINDS,
@@ -114,6 +115,53 @@ def run(params: LoadParams, *, allow_errors: bool = False,
     else:
         results = _run_processes(plans, scheduled)
     return build_result(params, results, allow_errors=allow_errors)
+
+
+# Told once the connections are up and served once, and then, for each round,
+# the round's index and report.
+Ready = Callable[[WorkerResult], None]
+Finished = Callable[[int, LoadReport], None]
+
+
+def run_rounds(params: LoadParams, rounds: int, *, ready: Ready, go: Callable[[int], bool],
+               announce: Callable[[int, int, int], None], finished: Finished,
+               allow_errors: bool = False) -> None:
+    """``rounds`` measured windows on the same connections, each when ``go(index)`` allows.
+
+    The connections (idle ones too) are opened and served once, ``ready`` is
+    told, and then each round waits for ``go`` (False: stop here), warms up,
+    measures, drains and hands its report to ``finished``: a caller measures
+    other servers between the rounds without this one reconnecting. One
+    worker only (this process). A run called off in the first exchange
+    reports so for every round it is asked for.
+    """
+    params.validate()
+    if params.workers != 1:
+        raise UsageError("--rounds needs --workers 1: the rounds run in this process")
+    error = fd_limit_error(params.connections + params.idle + FD_HEADROOM, "the load generator")
+    if error is not None:
+        raise error
+    plan = make_plans(params)[0]
+    worker = WORKERS[plan.mode](plan)
+    try:
+        worker.connect()
+        on = runnable([worker.result])
+        ready(worker.result)
+        for index in range(rounds):
+            if not go(index):
+                return
+            if not on:
+                finished(index, build_result(params, [worker.result], allow_errors=allow_errors))
+                continue
+            start_ns = time.monotonic_ns() + LOCAL_START_DELAY_NS
+            measure_ns = start_ns + int(params.warmup_s * 1e9)
+            announce(index, measure_ns, measure_ns + int(params.duration_s * 1e9))
+            result = worker.run(start_ns)
+            worker.check_idle()
+            finished(index, build_result(params, [result], allow_errors=allow_errors))
+            worker.next_round()
+    finally:
+        worker.close()
 
 
 def _start_now(ready: WorkerResult) -> int | None:

@@ -227,6 +227,23 @@ class Worker:
         self.errors["idle_closed"] += self.result.idle_connected - still
         self.errors["mismatch"] += spoken  # nobody asked an idle connection for a byte
 
+    def next_round(self) -> None:
+        """Start a fresh result for another window on the same connections (``--rounds``).
+
+        What the connections hold carries over: how many are up (a connection
+        lost in an earlier round stays lost, and ``connected`` says so) and the
+        idle ones. Churn: slots whose next connection was not up when the last
+        window ended are opened again as this one starts.
+        """
+        old = self.result
+        self.result = WorkerResult(worker_index=old.worker_index, idle_connected=old.idle_connected,
+                                   connected=sum(1 for c in self.connections
+                                                 if c is not None and not c.dead))
+        self.errors = self.result.errors
+        if self.churn is not None:
+            self.churn.connect_counts = {}
+            self.churn.recording = None
+
     def close(self) -> None:
         if self.churn is not None:
             self.churn.close()

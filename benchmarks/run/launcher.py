@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -50,6 +51,9 @@ from iobench.servers.process import ServerProcess, ServerStartError, server_repo
 STOP_TIMEOUT_S = 3.0
 # How much of a process's stderr a failure reason quotes.
 STDERR_TAIL_CHARS = 600
+# How often the runner looks for a round's report (or its load generator's
+# readiness) while it waits for one.
+ROUND_POLL_S = 0.005
 
 
 @dataclass(frozen=True)
@@ -166,6 +170,9 @@ class Launcher(ABC):
     """Starts the processes of a cell where they belong, and stops them."""
 
     placement: Placement
+    # Whether :meth:`start_load_rounds` gives a load generator that measures rounds
+    # in place (a point's servers and load generators kept between its rounds).
+    rounds_in_place: bool = False
 
     @abstractmethod
     def start_server(self, model: str, params: dict[str, Any]) -> RunningServer:
@@ -174,6 +181,12 @@ class Launcher(ABC):
     @abstractmethod
     def start_load(self, spec: LoadSpec) -> RunningLoad:
         """Start the load generator; collect it with :meth:`RunningLoad.result`."""
+
+    def start_load_rounds(self, spec: LoadSpec, rounds: int) -> LoadRounds | None:
+        """A load generator that measures ``rounds`` windows on one set of connections,
+        each when told (:class:`LoadRounds`); None where this launcher cannot (the
+        runner then starts a load generator for every round)."""
+        return None
 
     @abstractmethod
     def start_neighbour(self, duration_s: float, delay_s: float = 0.0) -> NeighbourHandle:
@@ -219,11 +232,12 @@ class LocalProcess(Process):
     session, the sampler's SCHED_IDLE policy makes it yield at once.
     """
 
-    def __init__(self, command: list[str], cpus: list[int], workdir: Path, name: str) -> None:
+    def __init__(self, command: list[str], cpus: list[int], workdir: Path, name: str, *,
+                 stdin: int = subprocess.DEVNULL) -> None:
         self.stdout_path = workdir / f"{name}.stdout"
         self.stderr_path = workdir / f"{name}.stderr"
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(spawn_command(command, cpus), stdin=subprocess.DEVNULL,
+            self.proc = subprocess.Popen(spawn_command(command, cpus), stdin=stdin,
                                          stdout=out, stderr=err, process_group=0)
         self.pid = self.proc.pid
 
@@ -342,6 +356,108 @@ class LoadHandle:
         self.process.stop()
 
 
+class LoadRounds:
+    """A load generator that measures one window each time it is told (``--rounds``).
+
+    It connects once; :meth:`ready` waits for that, :meth:`go` starts the next
+    round and returns it as a :class:`RoundHandle`, which the runner watches
+    and reads as it would a load generator of its own.
+    """
+
+    def __init__(self, process: LocalProcess, json_path: Path, schedule_path: Path) -> None:
+        self.process = process
+        self.pid = process.pid
+        self.json_path = json_path
+        self.schedule_path = schedule_path
+        self.started = 0
+
+    def ready(self, timeout_s: float) -> dict[str, Any] | None:
+        """What it says once every connection is up and served once; None if it exited
+        or kept silent for ``timeout_s``."""
+        path = Path(f"{self.json_path}.ready")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with contextlib.suppress(OSError, ValueError):
+                told: dict[str, Any] = json.loads(path.read_text())
+                return told
+            if self.process.poll() is not None or time.monotonic() >= deadline:
+                return None
+            time.sleep(ROUND_POLL_S)
+
+    def go(self) -> RoundHandle:
+        """Start the next round."""
+        index, self.started = self.started, self.started + 1
+        stdin = self.process.proc.stdin
+        assert stdin is not None
+        with contextlib.suppress(OSError):  # one that died says so in its round's result
+            stdin.write(b"go\n")
+            stdin.flush()
+        return RoundHandle(self, index)
+
+    def release(self) -> None:
+        """No more rounds: EOF on its stdin, and it closes its connections and exits."""
+        stdin = self.process.proc.stdin
+        if stdin is not None:
+            with contextlib.suppress(OSError):
+                stdin.close()
+
+    def finish(self) -> None:
+        """End it: :meth:`release`, a moment to exit, then stop what is left."""
+        self.release()
+        self.process.wait(1.0)
+        self.process.stop()
+
+
+class RoundHandle:
+    """One round of a :class:`LoadRounds`, as the runner sees a load generator: it is
+    done once its report is written (or the process has exited)."""
+
+    def __init__(self, rounds: LoadRounds, index: int) -> None:
+        self.rounds = rounds
+        self.pid = rounds.pid
+        self.report_path = Path(f"{rounds.json_path}.{index}")
+        self.schedule_path = Path(f"{rounds.schedule_path}.{index}")
+
+    tells_window = True
+
+    def window(self) -> tuple[float, float] | None:
+        try:
+            start, end = json.loads(self.schedule_path.read_text())["window_monotonic_s"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return float(start), float(end)
+
+    def wait(self, timeout_s: float) -> int | None:
+        """0 once the round's report is there, the exit code of a load generator that
+        exited without it, or None after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.report_path.exists():
+                return 0
+            code = self.rounds.process.poll()
+            if code is not None:
+                return code if not self.report_path.exists() else 0
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            time.sleep(min(ROUND_POLL_S, left))
+
+    def result(self, timeout_s: float) -> LoadResult:
+        code = self.wait(timeout_s)
+        if code is None:
+            self.rounds.process.stop()  # stuck: its later rounds fail with its exit
+        report = None
+        if code == 0:
+            with contextlib.suppress(ValueError, OSError):
+                report = LoadReport.from_json(json.loads(self.report_path.read_text()))
+        if report is None and code == 0:
+            code = self.rounds.process.poll()
+        return LoadResult(code, report, self.rounds.process.stderr_text())
+
+    def stop(self) -> None:
+        self.rounds.process.stop()
+
+
 class RunningServer(Protocol):
     """A started server model: here (ServerHandle) or on another host. What the runner
     asks of it; ``cgroup`` is None where the cgroup lives on the server's own host."""
@@ -427,6 +543,8 @@ class NeighbourHandle:
 class LocalLauncher(Launcher):
     """Runs every process on this machine, each pinned to its side's CPUs."""
 
+    rounds_in_place = True
+
     def __init__(self, placement: Placement) -> None:
         self.placement = placement
         self._tmp = tempfile.TemporaryDirectory(prefix="iobench-run-")
@@ -480,6 +598,17 @@ class LocalLauncher(Launcher):
         process = LocalProcess(command, self.placement.client_cpus, self.workdir, name)
         self._track(process)
         return LoadHandle(process, json_path, schedule_path)
+
+    def start_load_rounds(self, spec: LoadSpec, rounds: int) -> LoadRounds:
+        name = self._name("load")
+        json_path = self.workdir / f"{name}.json"
+        schedule_path = self.workdir / f"{name}.schedule.json"
+        command = [sys.executable, "-m", "iobench.loadgen",
+                   *spec.arguments(json_path, schedule_path), "--rounds", str(rounds)]
+        process = LocalProcess(command, self.placement.client_cpus, self.workdir, name,
+                               stdin=subprocess.PIPE)
+        self._track(process)
+        return LoadRounds(process, json_path, schedule_path)
 
     def start_neighbour(self, duration_s: float, delay_s: float = 0.0) -> NeighbourHandle:
         command = [sys.executable, "-m", "iobench.benchmarks.run.neighbour",

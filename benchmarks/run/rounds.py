@@ -10,6 +10,12 @@ the run's seed (recorded in the matrix, so ``--resume`` keeps it). A slow
 minute then hits every model of the point alike, and the ratio of two models
 in the same round cancels it (``CellGroup.ratio_to``).
 
+Where a scenario is measured in place, a point's rounds follow one another
+(round 0 of every model, shuffled, then round 1 shuffled afresh, ...) while
+its servers and load generators stay up, paused between their rounds: a
+round then costs its warm-up and window, not a start. Its rounds lie seconds
+apart rather than minutes, and still side by side with the other models'.
+
 What depends on an earlier cell keeps its place: scenarios stay in the order
 :func:`~iobench.benchmarks.run.matrix.expand` gives (closed before the open
 cells that take a fraction of its peak) and points in their first order (a
@@ -23,6 +29,7 @@ from collections.abc import Iterable
 
 from iobench.benchmarks.results.loader import point_key
 from iobench.benchmarks.run.matrix import Cell, Profile
+from iobench.benchmarks.run.scenarios import RUN_SCENARIOS
 
 
 def round_order(seed: int, repetition: int, point: str) -> random.Random:
@@ -31,17 +38,29 @@ def round_order(seed: int, repetition: int, point: str) -> random.Random:
 
 
 def interleave(cells: Iterable[Cell], seed: int) -> list[Cell]:
-    """``cells`` by round and scenario, each point's models together and shuffled."""
-    blocks: dict[tuple[int, str], dict[str, list[Cell]]] = {}
+    """``cells`` by round and scenario, each point's models together and shuffled.
+
+    A scenario measured in place (``RunScenario.rounds_in_place``) keeps every
+    round of a point together, round after round: its servers and load
+    generators stay up between their rounds (runner.Runner.run_group).
+    """
+    cells = list(cells)
+    first: dict[str, int] = {}
     for cell in cells:
-        points = blocks.setdefault((cell.repetition, cell.scenario), {})
-        points.setdefault(point_key(cell.key), []).append(cell)
+        first[cell.scenario] = min(first.get(cell.scenario, cell.repetition), cell.repetition)
+    blocks: dict[tuple[int, str], dict[str, dict[int, list[Cell]]]] = {}
+    for cell in cells:
+        block = (first[cell.scenario] if RUN_SCENARIOS[cell.scenario].rounds_in_place
+                 else cell.repetition)
+        points = blocks.setdefault((block, cell.scenario), {})
+        points.setdefault(point_key(cell.key), {}).setdefault(cell.repetition, []).append(cell)
     ordered: list[Cell] = []
-    for (repetition, _), points in sorted(blocks.items(), key=lambda item: item[0][0]):
-        for point, members in points.items():
-            members = list(members)
-            round_order(seed, repetition, point).shuffle(members)
-            ordered += members
+    for _, points in sorted(blocks.items(), key=lambda item: item[0][0]):
+        for point, by_round in points.items():
+            for repetition in sorted(by_round):
+                members = list(by_round[repetition])
+                round_order(seed, repetition, point).shuffle(members)
+                ordered += members
     return ordered
 
 

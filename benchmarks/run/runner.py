@@ -13,14 +13,17 @@ often the server is read and which readings bound its window is
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import itertools
 import signal
 import statistics
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from iobench.benchmarks.results import plausibility
+from iobench.benchmarks.results.loader import point_key
 from iobench.benchmarks.results.record import STATUS_FAILED, STATUS_OK, CellRecord
 from iobench.benchmarks.results.store import RunStore, utc_now
 from iobench.benchmarks.run import metrics as m
@@ -29,13 +32,15 @@ from iobench.benchmarks.run.cells import Cell, CellFailed
 from iobench.benchmarks.run.launcher import (
     IdleSocket,
     Launcher,
+    LoadRounds,
     LoadSpec,
+    RunningLoad,
     RunningServer,
     tail,
 )
 from iobench.benchmarks.run.sampler import Edge, Memory, Sampler
 from iobench.benchmarks.run.scenarios import RUN_SCENARIOS
-from iobench.benchmarks.run.syscalls import SyscallCounter, SyscallCounts
+from iobench.benchmarks.run.syscalls import SyscallCounter, SyscallCounts, UnavailableCounter
 from iobench.benchmarks.run.window import IDLE_CONNECTS_PER_S, watch_load
 from iobench.common.addresses import format_target
 from iobench.common.processes import interrupts_raise
@@ -74,10 +79,21 @@ SYSCALL_WINDOW = (0.1, 0.85)
 # The mode of a cell whose scenario drives the server with clients of its own
 # (RunScenario.probe) instead of idle connections or the load generator.
 PROBE = "probe"
+# A round measured in place counts system calls only if its counter was attached
+# when the server started (threads and processes started for the connections
+# inherit it): the scenario's one counted round per model.
+SYSCALLS_FROM_START = ("system calls are counted in one round of a model measured in place, "
+                       "from its server's start")
 # Start and stop overhead per cell, for the time estimate: the quick profile's
 # 207 cells took 210 s on a quiet 2-CPU machine, 0.33 s a cell beyond what
 # they wait for (server and load generator start, first exchange, stop).
 CELL_OVERHEAD_S = 0.35
+
+# The same for a round measured in place (Runner.run_group): the quick profile's
+# 339 loaded rounds took 0.12 s each beyond their warm-up and window, and their
+# models' starts and stops about 0.2 s a round more.
+IN_PLACE_OVERHEAD_S = 0.3
+
 
 class Progress(Protocol):
     def cell_started(self, cell: Cell) -> None: ...
@@ -102,7 +118,11 @@ def estimated_seconds(cell: Cell) -> float:
     work = neighbour_load_s(cell) if cell.phase == "load" else cell.duration_s
     if cell.mode == PROBE:
         work += RUN_SCENARIOS[cell.scenario].probe_seconds(cell)
-    return cell.warmup_s + work + lead + settle + CELL_OVERHEAD_S
+    overhead = CELL_OVERHEAD_S
+    if RUN_SCENARIOS[cell.scenario].rounds_in_place and cell.phase is None:
+        # A model's connections are opened once, before its first round.
+        overhead, settle = IN_PLACE_OVERHEAD_S, settle if cell.repetition == 0 else 0.0
+    return cell.warmup_s + work + lead + settle + overhead
 
 
 def server_params(cell: Cell) -> dict[str, Any]:
@@ -185,9 +205,11 @@ class Runner:
         # it stops the run as Ctrl-C does, keeping the finished cells.
         with interrupts_raise(STOP_SIGNALS):
             try:
-                for cell in cells:
-                    if cell.ident in done:
+                for group in self.groups([cell for cell in cells if cell.ident not in done]):
+                    if len(group) > 1:
+                        self.run_group(group)
                         continue
+                    cell = group[0]
                     if self.progress:
                         self.progress.cell_started(cell)
                     record = self.run_cell(cell)
@@ -208,28 +230,164 @@ class Runner:
                 self.store.finish(interrupted=interrupted, error=error)
         return not interrupted
 
-    def run_cell(self, cell: Cell) -> CellRecord:
+    def groups(self, cells: list[Cell]) -> Iterator[list[Cell]]:
+        """``cells`` as they run: one by one, or a point's rounds together where they are
+        measured in place (consecutive cells of one point, in a scenario that has it, a
+        model among them with more than one round, and a launcher that can)."""
+        def in_place(cell: Cell) -> bool:
+            return (RUN_SCENARIOS[cell.scenario].rounds_in_place and cell.phase is None
+                    and cell.mode in ("closed", "open") and self.settings.loadgen_workers == 1
+                    and self.launcher.rounds_in_place)
+        for _, run in itertools.groupby(
+                cells, key=lambda c: (c.scenario, point_key(c.key)) if in_place(c) else c.ident):
+            group = list(run)
+            keys = [cell.key for cell in group]
+            if len(set(keys)) < len(keys):
+                yield group
+            else:
+                yield from ([cell] for cell in group)
+
+    def run_group(self, cells: list[Cell]) -> None:
+        """A point's rounds measured in place: each model's server and load generator
+        started once (:class:`Member`), paused between its rounds, stopped at the end."""
+        members: dict[str, Member] = {}
+        try:
+            # Pipelined: one model's load generator connects (on the client's CPUs)
+            # while the next model's server starts (on the server's).
+            starting: Member | None = None
+            for cell in cells:
+                if cell.key not in members:
+                    member = members[cell.key] = self._start_member(
+                        cell, sum(1 for c in cells if c.key == cell.key))
+                    if starting is not None:
+                        self._member_ready(starting)
+                    starting = member
+            if starting is not None:
+                self._member_ready(starting)
+            for cell in cells:
+                if self.progress:
+                    self.progress.cell_started(cell)
+                member = members[cell.key]
+                record = self.run_cell(cell, member)
+                member.records.append(record)
+                self.store.add(record)
+                if self.progress:
+                    self.progress.cell_finished(cell, record)
+        finally:
+            for member in members.values():
+                member.release()
+            for member in members.values():
+                member.stop()
+            if any(member.records for member in members.values()):
+                for member in members.values():
+                    for record in member.records:
+                        server_report(record, member.server)
+                    self.store.changed(member.records)
+                self.store.write()
+            self.launcher.stop_all()
+
+    def _start_member(self, cell: Cell, rounds: int) -> Member:
+        """Start ``cell``'s server and a load generator for ``rounds`` rounds, wait until its
+        connections are up and served once, and pause the server; a failure is kept, for
+        each of the model's rounds to report."""
+        member = Member(cell)
+        scenario = RUN_SCENARIOS[cell.scenario]
+        sampler = None
+        try:
+            assert cell.model is not None and cell.size_bytes is not None
+            member.rate_rps = cell.rate_rps
+            if cell.peak_fraction is not None:
+                member.rate_rps = cell.peak_fraction * self._peak(cell)
+            member.loadgen_timeout_s = scenario.prepare(
+                cell, self.launcher, self.settings.loadgen_timeout_s)
+            server = member.server = self.launcher.start_server(cell.model, server_params(cell))
+            sampler = self.launcher.sampler()
+            sampler.start()
+            sampler.watch("server", server.pid, cgroup=server.cgroup)
+            member.baseline_memory = (settled_memory(server, sampler)
+                                      if scenario.settles_memory else sampler.memory("server"))
+            # A round that counts system calls is counted from before the first
+            # connection: threads and processes the server starts for them inherit
+            # the counters, which stay disabled until that round's marks.
+            for repetition in range(cell.repetition, cell.repetition + rounds):
+                counter = scenario.syscall_counter(
+                    self.launcher, server.pid, dataclasses.replace(cell, repetition=repetition))
+                if not isinstance(counter, UnavailableCounter):
+                    member.counter, member.counted = counter, repetition
+                    counter.start()
+                    break
+            spec = member.spec = self._spec(cell, server, member.rate_rps,
+                                            member.loadgen_timeout_s)
+            member.load = self.launcher.start_load_rounds(spec, rounds)
+            assert member.load is not None  # groups() asked rounds_in_place
+        except Exception as exc:
+            member.failure = failure_reason(exc)
+        finally:
+            if sampler is not None:
+                sampler.stop()
+        return member
+
+    def _member_ready(self, member: Member) -> None:
+        """Wait until the member's load generator has its connections up and served once,
+        then pause its server until its first round."""
+        if member.failure is not None:
+            return
+        load, server, spec, cell = member.load, member.server, member.spec, member.cell
+        assert load is not None and server is not None and spec is not None
+        limit = (spec.timeout_s * 2 + self.settings.cell_timeout_s
+                 + 10 * cell.idle / IDLE_CONNECTS_PER_S)
+        try:
+            if load.ready(limit) is None:
+                code = load.process.poll()
+                raise CellFailed(
+                    f"the load generator exited with code {code} before its connections were "
+                    f"up: {tail(load.process.stderr_text())}" if code is not None else
+                    f"the load generator did not have its connections up within {limit:.0f} s"
+                    f"{self._stderr_note(server)}")
+            self._check_server(server)
+            member.pause()
+        except Exception as exc:
+            member.failure = failure_reason(exc)
+
+    def run_cell(self, cell: Cell, member: Member | None = None) -> CellRecord:
         context = CellContext(cell, time.monotonic(), rate_rps=cell.rate_rps)
         started = utc_now()
         reason = None
         try:
-            self._run(context)
-        except CellFailed as exc:
-            reason = str(exc)
-        except ServerStartError as exc:
-            reason = f"server did not start: {exc}"
+            if member is None:
+                self._run(context)
+            else:
+                self._round(context, member)
         except Exception as exc:  # a defect or an OS failure: still only this cell fails
-            reason = f"{type(exc).__name__}: {exc}"
+            reason = failure_reason(exc)
         finally:
             if context.syscall_counter is not None:
                 context.syscalls = context.syscall_counter.stop()
                 context.syscall_counter = None
             if context.sampler is not None:
                 context.sampler.stop()
-            if context.server is not None:
-                context.server.stop()
-            self.launcher.stop_all()
+            if member is not None:
+                member.pause()
+            else:
+                if context.server is not None:
+                    context.server.stop()
+                self.launcher.stop_all()
         return self._record(context, started, reason)
+
+    def _round(self, context: CellContext, member: Member) -> None:
+        """One round of a model measured in place: its server resumed, one window."""
+        if member.failure is not None:
+            raise CellFailed(member.failure)
+        assert member.server is not None
+        context.rate_rps = member.rate_rps if member.rate_rps is not None else context.rate_rps
+        context.loadgen_timeout_s = member.loadgen_timeout_s
+        context.server, context.baseline_memory = member.server, member.baseline_memory
+        context.sampler = self.launcher.sampler()
+        context.sampler.start()
+        context.sampler.watch("server", member.server.pid, cgroup=member.server.cgroup)
+        member.resume()
+        self._load(context, member)
+        self._check_server(member.server)
 
     def _run(self, context: CellContext) -> None:
         cell = context.cell
@@ -295,22 +453,36 @@ class Runner:
                 raise CellFailed(f"the server closed {closed} of {cell.connections} idle "
                                  f"connections{self._stderr_note(server)}")
 
-    def _load(self, context: CellContext) -> None:
-        cell, server, sampler = context.cell, context.server, context.sampler
-        assert server is not None and sampler is not None and cell.size_bytes is not None
+    def _spec(self, cell: Cell, server: RunningServer, rate_rps: float | None,
+              loadgen_timeout_s: float | None) -> LoadSpec:
+        """The load generator's options for ``cell`` against ``server``."""
+        assert cell.size_bytes is not None
         duration = (neighbour_load_s(cell) + NEIGHBOUR_LOAD_LEAD_S * 2 if cell.phase == "load"
                     else cell.duration_s)
-        spec = LoadSpec(format_target(server.host, server.port), cell.mode, cell.connections,
-                        duration, cell.warmup_s, cell.size_bytes, context.rate_rps,
+        return LoadSpec(format_target(server.host, server.port), cell.mode, cell.connections,
+                        duration, cell.warmup_s, cell.size_bytes, rate_rps,
                         self.settings.loadgen_workers,
-                        context.loadgen_timeout_s or self.settings.loadgen_timeout_s,
+                        loadgen_timeout_s or self.settings.loadgen_timeout_s,
                         idle=cell.idle, requests_per_connection=cell.requests_per_connection)
-        # Attached before the load starts: threads and processes the server
-        # starts for its connections inherit the counters.
-        counter = context.syscall_counter = RUN_SCENARIOS[cell.scenario].syscall_counter(
-            self.launcher, server.pid, cell)
-        counter.start()
-        load = self.launcher.start_load(spec)
+
+    def _load(self, context: CellContext, member: Member | None = None) -> None:
+        cell, server, sampler = context.cell, context.server, context.sampler
+        assert server is not None and sampler is not None and cell.size_bytes is not None
+        load: RunningLoad
+        if member is None:
+            spec = self._spec(cell, server, context.rate_rps, context.loadgen_timeout_s)
+            # Attached before the load starts: threads and processes the server
+            # starts for its connections inherit the counters.
+            counter = context.syscall_counter = RUN_SCENARIOS[cell.scenario].syscall_counter(
+                self.launcher, server.pid, cell)
+            counter.start()
+            load = self.launcher.start_load(spec)
+        else:
+            assert member.spec is not None and member.load is not None
+            spec = member.spec
+            counter = context.syscall_counter = member.counter_for(cell, self.launcher)
+            load = member.load.go()
+        duration = spec.duration_s
         if load.pid is not None:  # None: on other hosts, it reports its own CPU
             sampler.watch("client", load.pid, exact=False)
         # Before it measures, the load generator opens its idle connections.
@@ -403,6 +575,10 @@ class Runner:
         if result.returncode != 0:
             raise CellFailed(f"the load generator exited with code {result.returncode}: "
                              f"{tail(result.stderr)}")
+        connected = result.report.client.connected
+        if member is not None and connected < cell.connections:
+            raise CellFailed(f"{cell.connections - connected} of {cell.connections} connections "
+                             "were lost in an earlier round of this load generator")
 
     def _neighbour(self, context: CellContext, duration_s: float, delay_s: float = 0.0) -> float:
         job = self.launcher.start_neighbour(duration_s, delay_s)
@@ -553,11 +729,7 @@ class Runner:
                 metrics.neighbour_ratio = round(context.neighbour_ops_per_s / paused, 4)
             elif cell.phase == "solo":
                 metrics.neighbour_ratio = 1.0
-        if context.server is not None:
-            record.server = context.server.reported()
-            share = (record.server or {}).get("busiest_worker_share")
-            if share is not None:
-                metrics.busiest_worker_share = round(share, 4)
+        server_report(record, context.server)
         if context.syscalls is not None:
             record.syscalls = context.syscalls.per_request(metrics.throughput_rps)
             metrics.syscalls_per_request = record.syscalls["per_request"]
@@ -580,6 +752,84 @@ class Runner:
             samples["client_t_s"] = client["t_s"]
             samples["client_cpu_percent"] = client["cpu_percent"]
         return samples
+
+
+def failure_reason(exc: Exception) -> str:
+    """Why a cell (or a model's rounds) failed, from what was raised."""
+    if isinstance(exc, CellFailed):
+        return str(exc)
+    if isinstance(exc, ServerStartError):
+        return f"server did not start: {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def server_report(record: CellRecord, server: RunningServer | None) -> None:
+    """What the server said about itself onto ``record``: its work calibration, and once
+    it has stopped, its workers' accepts and the busiest one's share."""
+    if server is None:
+        return
+    record.server = server.reported()
+    share = (record.server or {}).get("busiest_worker_share")
+    if share is not None:
+        record.metrics.busiest_worker_share = round(share, 4)
+
+
+@dataclass
+class Member:
+    """One model of a point measured in place (Runner.run_group): its server and load
+    generator, up from its first round to its last, paused in between."""
+
+    cell: Cell
+    server: RunningServer | None = None
+    load: LoadRounds | None = None
+    spec: LoadSpec | None = None
+    baseline_memory: Memory | None = None
+    rate_rps: float | None = None
+    loadgen_timeout_s: float | None = None
+    # The counter of the one round that counts system calls, started with the server.
+    counter: SyscallCounter | None = None
+    counted: int | None = None
+    failure: str | None = None
+    records: list[CellRecord] = field(default_factory=list)
+    paused: bool = False
+
+    def counter_for(self, cell: Cell, launcher: Launcher) -> SyscallCounter:
+        """The counter of ``cell``'s round: the member's own in the round it counts, else
+        one that says why it does not (the scenario's reason)."""
+        assert self.server is not None
+        if cell.repetition == self.counted and self.counter is not None:
+            counter, self.counter = self.counter, None
+            return counter
+        counter = RUN_SCENARIOS[cell.scenario].syscall_counter(launcher, self.server.pid, cell)
+        if not isinstance(counter, UnavailableCounter):
+            counter = UnavailableCounter(self.server.pid, SYSCALLS_FROM_START)
+        return counter
+
+    def resume(self) -> None:
+        if self.server is not None and self.paused:
+            self.server.resume()
+            self.paused = False
+
+    def pause(self) -> None:
+        if self.server is not None and not self.paused and self.server.poll() is None:
+            self.server.pause()
+            self.paused = True
+
+    def release(self) -> None:
+        """Tell the load generator there are no more rounds (it closes and exits) and
+        resume the server, so it can be stopped; :meth:`stop` then waits for both."""
+        if self.load is not None:
+            self.load.release()
+        self.resume()
+
+    def stop(self) -> None:
+        if self.counter is not None:
+            self.counter.stop()
+            self.counter = None
+        if self.load is not None:
+            self.load.finish()
+        if self.server is not None:
+            self.server.stop()
 
 
 def check_steady(record: CellRecord, window: list[Edge]) -> None:

@@ -43,6 +43,10 @@ class RunScenario:
     # (runner.settled_memory), so the kernel's count holds no socket it is
     # freeing. Elsewhere it is read as it runs, which costs no pause.
     settles_memory: ClassVar[bool] = False
+    # True for a scenario whose loaded cells are measured in place: the rounds
+    # of a point follow one another and each model's server and load generator
+    # stay up between its rounds, paused (see run/rounds.py, Runner.run_group).
+    rounds_in_place: ClassVar[bool] = False
 
     def shown(self, cell: Cell) -> tuple[str, ...]:
         """The fields ``cell``'s key shows (by default, every one of :attr:`key_fields`)."""

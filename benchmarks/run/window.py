@@ -44,6 +44,9 @@ MEMORY_INTERVAL_S = 1.0
 # How often the runner looks for the window a load generator on this host tells
 # (a small file) until it has: the marks inside a 0.3 s window are 30 ms in.
 SCHEDULE_POLL_S = 0.005
+# Where the load generator tells its window, the server is also read this far
+# inside each of its ends: the CPU edges then span all but 2 ms a side of it.
+EXACT_EDGE_MARGIN_S = 0.002
 
 # Idle connections the load generator opens (and a server accepts) per second:
 # 10,000 took 1.3-2.0 s against epoll, poll and threads on a busy 2-CPU machine.
@@ -192,6 +195,7 @@ def watch_load(cell: Cell, sampler: Sampler, load: RunningLoad, started: float,
     full_cost = float("inf")
     edge_due = time.monotonic() + interval
     awaiting = load.tells_window  # the marks wait for the window the load generator tells
+    exact: list[float] = []  # readings due just inside the told window's ends
     # The sampling thread, parked meanwhile, would hold up these readings
     # (see Sampler.paused); the full ones below feed its time series. The
     # marks' actions run in a thread of their own, in order: perf answered an
@@ -201,19 +205,27 @@ def watch_load(cell: Cell, sampler: Sampler, load: RunningLoad, started: float,
     with sampler.paused(), ThreadPoolExecutor(1, thread_name_prefix="iobench-mark") as marking:
         while True:
             due = edge_due
-            if pending:
-                due = min(due, time.monotonic() + SCHEDULE_POLL_S if awaiting
-                          else measure_at + pending[0][0])
+            if awaiting:
+                due = min(due, time.monotonic() + SCHEDULE_POLL_S)
+            elif pending:
+                due = min(due, measure_at + pending[0][0])
             if load.wait(max(0.0, due - time.monotonic())) is not None:
                 break
             now = time.monotonic()
-            if awaiting and pending and (told := load.window()) is not None:
+            if awaiting and (told := load.window()) is not None:
                 measure_at, awaiting = told[0], False
+                # A reading just inside each end, so the server's CPU is measured
+                # over nearly the whole window, however short.
+                exact = [told[0] + EXACT_EDGE_MARGIN_S, told[1] - EXACT_EDGE_MARGIN_S]
+                edge_due = min(edge_due, exact[0])
             while pending and not awaiting and now >= measure_at + pending[0][0]:
                 done.append(marking.submit(pending.pop(0)[1]))
             if now < edge_due:
                 continue
-            full = now >= full_due or full_cost <= CHEAP_READING_S
+            # A reading due at one of the window's ends reads the CPU alone if it can
+            # (from a cgroup, ~0.1 ms): a full one of a big tree would end past it.
+            at_end = bool(exact) and now >= exact[0]
+            full = not at_end and (now >= full_due or full_cost <= CHEAP_READING_S)
             edge = sampler.edge(cpu_only=not full)
             read = time.monotonic()
             watched.edges.append(edge)
@@ -235,6 +247,10 @@ def watch_load(cell: Cell, sampler: Sampler, load: RunningLoad, started: float,
                 watched.memories.append((read, sampler.memory("server")))
                 memory_due = time.monotonic() + MEMORY_INTERVAL_S
             edge_due = read + interval
+            while exact and exact[0] <= read:
+                exact.pop(0)
+            if exact:
+                edge_due = min(edge_due, exact[0])
     watched.exited_s = time.monotonic()
     for future in done:
         future.result()  # an action's error is the caller's

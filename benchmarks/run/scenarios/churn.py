@@ -27,6 +27,7 @@ REQUESTS_PER_CONNECTION = number(1, 1_000_000, integer=True)
 
 class Churn(RunScenario):
     name = "churn"
+    rounds_in_place = True
     key_fields = ("requests_per_connection", "connections", "size_bytes")
     keys = {
         "requests_per_connection": (list_of(REQUESTS_PER_CONNECTION), [1, 10]),

@@ -21,6 +21,7 @@ SYSCALLS_NOT_ALONE = "system calls are counted with more than one connection onl
 
 class Closed(RunScenario):
     name = "closed"
+    rounds_in_place = True
     key_fields = ("connections", "size_bytes")
     keys = {
         "connections": (list_of(COUNT), [16]),

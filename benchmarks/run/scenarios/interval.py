@@ -22,6 +22,7 @@ from iobench.benchmarks.run.scenario import RunScenario
 
 class Interval(RunScenario):
     name = "interval"
+    rounds_in_place = True
     key_fields = ("rate_rps", "connections", "size_bytes")
     keys = {
         "model": (text, "poll-sleep"),

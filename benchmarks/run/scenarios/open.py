@@ -21,6 +21,7 @@ from iobench.benchmarks.run.scenario import RunScenario
 
 class Open(RunScenario):
     name = "open"
+    rounds_in_place = True
     key_fields = ("rate_rps", "peak_fraction", "connections", "size_bytes")
     keys = {
         # Exactly one of the two is non-empty; the stored matrix holds both,

@@ -27,6 +27,7 @@ from iobench.servers.registry import get_model
 
 class Scale(RunScenario):
     name = "scale"
+    rounds_in_place = True
     key_fields = ("idle", "rate_rps", "connections", "size_bytes")
     settles_memory = True
     keys = {

@@ -44,6 +44,7 @@ def work_value(where: str, value: Any) -> str:
 
 class Work(RunScenario):
     name = "work"
+    rounds_in_place = True
     key_fields = ("connections", "size_bytes")
     keys = {
         "works": (list_of(work_value), ["block:1ms", "cpu:50us"]),

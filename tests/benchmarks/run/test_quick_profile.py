@@ -21,6 +21,7 @@ from iobench.benchmarks.results.store import read_results
 from iobench.benchmarks.run.matrix import expand, load_profile
 from iobench.benchmarks.run.rounds import with_rounds
 from iobench.benchmarks.run.runner import estimated_seconds
+from iobench.benchmarks.run.scenarios import RUN_SCENARIOS
 from iobench.servers.registry import available_models
 
 # The quick profile's promise (README): every model in every scenario it
@@ -61,6 +62,12 @@ def test_quick_profile_covers_every_model_within_budget(tmp_path: Path) -> None:
     assert not [(c["key"], c["notes"]) for c in served
                 if c["metrics"]["server_cpu_percent"] is None]
     assert not [c["key"] for c in served if c["metrics"]["pss_bytes"] is None]
+    # Every loaded cell has its intervals: three rounds, measured in place.
+    loaded = [c for c in served if c["metrics"]["throughput_rps"] is not None
+              and RUN_SCENARIOS[c["scenario"]].rounds_in_place]
+    assert len(loaded) >= 300
+    for metric in ("throughput_rps", "p50_us", "cpu_us_per_request"):
+        assert not [c["key"] for c in loaded if not c["metrics"]["ci95"].get(metric)], metric
     # The kernel's memory per connection in every idle and scale cell that held
     # connections, or null with why (a machine where no cgroup counts it).
     holding = [c for c in served if c["scenario"] in ("idle", "scale")
@@ -127,7 +134,9 @@ def test_quick_profile_plans_fit_the_budget() -> None:
     profile = load_profile("quick")
     cells = with_rounds(profile, expand(profile, list(available_models(references=True))))
     planned = sum(estimated_seconds(cell) for cell in cells)
-    # The closed-loop cells, the ones models are ranked by, get intervals from 3 rounds.
-    assert {c.repetition for c in cells if c.scenario == "closed"} == {0, 1, 2}
+    # Every loaded cell gets intervals from 3 rounds.
+    for name, scenario in RUN_SCENARIOS.items():
+        if scenario.rounds_in_place:
+            assert {c.repetition for c in cells if c.scenario == name} == {0, 1, 2}, name
     # What is left of the budget is for start-up, the plots and the report (~15 s).
     assert planned < QUICK_BUDGET_S * 0.9, f"{len(cells)} cells planned at {planned:.0f} s"

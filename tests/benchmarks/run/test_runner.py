@@ -25,12 +25,15 @@ from iobench.benchmarks.report.claims import MIN_ADDED_LATENCY_FRACTION_OF_INTER
 from iobench.benchmarks.results.store import RunStore, read_results
 from iobench.benchmarks.run.launcher import (
     LoadHandle,
+    LoadRounds,
     LoadSpec,
     LocalLauncher,
     Placement,
+    RoundHandle,
     ServerHandle,
 )
 from iobench.benchmarks.run.matrix import Profile, check_spec, expand
+from iobench.benchmarks.run.rounds import interleave, with_rounds
 from iobench.benchmarks.run.runner import Runner, Settings
 from iobench.cli import main
 
@@ -314,3 +317,66 @@ def test_resume_of_a_truncated_or_foreign_file_is_a_clear_error(
     (tmp_path / "results.json").write_text('{"benchmarks": []}')
     assert main(["run", "--resume", str(tmp_path)]) == 2
     assert "not an iobench results file" in capsys.readouterr().err
+
+
+class CountingLauncher(LocalLauncher):
+    """Counts the servers and load generators it starts, and sees each server's state
+    whenever a load generator is told to start a round."""
+
+    def __init__(self, placement: Placement) -> None:
+        super().__init__(placement)
+        self.servers: list[ServerHandle] = []
+        self.loads = 0
+        self.states_at_go: list[set[str]] = []
+
+    def start_server(self, model: str, params: dict[str, Any]) -> ServerHandle:
+        handle = super().start_server(model, params)
+        self.servers.append(handle)
+        return handle
+
+    def start_load_rounds(self, spec: LoadSpec, rounds: int) -> LoadRounds:
+        self.loads += 1
+        load = super().start_load_rounds(spec, rounds)
+        return SpyRounds(self, load.process, load.json_path, load.schedule_path)
+
+
+class SpyRounds(LoadRounds):
+    def __init__(self, launcher: CountingLauncher, *args: Any) -> None:
+        super().__init__(*args)
+        self.launcher = launcher
+
+    def go(self) -> RoundHandle:
+        servers = self.launcher.servers
+        self.launcher.states_at_go.append(
+            {psutil.Process(s.pid).status() for s in servers if s.poll() is None})
+        return super().go()
+
+
+def test_a_point_is_measured_in_place_one_server_per_model_paused_between_rounds(
+        tmp_path: Path) -> None:
+    spec = check_spec({"rounds": {"closed": 3},
+                       "closed": {"connections": [4], "duration_s": 0.2, "warmup_s": 0.05}},
+                      "test")
+    profile = Profile("test", spec)
+    cells = interleave(with_rounds(profile, expand(profile, ["busy-poll", "epoll"])), seed=1)
+    store = RunStore.create(tmp_path / "run", run_id="test", profile="test",
+                            environment={"placement": PLACEMENT.as_dict()}, matrix=spec)
+    launcher = CountingLauncher(PLACEMENT)
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    try:
+        assert Runner(launcher, store, Settings()).run(cells)
+    finally:
+        launcher.close()
+    records = read_results(tmp_path / "run")["cells"]
+    assert len(records) == 6
+    assert len(launcher.servers) == 2 and launcher.loads == 2  # one of each per model
+    for record in records:
+        assert record["status"] == "ok", record["reason"]
+        assert record["metrics"]["server_cpu_percent"] is not None
+        assert record["metrics"]["ci95"]["throughput_rps"]  # 3 rounds: an interval
+    assert sorted(r["repetition"] for r in records) == [0, 0, 1, 1, 2, 2]
+    # When a round starts, the other model's server is stopped (T), not spinning.
+    assert len(launcher.states_at_go) == 6
+    assert all(psutil.STATUS_STOPPED in states for states in launcher.states_at_go)
+    left = {p.pid for p in psutil.Process().children(recursive=True)} - before
+    assert not left

@@ -242,6 +242,11 @@ class ServerModel(ABC):
     # True for a single-threaded loop that can hand blocking work to a pool
     # (``offload=pool``); a model that blocks per connection has nothing to offload.
     can_offload: ClassVar[bool] = False
+    # Its connections spread over worker processes as the kernel hands them out
+    # (prefork's accepts): each server started shares them its own way, so its
+    # rounds are measured on a server of their own each, not in place (the
+    # runner's Member), for the rounds to sample that spread as well.
+    spreads_over_workers: ClassVar[bool] = False
     # Whether it scans its connections or is told which are ready, for the
     # scale scenario's verdicts; None for a model that is neither to judge
     # (a thread or process per connection, asyncio's loop).

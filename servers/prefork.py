@@ -60,6 +60,7 @@ class PreforkServer(ServerModel):
               "listener with EPOLLEXCLUSIVE)", parse=parse_listener),
     )
     worker_model: ClassVar[type[EpollServer]] = EpollServer
+    spreads_over_workers: ClassVar[bool] = True
 
     def __init__(self, listener: socket.socket, /, **params: Any) -> None:
         super().__init__(listener, **params)

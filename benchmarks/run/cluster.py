@@ -39,7 +39,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -730,8 +730,9 @@ class DaskLauncher(Launcher):
     def syscall_counter(self, pid: int) -> SyscallCounter:
         return RemoteSyscallCounter(self, self.server_host, pid)
 
-    def stop_all(self) -> None:
-        """Stop what this launcher started on every host that still answers."""
+    def stop_all(self, keep: Collection[int] = ()) -> None:
+        """Stop what this launcher started on every host that still answers (it measures
+        no rounds in place, so it keeps none)."""
         for host in self.hosts:
             with contextlib.suppress(HostUnavailable):
                 self.owned(host, remote.stop_all, timeout=STOP_CALL_TIMEOUT_S)

@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -217,8 +217,8 @@ class Launcher(ABC):
                                        "server's host")
 
     @abstractmethod
-    def stop_all(self) -> None:
-        """Stop every process started and not yet stopped."""
+    def stop_all(self, keep: Collection[int] = ()) -> None:
+        """Stop every process started and not yet stopped, but those in ``keep`` (pids)."""
 
 
 class LocalProcess(Process):
@@ -639,11 +639,12 @@ class LocalLauncher(Launcher):
     def strace_counter(self, pid: int) -> SyscallCounter:
         return StraceCounter(pid, self.workdir)
 
-    def stop_all(self) -> None:
+    def stop_all(self, keep: Collection[int] = ()) -> None:
         for started in reversed(self._started):
-            started.stop()
-            self.reaper.release_group(started.pid)
-        self._started.clear()
+            if started.pid not in keep:
+                started.stop()
+                self.reaper.release_group(started.pid)
+        self._started = [started for started in self._started if started.pid in keep]
 
     def close(self) -> None:
         self.stop_all()

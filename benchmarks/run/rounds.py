@@ -10,11 +10,11 @@ the run's seed (recorded in the matrix, so ``--resume`` keeps it). A slow
 minute then hits every model of the point alike, and the ratio of two models
 in the same round cancels it (``CellGroup.ratio_to``).
 
-Where a scenario is measured in place, a point's rounds follow one another
-(round 0 of every model, shuffled, then round 1 shuffled afresh, ...) while
-its servers and load generators stay up, paused between their rounds: a
-round then costs its warm-up and window, not a start. Its rounds lie seconds
-apart rather than minutes, and still side by side with the other models'.
+Where a scenario is measured in place (``RunScenario.rounds_in_place``) the
+order is the same; only what a round costs differs: its point's servers and
+load generators are started before its first round and stay up, paused,
+until its last (runner.Member), so a round costs its warm-up and window, not
+a start, and the rounds still lie a run's length apart.
 
 What depends on an earlier cell keeps its place: scenarios stay in the order
 :func:`~iobench.benchmarks.run.matrix.expand` gives (closed before the open
@@ -29,7 +29,6 @@ from collections.abc import Iterable
 
 from iobench.benchmarks.results.loader import point_key
 from iobench.benchmarks.run.matrix import Cell, Profile
-from iobench.benchmarks.run.scenarios import RUN_SCENARIOS
 
 
 def round_order(seed: int, repetition: int, point: str) -> random.Random:
@@ -38,29 +37,17 @@ def round_order(seed: int, repetition: int, point: str) -> random.Random:
 
 
 def interleave(cells: Iterable[Cell], seed: int) -> list[Cell]:
-    """``cells`` by round and scenario, each point's models together and shuffled.
-
-    A scenario measured in place (``RunScenario.rounds_in_place``) keeps every
-    round of a point together, round after round: its servers and load
-    generators stay up between their rounds (runner.Runner.run_group).
-    """
-    cells = list(cells)
-    first: dict[str, int] = {}
+    """``cells`` by round and scenario, each point's models together and shuffled."""
+    blocks: dict[tuple[int, str], dict[str, list[Cell]]] = {}
     for cell in cells:
-        first[cell.scenario] = min(first.get(cell.scenario, cell.repetition), cell.repetition)
-    blocks: dict[tuple[int, str], dict[str, dict[int, list[Cell]]]] = {}
-    for cell in cells:
-        block = (first[cell.scenario] if RUN_SCENARIOS[cell.scenario].rounds_in_place
-                 else cell.repetition)
-        points = blocks.setdefault((block, cell.scenario), {})
-        points.setdefault(point_key(cell.key), {}).setdefault(cell.repetition, []).append(cell)
+        points = blocks.setdefault((cell.repetition, cell.scenario), {})
+        points.setdefault(point_key(cell.key), []).append(cell)
     ordered: list[Cell] = []
-    for _, points in sorted(blocks.items(), key=lambda item: item[0][0]):
-        for point, by_round in points.items():
-            for repetition in sorted(by_round):
-                members = list(by_round[repetition])
-                round_order(seed, repetition, point).shuffle(members)
-                ordered += members
+    for (repetition, _), points in sorted(blocks.items(), key=lambda item: item[0][0]):
+        for point, members in points.items():
+            members = list(members)
+            round_order(seed, repetition, point).shuffle(members)
+            ordered += members
     return ordered
 
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import signal
 import statistics
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -195,25 +195,36 @@ class Runner:
         self.store = store
         self.settings = settings
         self.progress = progress
+        self.members: dict[str, Member] = {}
 
     def run(self, cells: Iterable[Cell]) -> bool:
         """Run the cells not yet in the store; False if interrupted."""
         done = self.store.done()
         interrupted = False
         error: str | None = None
+        todo = [cell for cell in cells if cell.ident not in done]
+        # How many rounds each point measured in place has left (Member).
+        left = Counter(cell.key for cell in todo if self.in_place(cell))
+        self.members = {}
         # SIGHUP is what a run started over SSH gets when the connection drops:
         # it stops the run as Ctrl-C does, keeping the finished cells.
         with interrupts_raise(STOP_SIGNALS):
             try:
-                for group in self.groups([cell for cell in cells if cell.ident not in done]):
-                    if len(group) > 1:
-                        self.run_group(group)
-                        continue
-                    cell = group[0]
+                for index, cell in enumerate(todo):
+                    member = None
+                    if left[cell.key] > 1 or cell.key in self.members:
+                        if cell.key not in self.members:
+                            self._start_point(cell, todo[index:], left)
+                        member = self.members[cell.key]
                     if self.progress:
                         self.progress.cell_started(cell)
-                    record = self.run_cell(cell)
+                    record = self.run_cell(cell, member)
                     self.store.add(record)
+                    if member is not None:
+                        member.records.append(record)
+                        left[cell.key] -= 1
+                        if not left[cell.key]:
+                            self._stop_members([self.members.pop(cell.key)])
                     if self.progress:
                         self.progress.cell_finished(cell, record)
             except KeyboardInterrupt:
@@ -225,66 +236,59 @@ class Runner:
                 error = f"{type(exc).__name__}: {exc}"
                 raise
             finally:
+                members, self.members = list(self.members.values()), {}
+                self._stop_members(members)
                 self.launcher.stop_all()
                 syscalls.wait_released()
                 self.store.finish(interrupted=interrupted, error=error)
         return not interrupted
 
-    def groups(self, cells: list[Cell]) -> Iterator[list[Cell]]:
-        """``cells`` as they run: one by one, or a point's rounds together where they are
-        measured in place (consecutive cells of one point, in a scenario that has it, a
-        model among them with more than one round, and a launcher that can)."""
-        def in_place(cell: Cell) -> bool:
-            return (RUN_SCENARIOS[cell.scenario].rounds_in_place and cell.phase is None
-                    and cell.mode in ("closed", "open") and self.settings.loadgen_workers == 1
-                    and self.launcher.rounds_in_place)
-        for _, run in itertools.groupby(
-                cells, key=lambda c: (c.scenario, point_key(c.key)) if in_place(c) else c.ident):
-            group = list(run)
-            keys = [cell.key for cell in group]
-            if len(set(keys)) < len(keys):
-                yield group
-            else:
-                yield from ([cell] for cell in group)
+    def in_place(self, cell: Cell) -> bool:
+        """Whether ``cell``'s rounds are measured in place: a loaded cell of a scenario
+        that has it, one load-generator worker, a launcher that can, and a model whose
+        servers all serve their connections alike (not prefork: which worker takes which
+        connection differs from one server to the next, and with it p99 by 10x behind
+        10,000 idle connections, so each of its rounds gets a server of its own)."""
+        return (RUN_SCENARIOS[cell.scenario].rounds_in_place and cell.phase is None
+                and cell.mode in ("closed", "open") and self.settings.loadgen_workers == 1
+                and self.launcher.rounds_in_place and cell.model is not None
+                and not get_model(cell.model).spreads_over_workers)
 
-    def run_group(self, cells: list[Cell]) -> None:
-        """A point's rounds measured in place: each model's server and load generator
-        started once (:class:`Member`), paused between its rounds, stopped at the end."""
-        members: dict[str, Member] = {}
-        try:
-            # Pipelined: one model's load generator connects (on the client's CPUs)
-            # while the next model's server starts (on the server's).
-            starting: Member | None = None
-            for cell in cells:
-                if cell.key not in members:
-                    member = members[cell.key] = self._start_member(
-                        cell, sum(1 for c in cells if c.key == cell.key))
-                    if starting is not None:
-                        self._member_ready(starting)
-                    starting = member
+    def _start_point(self, cell: Cell, todo: list[Cell], left: Counter[str]) -> None:
+        """Start every model of ``cell``'s point that has rounds left to measure in place
+        (:class:`Member`), each for as many rounds as it has left. Pipelined: one
+        model's load generator connects (on the client's CPUs) while the next model's
+        server starts (on the server's)."""
+        point = (cell.scenario, point_key(cell.key))
+        starting: Member | None = None
+        for other in todo:
+            if ((other.scenario, point_key(other.key)) != point or other.key in self.members
+                    or left[other.key] < 2):
+                continue
+            member = self.members[other.key] = self._start_member(other, left[other.key])
             if starting is not None:
                 self._member_ready(starting)
-            for cell in cells:
-                if self.progress:
-                    self.progress.cell_started(cell)
-                member = members[cell.key]
-                record = self.run_cell(cell, member)
-                member.records.append(record)
-                self.store.add(record)
-                if self.progress:
-                    self.progress.cell_finished(cell, record)
-        finally:
-            for member in members.values():
-                member.release()
-            for member in members.values():
-                member.stop()
-            if any(member.records for member in members.values()):
-                for member in members.values():
-                    for record in member.records:
-                        server_report(record, member.server)
-                    self.store.changed(member.records)
-                self.store.write()
-            self.launcher.stop_all()
+            starting = member
+        if starting is not None:
+            self._member_ready(starting)
+
+    def _stop_members(self, members: list[Member]) -> None:
+        """Stop the members (their load generators first, all at once), and write onto
+        their rounds what their servers said once stopped (prefork's accepts)."""
+        for member in members:
+            member.release()
+        for member in members:
+            member.stop()
+            for record in member.records:
+                server_report(record, member.server)
+            self.store.changed(member.records)
+        if any(member.records for member in members):
+            self.store.write()
+
+    def kept(self) -> set[int]:
+        """The processes of the members measured in place, which a cell between their
+        rounds must leave running."""
+        return {pid for member in self.members.values() for pid in member.pids()}
 
     def _start_member(self, cell: Cell, rounds: int) -> Member:
         """Start ``cell``'s server and a load generator for ``rounds`` rounds, wait until its
@@ -371,7 +375,7 @@ class Runner:
             else:
                 if context.server is not None:
                     context.server.stop()
-                self.launcher.stop_all()
+                self.launcher.stop_all(keep=self.kept())
         return self._record(context, started, reason)
 
     def _round(self, context: CellContext, member: Member) -> None:
@@ -804,6 +808,9 @@ class Member:
         if not isinstance(counter, UnavailableCounter):
             counter = UnavailableCounter(self.server.pid, SYSCALLS_FROM_START)
         return counter
+
+    def pids(self) -> list[int]:
+        return [process.pid for process in (self.server, self.load) if process is not None]
 
     def resume(self) -> None:
         if self.server is not None and self.paused:

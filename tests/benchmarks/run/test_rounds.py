@@ -42,34 +42,13 @@ def test_points_keep_their_models_together_in_a_fresh_order_each_round() -> None
     assert [c.ident for c in other] != [c.ident for c in cells]
 
 
-def test_every_closed_round_comes_before_the_open_cells_that_need_its_peak() -> None:
+def test_a_round_keeps_closed_before_the_open_cells_that_need_its_peak() -> None:
     cells = interleave(with_rounds(profile(), expand(profile(), MODELS)), seed=1)
-    kinds = [c.scenario for c in cells]
-    assert kinds.index("open") > max(i for i, k in enumerate(kinds) if k == "closed")
-
-
-def test_a_point_measured_in_place_has_its_rounds_one_after_another() -> None:
-    """closed and open are measured in place: a point's rounds follow one another (its
-    servers stay up between them), round 0 of every model before round 1 of any."""
-    cells = interleave(with_rounds(profile(), expand(profile(), MODELS)), seed=1)
-    runs: list[tuple[str, str]] = []
-    for cell in cells:
-        point = (cell.scenario, point_key(cell.key))
-        if not runs or runs[-1] != point:
-            runs.append(point)
-    assert len(runs) == len(set(runs))  # no point comes back once left
-    for point in set(runs):
-        rounds = [c.repetition for c in cells if (c.scenario, point_key(c.key)) == point]
-        assert rounds == sorted(rounds)
-
-
-def test_a_scenario_measured_round_by_round_runs_every_point_of_a_round_first() -> None:
-    text = """
-repeat = 2
-[idle]
-connections = [0, 100]
-"""
-    cells = interleave(expand(profile(text), MODELS), seed=1)
+    for repetition in range(2):
+        kinds = [c.scenario for c in cells if c.repetition == repetition]
+        assert kinds.index("open") > max(i for i, k in enumerate(kinds) if k == "closed")
+    # Rounds come in order: every cell of round r before any of round r+1, also
+    # in the scenarios measured in place (their rounds lie a run's length apart).
     assert [c.repetition for c in cells] == sorted(c.repetition for c in cells)
 
 

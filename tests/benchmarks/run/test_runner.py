@@ -327,7 +327,7 @@ class CountingLauncher(LocalLauncher):
         super().__init__(placement)
         self.servers: list[ServerHandle] = []
         self.loads = 0
-        self.states_at_go: list[set[str]] = []
+        self.states_at_go: list[list[str]] = []
 
     def start_server(self, model: str, params: dict[str, Any]) -> ServerHandle:
         handle = super().start_server(model, params)
@@ -348,7 +348,7 @@ class SpyRounds(LoadRounds):
     def go(self) -> RoundHandle:
         servers = self.launcher.servers
         self.launcher.states_at_go.append(
-            {psutil.Process(s.pid).status() for s in servers if s.poll() is None})
+            [psutil.Process(s.pid).status() for s in servers if s.poll() is None])
         return super().go()
 
 
@@ -375,8 +375,11 @@ def test_a_point_is_measured_in_place_one_server_per_model_paused_between_rounds
         assert record["metrics"]["server_cpu_percent"] is not None
         assert record["metrics"]["ci95"]["throughput_rps"]  # 3 rounds: an interval
     assert sorted(r["repetition"] for r in records) == [0, 0, 1, 1, 2, 2]
-    # When a round starts, the other model's server is stopped (T), not spinning.
+    # When a round starts, only its own server runs: the other model's, while it has
+    # rounds left, is stopped (T), not spinning.
     assert len(launcher.states_at_go) == 6
-    assert all(psutil.STATUS_STOPPED in states for states in launcher.states_at_go)
+    for states in launcher.states_at_go:
+        assert len([s for s in states if s != psutil.STATUS_STOPPED]) == 1, states
+    assert sum(len(states) for states in launcher.states_at_go) >= 11, launcher.states_at_go
     left = {p.pid for p in psutil.Process().children(recursive=True)} - before
     assert not left

@@ -98,10 +98,12 @@ def cmd_compare(args: Any) -> int:
         compare_runs,
         gate_failures,
         headers,
+        model_shifts,
         plot_comparison,
         rows,
         short_headers,
         short_rows,
+        style,
         summary_lines,
         unjudged,
         wrap,
@@ -159,9 +161,12 @@ def cmd_compare(args: Any) -> int:
     if args.fail_above is not None:
         failures = gate_failures(comparison, args.fail_above)
         unknown = unjudged(comparison, args.fail_above)
-        lines = [f"FAIL: {len(failures)} change(s) beyond {args.fail_above:g}% with the "
-                 f"runs' 95% intervals apart: " + "; ".join(failures)] if failures else \
-            [f"ok: no significant change beyond {args.fail_above:g}%"]
+        drift = {shift.metric: shift.drift for shift in model_shifts(comparison)}
+        lines = ["the machine moved every cell by (median B/A): " + ", ".join(
+            f"{style(metric).title} {value:.2f}x" for metric, value in drift.items())]
+        lines += [f"FAIL: {len(failures)} model(s) moved beyond {args.fail_above:g}% beside "
+                  f"the others (95% interval over their cells): " + "; ".join(failures)] \
+            if failures else [f"ok: no model moved beyond {args.fail_above:g}% beside the others"]
         if unknown:
             lines.append(f"not judged, one repetition: {len(unknown)} move(s) beyond "
                          f"{args.fail_above:g}% without an interval: " + "; ".join(unknown))

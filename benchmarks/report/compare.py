@@ -12,12 +12,15 @@ guessing.
 The terminal table fits 100 columns: each metric is B's median, the ratio, and
 one symbol (:data:`SYMBOLS`, explained under the table); ``--markdown`` prints
 A -> B in full for documents. ``--fail-above PCT`` turns the comparison into a
-gate (:func:`gate_failures`), as pytest-benchmark's ``--benchmark-compare-fail``
+gate (:func:`gate_failures`: by model, across its cells, beside the machine's
+drift between the runs), as pytest-benchmark's ``--benchmark-compare-fail``
 does, and ``--plot`` draws every ratio with its range (:func:`plot_comparison`).
 """
 
 from __future__ import annotations
 
+import math
+import statistics
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -207,16 +210,55 @@ def short_rows(comparison: Comparison) -> list[list[str]]:
             for cell in comparison.matched]
 
 
-def gate_failures(comparison: Comparison, percent: float) -> list[str]:
-    """Every metric of every cell that moved beyond ``percent`` between the near ends
-    of the two runs' 95% intervals (:meth:`MetricChange.beyond`)."""
-    failures = []
+@dataclass(frozen=True)
+class ModelShift:
+    """How far one model's figure moved between the runs beside the others': the median
+    over its cells of B/A divided by the run's drift (the median B/A of every cell),
+    with its 95% interval over those cells."""
+
+    model: str
+    metric: str
+    interval: Interval
+    drift: float
+
+    def text(self) -> str:
+        i = self.interval
+        return (f"{self.model} {style(self.metric).title}: {i.median:.2f}x "
+                f"[{i.low:.2f}, {i.high:.2f}] over {i.n} cells")
+
+
+def model_shifts(comparison: Comparison) -> list[ModelShift]:
+    """Every model's move per compared metric, beside the machine's drift between the
+    runs (see :func:`gate_failures`); models with fewer than two cells are left out."""
+    ratios: dict[str, list[tuple[str, float]]] = {}
     for cell in comparison.matched:
         for change in cell.changes:
-            if change.beyond(percent / 100):
-                failures.append(f"{cell.key} {style(change.metric).title}: "
-                                f"{change.ratio:.2f}x")
-    return failures
+            if cell.model is not None and change.ratio is not None and change.ratio > 0:
+                ratios.setdefault(change.metric, []).append((cell.model, change.ratio))
+    shifts = []
+    for metric, pairs in ratios.items():
+        drift = math.exp(statistics.median(math.log(r) for _, r in pairs))
+        for model in dict.fromkeys(model for model, _ in pairs):
+            interval = median_interval([r / drift for m, r in pairs if m == model])
+            if interval is not None:
+                shifts.append(ModelShift(model, metric, interval, drift))
+    return shifts
+
+
+def gate_failures(comparison: Comparison, percent: float) -> list[str]:
+    """The models whose figure moved by more than ``percent`` across their cells, beside
+    the others, at 95% confidence: the interval of the median of their cells' B/A (each
+    divided by the run's drift, the median B/A of every cell) lies beyond it.
+
+    Judged by model, not by cell: two quick runs of one commit moved single
+    cells' medians by up to 1.8x with both runs' intervals apart (poll-sleep's
+    CPU per request at one connection, 86-101 us in every round of one run and
+    49-52 us in the next), while a model's cells together moved by a few
+    percent; and the machine as a whole moved by up to 1.12x, which no
+    change to the code explains. A model made 30% slower moves all its cells."""
+    fraction = percent / 100
+    return [shift.text() for shift in model_shifts(comparison)
+            if shift.interval.low > 1 + fraction or shift.interval.high < 1 - fraction]
 
 
 def unjudged(comparison: Comparison, percent: float) -> list[str]:

@@ -89,10 +89,10 @@ SYSCALLS_FROM_START = ("system calls are counted in one round of a model measure
 # they wait for (server and load generator start, first exchange, stop).
 CELL_OVERHEAD_S = 0.35
 
-# The same for a round measured in place (Runner.run_group): the quick profile's
-# 339 loaded rounds took 0.12 s each beyond their warm-up and window, and their
-# models' starts and stops about 0.2 s a round more.
-IN_PLACE_OVERHEAD_S = 0.3
+# The same for a round measured in place (Runner.in_place): in the quick profile
+# a round took 0.07 s beyond its warm-up and window, and its model's start and
+# stop (about 0.3 s, once for three rounds) 0.1 s a round more.
+IN_PLACE_OVERHEAD_S = 0.18
 
 
 class Progress(Protocol):
@@ -119,10 +119,18 @@ def estimated_seconds(cell: Cell) -> float:
     if cell.mode == PROBE:
         work += RUN_SCENARIOS[cell.scenario].probe_seconds(cell)
     overhead = CELL_OVERHEAD_S
-    if RUN_SCENARIOS[cell.scenario].rounds_in_place and cell.phase is None:
+    if can_measure_in_place(cell):
         # A model's connections are opened once, before its first round.
         overhead, settle = IN_PLACE_OVERHEAD_S, settle if cell.repetition == 0 else 0.0
     return cell.warmup_s + work + lead + settle + overhead
+
+
+def can_measure_in_place(cell: Cell) -> bool:
+    """What of :meth:`Runner.in_place` the cell decides: a loaded cell of a scenario measured
+    in place, of a model whose servers all serve their connections alike."""
+    return (RUN_SCENARIOS[cell.scenario].rounds_in_place and cell.phase is None
+            and cell.mode in ("closed", "open") and cell.model is not None
+            and not get_model(cell.model).spreads_over_workers)
 
 
 def server_params(cell: Cell) -> dict[str, Any]:
@@ -249,10 +257,8 @@ class Runner:
         servers all serve their connections alike (not prefork: which worker takes which
         connection differs from one server to the next, and with it p99 by 10x behind
         10,000 idle connections, so each of its rounds gets a server of its own)."""
-        return (RUN_SCENARIOS[cell.scenario].rounds_in_place and cell.phase is None
-                and cell.mode in ("closed", "open") and self.settings.loadgen_workers == 1
-                and self.launcher.rounds_in_place and cell.model is not None
-                and not get_model(cell.model).spreads_over_workers)
+        return (can_measure_in_place(cell) and self.settings.loadgen_workers == 1
+                and self.launcher.rounds_in_place)
 
     def _start_point(self, cell: Cell, todo: list[Cell], left: Counter[str]) -> None:
         """Start every model of ``cell``'s point that has rounds left to measure in place

@@ -402,11 +402,11 @@ def run_planned(args: Any, cluster: Cluster | None) -> int:
         planned = loop
     try:
         if cluster is not None:
-            completed = Runner(launcher, store, settings, progress).run(planned)
+            completed = Runner(launcher, store, settings, progress).run(planned, todo)
         else:
             # Keep the runner (its sampling thread, its signals) off the server's CPUs.
             with pinned(placement.client_cpus):
-                completed = Runner(launcher, store, settings, progress).run(planned)
+                completed = Runner(launcher, store, settings, progress).run(planned, todo)
     finally:
         progress.close()
         launcher.close()

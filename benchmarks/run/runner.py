@@ -205,29 +205,43 @@ class Runner:
         self.progress = progress
         self.members: dict[str, Member] = {}
 
-    def run(self, cells: Iterable[Cell]) -> bool:
-        """Run the cells not yet in the store; False if interrupted."""
+    def run(self, cells: Iterable[Cell], plan: list[Cell] | None = None) -> bool:
+        """Run the cells not yet in the store; False if interrupted.
+
+        ``cells`` is read as it runs (``iobench run --precision`` adds rounds
+        from what the ones before gave). What is measured in place is known from
+        ``plan``, the cells known beforehand (``cells`` itself when it is a list):
+        how many rounds each model has left. Cells beyond it run one by one.
+        """
         done = self.store.done()
         interrupted = False
         error: str | None = None
-        todo = [cell for cell in cells if cell.ident not in done]
-        # How many rounds each point measured in place has left (Member).
-        left = Counter(cell.key for cell in todo if self.in_place(cell))
+        if plan is None:
+            plan = cells if isinstance(cells, list) else []
+        plan = [cell for cell in plan if cell.ident not in done]
+        # How many rounds each model measured in place has left (Member), and
+        # where in the plan the run is (a point's members start together).
+        left = Counter(cell.key for cell in plan if self.in_place(cell))
+        position = {cell.ident: index for index, cell in enumerate(plan)}
         self.members = {}
         # SIGHUP is what a run started over SSH gets when the connection drops:
         # it stops the run as Ctrl-C does, keeping the finished cells.
         with interrupts_raise(STOP_SIGNALS):
             try:
-                for index, cell in enumerate(todo):
+                for cell in cells:
+                    if cell.ident in done:
+                        continue
                     member = None
-                    if left[cell.key] > 1 or cell.key in self.members:
+                    if cell.ident in position and (left[cell.key] > 1
+                                                   or cell.key in self.members):
                         if cell.key not in self.members:
-                            self._start_point(cell, todo[index:], left)
+                            self._start_point(cell, plan[position[cell.ident]:], left)
                         member = self.members[cell.key]
                     if self.progress:
                         self.progress.cell_started(cell)
                     record = self.run_cell(cell, member)
                     self.store.add(record)
+                    done.add(cell.ident)
                     if member is not None:
                         member.records.append(record)
                         left[cell.key] -= 1

@@ -74,6 +74,6 @@ def test_no_python_runs_between_fork_and_exec() -> None:
 def test_a_child_may_join_a_cgroup_in_each_hierarchy() -> None:
     # A CPU cgroup and, where v1's memory controller is mounted, a memory one.
     command = spawn_command(["true"], cgroup_procs=["/a/cgroup.procs", "/b/cgroup.procs"])
-    settings, rest = spawn.parse(command[2:])
+    settings, rest = spawn.parse(command[command.index(spawn.__file__) + 1:])
     assert settings["--cgroup-procs"].splitlines() == ["/a/cgroup.procs", "/b/cgroup.procs"]
     assert rest == ["true"]

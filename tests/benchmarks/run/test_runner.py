@@ -6,6 +6,7 @@ Short custom profiles keep each test to seconds. The claims are the article's
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import pytest
 
 from iobench.benchmarks.report.claims import MIN_ADDED_LATENCY_FRACTION_OF_INTERVAL
 from iobench.benchmarks.results.store import RunStore, read_results
+from iobench.benchmarks.run.cells import Cell
 from iobench.benchmarks.run.launcher import (
     LoadHandle,
     LoadRounds,
@@ -383,3 +385,34 @@ def test_a_point_is_measured_in_place_one_server_per_model_paused_between_rounds
     assert sum(len(states) for states in launcher.states_at_go) >= 11, launcher.states_at_go
     left = {p.pid for p in psutil.Process().children(recursive=True)} - before
     assert not left
+
+
+def test_cells_beyond_the_plan_are_read_as_the_run_goes_and_run_one_by_one(
+        tmp_path: Path) -> None:
+    """As ``--precision`` gives them: the planned rounds measured in place, then a round
+    made from what the store holds by then, with a server of its own."""
+    spec = check_spec({"rounds": {"closed": 2},
+                       "closed": {"connections": [4], "duration_s": 0.2, "warmup_s": 0.05}},
+                      "test")
+    profile = Profile("test", spec)
+    planned = interleave(with_rounds(profile, expand(profile, ["epoll"])), seed=1)
+    store = RunStore.create(tmp_path / "run", run_id="test", profile="test",
+                            environment={"placement": PLACEMENT.as_dict()}, matrix=spec)
+    seen_before_added: list[int] = []
+
+    def cells() -> Iterator[Cell]:
+        yield from planned
+        seen_before_added.append(len(store.cells))  # read now, not before the run
+        yield dataclasses.replace(planned[0], repetition=2)
+
+    launcher = CountingLauncher(PLACEMENT)
+    try:
+        assert Runner(launcher, store, Settings()).run(cells(), planned)
+    finally:
+        launcher.close()
+    assert seen_before_added == [2]
+    records = read_results(tmp_path / "run")["cells"]
+    assert sorted(r["repetition"] for r in records) == [0, 1, 2]
+    assert all(r["status"] == "ok" for r in records), [r["reason"] for r in records]
+    # The planned rounds in place (one load generator), the added one by itself.
+    assert launcher.loads == 1 and len(launcher.servers) == 2

@@ -471,7 +471,9 @@ def syscalls_start(owner: str, pid: int) -> str:
     """Attach a system call counter to the tree of ``pid`` (the server) on this host."""
     owned = _owned(owner)
     token = owned.token("syscalls")
-    owned.counters[token] = counter = SyscallCounter(pid)
+    # Its FIFOs and output in the launcher's folder, which goes with everything
+    # else of it, also when the runner is killed (in /tmp, they had outlived it).
+    owned.counters[token] = counter = SyscallCounter(pid, owned.path)
     counter.start()
     return token
 

@@ -76,3 +76,27 @@ def test_a_run_records_every_state_and_warns_about_the_noisy_ones(
             "why": "khugepaged collapses pages behind the processes' backs: set madvise"} \
         in recorded
     assert "warning: transparent huge pages: always" in capsys.readouterr().err
+
+
+def test_a_high_load_average_on_idle_cpus_is_a_note_and_on_busy_ones_a_warning(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a quick run the load average read 90-290 for minutes on 2 idle CPUs (the
+    threads of a stopped server, woken each time it is resumed): that is no competing
+    work. The same load average with the CPUs busy is."""
+    monkeypatch.setattr(system_state.os, "getloadavg", lambda: (92.6, 77.6, 30.0))
+    idle = system_state.Sample(busy=[], busy_error=None, steal_percent=0.0,
+                               cpus_busy_percent=1.5)
+    state = system_state.load_average([0], idle)
+    assert state.verdict == system_state.NOTE and "2% busy" in state.why
+    busy = system_state.Sample(busy=[], busy_error=None, steal_percent=0.0,
+                               cpus_busy_percent=85.0)
+    assert system_state.load_average([0], busy).verdict == system_state.WARN
+    unread = system_state.Sample(busy=[], busy_error=None, steal_percent=None)
+    assert system_state.load_average([0], unread).verdict == system_state.WARN
+    monkeypatch.setattr(system_state.os, "getloadavg", lambda: (0.2, 0.1, 0.1))
+    assert system_state.load_average([0], busy).verdict == system_state.OK
+
+
+def test_the_sample_reads_how_busy_the_measured_cpus_were() -> None:
+    sample = system_state.Sample.take([0], 0.1, exclude=set())
+    assert sample.cpus_busy_percent is not None and 0.0 <= sample.cpus_busy_percent <= 100.0

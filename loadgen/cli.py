@@ -108,6 +108,11 @@ def write_json(result: dict[str, Any], path: str) -> None:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+def write_window(path: str, measure_ns: int, end_ns: int) -> None:
+    """``--schedule``: the measured window, before it opens, in seconds."""
+    write_json({"window_monotonic_s": [measure_ns / 1e9, end_ns / 1e9]}, path)
+
+
 def failed_result(params: LoadParams, reason: str) -> LoadReport:
     """The report of a run that broke down before it could measure (a worker crashed)."""
     empty = [WorkerResult(worker_index=index) for index in range(params.workers)]
@@ -134,8 +139,7 @@ def cmd_rounds(args: Any, params: LoadParams) -> int:
 
     def announce(index: int, measure_ns: int, end_ns: int) -> None:
         if args.schedule:
-            write_json({"window_monotonic_s": [measure_ns / 1e9, end_ns / 1e9]},
-                       f"{args.schedule}.{index}")
+            write_window(f"{args.schedule}.{index}", measure_ns, end_ns)
 
     def finished(index: int, report: LoadReport) -> None:
         write_json(report.to_json(), f"{args.json}.{index}")
@@ -153,7 +157,7 @@ def cmd_load(args: Any) -> int:
             raise UsageError(f"cannot write {path}: no directory {str(Path(path).parent)!r}")
 
     def announce(measure_ns: int, end_ns: int) -> None:
-        write_json({"window_monotonic_s": [measure_ns / 1e9, end_ns / 1e9]}, args.schedule)
+        write_window(args.schedule, measure_ns, end_ns)
 
     if args.rounds != 1:
         return cmd_rounds(args, params)

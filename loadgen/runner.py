@@ -82,6 +82,24 @@ def make_plans(params: LoadParams) -> list[WorkerPlan]:
     return plans
 
 
+def checked_plans(params: LoadParams) -> list[WorkerPlan]:
+    """Each worker's plan, once the busiest worker's connections fit its descriptor limit
+    (UsageError if not)."""
+    largest_share = (max(split_evenly(params.connections, params.workers))
+                     + max(split_evenly(params.idle, params.workers)))
+    error = fd_limit_error(largest_share + FD_HEADROOM, "a load worker",
+                           ", or split the connections over more --workers")
+    if error is not None:
+        raise error
+    return make_plans(params)
+
+
+def window_ns(params: LoadParams, start_ns: int) -> tuple[int, int]:
+    """The measured window (CLOCK_MONOTONIC ns) of a run that starts at ``start_ns``."""
+    measure_ns = start_ns + int(params.warmup_s * 1e9)
+    return measure_ns, measure_ns + int(params.duration_s * 1e9)
+
+
 # Told the measured window's start and end (CLOCK_MONOTONIC nanoseconds) once
 # they are set, before it opens.
 Announce = Callable[[int, int], None]
@@ -96,18 +114,11 @@ def run(params: LoadParams, *, allow_errors: bool = False,
     ``errors.connect`` and ``connect_error``, with ``ok`` false.
     """
     params.validate()
-    largest_share = (max(split_evenly(params.connections, params.workers))
-                     + max(split_evenly(params.idle, params.workers)))
-    error = fd_limit_error(largest_share + FD_HEADROOM, "a load worker",
-                           ", or split the connections over more --workers")
-    if error is not None:
-        raise error
-    plans = make_plans(params)
+    plans = checked_plans(params)
 
     def scheduled(start_ns: int | None) -> int | None:
         if start_ns is not None and announce is not None:
-            measure_ns = start_ns + int(params.warmup_s * 1e9)
-            announce(measure_ns, measure_ns + int(params.duration_s * 1e9))
+            announce(*window_ns(params, start_ns))
         return start_ns
 
     if len(plans) == 1:
@@ -138,10 +149,7 @@ def run_rounds(params: LoadParams, rounds: int, *, ready: Ready, go: Callable[[i
     params.validate()
     if params.workers != 1:
         raise UsageError("--rounds needs --workers 1: the rounds run in this process")
-    error = fd_limit_error(params.connections + params.idle + FD_HEADROOM, "the load generator")
-    if error is not None:
-        raise error
-    plan = make_plans(params)[0]
+    plan = checked_plans(params)[0]
     worker = WORKERS[plan.mode](plan)
     try:
         worker.connect()
@@ -154,8 +162,7 @@ def run_rounds(params: LoadParams, rounds: int, *, ready: Ready, go: Callable[[i
                 finished(index, build_result(params, [worker.result], allow_errors=allow_errors))
                 continue
             start_ns = time.monotonic_ns() + LOCAL_START_DELAY_NS
-            measure_ns = start_ns + int(params.warmup_s * 1e9)
-            announce(index, measure_ns, measure_ns + int(params.duration_s * 1e9))
+            announce(index, *window_ns(params, start_ns))
             result = worker.run(start_ns)
             worker.check_idle()
             finished(index, build_result(params, [result], allow_errors=allow_errors))

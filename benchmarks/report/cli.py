@@ -159,9 +159,10 @@ def cmd_compare(args: Any) -> int:
     if args.plot is not None:
         print(plot_comparison(comparison, run_a, run_b, args.plot))
     if args.fail_above is not None:
-        failures = gate_failures(comparison, args.fail_above)
+        shifts = model_shifts(comparison)
+        failures = gate_failures(shifts, args.fail_above)
         unknown = unjudged(comparison, args.fail_above)
-        drift = {shift.metric: shift.drift for shift in model_shifts(comparison)}
+        drift = {shift.metric: shift.drift for shift in shifts}
         lines = ["the machine moved every cell by (median B/A): " + ", ".join(
             f"{style(metric).title} {value:.2f}x" for metric, value in drift.items())]
         lines += [f"FAIL: {len(failures)} model(s) moved beyond {args.fail_above:g}% beside "

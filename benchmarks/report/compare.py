@@ -245,7 +245,7 @@ def model_shifts(comparison: Comparison) -> list[ModelShift]:
     return shifts
 
 
-def gate_failures(comparison: Comparison, percent: float) -> list[str]:
+def gate_failures(shifts: list[ModelShift], percent: float) -> list[str]:
     """The models whose figure moved by more than ``percent`` across their cells, beside
     the others, at 95% confidence: the interval of the median of their cells' B/A (each
     divided by the run's drift, the median B/A of every cell) lies beyond it.
@@ -257,7 +257,7 @@ def gate_failures(comparison: Comparison, percent: float) -> list[str]:
     percent; and the machine as a whole moved by up to 1.12x, which no
     change to the code explains. A model made 30% slower moves all its cells."""
     fraction = percent / 100
-    return [shift.text() for shift in model_shifts(comparison)
+    return [shift.text() for shift in shifts
             if shift.interval.low > 1 + fraction or shift.interval.high < 1 - fraction]
 
 

@@ -313,6 +313,16 @@ class ServerHandle(Process):
         return server_report(self.server.ready.get("work"), accepts)
 
 
+def told_window(path: Path) -> tuple[float, float] | None:
+    """The window a load generator wrote to ``path`` (``--schedule``), on this host's
+    monotonic clock; None until it has (the file is replaced whole, never half)."""
+    try:
+        start, end = json.loads(path.read_text())["window_monotonic_s"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return float(start), float(end)
+
+
 class LoadHandle:
     """A running load generator; :meth:`result` waits for it (bounded) and reads its JSON."""
 
@@ -330,13 +340,7 @@ class LoadHandle:
     def window(self) -> tuple[float, float] | None:
         """The measured window on this host's monotonic clock, once the load generator
         has set it (before it opens), else None."""
-        if self.schedule_path is None:
-            return None
-        try:
-            start, end = json.loads(self.schedule_path.read_text())["window_monotonic_s"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return None  # not written yet (it is replaced whole, never half)
-        return float(start), float(end)
+        return None if self.schedule_path is None else told_window(self.schedule_path)
 
     def wait(self, timeout_s: float) -> int | None:
         """Its exit code, or None if it is still running after ``timeout_s``."""
@@ -421,11 +425,7 @@ class RoundHandle:
     tells_window = True
 
     def window(self) -> tuple[float, float] | None:
-        try:
-            start, end = json.loads(self.schedule_path.read_text())["window_monotonic_s"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        return float(start), float(end)
+        return told_window(self.schedule_path)
 
     def wait(self, timeout_s: float) -> int | None:
         """0 once the round's report is there, the exit code of a load generator that

@@ -325,9 +325,7 @@ class Runner:
             member.loadgen_timeout_s = scenario.prepare(
                 cell, self.launcher, self.settings.loadgen_timeout_s)
             server = member.server = self.launcher.start_server(cell.model, server_params(cell))
-            sampler = self.launcher.sampler()
-            sampler.start()
-            sampler.watch("server", server.pid, cgroup=server.cgroup)
+            sampler = self._server_sampler(server)
             member.baseline_memory = (settled_memory(server, sampler)
                                       if scenario.settles_memory else sampler.memory("server"))
             # A round that counts system calls is counted from before the first
@@ -343,13 +341,20 @@ class Runner:
             spec = member.spec = self._spec(cell, server, member.rate_rps,
                                             member.loadgen_timeout_s)
             member.load = self.launcher.start_load_rounds(spec, rounds)
-            assert member.load is not None  # groups() asked rounds_in_place
+            assert member.load is not None  # in_place() asked rounds_in_place
         except Exception as exc:
             member.failure = failure_reason(exc)
         finally:
             if sampler is not None:
                 sampler.stop()
         return member
+
+    def _server_sampler(self, server: RunningServer) -> Sampler:
+        """A started sampler that watches ``server``."""
+        sampler = self.launcher.sampler()
+        sampler.start()
+        sampler.watch("server", server.pid, cgroup=server.cgroup)
+        return sampler
 
     def _member_ready(self, member: Member) -> None:
         """Wait until the member's load generator has its connections up and served once,
@@ -406,9 +411,7 @@ class Runner:
         context.rate_rps = member.rate_rps if member.rate_rps is not None else context.rate_rps
         context.loadgen_timeout_s = member.loadgen_timeout_s
         context.server, context.baseline_memory = member.server, member.baseline_memory
-        context.sampler = self.launcher.sampler()
-        context.sampler.start()
-        context.sampler.watch("server", member.server.pid, cgroup=member.server.cgroup)
+        context.sampler = self._server_sampler(member.server)
         member.resume()
         self._load(context, member)
         self._check_server(member.server)
@@ -800,7 +803,7 @@ def server_report(record: CellRecord, server: RunningServer | None) -> None:
 
 @dataclass
 class Member:
-    """One model of a point measured in place (Runner.run_group): its server and load
+    """One model of a point measured in place (Runner.in_place): its server and load
     generator, up from its first round to its last, paused in between."""
 
     cell: Cell

@@ -43,9 +43,9 @@ class RunScenario:
     # (runner.settled_memory), so the kernel's count holds no socket it is
     # freeing. Elsewhere it is read as it runs, which costs no pause.
     settles_memory: ClassVar[bool] = False
-    # True for a scenario whose loaded cells are measured in place: the rounds
-    # of a point follow one another and each model's server and load generator
-    # stay up between its rounds, paused (see run/rounds.py, Runner.run_group).
+    # True for a scenario whose loaded cells are measured in place: each model's
+    # server and load generator stay up, paused, from its first round to its
+    # last, the rounds keeping the run's order (see run/rounds.py, runner.Member).
     rounds_in_place: ClassVar[bool] = False
 
     def shown(self, cell: Cell) -> tuple[str, ...]:

@@ -391,22 +391,27 @@ def run_planned(args: Any, cluster: Cluster | None) -> int:
         launcher = DaskLauncher(cluster, placement)
     else:
         launcher = LocalLauncher(placement)
+    runner = Runner(launcher, store, settings, progress)
     loop = None
     planned: Any = todo
+    extra_rounds = 0
     if target is not None:
-        from iobench.benchmarks.run.precision import PrecisionLoop
+        from iobench.benchmarks.run.precision import ROUNDS_PER_SERVER, PrecisionLoop
         from iobench.benchmarks.run.runner import estimated_seconds
 
+        # The rounds it adds are measured in place too: on the servers and load
+        # generators of the planned rounds, then on fresh ones every few rounds.
         loop = PrecisionLoop(todo, lambda: store.cells, target, budget_s, metrics,
-                             profile.spec.get("seed") or 0, estimated_seconds, matrix=cells)
-        planned = loop
+                             profile.spec.get("seed") or 0, estimated_seconds, matrix=cells,
+                             settled=runner.release)
+        planned, extra_rounds = loop, ROUNDS_PER_SERVER
     try:
         if cluster is not None:
-            completed = Runner(launcher, store, settings, progress).run(planned, todo)
+            completed = runner.run(planned, todo, extra_rounds=extra_rounds)
         else:
             # Keep the runner (its sampling thread, its signals) off the server's CPUs.
             with pinned(placement.client_cpus):
-                completed = Runner(launcher, store, settings, progress).run(planned, todo)
+                completed = runner.run(planned, todo, extra_rounds=extra_rounds)
     finally:
         progress.close()
         launcher.close()

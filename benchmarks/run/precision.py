@@ -35,6 +35,14 @@ TARGET_RANGE = (0.005, 0.5)
 DEFAULT_BUDGET_S = 20 * 60.0
 # A point's rounds at most, whatever the budget: a bound on the loop.
 MAX_ROUNDS = 200
+# The rounds it adds are measured in place (Runner.run's extra_rounds), on
+# one server and load generator per model for at most this many, then on a
+# fresh pair: a model's rounds then sample several of its servers, whose
+# figures differ by a few percent from one to the next (threads' throughput
+# ratio to epoll read 0.82x [0.81, 0.85] over 42 rounds of one server each
+# and 0.80x [0.77, 0.81] over 35 in a second run), at a server start (about
+# half a round) every few rounds.
+ROUNDS_PER_SERVER = 5
 UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -112,6 +120,9 @@ class PrecisionLoop:
     clock: Callable[[], float] = time.monotonic
     # Every cell of the matrix, when ``planned`` is only what a resume has left.
     matrix: list[Cell] | None = None
+    # Told the keys of the points that get no more rounds, each time the loop
+    # looks (the runner stops what it kept for them: Runner.release).
+    settled: Callable[[list[str]], None] | None = None
     started: float | None = None
     rounds_added: int = 0
     unmet: dict[str, list[str]] = field(default_factory=dict)
@@ -129,6 +140,10 @@ class PrecisionLoop:
         while True:
             recorded = self.store_cells()
             self.unmet = shortfalls(recorded, self.target, self.metrics)
+            if self.settled is not None:
+                wanted = {point_key(key) for key in self.unmet}
+                self.settled([cell.key for point, members in templates.items()
+                              if point not in wanted for cell in members])
             if not self.unmet:
                 self.stopped_by = "precise"
                 return

@@ -204,14 +204,23 @@ class Runner:
         self.settings = settings
         self.progress = progress
         self.members: dict[str, Member] = {}
+        self.extra_rounds = 0
 
-    def run(self, cells: Iterable[Cell], plan: list[Cell] | None = None) -> bool:
+    def run(self, cells: Iterable[Cell], plan: list[Cell] | None = None, *,
+            extra_rounds: int = 0) -> bool:
         """Run the cells not yet in the store; False if interrupted.
 
         ``cells`` is read as it runs (``iobench run --precision`` adds rounds
         from what the ones before gave). What is measured in place is known from
         ``plan``, the cells known beforehand (``cells`` itself when it is a list):
-        how many rounds each model has left. Cells beyond it run one by one.
+        how many rounds each model has left. With ``extra_rounds``, each model
+        measured in place is kept after its planned rounds for up to that many
+        more (its cells beyond ``plan``), until :meth:`release` or the end of
+        the run, and its rounds after those get a fresh server and load
+        generator for up to that many again, and so on: the rounds sample
+        several servers of each model, not one (a server's figures differ from
+        the next one's by a few percent). Other cells beyond the plan run one
+        by one.
         """
         done = self.store.done()
         interrupted = False
@@ -223,7 +232,7 @@ class Runner:
         # where in the plan the run is (a point's members start together).
         left = Counter(cell.key for cell in plan if self.in_place(cell))
         position = {cell.ident: index for index, cell in enumerate(plan)}
-        self.members = {}
+        self.members, self.extra_rounds = {}, extra_rounds
         # SIGHUP is what a run started over SSH gets when the connection drops:
         # it stops the run as Ctrl-C does, keeping the finished cells.
         with interrupts_raise(STOP_SIGNALS):
@@ -231,12 +240,16 @@ class Runner:
                 for cell in cells:
                     if cell.ident in done:
                         continue
-                    member = None
-                    if cell.ident in position and (left[cell.key] > 1
-                                                   or cell.key in self.members):
-                        if cell.key not in self.members:
-                            self._start_point(cell, plan[position[cell.ident]:], left)
-                        member = self.members[cell.key]
+                    if (cell.key not in self.members and cell.ident in position
+                            and left[cell.key] + extra_rounds > 1):
+                        self._start_point(cell, plan[position[cell.ident]:], left)
+                    member = self.members.get(cell.key)
+                    if (member is None and extra_rounds and cell.ident not in position
+                            and self.in_place(cell)):
+                        # A round beyond the plan after the model's member measured all
+                        # it may: a fresh server and load generator for the next ones.
+                        member = self.members[cell.key] = self._start_member(cell, extra_rounds)
+                        self._member_ready(member)
                     if self.progress:
                         self.progress.cell_started(cell)
                     record = self.run_cell(cell, member)
@@ -244,8 +257,10 @@ class Runner:
                     done.add(cell.ident)
                     if member is not None:
                         member.records.append(record)
-                        left[cell.key] -= 1
-                        if not left[cell.key]:
+                        if cell.ident in position:
+                            left[cell.key] -= 1
+                        if len(member.records) >= member.rounds or (
+                                not left[cell.key] and not extra_rounds):
                             self._stop_members([self.members.pop(cell.key)])
                     if self.progress:
                         self.progress.cell_finished(cell, record)
@@ -282,10 +297,11 @@ class Runner:
         point = (cell.scenario, point_key(cell.key))
         starting: Member | None = None
         for other in todo:
+            rounds = left[other.key] + self.extra_rounds
             if ((other.scenario, point_key(other.key)) != point or other.key in self.members
-                    or left[other.key] < 2):
+                    or rounds < 2):
                 continue
-            member = self.members[other.key] = self._start_member(other, left[other.key])
+            member = self.members[other.key] = self._start_member(other, rounds)
             if starting is not None:
                 self._member_ready(starting)
             starting = member
@@ -305,6 +321,10 @@ class Runner:
         if any(member.records for member in members):
             self.store.write()
 
+    def release(self, keys: Iterable[str]) -> None:
+        """Stop the members of ``keys`` kept for extra rounds: none will come."""
+        self._stop_members([self.members.pop(key) for key in keys if key in self.members])
+
     def kept(self) -> set[int]:
         """The processes of the members measured in place, which a cell between their
         rounds must leave running."""
@@ -314,7 +334,7 @@ class Runner:
         """Start ``cell``'s server and a load generator for ``rounds`` rounds, wait until its
         connections are up and served once, and pause the server; a failure is kept, for
         each of the model's rounds to report."""
-        member = Member(cell)
+        member = Member(cell, rounds)
         scenario = RUN_SCENARIOS[cell.scenario]
         sampler = None
         try:
@@ -807,6 +827,8 @@ class Member:
     generator, up from its first round to its last, paused in between."""
 
     cell: Cell
+    # The rounds its load generator measures at most.
+    rounds: int
     server: RunningServer | None = None
     load: LoadRounds | None = None
     spec: LoadSpec | None = None

@@ -416,3 +416,46 @@ def test_cells_beyond_the_plan_are_read_as_the_run_goes_and_run_one_by_one(
     assert all(r["status"] == "ok" for r in records), [r["reason"] for r in records]
     # The planned rounds in place (one load generator), the added one by itself.
     assert launcher.loads == 1 and len(launcher.servers) == 2
+
+
+def test_extra_rounds_are_measured_in_place_on_a_fresh_member_each_few_until_released(
+        tmp_path: Path) -> None:
+    """As ``--precision`` adds them: a model's server and load generator are kept after
+    its planned rounds for up to ``extra_rounds`` more; the rounds after those get a
+    fresh server and load generator, kept until released."""
+    spec = check_spec({"rounds": {"closed": 2},
+                       "closed": {"connections": [4], "duration_s": 0.2, "warmup_s": 0.05}},
+                      "test")
+    profile = Profile("test", spec)
+    planned = interleave(with_rounds(profile, expand(profile, ["epoll"])), seed=1)
+    store = RunStore.create(tmp_path / "run", run_id="test", profile="test",
+                            environment={"placement": PLACEMENT.as_dict()}, matrix=spec)
+    launcher = CountingLauncher(PLACEMENT)
+    runner = Runner(launcher, store, Settings())
+    seen: list[tuple[int, int, bool]] = []  # (servers, load generators, last server up)
+
+    def look() -> None:
+        seen.append((len(launcher.servers), launcher.loads,
+                     launcher.servers[-1].poll() is None))
+
+    def cells() -> Iterator[Cell]:
+        yield from planned
+        look()  # kept after the planned rounds
+        for repetition in (2, 3, 4):
+            yield dataclasses.replace(planned[0], repetition=repetition)
+            look()
+        runner.release([planned[0].key])
+        look()
+
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    try:
+        assert runner.run(cells(), planned, extra_rounds=2)
+    finally:
+        launcher.close()
+    # Rounds 0-3 on the first server (2 planned + 2), round 4 on a second one, which
+    # stays up until released.
+    assert seen == [(1, 1, True), (1, 1, True), (1, 1, False), (2, 2, True), (2, 2, False)]
+    records = read_results(tmp_path / "run")["cells"]
+    assert sorted(r["repetition"] for r in records) == [0, 1, 2, 3, 4]
+    assert all(r["status"] == "ok" for r in records), [r["reason"] for r in records]
+    assert not {p.pid for p in psutil.Process().children(recursive=True)} - before

@@ -241,7 +241,7 @@ class Runner:
                     if cell.ident in done:
                         continue
                     if (cell.key not in self.members and cell.ident in position
-                            and left[cell.key] + extra_rounds > 1):
+                            and left[cell.key] and left[cell.key] + extra_rounds > 1):
                         self._start_point(cell, plan[position[cell.ident]:], left)
                     member = self.members.get(cell.key)
                     if (member is None and extra_rounds and cell.ident not in position
@@ -299,7 +299,7 @@ class Runner:
         for other in todo:
             rounds = left[other.key] + self.extra_rounds
             if ((other.scenario, point_key(other.key)) != point or other.key in self.members
-                    or rounds < 2):
+                    or not left[other.key] or rounds < 2):
                 continue
             member = self.members[other.key] = self._start_member(other, rounds)
             if starting is not None:

@@ -423,11 +423,12 @@ def test_extra_rounds_are_measured_in_place_on_a_fresh_member_each_few_until_rel
     """As ``--precision`` adds them: a model's server and load generator are kept after
     its planned rounds for up to ``extra_rounds`` more; the rounds after those get a
     fresh server and load generator, kept until released."""
-    spec = check_spec({"rounds": {"closed": 2},
+    spec = check_spec({"rounds": {"closed": 2}, "idle": {"connections": [0], "duration_s": 0.2},
                        "closed": {"connections": [4], "duration_s": 0.2, "warmup_s": 0.05}},
                       "test")
     profile = Profile("test", spec)
     planned = interleave(with_rounds(profile, expand(profile, ["epoll"])), seed=1)
+    closed = next(cell for cell in planned if cell.scenario == "closed")
     store = RunStore.create(tmp_path / "run", run_id="test", profile="test",
                             environment={"placement": PLACEMENT.as_dict()}, matrix=spec)
     launcher = CountingLauncher(PLACEMENT)
@@ -442,9 +443,9 @@ def test_extra_rounds_are_measured_in_place_on_a_fresh_member_each_few_until_rel
         yield from planned
         look()  # kept after the planned rounds
         for repetition in (2, 3, 4):
-            yield dataclasses.replace(planned[0], repetition=repetition)
+            yield dataclasses.replace(closed, repetition=repetition)
             look()
-        runner.release([planned[0].key])
+        runner.release([closed.key])
         look()
 
     before = {p.pid for p in psutil.Process().children(recursive=True)}
@@ -452,10 +453,11 @@ def test_extra_rounds_are_measured_in_place_on_a_fresh_member_each_few_until_rel
         assert runner.run(cells(), planned, extra_rounds=2)
     finally:
         launcher.close()
-    # Rounds 0-3 on the first server (2 planned + 2), round 4 on a second one, which
-    # stays up until released.
-    assert seen == [(1, 1, True), (1, 1, True), (1, 1, False), (2, 2, True), (2, 2, False)]
+    # The idle cell (not measured in place) with a server of its own; the closed loop's
+    # rounds 0-3 on one server (2 planned + 2), round 4 on another, up until released.
+    assert seen == [(2, 1, True), (2, 1, True), (2, 1, False), (3, 2, True), (3, 2, False)]
     records = read_results(tmp_path / "run")["cells"]
-    assert sorted(r["repetition"] for r in records) == [0, 1, 2, 3, 4]
+    assert sorted((r["scenario"], r["repetition"]) for r in records) == [
+        ("closed", 0), ("closed", 1), ("closed", 2), ("closed", 3), ("closed", 4), ("idle", 0)]
     assert all(r["status"] == "ok" for r in records), [r["reason"] for r in records]
     assert not {p.pid for p in psutil.Process().children(recursive=True)} - before

@@ -101,6 +101,11 @@ class Progress(Protocol):
     def cell_finished(self, cell: Cell, record: CellRecord) -> None: ...
 
 
+# --precision keeps a model measured in place for the rounds it adds only at
+# points with at most this many connections (Runner.extra).
+EXTRA_IN_PLACE_MAX_CONNECTIONS = 128
+
+
 @dataclass
 class Settings:
     """Run-wide knobs from the profile."""
@@ -220,7 +225,7 @@ class Runner:
         generator for up to that many again, and so on: the rounds sample
         several servers of each model, not one (a server's figures differ from
         the next one's by a few percent). Other cells beyond the plan run one
-        by one.
+        by one, and so do those of points with many connections (:meth:`extra`).
         """
         done = self.store.done()
         interrupted = False
@@ -241,14 +246,15 @@ class Runner:
                     if cell.ident in done:
                         continue
                     if (cell.key not in self.members and cell.ident in position
-                            and left[cell.key] and left[cell.key] + extra_rounds > 1):
+                            and left[cell.key] and left[cell.key] + self.extra(cell) > 1):
                         self._start_point(cell, plan[position[cell.ident]:], left)
                     member = self.members.get(cell.key)
-                    if (member is None and extra_rounds and cell.ident not in position
+                    if (member is None and self.extra(cell) and cell.ident not in position
                             and self.in_place(cell)):
                         # A round beyond the plan after the model's member measured all
                         # it may: a fresh server and load generator for the next ones.
-                        member = self.members[cell.key] = self._start_member(cell, extra_rounds)
+                        member = self.members[cell.key] = self._start_member(
+                            cell, self.extra(cell))
                         self._member_ready(member)
                     if self.progress:
                         self.progress.cell_started(cell)
@@ -260,7 +266,7 @@ class Runner:
                         if cell.ident in position:
                             left[cell.key] -= 1
                         if len(member.records) >= member.rounds or (
-                                not left[cell.key] and not extra_rounds):
+                                not left[cell.key] and not self.extra(cell)):
                             self._stop_members([self.members.pop(cell.key)])
                     if self.progress:
                         self.progress.cell_finished(cell, record)
@@ -297,7 +303,7 @@ class Runner:
         point = (cell.scenario, point_key(cell.key))
         starting: Member | None = None
         for other in todo:
-            rounds = left[other.key] + self.extra_rounds
+            rounds = left[other.key] + self.extra(other)
             if ((other.scenario, point_key(other.key)) != point or other.key in self.members
                     or not left[other.key] or rounds < 2):
                 continue
@@ -320,6 +326,17 @@ class Runner:
             self.store.changed(member.records)
         if any(member.records for member in members):
             self.store.write()
+
+    def extra(self, cell: Cell) -> int:
+        """The rounds beyond the plan ``cell``'s model is kept for: none at a point with
+        more than ``EXTRA_IN_PLACE_MAX_CONNECTIONS`` connections, idle ones included.
+        Those points' servers hold a thread or a process per connection (threads, fork)
+        or thousands of descriptors, and keeping them for the whole run left a full run
+        with 25,000 tasks of the kernel's 32,768 and its next 10,000-thread server
+        refused."""
+        if cell.connections + cell.idle > EXTRA_IN_PLACE_MAX_CONNECTIONS:
+            return 0
+        return self.extra_rounds
 
     def release(self, keys: Iterable[str]) -> None:
         """Stop the members of ``keys`` kept for extra rounds: none will come."""
@@ -868,11 +885,12 @@ class Member:
             self.paused = True
 
     def release(self) -> None:
-        """Tell the load generator there are no more rounds (it closes and exits) and
-        resume the server, so it can be stopped; :meth:`stop` then waits for both."""
+        """Tell the load generator there are no more rounds (it closes and exits);
+        :meth:`stop` then waits for it and stops the server. The server stays paused
+        until it is stopped: resuming every kept server at once at the end of a run
+        (thousands of threads, spinning models) drove the load average to 5,000."""
         if self.load is not None:
             self.load.release()
-        self.resume()
 
     def stop(self) -> None:
         if self.counter is not None:

@@ -461,3 +461,22 @@ def test_extra_rounds_are_measured_in_place_on_a_fresh_member_each_few_until_rel
         ("closed", 0), ("closed", 1), ("closed", 2), ("closed", 3), ("closed", 4), ("idle", 0)]
     assert all(r["status"] == "ok" for r in records), [r["reason"] for r in records]
     assert not {p.pid for p in psutil.Process().children(recursive=True)} - before
+
+
+def test_points_with_many_connections_are_not_kept_for_extra_rounds(tmp_path: Path) -> None:
+    """A model at a point with more than EXTRA_IN_PLACE_MAX_CONNECTIONS connections (idle
+    ones included) is kept only for its planned rounds: its server holds a thread or a
+    process per connection, too many to keep for the whole of a --precision run."""
+    from iobench.benchmarks.run.runner import EXTRA_IN_PLACE_MAX_CONNECTIONS
+
+    spec = check_spec({"closed": {"connections": [16, 1000]}}, "test")
+    profile = Profile("test", spec)
+    cells = {c.connections: c for c in expand(profile, ["threads"])}
+    runner = Runner(CountingLauncher(PLACEMENT), RunStore.create(
+        tmp_path / "run", run_id="test", profile="test",
+        environment={"placement": PLACEMENT.as_dict()}, matrix=spec), Settings())
+    runner.extra_rounds = 5
+    assert runner.extra(cells[16]) == 5
+    assert runner.extra(cells[1000]) == 0
+    crowded = dataclasses.replace(cells[16], idle=EXTRA_IN_PLACE_MAX_CONNECTIONS)
+    assert runner.extra(crowded) == 0

@@ -101,9 +101,10 @@ class Progress(Protocol):
     def cell_finished(self, cell: Cell, record: CellRecord) -> None: ...
 
 
-# --precision keeps a model measured in place for the rounds it adds only at
-# points with at most this many connections (Runner.extra).
-EXTRA_IN_PLACE_MAX_CONNECTIONS = 128
+# A point with more connections than this, idle ones included, is crowded: its
+# models measured in place connect one after another (Runner._start_point) and
+# are not kept for the rounds --precision adds (Runner.extra).
+CROWDED_CONNECTIONS = 128
 
 
 @dataclass
@@ -136,6 +137,11 @@ def can_measure_in_place(cell: Cell) -> bool:
     return (RUN_SCENARIOS[cell.scenario].rounds_in_place and cell.phase is None
             and cell.mode in ("closed", "open") and cell.model is not None
             and not get_model(cell.model).spreads_over_workers)
+
+
+def crowded(cell: Cell) -> bool:
+    """More than ``CROWDED_CONNECTIONS`` connections at ``cell``'s point, idle ones included."""
+    return cell.connections + cell.idle > CROWDED_CONNECTIONS
 
 
 def server_params(cell: Cell) -> dict[str, Any]:
@@ -255,6 +261,7 @@ class Runner:
                         # it may: a fresh server and load generator for the next ones.
                         member = self.members[cell.key] = self._start_member(
                             cell, self.extra(cell))
+                        self._connect(member)
                         self._member_ready(member)
                     if self.progress:
                         self.progress.cell_started(cell)
@@ -299,7 +306,11 @@ class Runner:
         """Start every model of ``cell``'s point that has rounds left to measure in place
         (:class:`Member`), each for as many rounds as it has left. Pipelined: one
         model's load generator connects (on the client's CPUs) while the next model's
-        server starts (on the server's)."""
+        server starts (on the server's), and at a point that is not crowded while the
+        next model's load generator connects too. At a crowded point two models
+        serving their connections once at the same time share the server's CPU: one
+        slow to serve them all (threadpool, starved for 5 s at 1000 connections) took
+        the CPU fork needed to fork for its 1000, and fork starved too."""
         point = (cell.scenario, point_key(cell.key))
         starting: Member | None = None
         for other in todo:
@@ -308,8 +319,12 @@ class Runner:
                     or not left[other.key] or rounds < 2):
                 continue
             member = self.members[other.key] = self._start_member(other, rounds)
+            if not crowded(other):
+                self._connect(member)
             if starting is not None:
                 self._member_ready(starting)
+            if crowded(other):
+                self._connect(member)
             starting = member
         if starting is not None:
             self._member_ready(starting)
@@ -328,15 +343,12 @@ class Runner:
             self.store.write()
 
     def extra(self, cell: Cell) -> int:
-        """The rounds beyond the plan ``cell``'s model is kept for: none at a point with
-        more than ``EXTRA_IN_PLACE_MAX_CONNECTIONS`` connections, idle ones included.
-        Those points' servers hold a thread or a process per connection (threads, fork)
-        or thousands of descriptors, and keeping them for the whole run left a full run
-        with 25,000 tasks of the kernel's 32,768 and its next 10,000-thread server
-        refused."""
-        if cell.connections + cell.idle > EXTRA_IN_PLACE_MAX_CONNECTIONS:
-            return 0
-        return self.extra_rounds
+        """The rounds beyond the plan ``cell``'s model is kept for: none at a crowded
+        point (:func:`crowded`). Those points' servers hold a thread or a process per
+        connection (threads, fork) or thousands of descriptors, and keeping them for
+        the whole run left a full run with 25,000 tasks of the kernel's 32,768 and its
+        next 10,000-thread server refused."""
+        return 0 if crowded(cell) else self.extra_rounds
 
     def release(self, keys: Iterable[str]) -> None:
         """Stop the members of ``keys`` kept for extra rounds: none will come."""
@@ -348,9 +360,9 @@ class Runner:
         return {pid for member in self.members.values() for pid in member.pids()}
 
     def _start_member(self, cell: Cell, rounds: int) -> Member:
-        """Start ``cell``'s server and a load generator for ``rounds`` rounds, wait until its
-        connections are up and served once, and pause the server; a failure is kept, for
-        each of the model's rounds to report."""
+        """Start ``cell``'s server for ``rounds`` rounds (:meth:`_connect` then starts its
+        load generator, :meth:`_member_ready` waits for it); a failure is kept, for each
+        of the model's rounds to report."""
         member = Member(cell, rounds)
         scenario = RUN_SCENARIOS[cell.scenario]
         sampler = None
@@ -375,16 +387,24 @@ class Runner:
                     member.counter, member.counted = counter, repetition
                     counter.start()
                     break
-            spec = member.spec = self._spec(cell, server, member.rate_rps,
-                                            member.loadgen_timeout_s)
-            member.load = self.launcher.start_load_rounds(spec, rounds)
-            assert member.load is not None  # in_place() asked rounds_in_place
+            member.spec = self._spec(cell, server, member.rate_rps, member.loadgen_timeout_s)
         except Exception as exc:
             member.failure = failure_reason(exc)
         finally:
             if sampler is not None:
                 sampler.stop()
         return member
+
+    def _connect(self, member: Member) -> None:
+        """Start the member's load generator, which connects and serves every connection
+        once (:meth:`_member_ready` waits for that)."""
+        if member.failure is not None or member.spec is None:
+            return
+        try:
+            member.load = self.launcher.start_load_rounds(member.spec, member.rounds)
+            assert member.load is not None  # in_place() asked rounds_in_place
+        except Exception as exc:
+            member.failure = failure_reason(exc)
 
     def _server_sampler(self, server: RunningServer) -> Sampler:
         """A started sampler that watches ``server``."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from iobench.benchmarks.results.record import CellRecord, Metrics
@@ -125,3 +127,12 @@ def test_bad_precision_options_are_usage_errors_before_any_folder(
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_the_docs_give_the_rounds_kept_in_place_as_the_code_has_them() -> None:
+    from iobench.benchmarks.run.runner import CROWDED_CONNECTIONS
+
+    text = " ".join((Path(__file__).parents[3] / "docs" / "precision.md").read_text().split())
+    assert f"for up to {precision.ROUNDS_PER_SERVER} more rounds" in text
+    assert f"for the next {precision.ROUNDS_PER_SERVER}," in text
+    assert f"more than {CROWDED_CONNECTIONS} connections" in text

@@ -464,10 +464,10 @@ def test_extra_rounds_are_measured_in_place_on_a_fresh_member_each_few_until_rel
 
 
 def test_points_with_many_connections_are_not_kept_for_extra_rounds(tmp_path: Path) -> None:
-    """A model at a point with more than EXTRA_IN_PLACE_MAX_CONNECTIONS connections (idle
+    """A model at a point with more than CROWDED_CONNECTIONS connections (idle
     ones included) is kept only for its planned rounds: its server holds a thread or a
     process per connection, too many to keep for the whole of a --precision run."""
-    from iobench.benchmarks.run.runner import EXTRA_IN_PLACE_MAX_CONNECTIONS
+    from iobench.benchmarks.run.runner import CROWDED_CONNECTIONS
 
     spec = check_spec({"closed": {"connections": [16, 1000]}}, "test")
     profile = Profile("test", spec)
@@ -478,5 +478,5 @@ def test_points_with_many_connections_are_not_kept_for_extra_rounds(tmp_path: Pa
     runner.extra_rounds = 5
     assert runner.extra(cells[16]) == 5
     assert runner.extra(cells[1000]) == 0
-    crowded = dataclasses.replace(cells[16], idle=EXTRA_IN_PLACE_MAX_CONNECTIONS)
+    crowded = dataclasses.replace(cells[16], idle=CROWDED_CONNECTIONS)
     assert runner.extra(crowded) == 0

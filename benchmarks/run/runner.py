@@ -306,11 +306,10 @@ class Runner:
         """Start every model of ``cell``'s point that has rounds left to measure in place
         (:class:`Member`), each for as many rounds as it has left. Pipelined: one
         model's load generator connects (on the client's CPUs) while the next model's
-        server starts (on the server's), and at a point that is not crowded while the
-        next model's load generator connects too. At a crowded point two models
-        serving their connections once at the same time share the server's CPU: one
-        slow to serve them all (threadpool, starved for 5 s at 1000 connections) took
-        the CPU fork needed to fork for its 1000, and fork starved too."""
+        server starts and its load generator connects; except at a crowded point,
+        where a model serves its connections once alone on the server's CPU: there
+        busy-poll's server, started meanwhile and spinning, took half the CPU fork
+        needed to fork for its 1000 connections, and fork starved."""
         point = (cell.scenario, point_key(cell.key))
         starting: Member | None = None
         for other in todo:
@@ -318,13 +317,13 @@ class Runner:
             if ((other.scenario, point_key(other.key)) != point or other.key in self.members
                     or not left[other.key] or rounds < 2):
                 continue
+            if starting is not None and crowded(other):
+                self._member_ready(starting)  # alone on the server's CPU until then
+                starting = None
             member = self.members[other.key] = self._start_member(other, rounds)
-            if not crowded(other):
-                self._connect(member)
+            self._connect(member)
             if starting is not None:
                 self._member_ready(starting)
-            if crowded(other):
-                self._connect(member)
             starting = member
         if starting is not None:
             self._member_ready(starting)

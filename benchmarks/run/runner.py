@@ -252,7 +252,7 @@ class Runner:
                     if cell.ident in done:
                         continue
                     if (cell.key not in self.members and cell.ident in position
-                            and left[cell.key] and left[cell.key] + self.extra(cell) > 1):
+                            and self._kept_rounds(cell, left)):
                         self._start_point(cell, plan[position[cell.ident]:], left)
                     member = self.members.get(cell.key)
                     if (member is None and self.extra(cell) and cell.ident not in position
@@ -313,9 +313,9 @@ class Runner:
         point = (cell.scenario, point_key(cell.key))
         starting: Member | None = None
         for other in todo:
-            rounds = left[other.key] + self.extra(other)
-            if ((other.scenario, point_key(other.key)) != point or other.key in self.members
-                    or not left[other.key] or rounds < 2):
+            rounds = self._kept_rounds(other, left)
+            if (other.scenario, point_key(other.key)) != point or other.key in self.members \
+                    or not rounds:
                 continue
             if starting is not None and crowded(other):
                 self._member_ready(starting)  # alone on the server's CPU until then
@@ -327,6 +327,13 @@ class Runner:
             starting = member
         if starting is not None:
             self._member_ready(starting)
+
+    def _kept_rounds(self, cell: Cell, left: Counter[str]) -> int:
+        """The rounds a member started now for ``cell``'s model would measure: its planned
+        rounds left (``left`` counts only models measured in place) and its extra ones;
+        0 where there are none or one (a server of its own serves one as well)."""
+        rounds = left[cell.key] + self.extra(cell) if left[cell.key] else 0
+        return rounds if rounds > 1 else 0
 
     def _stop_members(self, members: list[Member]) -> None:
         """Stop the members (their load generators first, all at once), and write onto

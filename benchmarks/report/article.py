@@ -107,7 +107,7 @@ def spins_while_empty(run: Run) -> ClaimResult:
                     f"{REFERENCE} with no client", "% of a core")
     rule = (f"{_percent(empty)} of a core with no client "
             f"(spinning: at least {SPIN_MIN_CPU_PERCENT:g}%)")
-    if empty.median >= SPIN_MIN_CPU_PERCENT:
+    if empty.value >= SPIN_MIN_CPU_PERCENT:
         return ClaimResult(claim, Verdict.HOLDS, rule, evidence)
     group = probe(run, MODEL, NO_CLIENT)
     if group is not None and CONTENDED in group.flags:
@@ -132,7 +132,7 @@ def sleeps_beside_an_idle_client(run: Run) -> ClaimResult:
                     f"{REFERENCE} with one idle client", "% of a core")
     rule = (f"{_percent(idle)} of a core with one idle client "
             f"(asleep: at most {IDLE_CLIENT_MAX_CPU_PERCENT:g}%)")
-    return ClaimResult(claim, Verdict.HOLDS if idle.median <= IDLE_CLIENT_MAX_CPU_PERCENT
+    return ClaimResult(claim, Verdict.HOLDS if idle.value <= IDLE_CLIENT_MAX_CPU_PERCENT
                        else Verdict.DOES_NOT_HOLD, rule, evidence)
 
 
@@ -151,9 +151,9 @@ def _starved(run: Run, phase: str, claim: str, what: str) -> ClaimResult:
                     f"request(s)" + _cause(group))
     _reference_line(run, evidence, phase, "longest_wait_s", f"{REFERENCE}'s longest wait",
                     unit=" s")
-    rule = (f"longest wait {_seconds(wait)}, {unanswered.median:g} unanswered "
+    rule = (f"longest wait {_seconds(wait)}, {unanswered.value:g} unanswered "
             f"(starved: no answer for at least {STARVED_MIN_WAIT_S:g} s)")
-    holds = unanswered.median >= 1 and wait.median >= STARVED_MIN_WAIT_S
+    holds = unanswered.value >= 1 and wait.value >= STARVED_MIN_WAIT_S
     return ClaimResult(claim, Verdict.HOLDS if holds else Verdict.DOES_NOT_HOLD, rule,
                        evidence)
 
@@ -198,9 +198,9 @@ def closed_loop_answers_everyone(run: Run) -> ClaimResult:
     except Missing as why:
         return ClaimResult(claim, Verdict.INCONCLUSIVE, str(why), evidence)
     evidence.insert(0, f"the article's code: {format_spread('throughput_rps', throughput)} "
-                       f"req/s, {unanswered.median:g} request(s) unanswered at the end")
-    rule = f"{unanswered.median:g} request(s) unanswered when the load ended"
-    return ClaimResult(claim, Verdict.HOLDS if unanswered.median == 0
+                       f"req/s, {unanswered.value:g} request(s) unanswered at the end")
+    rule = f"{unanswered.value:g} request(s) unanswered when the load ended"
+    return ClaimResult(claim, Verdict.HOLDS if unanswered.value == 0
                        else Verdict.DOES_NOT_HOLD, rule, evidence)
 
 

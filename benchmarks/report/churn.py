@@ -6,7 +6,7 @@ once. The cost that parts the models is the one per connection: an accept
 and a registration for an event loop, a thread start for a thread per
 connection, a fork for a process per connection; a pool of processes
 started beforehand (prefork) pays none of that per connection. Each verdict
-is computed from the run's medians against the thresholds below (see
+is computed from the run's figures against the thresholds below (see
 docs/report.md) and says why; the evidence quotes the numbers.
 """
 
@@ -100,7 +100,7 @@ def cost(run: Run, model: str, evidence: list[str]) -> Cost | None:
 
 
 def ratio(a: Cost, b: Cost) -> float:
-    return a.spread.median / b.spread.median if b.spread.median else float("inf")
+    return a.spread.value / b.spread.value if b.spread.value else float("inf")
 
 
 def process_costs_more(run: Run) -> ClaimResult:
@@ -188,7 +188,7 @@ def balance_lines(run: Run) -> list[str]:
             spread = None if group.failed else group.metric(BALANCE_METRIC)
             if group.model == POOL_MODEL and spread is not None:
                 lines.append(f"{label}, K = {k}: the busiest worker accepted "
-                              f"{spread.median:.0%} of the connections")
+                              f"{spread.value:.0%} of the connections")
     return lines
 
 
@@ -206,7 +206,7 @@ def connection_overhead_us(run: Run, label: str) -> float | None:
     per_request = long.metric("cpu_us_per_request", plausible_only=True)
     if per_connection is None or per_request is None:
         return None
-    return per_connection.median - per_request.median
+    return per_connection.value - per_request.value
 
 
 def _figure(group: CellGroup | None, metric: str) -> str:

@@ -1,7 +1,8 @@
 """claims.json: the run's claims and headline figures in a form documentation can cite.
 
 Documentation quotes numbers from runs; claims.json gives each quotable figure
-a stable key, the sentence the report prints, the median with its min-max range
+a stable key, the sentence the report prints, the figure (``estimator``: the
+20% trimmed mean of the rounds) with its min-max range
 and its 95% interval over rounds, the cells it comes from, and the run id and
 git commit, and each model's paired ratio to the reference model of its matrix
 point with that ratio's interval (``ratios``), so a
@@ -29,18 +30,19 @@ from iobench.benchmarks.report.presentation import (
 )
 from iobench.benchmarks.report.scenarios import REPORT_SCENARIOS
 from iobench.benchmarks.results.loader import CellGroup, Run, Spread
-from iobench.benchmarks.results.stats import Interval, format_interval
+from iobench.benchmarks.results.stats import METHOD, Interval, format_interval
 from iobench.common.files import atomic_write
 
 CLAIMS_JSON = "claims.json"
-CLAIMS_SCHEMA_VERSION = 1
+# 2: a figure is "value" (the 20% trimmed mean), not "median"; "estimator" names it.
+CLAIMS_SCHEMA_VERSION = 2
 # A headline figure from a cell flagged with one of these is not one to cite.
 UNCITABLE_FLAGS = frozenset({"errors", "behind_schedule", "implausible"})
 
 
 @dataclass(frozen=True)
 class CitedFigure:
-    """One citable number: median and range in the unit people read (``unit``)."""
+    """One citable number: its figure and range in the unit people read (``unit``)."""
 
     key: str
     what: str
@@ -48,7 +50,7 @@ class CitedFigure:
     spread: Spread
     cells: tuple[str, ...]
     sentence: str = ""
-    # The median's 95% interval over rounds; None with a single round.
+    # The figure's 95% interval over rounds; None with a single round.
     interval: Interval | None = None
 
     def as_json(self) -> dict[str, Any]:
@@ -57,7 +59,7 @@ class CitedFigure:
         width = format_interval(interval)
         return {
             "key": self.key, "what": self.what, "metric": self.metric, "unit": look.unit,
-            "median": round(self.spread.median * look.scale, 6),
+            "value": round(self.spread.value * look.scale, 6),
             "min": round(self.spread.low * look.scale, 6),
             "max": round(self.spread.high * look.scale, 6),
             "repetitions": self.spread.count, "cells": list(self.cells),
@@ -152,7 +154,7 @@ def ratio_citations(run: Run) -> list[dict[str, Any]]:
                 found.append({
                     "key": f"{point}.{ratio.model}/{ratio.reference}.{metric}",
                     "metric": metric, "model": ratio.model, "reference": ratio.reference,
-                    "point": point, "median": round(interval.median, 6),
+                    "point": point, "value": round(interval.value, 6),
                     "ci95": [round(interval.low, 6), round(interval.high, 6)]
                     if interval.n > 1 else None,
                     "rounds": interval.n, "verdict": ratio_verdict(metric, interval)})
@@ -181,6 +183,7 @@ def citations_json(citations: Citations, figures: dict[str, list[Path]]) -> dict
         "profile": run.profile,
         "commit": citations.commit,
         "source": "results.json",
+        "estimator": METHOD,
         "environment": {name: env.get(name) for name in
                         ("cpu_model", "logical_cpus", "kernel", "python", "hostname")}
                        | {"placement": run.placement or None},
@@ -207,7 +210,7 @@ def write_citations(citations: Citations, figures: dict[str, list[Path]]) -> Pat
 
 _NUMBER: dict[str, Any] = {
     "type": "object",
-    "required": ["key", "what", "metric", "unit", "median", "min", "max", "repetitions",
+    "required": ["key", "what", "metric", "unit", "value", "min", "max", "repetitions",
                  "cells", "ci95", "imprecise", "text"],
     "additionalProperties": False,
     "properties": {
@@ -215,7 +218,7 @@ _NUMBER: dict[str, Any] = {
         "what": {"type": "string", "minLength": 1},
         "metric": {"type": "string", "minLength": 1},
         "unit": {"type": "string"},
-        "median": {"type": "number"},
+        "value": {"type": "number"},
         "min": {"type": "number"},
         "max": {"type": "number"},
         "repetitions": {"type": "integer", "minimum": 1},
@@ -233,7 +236,8 @@ CLAIMS_JSON_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "iobench claims.json",
     "type": "object",
-    "required": ["schema_version", "run_id", "profile", "commit", "source", "environment",
+    "required": ["schema_version", "run_id", "profile", "commit", "source", "estimator",
+                 "environment",
                  "claims", "headlines", "ratios"],
     "additionalProperties": False,
     "properties": {
@@ -242,6 +246,7 @@ CLAIMS_JSON_SCHEMA: dict[str, Any] = {
         "profile": {"type": ["string", "null"]},
         "commit": {"type": ["string", "null"]},
         "source": {"const": "results.json"},
+        "estimator": {"const": METHOD},
         "environment": {"type": "object"},
         "claims": {"type": "array", "items": {
             "type": "object",
@@ -262,7 +267,7 @@ CLAIMS_JSON_SCHEMA: dict[str, Any] = {
                       "items": {**_NUMBER, "required": [*_NUMBER["required"], "sentence"]}},
         "ratios": {"type": "array", "items": {
             "type": "object",
-            "required": ["key", "metric", "model", "reference", "point", "median", "ci95",
+            "required": ["key", "metric", "model", "reference", "point", "value", "ci95",
                          "rounds", "verdict"],
             "additionalProperties": False,
             "properties": {
@@ -271,7 +276,7 @@ CLAIMS_JSON_SCHEMA: dict[str, Any] = {
                 "model": {"type": "string", "minLength": 1},
                 "reference": {"type": "string", "minLength": 1},
                 "point": {"type": "string", "minLength": 1},
-                "median": {"type": "number"},
+                "value": {"type": "number"},
                 "ci95": {"oneOf": [{"type": "null"},
                                    {"type": "array", "items": {"type": "number"},
                                     "minItems": 2, "maxItems": 2}]},

@@ -4,14 +4,14 @@ A verdict is computed, never written: each claim names the cells it needs,
 compares them against the thresholds below, and says "holds", "does not
 hold", or "inconclusive" with the reason (cells missing, failed, or flagged so
 that the comparison cannot be trusted). Where the cells were measured in
-rounds, a comparison between two models is the median of their per-round
+rounds, a comparison between two models is the trimmed mean of their per-round
 ratios (or differences) with its 95% interval, and a verdict holds only when
 that interval clears its threshold: one that straddles it is inconclusive,
-and says so. A cell measured once has no interval; its median decides, and
+and says so. A cell measured once has no interval; its figure decides, and
 the verdict says it rests on one round. The evidence lines quote the numbers
 the verdict was computed from, so a reader can check it, and every number a
 claim reads through :func:`measured` is kept as a :class:`Quoted` figure (the
-cell it came from, median and range), which claims.json publishes for citing.
+cell it came from, figure and range), which claims.json publishes for citing.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from iobench.benchmarks.report.points import describe_point
 from iobench.benchmarks.report.presentation import format_duration_s, format_spread, plural
 from iobench.benchmarks.results.loader import CellGroup, Run, Spread
-from iobench.benchmarks.results.stats import Interval, median_interval
+from iobench.benchmarks.results.stats import Interval, figure_interval
 
 # Busy polling drives CPU up: idle busy-poll uses at least half a core and at
 # least ten times what select uses (select's figure floored at the sampler's
@@ -160,18 +160,18 @@ def paired(a: CellGroup, b: CellGroup, metric: str) -> Interval | None:
 def paired_difference(a: CellGroup, b: CellGroup, metric: str) -> Interval | None:
     """``a``'s metric minus ``b``'s, round by round, with its interval (None below 2)."""
     first, second = (g.by_round(metric, plausible_only=True) for g in (a, b))
-    return median_interval([first[r] - second[r] for r in sorted(first) if r in second])
+    return figure_interval([first[r] - second[r] for r in sorted(first) if r in second])
 
 
 def interval_text(interval: Interval, digits: int = 2, suffix: str = "x") -> str:
     """'0.62x [0.58, 0.66] over 5 rounds'."""
-    return (f"{interval.median:,.{digits}f}{suffix} [{interval.low:,.{digits}f}, "
+    return (f"{interval.value:,.{digits}f}{suffix} [{interval.low:,.{digits}f}, "
             f"{interval.high:,.{digits}f}] over {interval.n} rounds")
 
 
 def one_round(*groups: CellGroup) -> str:
     """' (one round: no interval)' when a compared cell has fewer than two rounds."""
-    return (" (one round: no interval, the median decides)"
+    return (" (one round: no interval, the figure decides)"
             if any(len(g.plausible_cells) < 2 for g in groups) else "")
 
 
@@ -221,15 +221,15 @@ def busy_polling_drives_cpu_up(run: Run) -> ClaimResult:
             select = next(iter(find(run, "idle", "select", with_connections(count))), None)
             busy_cpu = measured(group, "server_cpu_percent", f"idle busy-poll, {count} conns")
             select_cpu = measured(select, "server_cpu_percent", f"idle select, {count} conns")
-            ratio = busy_cpu.median / max(select_cpu.median, CPU_RESOLUTION_PERCENT)
-            figures = (f"{busy_cpu.median:.1f}% vs {select_cpu.median:.1f}% with "
+            ratio = busy_cpu.value / max(select_cpu.value, CPU_RESOLUTION_PERCENT)
+            figures = (f"{busy_cpu.value:.1f}% vs {select_cpu.value:.1f}% with "
                        f"{plural(count, 'connection')}")
             evidence.append(
                 f"idle with {plural(count, 'connection')}: busy-poll "
                 f"{format_spread('server_cpu_percent', busy_cpu)} % of a core, select "
                 f"{format_spread('server_cpu_percent', select_cpu)} % ({ratio:,.0f}x)"
                 + flagged(group, select))
-            holds = (busy_cpu.median >= BUSY_POLL_MIN_IDLE_CPU_PERCENT
+            holds = (busy_cpu.value >= BUSY_POLL_MIN_IDLE_CPU_PERCENT
                      and ratio >= BUSY_POLL_MIN_CPU_RATIO_VS_SELECT)
             if not holds and "cpu_contended" in group.flags:
                 raise Missing(f"busy-poll idle with {plural(count, 'connection')} used less "
@@ -274,7 +274,7 @@ def sleep_raises_latency(run: Run) -> ClaimResult:
             sleeper_p50 = measured(sleeper, "p50_us", what, LATENCY_DISTRUST_FLAGS)
             select_p50 = measured(select, "p50_us", "select at the same load",
                                   LATENCY_DISTRUST_FLAGS)
-            added = sleeper_p50.median - select_p50.median
+            added = sleeper_p50.value - select_p50.value
             evidence.append(
                 f"{sleeper.scenario} loop at {sleeper.rate_rps or 0:,.0f} req/s: {what} p50 "
                 f"{format_spread('p50_us', sleeper_p50)} us vs select "
@@ -323,7 +323,7 @@ def sleep_lowers_throughput(run: Run) -> ClaimResult:
                           THROUGHPUT_DISTRUST_FLAGS)
             sel = measured(select, "throughput_rps", f"closed select, {where}",
                            THROUGHPUT_DISTRUST_FLAGS)
-            ratio = ps.median / sel.median if sel.median else float("inf")
+            ratio = ps.value / sel.value if sel.value else float("inf")
             evidence.append(f"closed loop, {where}: poll-sleep "
                             f"{format_spread('throughput_rps', ps)} req/s vs select "
                             f"{format_spread('throughput_rps', sel)} req/s ({ratio:.2f}x)"
@@ -375,7 +375,7 @@ def paired_throughput_verdict(claim: str, rounds: Interval, sleeper: CellGroup,
                               select: CellGroup, where: str, no_drop: list[str],
                               unmeasured: str, evidence: list[str]) -> ClaimResult:
     """sleep_lowers_throughput's verdict from the paired ratio's interval."""
-    summary = (f"at {where}, poll-sleep reaches {rounds.median:.0%} of select's throughput, "
+    summary = (f"at {where}, poll-sleep reaches {rounds.value:.0%} of select's throughput, "
                f"paired {interval_text(rounds)}")
     evidence.append(f"poll-sleep / select throughput at {where}, round by round: "
                     f"{interval_text(rounds)}")
@@ -453,7 +453,7 @@ def select_scales(run: Run) -> ClaimResult:
         count, select, threads = compared
         sel = measured(select, "throughput_rps", "closed select", THROUGHPUT_DISTRUST_FLAGS)
         thr = measured(threads, "throughput_rps", "closed threads", THROUGHPUT_DISTRUST_FLAGS)
-        ratio = sel.median / thr.median if thr.median else float("inf")
+        ratio = sel.value / thr.value if thr.value else float("inf")
         line = (f"closed loop, {plural(count, 'connection')}: select "
                 f"{format_spread('throughput_rps', sel)} req/s vs threads "
                 f"{format_spread('throughput_rps', thr)} req/s ({ratio:.2f}x)")
@@ -466,9 +466,9 @@ def select_scales(run: Run) -> ClaimResult:
         evidence.append(line + flagged(select, threads))
     except Missing as why:
         return ClaimResult(claim, Verdict.INCONCLUSIVE, str(why), evidence)
-    idle_ok = idle_cpu.median <= SELECT_MAX_IDLE_CPU_PERCENT
+    idle_ok = idle_cpu.value <= SELECT_MAX_IDLE_CPU_PERCENT
     throughput_ok = ratio >= SELECT_MIN_THROUGHPUT_VS_THREADS
-    rule = (f"idle CPU {idle_cpu.median:.1f}% (limit {SELECT_MAX_IDLE_CPU_PERCENT:g}%), "
+    rule = (f"idle CPU {idle_cpu.value:.1f}% (limit {SELECT_MAX_IDLE_CPU_PERCENT:g}%), "
             f"throughput at {plural(count, 'connection')} {ratio:.0%} of threads' "
             f"(at least {SELECT_MIN_THROUGHPUT_VS_THREADS:.0%})")
     rounds = paired(select, threads, "throughput_rps")

@@ -73,7 +73,7 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--markdown", action="store_true",
                         help="print a Markdown table with A -> B in full, for documents")
     parser.add_argument("--fail-above", type=non_negative_percent, default=None, metavar="PCT",
-                        help="exit 1 when any cell's median moves by more than PCT%% and "
+                        help="exit 1 when any model's figure moves by more than PCT%% and "
                              "the two runs' 95%% intervals are apart (a CI gate); a move "
                              "inside the noise is not significant and passes")
     parser.add_argument("--overlap", action="store_true",

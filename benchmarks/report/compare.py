@@ -3,13 +3,13 @@
 For each cell key present in both runs, the ratio B/A of throughput, p99
 latency and CPU per request. A change is marked only when it is
 beyond the runs' own noise, as pyperf's compare does: the two runs' 95%
-intervals of the median (``iobench.benchmarks.results.stats``) are apart and
+intervals of the figure (``iobench.benchmarks.results.stats``) are apart and
 the ratio differs from 1 by more than ``MIN_CHANGE``; when the intervals
-overlap it is "not significant", whatever the medians say. With a single
+overlap it is "not significant", whatever the figures say. With a single
 repetition or round there is no interval, and the table says so instead of
 guessing.
 
-The terminal table fits 100 columns: each metric is B's median, the ratio, and
+The terminal table fits 100 columns: each metric is B's figure, the ratio, and
 one symbol (:data:`SYMBOLS`, explained under the table); ``--markdown`` prints
 A -> B in full for documents. ``--fail-above PCT`` turns the comparison into a
 gate (:func:`gate_failures`: by model, across its cells, beside the machine's
@@ -34,7 +34,7 @@ from iobench.benchmarks.report.presentation import (
 )
 from iobench.benchmarks.results.loader import CellGroup, Run, Spread
 from iobench.benchmarks.results.record import METRICS
-from iobench.benchmarks.results.stats import Interval, format_interval, median_interval
+from iobench.benchmarks.results.stats import Interval, figure_interval, format_interval
 from iobench.common.files import make_dir, save_figure
 
 # The metrics whose declaration says they are compared, in the record's order.
@@ -52,12 +52,12 @@ SYMBOLS = {"BETTER": "+", "WORSE": "-", "not significant": "~", "spread unknown"
            "": "", "n/a": ""}
 LEGEND = ("+ better, - worse: beyond 5% and the two runs' 95% intervals apart; "
           "~ beyond 5% but not significant (the intervals overlap); ? beyond 5%, spread "
-          "unknown (one repetition); B's figure is its median +- its interval")
+          "unknown (one repetition); B's figure is its 20% trimmed mean +- its interval")
 
 
 @dataclass
 class MetricChange:
-    """One metric of one cell in both runs: medians, ranges and 95% intervals."""
+    """One metric of one cell in both runs: figures, ranges and 95% intervals."""
 
     metric: str
     a: Spread | None
@@ -69,13 +69,13 @@ class MetricChange:
     def of(cls, metric: str, values_a: list[float], values_b: list[float]) -> MetricChange:
         return cls(metric, Spread.of(values_a) if values_a else None,
                    Spread.of(values_b) if values_b else None,
-                   median_interval(values_a), median_interval(values_b))
+                   figure_interval(values_a), figure_interval(values_b))
 
     @property
     def ratio(self) -> float | None:
-        if self.a is None or self.b is None or self.a.median == 0:
+        if self.a is None or self.b is None or self.a.value == 0:
             return None
-        return self.b.median / self.a.median
+        return self.b.value / self.a.value
 
     @property
     def beyond_threshold(self) -> bool:
@@ -88,7 +88,7 @@ class MetricChange:
 
     @property
     def significant(self) -> bool:
-        """The two runs' intervals are apart: the medians differ beyond both runs' noise."""
+        """The two runs' intervals are apart: the figures differ beyond both runs' noise."""
         return (self.interval_a is not None and self.interval_b is not None
                 and not self.interval_a.overlaps(self.interval_b))
 
@@ -102,7 +102,7 @@ class MetricChange:
     def beyond(self, fraction: float) -> bool:
         """The figure moved by more than ``fraction`` even between the near ends of the
         two runs' intervals: the change is that large at 95% confidence, not only
-        its medians. Two quick runs of one commit a minute apart moved threads'
+        its figures. Two quick runs of one commit a minute apart moved threads'
         CPU per request from 18.2 us [16.3, 21.2] to 23.4 us [22.2, 24.6]: 1.28x
         between the medians, apart, but 1.05x between the near ends; the
         machine drifts between runs by more than a run's rounds can show."""
@@ -190,8 +190,8 @@ def describe(group: CellGroup) -> str:
 
 
 def short_texts(change: MetricChange) -> list[str]:
-    """['13,000 ±3%', '1.08x +']: B's median and interval, then B/A with the mark's symbol."""
-    value = format_value(change.metric, change.b.median) if change.b is not None else "-"
+    """['13,000 ±3%', '1.08x +']: B's figure and interval, then B/A with the mark's symbol."""
+    value = format_value(change.metric, change.b.value) if change.b is not None else "-"
     if width := format_interval(change.interval_b):
         value = f"{value} {width}"
     ratio = f"{change.ratio:.2f}x" if change.ratio is not None else "-"
@@ -200,7 +200,7 @@ def short_texts(change: MetricChange) -> list[str]:
 
 
 def short_headers() -> list[str]:
-    """'cell', then for each metric B's median and B/A (left-aligned, so symbols line up)."""
+    """'cell', then for each metric B's figure and B/A (left-aligned, so symbols line up)."""
     names = [f"B {style(m).short or style(m).header}" for m in COMPARED_METRICS]
     return ["cell"] + [h for name in names for h in (name, "B/A")]
 
@@ -212,7 +212,7 @@ def short_rows(comparison: Comparison) -> list[list[str]]:
 
 @dataclass(frozen=True)
 class ModelShift:
-    """How far one model's figure moved between the runs beside the others': the median
+    """How far one model's figure moved between the runs beside the others': the figure
     over its cells of B/A divided by the run's drift (the median B/A of every cell),
     with its 95% interval over those cells."""
 
@@ -223,7 +223,7 @@ class ModelShift:
 
     def text(self) -> str:
         i = self.interval
-        return (f"{self.model} {style(self.metric).title}: {i.median:.2f}x "
+        return (f"{self.model} {style(self.metric).title}: {i.value:.2f}x "
                 f"[{i.low:.2f}, {i.high:.2f}] over {i.n} cells")
 
 
@@ -239,7 +239,7 @@ def model_shifts(comparison: Comparison) -> list[ModelShift]:
     for metric, pairs in ratios.items():
         drift = math.exp(statistics.median(math.log(r) for _, r in pairs))
         for model in dict.fromkeys(model for model, _ in pairs):
-            interval = median_interval([r / drift for m, r in pairs if m == model])
+            interval = figure_interval([r / drift for m, r in pairs if m == model])
             if interval is not None:
                 shifts.append(ModelShift(model, metric, interval, drift))
     return shifts
@@ -247,11 +247,11 @@ def model_shifts(comparison: Comparison) -> list[ModelShift]:
 
 def gate_failures(shifts: list[ModelShift], percent: float) -> list[str]:
     """The models whose figure moved by more than ``percent`` across their cells, beside
-    the others, at 95% confidence: the interval of the median of their cells' B/A (each
+    the others, at 95% confidence: the interval of the figure of their cells' B/A (each
     divided by the run's drift, the median B/A of every cell) lies beyond it.
 
     Judged by model, not by cell: two quick runs of one commit moved single
-    cells' medians by up to 1.8x with both runs' intervals apart (poll-sleep's
+    cells' figures by up to 1.8x with both runs' intervals apart (poll-sleep's
     CPU per request at one connection, 86-101 us in every round of one run and
     49-52 us in the next), while a model's cells together moved by a few
     percent; and the machine as a whole moved by up to 1.12x, which no
@@ -270,7 +270,7 @@ def unjudged(comparison: Comparison, percent: float) -> list[str]:
 
 
 # The figures whose intervals two runs of one commit should share (issue of record:
-# "figures you can cite twice"): throughput, the median latency, CPU per request.
+# "figures you can cite twice"): throughput, the median latency (p50), CPU per request.
 OVERLAP_METRICS = ("throughput_rps", "p50_us", "cpu_us_per_request")
 
 
@@ -318,7 +318,7 @@ def overlaps(a: Run, b: Run, metrics: tuple[str, ...] = OVERLAP_METRICS) -> list
             values_b = group_b.values(overlap.metric)
             if not values_a and not values_b:
                 continue
-            interval_a, interval_b = median_interval(values_a), median_interval(values_b)
+            interval_a, interval_b = figure_interval(values_a), figure_interval(values_b)
             if interval_a is None or interval_b is None:
                 overlap.unjudged.append(group_a.key)
             elif interval_a.overlaps(interval_b):
@@ -341,7 +341,7 @@ def cell_text(change: MetricChange) -> str:
         if not spread:
             return "-"
         width = format_interval(interval)
-        return format_value(change.metric, spread.median) + (f" {width}" if width else "")
+        return format_value(change.metric, spread.value) + (f" {width}" if width else "")
     ratio = f" ({change.ratio:.2f}x)" if change.ratio is not None else ""
     mark = f" {change.mark}" if change.mark and change.mark != "n/a" else ""
     return (f"{value(change.a, change.interval_a)} -> {value(change.b, change.interval_b)}"
@@ -359,7 +359,7 @@ def rows(comparison: Comparison) -> list[list[str]]:
 def summary_lines(comparison: Comparison, a: Run, b: Run) -> list[str]:
     lines = [f"A = {a.run_id} ({a.directory}), B = {b.run_id} ({b.directory})",
              f"{comparison.changed_count} change(s) beyond {MIN_CHANGE:.0%} with the runs' 95% "
-             f"intervals apart; ratios are B/A of medians."]
+             f"intervals apart; ratios are B/A of figures."]
     if min(a.repetitions, b.repetitions) < 2:
         lines.append("A run has one repetition: no interval, changes cannot be confirmed.")
     lines += [f"warning: {w}; absolute figures are not comparable" for w in comparison.warnings]
@@ -371,7 +371,7 @@ def summary_lines(comparison: Comparison, a: Run, b: Run) -> list[str]:
 
 
 def plot_comparison(comparison: Comparison, a: Run, b: Run, path: Path) -> Path:
-    """B/A per cell and metric: the ratio of medians as a dot, the range the two runs'
+    """B/A per cell and metric: the ratio of figures as a dot, the range the two runs'
     95% intervals allow as a bar, 1.0 and the +-5% band marked. PNG or SVG by suffix."""
     import matplotlib
 
@@ -416,7 +416,7 @@ def plot_comparison(comparison: Comparison, a: Run, b: Run, path: Path) -> Path:
         ax.grid(True, axis="x", alpha=0.3)
     axes[0].set_yticks(ys, [cell.label for cell in cells], fontsize=7)
     axes[0].set_ylim(-1, len(cells))
-    fig.text(0.01, 0.05 / height, "dot: ratio of medians; bar: the lowest to highest ratio the two "
+    fig.text(0.01, 0.05 / height, "dot: ratio of figures; bar: the lowest to highest ratio the two "
              f"runs' 95% intervals allow; grey band: within {MIN_CHANGE:.0%}; outlined: "
              "a change with the intervals apart", fontsize=7, color="#555555")
     save_figure(fig, make_dir(path.parent) / path.name, dpi=110)

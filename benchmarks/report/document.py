@@ -6,9 +6,9 @@ folded details) and rendered twice, so the Markdown people paste into their
 documents and the HTML they open in a browser say exactly the same thing.
 What each scenario's section shows (title, metrics, figures, a section of
 its own) is its declaration in ``iobench.benchmarks.report.scenarios``.
-Headline figures in tables are the median over rounds with its 95% interval
+Headline figures in tables are the 20% trimmed mean over rounds with its 95% interval
 (``143,200 ±3%``, marked when wider than ±10%: see
-``iobench.benchmarks.report.intervals``), other numbers median (min-max), of
+``iobench.benchmarks.report.intervals``), other numbers figure (min-max), of
 the values in results.json, formatted by iobench.benchmarks.report.presentation.
 
 Reading order: a summary first (each claim's verdict, its sentence and
@@ -68,7 +68,7 @@ from iobench.benchmarks.results.stats import HEADLINE_METRICS
 from iobench.common.files import atomic_write
 
 # The report warns about a metric whose max - min across repetitions exceeds
-# this fraction of its median (tail percentiles are noisy by nature: not checked).
+# this fraction of its figure (tail percentiles are noisy by nature: not checked).
 LARGE_SPREAD = 0.25
 SPREAD_CHECKED_METRICS = ("throughput_rps", "p50_us", "server_cpu_percent")
 
@@ -158,9 +158,9 @@ def method_blocks(run: Run) -> list[Block]:
             "placement above; server CPU is the server process tree's user + system time, "
             "as % of one core.",
             f"Up to {plural(repetitions, 'round')} per cell, the models of one point measured "
-            "side by side in a fresh random order each round. Tables show the median with "
-            "its 95% interval over rounds (order statistics from 6 rounds, Student's t on "
-            "logarithms below; docs/report.md), other figures with the (min-max) range; "
+            "side by side in a fresh random order each round. A figure is the 20% trimmed "
+            "mean of the rounds; tables show it with its 95% interval (Tukey-McLaughlin; "
+            "docs/report.md), other figures with the (min-max) range; "
             "models are compared by the ratio of their figures in the same round; latency "
             "spectra merge the rounds' HdrHistograms.",
             "Figures from another machine, day or placement are not comparable with these.",
@@ -230,7 +230,7 @@ def scenario_tables(run: Run, scenario: str) -> list[Block]:
 
 
 def figure_text(group: CellGroup, metric: str) -> str:
-    """A headline figure as its median ± 95% interval, any other as median (min-max)."""
+    """A headline figure ± its 95% interval, any other as figure (min-max)."""
     if metric in HEADLINE_METRICS and len(group.values(metric)) > 1:
         return group_text(group, metric) or "-"
     spread = group.metric(metric)
@@ -256,7 +256,7 @@ def ratio_tables(run: Run, scenario: str) -> list[Block]:
                        Table(headers, rows)]
     if blocks:
         blocks.insert(0, Paragraph(
-            "Each model against the reference model of its point, as the median of their "
+            "Each model against the reference model of its point, as the trimmed mean of their "
             "per-round ratios with its 95% interval: the machine's drift between rounds "
             "hits both alike and cancels. A verdict needs the whole interval beyond 1 ±5% "
             "(better or worse) or within it (same); otherwise it is inconclusive."))
@@ -271,11 +271,11 @@ def compact_cell(group: CellGroup | None, metric: str) -> str:
     if metric in HEADLINE_METRICS and len(group.values(metric)) > 1:
         return group_text(group, metric) or "-"
     spread = group.metric(metric)
-    return format_value(metric, spread.median) if spread else "-"
+    return format_value(metric, spread.value) if spread else "-"
 
 
 def compact_table(run: Run, scenario: str) -> list[Block]:
-    """Models as rows and the scenario's key metric (medians) at each point as columns.
+    """Models as rows and the scenario's key metric (figures) at each point as columns.
 
     A scenario measured at a single point shows its first few metrics instead.
     """
@@ -401,16 +401,16 @@ def large_spreads(run: Run) -> list[str]:
     for group in run.groups:
         for metric in SPREAD_CHECKED_METRICS:
             spread = group.metric(metric)
-            if spread and spread.count > 1 and spread.median > 0 \
-                    and (spread.high - spread.low) / spread.median > LARGE_SPREAD:
+            if spread and spread.count > 1 and spread.value > 0 \
+                    and (spread.high - spread.low) / spread.value > LARGE_SPREAD:
                 noisy.append(f"`{group.key}` {style(metric).title}")
     return noisy
 
 
 def results_blocks(run: Run, plots: PlotOutcome) -> list[Block]:
     blocks: list[Block] = [Heading(2, "Results by scenario"), Paragraph(
-        "Throughput, latency and CPU: the median over rounds ± its 95% interval "
-        f"({IMPRECISE_MARK}: wider than ±10%); other figures: median (min-max) across "
+        "Throughput, latency and CPU: the 20% trimmed mean over rounds ± its 95% interval "
+        f"({IMPRECISE_MARK}: wider than ±10%); other figures: the same figure (min-max) across "
         "repetitions; `-` where a metric does not apply. Units are in the column headers.")]
     for scenario in run.scenarios:
         blocks += scenario_section(run, scenario, plots)
@@ -423,7 +423,7 @@ def results_blocks(run: Run, plots: PlotOutcome) -> list[Block]:
     noisy = large_spreads(run)
     if noisy:
         blocks.append(Paragraph(
-            f"Large spread (max - min above {LARGE_SPREAD:.0%} of the median), so treat these "
+            f"Large spread (max - min above {LARGE_SPREAD:.0%} of the figure), so treat these "
             "with care: " + "; ".join(noisy) + "."))
     flags = sorted({f for g in run.groups for f in g.flags})
     if flags:
@@ -486,10 +486,10 @@ def summary_blocks(claims: list[ClaimResult], plots: PlotOutcome) -> list[Block]
         Table(["the article's claim", "verdict in this run", "why"],
               [[c.claim, str(c.verdict), c.reason] for c in claims]),
         Paragraph("Each verdict is computed from this run's numbers with the thresholds in "
-                  "`benchmarks/report/claims.py`; the figures are median (min-max) across "
-                  "rounds, comparisons between models paired round by round with their 95% "
-                  "interval. Cite them by key from `claims.json` (section: Cite these "
-                  "figures)."),
+                  "`benchmarks/report/claims.py`; the figures are 20% trimmed means "
+                  "(min-max) across rounds, comparisons between models paired round by round "
+                  "with their 95% interval. Cite them by key from `claims.json` (section: "
+                  "Cite these figures)."),
     ]
     for result in claims:
         text: list[Block] = [Heading(3, f"{result.claim}: {result.verdict}"),
@@ -521,9 +521,9 @@ def cite_blocks(citations: Citations) -> list[Block]:
         Paragraph(f"Quote a figure with its source: *iobench run `{run.run_id}`, commit "
                   f"`{commit[:12]}`*, and the key below. `{CLAIMS_JSON}` beside "
                   "`results.json` holds each claim and headline figure with its sentence, "
-                  "median, min and max, repetitions and source cells, so documentation can "
-                  "include it by key (format: docs/formats.md). Figures from another "
-                  "machine, day or CPU placement are not comparable with these."),
+                  "figure (a 20% trimmed mean), min and max, repetitions and source cells, "
+                  "so documentation can include it by key (format: docs/formats.md). Figures "
+                  "from another machine, day or CPU placement are not comparable with these."),
         Table(["claim key", "verdict", "sentence"], claims_rows),
     ]
     if headline_rows:

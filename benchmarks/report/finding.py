@@ -92,7 +92,7 @@ class Notes:
 
 
 def cell_text(group: CellGroup | None, metric: str, notes: Notes, where: str = "") -> str:
-    """A table cell: the median (and range), or why there is none; never a made-up 0."""
+    """A table cell: the figure (and range), or why there is none; never a made-up 0."""
     if group is None:
         return "not run"
     if group.failed:
@@ -112,12 +112,13 @@ def cell_text(group: CellGroup | None, metric: str, notes: Notes, where: str = "
     return format_spread(metric, spread) + mark
 
 
-def median(group: CellGroup | None, metric: str) -> float | None:
-    """The plausible median, or None when the cell failed, broke a rule or lacks it."""
+def figure_of(group: CellGroup | None, metric: str) -> float | None:
+    """The plausible figure (``stats.figure``), or None when the cell failed, broke a
+    rule or lacks it."""
     if group is None or group.failed:
         return None
     spread = group.metric(metric, plausible_only=True)
-    return spread.median if spread is not None else None
+    return spread.value if spread is not None else None
 
 
 def value(metric: str, number: float | None) -> str:

@@ -3,8 +3,8 @@
 Every table cell that shows a headline figure shows its interval too
 (``143,200 ±3%``), and one wider than ±10% carries :data:`IMPRECISE_MARK`
 with :data:`IMPRECISE_NOTE` under its table. A comparison between two
-models of one matrix point is the median of their per-round ratios with its
-interval (``0.93x [0.90, 0.96]``), never a ratio of two medians measured
+models of one matrix point is the trimmed mean of their per-round ratios with its
+interval (``0.93x [0.90, 0.96]``), never a ratio of two figures measured
 minutes apart: see ``iobench.benchmarks.results.stats``.
 """
 
@@ -18,8 +18,8 @@ from iobench.benchmarks.results.stats import IMPRECISE_FRACTION, Interval, forma
 
 IMPRECISE_MARK = "†"
 IMPRECISE_NOTE = (f"{IMPRECISE_MARK} imprecise: its 95% interval is wider than "
-                  f"±{IMPRECISE_FRACTION:.0%} of the median; ± is the interval's wider side "
-                  "as a share of the median")
+                  f"±{IMPRECISE_FRACTION:.0%} of the figure; ± is the interval's wider side "
+                  "as a share of the figure")
 # The model others are compared with where it was measured: the kernel's own
 # readiness interface, the fast models' common ground.
 REFERENCE_MODELS = ("epoll", "select")
@@ -41,11 +41,11 @@ def with_interval(metric: str, value: float, interval: Interval | None) -> str:
 
 
 def group_text(group: CellGroup, metric: str, *, plausible_only: bool = False) -> str | None:
-    """The group's median of ``metric`` with its interval; None when no round has it."""
+    """The group's figure of ``metric`` with its interval; None when no round has it."""
     spread = group.metric(metric, plausible_only=plausible_only)
     if spread is None:
         return None
-    return with_interval(metric, spread.median,
+    return with_interval(metric, spread.value,
                          group.interval(metric, plausible_only=plausible_only))
 
 
@@ -59,8 +59,8 @@ def ratio_text(interval: Interval | None) -> str:
     if interval is None:
         return "-"
     if interval.n < 2:
-        return f"{interval.median:.2f}x (one round)"
-    return f"{interval.median:.2f}x [{interval.low:.2f}, {interval.high:.2f}]"
+        return f"{interval.value:.2f}x (one round)"
+    return f"{interval.value:.2f}x [{interval.low:.2f}, {interval.high:.2f}]"
 
 
 def ratio_verdict(metric: str, interval: Interval | None,

@@ -118,7 +118,7 @@ def fig_cell_across_placements(a: Run, b: Run, key: str | None = None) -> Any:
         xs, ys = spectrum_points(group.merged_histogram)
         all_y += ys
         throughput = group.metric("throughput_rps")
-        rate = f", {throughput.median:,.0f} req/s" if throughput else ""
+        rate = f", {throughput.value:,.0f} req/s" if throughput else ""
         label = textwrap.fill(f"{describe(run.placement)}{rate} (run {run.run_id})",
                               LABEL_WIDTH, subsequent_indent="  ")
         ax.plot(xs, ys, linestyle=style, linewidth=1.8, label=label)

@@ -5,7 +5,7 @@ its figures with these functions, and ``iobench.benchmarks.report.figures``
 draws them all and saves them with :func:`save`.
 
 Conventions every figure keeps: a model has one colour and one marker
-(iobench.benchmarks.report.presentation), its family's hue; a line is the median
+(iobench.benchmarks.report.presentation), its family's hue; a line is the figure
 over rounds with its 95% interval as thin error bars under the points,
 the series nudged apart along x so bars do not hide each other; a failed point
 is a red cross on the axis floor; axes are logarithmic where the data spans
@@ -219,19 +219,19 @@ def line_plot(ax: Any, groups: Iterable[CellGroup], x_of: Callable[[CellGroup], 
     series = by_series(groups, label_of)
     reference_series = by_series([g for g in reference if x_of(g) is not None], label_of)
     for label, members in reference_series.items():
-        xs, medians = [], []
+        xs, figures = [], []
         for group in sorted(members, key=lambda g: x_of(g) or 0.0):
             spread, x = group.metric(metric), x_of(group)
             if not group.failed and spread is not None and x is not None:
                 xs.append(x)
-                medians.append(spread.median * scale)
+                figures.append(spread.value * scale)
         if xs:
-            ax.plot(xs, medians, color=REFERENCE_COLOUR, linestyle="--", linewidth=1.2,
+            ax.plot(xs, figures, color=REFERENCE_COLOUR, linestyle="--", linewidth=1.2,
                     marker=model_style(str(members[0].model)).marker, markersize=4,
                     label=f"{label} (grey: reference)", zorder=1)
-            drawn.ys += medians
+            drawn.ys += figures
     for index, (label, members) in enumerate(series.items()):
-        xs, medians, below, above, failed_xs = [], [], [], [], []
+        xs, figures, below, above, failed_xs = [], [], [], [], []
         for group in sorted(members, key=lambda g: x_of(g) or 0.0):
             spread, x = group.bars(metric), x_of(group)
             if x is None:  # groups without an x were set apart above
@@ -240,21 +240,21 @@ def line_plot(ax: Any, groups: Iterable[CellGroup], x_of: Callable[[CellGroup], 
                 failed_xs.append(x)
             elif spread is not None:
                 xs.append(x)
-                medians.append(spread.median * scale)
-                below.append((spread.median - spread.low) * scale)
-                above.append((spread.high - spread.median) * scale)
+                figures.append(spread.value * scale)
+                below.append((spread.value - spread.low) * scale)
+                above.append((spread.high - spread.value) * scale)
         if xs:
             look = model_style(str(members[0].model))
             # One repetition has no spread to show: no error-bar caps then.
             error = [below, above] if any(below) or any(above) else None
-            ax.errorbar(dodged(xs, index, len(series), log_x, span), medians, yerr=error,
+            ax.errorbar(dodged(xs, index, len(series), log_x, span), figures, yerr=error,
                         color=look.colour, marker=look.marker,
                         markersize=6 if look.highlighted else 5,
                         markeredgecolor="white", markeredgewidth=0.6,
                         linewidth=2.2 if look.highlighted else 1.3,
                         elinewidth=0.8, capsize=2, ecolor=look.colour, label=label,
                         zorder=3 if look.highlighted else 2)
-            drawn.ys += medians
+            drawn.ys += figures
         mark_failed(ax, failed_xs, failed_label)
     return drawn
 
@@ -288,7 +288,7 @@ def multiples_line_figure(run: Run, title: str, groups: list[CellGroup],
         kept = [g for g in groups if keep(g)]
         xs = [x for x in (x_of(g) for g in kept) if x is not None]
         scale = style(metric).scale
-        all_ys = [s.median * scale for s in (g.metric(metric) for g in kept if not g.failed)
+        all_ys = [s.value * scale for s in (g.metric(metric) for g in kept if not g.failed)
                   if s is not None]
         for row, (family, members) in enumerate(panels):
             ax = grid[row][column]
@@ -321,7 +321,7 @@ def note_failed_without_x(ax: Any, groups: list[CellGroup],
 
 def bar_plot(ax: Any, groups: list[CellGroup], metric: str, failed_label: list[bool],
              label_of: Callable[[CellGroup], str], x_value: float | None) -> Drawn:
-    """One bar per series (median, 95%-interval error bar) at a single x value."""
+    """One bar per series (figure, 95%-interval error bar) at a single x value."""
     drawn = Drawn(categorical_x=x_value)
     scale = style(metric).scale
     series = by_series(groups, label_of)
@@ -331,11 +331,11 @@ def bar_plot(ax: Any, groups: list[CellGroup], metric: str, failed_label: list[b
         if group.failed:
             mark_failed(ax, [position], failed_label)
         elif spread is not None:
-            error = [[(spread.median - spread.low) * scale],
-                     [(spread.high - spread.median) * scale]] if spread.count > 1 else None
-            ax.bar(position, spread.median * scale, color=model_colour(str(group.model)),
+            error = [[(spread.value - spread.low) * scale],
+                     [(spread.high - spread.value) * scale]] if spread.count > 1 else None
+            ax.bar(position, spread.value * scale, color=model_colour(str(group.model)),
                    yerr=error, capsize=2, label=label, error_kw={"elinewidth": 0.8})
-            drawn.ys.append(spread.median * scale)
+            drawn.ys.append(spread.value * scale)
     ax.set_xticks(range(len(series)), list(series), rotation=60, ha="right", fontsize=8)
     return drawn
 

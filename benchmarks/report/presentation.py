@@ -169,8 +169,8 @@ def format_value(metric: str, value: float) -> str:
 
 
 def format_spread(metric: str, spread: Spread) -> str:
-    """'12,345 (12,001-12,800)': median (min-max); only the median for one repetition."""
-    median = format_value(metric, spread.median)
+    """'12,345 (12,001-12,800)': figure (min-max); only the figure for one repetition."""
+    figure = format_value(metric, spread.value)
     if spread.count < 2:
-        return median
-    return f"{median} ({format_value(metric, spread.low)}-{format_value(metric, spread.high)})"
+        return figure
+    return f"{figure} ({format_value(metric, spread.low)}-{format_value(metric, spread.high)})"

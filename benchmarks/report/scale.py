@@ -6,7 +6,7 @@ measures it directly: 16 active connections beside a growing crowd of idle
 ones. A model that scans every connection it watches on every pass (busy-poll,
 poll-sleep, select, poll, sigio) pays for the crowd on every request; one the
 kernel tells which connections are ready (epoll, uvloop, io-uring) does not.
-As with the claims, each verdict is computed from the run's medians against the
+As with the claims, each verdict is computed from the run's figures against the
 thresholds below, and says why; the evidence quotes the numbers.
 """
 
@@ -88,7 +88,7 @@ class Growth:
 
     @property
     def ratio(self) -> float:
-        return self.top_cost.median / self.base_cost.median if self.base_cost.median else \
+        return self.top_cost.value / self.base_cost.value if self.base_cost.value else \
             float("inf")
 
     def line(self) -> str:
@@ -218,12 +218,12 @@ def memory_per_connection(run: Run) -> list[MemoryPerConnection]:
             continue
         top = tops[-1]
         kernel_low, kernel_high = base.metric(KERNEL_METRIC), top.metric(KERNEL_METRIC)
-        kernel = ((kernel_high.median - kernel_low.median) / idle_of(top)
+        kernel = ((kernel_high.value - kernel_low.value) / idle_of(top)
                   if kernel_low is not None and kernel_high is not None else None)
         for metric in MEMORY_METRICS:
             low, high = base.metric(metric), top.metric(metric)
             if low is not None and high is not None:
-                found.append(MemoryPerConnection(model, (high.median - low.median) / idle_of(top),
+                found.append(MemoryPerConnection(model, (high.value - low.value) / idle_of(top),
                                                  metric, idle_of(top), kernel))
                 break
     return found

@@ -100,7 +100,7 @@ def contended(group: CellGroup) -> str:
     the other, so the ratio says how busy the machine was.
     """
     other = group.metric("server_cpus_other_percent")
-    share = f" ({other.median:.0f}% of it)" if other is not None else ""
+    share = f" ({other.value:.0f}% of it)" if other is not None else ""
     return (f", but other processes took the server's CPU{share} in {label(group)}, which "
             "lowers what the overlapped waits can serve and not the inline wait's figure")
 
@@ -121,14 +121,14 @@ def inline_block_caps_loop(run: Run) -> ClaimResult:
         for model in LOOPS:
             group = variant(run, model, "block")
             if group is not None and (spread := shown(group, evidence)) is not None:
-                evidence.append(line(group, spread, f" ({spread.median * work_s(group):.2f}"
+                evidence.append(line(group, spread, f" ({spread.value * work_s(group):.2f}"
                                                     " x 1/block)"))
     except Missing as why:
         return ClaimResult(claim, Verdict.INCONCLUSIVE, str(why), evidence)
     rule = (f"epoll with work={epoll.params.get('work')} at {epoll.connections} connections "
-            f"serves {judged.median:,.0f} req/s; the cap is {INLINE_BLOCK_CAP_FACTOR:g} x "
+            f"serves {judged.value:,.0f} req/s; the cap is {INLINE_BLOCK_CAP_FACTOR:g} x "
             f"1/block = {cap:,.0f}")
-    verdict = Verdict.HOLDS if judged.median <= cap else Verdict.DOES_NOT_HOLD
+    verdict = Verdict.HOLDS if judged.value <= cap else Verdict.DOES_NOT_HOLD
     return ClaimResult(claim, verdict, rule, evidence)
 
 
@@ -143,13 +143,13 @@ def threads_overlap_waits(run: Run) -> ClaimResult:
         for model in ("threads", "threadpool", "fork", "prefork"):
             group = variant(run, model, "block")
             if group is not None and (spread := shown(group, evidence)) is not None:
-                evidence.append(line(group, spread, f" ({spread.median / ep.median:.1f}x epoll)"))
+                evidence.append(line(group, spread, f" ({spread.value / ep.value:.1f}x epoll)"))
         evidence.append(line(epoll, ep))
     except Missing as why:
         return ClaimResult(claim, Verdict.INCONCLUSIVE, str(why), evidence)
-    ratio = th.median / ep.median if ep.median else float("inf")
-    rule = (f"threads serve {th.median:,.0f} req/s with work={threads.params.get('work')}, "
-            f"{ratio:.1f}x epoll's {ep.median:,.0f} (at least {THREADS_MIN_RATIO_VS_EPOLL:g}x)")
+    ratio = th.value / ep.value if ep.value else float("inf")
+    rule = (f"threads serve {th.value:,.0f} req/s with work={threads.params.get('work')}, "
+            f"{ratio:.1f}x epoll's {ep.value:,.0f} (at least {THREADS_MIN_RATIO_VS_EPOLL:g}x)")
     if ratio < THREADS_MIN_RATIO_VS_EPOLL and "client_saturated" in threads.flags:
         return ClaimResult(claim, Verdict.INCONCLUSIVE,
                            rule + ", but the load generator saturated on threads", evidence)
@@ -161,7 +161,7 @@ def threads_overlap_waits(run: Run) -> ClaimResult:
 
 def cores_of_work(group: CellGroup, spread: Spread) -> float:
     """Throughput x one request's calibrated CPU work: the cores its handlers kept busy."""
-    return spread.median * cpu_work_us(group) / 1e6
+    return spread.value * cpu_work_us(group) / 1e6
 
 
 def gil_serializes_cpu_work(run: Run) -> ClaimResult:
@@ -188,7 +188,7 @@ def gil_serializes_cpu_work(run: Run) -> ClaimResult:
                 continue
             serialized.append((pool, po))
             evidence.append(line(pool, po, f" ({cores_of_work(pool, po):.2f} cores of work, "
-                                           f"{po.median / inl.median:.2f}x inline)"))
+                                           f"{po.value / inl.value:.2f}x inline)"))
         if len(serialized) == 1:
             evidence.append("no loop offloaded CPU work to a pool in this run (the full "
                             "profile does): threads stand for both")
@@ -230,14 +230,14 @@ def offload_restores_loop(run: Run) -> ClaimResult:
             a, b = shown(model_inline, evidence), shown(model_pool, evidence)
             if a is None or b is None:
                 continue
-            evidence.append(line(model_pool, b, f" ({b.median / a.median:.1f}x inline "
-                                                f"{a.median:,.0f})"))
+            evidence.append(line(model_pool, b, f" ({b.value / a.value:.1f}x inline "
+                                                f"{a.value:,.0f})"))
     except Missing as why:
         return ClaimResult(claim, Verdict.INCONCLUSIVE, str(why), evidence)
-    ratio = po.median / inl.median if inl.median else float("inf")
+    ratio = po.value / inl.value if inl.value else float("inf")
     rule = (f"asyncio with offload=pool (pool={pool.params.get('pool', DEFAULT_POOL_THREADS)}) "
             f"serves "
-            f"{po.median:,.0f} req/s, {ratio:.1f}x inline's {inl.median:,.0f} "
+            f"{po.value:,.0f} req/s, {ratio:.1f}x inline's {inl.value:,.0f} "
             f"(at least {OFFLOAD_MIN_RATIO_VS_INLINE:g}x)")
     if ratio < OFFLOAD_MIN_RATIO_VS_INLINE and "cpu_contended" in pool.flags:
         return ClaimResult(claim, Verdict.INCONCLUSIVE, rule + contended(pool), evidence)
@@ -267,7 +267,7 @@ def judge_work(run: Run) -> list[ClaimResult]:
 
 
 def throughput_table(run: Run) -> tuple[list[str], list[list[str]]]:
-    """Models as rows, each work inline and on a pool as columns: median req/s."""
+    """Models as rows, each work inline and on a pool as columns: req/s figures."""
     groups = run.scenario(SCENARIO)
     works = sorted({str(g.params.get("work")) for g in groups},
                    key=lambda w: (work_seconds(w)[0] != "block", w))

@@ -3,7 +3,7 @@
 The runner writes the file (``iobench.benchmarks.results.store``); everything here only reads
 it, checks that it is a results file this version understands, and groups the
 cells of one matrix point across repetitions, so every consumer computes the
-median and the spread the same way. A file that is missing, not JSON, or of an
+figure (``stats.figure``) and the spread the same way. A file that is missing, not JSON, or of an
 unknown schema is a :class:`~iobench.common.errors.UsageError`: one clear line, not a
 traceback.
 """
@@ -17,26 +17,29 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from iobench.benchmarks.results import plausibility
+from iobench.benchmarks.results import plausibility, stats
 from iobench.benchmarks.results.record import CellRecord, RecordError
 from iobench.benchmarks.results.scenarios import check_scenario
-from iobench.benchmarks.results.stats import Interval, median_interval, paired_ratio
+from iobench.benchmarks.results.stats import Interval, figure_interval, paired_ratio
 from iobench.common.errors import UsageError
 from iobench.common.histograms import new_histogram
 
 
 @dataclass(frozen=True)
 class Spread:
-    """The median and the min-max range of one metric over repetitions."""
+    """The figure (20% trimmed mean, ``stats.figure``) and the min-max range of one
+    metric over repetitions."""
 
-    median: float
+    value: float
     low: float
     high: float
     count: int
 
     @classmethod
     def of(cls, values: Sequence[float]) -> Spread:
-        return cls(statistics.median(values), min(values), max(values), len(values))
+        figure = stats.figure(values)
+        assert figure is not None, "a spread of no values"
+        return cls(figure, min(values), max(values), len(values))
 
     def overlaps(self, other: Spread) -> bool:
         """True when the two min-max ranges share a value."""
@@ -151,22 +154,22 @@ class CellGroup:
         return found
 
     def metric(self, metric: str, *, plausible_only: bool = False) -> Spread | None:
-        """Median and min-max over repetitions, or None when no repetition has it."""
+        """The figure and min-max over repetitions, or None when no repetition has it."""
         values = self.values(metric, plausible_only=plausible_only)
         return Spread.of(values) if values else None
 
     def interval(self, metric: str, *, plausible_only: bool = False) -> Interval | None:
-        """The median over repetitions and rounds with its 95% interval (None below two)."""
-        return median_interval(self.values(metric, plausible_only=plausible_only))
+        """The figure over repetitions and rounds with its 95% interval (None below two)."""
+        return figure_interval(self.values(metric, plausible_only=plausible_only))
 
     def bars(self, metric: str) -> Spread | None:
-        """The median with its 95% interval as ``low``/``high``, for error bars; a point
+        """The figure with its 95% interval as ``low``/``high``, for error bars; a point
         of one round keeps its single value (no bar)."""
         spread = self.metric(metric)
         interval = self.interval(metric)
         if spread is None or interval is None:
             return spread
-        return Spread(spread.median, interval.low, interval.high, spread.count)
+        return Spread(spread.value, interval.low, interval.high, spread.count)
 
     def by_round(self, metric: str, *, plausible_only: bool = False) -> dict[int, float]:
         """The metric in each round (repetition) that has it: what paired ratios pair."""

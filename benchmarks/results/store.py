@@ -28,7 +28,7 @@ from iobench.benchmarks.results.record import (
     RecordError,
     check_version,
 )
-from iobench.benchmarks.results.stats import HEADLINE_METRICS, median_interval
+from iobench.benchmarks.results.stats import HEADLINE_METRICS, figure_interval
 from iobench.common.errors import UsageError
 from iobench.common.files import FILE_MODE, UnsafePathError, open_regular_nofollow
 from iobench.common.files import atomic_write as write_file
@@ -104,7 +104,7 @@ def refresh_intervals(cells: list[CellRecord], key: str) -> None:
     intervals: dict[str, list[float]] = {}
     for metric in HEADLINE_METRICS:
         values = [float(v) for c in rounds if c.ok and (v := c.metrics.get(metric)) is not None]
-        interval = median_interval(values)
+        interval = figure_interval(values)
         if interval is not None:
             intervals[metric] = interval.as_pair()
     for cell in rounds:

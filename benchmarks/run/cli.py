@@ -55,7 +55,7 @@ def add_run_arguments(parser: Any) -> None:
                              "with its profile, models and CPU placement")
     parser.add_argument("--precision", metavar="PCT", default=None,
                         help="after the planned rounds, add rounds until every cell's "
-                             "headline 95%% intervals are within +-PCT of their medians "
+                             "headline 95%% intervals are within +-PCT of their figures "
                              "(e.g. 5%%), or the budget is spent; then name the cells that "
                              "are not")
     parser.add_argument("--budget", metavar="TIME", default=None,

@@ -9,11 +9,11 @@ short table per model and the failed cells with their reasons.
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 from collections import defaultdict
 from typing import Any
 
+from iobench.benchmarks.results import stats
 from iobench.benchmarks.results.record import CellRecord, Metrics
 from iobench.benchmarks.run.cells import Cell
 from iobench.benchmarks.run.runner import estimated_seconds
@@ -123,36 +123,35 @@ def summary_rows(cells: list[CellRecord]) -> list[dict[str, str]]:
         neighbour = [c.metrics.neighbour_ratio for c in ok if c.phase == "idle"]
         rows.append({
             "model": model,
-            "idle CPU %": _fmt(_median(idle), "{:.1f}"),
+            "idle CPU %": _fmt(_figure(idle), "{:.1f}"),
             "peak rps": _fmt(peak.get("throughput_rps"), "{:.0f}"),
             "p50 us": _fmt(peak.get("p50_us"), "{:.0f}"),
             "p99 us": _fmt(peak.get("p99_us"), "{:.0f}"),
             "CPU us/req": _fmt(peak.get("cpu_us_per_request"), "{:.1f}"),
-            "neighbour idle": _fmt(_median(neighbour), "{:.0%}"),
+            "neighbour idle": _fmt(_figure(neighbour), "{:.0%}"),
             "implausible": str(sum(1 for c in ok if c.implausible)),
             "failed": str(len(group) - len(ok)),
         })
     return rows
 
 
-def _median(values: list[float | None]) -> float | None:
-    """The median as REPORT.md takes it: the mean of the middle two for an even count."""
-    present = [v for v in values if v is not None]
-    return statistics.median(present) if present else None
+def _figure(values: list[float | None]) -> float | None:
+    """The figure as REPORT.md takes it: the 20% trimmed mean (``stats.figure``)."""
+    return stats.figure(values)
 
 
 def peak_point(closed: list[CellRecord]) -> dict[str, float | None]:
-    """The medians over repetitions of the closed-loop point with the highest median
+    """The figures over repetitions of the closed-loop point with the highest
     throughput: one matrix point, as the report shows it, not the luckiest repetition."""
     by_key: dict[str, list[Metrics]] = defaultdict(list)
     for cell in closed:
         by_key[cell.key].append(cell.metrics)
     best: dict[str, float | None] = {}
     for repetitions in by_key.values():
-        medians = {name: _median([m.get(name) for m in repetitions])
+        figures = {name: _figure([m.get(name) for m in repetitions])
                    for name in ("throughput_rps", "p50_us", "p99_us", "cpu_us_per_request")}
-        if (medians["throughput_rps"] or 0) > (best.get("throughput_rps") or 0):
-            best = medians
+        if (figures["throughput_rps"] or 0) > (best.get("throughput_rps") or 0):
+            best = figures
     return best
 
 

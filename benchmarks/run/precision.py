@@ -3,7 +3,7 @@
 As netperf's confidence loop (``-i max,min -I level,width``) does: after the
 planned rounds, a cell whose headline intervals (``HEADLINE_METRICS``, or
 the profile's ``precision_metrics``) are wider than the target on either
-side of the median gets another round, and so does every other model of its
+side of the figure gets another round, and so does every other model of its
 matrix point, so that comparisons stay paired round by round. One point's
 round at a time, the point with the fewest rounds first (the cheapest among
 equals), so a budget too small for every point still narrows the ones it can.
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 
 from iobench.benchmarks.results.loader import group_cells, point_key
 from iobench.benchmarks.results.record import CellRecord
-from iobench.benchmarks.results.stats import HEADLINE_METRICS, median_interval
+from iobench.benchmarks.results.stats import HEADLINE_METRICS, figure_interval
 from iobench.benchmarks.run.matrix import Cell
 from iobench.benchmarks.run.rounds import interleave
 from iobench.common.errors import UsageError
@@ -92,7 +92,7 @@ def shortfalls(cells: list[CellRecord], target: float,
             values = group.values(metric)
             if not values:
                 continue
-            interval = median_interval(values)
+            interval = figure_interval(values)
             if interval is None or len(values) < MIN_ROUNDS:
                 found.setdefault(group.key, []).append(f"{metric} (n={len(values)})")
             elif not interval.within(target, metric):

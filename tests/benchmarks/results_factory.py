@@ -291,3 +291,12 @@ def set_metric(model: str, scenario: str, metric: str, value: float,
         if metric == "throughput_rps" and cell["mode"] == "closed":
             cell["metrics"]["mean_us"] = cell["connections"] / value * 1e6
     return apply
+
+
+def trimmed_mean(values: Any) -> float:
+    """A figure as docs/report.md defines it, computed apart from ``stats`` for the
+    tests to check against: the lowest and highest fifth (rounded down) set aside,
+    the rest averaged."""
+    ordered = sorted(values)
+    cut = len(ordered) // 5
+    return sum(ordered[cut:len(ordered) - cut]) / (len(ordered) - 2 * cut)

@@ -11,8 +11,8 @@ from iobench.benchmarks.report.finding import (
     by_label,
     cell_text,
     claim_finding,
+    figure_of,
     markdown_table,
-    median,
     value,
 )
 from iobench.benchmarks.report.plots import (
@@ -33,7 +33,7 @@ THROUGHPUT = "throughput_rps"
 
 def _throughput(group: CellGroup) -> float:
     spread = group.metric(THROUGHPUT)
-    return spread.median if spread is not None else 0.0
+    return spread.value if spread is not None else 0.0
 
 
 def _peak(groups: list[CellGroup]) -> CellGroup:
@@ -95,9 +95,9 @@ def throughput_finding(run: Run, groups: list[CellGroup]) -> list[Finding]:
         return next((g for g in article if g.model == model and g.connections == fewest
                      and g.size_bytes == size), None)
 
-    ps, sel, busy = (median(at(m), "throughput_rps") for m in ("poll-sleep", "select",
-                                                                 "busy-poll"))
-    busy_cpu = median(at("busy-poll"), "server_cpu_percent")
+    ps, sel, busy = (figure_of(at(m), "throughput_rps")
+                      for m in ("poll-sleep", "select", "busy-poll"))
+    busy_cpu = figure_of(at("busy-poll"), "server_cpu_percent")
     summary = None
     if ps is not None and sel:
         summary = (f"closed loop, {plural(fewest, 'connection')}, {size} B: poll-sleep served "
@@ -120,7 +120,7 @@ def throughput_finding(run: Run, groups: list[CellGroup]) -> list[Finding]:
 def ratio_at(groups: list[CellGroup], count: int, size: int) -> float | None:
     """poll-sleep's throughput over select's at one point, when both are measured."""
     def at(model: str) -> float | None:
-        return median(next((g for g in groups if g.model == model and g.connections == count
+        return figure_of(next((g for g in groups if g.model == model and g.connections == count
                             and g.size_bytes == size), None), "throughput_rps")
 
     ps, sel = at("poll-sleep"), at("select")

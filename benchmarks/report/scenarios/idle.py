@@ -10,8 +10,8 @@ from iobench.benchmarks.report.finding import (
     by_label,
     cell_text,
     claim_finding,
+    figure_of,
     markdown_table,
-    median,
     value,
 )
 from iobench.benchmarks.report.plots import (
@@ -55,11 +55,11 @@ def fig_idle_cpu(run: Run) -> Any | None:
                 continue
             if spread is None:
                 continue
-            error = [[spread.median - spread.low], [spread.high - spread.median]] \
+            error = [[spread.value - spread.low], [spread.high - spread.value]] \
                 if spread.count > 1 else None
-            ax.bar(position, spread.median, width=0.75, color=model_colour(str(group.model)),
+            ax.bar(position, spread.value, width=0.75, color=model_colour(str(group.model)),
                    yerr=error, capsize=2, error_kw={"elinewidth": 0.8})
-            ax.annotate(f"{spread.median:.1f}", (position, spread.median), ha="center",
+            ax.annotate(f"{spread.value:.1f}", (position, spread.value), ha="center",
                         va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
         ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=8)
         ax.set_title(f"{count} idle connections", fontsize=10)
@@ -84,7 +84,7 @@ def findings(run: Run) -> list[Finding]:
         rows.append([label, *(cell_text(at.get(c), "server_cpu_percent", notes,
                                         f"{label} with {plural(c, 'connection')}")
                               for c in counts)])
-        at_most[label] = median(at.get(counts[-1]), "server_cpu_percent")
+        at_most[label] = figure_of(at.get(counts[-1]), "server_cpu_percent")
     metric = "server_cpu_percent"
     named = [m for m in ("busy-poll", "poll-sleep", "select") if at_most.get(m) is not None]
     others = [v for m, v in at_most.items() if m not in named and v is not None]

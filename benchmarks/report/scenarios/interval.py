@@ -9,8 +9,8 @@ from iobench.benchmarks.report.finding import (
     Notes,
     cell_text,
     claim_finding,
+    figure_of,
     markdown_table,
-    median,
     value,
 )
 from iobench.benchmarks.report.plots import (
@@ -60,14 +60,14 @@ def fig_poll_sleep_tradeoff(run: Run) -> Any | None:
             spread = ref.metric(metric)
             if spread is None:
                 continue
-            drawn.ys.append(spread.median)
-            ax.axhline(spread.median, color=model_colour(str(ref.model)), linestyle="--",
+            drawn.ys.append(spread.value)
+            ax.axhline(spread.value, color=model_colour(str(ref.model)), linestyle="--",
                        label=f"{series_label(ref)} (reference)")
         if metric == "p50_us":
             base = next((r.metric("p50_us") for r in references if r.model == "select"), None)
             if base is not None:
                 guide = sorted(intervals_us)
-                guide_ys = [base.median + i / 2 for i in guide]
+                guide_ys = [base.value + i / 2 for i in guide]
                 drawn.ys += guide_ys
                 ax.plot(guide, guide_ys, color="#777777", linestyle=":",
                         label="select p50 + interval/2 (expected)")
@@ -93,8 +93,8 @@ def findings(run: Run) -> list[Finding]:
     where = (f"open loop at {value('throughput_rps', first.rate_rps)} requests/s over "
              f"{plural(first.connections, 'connection')}")
     summary = None
-    select_p50 = median(select, "p50_us")
-    points = [(g, median(g, "p50_us"), median(g, "server_cpu_percent")) for g in sleepers]
+    select_p50 = figure_of(select, "p50_us")
+    points = [(g, figure_of(g, "p50_us"), figure_of(g, "server_cpu_percent")) for g in sleepers]
     if select_p50 is not None and points and all(p and c is not None for _, p, c in points):
         summary = (f"{where}, select answered in {value('p50_us', select_p50)} us (p50); "
                    "poll-sleep in "

@@ -7,8 +7,8 @@ from iobench.benchmarks.report.finding import (
     Notes,
     by_label,
     cell_text,
+    figure_of,
     markdown_table,
-    median,
     value,
 )
 from iobench.benchmarks.report.scenario import ReportScenario
@@ -28,7 +28,7 @@ def findings(run: Run) -> list[Finding]:
         at = {g.phase: g for g in members}
         rows.append([label, *(cell_text(at.get(p), "neighbour_ratio", notes,
                                         f"{label} ({p})") for p in phases)])
-        idle_ratio[label] = median(at.get("idle"), "neighbour_ratio")
+        idle_ratio[label] = figure_of(at.get("idle"), "neighbour_ratio")
     measured = {m: r for m, r in idle_ratio.items() if r is not None}
     if not measured:
         return []

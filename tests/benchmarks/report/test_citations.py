@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 from iobench.benchmarks.report.citations import CLAIMS_JSON, CLAIMS_JSON_SCHEMA
 from iobench.benchmarks.report.claims import CLAIMS
 from iobench.cli import main
-from tests.benchmarks.results_factory import make_results, write_run
+from tests.benchmarks.results_factory import make_results, trimmed_mean, write_run
 
 QUICK_RUN = Path(__file__).parents[1] / "data" / "quick-run" / "results.json"
 FORMATS_DOC = Path(__file__).parents[3] / "docs" / "formats.md"
@@ -58,7 +57,7 @@ def cell_values(results: dict[str, Any], key: str, metric: str) -> list[float]:
             and isinstance((c.get("metrics") or {}).get(metric), int | float)]
 
 
-def test_every_number_is_the_median_and_range_of_its_cells(
+def test_every_number_is_the_figure_and_range_of_its_cells(
         reported: tuple[Path, dict[str, Any]]) -> None:
     directory, claims = reported
     results = json.loads((directory / "results.json").read_text(encoding="utf-8"))
@@ -71,7 +70,7 @@ def test_every_number_is_the_median_and_range_of_its_cells(
         values = cell_values(results, cell, number["metric"])
         assert values, f"{number['key']}: no such cell or metric in results.json"
         scale = 1 / (1024 * 1024) if number["metric"].endswith("_bytes") else 1.0
-        assert number["median"] == pytest.approx(statistics.median(values) * scale, abs=1e-6)
+        assert number["value"] == pytest.approx(trimmed_mean(values) * scale, abs=1e-6)
         assert number["min"] == pytest.approx(min(values) * scale, abs=1e-6)
         assert number["max"] == pytest.approx(max(values) * scale, abs=1e-6)
         assert number["repetitions"] == len(values)

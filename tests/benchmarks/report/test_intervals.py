@@ -7,7 +7,7 @@ from typing import Any
 
 from iobench.benchmarks.report import intervals
 from iobench.benchmarks.results.loader import load_run
-from iobench.benchmarks.results.stats import Interval
+from iobench.benchmarks.results.stats import METHOD, Interval
 from tests.benchmarks.results_factory import make_results, write_run
 
 
@@ -35,7 +35,7 @@ def test_a_figure_shows_its_interval_and_a_wide_one_is_marked(tmp_path: Path) ->
     # The drift makes throughput wide across rounds: imprecise, and marked so.
     assert text is not None and "±" in text and text.endswith(intervals.IMPRECISE_MARK)
     assert intervals.with_interval("throughput_rps", 143_200, Interval(
-        143_200, 139_000, 147_500, 6, "order statistics")) == "143,200 ±3%"
+        143_200, 139_000, 147_500, 6, METHOD)) == "143,200 ±3%"
     assert intervals.with_interval("throughput_rps", 143_200, None) == "143,200"
 
 
@@ -46,7 +46,7 @@ def test_paired_ratios_cancel_the_drift_and_give_verdicts(tmp_path: Path) -> Non
     assert "select" not in ratios and ratios["threads"].reference == "select"
     cpu = ratios["threads"].ratios["cpu_us_per_request"]
     assert cpu is not None and cpu.n == 6
-    assert abs(cpu.median - 10 / 9) < 1e-6 and cpu.high - cpu.low < 1e-6
+    assert abs(cpu.value - 10 / 9) < 1e-6 and cpu.high - cpu.low < 1e-6
     assert intervals.ratio_verdict("cpu_us_per_request", cpu) == "worse"
     assert intervals.ratio_text(cpu) == "1.11x [1.11, 1.11]"
     headers, rows = intervals.ratio_rows(groups)
@@ -54,12 +54,12 @@ def test_paired_ratios_cancel_the_drift_and_give_verdicts(tmp_path: Path) -> Non
 
 
 def test_a_ratio_straddling_the_threshold_is_inconclusive() -> None:
-    straddling = Interval(1.03, 0.97, 1.12, 6, "order statistics")
+    straddling = Interval(1.03, 0.97, 1.12, 6, METHOD)
     assert intervals.ratio_verdict("throughput_rps", straddling) == "inconclusive"
     assert intervals.ratio_verdict("throughput_rps",
-                                   Interval(1.0, 0.98, 1.02, 6, "order statistics")) == "same"
+                                   Interval(1.0, 0.98, 1.02, 6, METHOD)) == "same"
     assert intervals.ratio_verdict("throughput_rps",
-                                   Interval(1.2, 1.1, 1.3, 6, "order statistics")) == "better"
+                                   Interval(1.2, 1.1, 1.3, 6, METHOD)) == "better"
     assert intervals.ratio_verdict("throughput_rps",
                                    Interval(1.2, 1.2, 1.2, 1, "one round")) == "inconclusive"
     assert intervals.ratio_text(Interval(1.2, 1.2, 1.2, 1, "one round")) == "1.20x (one round)"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,9 @@ from iobench.benchmarks.report.claims import Verdict, judge_claims
 from iobench.benchmarks.report.document import write_all
 from iobench.benchmarks.report.figures import FIGURES
 from iobench.benchmarks.results.loader import load_run
-from iobench.benchmarks.results.stats import median_interval
+from iobench.benchmarks.results.stats import figure_interval
 from iobench.cli import main
-from tests.benchmarks.results_factory import make_results, set_metric, write_run
+from tests.benchmarks.results_factory import make_results, set_metric, trimmed_mean, write_run
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +66,13 @@ def test_report_numbers_equal_results_json(reported: tuple[Path, list[Path]]) ->
                                 ("idle/busy-poll/c0", "server_cpu_percent", 1)):
         values = [c["metrics"][metric] for c in document["cells"] if c["key"] == key]
         assert len(values) == 3
-        # A headline figure: its median with its 95% interval, from the same values.
-        interval = median_interval(values)
+        # A headline figure: its 20% trimmed mean (three rounds: the mean) with its 95%
+        # interval, from the same values.
+        interval = figure_interval(values)
         assert interval is not None
-        width = max(interval.high - interval.median, interval.median - interval.low)
-        expected = f"{statistics.median(values):,.{digits}f} ±"
-        share = f"{100 * width / interval.median:.0f}%" if width >= interval.median / 100 \
+        width = max(interval.high - interval.value, interval.value - interval.low)
+        expected = f"{trimmed_mean(values):,.{digits}f} ±"
+        share = f"{100 * width / interval.value:.0f}%" if width >= interval.value / 100 \
             else "<1%"
         expected += share
         model = key.split("/")[1]
@@ -429,9 +429,10 @@ def test_report_and_claims_json_carry_the_intervals(reported: tuple[Path, list[P
     assert "throughput / select's" in text and "x [" in text
     claims = json.loads((run_dir / "claims.json").read_text())
     headline = claims["headlines"][0]
-    assert headline["ci95"] is not None and headline["ci95"][0] <= headline["median"] \
+    assert headline["ci95"] is not None and headline["ci95"][0] <= headline["value"] \
         <= headline["ci95"][1] and "±" in headline["text"]
     ratio = next(r for r in claims["ratios"] if r["model"] == "threads"
                  and r["point"] == "closed/*/c16/s64" and r["metric"] == "throughput_rps")
     assert ratio["reference"] == "select" and ratio["rounds"] == 3
-    assert ratio["ci95"][0] <= ratio["median"] <= ratio["ci95"][1]
+    assert ratio["ci95"][0] <= ratio["value"] <= ratio["ci95"][1]
+    assert claims["estimator"] == "20% trimmed mean, Tukey-McLaughlin"

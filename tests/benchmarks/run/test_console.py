@@ -1,14 +1,13 @@
 """What ``iobench run`` prints: per-cell lines and the end-of-run table.
 
-The table agrees with REPORT.md: true medians over repetitions of one point.
-The expected figures are computed here from the raw cell dicts (medians over
-repetitions, the peak as the closed-loop point with the highest median), not
-by the console's own helpers.
+The table agrees with REPORT.md: figures (20% trimmed means) over repetitions of
+one point. The expected figures are computed here from the raw cell dicts
+(trimmed means over repetitions, the peak as the closed-loop point with the
+highest figure), not by the console's own helpers or ``stats``.
 """
 
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
 from typing import Any
 
@@ -17,7 +16,7 @@ import pytest
 from iobench.benchmarks.results.record import CellRecord, Metrics
 from iobench.benchmarks.run import console
 from iobench.benchmarks.run.console import summary_rows
-from tests.benchmarks.results_factory import make_results
+from tests.benchmarks.results_factory import make_results, trimmed_mean
 
 
 def cell(key: str, scenario: str, throughput: float, p50: float, cpu: float = 10.0,
@@ -28,21 +27,22 @@ def cell(key: str, scenario: str, throughput: float, p50: float, cpu: float = 10
                                       cpu_us_per_request=5.0, server_cpu_percent=cpu))
 
 
-def test_even_repetitions_take_the_mean_of_the_middle_two() -> None:
+def test_two_repetitions_take_their_mean() -> None:
     cells = [cell("closed/epoll/c16", "closed", rps, 100.0 + i, repetition=i)
              for i, rps in enumerate((1000.0, 2000.0))]
     cells += [cell("idle/epoll/c0", "idle", 0, 0, cpu=cpu, connections=0, repetition=i)
               for i, cpu in enumerate((1.0, 3.0))]
     (row,) = summary_rows(cells)
     assert row["peak rps"] == "1500"  # the upper median would say 2000
-    assert row["p50 us"] == "100"  # median of 100 and 101, rounded
+    assert row["p50 us"] == "100"  # the mean of 100 and 101, rounded half to even
     assert row["idle CPU %"] == "2.0"
 
 
-def test_peak_is_the_point_with_the_best_median_not_the_luckiest_repetition() -> None:
-    steady = [cell("closed/epoll/c16", "closed", 1500.0, 100.0, repetition=i) for i in range(3)]
+def test_peak_is_the_point_with_the_best_figure_not_the_luckiest_repetition() -> None:
+    steady = [cell("closed/epoll/c16", "closed", 1500.0, 100.0, repetition=i) for i in range(5)]
+    # Five rounds: the lucky 4000 is trimmed, the figure is mean(1020, 1050, 1100).
     lucky = [cell("closed/epoll/c64", "closed", rps, 300.0, repetition=i)
-             for i, rps in enumerate((4000.0, 1000.0, 1100.0))]
+             for i, rps in enumerate((4000.0, 1000.0, 1100.0, 1050.0, 1020.0))]
     (row,) = summary_rows(steady + lucky)
     assert row["peak rps"] == "1500"
     assert row["p50 us"] == "100"
@@ -63,7 +63,7 @@ def records(raw: list[dict[str, Any]]) -> list[CellRecord]:
     return [CellRecord.from_json(cell) for cell in raw]
 
 
-def test_summary_rows_are_the_medians_of_the_cells(raw: list[dict[str, Any]],
+def test_summary_rows_are_the_figures_of_the_cells(raw: list[dict[str, Any]],
                                                    records: list[CellRecord]) -> None:
     rows = {row["model"]: row for row in console.summary_rows(records)}
     assert set(rows) == {c["model"] for c in raw if c["model"] is not None}
@@ -82,12 +82,12 @@ def test_summary_rows_are_the_medians_of_the_cells(raw: list[dict[str, Any]],
         if not (idle and closed and neighbour):
             continue  # a model the synthetic run has in some scenarios only
         checked += 1
-        assert row["idle CPU %"] == f"{statistics.median(idle):.1f}"
+        assert row["idle CPU %"] == f"{trimmed_mean(idle):.1f}"
         peak = max(closed.values(),
-                   key=lambda reps: statistics.median(m["throughput_rps"] for m in reps))
-        assert row["peak rps"] == f"{statistics.median(m['throughput_rps'] for m in peak):.0f}"
-        assert row["p99 us"] == f"{statistics.median(m['p99_us'] for m in peak):.0f}"
-        assert row["neighbour idle"] == f"{statistics.median(neighbour):.0%}"
+                   key=lambda reps: trimmed_mean(m["throughput_rps"] for m in reps))
+        assert row["peak rps"] == f"{trimmed_mean(m['throughput_rps'] for m in peak):.0f}"
+        assert row["p99 us"] == f"{trimmed_mean(m['p99_us'] for m in peak):.0f}"
+        assert row["neighbour idle"] == f"{trimmed_mean(neighbour):.0%}"
     assert checked >= 4
     assert int(rows["threads"]["failed"]) >= 1
 

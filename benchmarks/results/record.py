@@ -306,6 +306,9 @@ class CellRecord:
     placement: dict[str, list[int]] = field(default_factory=dict)
     started: str | None = None
     duration_s: float | None = None
+    # The round's place among those its server measured: 1 on a fresh server, 2 and
+    # on for the rounds a server kept in place measured after (null: not recorded).
+    server_round: int | None = None
     metrics: Metrics = field(default_factory=Metrics)
     flags: list[str] = field(default_factory=list)
     # Why a flag was raised or a figure is null, by flag: {"cpu_unmeasured": "..."}.
@@ -379,7 +382,7 @@ class CellRecord:
         _expect(data, "placement", dict, where)
         _expect(data, "server", dict, where)
         for name in ("connections", "size_bytes", "repetition", "idle_connections",
-                     "requests_per_connection"):
+                     "requests_per_connection", "server_round"):
             _expect(data, name, int, where)
         for name in ("rate_rps", "peak_fraction", "duration_s"):
             _expect(data, name, int | float, where)

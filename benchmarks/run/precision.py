@@ -29,6 +29,13 @@ from iobench.common.errors import UsageError
 # Fewer rounds than this never count as precise: an interval from two is too
 # easily narrow by chance (two equal figures give a zero width).
 MIN_ROUNDS = 3
+# Nor rounds from fewer servers than this (``CellRecord.server_round``): the
+# rounds one server measures in place agree more closely than two servers do,
+# so an interval from one or two servers is narrow by chance. At the
+# precision-probe point, seven rounds on one server gave threads' throughput
+# ratio to epoll as 0.746x [0.734, 0.758], and 88 rounds on 17 servers of the
+# run before 0.814x [0.794, 0.834].
+MIN_SERVERS = 3
 # A target looser than this is not what --precision is for; tighter is not
 # reachable on a shared machine in any budget.
 TARGET_RANGE = (0.005, 0.5)
@@ -82,12 +89,14 @@ def shortfalls(cells: list[CellRecord], target: float,
     """Cell key -> what is not yet within ``target`` ('throughput +-7% (n=4)').
 
     A key none of whose rounds succeeded is left out: more rounds of a cell
-    that fails do not make it precise. So is a metric no round has.
+    that fails do not make it precise. So is a metric no round has. A key
+    measured on fewer than ``MIN_SERVERS`` servers is not precise yet.
     """
     found: dict[str, list[str]] = {}
     for group in group_cells(cells):
         if group.failed:
             continue
+        servers = servers_of(group.ok_cells)
         for metric in metrics:
             values = group.values(metric)
             if not values:
@@ -95,11 +104,20 @@ def shortfalls(cells: list[CellRecord], target: float,
             interval = figure_interval(values)
             if interval is None or len(values) < MIN_ROUNDS:
                 found.setdefault(group.key, []).append(f"{metric} (n={len(values)})")
+            elif servers < MIN_SERVERS:
+                found.setdefault(group.key, []).append(
+                    f"{metric} (n={len(values)}, {servers} of {MIN_SERVERS} servers)")
             elif not interval.within(target, metric):
                 width = interval.half_width
                 shown = f"±{width:.1%}" if width is not None else "unbounded"
                 found.setdefault(group.key, []).append(f"{metric} {shown} (n={interval.n})")
     return found
+
+
+def servers_of(records: list[CellRecord]) -> int:
+    """How many servers measured ``records``: each fresh one's first round starts a
+    server (a record without ``server_round``, from before it was kept, counts as one)."""
+    return sum(1 for record in records if record.server_round in (None, 1))
 
 
 @dataclass

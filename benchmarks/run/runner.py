@@ -266,6 +266,7 @@ class Runner:
                     if self.progress:
                         self.progress.cell_started(cell)
                     record = self.run_cell(cell, member)
+                    record.server_round = len(member.records) + 1 if member is not None else 1
                     self.store.add(record)
                     done.add(cell.ident)
                     if member is not None:

@@ -84,6 +84,26 @@ def test_a_precise_point_stops_after_the_minimum_rounds() -> None:
     assert max(c.repetition for c in recorded) == precision.MIN_ROUNDS - 1
 
 
+def test_rounds_count_as_precise_only_from_three_servers() -> None:
+    """Eight rounds that agree to 0.1%, all measured by one server kept in place, then
+    a fresh server's rounds: precise once the third server has measured one."""
+    key = "closed/epoll/c16/s64"
+
+    def rounds(first: int, on_server: int) -> list[CellRecord]:
+        return [CellRecord(key, "closed", "epoll", repetition=first + i, server_round=i + 1,
+                           metrics=Metrics(throughput_rps=100_000 * (1 + 0.001 * (-1) ** i)))
+                for i in range(on_server)]
+
+    recorded = rounds(0, 8)
+    (reason,) = precision.shortfalls(recorded, 0.05, ("throughput_rps",))[key]
+    assert reason == "throughput_rps (n=8, 1 of 3 servers)"
+    recorded += rounds(8, 5)
+    assert precision.servers_of(recorded) == 2
+    assert precision.shortfalls(recorded, 0.05, ("throughput_rps",))
+    recorded += rounds(13, 1)
+    assert precision.shortfalls(recorded, 0.05, ("throughput_rps",)) == {}
+
+
 def test_a_budget_too_small_for_every_point_narrows_the_ones_it_can() -> None:
     """Two points, both imprecise after one round: the cheap one fits the budget."""
     cheap = [Cell(f"closed/{m}/c16/s64", "closed", m, {}, "closed", 16, size_bytes=64)

@@ -460,6 +460,11 @@ def test_extra_rounds_are_measured_in_place_on_a_fresh_member_each_few_until_rel
     assert sorted((r["scenario"], r["repetition"]) for r in records) == [
         ("closed", 0), ("closed", 1), ("closed", 2), ("closed", 3), ("closed", 4), ("idle", 0)]
     assert all(r["status"] == "ok" for r in records), [r["reason"] for r in records]
+    # Each record says where it stood among its server's rounds (what --precision
+    # counts servers by): the idle cell's server measured it alone.
+    assert sorted((r["scenario"], r["repetition"], r["server_round"]) for r in records) == [
+        ("closed", 0, 1), ("closed", 1, 2), ("closed", 2, 3), ("closed", 3, 4),
+        ("closed", 4, 1), ("idle", 0, 1)]
     assert not {p.pid for p in psutil.Process().children(recursive=True)} - before
 
 

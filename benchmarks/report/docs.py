@@ -198,6 +198,8 @@ def readme_models(page: Page, _current: str) -> str:
     return "\n".join([*lines, "", "Peak: the highest closed-loop throughput over the run's "
                       "connection counts and payloads; idle CPU with the most idle "
                       "connections; p99 in open loop at the middle of the offered rates. "
+                      "Each figure is the 20% trimmed mean of the cell's rounds, with "
+                      "their range (min-max). "
                       f"Each is in the run's [claims.json]({page.run_link}/claims.json) "
                       "with the cell it comes from."])
 

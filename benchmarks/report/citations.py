@@ -157,7 +157,8 @@ def ratio_citations(run: Run) -> list[dict[str, Any]]:
                     "point": point, "value": round(interval.value, 6),
                     "ci95": [round(interval.low, 6), round(interval.high, 6)]
                     if interval.n > 1 else None,
-                    "rounds": interval.n, "verdict": ratio_verdict(metric, interval)})
+                    "rounds": interval.n, "servers": interval.servers,
+                    "verdict": ratio_verdict(metric, interval)})
     return found
 
 
@@ -268,7 +269,7 @@ CLAIMS_JSON_SCHEMA: dict[str, Any] = {
         "ratios": {"type": "array", "items": {
             "type": "object",
             "required": ["key", "metric", "model", "reference", "point", "value", "ci95",
-                         "rounds", "verdict"],
+                         "rounds", "servers", "verdict"],
             "additionalProperties": False,
             "properties": {
                 "key": {"type": "string", "minLength": 1},
@@ -281,6 +282,7 @@ CLAIMS_JSON_SCHEMA: dict[str, Any] = {
                                    {"type": "array", "items": {"type": "number"},
                                     "minItems": 2, "maxItems": 2}]},
                 "rounds": {"type": "integer", "minimum": 1},
+                "servers": {"type": ["integer", "null"], "minimum": 3},
                 "verdict": {"enum": ["better", "worse", "same", "inconclusive"]},
             },
         }},

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from iobench.benchmarks.report.points import describe_point
 from iobench.benchmarks.report.presentation import format_duration_s, format_spread, plural
 from iobench.benchmarks.results.loader import CellGroup, Run, Spread
-from iobench.benchmarks.results.stats import Interval, figure_interval
+from iobench.benchmarks.results.stats import Interval
 
 # Busy polling drives CPU up: idle busy-poll uses at least half a core and at
 # least ten times what select uses (select's figure floored at the sampler's
@@ -159,14 +159,14 @@ def paired(a: CellGroup, b: CellGroup, metric: str) -> Interval | None:
 
 def paired_difference(a: CellGroup, b: CellGroup, metric: str) -> Interval | None:
     """``a``'s metric minus ``b``'s, round by round, with its interval (None below 2)."""
-    first, second = (g.by_round(metric, plausible_only=True) for g in (a, b))
-    return figure_interval([first[r] - second[r] for r in sorted(first) if r in second])
+    return a.difference_to(b, metric, plausible_only=True)
 
 
 def interval_text(interval: Interval, digits: int = 2, suffix: str = "x") -> str:
-    """'0.62x [0.58, 0.66] over 5 rounds'."""
+    """'0.62x [0.58, 0.66] over 5 rounds' (', on 3 servers' when over servers)."""
+    servers = f" on {interval.servers} servers" if interval.servers else ""
     return (f"{interval.value:,.{digits}f}{suffix} [{interval.low:,.{digits}f}, "
-            f"{interval.high:,.{digits}f}] over {interval.n} rounds")
+            f"{interval.high:,.{digits}f}] over {interval.n} rounds{servers}")
 
 
 def one_round(*groups: CellGroup) -> str:

@@ -20,7 +20,12 @@ from typing import Any
 from iobench.benchmarks.results import plausibility, stats
 from iobench.benchmarks.results.record import CellRecord, RecordError
 from iobench.benchmarks.results.scenarios import check_scenario
-from iobench.benchmarks.results.stats import Interval, figure_interval, paired_ratio
+from iobench.benchmarks.results.stats import (
+    Interval,
+    clustered_interval,
+    figure_interval,
+    paired_ratio,
+)
 from iobench.common.errors import UsageError
 from iobench.common.histograms import new_histogram
 
@@ -177,15 +182,42 @@ class CellGroup:
         return {c.repetition: float(v) for c in cells
                 if (v := c.metrics.get(metric)) is not None}
 
+    def servers(self) -> dict[int, int]:
+        """Round (repetition) -> which of the group's servers measured it, counted in
+        the order they started: a round on a fresh server (``server_round`` 1, or
+        not recorded) starts the next one."""
+        found: dict[int, int] = {}
+        count = 0
+        for cell in sorted(self.cells, key=lambda c: c.repetition):
+            if cell.server_round in (None, 1):
+                count += 1
+            found[cell.repetition] = count
+        return found
+
     def ratio_to(self, other: CellGroup, metric: str, *,
                  plausible_only: bool = False) -> Interval | None:
-        """This group's metric over ``other``'s, round by round, with its 95% interval.
+        """This group's metric over ``other``'s, round by round, with its 95% interval
+        (over the servers that measured them, where there are enough: ``stats``).
 
         Only meaningful between models of one matrix point, which are measured
         in the same rounds (``point_key``).
         """
         return paired_ratio(other.by_round(metric, plausible_only=plausible_only),
-                            self.by_round(metric, plausible_only=plausible_only))
+                            self.by_round(metric, plausible_only=plausible_only),
+                            self.paired_servers(other))
+
+    def difference_to(self, other: CellGroup, metric: str, *,
+                      plausible_only: bool = False) -> Interval | None:
+        """This group's metric minus ``other``'s, round by round, with its interval."""
+        first, second = (g.by_round(metric, plausible_only=plausible_only)
+                         for g in (self, other))
+        return clustered_interval({r: first[r] - second[r] for r in first if r in second},
+                                  self.paired_servers(other))
+
+    def paired_servers(self, other: CellGroup) -> dict[int, tuple[int, int]]:
+        """Round -> the pair of servers (this group's, ``other``'s) that measured it."""
+        mine, theirs = self.servers(), other.servers()
+        return {r: (mine[r], theirs[r]) for r in mine if r in theirs}
 
     @property
     def point(self) -> str:

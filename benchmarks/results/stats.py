@@ -23,14 +23,23 @@ One round has no interval (None), never a zero-width one.
 
 A comparison of two models is the ratio of their figures in the same round
 (:func:`paired_ratio`): the rounds' drift hits both sides alike and cancels,
-and the ratios' trimmed mean gets its interval the same way.
+and the ratios' trimmed mean gets its interval the same way. With the drift
+gone, what is left is mostly how one server differs from the next, and the
+rounds one server measures in place share that: they are not independent of
+each other. So where the rounds come from three servers or more (``clusters``:
+round -> the servers that measured it), each server's rounds give one figure
+(their trimmed mean), and the comparison is the mean of those with Student's
+t interval over the servers, not over rounds that would count each server's
+rounds as independent evidence. With fewer servers
+(a quick run measures every round of a model on one) the rounds stay the
+units, and the interval leaves out how servers differ.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 CONFIDENCE = 0.95
@@ -51,6 +60,8 @@ HEADLINE_METRICS = ("throughput_rps", "p50_us", "p99_us", "cpu_us_per_request",
 ABSOLUTE_PRECISION = {"server_cpu_percent": 1.0, "p50_us": 2.0, "p99_us": 2.0,
                       "cpu_us_per_request": 0.2}
 METHOD = "20% trimmed mean, Tukey-McLaughlin"
+# Rounds from at least this many servers are grouped by server (see above).
+MIN_CLUSTERS = 3
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,8 @@ class Interval:
     high: float
     n: int
     method: str
+    # The servers (clusters of rounds) the interval is over; None: over the rounds.
+    servers: int | None = None
 
     @property
     def half_width(self) -> float | None:
@@ -133,13 +146,14 @@ def figure(values: Sequence[float | None]) -> float | None:
     return statistics.fmean(data[g:len(data) - g])
 
 
-def figure_interval(values: Sequence[float | None]) -> Interval | None:
-    """The figure of ``values`` and its 95% interval (see the module's docstring)."""
+def figure_interval(values: Sequence[float | None], trim: float = TRIM) -> Interval | None:
+    """The figure of ``values`` and its 95% interval (see the module's docstring); with
+    ``trim`` 0, the mean and Student's t interval."""
     data = _finite(values)
     n = len(data)
     if n < 2:
         return None
-    g = int(TRIM * n)
+    g = int(trim * n)
     value = statistics.fmean(data[g:n - g])
     winsorized = [min(max(v, data[g]), data[n - g - 1]) for v in data]
     kept = n - 2 * g
@@ -150,24 +164,44 @@ def figure_interval(values: Sequence[float | None]) -> Interval | None:
     return Interval(value, low, value + half, n, METHOD)
 
 
-def paired_ratios(a: Mapping[int, float], b: Mapping[int, float]) -> list[float]:
-    """``b / a`` in every round both have, ``a`` above zero."""
-    return [b[r] / a[r] for r in sorted(a) if r in b and a[r] and a[r] > 0
-            and b[r] is not None]
+def clustered_interval(values: Mapping[int, float],
+                       clusters: Mapping[int, Hashable] | None = None) -> Interval | None:
+    """The figure of ``values`` (round -> value) and its interval; over the clusters'
+    figures when the rounds come from at least ``MIN_CLUSTERS`` of them (see the
+    module's docstring), else over the rounds. ``n`` counts the rounds either way."""
+    rounds = sorted(r for r, v in values.items() if v is not None and math.isfinite(v))
+    groups: dict[Hashable, list[float]] = {}
+    for r in rounds:
+        groups.setdefault(clusters.get(r, ("round", r)) if clusters else ("round", r),
+                          []).append(values[r])
+    if len(groups) < MIN_CLUSTERS or len(groups) == len(rounds):
+        return figure_interval([values[r] for r in rounds])
+    # The servers' figures are trimmed means already; trimming them again would
+    # leave a handful of servers too few to say how far they spread.
+    interval = figure_interval([figure(g) for g in groups.values()], trim=0.0)
+    assert interval is not None
+    return Interval(interval.value, interval.low, interval.high, len(rounds),
+                    "mean over servers of their 20% trimmed means, Student t",
+                    servers=len(groups))
 
 
-def paired_ratio(a: Mapping[int, float], b: Mapping[int, float]) -> Interval | None:
-    """The ratio ``b / a`` over paired rounds (round -> figure), as a figure with its interval.
+def paired_ratio(a: Mapping[int, float], b: Mapping[int, float],
+                 clusters: Mapping[int, Hashable] | None = None) -> Interval | None:
+    """The ratio ``b / a`` over paired rounds (round -> figure), as a figure with its
+    interval; ``clusters`` (round -> the servers that measured it) as for
+    :func:`clustered_interval`.
 
     With a single paired round the ratio has no interval: ``n`` is 1 and low
     and high are the ratio itself, so a caller can show it but not judge it.
     """
-    ratios = paired_ratios(a, b)
+    ratios = {r: b[r] / a[r] for r in sorted(a) if r in b and a[r] and a[r] > 0
+              and b[r] is not None}
     if not ratios:
         return None
     if len(ratios) == 1:
-        return Interval(ratios[0], ratios[0], ratios[0], 1, "one round")
-    return figure_interval(ratios)
+        (only,) = ratios.values()
+        return Interval(only, only, only, 1, "one round")
+    return clustered_interval(ratios, clusters)
 
 
 def format_interval(interval: Interval | None) -> str:

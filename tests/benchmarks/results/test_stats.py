@@ -169,3 +169,48 @@ def test_the_store_keeps_each_key_s_interval_with_every_round(tmp_path: object) 
 
     again = read_cells(cells, folder / "results.json")
     assert again[3].ci95 == {"throughput_rps": expected}
+
+
+def test_a_comparison_over_rounds_of_a_few_servers_is_judged_over_the_servers() -> None:
+    """Four servers per model, five rounds each: a server's rounds agree to 0.5%, servers
+    differ by 3%. Over the rounds the interval counts 20 independent ratios and misses
+    the true one most of the time; over the servers it covers it as it says."""
+    rng = random.Random(11)
+    clusters = {r: r // 5 for r in range(20)}
+    hits = {"rounds": 0, "servers": 0}
+    for _ in range(TRIALS):
+        offsets = [rng.gauss(0, 0.03) for _ in range(4)]
+        a = {r: 100_000.0 for r in range(20)}
+        b = {r: 90_000.0 * (1 + offsets[r // 5] + rng.gauss(0, 0.005)) for r in range(20)}
+        for name, interval in (("rounds", stats.paired_ratio(a, b)),
+                               ("servers", stats.paired_ratio(a, b, clusters))):
+            assert interval is not None and interval.n == 20
+            hits[name] += interval.low <= 0.9 <= interval.high
+    assert hits["servers"] / TRIALS >= 0.93
+    assert hits["rounds"] / TRIALS <= 0.8
+
+
+def test_rounds_from_fewer_than_three_servers_stay_the_units() -> None:
+    a = {r: 100.0 for r in range(10)}
+    b = {r: 90.0 + r % 3 for r in range(10)}
+    two_servers = stats.paired_ratio(a, b, {r: r // 5 for r in range(10)})
+    assert two_servers == stats.paired_ratio(a, b) and two_servers is not None
+    assert two_servers.servers is None
+    three = stats.paired_ratio(a, b, {r: r // 4 for r in range(10)})
+    assert three is not None and three.servers == 3 and three.n == 10
+
+
+def test_a_group_counts_its_servers_from_each_round_s_place_on_its_server() -> None:
+    from iobench.benchmarks.results.loader import CellGroup
+    from iobench.benchmarks.results.record import CellRecord, Metrics
+
+    def group(places: list[int | None]) -> CellGroup:
+        return CellGroup("closed/epoll/c16/s64", [
+            CellRecord("closed/epoll/c16/s64", "closed", "epoll", repetition=r,
+                       server_round=place, metrics=Metrics(throughput_rps=1.0))
+            for r, place in enumerate(places)])
+
+    # Three rounds on one server, two on a fresh one, then one on a third.
+    assert group([1, 2, 3, 1, 2, 1]).servers() == {0: 1, 1: 1, 2: 1, 3: 2, 4: 2, 5: 3}
+    # Written before server_round was kept: every round counts as a server of its own.
+    assert group([None, None, None]).servers() == {0: 1, 1: 2, 2: 3}

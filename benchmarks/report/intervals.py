@@ -118,10 +118,19 @@ def ratio_rows(groups: list[CellGroup],
     if not ratios:
         return [], []
     reference = ratios[0].reference
-    headers = ["model"] + [f"{style(m).title} / {reference}'s" for m in metrics] + ["verdict"]
+    headers = (["model"] + [f"{style(m).title} / {reference}'s" for m in metrics]
+               + ["rounds", "verdict"])
     rows = []
     for ratio in ratios:
         verdicts = [f"{style(m).title} {ratio_verdict(m, ratio.ratios[m])}" for m in metrics]
         rows.append([ratio.model] + [ratio_text(ratio.ratios[m]) for m in metrics]
-                    + ["; ".join(verdicts)])
+                    + [rounds_text(ratio), "; ".join(verdicts)])
     return headers, rows
+
+
+def rounds_text(ratio: ModelRatio) -> str:
+    """'65 on 13 servers' when the intervals are over servers, else the rounds: '3'."""
+    interval = next((i for i in ratio.ratios.values() if i is not None), None)
+    if interval is None:
+        return "-"
+    return f"{interval.n} on {interval.servers} servers" if interval.servers else str(interval.n)

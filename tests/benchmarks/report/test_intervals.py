@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,11 @@ def test_paired_ratios_cancel_the_drift_and_give_verdicts(tmp_path: Path) -> Non
     assert intervals.ratio_text(cpu) == "1.11x [1.11, 1.11]"
     headers, rows = intervals.ratio_rows(groups)
     assert headers[1] == "throughput / select's" and rows
+    # The factory's rounds record no server: each counts as its own, over the rounds.
+    assert headers[-2:] == ["rounds", "verdict"] and rows[0][-2] == "6"
+    servers = dataclasses.replace(cpu, servers=3)
+    assert intervals.rounds_text(intervals.ModelRatio("threads", "select", {
+        "throughput_rps": None, "cpu_us_per_request": servers})) == "6 on 3 servers"
 
 
 def test_a_ratio_straddling_the_threshold_is_inconclusive() -> None:

@@ -22,8 +22,9 @@ cannot be negative (all of the headline ones) keep a low end of at least 0.
 One round has no interval (None), never a zero-width one.
 
 A comparison of two models is the ratio of their figures in the same round
-(:func:`paired_ratio`): the rounds' drift hits both sides alike and cancels,
-and the ratios' trimmed mean gets its interval the same way. With the drift
+(:func:`paired_ratio`): the rounds' drift hits both sides alike and cancels.
+The ratios are averaged on their logarithms (a trimmed geometric mean, so that
+B/A is exactly the inverse of A/B) and get their interval the same way. With the drift
 gone, what is left is mostly how one server differs from the next, and the
 rounds one server measures in place share that: they are not independent of
 each other. So where the rounds come from three servers or more (``clusters``:
@@ -146,9 +147,11 @@ def figure(values: Sequence[float | None]) -> float | None:
     return statistics.fmean(data[g:len(data) - g])
 
 
-def figure_interval(values: Sequence[float | None], trim: float = TRIM) -> Interval | None:
+def figure_interval(values: Sequence[float | None], trim: float = TRIM, *,
+                    floor: bool = True) -> Interval | None:
     """The figure of ``values`` and its 95% interval (see the module's docstring); with
-    ``trim`` 0, the mean and Student's t interval."""
+    ``trim`` 0, the mean and Student's t interval. ``floor``: values none of which is
+    negative keep a low end of at least 0 (not for logarithms)."""
     data = _finite(values)
     n = len(data)
     if n < 2:
@@ -159,13 +162,14 @@ def figure_interval(values: Sequence[float | None], trim: float = TRIM) -> Inter
     kept = n - 2 * g
     half = t_975(kept - 1) * statistics.stdev(winsorized) * math.sqrt((n - 1) / (kept * (kept - 1)))
     low = value - half
-    if data[0] >= 0:
+    if floor and data[0] >= 0:
         low = max(low, 0.0)
     return Interval(value, low, value + half, n, METHOD)
 
 
 def clustered_interval(values: Mapping[int, float],
-                       clusters: Mapping[int, Hashable] | None = None) -> Interval | None:
+                       clusters: Mapping[int, Hashable] | None = None, *,
+                       floor: bool = True) -> Interval | None:
     """The figure of ``values`` (round -> value) and its interval; over the clusters'
     figures when the rounds come from at least ``MIN_CLUSTERS`` of them (see the
     module's docstring), else over the rounds. ``n`` counts the rounds either way."""
@@ -175,10 +179,10 @@ def clustered_interval(values: Mapping[int, float],
         groups.setdefault(clusters.get(r, ("round", r)) if clusters else ("round", r),
                           []).append(values[r])
     if len(groups) < MIN_CLUSTERS or len(groups) == len(rounds):
-        return figure_interval([values[r] for r in rounds])
+        return figure_interval([values[r] for r in rounds], floor=floor)
     # The servers' figures are trimmed means already; trimming them again would
     # leave a handful of servers too few to say how far they spread.
-    interval = figure_interval([figure(g) for g in groups.values()], trim=0.0)
+    interval = figure_interval([figure(g) for g in groups.values()], trim=0.0, floor=floor)
     assert interval is not None
     return Interval(interval.value, interval.low, interval.high, len(rounds),
                     "mean over servers of their 20% trimmed means, Student t",
@@ -191,17 +195,25 @@ def paired_ratio(a: Mapping[int, float], b: Mapping[int, float],
     interval; ``clusters`` (round -> the servers that measured it) as for
     :func:`clustered_interval`.
 
+    Ratios are averaged on their logarithms (the figure is a trimmed geometric
+    mean), as ratios compose: b/a is then exactly the inverse of a/b, interval
+    and all, and 2x in one round and 0.5x in the next average to 1x, not 1.25x.
+
     With a single paired round the ratio has no interval: ``n`` is 1 and low
     and high are the ratio itself, so a caller can show it but not judge it.
     """
     ratios = {r: b[r] / a[r] for r in sorted(a) if r in b and a[r] and a[r] > 0
-              and b[r] is not None}
+              and b[r] is not None and b[r] > 0}
     if not ratios:
         return None
     if len(ratios) == 1:
         (only,) = ratios.values()
         return Interval(only, only, only, 1, "one round")
-    return clustered_interval(ratios, clusters)
+    logs = clustered_interval({r: math.log(v) for r, v in ratios.items()}, clusters,
+                              floor=False)
+    assert logs is not None
+    return Interval(math.exp(logs.value), math.exp(logs.low), math.exp(logs.high), logs.n,
+                    f"{logs.method}, on logarithms", servers=logs.servers)
 
 
 def format_interval(interval: Interval | None) -> str:

@@ -140,6 +140,20 @@ def test_paired_ratio_cancels_a_drift_both_sides_share() -> None:
     assert interval_a.overlaps(interval_b)
 
 
+def test_a_ratio_is_the_inverse_of_the_ratio_the_other_way() -> None:
+    # Averaged on logarithms: 2x and 0.5x average to 1x, and A/B is 1 / (B/A),
+    # interval and all (three rounds: at 3.0x, a mean of raw ratios would be 2.0x).
+    a = {0: 100.0, 1: 100.0, 2: 100.0}
+    b = {0: 200.0, 1: 50.0, 2: 100.0}
+    forward, backward = stats.paired_ratio(a, b), stats.paired_ratio(b, a)
+    assert forward is not None and backward is not None
+    assert forward.value == pytest.approx(1.0)
+    assert forward.low == pytest.approx(1 / backward.high)
+    assert forward.high == pytest.approx(1 / backward.low)
+    uneven = stats.paired_ratio({0: 1.0, 1: 1.0, 2: 1.0}, {0: 1.92, 1: 3.02, 2: 3.71})
+    assert uneven is not None and uneven.low > 1.0
+
+
 def test_paired_ratio_uses_only_rounds_both_sides_have() -> None:
     ratio = stats.paired_ratio({0: 10.0, 1: 10.0, 2: 0.0}, {1: 12.0, 2: 5.0, 3: 9.0})
     assert ratio is not None and ratio.n == 1 and ratio.value == pytest.approx(1.2)

@@ -156,3 +156,14 @@ def test_the_docs_give_the_rounds_kept_in_place_as_the_code_has_them() -> None:
     assert f"for up to {precision.ROUNDS_PER_SERVER} more rounds" in text
     assert f"for the next {precision.ROUNDS_PER_SERVER}," in text
     assert f"more than {CROWDED_CONNECTIONS} connections" in text
+
+
+def test_the_docs_give_the_full_profile_s_budget_as_the_profile_has_it() -> None:
+    from iobench.benchmarks.run.matrix import load_profile
+
+    minutes = load_profile("full").spec["precision_budget_s"] / 60
+    docs = Path(__file__).parents[3] / "docs"
+    assert f"within {minutes:.0f} minutes" in " ".join(
+        (docs / "precision.md").read_text().split())
+    assert f"within its {minutes:.0f}-minute budget" in " ".join(
+        (docs / "usage.md").read_text().split())

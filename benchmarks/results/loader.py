@@ -208,11 +208,12 @@ class CellGroup:
 
     def difference_to(self, other: CellGroup, metric: str, *,
                       plausible_only: bool = False) -> Interval | None:
-        """This group's metric minus ``other``'s, round by round, with its interval."""
+        """This group's metric minus ``other``'s, round by round, with its interval (a
+        difference may be either sign: its low end is not held at 0)."""
         first, second = (g.by_round(metric, plausible_only=plausible_only)
                          for g in (self, other))
         return clustered_interval({r: first[r] - second[r] for r in first if r in second},
-                                  self.paired_servers(other))
+                                  self.paired_servers(other), floor=False)
 
     def paired_servers(self, other: CellGroup) -> dict[int, tuple[int, int]]:
         """Round -> the pair of servers (this group's, ``other``'s) that measured it."""

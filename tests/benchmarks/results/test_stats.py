@@ -228,3 +228,20 @@ def test_a_group_counts_its_servers_from_each_round_s_place_on_its_server() -> N
     assert group([1, 2, 3, 1, 2, 1]).servers() == {0: 1, 1: 1, 2: 1, 3: 2, 4: 2, 5: 3}
     # Written before server_round was kept: every round counts as a server of its own.
     assert group([None, None, None]).servers() == {0: 1, 1: 2, 2: 3}
+
+
+def test_a_paired_difference_is_not_held_at_zero() -> None:
+    from iobench.benchmarks.results.loader import CellGroup
+    from iobench.benchmarks.results.record import CellRecord, Metrics
+
+    def group(model: str, p50s: list[float]) -> CellGroup:
+        key = f"interval/{model}/r200/c4/s64"
+        return CellGroup(key, [CellRecord(key, "interval", model, repetition=r,
+                                          metrics=Metrics(p50_us=v))
+                               for r, v in enumerate(p50s)])
+
+    # Sleeping adds 1-40 us in three rounds: every difference is positive, yet the
+    # interval of their mean reaches below 0, and says so.
+    added = group("poll-sleep", [101.0, 140.0, 110.0]).difference_to(
+        group("select", [100.0, 100.0, 100.0]), "p50_us")
+    assert added is not None and added.value == pytest.approx(17.0) and added.low < 0

@@ -184,12 +184,12 @@ class CellGroup:
 
     def servers(self) -> dict[int, int]:
         """Round (repetition) -> which of the group's servers measured it, counted in
-        the order they started: a round on a fresh server (``server_round`` 1, or
-        not recorded) starts the next one."""
+        the order they started: a round on a fresh server (``CellRecord.on_fresh_server``)
+        starts the next one."""
         found: dict[int, int] = {}
         count = 0
         for cell in sorted(self.cells, key=lambda c: c.repetition):
-            if cell.server_round in (None, 1):
+            if cell.on_fresh_server:
                 count += 1
             found[cell.repetition] = count
         return found

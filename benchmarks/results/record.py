@@ -334,6 +334,12 @@ class CellRecord:
     ci95: dict[str, list[float]] = field(default_factory=dict)
 
     @property
+    def on_fresh_server(self) -> bool:
+        """The first round its server measured; a record written before ``server_round``
+        was kept counts as one (its round had a server of its own or is unknown)."""
+        return self.server_round in (None, 1)
+
+    @property
     def ok(self) -> bool:
         return self.status == STATUS_OK
 

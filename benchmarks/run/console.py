@@ -123,32 +123,28 @@ def summary_rows(cells: list[CellRecord]) -> list[dict[str, str]]:
         neighbour = [c.metrics.neighbour_ratio for c in ok if c.phase == "idle"]
         rows.append({
             "model": model,
-            "idle CPU %": _fmt(_figure(idle), "{:.1f}"),
+            "idle CPU %": _fmt(stats.figure(idle), "{:.1f}"),
             "peak rps": _fmt(peak.get("throughput_rps"), "{:.0f}"),
             "p50 us": _fmt(peak.get("p50_us"), "{:.0f}"),
             "p99 us": _fmt(peak.get("p99_us"), "{:.0f}"),
             "CPU us/req": _fmt(peak.get("cpu_us_per_request"), "{:.1f}"),
-            "neighbour idle": _fmt(_figure(neighbour), "{:.0%}"),
+            "neighbour idle": _fmt(stats.figure(neighbour), "{:.0%}"),
             "implausible": str(sum(1 for c in ok if c.implausible)),
             "failed": str(len(group) - len(ok)),
         })
     return rows
 
 
-def _figure(values: list[float | None]) -> float | None:
-    """The figure as REPORT.md takes it: the 20% trimmed mean (``stats.figure``)."""
-    return stats.figure(values)
-
-
 def peak_point(closed: list[CellRecord]) -> dict[str, float | None]:
-    """The figures over repetitions of the closed-loop point with the highest
-    throughput: one matrix point, as the report shows it, not the luckiest repetition."""
+    """The figures (``stats.figure``, as REPORT.md takes them) over repetitions of the
+    closed-loop point with the highest throughput: one matrix point, as the report
+    shows it, not the luckiest repetition."""
     by_key: dict[str, list[Metrics]] = defaultdict(list)
     for cell in closed:
         by_key[cell.key].append(cell.metrics)
     best: dict[str, float | None] = {}
     for repetitions in by_key.values():
-        figures = {name: _figure([m.get(name) for m in repetitions])
+        figures = {name: stats.figure([m.get(name) for m in repetitions])
                    for name in ("throughput_rps", "p50_us", "p99_us", "cpu_us_per_request")}
         if (figures["throughput_rps"] or 0) > (best.get("throughput_rps") or 0):
             best = figures

@@ -115,9 +115,8 @@ def shortfalls(cells: list[CellRecord], target: float,
 
 
 def servers_of(records: list[CellRecord]) -> int:
-    """How many servers measured ``records``: each fresh one's first round starts a
-    server (a record without ``server_round``, from before it was kept, counts as one)."""
-    return sum(1 for record in records if record.server_round in (None, 1))
+    """How many servers measured ``records`` (``CellRecord.on_fresh_server``)."""
+    return sum(1 for record in records if record.on_fresh_server)
 
 
 @dataclass

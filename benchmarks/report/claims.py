@@ -4,8 +4,8 @@ A verdict is computed, never written: each claim names the cells it needs,
 compares them against the thresholds below, and says "holds", "does not
 hold", or "inconclusive" with the reason (cells missing, failed, or flagged so
 that the comparison cannot be trusted). Where the cells were measured in
-rounds, a comparison between two models is the trimmed mean of their per-round
-ratios (or differences) with its 95% interval, and a verdict holds only when
+rounds, a comparison between two models is the trimmed (geometric) mean of their
+per-round ratios (or differences) with its 95% interval, and a verdict holds only when
 that interval clears its threshold: one that straddles it is inconclusive,
 and says so. A cell measured once has no interval; its figure decides, and
 the verdict says it rests on one round. The evidence lines quote the numbers

@@ -256,10 +256,10 @@ def ratio_tables(run: Run, scenario: str) -> list[Block]:
                        Table(headers, rows)]
     if blocks:
         blocks.insert(0, Paragraph(
-            "Each model against the reference model of its point, as the trimmed mean of their "
-            "per-round ratios with its 95% interval: the machine's drift between rounds "
-            "hits both alike and cancels; with rounds from three servers or more the "
-            "interval is over the servers (the `rounds` column then says on how many). "
+            "Each model against the reference model of its point, as the trimmed geometric "
+            "mean of their per-round ratios with its 95% interval: the machine's drift "
+            "between rounds hits both alike and cancels; with rounds from three servers or "
+            "more the interval is over the servers (the `rounds` column then says on how many). "
             "A verdict needs the whole interval beyond 1 ±5% "
             "(better or worse) or within it (same); otherwise it is inconclusive."))
     return blocks

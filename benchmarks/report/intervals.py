@@ -3,8 +3,8 @@
 Every table cell that shows a headline figure shows its interval too
 (``143,200 ±3%``), and one wider than ±10% carries :data:`IMPRECISE_MARK`
 with :data:`IMPRECISE_NOTE` under its table. A comparison between two
-models of one matrix point is the trimmed mean of their per-round ratios with its
-interval (``0.93x [0.90, 0.96]``), never a ratio of two figures measured
+models of one matrix point is the trimmed geometric mean of their per-round
+ratios with its interval (``0.93x [0.90, 0.96]``), never a ratio of two figures measured
 minutes apart: see ``iobench.benchmarks.results.stats``.
 """
 

@@ -261,7 +261,6 @@ class Runner:
                         # it may: a fresh server and load generator for the next ones.
                         member = self.members[cell.key] = self._start_member(
                             cell, self.extra(cell))
-                        self._connect(member)
                         self._member_ready(member)
                     if self.progress:
                         self.progress.cell_started(cell)
@@ -322,7 +321,6 @@ class Runner:
                 self._member_ready(starting)  # alone on the server's CPU until then
                 starting = None
             member = self.members[other.key] = self._start_member(other, rounds)
-            self._connect(member)
             if starting is not None:
                 self._member_ready(starting)
             starting = member
@@ -367,9 +365,9 @@ class Runner:
         return {pid for member in self.members.values() for pid in member.pids()}
 
     def _start_member(self, cell: Cell, rounds: int) -> Member:
-        """Start ``cell``'s server for ``rounds`` rounds (:meth:`_connect` then starts its
-        load generator, :meth:`_member_ready` waits for it); a failure is kept, for each
-        of the model's rounds to report."""
+        """Start ``cell``'s server for ``rounds`` rounds, then its load generator, which
+        connects (:meth:`_member_ready` waits until every connection is served once); a
+        failure is kept, for each of the model's rounds to report."""
         member = Member(cell, rounds)
         scenario = RUN_SCENARIOS[cell.scenario]
         sampler = None
@@ -400,6 +398,7 @@ class Runner:
         finally:
             if sampler is not None:
                 sampler.stop()
+        self._connect(member)
         return member
 
     def _connect(self, member: Member) -> None:
